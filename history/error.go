@@ -1,0 +1,55 @@
+package history
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They are stable: the REST API and MQTT error events carry them
+// (translated to the wire names in docs/protocol.md).
+const (
+	EINVALID     = "invalid"
+	ENOTFOUND    = "not_found"
+	ECONFLICT    = "conflict"
+	ENOTMEMBER   = "not_member"
+	EFORBIDDEN   = "forbidden"
+	EUNAVAILABLE = "unavailable"
+	EINTERNAL    = "internal"
+)
+
+// Error is a domain error with a stable code and a message safe to show users.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err: the Code of an *Error in its chain,
+// EUNAVAILABLE for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EUNAVAILABLE
+}
+
+// ErrorMessage returns the user-facing message of err; errors that are not an
+// *Error get a generic message, since their detail is for logs only.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "the message store is unavailable, try again"
+}

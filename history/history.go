@@ -1,0 +1,126 @@
+// Package history owns Parley's domain: messages, conversations, groups and
+// members, the rules that identify them (user ids, device ids, conversation
+// ids), the Store interface that the storage adapters implement, and the Error
+// type with its stable codes. It imports only the standard library.
+package history
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Conversation kinds.
+const (
+	KindDirect = "direct"
+	KindGroup  = "group"
+)
+
+// Member roles in a group.
+const (
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+// Message types the server itself writes into group conversations.
+const (
+	TypeText          = "text"
+	TypeGroupCreated  = "group.created"
+	TypeMemberAdded   = "member.added"
+	TypeMemberRemoved = "member.removed"
+	TypeMemberLeft    = "member.left"
+	TypeMemberRole    = "member.role"
+)
+
+// Message is one stored message of a conversation. Seq numbers start at 1 in
+// every conversation and increase by exactly one in commit order.
+type Message struct {
+	Conv string          `json:"conv"`
+	Seq  int64           `json:"seq"`
+	ID   string          `json:"id"`
+	CID  string          `json:"cid,omitempty"`
+	From string          `json:"from"`
+	TS   time.Time       `json:"ts"`
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// Group is a named group conversation. Its conversation id is "g:" + ID.
+type Group struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Conv returns the group's conversation id.
+func (g Group) Conv() string { return GroupConvID(g.ID) }
+
+// Member is a user's membership of a group.
+type Member struct {
+	User string `json:"user"`
+	Role string `json:"role"`
+}
+
+// NewMessage is what a sender asks the store to append. The store assigns Seq,
+// and keeps ID and TS as given.
+type NewMessage struct {
+	Conv string
+	ID   string
+	CID  string // empty: no deduplication
+	From string
+	TS   time.Time
+	Type string
+	Body json.RawMessage
+}
+
+// MemberChange asks the store to add, update or remove one member of a group
+// on behalf of Actor. Role is ignored when Remove is set.
+type MemberChange struct {
+	Group  string
+	Actor  string
+	User   string
+	Role   string
+	Remove bool
+	// Message is the membership message to append in the same transaction; the
+	// store fills in Conv, Type, From and Body.
+	MessageID string
+	TS        time.Time
+}
+
+// Store is the durable truth of Parley: every message, group and membership.
+// Each method is one transaction. Implementations are safe for concurrent use
+// and return *Error values with the codes below for expected failures; any
+// other error means the store could not be reached or failed (Unavailable).
+type Store interface {
+	// Ping reports whether the store is reachable and fully migrated.
+	Ping(ctx context.Context) error
+
+	// Append stores m with the next seq of its conversation, creating a direct
+	// conversation on first use. When m.CID is set and (Conv, From, CID) was
+	// stored before, Append stores nothing and returns the original message
+	// with created false. Appending to a group conversation requires From to be
+	// a current member (ENOTMEMBER) of an existing group (ENOTFOUND).
+	Append(ctx context.Context, m NewMessage) (msg Message, created bool, err error)
+
+	// Messages returns up to limit messages of conv with seq > after, in
+	// ascending seq order.
+	Messages(ctx context.Context, conv string, after int64, limit int) ([]Message, error)
+
+	// CreateGroup creates g with its members (the creator, g.CreatedBy, as
+	// owner) and appends msg, a group.created message, as seq 1. ECONFLICT when
+	// the id is taken.
+	CreateGroup(ctx context.Context, g Group, members []Member, msg NewMessage) (Message, error)
+
+	// Group returns a group and its current members. ENOTFOUND when absent.
+	Group(ctx context.Context, id string) (Group, []Member, error)
+
+	// ChangeMember applies c after checking it with CheckMemberChange inside
+	// the transaction, and appends the membership message. It returns the
+	// stored message and the members after the change.
+	ChangeMember(ctx context.Context, c MemberChange) (Message, []Member, error)
+
+	// Close releases what the store opened itself (not a caller-owned pool).
+	Close() error
+}

@@ -1,0 +1,298 @@
+// Package historytest is the conformance suite that every history.Store
+// passes. A store's tests call Run with a function that returns a fresh,
+// migrated, empty store for each subtest.
+package historytest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Run runs the conformance suite against the stores that open returns.
+func Run(t *testing.T, open func(t *testing.T) history.Store) {
+	t.Run("Ping", func(t *testing.T) {
+		s := open(t)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+	t.Run("AppendDirect", func(t *testing.T) { testAppendDirect(t, open(t)) })
+	t.Run("AppendIdempotent", func(t *testing.T) { testAppendIdempotent(t, open(t)) })
+	t.Run("AppendConcurrentSeq", func(t *testing.T) { testAppendConcurrent(t, open(t)) })
+	t.Run("AppendInvalid", func(t *testing.T) { testAppendInvalid(t, open(t)) })
+	t.Run("Messages", func(t *testing.T) { testMessages(t, open(t)) })
+	t.Run("Groups", func(t *testing.T) { testGroups(t, open(t)) })
+	t.Run("GroupErrors", func(t *testing.T) { testGroupErrors(t, open(t)) })
+}
+
+// NewMsg returns a NewMessage from from in conv with a fresh id.
+func NewMsg(conv, from, cid, body string) history.NewMessage {
+	return history.NewMessage{Conv: conv, ID: history.NewID(time.Now()), CID: cid, From: from,
+		TS: time.Now(), Type: history.TypeText, Body: json.RawMessage(body)}
+}
+
+func mustAppend(t *testing.T, s history.Store, nm history.NewMessage) history.Message {
+	t.Helper()
+	m, created, err := s.Append(context.Background(), nm)
+	if err != nil {
+		t.Fatalf("Append(%s from %s): %v", nm.Conv, nm.From, err)
+	}
+	if !created {
+		t.Fatalf("Append(%s, cid %q): created = false, want true", nm.Conv, nm.CID)
+	}
+	return m
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := history.ErrorCode(err); got != code {
+		t.Fatalf("error = %v (code %q), want code %q", err, got, code)
+	}
+}
+
+func testAppendDirect(t *testing.T, s history.Store) {
+	conv := history.DirectConvID("bob", "alice")
+	for i := 1; i <= 3; i++ {
+		nm := NewMsg(conv, "alice", fmt.Sprintf("c%d", i), fmt.Sprintf(`{"n":%d}`, i))
+		m := mustAppend(t, s, nm)
+		if m.Seq != int64(i) || m.Conv != conv || m.From != "alice" || m.ID != nm.ID || m.CID != nm.CID {
+			t.Fatalf("message %d = %+v", i, m)
+		}
+	}
+	// A message from the other side continues the same sequence.
+	m := mustAppend(t, s, NewMsg(conv, "bob", "", `"hi"`))
+	if m.Seq != 4 {
+		t.Fatalf("bob's seq = %d, want 4", m.Seq)
+	}
+	// Another conversation has its own sequence.
+	m = mustAppend(t, s, NewMsg(history.DirectConvID("alice", "carol"), "carol", "", `"x"`))
+	if m.Seq != 1 {
+		t.Fatalf("second conversation seq = %d, want 1", m.Seq)
+	}
+}
+
+func testAppendIdempotent(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	conv := history.DirectConvID("alice", "bob")
+	first := mustAppend(t, s, NewMsg(conv, "alice", "same", `"one"`))
+	mustAppend(t, s, NewMsg(conv, "alice", "other", `"two"`))
+	again, created, err := s.Append(ctx, NewMsg(conv, "alice", "same", `"one again"`))
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if created || again.Seq != first.Seq || again.ID != first.ID || string(again.Body) != `"one"` {
+		t.Fatalf("retry = %+v created=%v, want the original %+v", again, created, first)
+	}
+	// The same cid from the other user is a different message.
+	m := mustAppend(t, s, NewMsg(conv, "bob", "same", `"bob"`))
+	if m.Seq != 3 {
+		t.Fatalf("bob's seq = %d, want 3", m.Seq)
+	}
+	msgs, err := s.Messages(ctx, conv, 0, 100)
+	if err != nil || len(msgs) != 3 {
+		t.Fatalf("Messages = %d, %v; want 3", len(msgs), err)
+	}
+}
+
+func testAppendConcurrent(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	conv := history.DirectConvID("alice", "bob")
+	const writers, each = 8, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				from := []string{"alice", "bob"}[w%2]
+				// Every cid is sent twice, as a DUP resend would.
+				nm := NewMsg(conv, from, fmt.Sprintf("w%d-%d", w, i), `1`)
+				for r := 0; r < 2; r++ {
+					if _, _, err := s.Append(ctx, nm); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Append: %v", err)
+	}
+	msgs, err := s.Messages(ctx, conv, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != writers*each {
+		t.Fatalf("stored %d messages, want %d", len(msgs), writers*each)
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("message %d has seq %d: gap or duplicate", i, m.Seq)
+		}
+	}
+}
+
+func testAppendInvalid(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	_, _, err := s.Append(ctx, NewMsg("nonsense", "alice", "", `1`))
+	wantCode(t, err, history.EINVALID)
+	_, _, err = s.Append(ctx, NewMsg(history.DirectConvID("bob", "carol"), "alice", "", `1`))
+	wantCode(t, err, history.ENOTMEMBER)
+	_, _, err = s.Append(ctx, NewMsg(history.GroupConvID("nogroup"), "alice", "", `1`))
+	wantCode(t, err, history.ENOTFOUND)
+}
+
+func testMessages(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	conv := history.DirectConvID("alice", "bob")
+	for i := 0; i < 10; i++ {
+		mustAppend(t, s, NewMsg(conv, "alice", "", fmt.Sprintf(`{"i":%d,"s":"é\u2028"}`, i)))
+	}
+	msgs, err := s.Messages(ctx, conv, 4, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 || msgs[0].Seq != 5 || msgs[2].Seq != 7 {
+		t.Fatalf("Messages(after 4, limit 3) = %+v", msgs)
+	}
+	var body struct {
+		I int
+		S string
+	}
+	if err := json.Unmarshal(msgs[0].Body, &body); err != nil || body.I != 4 || body.S != "é\u2028" {
+		t.Fatalf("body = %s (%v)", msgs[0].Body, err)
+	}
+	if msgs[0].TS.IsZero() || msgs[0].Type != history.TypeText {
+		t.Fatalf("message = %+v", msgs[0])
+	}
+	msgs, err = s.Messages(ctx, conv, 10, 5)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("Messages past the end = %v, %v", msgs, err)
+	}
+	msgs, err = s.Messages(ctx, "dm:nobody:here", 0, 5)
+	if err != nil || len(msgs) != 0 {
+		t.Fatalf("Messages of an unknown conversation = %v, %v", msgs, err)
+	}
+}
+
+func createGroup(t *testing.T, s history.Store, id, owner string, others ...string) history.Message {
+	t.Helper()
+	members := []history.Member{{User: owner, Role: history.RoleOwner}}
+	for _, o := range others {
+		members = append(members, history.Member{User: o, Role: history.RoleMember})
+	}
+	g := history.Group{ID: id, Name: "Group " + id, CreatedBy: owner, CreatedAt: time.Now()}
+	nm := NewMsg("", owner, "", `{"name":"x"}`)
+	nm.Type = history.TypeGroupCreated
+	m, err := s.CreateGroup(context.Background(), g, members, nm)
+	if err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	return m
+}
+
+func change(group, actor, user, role string, remove bool) history.MemberChange {
+	return history.MemberChange{Group: group, Actor: actor, User: user, Role: role, Remove: remove,
+		MessageID: history.NewID(time.Now()), TS: time.Now()}
+}
+
+func testGroups(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	m := createGroup(t, s, "team", "alice", "bob")
+	if m.Seq != 1 || m.Conv != "g:team" || m.Type != history.TypeGroupCreated || m.From != "alice" {
+		t.Fatalf("group.created = %+v", m)
+	}
+	g, ms, err := s.Group(ctx, "team")
+	if err != nil || g.Name != "Group team" || g.CreatedBy != "alice" || len(ms) != 2 {
+		t.Fatalf("Group = %+v %+v %v", g, ms, err)
+	}
+	if history.RoleOf(ms, "alice") != history.RoleOwner || history.RoleOf(ms, "bob") != history.RoleMember {
+		t.Fatalf("members = %+v", ms)
+	}
+	sent := mustAppend(t, s, NewMsg("g:team", "bob", "b1", `"hello"`))
+	if sent.Seq != 2 {
+		t.Fatalf("seq = %d, want 2", sent.Seq)
+	}
+	_, _, err = s.Append(ctx, NewMsg("g:team", "carol", "", `"let me in"`))
+	wantCode(t, err, history.ENOTMEMBER)
+
+	msg, after, err := s.ChangeMember(ctx, change("team", "alice", "carol", history.RoleAdmin, false))
+	if err != nil || msg.Type != history.TypeMemberAdded || msg.Seq != 3 || msg.From != "alice" || len(after) != 3 {
+		t.Fatalf("add carol = %+v %+v %v", msg, after, err)
+	}
+	var body struct{ User, Role string }
+	if err := json.Unmarshal(msg.Body, &body); err != nil || body.User != "carol" || body.Role != history.RoleAdmin {
+		t.Fatalf("member.added body = %s", msg.Body)
+	}
+	mustAppend(t, s, NewMsg("g:team", "carol", "", `"hi all"`))
+
+	msg, after, err = s.ChangeMember(ctx, change("team", "carol", "bob", "", true))
+	if err != nil || msg.Type != history.TypeMemberRemoved || msg.Seq != 5 || history.RoleOf(after, "bob") != "" {
+		t.Fatalf("remove bob = %+v %+v %v", msg, after, err)
+	}
+	_, _, err = s.Append(ctx, NewMsg("g:team", "bob", "", `"still here?"`))
+	wantCode(t, err, history.ENOTMEMBER)
+
+	msg, _, err = s.ChangeMember(ctx, change("team", "carol", "carol", "", true))
+	if err != nil || msg.Type != history.TypeMemberLeft {
+		t.Fatalf("carol leaves = %+v %v", msg, err)
+	}
+	// Re-adding a former member works.
+	msg, _, err = s.ChangeMember(ctx, change("team", "alice", "bob", history.RoleMember, false))
+	if err != nil || msg.Type != history.TypeMemberAdded || msg.Seq != 7 {
+		t.Fatalf("re-add bob = %+v %v", msg, err)
+	}
+	msgs, err := s.Messages(ctx, "g:team", 0, 100)
+	if err != nil || len(msgs) != 7 {
+		t.Fatalf("group history = %d messages, %v", len(msgs), err)
+	}
+}
+
+func testGroupErrors(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	createGroup(t, s, "club", "alice", "bob")
+	g := history.Group{ID: "club", Name: "again", CreatedBy: "carol", CreatedAt: time.Now()}
+	nm := NewMsg("", "carol", "", `{}`)
+	nm.Type = history.TypeGroupCreated
+	_, err := s.CreateGroup(ctx, g, []history.Member{{User: "carol", Role: history.RoleOwner}}, nm)
+	wantCode(t, err, history.ECONFLICT)
+
+	_, _, err = s.Group(ctx, "nope")
+	wantCode(t, err, history.ENOTFOUND)
+
+	cases := []struct {
+		name string
+		c    history.MemberChange
+		code string
+	}{
+		{"NoSuchGroup", change("nope", "alice", "bob", history.RoleMember, false), history.ENOTFOUND},
+		{"StrangerAdds", change("club", "mallory", "eve", history.RoleMember, false), history.ENOTMEMBER},
+		{"MemberAdds", change("club", "bob", "eve", history.RoleMember, false), history.EFORBIDDEN},
+		{"MemberRemovesOwner", change("club", "bob", "alice", "", true), history.EFORBIDDEN},
+		{"OwnerLeaves", change("club", "alice", "alice", "", true), history.EFORBIDDEN},
+		{"RemoveStranger", change("club", "alice", "eve", "", true), history.ENOTFOUND},
+		{"BadRole", change("club", "alice", "eve", "owner", false), history.EINVALID},
+		{"BadUser", change("club", "alice", "e/ve", history.RoleMember, false), history.EINVALID},
+		{"AlreadyMember", change("club", "alice", "bob", history.RoleMember, false), history.ECONFLICT},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := s.ChangeMember(ctx, tc.c)
+			wantCode(t, err, tc.code)
+		})
+	}
+	// Nothing above wrote a message.
+	msgs, err := s.Messages(ctx, "g:club", 0, 100)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("club history = %d messages, %v; want only group.created", len(msgs), err)
+	}
+}

@@ -1,0 +1,82 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/historytest"
+	"github.com/parley-im/parley/history/postgres"
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func open(t *testing.T) history.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), pgtest.DB(t), nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) { historytest.Run(t, open) }
+
+// TestMigrateConcurrently starts several migrators on one empty database at
+// once, as several nodes starting together would: all succeed, and each
+// migration is applied once.
+func TestMigrateConcurrently(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			pool, err := pgxpool.New(ctx, url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer pool.Close()
+			errs[i] = postgres.Migrate(ctx, pool, nil)
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("migrator %d: %v", i, err)
+		}
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id = 1`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("migration 1 applied %d times (%v), want once", n, err)
+	}
+	if err := postgres.New(pool).Ping(ctx); err != nil {
+		t.Fatalf("Ping after migrate: %v", err)
+	}
+}
+
+func TestPingUnmigrated(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.New(pool).Ping(ctx); err == nil {
+		t.Fatal("Ping on an unmigrated database succeeded")
+	}
+}
