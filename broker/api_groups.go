@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/hooks"
+)
+
+// groupJSON is a group on the wire.
+type groupJSON struct {
+	ID        string           `json:"id"`
+	Conv      string           `json:"conv"`
+	Name      string           `json:"name"`
+	CreatedBy string           `json:"created_by"`
+	CreatedAt string           `json:"created_at"`
+	Members   []history.Member `json:"members"`
+}
+
+func toGroupJSON(g history.Group, ms []history.Member) groupJSON {
+	if ms == nil {
+		ms = []history.Member{}
+	}
+	return groupJSON{ID: g.ID, Conv: g.Conv(), Name: g.Name, CreatedBy: g.CreatedBy,
+		CreatedAt: g.CreatedAt.UTC().Format(hooks.TSLayout), Members: ms}
+}
+
+// memberChangeJSON answers a membership change: the members after it and the
+// membership message written to the group conversation.
+type memberChangeJSON struct {
+	Members []history.Member `json:"members"`
+	Message messageJSON      `json:"message"`
+}
+
+// messageJSON is a stored message on the wire, the same fields as on MQTT.
+type messageJSON struct {
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+	ID   string `json:"id"`
+	CID  string `json:"cid,omitempty"`
+	From string `json:"from"`
+	TS   string `json:"ts"`
+	Type string `json:"type"`
+	Body any    `json:"body"`
+}
+
+func toMessageJSON(m history.Message) messageJSON {
+	return messageJSON{Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
+		TS: m.TS.UTC().Format(hooks.TSLayout), Type: m.Type, Body: m.Body}
+}
+
+func (b *Broker) createGroup(w http.ResponseWriter, r *http.Request, user string) {
+	var req hooks.CreateGroupRequest
+	if err := decode(w, r, &req, false); err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	g, ms, err := b.messenger.CreateGroup(r.Context(), user, req)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toGroupJSON(g, ms))
+}
+
+func (b *Broker) getGroup(w http.ResponseWriter, r *http.Request, user string) {
+	g, ms, err := b.messenger.Group(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toGroupJSON(g, ms))
+}
+
+func (b *Broker) putMember(w http.ResponseWriter, r *http.Request, user string) {
+	var req struct {
+		Role string `json:"role"`
+	}
+	if err := decode(w, r, &req, true); err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	if req.Role == "" {
+		req.Role = history.RoleMember
+	}
+	b.changeMember(w, r, history.MemberChange{Group: r.PathValue("id"), Actor: user, User: r.PathValue("user"), Role: req.Role})
+}
+
+func (b *Broker) deleteMember(w http.ResponseWriter, r *http.Request, user string) {
+	b.changeMember(w, r, history.MemberChange{Group: r.PathValue("id"), Actor: user, User: r.PathValue("user"), Remove: true})
+}
+
+func (b *Broker) changeMember(w http.ResponseWriter, r *http.Request, c history.MemberChange) {
+	c.TS = time.Now()
+	msg, ms, err := b.messenger.ChangeMember(r.Context(), c)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, memberChangeJSON{Members: ms, Message: toMessageJSON(msg)})
+}

@@ -1,0 +1,290 @@
+// Package broker is Parley as a library: an embedded mochi-mqtt broker wired
+// to the hooks, a history.Store and the HTTP API (health, readiness, metrics,
+// REST). Another Go program runs Parley in-process with New, Start and Close,
+// passing its own store and, if it likes, its own listeners.
+package broker
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/hooks"
+)
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// Options configure a Broker. Zero values take the documented defaults; a
+// listener is enabled when its net.Listener or its address is set.
+type Options struct {
+	// Store is the message store; required. The caller owns it: Close does
+	// not close it.
+	Store history.Store
+
+	// MQTTListener, or else MQTTAddr (e.g. ":1883"), serves MQTT over TCP.
+	MQTTListener net.Listener
+	MQTTAddr     string
+	// WSListener, or else WSAddr (e.g. ":8083"), serves MQTT over WebSocket
+	// on path /mqtt.
+	WSListener net.Listener
+	WSAddr     string
+	// TLSListener, or else TLSAddr (e.g. ":8883"), serves MQTT over TLS with
+	// TLSConfig, which is then required.
+	TLSListener net.Listener
+	TLSAddr     string
+	TLSConfig   *tls.Config
+	// HTTPListener, or else HTTPAddr (e.g. ":8080"), serves /healthz,
+	// /readyz, /metrics and the REST API.
+	HTTPListener net.Listener
+	HTTPAddr     string
+
+	// JWTSecret verifies HS256 tokens; JWTPublicKey verifies RS256, ES256 or
+	// EdDSA tokens. At least one is required.
+	JWTSecret    []byte
+	JWTPublicKey crypto.PublicKey
+
+	// TopicPrefix is the first topic level of Parley's topics; default "im".
+	TopicPrefix string
+	// ACL governs plain MQTT topics outside the prefix; nil denies them.
+	ACL *hooks.ACL
+	// MaxPayload bounds a send payload in bytes; default 64 KiB.
+	MaxPayload int
+	// Rate is the per-user send rate per second (0: default 20, negative:
+	// unlimited) with bursts of Burst (default 2×Rate).
+	Rate  float64
+	Burst float64
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives Parley's metrics; default a new registry served on
+	// /metrics.
+	Registry *prometheus.Registry
+	// ShutdownTimeout bounds Close when its context has no deadline; default
+	// 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Broker is a running Parley node.
+type Broker struct {
+	opts      Options
+	log       *slog.Logger
+	mqtt      *mqtt.Server
+	store     history.Store
+	tokens    *hooks.Tokens
+	messenger *hooks.Messenger
+	metrics   *hooks.Metrics
+	registry  *prometheus.Registry
+	http      *http.Server
+	httpLn    net.Listener
+
+	mu      sync.Mutex
+	addrs   map[string]net.Addr
+	started bool
+	closed  bool
+}
+
+// New validates opts and builds a Broker; Start starts it.
+func New(opts Options) (*Broker, error) {
+	if opts.Store == nil {
+		return nil, errors.New("broker: Options.Store is required")
+	}
+	if len(opts.JWTSecret) == 0 && opts.JWTPublicKey == nil {
+		return nil, errors.New("broker: a JWT secret or public key is required")
+	}
+	if (opts.TLSListener != nil || opts.TLSAddr != "") && opts.TLSConfig == nil {
+		return nil, errors.New("broker: TLS listener needs TLSConfig")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = hooks.DefaultMaxPayload
+	}
+	if opts.Rate == 0 {
+		opts.Rate = 20
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = 2 * opts.Rate
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
+	b.registry = opts.Registry
+	if b.registry == nil {
+		b.registry = prometheus.NewRegistry()
+		b.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	b.metrics = hooks.NewMetrics(b.registry)
+	b.store = hooks.InstrumentStore(opts.Store, b.metrics)
+	b.tokens = &hooks.Tokens{Secret: opts.JWTSecret, PublicKey: opts.JWTPublicKey}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = hooks.MaxPacketSize(opts.MaxPayload)
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	b.mqtt = mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       opts.Logger.With("component", "mqtt"),
+		Capabilities: caps,
+	})
+	topics := hooks.Topics{Prefix: opts.TopicPrefix}
+	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Log: opts.Logger}
+	var limiter *hooks.RateLimiter
+	if opts.Rate > 0 {
+		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)
+	}
+	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: hooks.NewGroups(b.store),
+		Limiter: limiter, MaxPayload: opts.MaxPayload, Metrics: b.metrics, Log: opts.Logger}
+	if err := b.mqtt.AddHook(auth, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := b.mqtt.AddHook(b.messenger, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_connections",
+		Help: "MQTT clients currently connected.",
+	}, func() float64 { return float64(b.mqtt.Info.ClientsConnected) }))
+	return b, nil
+}
+
+// Messenger returns the send pipeline, for in-process sends.
+func (b *Broker) Messenger() *hooks.Messenger { return b.messenger }
+
+// Tokens returns the token verifier (and signer, with a secret).
+func (b *Broker) Tokens() *hooks.Tokens { return b.tokens }
+
+// Addr returns the bound address of a started listener: "mqtt", "ws",
+// "tls" or "http"; nil when that listener is disabled.
+func (b *Broker) Addr(name string) net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrs[name]
+}
+
+func listen(ln net.Listener, addr string) (net.Listener, error) {
+	if ln != nil || addr == "" {
+		return ln, nil
+	}
+	return net.Listen("tcp", addr)
+}
+
+// Start opens the listeners and starts serving. It returns once everything
+// listens; serving goes on until Close.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.started {
+		return errors.New("broker: already started")
+	}
+	b.started = true
+	var opened []net.Listener
+	fail := func(err error) error {
+		for _, l := range opened {
+			l.Close()
+		}
+		return err
+	}
+	type spec struct {
+		name string
+		ln   net.Listener
+		addr string
+	}
+	specs := []spec{{"mqtt", b.opts.MQTTListener, b.opts.MQTTAddr}, {"ws", b.opts.WSListener, b.opts.WSAddr},
+		{"tls", b.opts.TLSListener, b.opts.TLSAddr}, {"http", b.opts.HTTPListener, b.opts.HTTPAddr}}
+	lns := map[string]net.Listener{}
+	for _, s := range specs {
+		ln, err := listen(s.ln, s.addr)
+		if err != nil {
+			return fail(fmt.Errorf("broker: listen %s on %s: %w", s.name, s.addr, err))
+		}
+		if ln == nil {
+			continue
+		}
+		opened = append(opened, ln)
+		lns[s.name] = ln
+		b.addrs[s.name] = ln.Addr()
+	}
+	if ln := lns["mqtt"]; ln != nil {
+		if err := b.mqtt.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+	}
+	if ln := lns["tls"]; ln != nil {
+		if err := b.mqtt.AddListener(listeners.NewNet("tls", tls.NewListener(ln, b.opts.TLSConfig))); err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+	}
+	if ln := lns["ws"]; ln != nil {
+		if err := b.mqtt.AddListener(newWebsocket("ws", ln, b.log)); err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+	}
+	if err := b.mqtt.Serve(); err != nil {
+		return fail(fmt.Errorf("broker: serve mqtt: %w", err))
+	}
+	if ln := lns["http"]; ln != nil {
+		b.httpLn = ln
+		b.http = &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := b.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error("http server", "error", err)
+			}
+		}()
+	}
+	for name, a := range b.addrs {
+		b.log.Info("listening", "listener", name, "addr", a.String())
+	}
+	return nil
+}
+
+// Close stops accepting connections, closes client connections, lets sends in
+// progress finish (bounded by ctx, or ShutdownTimeout without a deadline) and
+// returns. It does not close the store.
+func (b *Broker) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	started := b.started
+	b.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownTimeout)
+		defer cancel()
+	}
+	var errs []error
+	if b.http != nil {
+		if err := b.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("broker: http shutdown: %w", err))
+		}
+	}
+	if started {
+		if err := b.mqtt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: mqtt close: %w", err))
+		}
+	}
+	if err := b.messenger.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("broker: waiting for sends in progress: %w", err))
+	}
+	return errors.Join(errs...)
+}

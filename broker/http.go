@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/hooks"
+)
+
+// maxBody bounds REST request bodies.
+const maxBody = 1 << 20
+
+// Handler returns the HTTP handler: GET /healthz, GET /readyz, GET /metrics
+// and the REST API under /v1 (see docs/api.md).
+func (b *Broker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", b.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /v1/groups", b.auth(b.createGroup))
+	mux.HandleFunc("GET /v1/groups/{id}", b.auth(b.getGroup))
+	mux.HandleFunc("PUT /v1/groups/{id}/members/{user}", b.auth(b.putMember))
+	mux.HandleFunc("DELETE /v1/groups/{id}/members/{user}", b.auth(b.deleteMember))
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
+	})
+	return mux
+}
+
+func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := b.store.Ping(ctx); err != nil {
+		b.log.Warn("not ready", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "store unreachable or not migrated"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// apiError is an error with its HTTP status and wire code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+// statusOf maps history error codes to HTTP statuses: the one table.
+var statusOf = map[string]int{
+	history.EINVALID:         http.StatusBadRequest,
+	history.ENOTFOUND:        http.StatusNotFound,
+	history.ECONFLICT:        http.StatusConflict,
+	history.ENOTMEMBER:       http.StatusForbidden,
+	history.EFORBIDDEN:       http.StatusForbidden,
+	history.EUNAVAILABLE:     http.StatusServiceUnavailable,
+	hooks.CodeInvalidPayload: http.StatusBadRequest,
+	hooks.CodeTooLarge:       http.StatusRequestEntityTooLarge,
+	hooks.CodeNoSuchGroup:    http.StatusNotFound,
+	hooks.CodeInvalidPeer:    http.StatusBadRequest,
+	hooks.CodeRateLimited:    http.StatusTooManyRequests,
+}
+
+func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeError(w, ae)
+		return
+	}
+	var se *hooks.SendError
+	if errors.As(err, &se) {
+		writeError(w, &apiError{statusOf[se.Code], se.Code, se.Message})
+		return
+	}
+	code := history.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok || code == history.EUNAVAILABLE || code == history.EINTERNAL {
+		b.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		writeError(w, &apiError{http.StatusServiceUnavailable, "unavailable", "the message store is unavailable, try again"})
+		return
+	}
+	writeError(w, &apiError{status, code, history.ErrorMessage(err)})
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, map[string]any{"error": map[string]string{"code": e.code, "message": e.message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// auth authenticates the Bearer token and passes the user on.
+func (b *Broker) auth(h func(w http.ResponseWriter, r *http.Request, user string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+			writeError(w, &apiError{http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <token>"})
+			return
+		}
+		user, err := b.tokens.Verify(strings.TrimSpace(token))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
+			msg := "invalid token"
+			if errors.Is(err, hooks.ErrTokenExpired) {
+				msg = "token expired"
+			}
+			writeError(w, &apiError{http.StatusUnauthorized, "unauthorized", msg})
+			return
+		}
+		h(w, r, user)
+	}
+}
+
+// decode reads a JSON body of at most maxBody bytes into v.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &apiError{http.StatusRequestEntityTooLarge, "too_large", "request body too large"}
+	}
+	if err != nil {
+		return &apiError{http.StatusBadRequest, "invalid", "cannot read request body"}
+	}
+	if optional && len(strings.TrimSpace(string(body))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid JSON: " + err.Error()}
+	}
+	return nil
+}

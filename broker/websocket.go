@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// WebsocketPath is the HTTP path of MQTT over WebSocket.
+const WebsocketPath = "/mqtt"
+
+// wsListener serves MQTT over WebSocket (subprotocol "mqtt", binary frames)
+// on a net.Listener that it is given, at WebsocketPath.
+type wsListener struct {
+	id        string
+	ln        net.Listener
+	log       *slog.Logger
+	srv       *http.Server
+	establish listeners.EstablishFn
+	upgrader  websocket.Upgrader
+	once      sync.Once
+}
+
+var _ listeners.Listener = (*wsListener)(nil)
+
+func newWebsocket(id string, ln net.Listener, log *slog.Logger) *wsListener {
+	return &wsListener{id: id, ln: ln, log: log, upgrader: websocket.Upgrader{
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		CheckOrigin:  func(*http.Request) bool { return true }, // MQTT authenticates with its own CONNECT
+	}}
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+func (l *wsListener) Init(*slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc(WebsocketPath, l.handle)
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("websocket listener", "error", err)
+	}
+}
+
+func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
+	c, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	// Clear the deadlines of the HTTP request: MQTT keepalive takes over.
+	_ = c.UnderlyingConn().SetDeadline(time.Time{})
+	if err := l.establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}); err != nil {
+		l.log.Debug("websocket client", "error", err)
+	}
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = l.srv.Shutdown(ctx)
+	})
+	closeClients(l.id)
+}
+
+// wsConn is a WebSocket connection as a net.Conn of binary frames.
+type wsConn struct {
+	net.Conn
+	c  *websocket.Conn
+	r  io.Reader
+	wm sync.Mutex
+}
+
+func (ws *wsConn) Read(p []byte) (int, error) {
+	for {
+		if ws.r == nil {
+			op, r, err := ws.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary frames")
+			}
+			ws.r = r
+		}
+		n, err := ws.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			ws.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (ws *wsConn) Write(p []byte) (int, error) {
+	ws.wm.Lock()
+	defer ws.wm.Unlock()
+	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (ws *wsConn) Close() error { return ws.c.Close() }

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/postgres"
+	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/hooks"
+)
+
+// Config is parleyd's configuration, from flags and PARLEY_* variables.
+type Config struct {
+	MQTTAddr     string
+	WSAddr       string
+	TLSAddr      string
+	TLSCert      string
+	TLSKey       string
+	HTTPAddr     string
+	DatabaseURL  string
+	DataDir      string
+	JWTSecret    string
+	JWTPublicKey string
+	LogLevel     string
+	LogFormat    string
+	TopicPrefix  string
+	ACLFile      string
+	MaxPayload   int
+	Rate         float64
+	Burst        float64
+	TokenTTL     time.Duration
+}
+
+// Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
+// Migrate, or Token. Tests run it in-process on :0 ports.
+type Main struct {
+	Config Config
+	Args   []string
+	Stdout io.Writer
+	Stderr io.Writer
+	Logger *slog.Logger
+
+	store  history.Store
+	Broker *broker.Broker
+}
+
+// NewMain returns a Main writing to the process's stdout and stderr.
+func NewMain() *Main { return &Main{Stdout: os.Stdout, Stderr: os.Stderr} }
+
+// secretFile is the name of the generated HS256 secret in the data dir.
+const secretFile = "jwt-secret"
+
+// envOr returns the value of environment variable key when set (even empty),
+// else def.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// ParseFlags reads flags for subcommand cmd ("serve", "migrate", "token") and
+// the PARLEY_* environment; flags win over the environment.
+func (m *Main) ParseFlags(cmd string, args []string) error {
+	fs := flag.NewFlagSet("parleyd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	c := &m.Config
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, envOr(env, def), usage+" ($"+env+")")
+	}
+	str(&c.MQTTAddr, "mqtt-addr", "PARLEY_MQTT_ADDR", ":1883", "MQTT over TCP address; empty disables")
+	str(&c.WSAddr, "ws-addr", "PARLEY_WS_ADDR", ":8083", "MQTT over WebSocket address (path /mqtt); empty disables")
+	str(&c.TLSAddr, "tls-addr", "PARLEY_TLS_ADDR", ":8883", "MQTT over TLS address, used when a certificate and key are set; empty disables")
+	str(&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "TLS certificate file (PEM)")
+	str(&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "TLS private key file (PEM)")
+	str(&c.HTTPAddr, "http-addr", "PARLEY_HTTP_ADDR", ":8080", "HTTP address (health, metrics, REST API); empty disables")
+	str(&c.DatabaseURL, "database-url", "PARLEY_DATABASE_URL", "", "PostgreSQL URL; empty uses the embedded SQLite store in the data dir")
+	str(&c.DataDir, "data-dir", "PARLEY_DATA_DIR", "./data", "directory of the embedded store and the generated JWT secret")
+	str(&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", "HS256 secret for tokens; generated in the data dir when empty and no public key is set (embedded store only)")
+	str(&c.JWTPublicKey, "jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "", "PEM public key file verifying RS256, ES256 or EdDSA tokens")
+	str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
+	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
+	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
+	maxPayload, err := strconv.Atoi(envOr("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
+	if err != nil {
+		return fmt.Errorf("PARLEY_MAX_PAYLOAD: %w", err)
+	}
+	fs.IntVar(&c.MaxPayload, "max-payload", maxPayload, "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
+	rate, err := strconv.ParseFloat(envOr("PARLEY_RATE", "20"), 64)
+	if err != nil {
+		return fmt.Errorf("PARLEY_RATE: %w", err)
+	}
+	fs.Float64Var(&c.Rate, "rate", rate, "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
+	burst, err := strconv.ParseFloat(envOr("PARLEY_BURST", "0"), 64)
+	if err != nil {
+		return fmt.Errorf("PARLEY_BURST: %w", err)
+	}
+	fs.Float64Var(&c.Burst, "burst", burst, "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	if cmd == "token" {
+		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
+		fs.Usage = func() {
+			fmt.Fprintln(m.Stderr, "usage: parleyd token [flags] USER")
+			fs.PrintDefaults()
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m.Args = fs.Args()
+	if cmd == "token" {
+		// Accept flags after USER too: parleyd token alice --ttl 1h.
+		if len(m.Args) > 1 {
+			if err := fs.Parse(m.Args[1:]); err != nil {
+				return err
+			}
+			m.Args = append(m.Args[:1], fs.Args()...)
+		}
+		if len(m.Args) != 1 {
+			fs.Usage()
+			return errors.New("token: want exactly one USER")
+		}
+	} else if len(m.Args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", m.Args)
+	}
+	return m.setupLogger()
+}
+
+func (m *Main) setupLogger() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.Config.LogLevel)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", m.Config.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch m.Config.LogFormat {
+	case "text":
+		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, opts))
+	case "json":
+		m.Logger = slog.New(slog.NewJSONHandler(m.Stderr, opts))
+	default:
+		return fmt.Errorf("log format %q: want text or json", m.Config.LogFormat)
+	}
+	return nil
+}
+
+// openStore opens the configured store, migrating it.
+func (m *Main) openStore(ctx context.Context) (history.Store, error) {
+	if m.Config.DatabaseURL != "" {
+		return postgres.Open(ctx, m.Config.DatabaseURL, m.Logger)
+	}
+	return sqlite.Open(ctx, m.Config.DataDir, m.Logger)
+}
+
+// Migrate applies the store's pending migrations.
+func (m *Main) Migrate(ctx context.Context) error {
+	if m.Config.DatabaseURL != "" {
+		pool, err := pgxpool.New(ctx, m.Config.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return postgres.Migrate(ctx, pool, m.Logger)
+	}
+	s, err := sqlite.Open(ctx, m.Config.DataDir, m.Logger)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// secret returns the HS256 secret: configured, or (embedded store only)
+// generated once and kept in the data dir with mode 0600.
+func (m *Main) secret() ([]byte, error) {
+	if m.Config.JWTSecret != "" {
+		return []byte(m.Config.JWTSecret), nil
+	}
+	if m.Config.JWTPublicKey != "" {
+		return nil, nil
+	}
+	if m.Config.DatabaseURL != "" {
+		return nil, errors.New("PARLEY_JWT_SECRET or PARLEY_JWT_PUBLIC_KEY is required with PostgreSQL (every node must share it)")
+	}
+	path := filepath.Join(m.Config.DataDir, secretFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return []byte(s), nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read JWT secret: %w", err)
+	}
+	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	s := hex.EncodeToString(raw[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return m.secret() // another process generated it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write JWT secret: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		return nil, fmt.Errorf("write JWT secret: %w", err)
+	}
+	return []byte(s), f.Sync()
+}
+
+// Token prints a token for the user in Args[0].
+func (m *Main) Token() error {
+	secret, err := m.secret()
+	if err != nil {
+		return err
+	}
+	if len(secret) == 0 {
+		return errors.New("token: needs an HS256 secret (PARLEY_JWT_SECRET or the embedded default)")
+	}
+	tok, err := (&hooks.Tokens{Secret: secret}).Sign(m.Args[0], m.Config.TokenTTL)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(m.Stdout, tok)
+	return err
+}
+
+// Run opens the store and starts the broker; it returns once the server
+// listens. Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	secret, err := m.secret()
+	if err != nil {
+		return err
+	}
+	var pub crypto.PublicKey
+	if c.JWTPublicKey != "" {
+		b, err := os.ReadFile(c.JWTPublicKey)
+		if err != nil {
+			return fmt.Errorf("read JWT public key: %w", err)
+		}
+		if pub, err = hooks.ParsePublicKey(b); err != nil {
+			return err
+		}
+	}
+	var acl *hooks.ACL
+	if c.ACLFile != "" {
+		f, err := os.Open(c.ACLFile)
+		if err != nil {
+			return fmt.Errorf("open ACL file: %w", err)
+		}
+		acl, err = hooks.ParseACL(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.ACLFile, err)
+		}
+	}
+	opts := broker.Options{
+		MQTTAddr: c.MQTTAddr, WSAddr: c.WSAddr, HTTPAddr: c.HTTPAddr,
+		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
+		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
+	}
+	if c.Rate == 0 {
+		opts.Rate = -1 // 0 disables the limit on the command line
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		opts.TLSAddr = c.TLSAddr
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if m.store, err = m.openStore(ctx); err != nil {
+		return err
+	}
+	opts.Store = m.store
+	if m.Broker, err = broker.New(opts); err != nil {
+		return err
+	}
+	if err := m.Broker.Start(ctx); err != nil {
+		return err
+	}
+	m.banner()
+	return nil
+}
+
+func (m *Main) banner() {
+	store := "embedded SQLite in " + m.Config.DataDir
+	if m.Config.DatabaseURL != "" {
+		store = "PostgreSQL"
+	}
+	w := m.Stderr
+	fmt.Fprintf(w, "\nParley is running (store: %s)\n", store)
+	for _, l := range []struct{ name, scheme, path string }{{"mqtt", "mqtt://", ""}, {"tls", "mqtts://", ""}, {"ws", "ws://", "/mqtt"}, {"http", "http://", ""}} {
+		if a := m.Broker.Addr(l.name); a != nil {
+			fmt.Fprintf(w, "  %-5s %s%s%s\n", l.name, l.scheme, hostPort(a), l.path)
+		}
+	}
+	if m.Config.JWTSecret == "" && m.Config.JWTPublicKey == "" {
+		fmt.Fprintf(w, "Get a token for a first user:  go run ./cmd/parleyd token --data-dir %s alice\n\n", m.Config.DataDir)
+	}
+}
+
+func hostPort(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok && (ta.IP == nil || ta.IP.IsUnspecified()) {
+		return net.JoinHostPort("localhost", strconv.Itoa(ta.Port))
+	}
+	return a.String()
+}
+
+// Close stops the broker (bounded) and closes the store.
+func (m *Main) Close() error {
+	var errs []error
+	if m.Broker != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.Broker.Close(ctx))
+		cancel()
+		m.Broker = nil
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+		m.store = nil
+	}
+	return errors.Join(errs...)
+}

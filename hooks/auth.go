@@ -1,0 +1,133 @@
+package hooks
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Auth is the mochi hook that authenticates every CONNECT with a JWT password,
+// binds client ids to the authenticated user (USER or USER/DEVICE), and
+// decides every publish, subscription and delivery (OnACLCheck) from memory:
+// a user reads only its own inbox, writes only to send topics, and plain MQTT
+// topics outside the prefix follow the ACL.
+type Auth struct {
+	mqtt.HookBase
+
+	// Server is the broker the hook is attached to; required (refusals write
+	// their own CONNACK through it).
+	Server *mqtt.Server
+	// Tokens verifies CONNECT passwords; required.
+	Tokens *Tokens
+	// Topics is Parley's topic layout.
+	Topics Topics
+	// ACL governs topics outside the prefix; nil denies them all.
+	ACL *ACL
+	// Metrics, when set, counts refusals.
+	Metrics *Metrics
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+}
+
+// ID implements mqtt.Hook.
+func (a *Auth) ID() string { return "parley-auth" }
+
+// Provides implements mqtt.Hook.
+func (a *Auth) Provides(b byte) bool {
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+// Init implements mqtt.Hook.
+func (a *Auth) Init(any) error {
+	if a.Server == nil || a.Tokens == nil {
+		return errors.New("hooks: Auth needs Server and Tokens")
+	}
+	if a.Log == nil {
+		a.Log = slog.Default()
+	}
+	return nil
+}
+
+// UserOf returns the user part of a client id (USER or USER/DEVICE).
+func UserOf(clientID string) string {
+	user, _, _ := strings.Cut(clientID, "/")
+	return user
+}
+
+// ValidClientID reports whether id is USER or USER/DEVICE for user.
+func ValidClientID(id, user string) bool {
+	u, device, hasDevice := strings.Cut(id, "/")
+	if u != user {
+		return false
+	}
+	return !hasDevice || history.ValidDeviceID(device)
+}
+
+// OnConnect authenticates the CONNECT packet. A refused client gets the
+// CONNACK reason code that fits (bad credentials 0x86, not authorized 0x87,
+// client identifier not valid 0x85; v3: 0x04, 0x05, 0x02) and is dropped.
+func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	code, reason := a.check(cl, pk)
+	if code == packets.CodeSuccess {
+		return nil
+	}
+	if a.Metrics != nil {
+		a.Metrics.Refused.WithLabelValues(reason).Inc()
+	}
+	a.Log.Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+	if err := a.Server.SendConnack(cl, code, false, nil); err != nil {
+		return err
+	}
+	return code
+}
+
+func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) {
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+		return packets.ErrBadUsernameOrPassword, "no_token"
+	}
+	user, err := a.Tokens.Verify(string(pk.Connect.Password))
+	if errors.Is(err, ErrTokenExpired) {
+		return packets.ErrBadUsernameOrPassword, "token_expired"
+	}
+	if err != nil {
+		return packets.ErrBadUsernameOrPassword, "token_invalid"
+	}
+	if len(pk.Connect.Username) > 0 && !bytes.Equal(pk.Connect.Username, []byte(user)) {
+		return packets.ErrNotAuthorized, "username_mismatch"
+	}
+	if !ValidClientID(cl.ID, user) {
+		return packets.ErrClientIdentifierNotValid, "client_id"
+	}
+	return packets.CodeSuccess, ""
+}
+
+// OnConnectAuthenticate implements mqtt.Hook: OnConnect has already refused
+// every client that did not authenticate.
+func (a *Auth) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnACLCheck decides publishes (write), subscriptions and deliveries.
+func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	user := UserOf(cl.ID)
+	t, shared := StripShare(topic)
+	if a.Topics.Owns(t) || (HasWildcards(t) && a.Topics.MayOverlap(t)) {
+		if shared {
+			return false
+		}
+		if write {
+			_, _, ok, _ := a.Topics.ParseSend(t)
+			return ok
+		}
+		u, ok := a.Topics.ParseInbox(t)
+		return ok && u == user
+	}
+	return a.ACL.Allow(user, t, write)
+}

@@ -1,0 +1,145 @@
+package hooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Wire error codes, carried by error events on MQTT and by the REST API.
+const (
+	CodeInvalidPayload = "invalid_payload"
+	CodeTooLarge       = "too_large"
+	CodeNotMember      = "not_member"
+	CodeNoSuchGroup    = "no_such_group"
+	CodeInvalidPeer    = "invalid_peer"
+	CodeRateLimited    = "rate_limited"
+	CodeUnavailable    = "unavailable"
+)
+
+// Limits of a send payload's fields.
+const (
+	MaxCIDLen  = 64
+	MaxTypeLen = 32
+)
+
+// TSLayout is the format of timestamps on the wire: RFC 3339, UTC,
+// milliseconds.
+const TSLayout = "2006-01-02T15:04:05.000Z"
+
+// SendError is a send that failed, with its wire code.
+type SendError struct {
+	Code    string
+	Message string
+	CID     string
+}
+
+// Error implements error.
+func (e *SendError) Error() string { return e.Code + ": " + e.Message }
+
+// Permanent reports whether resending the same payload can never succeed.
+func (e *SendError) Permanent() bool { return e.Code != CodeUnavailable }
+
+func sendErr(code, format string, args ...any) *SendError {
+	return &SendError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// SendPayload is the JSON object a client publishes to a send topic.
+type SendPayload struct {
+	CID       string          `json:"cid"`
+	Type      string          `json:"type"`
+	Body      json.RawMessage `json:"body"`
+	Ephemeral bool            `json:"ephemeral"`
+}
+
+// reservedTypes are written by the server only; clients cannot forge them.
+var reservedTypes = []string{"group.", "member.", "system."}
+
+// ParseSendPayload decodes and validates a send payload of at most max bytes.
+// Unknown fields, "from" included, are ignored.
+func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
+	var p SendPayload
+	if max > 0 && len(b) > max {
+		return p, sendErr(CodeTooLarge, "payload of %d bytes exceeds the maximum of %d", len(b), max)
+	}
+	if !utf8.Valid(b) {
+		return p, sendErr(CodeInvalidPayload, "payload is not valid UTF-8")
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return p, sendErr(CodeInvalidPayload, "payload must be a JSON object")
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		// Keep the cid when the rest is wrong, so the error can name it.
+		var c struct {
+			CID string `json:"cid"`
+		}
+		_ = json.Unmarshal(b, &c)
+		p = SendPayload{CID: c.CID}
+		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: c.CID}
+	}
+	fail := func(format string, args ...any) (SendPayload, *SendError) {
+		e := sendErr(CodeInvalidPayload, format, args...)
+		e.CID = p.CID
+		return p, e
+	}
+	if utf8.RuneCountInString(p.CID) > MaxCIDLen {
+		p.CID = ""
+		return fail("cid is longer than %d characters", MaxCIDLen)
+	}
+	if p.Type == "" {
+		p.Type = history.TypeText
+	}
+	if utf8.RuneCountInString(p.Type) > MaxTypeLen {
+		return fail("type is longer than %d characters", MaxTypeLen)
+	}
+	for _, r := range reservedTypes {
+		if len(p.Type) >= len(r) && p.Type[:len(r)] == r {
+			return fail("type %q is reserved for the server", p.Type)
+		}
+	}
+	if len(p.Body) == 0 || string(p.Body) == "null" {
+		return fail("body is required")
+	}
+	return p, nil
+}
+
+// Delivery is the JSON object of a message on an inbox topic.
+type Delivery struct {
+	Kind string          `json:"kind"` // "message" or "ephemeral"
+	Conv string          `json:"conv"`
+	Seq  int64           `json:"seq,omitempty"`
+	ID   string          `json:"id,omitempty"`
+	CID  string          `json:"cid,omitempty"`
+	From string          `json:"from"`
+	TS   string          `json:"ts"`
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// MessageDelivery returns the inbox payload of a stored message.
+func MessageDelivery(m history.Message) []byte {
+	b, _ := json.Marshal(Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
+		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body})
+	return b
+}
+
+// ErrorEvent is the JSON object of an error on the sender's inbox.
+type ErrorEvent struct {
+	Kind    string `json:"kind"` // "error"
+	CID     string `json:"cid,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Topic   string `json:"topic,omitempty"`
+}
+
+func errorPayload(e *SendError, topic string) []byte {
+	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
+	return b
+}
+
+func now() time.Time { return time.Now() }

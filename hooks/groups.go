@@ -1,0 +1,178 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Groups caches group membership in memory for the send path. The store stays
+// the truth: entries load on first use, are replaced after every change made
+// through this node, and are reloaded before a refusal, so a change made
+// elsewhere only delays freshness and never lets a removed member send (the
+// store checks membership in the send transaction too).
+type Groups struct {
+	Store history.Store
+
+	mu sync.RWMutex
+	m  map[string][]history.Member
+}
+
+// NewGroups returns an empty cache over store.
+func NewGroups(store history.Store) *Groups {
+	return &Groups{Store: store, m: map[string][]history.Member{}}
+}
+
+// MembersOf returns the members of group, checking that user is one of them
+// (history.ENOTMEMBER otherwise; history.ENOTFOUND for no such group).
+func (g *Groups) MembersOf(ctx context.Context, group, user string) ([]history.Member, error) {
+	g.mu.RLock()
+	ms, ok := g.m[group]
+	g.mu.RUnlock()
+	if ok && history.RoleOf(ms, user) != "" {
+		return ms, nil
+	}
+	// A miss or a refusal: ask the store, which may know of a newer change.
+	_, ms, err := g.Store.Group(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	g.Set(group, ms)
+	if history.RoleOf(ms, user) == "" {
+		return nil, history.Errorf(history.ENOTMEMBER, "not a member")
+	}
+	return ms, nil
+}
+
+// Set records the current members of group.
+func (g *Groups) Set(group string, ms []history.Member) {
+	g.mu.Lock()
+	g.m[group] = ms
+	g.mu.Unlock()
+}
+
+// Forget drops group from the cache.
+func (g *Groups) Forget(group string) {
+	g.mu.Lock()
+	delete(g.m, group)
+	g.mu.Unlock()
+}
+
+// CreateGroupRequest is a request to create a group.
+type CreateGroupRequest struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Members []string `json:"members"`
+}
+
+// MaxGroupNameLen bounds a group's name, in bytes.
+const MaxGroupNameLen = 200
+
+// CreateGroup creates a group owned by actor, with req.Members as members,
+// and delivers its group.created message (seq 1) to every member. The id is
+// generated when empty. Errors are *history.Error (EINVALID, ECONFLICT, or
+// EUNAVAILABLE-class store errors).
+func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	t := now()
+	if req.ID == "" {
+		req.ID = history.NewID(t)
+	}
+	if !history.ValidGroupID(req.ID) {
+		return history.Group{}, nil, history.Errorf(history.EINVALID, "invalid group id %q (1 to 64 of A-Z a-z 0-9 . _ -)", req.ID)
+	}
+	if req.Name == "" || len(req.Name) > MaxGroupNameLen {
+		return history.Group{}, nil, history.Errorf(history.EINVALID, "name is required, at most %d bytes", MaxGroupNameLen)
+	}
+	members := []history.Member{{User: actor, Role: history.RoleOwner}}
+	seen := map[string]bool{actor: true}
+	for _, u := range req.Members {
+		if !history.ValidUserID(u) {
+			return history.Group{}, nil, history.Errorf(history.EINVALID, "invalid user id %q", u)
+		}
+		if !seen[u] {
+			seen[u] = true
+			members = append(members, history.Member{User: u, Role: history.RoleMember})
+		}
+	}
+	if len(members) > MaxGroupMembers {
+		return history.Group{}, nil, history.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
+	}
+	g := history.Group{ID: req.ID, Name: req.Name, CreatedBy: actor, CreatedAt: t.UTC().Truncate(time.Microsecond)}
+	body, _ := json.Marshal(struct {
+		Name    string           `json:"name"`
+		Members []history.Member `json:"members"`
+	}{g.Name, members})
+	conv := history.GroupConvID(g.ID)
+	unlock := m.locks.lock(conv)
+	defer unlock()
+	msg, err := m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
+	if err != nil {
+		return history.Group{}, nil, err
+	}
+	m.Groups.Set(g.ID, members)
+	m.deliver(msg, users(members))
+	return g, members, nil
+}
+
+// MaxGroupMembers bounds the size of a group.
+const MaxGroupMembers = 10000
+
+// ChangeMember adds, updates or removes a member of a group on behalf of
+// actor, and delivers the membership message to the members before and after
+// the change (so a removed member learns of it).
+func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	t := now()
+	c.MessageID, c.TS = history.NewID(t), t
+	if !history.ValidGroupID(c.Group) {
+		return history.Message{}, nil, history.Errorf(history.ENOTFOUND, "no such group %q", c.Group)
+	}
+	conv := history.GroupConvID(c.Group)
+	unlock := m.locks.lock(conv)
+	defer unlock()
+	msg, after, err := m.Store.ChangeMember(ctx, c)
+	if err != nil {
+		if history.ErrorCode(err) != history.EUNAVAILABLE {
+			m.Groups.Forget(c.Group)
+		}
+		return msg, nil, err
+	}
+	m.Groups.Set(c.Group, after)
+	recipients := users(after)
+	if c.Remove {
+		recipients = append(recipients, c.User)
+	}
+	m.deliver(msg, recipients)
+	return msg, after, nil
+}
+
+// Group returns a group and its members for user, who must be a member
+// (history.ENOTMEMBER) of an existing group (history.ENOTFOUND).
+func (m *Messenger) Group(ctx context.Context, user, id string) (history.Group, []history.Member, error) {
+	if !history.ValidGroupID(id) {
+		return history.Group{}, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
+	}
+	g, ms, err := m.Store.Group(ctx, id)
+	if err != nil {
+		return g, nil, err
+	}
+	m.Groups.Set(id, ms)
+	if history.RoleOf(ms, user) == "" {
+		return history.Group{}, nil, history.Errorf(history.ENOTMEMBER, "you are not a member of group %q", id)
+	}
+	return g, ms, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("hooks: marshal: " + err.Error())
+	}
+	return b
+}

@@ -1,0 +1,67 @@
+package hooks
+
+import (
+	"sync"
+	"time"
+)
+
+// RateLimiter is a per-user token bucket: Rate messages per second with bursts
+// of Burst. A nil RateLimiter or a Rate of 0 allows everything.
+type RateLimiter struct {
+	Rate  float64
+	Burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// NewRateLimiter returns a limiter of rate per second with the given burst.
+func NewRateLimiter(rate, burst float64) *RateLimiter {
+	if burst < 1 {
+		burst = 1
+	}
+	return &RateLimiter{Rate: rate, Burst: burst, buckets: map[string]*bucket{}}
+}
+
+// Allow takes one token from user's bucket and reports whether there was one.
+func (l *RateLimiter) Allow(user string, now time.Time) bool {
+	if l == nil || l.Rate <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.swept) > time.Minute {
+		l.sweep(now)
+	}
+	b, ok := l.buckets[user]
+	if !ok {
+		b = &bucket{tokens: l.Burst, last: now}
+		l.buckets[user] = b
+	}
+	b.tokens += now.Sub(b.last).Seconds() * l.Rate
+	if b.tokens > l.Burst {
+		b.tokens = l.Burst
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// sweep forgets full buckets so that memory stays bounded by active users.
+func (l *RateLimiter) sweep(now time.Time) {
+	l.swept = now
+	for u, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.Rate >= l.Burst {
+			delete(l.buckets, u)
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package hooks
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Metrics are Parley's Prometheus collectors. NewMetrics registers them on a
+// registry that the caller owns; there is no global state.
+type Metrics struct {
+	Received     *prometheus.CounterVec // parley_messages_received_total{result}
+	Delivered    prometheus.Counter     // parley_messages_delivered_total
+	StoreLatency *prometheus.HistogramVec
+	StoreErrors  *prometheus.CounterVec
+	Refused      *prometheus.CounterVec // parley_connections_refused_total{reason}
+}
+
+// NewMetrics creates the collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_messages_received_total",
+			Help: "Messages received from clients, by result (stored, duplicate, ephemeral, or an error code).",
+		}, []string{"result"}),
+		Delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_messages_delivered_total",
+			Help: "PUBLISH packets written to clients on inbox topics.",
+		}),
+		StoreLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_store_latency_seconds",
+			Help:    "Latency of store operations.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}, []string{"op"}),
+		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_store_errors_total",
+			Help: "Store operations that failed because the store was unavailable or broken.",
+		}, []string{"op"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_connections_refused_total",
+			Help: "CONNECT packets refused, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused)
+	return m
+}
+
+// InstrumentStore returns a history.Store that records the latency and the
+// failures of every call to s in m.
+func InstrumentStore(s history.Store, m *Metrics) history.Store {
+	return &instrumented{s: s, m: m}
+}
+
+type instrumented struct {
+	s history.Store
+	m *Metrics
+}
+
+func (i *instrumented) observe(op string, start time.Time, err error) {
+	i.m.StoreLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if history.ErrorCode(err) == history.EUNAVAILABLE {
+		i.m.StoreErrors.WithLabelValues(op).Inc()
+	}
+}
+
+func (i *instrumented) Ping(ctx context.Context) (err error) {
+	defer func(t time.Time) { i.observe("ping", t, err) }(time.Now())
+	return i.s.Ping(ctx)
+}
+
+func (i *instrumented) Append(ctx context.Context, m history.NewMessage) (_ history.Message, _ bool, err error) {
+	defer func(t time.Time) { i.observe("append", t, err) }(time.Now())
+	return i.s.Append(ctx, m)
+}
+
+func (i *instrumented) Messages(ctx context.Context, conv string, after int64, limit int) (_ []history.Message, err error) {
+	defer func(t time.Time) { i.observe("messages", t, err) }(time.Now())
+	return i.s.Messages(ctx, conv, after, limit)
+}
+
+func (i *instrumented) CreateGroup(ctx context.Context, g history.Group, ms []history.Member, nm history.NewMessage) (_ history.Message, err error) {
+	defer func(t time.Time) { i.observe("create_group", t, err) }(time.Now())
+	return i.s.CreateGroup(ctx, g, ms, nm)
+}
+
+func (i *instrumented) Group(ctx context.Context, id string) (_ history.Group, _ []history.Member, err error) {
+	defer func(t time.Time) { i.observe("group", t, err) }(time.Now())
+	return i.s.Group(ctx, id)
+}
+
+func (i *instrumented) ChangeMember(ctx context.Context, c history.MemberChange) (_ history.Message, _ []history.Member, err error) {
+	defer func(t time.Time) { i.observe("change_member", t, err) }(time.Now())
+	return i.s.ChangeMember(ctx, c)
+}
+
+func (i *instrumented) Close() error { return i.s.Close() }

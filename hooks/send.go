@@ -1,0 +1,364 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/history"
+)
+
+// DefaultMaxPayload is the default maximum size of a send payload: 64 KiB.
+const DefaultMaxPayload = 64 << 10
+
+// Messenger is the send pipeline. As a mochi hook it handles PUBLISH packets
+// on send topics: it validates them, stores the message (the PUBACK or PUBREC
+// goes out only after the commit), and fans the stored message out to the
+// inbox of every member. The REST API uses the same Send method.
+type Messenger struct {
+	mqtt.HookBase
+
+	// Server is the broker that delivers to inboxes; required.
+	Server *mqtt.Server
+	// Store is the durable truth; required.
+	Store history.Store
+	// Topics is Parley's topic layout.
+	Topics Topics
+	// Groups caches group membership; required.
+	Groups *Groups
+	// Limiter limits sends per user; nil allows everything.
+	Limiter *RateLimiter
+	// MaxPayload bounds a send payload; default DefaultMaxPayload.
+	MaxPayload int
+	// StoreTimeout bounds one store call on the send path; default 10s.
+	StoreTimeout time.Duration
+	// Metrics, when set, counts messages.
+	Metrics *Metrics
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+
+	locks    convLocks
+	inflight sync.WaitGroup
+}
+
+// Wait blocks until every send and group change in progress has finished, or
+// ctx is done.
+func (m *Messenger) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { m.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ID implements mqtt.Hook.
+func (m *Messenger) ID() string { return "parley-messenger" }
+
+// Provides implements mqtt.Hook.
+func (m *Messenger) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnPacketSent || b == mqtt.OnPacketEncode
+}
+
+// Init implements mqtt.Hook.
+func (m *Messenger) Init(any) error {
+	if m.Server == nil || m.Store == nil || m.Groups == nil {
+		return errors.New("hooks: Messenger needs Server, Store and Groups")
+	}
+	if m.MaxPayload <= 0 {
+		m.MaxPayload = DefaultMaxPayload
+	}
+	if m.StoreTimeout <= 0 {
+		m.StoreTimeout = 10 * time.Second
+	}
+	if m.Log == nil {
+		m.Log = slog.Default()
+	}
+	return nil
+}
+
+// MaxPacketSize is the Maximum Packet Size announced to v5 clients: the
+// payload limit plus room for the topic and properties. Payloads between the
+// limit and this size get a too_large error; larger packets are refused by the
+// MQTT layer, which disconnects the client.
+func MaxPacketSize(maxPayload int) uint32 {
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	return uint32(maxPayload + 16<<10)
+}
+
+// OnPacketEncode tells v5 clients the Maximum Packet Size in CONNACK.
+func (m *Messenger) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80 && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.MaximumPacketSize = MaxPacketSize(m.MaxPayload)
+	}
+	return pk
+}
+
+// OnPacketSent counts deliveries on inbox topics.
+func (m *Messenger) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if m.Metrics != nil && pk.FixedHeader.Type == packets.Publish {
+		m.Metrics.Delivered.Inc()
+	}
+}
+
+// OnPublish handles a PUBLISH to a send topic. Other topics pass through.
+//
+// On success the client is acked as usual and the raw send is not routed. A
+// send that can never succeed is not stored: v5 clients get the fitting
+// PUBACK/PUBREC reason code, v3 clients a normal ack so that they stop
+// resending. When the store is unavailable, v5 clients get reason code 0x80
+// and v3 clients no ack (their connection is closed so that they resend).
+// Every failure also sends an error event to the publishing device.
+func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	kind, target, ok, valid := m.Topics.ParseSend(pk.TopicName)
+	if !ok {
+		return pk, nil
+	}
+	from := UserOf(cl.ID)
+	var err *SendError
+	if !valid {
+		if kind == TargetUser {
+			err = sendErr(CodeInvalidPeer, "invalid user id %q", target)
+		} else {
+			err = sendErr(CodeNoSuchGroup, "invalid group id %q", target)
+		}
+		if p, perr := ParseSendPayload(pk.Payload, m.MaxPayload); perr == nil {
+			err.CID = p.CID
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), m.StoreTimeout)
+		_, _, err = m.Send(ctx, from, kind, target, pk.Payload)
+		cancel()
+	}
+	if err == nil {
+		return pk, packets.CodeSuccessIgnore
+	}
+	m.count(err.Code)
+	m.sendError(cl, err, pk.TopicName)
+	v5 := cl.Properties.ProtocolVersion == 5
+	if !err.Permanent() {
+		m.Log.Warn("send not stored", "client", cl.ID, "error", err.Message)
+		if v5 && pk.FixedHeader.Qos > 0 {
+			m.ack(cl, pk, packets.ErrUnspecifiedError)
+		} else if pk.FixedHeader.Qos > 0 {
+			cl.Stop(errors.New("store unavailable: publish not acknowledged"))
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if v5 && pk.FixedHeader.Qos > 0 {
+		code := packets.ErrPayloadFormatInvalid
+		switch err.Code {
+		case CodeNotMember, CodeNoSuchGroup, CodeInvalidPeer:
+			code = packets.ErrNotAuthorized
+		case CodeRateLimited:
+			code = packets.ErrQuotaExceeded
+		case CodeTooLarge:
+			code = packets.ErrPacketTooLarge
+		}
+		m.ack(cl, pk, code)
+		return pk, packets.ErrRejectPacket
+	}
+	if pk.FixedHeader.Qos == 0 {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
+}
+
+// ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code.
+func (m *Messenger) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
+	typ := packets.Puback
+	if pk.FixedHeader.Qos == 2 {
+		typ = packets.Pubrec
+	}
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: typ},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Properties:  packets.Properties{ReasonString: code.Reason},
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		m.Log.Debug("write ack", "client", cl.ID, "error", err)
+	}
+}
+
+// sendError writes an error event to the publishing device alone, at QoS 0.
+func (m *Messenger) sendError(cl *mqtt.Client, e *SendError, topic string) {
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   m.Topics.Inbox(UserOf(cl.ID)),
+		Payload:     errorPayload(e, topic),
+	}
+	if err := cl.WritePacket(out); err != nil {
+		m.Log.Debug("write error event", "client", cl.ID, "error", err)
+	}
+}
+
+func (m *Messenger) count(result string) {
+	if m.Metrics != nil {
+		m.Metrics.Received.WithLabelValues(result).Inc()
+	}
+}
+
+// Send validates payload, a send from user from to a user (kind TargetUser)
+// or group (TargetGroup), stores it and fans it out. It returns the stored
+// message and whether it was new; a retry with the same cid returns the
+// original (created false) and echoes it to the sender's inbox only.
+// Ephemeral sends return a zero Message and are delivered at QoS 0 to the
+// other members' inboxes without being stored.
+func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *SendError) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	p, perr := ParseSendPayload(payload, m.MaxPayload)
+	if perr != nil {
+		return history.Message{}, false, perr
+	}
+	fail := func(code, format string, args ...any) (history.Message, bool, *SendError) {
+		e := sendErr(code, format, args...)
+		e.CID = p.CID
+		return history.Message{}, false, e
+	}
+	var conv string
+	var recipients []string
+	switch kind {
+	case TargetUser:
+		if !history.ValidUserID(target) || target == from {
+			return fail(CodeInvalidPeer, "invalid peer %q", target)
+		}
+		conv = history.DirectConvID(from, target)
+		recipients = []string{from, target}
+	case TargetGroup:
+		if !history.ValidGroupID(target) {
+			return fail(CodeNoSuchGroup, "invalid group id %q", target)
+		}
+		conv = history.GroupConvID(target)
+	default:
+		return fail(CodeInvalidPeer, "unknown target kind %q", kind)
+	}
+	if !m.Limiter.Allow(from, now()) {
+		return fail(CodeRateLimited, "too many messages, slow down")
+	}
+	if kind == TargetGroup {
+		members, err := m.Groups.MembersOf(ctx, target, from)
+		switch history.ErrorCode(err) {
+		case "":
+		case history.ENOTFOUND:
+			return fail(CodeNoSuchGroup, "no such group %q", target)
+		case history.ENOTMEMBER:
+			return fail(CodeNotMember, "you are not a member of group %q", target)
+		default:
+			m.Log.Error("load group", "group", target, "error", err)
+			return fail(CodeUnavailable, "the message store is unavailable, try again")
+		}
+		recipients = users(members)
+	}
+	if p.Ephemeral {
+		m.count("ephemeral")
+		d := Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: now().UTC().Format(TSLayout), Type: p.Type, Body: p.Body}
+		b := mustJSON(d)
+		for _, u := range recipients {
+			if u != from {
+				m.publish(m.Topics.Inbox(u), b, 0)
+			}
+		}
+		return history.Message{}, false, nil
+	}
+
+	unlock := m.locks.lock(conv)
+	defer unlock()
+	t := now()
+	msg, created, err := m.Store.Append(ctx, history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body})
+	switch history.ErrorCode(err) {
+	case "":
+	case history.ENOTMEMBER:
+		m.Groups.Forget(target)
+		return fail(CodeNotMember, "you are not a member of group %q", target)
+	case history.ENOTFOUND:
+		m.Groups.Forget(target)
+		return fail(CodeNoSuchGroup, "no such group %q", target)
+	default:
+		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
+		return fail(CodeUnavailable, "the message store is unavailable, try again")
+	}
+	b := MessageDelivery(msg)
+	if !created {
+		m.count("duplicate")
+		m.publish(m.Topics.Inbox(from), b, 1)
+		return msg, false, nil
+	}
+	m.count("stored")
+	for _, u := range recipients {
+		m.publish(m.Topics.Inbox(u), b, 1)
+	}
+	return msg, true, nil
+}
+
+// Deliver fans a stored message out to users' inboxes, in the order of the
+// conversation's lock; used for membership messages.
+func (m *Messenger) deliver(msg history.Message, recipients []string) {
+	b := MessageDelivery(msg)
+	for _, u := range recipients {
+		m.publish(m.Topics.Inbox(u), b, 1)
+	}
+}
+
+func (m *Messenger) publish(topic string, payload []byte, qos byte) {
+	if err := m.Server.Publish(topic, payload, false, qos); err != nil {
+		m.Log.Error("publish", "topic", topic, "error", err)
+	}
+}
+
+func users(ms []history.Member) []string {
+	out := make([]string, len(ms))
+	for i, mb := range ms {
+		out[i] = mb.User
+	}
+	return out
+}
+
+// convLocks serializes store-and-fan-out per conversation on this node, so
+// that every inbox receives a conversation's messages in seq order.
+type convLocks struct {
+	mu sync.Mutex
+	m  map[string]*convLock
+}
+
+type convLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (c *convLocks) lock(conv string) (unlock func()) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*convLock{}
+	}
+	l, ok := c.m[conv]
+	if !ok {
+		l = &convLock{}
+		c.m[conv] = l
+	}
+	l.refs++
+	c.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		c.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(c.m, conv)
+		}
+		c.mu.Unlock()
+	}
+}

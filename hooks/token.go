@@ -1,0 +1,121 @@
+package hooks
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Tokens verifies (and, with a secret, signs) the JWTs that authenticate
+// users over MQTT and REST. The zero value rejects every token.
+type Tokens struct {
+	// Secret is the HS256 key; empty disables HS256.
+	Secret []byte
+	// PublicKey verifies RS256 (*rsa.PublicKey), ES256 (*ecdsa.PublicKey) or
+	// EdDSA (ed25519.PublicKey) tokens; nil disables them.
+	PublicKey crypto.PublicKey
+}
+
+// Token errors, wrapped by Verify.
+var (
+	ErrTokenInvalid = errors.New("invalid token")
+	ErrTokenExpired = errors.New("token expired")
+)
+
+// Verify checks token and returns its subject, the user id. Only the
+// algorithms of the configured keys are accepted ("none" and algorithm
+// confusion never are); exp is required.
+func (t *Tokens) Verify(token string) (string, error) {
+	var methods []string
+	if len(t.Secret) > 0 {
+		methods = append(methods, "HS256")
+	}
+	switch t.PublicKey.(type) {
+	case *rsa.PublicKey:
+		methods = append(methods, "RS256")
+	case *ecdsa.PublicKey:
+		methods = append(methods, "ES256")
+	case ed25519.PublicKey:
+		methods = append(methods, "EdDSA")
+	}
+	if len(methods) == 0 {
+		return "", fmt.Errorf("%w: no verification key configured", ErrTokenInvalid)
+	}
+	tok, err := jwt.Parse(token, func(tok *jwt.Token) (any, error) {
+		switch tok.Method.Alg() {
+		case "HS256":
+			return t.Secret, nil
+		default:
+			return t.PublicKey, nil
+		}
+	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		return "", fmt.Errorf("%w: %v", ErrTokenExpired, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+	}
+	sub, err := tok.Claims.GetSubject()
+	if err != nil || !history.ValidUserID(sub) {
+		return "", fmt.Errorf("%w: sub must be a valid user id", ErrTokenInvalid)
+	}
+	return sub, nil
+}
+
+// Sign returns an HS256 token for user that expires after ttl. It needs
+// Secret.
+func (t *Tokens) Sign(user string, ttl time.Duration) (string, error) {
+	if len(t.Secret) == 0 {
+		return "", errors.New("sign token: no secret configured")
+	}
+	if !history.ValidUserID(user) {
+		return "", fmt.Errorf("sign token: invalid user id %q (1 to 64 of A-Z a-z 0-9 . _ @ -)", user)
+	}
+	now := time.Now()
+	claims := jwt.RegisteredClaims{
+		Subject:   user,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.Secret)
+}
+
+// ParsePublicKey parses a PEM-encoded RSA, ECDSA (P-256) or Ed25519 public key
+// (PKIX "PUBLIC KEY", or an X.509 certificate).
+func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("public key: no PEM block found")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			key = cert.PublicKey
+		}
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	}
+	return nil, fmt.Errorf("public key: unsupported type %T", key)
+}

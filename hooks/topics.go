@@ -1,0 +1,98 @@
+package hooks
+
+import (
+	"strings"
+
+	"github.com/parley-im/parley/history"
+)
+
+// DefaultPrefix is the default first level of Parley's topics.
+const DefaultPrefix = "im"
+
+// Topics names and parses Parley's MQTT topics under one prefix:
+// PREFIX/inbox/USER, PREFIX/send/u/PEER and PREFIX/send/g/GROUP.
+type Topics struct {
+	Prefix string // default DefaultPrefix
+}
+
+func (t Topics) prefix() string {
+	if t.Prefix == "" {
+		return DefaultPrefix
+	}
+	return t.Prefix
+}
+
+// Inbox returns the inbox topic of user.
+func (t Topics) Inbox(user string) string { return t.prefix() + "/inbox/" + user }
+
+// Target kinds of a send topic.
+const (
+	TargetUser  = "u"
+	TargetGroup = "g"
+)
+
+// Owns reports whether topic (or filter) lies under the prefix.
+func (t Topics) Owns(topic string) bool {
+	p := t.prefix()
+	return topic == p || strings.HasPrefix(topic, p+"/")
+}
+
+// ParseSend parses a send topic into its target kind (TargetUser or
+// TargetGroup) and target id. ok is false when topic is not a send topic; a
+// send topic with an invalid target id returns ok true and valid false.
+func (t Topics) ParseSend(topic string) (kind, target string, ok, valid bool) {
+	rest, found := strings.CutPrefix(topic, t.prefix()+"/send/")
+	if !found {
+		return "", "", false, false
+	}
+	kind, target, found = strings.Cut(rest, "/")
+	if !found {
+		return "", "", false, false
+	}
+	switch kind {
+	case TargetUser:
+		return kind, target, true, history.ValidUserID(target)
+	case TargetGroup:
+		return kind, target, true, history.ValidGroupID(target)
+	}
+	return "", "", false, false
+}
+
+// ParseInbox returns the user of an inbox topic or filter; ok is false for
+// anything else, including filters with wildcards.
+func (t Topics) ParseInbox(topic string) (user string, ok bool) {
+	user, found := strings.CutPrefix(topic, t.prefix()+"/inbox/")
+	if !found || !history.ValidUserID(user) {
+		return "", false
+	}
+	return user, true
+}
+
+// MayOverlap reports whether a filter with wildcards could match a topic
+// under the prefix: "#", "+/inbox/x", "im/#" and "im/+/alice" do; "sensors/#"
+// does not.
+func (t Topics) MayOverlap(filter string) bool {
+	fl := strings.Split(filter, "/")
+	pl := t.prefix()
+	if strings.HasPrefix(pl, "$") {
+		// Wildcards never match topics that begin with $ at the first level.
+		return fl[0] == pl
+	}
+	return fl[0] == "#" || fl[0] == "+" || fl[0] == pl
+}
+
+// HasWildcards reports whether filter contains + or #.
+func HasWildcards(filter string) bool { return strings.ContainsAny(filter, "+#") }
+
+// StripShare removes the $share/NAME/ prefix of a shared subscription filter.
+func StripShare(filter string) (string, bool) {
+	rest, ok := strings.CutPrefix(filter, "$share/")
+	if !ok {
+		return filter, false
+	}
+	_, f, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", true
+	}
+	return f, true
+}
