@@ -158,22 +158,32 @@ func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		return pk, packets.ErrRejectPacket
 	}
 	if v5 && pk.FixedHeader.Qos > 0 {
-		code := packets.ErrPayloadFormatInvalid
-		switch err.Code {
-		case CodeNotMember, CodeNoSuchGroup, CodeInvalidPeer:
-			code = packets.ErrNotAuthorized
-		case CodeRateLimited:
-			code = packets.ErrQuotaExceeded
-		case CodeTooLarge:
-			code = packets.ErrPacketTooLarge
-		}
-		m.ack(cl, pk, code)
+		m.ack(cl, pk, ReasonCode(err.Code))
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos == 0 {
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
+}
+
+// ReasonCode returns the MQTT v5 PUBACK/PUBREC reason code for a wire error
+// code: 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
+// authorized (not_member, no_such_group), 0x90 topic name invalid
+// (invalid_peer), 0x97 quota exceeded (rate_limited), 0x80 unspecified error
+// (unavailable).
+func ReasonCode(code string) packets.Code {
+	switch code {
+	case CodeInvalidPayload, CodeTooLarge:
+		return packets.ErrPayloadFormatInvalid
+	case CodeNotMember, CodeNoSuchGroup:
+		return packets.ErrNotAuthorized
+	case CodeInvalidPeer:
+		return packets.ErrTopicNameInvalid
+	case CodeRateLimited:
+		return packets.ErrQuotaExceeded
+	}
+	return packets.ErrUnspecifiedError
 }
 
 // ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code.

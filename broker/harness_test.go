@@ -1,0 +1,323 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	pahov3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/postgres"
+	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+var testSecret = []byte("test-secret-0123456789abcdef0123")
+
+// forEachStore runs fn against a fresh SQLite store and a fresh PostgreSQL
+// store.
+func forEachStore(t *testing.T, fn func(t *testing.T, s history.Store)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, openSQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, openPostgres(t, pgtest.DB(t))) })
+}
+
+func openSQLite(t testing.TB) history.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func openPostgres(t testing.TB, url string) history.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// env is a running broker on loopback ports.
+type env struct {
+	t    testing.TB
+	b    *broker.Broker
+	mqtt string
+	ws   string
+	http string
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("PARLEY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// setup starts a broker on store with every listener on a free port.
+func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env {
+	t.Helper()
+	opts := broker.Options{
+		Store: store, MQTTAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		JWTSecret: testSecret, Logger: quietLogger(), Rate: -1,
+	}
+	for _, f := range mod {
+		f(&opts)
+	}
+	b, err := broker.New(opts)
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Close(ctx)
+	})
+	e := &env{t: t, b: b, mqtt: b.Addr("mqtt").String(), ws: b.Addr("ws").String(), http: "http://" + b.Addr("http").String()}
+	return e
+}
+
+func token(t testing.TB, user string) string {
+	t.Helper()
+	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// event is anything that arrives on an inbox.
+type event struct {
+	Kind    string          `json:"kind"`
+	Conv    string          `json:"conv"`
+	Seq     int64           `json:"seq"`
+	ID      string          `json:"id"`
+	CID     string          `json:"cid"`
+	From    string          `json:"from"`
+	TS      string          `json:"ts"`
+	Type    string          `json:"type"`
+	Body    json.RawMessage `json:"body"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	qos     byte
+	topic   string
+}
+
+// client is a test MQTT client, v3.1.1 (paho.mqtt.golang) or v5 (paho.golang).
+type client struct {
+	t      testing.TB
+	id     string
+	events chan event
+	v3     pahov3.Client
+	v5     *paho.Client
+}
+
+func parseEvent(t testing.TB, topic string, qos byte, payload []byte) event {
+	var ev event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Errorf("inbox payload on %s is not JSON: %q", topic, payload)
+	}
+	ev.qos, ev.topic = qos, topic
+	return ev
+}
+
+// dialV3 connects a v3.1.1 client with user's token and subscribes to the
+// inbox at QoS 1.
+func (e *env) dialV3(clientID, user string) *client {
+	e.t.Helper()
+	c, err := e.connectV3(clientID, user, token(e.t, user))
+	if err != nil {
+		e.t.Fatalf("connect %s: %v", clientID, err)
+	}
+	c.subscribe("im/inbox/"+user, 1)
+	return c
+}
+
+func (e *env) connectV3(clientID, username, password string) (*client, error) {
+	c := &client{t: e.t, id: clientID, events: make(chan event, 10000)}
+	o := pahov3.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID(clientID).
+		SetUsername(username).SetPassword(password).SetProtocolVersion(4).SetCleanSession(true).
+		SetAutoReconnect(false).SetConnectRetry(false).SetOrderMatters(true).
+		SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
+			c.events <- parseEvent(e.t, m.Topic(), m.Qos(), m.Payload())
+		})
+	c.v3 = pahov3.NewClient(o)
+	tok := c.v3.Connect()
+	if !tok.WaitTimeout(5 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	e.t.Cleanup(func() { c.v3.Disconnect(0) })
+	return c, nil
+}
+
+// dialV5 connects a v5 client with user's token and subscribes to the inbox
+// at QoS 2 (deliveries then come at QoS 1).
+func (e *env) dialV5(clientID, user string) *client {
+	e.t.Helper()
+	c, ca, err := e.connectV5(clientID, user, token(e.t, user))
+	if err != nil {
+		e.t.Fatalf("connect %s: %v (%+v)", clientID, err, ca)
+	}
+	c.subscribe("im/inbox/"+user, 2)
+	return c
+}
+
+func (e *env) connectV5(clientID, username, password string) (*client, *paho.Connack, error) {
+	conn, err := net.Dial("tcp", e.mqtt)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &client{t: e.t, id: clientID, events: make(chan event, 10000)}
+	c.v5 = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.events <- parseEvent(e.t, pr.Packet.Topic, pr.Packet.QoS, pr.Packet.Payload)
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
+		Username: username, UsernameFlag: username != "", Password: []byte(password), PasswordFlag: password != ""}
+	ca, err := c.v5.Connect(ctx, cp)
+	if err != nil {
+		conn.Close()
+		return nil, ca, err
+	}
+	e.t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
+	return c, ca, nil
+}
+
+// subscribe subscribes and returns the SUBACK code.
+func (c *client) subscribe(filter string, qos byte) byte {
+	c.t.Helper()
+	if c.v3 != nil {
+		tok := c.v3.Subscribe(filter, qos, nil)
+		if !tok.WaitTimeout(5 * time.Second) {
+			c.t.Fatalf("%s: subscribe %s timed out", c.id, filter)
+		}
+		st, _ := tok.(*pahov3.SubscribeToken)
+		return st.Result()[filter]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := c.v5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
+	if sa == nil {
+		c.t.Fatalf("%s: subscribe %s: %v", c.id, filter, err)
+	}
+	return sa.Reasons[0]
+}
+
+// publish publishes payload and returns the v5 reason code (0 for v3 after
+// its ack) or an error when no ack came.
+func (c *client) publish(topic string, qos byte, payload string) (byte, error) {
+	c.t.Helper()
+	if c.v3 != nil {
+		tok := c.v3.Publish(topic, qos, false, payload)
+		if !tok.WaitTimeout(3 * time.Second) {
+			return 0, fmt.Errorf("no ack")
+		}
+		return 0, tok.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	pr, err := c.v5.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: []byte(payload)})
+	if pr != nil {
+		return pr.ReasonCode, nil
+	}
+	return 0, err
+}
+
+// send publishes a message and fails the test unless it was acked.
+func (c *client) send(topic string, qos byte, payload string) {
+	c.t.Helper()
+	code, err := c.publish(topic, qos, payload)
+	if err != nil || code >= 0x80 {
+		c.t.Fatalf("%s: publish to %s: code %#x, %v", c.id, topic, code, err)
+	}
+}
+
+// next returns the next event, failing after a timeout.
+func (c *client) next() event {
+	c.t.Helper()
+	select {
+	case ev := <-c.events:
+		return ev
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("%s: no event within 10s", c.id)
+	}
+	return event{}
+}
+
+// nextKind returns the next event of kind, skipping others.
+func (c *client) nextKind(kind string) event {
+	c.t.Helper()
+	for {
+		if ev := c.next(); ev.Kind == kind {
+			return ev
+		}
+	}
+}
+
+// quiet fails if an event arrives within d.
+func (c *client) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case ev := <-c.events:
+		c.t.Fatalf("%s: unexpected event %+v", c.id, ev)
+	case <-time.After(d):
+	}
+}
+
+// do sends an HTTP request as user ("" for none) and decodes the JSON reply.
+func (e *env) do(method, path, user, body string, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.http+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+token(e.t, user))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: reply %q: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type apiErr struct {
+	Error struct{ Code, Message string } `json:"error"`
+}
+
+type brokerOptions = broker.Options
