@@ -81,10 +81,22 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		a.Metrics.Refused.WithLabelValues(reason).Inc()
 	}
 	a.Log.Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
-	if err := a.Server.SendConnack(cl, code, false, nil); err != nil {
+	wire := code
+	if cl.Properties.ProtocolVersion < 5 {
+		wire = v3Connack[code]
+	}
+	if err := a.Server.SendConnack(cl, wire, false, nil); err != nil {
 		return err
 	}
 	return code
+}
+
+// v3Connack maps the v5 refusals to MQTT 3.1.1 CONNACK return codes; mochi's
+// own table lacks some of them.
+var v3Connack = map[packets.Code]packets.Code{
+	packets.ErrBadUsernameOrPassword:    {Code: 0x04, Reason: "bad user name or password"},
+	packets.ErrNotAuthorized:            {Code: 0x05, Reason: "not authorized"},
+	packets.ErrClientIdentifierNotValid: {Code: 0x02, Reason: "identifier rejected"},
 }
 
 func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) {

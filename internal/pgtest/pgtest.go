@@ -32,11 +32,11 @@ import (
 
 // Cluster is a PostgreSQL server started by this package.
 type Cluster struct {
-	dir  string
-	bin  string
-	port int
+	dir   string
+	bin   string
+	port  int
 	runAs string
-	mu   sync.Mutex
+	mu    sync.Mutex
 }
 
 var (

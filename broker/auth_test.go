@@ -1,0 +1,174 @@
+package broker_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/hooks"
+)
+
+func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func claims(sub string, exp time.Duration) jwt.MapClaims {
+	return jwt.MapClaims{"sub": sub, "exp": time.Now().Add(exp).Unix()}
+}
+
+// TestConnectRefusals: every way of failing CONNECT gets the CONNACK code the
+// docs promise, on v5 and v3.1.1.
+func TestConnectRefusals(t *testing.T) {
+	e := setup(t, openSQLite(t))
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"alice","exp":9999999999}`)) + "."
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	cases := []struct {
+		name, clientID, username, password string
+		v5, v3                             byte
+	}{
+		{"NoPassword", "alice", "alice", "", 0x86, 0x04},
+		{"Garbage", "alice", "", "not-a-jwt", 0x86, 0x04},
+		{"Expired", "alice", "", signed(t, jwt.SigningMethodHS256, testSecret, claims("alice", -time.Hour)), 0x86, 0x04},
+		{"NoExp", "alice", "", signed(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "alice"}), 0x86, 0x04},
+		{"WrongKey", "alice", "", signed(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret!!"), claims("alice", time.Hour)), 0x86, 0x04},
+		{"AlgNone", "alice", "", none, 0x86, 0x04},
+		{"RS256WithoutKey", "alice", "", signed(t, jwt.SigningMethodRS256, rsaKey, claims("alice", time.Hour)), 0x86, 0x04},
+		{"BadSub", "a/b", "", signed(t, jwt.SigningMethodHS256, testSecret, claims("a/b", time.Hour)), 0x86, 0x04},
+		{"UsernameMismatch", "alice", "bob", token(t, "alice"), 0x87, 0x05},
+		{"OtherUsersClientID", "bob", "", token(t, "alice"), 0x85, 0x02},
+		{"OtherUsersPrefix", "bob/phone", "", token(t, "alice"), 0x85, 0x02},
+		{"PrefixOfName", "alice2", "", token(t, "alice"), 0x85, 0x02},
+		{"BadDevice", "alice/ph one", "", token(t, "alice"), 0x85, 0x02},
+		{"EmptyClientID", "", "", token(t, "alice"), 0x85, 0x02},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ca, err := e.connectV5(tc.clientID, tc.username, tc.password)
+			if err == nil || ca == nil || ca.ReasonCode != tc.v5 {
+				t.Fatalf("v5: connack %+v, err %v; want reason %#x", ca, err, tc.v5)
+			}
+			// MQTT 3.1.1 needs a user name with a password.
+			username := tc.username
+			if username == "" {
+				username = "alice"
+			}
+			_, err = e.connectV3(tc.clientID, username, tc.password)
+			want := map[byte]error{0x04: packets3.ErrorRefusedBadUsernameOrPassword, 0x05: packets3.ErrorRefusedNotAuthorised, 0x02: packets3.ErrorRefusedIDRejected}[tc.v3]
+			if !errors.Is(err, want) {
+				t.Fatalf("v3: %v, want %v", err, want)
+			}
+		})
+	}
+	// The same user's own ids connect fine.
+	for _, id := range []string{"alice", "alice/phone", "alice/a.b_c-1"} {
+		if _, _, err := e.connectV5(id, "alice", token(t, "alice")); err != nil {
+			t.Fatalf("connect %s: %v", id, err)
+		}
+	}
+}
+
+// TestPublicKeyTokens: RS256, ES256 and EdDSA tokens verify against the
+// configured public key, and an HS256 token signed with the public key's
+// bytes (algorithm confusion) does not.
+func TestPublicKeyTokens(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	cases := []struct {
+		name   string
+		pub    any
+		method jwt.SigningMethod
+		key    any
+	}{
+		{"RS256", &rsaKey.PublicKey, jwt.SigningMethodRS256, rsaKey},
+		{"ES256", &ecKey.PublicKey, jwt.SigningMethodES256, ecKey},
+		{"EdDSA", edPub, jwt.SigningMethodEdDSA, edKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tokens := &hooks.Tokens{PublicKey: tc.pub}
+			user, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", time.Hour)))
+			if err != nil || user != "alice" {
+				t.Fatalf("Verify = %q, %v", user, err)
+			}
+			if _, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", -time.Minute))); !errors.Is(err, hooks.ErrTokenExpired) {
+				t.Fatalf("expired: %v", err)
+			}
+			// Algorithm confusion: HS256 keyed with anything must fail when
+			// only a public key is configured.
+			if _, err := tokens.Verify(signed(t, jwt.SigningMethodHS256, []byte("public key bytes"), claims("alice", time.Hour))); err == nil {
+				t.Fatal("HS256 token accepted with only a public key configured")
+			}
+		})
+	}
+}
+
+// TestSubscribeACL: a user subscribes only to its own inbox; wildcard filters
+// that could cover inboxes are refused; plain topics follow the ACL file.
+func TestSubscribeACL(t *testing.T) {
+	acl, err := hooks.ParseACL(strings.NewReader("* readwrite devices/{user}/#\nalice read sensors/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := setup(t, openSQLite(t), func(o *brokerOptions) { o.ACL = acl })
+	alice5, alice3 := e.dialV5("alice/5", "alice"), e.dialV3("alice/3", "alice")
+	cases := []struct {
+		filter string
+		ok     bool
+	}{
+		{"im/inbox/alice", true},
+		{"im/inbox/bob", false},
+		{"im/inbox/+", false},
+		{"im/#", false},
+		{"#", false},
+		{"+/inbox/alice", false},
+		{"+/+/bob", false},
+		{"im/+/bob", false},
+		{"$share/g/im/inbox/alice", false},
+		{"im/send/u/bob", false},
+		{"devices/alice/#", true},
+		{"devices/bob/temp", false},
+		{"devices/+/temp", false},
+		{"sensors/#", true},
+		{"sensors/kitchen", true},
+		{"other/topic", false},
+		{"$SYS/#", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.filter, func(t *testing.T) {
+			got5, got3 := alice5.subscribe(tc.filter, 1), alice3.subscribe(tc.filter, 1)
+			if tc.ok && (got5 != 1 || got3 != 1) {
+				t.Fatalf("SUBACK v5 %#x v3 %#x, want granted QoS 1", got5, got3)
+			}
+			if !tc.ok && (got5 != 0x87 || got3 != 0x80) {
+				t.Fatalf("SUBACK v5 %#x v3 %#x, want 0x87 and 0x80", got5, got3)
+			}
+		})
+	}
+	// Plain MQTT between users on ACL-allowed topics.
+	bob := e.dialV5("bob", "bob")
+	alice5.subscribe("devices/alice/temp", 1)
+	if code, _ := bob.publish("devices/alice/temp", 1, `{"t":21}`); code != 0x87 {
+		t.Fatalf("bob publishing to alice's device topic: %#x, want 0x87", code)
+	}
+	alice3.send("devices/alice/temp", 1, `{"t":22}`)
+	if ev := alice5.next(); ev.topic != "devices/alice/temp" {
+		t.Fatalf("got %+v", ev)
+	}
+}
