@@ -324,3 +324,17 @@ type apiErr struct {
 }
 
 type brokerOptions = broker.Options
+
+// get fetches path and returns the body.
+func (e *env) get(path string) (string, int) {
+	e.t.Helper()
+	resp, err := http.Get(e.http + path)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

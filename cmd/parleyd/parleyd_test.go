@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	pahov3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(t *testing.T, httpAddr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s never became ready", httpAddr)
+}
+
+// sendOne connects as alice and sends one message to bob, returning the seq
+// of the echo.
+func sendOne(t *testing.T, mqttAddr, tok, cid string) int64 {
+	t.Helper()
+	echo := make(chan int64, 1)
+	o := pahov3.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID("alice/test").
+		SetUsername("alice").SetPassword(tok).SetAutoReconnect(false)
+	c := pahov3.NewClient(o)
+	if tk := c.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("connect: %v", tk.Error())
+	}
+	defer c.Disconnect(0)
+	c.Subscribe("im/inbox/alice", 1, func(_ pahov3.Client, m pahov3.Message) {
+		var ev struct{ Seq int64 }
+		json.Unmarshal(m.Payload(), &ev)
+		echo <- ev.Seq
+	}).Wait()
+	if tk := c.Publish("im/send/u/bob", 1, false, `{"cid":"`+cid+`","body":"hi"}`); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("publish: %v", tk.Error())
+	}
+	select {
+	case seq := <-echo:
+		return seq
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo")
+	}
+	return 0
+}
+
+// TestProcess runs the real binary as `make run` does, on the embedded store:
+// it becomes ready, `parleyd token` works against its data dir, SIGINT exits
+// 0, and a second run finds the same data and the same secret.
+func TestProcess(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "parleyd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
+	env := append(os.Environ(), "PARLEY_DATA_DIR="+data, "PARLEY_MQTT_ADDR="+mqttAddr, "PARLEY_HTTP_ADDR="+httpAddr,
+		"PARLEY_WS_ADDR=", "PARLEY_JWT_SECRET=", "PARLEY_DATABASE_URL=")
+	var tok string
+	for run := 1; run <= 2; run++ {
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitReady(t, httpAddr)
+		if run == 1 {
+			tc := exec.Command(bin, "token", "alice", "--ttl", "1h")
+			tc.Env = env
+			out, err := tc.Output()
+			if err != nil {
+				t.Fatalf("parleyd token: %v", err)
+			}
+			tok = strings.TrimSpace(string(out))
+		}
+		// The second run keeps the first run's data: the seq continues.
+		if seq := sendOne(t, mqttAddr, tok, "run"+string(rune('0'+run))); seq != int64(run) {
+			t.Fatalf("run %d: seq %d, want %d", run, seq, run)
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: exit: %v\n%s", run, err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("run %d: no exit within 20s of SIGINT", run)
+		}
+		if run == 1 && !strings.Contains(stderr.String(), "token") {
+			t.Fatalf("start-up banner does not say how to get a token:\n%s", stderr.String())
+		}
+	}
+	fi, err := os.Stat(filepath.Join(data, secretFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+}
+
+// TestTwoNodesOneDatabase starts two parleyd at once against one empty
+// PostgreSQL database: both come up, migrations are applied once, and each
+// serves the other's data.
+func TestTwoNodesOneDatabase(t *testing.T) {
+	url := pgtest.DB(t)
+	t.Setenv("PARLEY_DATABASE_URL", url)
+	t.Setenv("PARLEY_JWT_SECRET", "two-nodes-secret-two-nodes-secret")
+	t.Setenv("PARLEY_WS_ADDR", "")
+	mains := make([]*Main, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range mains {
+		m := NewMain()
+		m.Stderr = &bytes.Buffer{}
+		if err := m.ParseFlags("serve", []string{"-mqtt-addr", freeAddr(t), "-http-addr", freeAddr(t), "-log-level", "warn"}); err != nil {
+			t.Fatal(err)
+		}
+		mains[i] = m
+		t.Cleanup(func() { m.Close() })
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); errs[i] = mains[i].Run(context.Background()) }(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	tokCmd := NewMain()
+	tokCmd.Stdout = &bytes.Buffer{}
+	if err := tokCmd.ParseFlags("token", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokCmd.Token(); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(tokCmd.Stdout.(*bytes.Buffer).String())
+	for i, m := range mains {
+		waitReady(t, m.Broker.Addr("http").String())
+		if seq := sendOne(t, m.Broker.Addr("mqtt").String(), tok, "n"+string(rune('0'+i))); seq != int64(i+1) {
+			t.Fatalf("node %d: seq %d, want %d", i, seq, i+1)
+		}
+	}
+}
+
+// TestFlags: -h lists every PARLEY_ variable with its default; flags win over
+// the environment; an empty address disables a listener.
+func TestFlags(t *testing.T) {
+	m := NewMain()
+	var help bytes.Buffer
+	m.Stderr = &help
+	m.ParseFlags("serve", []string{"-h"})
+	for _, env := range []string{"PARLEY_MQTT_ADDR", "PARLEY_WS_ADDR", "PARLEY_TLS_ADDR", "PARLEY_TLS_CERT", "PARLEY_TLS_KEY",
+		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",
+		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE", ":1883", ":8080"} {
+		if !strings.Contains(help.String(), env) {
+			t.Errorf("-h does not mention %s", env)
+		}
+	}
+	t.Setenv("PARLEY_MQTT_ADDR", "127.0.0.1:1999")
+	t.Setenv("PARLEY_WS_ADDR", "")
+	t.Setenv("PARLEY_LOG_FORMAT", "json")
+	m = NewMain()
+	if err := m.ParseFlags("serve", []string{"-mqtt-addr", "127.0.0.1:2000"}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.MQTTAddr != "127.0.0.1:2000" || m.Config.WSAddr != "" || m.Config.LogFormat != "json" || m.Config.HTTPAddr != ":8080" {
+		t.Fatalf("config = %+v", m.Config)
+	}
+	t.Setenv("PARLEY_LOG_FORMAT", "yaml")
+	if err := NewMain().ParseFlags("serve", nil); err == nil {
+		t.Fatal("bad log format accepted")
+	}
+	t.Setenv("PARLEY_LOG_FORMAT", "text")
+	t.Setenv("PARLEY_DATABASE_URL", "postgres://nowhere/x")
+	t.Setenv("PARLEY_JWT_SECRET", "")
+	m = NewMain()
+	m.ParseFlags("serve", nil)
+	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "PARLEY_JWT_SECRET") {
+		t.Fatalf("PostgreSQL without a secret: %v", err)
+	}
+}
