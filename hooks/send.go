@@ -64,7 +64,8 @@ func (m *Messenger) ID() string { return "parley-messenger" }
 
 // Provides implements mqtt.Hook.
 func (m *Messenger) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnPacketSent || b == mqtt.OnPacketEncode
+	return b == mqtt.OnPublish || b == mqtt.OnPacketSent || b == mqtt.OnPacketEncode ||
+		b == mqtt.OnSessionEstablished || b == mqtt.OnQosPublish
 }
 
 // Init implements mqtt.Hook.
