@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build run test test-race lint fmt bench
+.PHONY: help build run test lint fmt
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 

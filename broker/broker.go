@@ -111,6 +111,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
+		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
+	}
 	if opts.MaxPayload <= 0 {
 		opts.MaxPayload = hooks.DefaultMaxPayload
 	}

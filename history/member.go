@@ -54,7 +54,7 @@ func CheckMemberChange(members []Member, c MemberChange) (msgType string, err er
 		return "", Errorf(EFORBIDDEN, "the owner's role cannot be changed")
 	}
 	if target == c.Role {
-		return "", Errorf(ECONFLICT, "%q is already a %s of group %q", c.User, c.Role, c.Group)
+		return "", Errorf(ECONFLICT, "%q already has role %s in group %q", c.User, c.Role, c.Group)
 	}
 	if target != "" {
 		if actor != RoleOwner && target == RoleAdmin {

@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		Delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_messages_delivered_total",
-			Help: "PUBLISH packets written to clients on inbox topics.",
+			Help: "PUBLISH packets written to clients on Parley's topics (deliveries, events, resends).",
 		}),
 		StoreLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "parley_store_latency_seconds",

@@ -104,9 +104,9 @@ func (m *Messenger) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.P
 	return pk
 }
 
-// OnPacketSent counts deliveries on inbox topics.
+// OnPacketSent counts deliveries on Parley's topics.
 func (m *Messenger) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	if m.Metrics != nil && pk.FixedHeader.Type == packets.Publish {
+	if m.Metrics != nil && pk.FixedHeader.Type == packets.Publish && m.Topics.Owns(pk.TopicName) {
 		m.Metrics.Delivered.Inc()
 	}
 }

@@ -78,6 +78,14 @@ func envOr(key, def string) string {
 	return def
 }
 
+// envNum is envOr for numbers: an empty value means the default.
+func envNum(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
 // ParseFlags reads flags for subcommand cmd ("serve", "migrate", "token") and
 // the PARLEY_* environment; flags win over the environment.
 func (m *Main) ParseFlags(cmd string, args []string) error {
@@ -101,17 +109,17 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
-	maxPayload, err := strconv.Atoi(envOr("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
+	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
 	if err != nil {
 		return fmt.Errorf("PARLEY_MAX_PAYLOAD: %w", err)
 	}
 	fs.IntVar(&c.MaxPayload, "max-payload", maxPayload, "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
-	rate, err := strconv.ParseFloat(envOr("PARLEY_RATE", "20"), 64)
+	rate, err := strconv.ParseFloat(envNum("PARLEY_RATE", "20"), 64)
 	if err != nil {
 		return fmt.Errorf("PARLEY_RATE: %w", err)
 	}
 	fs.Float64Var(&c.Rate, "rate", rate, "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
-	burst, err := strconv.ParseFloat(envOr("PARLEY_BURST", "0"), 64)
+	burst, err := strconv.ParseFloat(envNum("PARLEY_BURST", "0"), 64)
 	if err != nil {
 		return fmt.Errorf("PARLEY_BURST: %w", err)
 	}
@@ -320,8 +328,20 @@ func (m *Main) banner() {
 		}
 	}
 	if m.Config.JWTSecret == "" && m.Config.JWTPublicKey == "" {
-		fmt.Fprintf(w, "Get a token for a first user:  go run ./cmd/parleyd token --data-dir %s alice\n\n", m.Config.DataDir)
+		fmt.Fprintf(w, "Get a token for a first user:  %s token --data-dir %s alice\n\n", self(), m.Config.DataDir)
 	}
+}
+
+// self is how to invoke this binary again: ./bin/parleyd after make run.
+func self() string {
+	p := os.Args[0]
+	if !strings.ContainsRune(p, '/') || strings.Contains(p, "go-build") {
+		return "parleyd"
+	}
+	if rel, err := filepath.Rel(".", p); err == nil && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel) {
+		return "./" + rel
+	}
+	return p
 }
 
 func hostPort(a net.Addr) string {
