@@ -121,6 +121,51 @@ type Store interface {
 	// stored message and the members after the change.
 	ChangeMember(ctx context.Context, c MemberChange) (Message, []Member, error)
 
+	// Device records that device (a client id) of user connected and returns
+	// its cursors and the user's conversations. New is true on the device's
+	// first call.
+	Device(ctx context.Context, device, user string) (DeviceState, error)
+
+	// SaveCursors moves each device's cursor forward to the given seq; a
+	// cursor never moves back.
+	SaveCursors(ctx context.Context, cs []Cursor) error
+
+	// MarkRead moves user's read marker in conv forward to seq and returns the
+	// marker after the call and whether it moved. ENOTMEMBER when user is not
+	// (or no longer) a member, EINVALID when seq is beyond the last message
+	// the user can see.
+	MarkRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
+
+	// SharesConversation reports whether users a and b are both current
+	// members of some conversation.
+	SharesConversation(ctx context.Context, a, b string) (bool, error)
+
 	// Close releases what the store opened itself (not a caller-owned pool).
 	Close() error
+}
+
+// ConvHead is one of a user's conversations, bounded to what the user may
+// see: messages First..Last.
+type ConvHead struct {
+	Conv string
+	// First is the first seq the user sees: 1 for direct conversations, the
+	// seq of the group.created or member.added message for groups.
+	First int64
+	// Last is the conversation's last seq, or, for a former member, the seq
+	// of the message that recorded the removal.
+	Last int64
+}
+
+// DeviceState is what the store knows of a device when it connects.
+type DeviceState struct {
+	New     bool             // the device never connected before
+	Cursors map[string]int64 // conversation -> highest acknowledged seq
+	Convs   []ConvHead       // the user's conversations
+}
+
+// Cursor is the highest seq of a conversation that a device acknowledged.
+type Cursor struct {
+	Device string
+	Conv   string
+	Seq    int64
 }

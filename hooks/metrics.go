@@ -96,4 +96,24 @@ func (i *instrumented) ChangeMember(ctx context.Context, c history.MemberChange)
 	return i.s.ChangeMember(ctx, c)
 }
 
+func (i *instrumented) Device(ctx context.Context, device, user string) (_ history.DeviceState, err error) {
+	defer func(t time.Time) { i.observe("device", t, err) }(time.Now())
+	return i.s.Device(ctx, device, user)
+}
+
+func (i *instrumented) SaveCursors(ctx context.Context, cs []history.Cursor) (err error) {
+	defer func(t time.Time) { i.observe("save_cursors", t, err) }(time.Now())
+	return i.s.SaveCursors(ctx, cs)
+}
+
+func (i *instrumented) MarkRead(ctx context.Context, user, conv string, seq int64) (_ int64, _ bool, err error) {
+	defer func(t time.Time) { i.observe("mark_read", t, err) }(time.Now())
+	return i.s.MarkRead(ctx, user, conv, seq)
+}
+
+func (i *instrumented) SharesConversation(ctx context.Context, a, b string) (_ bool, err error) {
+	defer func(t time.Time) { i.observe("shares_conversation", t, err) }(time.Now())
+	return i.s.SharesConversation(ctx, a, b)
+}
+
 func (i *instrumented) Close() error { return i.s.Close() }

@@ -29,6 +29,10 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("Messages", func(t *testing.T) { testMessages(t, open(t)) })
 	t.Run("Groups", func(t *testing.T) { testGroups(t, open(t)) })
 	t.Run("GroupErrors", func(t *testing.T) { testGroupErrors(t, open(t)) })
+	t.Run("Device", func(t *testing.T) { testDevice(t, open(t)) })
+	t.Run("Cursors", func(t *testing.T) { testCursors(t, open(t)) })
+	t.Run("MarkRead", func(t *testing.T) { testMarkRead(t, open(t)) })
+	t.Run("SharesConversation", func(t *testing.T) { testShares(t, open(t)) })
 }
 
 // NewMsg returns a NewMessage from from in conv with a fresh id.
@@ -294,5 +298,148 @@ func testGroupErrors(t *testing.T, s history.Store) {
 	msgs, err := s.Messages(ctx, "g:club", 0, 100)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("club history = %d messages, %v; want only group.created", len(msgs), err)
+	}
+}
+
+func testDevice(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	st, err := s.Device(ctx, "alice/phone", "alice")
+	if err != nil || !st.New || len(st.Cursors) != 0 || len(st.Convs) != 0 {
+		t.Fatalf("first Device = %+v, %v", st, err)
+	}
+	st, err = s.Device(ctx, "alice/phone", "alice")
+	if err != nil || st.New {
+		t.Fatalf("second Device = %+v, %v; want New false", st, err)
+	}
+	dm := history.DirectConvID("alice", "bob")
+	mustAppend(t, s, NewMsg(dm, "bob", "", `1`))
+	mustAppend(t, s, NewMsg(dm, "alice", "", `2`))
+	createGroup(t, s, "g1", "carol", "dave")
+	mustAppend(t, s, NewMsg("g:g1", "carol", "", `1`))
+	if _, _, err := s.ChangeMember(ctx, change("g1", "carol", "alice", history.RoleMember, false)); err != nil {
+		t.Fatal(err)
+	}
+	createGroup(t, s, "g2", "alice", "bob")
+	if _, _, err := s.ChangeMember(ctx, change("g2", "alice", "bob", "", true)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, NewMsg("g:g2", "alice", "", `"after bob left"`))
+
+	st, err = s.Device(ctx, "alice/laptop", "alice")
+	if err != nil || !st.New {
+		t.Fatalf("Device = %+v, %v", st, err)
+	}
+	want := map[string]history.ConvHead{
+		dm:     {Conv: dm, First: 1, Last: 2},
+		"g:g1": {Conv: "g:g1", First: 3, Last: 3},
+		"g:g2": {Conv: "g:g2", First: 1, Last: 3},
+	}
+	if len(st.Convs) != len(want) {
+		t.Fatalf("alice's conversations = %+v", st.Convs)
+	}
+	for _, h := range st.Convs {
+		if want[h.Conv] != h {
+			t.Fatalf("head %+v, want %+v", h, want[h.Conv])
+		}
+	}
+	// bob left g2 at seq 2: his view of g2 ends there.
+	st, err = s.Device(ctx, "bob", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range st.Convs {
+		if h.Conv == "g:g2" && (h.First != 1 || h.Last != 2) {
+			t.Fatalf("bob's g2 = %+v, want 1..2", h)
+		}
+	}
+}
+
+func testCursors(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	if err := s.SaveCursors(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/a", Conv: "dm:alice:bob", Seq: 5}, {Device: "alice/a", Conv: "g:x", Seq: 2}, {Device: "alice/b", Conv: "dm:alice:bob", Seq: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cursors only move forward.
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/a", Conv: "dm:alice:bob", Seq: 3}, {Device: "alice/a", Conv: "g:x", Seq: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Device(ctx, "alice/a", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Cursors["dm:alice:bob"] != 5 || st.Cursors["g:x"] != 7 || len(st.Cursors) != 2 {
+		t.Fatalf("cursors = %v", st.Cursors)
+	}
+	st, _ = s.Device(ctx, "alice/b", "alice")
+	if st.Cursors["dm:alice:bob"] != 1 {
+		t.Fatalf("alice/b cursors = %v", st.Cursors)
+	}
+}
+
+func testMarkRead(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	dm := history.DirectConvID("alice", "bob")
+	for i := 0; i < 3; i++ {
+		mustAppend(t, s, NewMsg(dm, "bob", "", `1`))
+	}
+	cases := []struct {
+		name, user, conv string
+		seq, after       int64
+		moved            bool
+		code             string
+	}{
+		{"Forward", "alice", dm, 2, 2, true, ""},
+		{"Backward", "alice", dm, 1, 2, false, ""},
+		{"Same", "alice", dm, 2, 2, false, ""},
+		{"ToEnd", "alice", dm, 3, 3, true, ""},
+		{"Beyond", "alice", dm, 4, 0, false, history.EINVALID},
+		{"Negative", "alice", dm, -1, 0, false, history.EINVALID},
+		{"Stranger", "carol", dm, 1, 0, false, history.ENOTMEMBER},
+		{"NoConv", "alice", "dm:alice:zed", 1, 0, false, history.ENOTMEMBER},
+		{"OtherUser", "bob", dm, 1, 1, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			after, moved, err := s.MarkRead(ctx, tc.user, tc.conv, tc.seq)
+			if tc.code != "" {
+				wantCode(t, err, tc.code)
+				return
+			}
+			if err != nil || after != tc.after || moved != tc.moved {
+				t.Fatalf("MarkRead = %d, %v, %v; want %d, %v", after, moved, err, tc.after, tc.moved)
+			}
+		})
+	}
+	createGroup(t, s, "g", "alice", "bob")
+	if _, _, err := s.ChangeMember(ctx, change("g", "alice", "bob", "", true)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := s.MarkRead(ctx, "bob", "g:g", 1)
+	wantCode(t, err, history.ENOTMEMBER)
+}
+
+func testShares(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	mustAppend(t, s, NewMsg(history.DirectConvID("alice", "bob"), "alice", "", `1`))
+	createGroup(t, s, "g", "carol", "dave", "erin")
+	if _, _, err := s.ChangeMember(ctx, change("g", "carol", "erin", "", true)); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		a, b string
+		want bool
+	}{
+		{"alice", "bob", true}, {"bob", "alice", true}, {"carol", "dave", true},
+		{"alice", "carol", false}, {"carol", "erin", false}, {"zed", "alice", false},
+	}
+	for _, tc := range cases {
+		got, err := s.SharesConversation(ctx, tc.a, tc.b)
+		if err != nil || got != tc.want {
+			t.Fatalf("SharesConversation(%s, %s) = %v, %v; want %v", tc.a, tc.b, got, err, tc.want)
+		}
 	}
 }

@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-im/parley/history"
+)
+
+const headsQuery = `SELECT m.conv,
+	CASE WHEN c.kind = 'direct' THEN 1 ELSE m.joined_seq END,
+	CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
+	FROM members m JOIN conversations c ON c.id = m.conv
+	WHERE m.user_id = $1 ORDER BY m.conv`
+
+// Device implements history.Store.
+func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
+	st := history.DeviceState{Cursors: map[string]int64{}}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		// xmax = 0 holds for a freshly inserted row, not for an updated one.
+		err := tx.QueryRow(ctx, `INSERT INTO devices (id, user_id) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING (xmax = 0)`, device, user).Scan(&st.New)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT conv, seq FROM cursors WHERE device = $1`, device)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var conv string
+			var seq int64
+			if err := rows.Scan(&conv, &seq); err != nil {
+				return err
+			}
+			st.Cursors[conv] = seq
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, headsQuery, user)
+		if err != nil {
+			return err
+		}
+		st.Convs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (history.ConvHead, error) {
+			var h history.ConvHead
+			err := r.Scan(&h.Conv, &h.First, &h.Last)
+			return h, err
+		})
+		return err
+	})
+	return st, err
+}
+
+// SaveCursors implements history.Store.
+func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	devices, convs, seqs := make([]string, len(cs)), make([]string, len(cs)), make([]int64, len(cs))
+	for i, c := range cs {
+		devices[i], convs[i], seqs[i] = c.Device, c.Conv, c.Seq
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO cursors (device, conv, seq)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (device, conv) DO UPDATE SET seq = GREATEST(cursors.seq, EXCLUDED.seq)`, devices, convs, seqs)
+	return translate(err)
+}
+
+// MarkRead implements history.Store.
+func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error) {
+	var after int64
+	var moved bool
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var read, last int64
+		var left *int64
+		err := tx.QueryRow(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq FROM members m JOIN conversations c ON c.id = m.conv
+			WHERE m.conv = $1 AND m.user_id = $2 FOR UPDATE OF m`, conv, user).Scan(&read, &last, &left)
+		if err == pgx.ErrNoRows || (err == nil && left != nil) {
+			return history.Errorf(history.ENOTMEMBER, "you are not a member of %s", conv)
+		}
+		if err != nil {
+			return err
+		}
+		if seq < 0 || seq > last {
+			return history.Errorf(history.EINVALID, "seq %d is beyond the last message (%d) of %s", seq, last, conv)
+		}
+		after = read
+		if seq <= read {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE members SET read_seq = $3 WHERE conv = $1 AND user_id = $2`, conv, user, seq); err != nil {
+			return err
+		}
+		after, moved = seq, true
+		return nil
+	})
+	return after, moved, err
+}
+
+// SharesConversation implements history.Store.
+func (s *Store) SharesConversation(ctx context.Context, a, b string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members x JOIN members y ON x.conv = y.conv
+		WHERE x.user_id = $1 AND y.user_id = $2 AND x.left_seq IS NULL AND y.left_seq IS NULL)`, a, b).Scan(&ok)
+	return ok, translate(err)
+}

@@ -1,0 +1,114 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/parley-im/parley/history"
+)
+
+const headsQuery = `SELECT m.conv,
+	CASE WHEN c.kind = 'direct' THEN 1 ELSE m.joined_seq END,
+	CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
+	FROM members m JOIN conversations c ON c.id = m.conv
+	WHERE m.user_id = ? ORDER BY m.conv`
+
+// Device implements history.Store.
+func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
+	st := history.DeviceState{Cursors: map[string]int64{}}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO devices (id, user_id, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, device, user, now(), now())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			st.New = true
+		} else if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now(), device); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT conv, seq FROM cursors WHERE device = ?`, device)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var conv string
+			var seq int64
+			if err := rows.Scan(&conv, &seq); err != nil {
+				rows.Close()
+				return err
+			}
+			st.Cursors[conv] = seq
+		}
+		rows.Close()
+		rows, err = tx.QueryContext(ctx, headsQuery, user)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h history.ConvHead
+			if err := rows.Scan(&h.Conv, &h.First, &h.Last); err != nil {
+				return err
+			}
+			st.Convs = append(st.Convs, h)
+		}
+		return rows.Err()
+	})
+	return st, err
+}
+
+// SaveCursors implements history.Store.
+func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range cs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO cursors (device, conv, seq) VALUES (?1, ?2, ?3)
+				ON CONFLICT (device, conv) DO UPDATE SET seq = max(seq, ?3)`, c.Device, c.Conv, c.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// MarkRead implements history.Store.
+func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error) {
+	var after int64
+	var moved bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var read, last int64
+		var left sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq FROM members m JOIN conversations c ON c.id = m.conv
+			WHERE m.conv = ? AND m.user_id = ?`, conv, user).Scan(&read, &last, &left)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && left.Valid) {
+			return history.Errorf(history.ENOTMEMBER, "you are not a member of %s", conv)
+		}
+		if err != nil {
+			return err
+		}
+		if seq < 0 || seq > last {
+			return history.Errorf(history.EINVALID, "seq %d is beyond the last message (%d) of %s", seq, last, conv)
+		}
+		after = read
+		if seq <= read {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE members SET read_seq = ? WHERE conv = ? AND user_id = ?`, seq, conv, user); err != nil {
+			return err
+		}
+		after, moved = seq, true
+		return nil
+	})
+	return after, moved, err
+}
+
+// SharesConversation implements history.Store.
+func (s *Store) SharesConversation(ctx context.Context, a, b string) (bool, error) {
+	var ok bool
+	err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members x JOIN members y ON x.conv = y.conv
+		WHERE x.user_id = ? AND y.user_id = ? AND x.left_seq IS NULL AND y.left_seq IS NULL)`, a, b).Scan(&ok)
+	return ok, translate(err)
+}
