@@ -63,6 +63,19 @@ type Options struct {
 	ACL *hooks.ACL
 	// MaxPayload bounds a send payload in bytes; default 64 KiB.
 	MaxPayload int
+	// NewDeviceBacklog is how many of each conversation's latest messages a
+	// device that never connected before receives; default 50.
+	NewDeviceBacklog int
+	// CatchupLimit bounds the messages per conversation sent to a device in
+	// one catch-up; beyond it the device gets a gap event; default 500.
+	CatchupLimit int
+	// ReceiptGroupMax is the largest group whose members get read receipts;
+	// default 100.
+	ReceiptGroupMax int
+	// DeviceQueue bounds the live deliveries waiting for one device; beyond
+	// it the device catches up from the store instead; default 1024.
+	DeviceQueue int
+
 	// Rate is the per-user send rate per second (0: default 20, negative:
 	// unlimited) with bursts of Burst (default 2×Rate).
 	Rate  float64
@@ -86,6 +99,7 @@ type Broker struct {
 	store     history.Store
 	tokens    *hooks.Tokens
 	messenger *hooks.Messenger
+	sync      *hooks.Sync
 	metrics   *hooks.Metrics
 	registry  *prometheus.Registry
 	http      *http.Server
@@ -145,17 +159,23 @@ func New(opts Options) (*Broker, error) {
 		Capabilities: caps,
 	})
 	topics := hooks.Topics{Prefix: opts.TopicPrefix}
-	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Log: opts.Logger}
+	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Log: opts.Logger}
+	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
+		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, Metrics: b.metrics, Log: opts.Logger}
 	var limiter *hooks.RateLimiter
 	if opts.Rate > 0 {
 		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)
 	}
 	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: hooks.NewGroups(b.store),
-		Limiter: limiter, MaxPayload: opts.MaxPayload, Metrics: b.metrics, Log: opts.Logger}
+		Sync: b.sync, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if err := b.mqtt.AddHook(b.messenger, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := b.mqtt.AddHook(b.sync, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

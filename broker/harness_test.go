@@ -119,8 +119,12 @@ type event struct {
 	Body    json.RawMessage `json:"body"`
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
+	User    string          `json:"user"`
+	After   int64           `json:"after"`
+	Before  int64           `json:"before"`
 	qos     byte
 	topic   string
+	raw     []byte
 }
 
 // client is a test MQTT client, v3.1.1 (paho.mqtt.golang) or v5 (paho.golang).
@@ -137,7 +141,7 @@ func parseEvent(t testing.TB, topic string, qos byte, payload []byte) event {
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		t.Errorf("inbox payload on %s is not JSON: %q", topic, payload)
 	}
-	ev.qos, ev.topic = qos, topic
+	ev.qos, ev.topic, ev.raw = qos, topic, append([]byte(nil), payload...)
 	return ev
 }
 
@@ -285,13 +289,19 @@ func (c *client) nextKind(kind string) event {
 	}
 }
 
-// quiet fails if an event arrives within d.
+// quiet fails if anything but a receipt arrives within d.
 func (c *client) quiet(d time.Duration) {
 	c.t.Helper()
-	select {
-	case ev := <-c.events:
-		c.t.Fatalf("%s: unexpected event %+v", c.id, ev)
-	case <-time.After(d):
+	deadline := time.After(d)
+	for {
+		select {
+		case ev := <-c.events:
+			if ev.Kind != "delivered" && ev.Kind != "read" {
+				c.t.Fatalf("%s: unexpected event %+v", c.id, ev)
+			}
+		case <-deadline:
+			return
+		}
 	}
 }
 
@@ -338,3 +348,158 @@ func (e *env) get(path string) (string, int) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// dialOpts are options of dial.
+type dialOpts struct {
+	v5         bool
+	persistent bool // clean session false (v3) / session expiry (v5)
+	noSub      bool // do not subscribe to the inbox
+}
+
+// dial connects clientID as user with options, subscribing to the inbox at
+// QoS 1 unless told not to.
+func (e *env) dial(clientID, user string, o dialOpts) *client {
+	e.t.Helper()
+	if !o.v5 {
+		c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
+		po := pahov3.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID(clientID).
+			SetUsername(user).SetPassword(token(e.t, user)).SetCleanSession(!o.persistent).
+			SetAutoReconnect(false).SetOrderMatters(true).SetKeepAlive(30 * time.Second).
+			SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
+				c.events <- parseEvent(e.t, m.Topic(), m.Qos(), m.Payload())
+			})
+		c.v3 = pahov3.NewClient(po)
+		if tok := c.v3.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			e.t.Fatalf("connect %s: %v", clientID, tok.Error())
+		}
+		e.t.Cleanup(func() { c.v3.Disconnect(0) })
+		if !o.noSub {
+			c.subscribe("im/inbox/"+user, 1)
+		}
+		return c
+	}
+	conn, err := net.Dial("tcp", e.mqtt)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
+	c.v5 = paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			c.events <- parseEvent(e.t, pr.Packet.Topic, pr.Packet.QoS, pr.Packet.Payload)
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: !o.persistent,
+		Username: user, UsernameFlag: true, Password: []byte(token(e.t, user)), PasswordFlag: true}
+	if o.persistent {
+		expiry := uint32(3600)
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
+	if _, err := c.v5.Connect(ctx, cp); err != nil {
+		e.t.Fatalf("connect %s: %v", clientID, err)
+	}
+	e.t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
+	if !o.noSub {
+		c.subscribe("im/inbox/"+user, 1)
+	}
+	return c
+}
+
+// close disconnects the client cleanly.
+func (c *client) close() {
+	if c.v3 != nil {
+		c.v3.Disconnect(50)
+		return
+	}
+	c.v5.Disconnect(&paho.Disconnect{})
+}
+
+// collector checks what a client that dedups on (conv, seq) surfaces: per
+// conversation, each new seq must follow the previous one.
+type collector struct {
+	last map[string]int64
+	dups int
+	n    int
+}
+
+func newCollector() *collector { return &collector{last: map[string]int64{}} }
+
+// add records a message event; it fails on a gap or reorder.
+func (col *collector) add(t testing.TB, ev event) {
+	t.Helper()
+	last, seen := col.last[ev.Conv]
+	switch {
+	case seen && ev.Seq <= last:
+		col.dups++
+	case !seen || ev.Seq == last+1:
+		col.last[ev.Conv] = ev.Seq
+		col.n++
+	default:
+		t.Fatalf("%s: seq %d after %d: out of order or missing", ev.Conv, ev.Seq, last)
+	}
+}
+
+// drain collects message events until want new messages were surfaced.
+func (col *collector) drain(t testing.TB, c *client, want int) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for col.n < want {
+		select {
+		case ev := <-c.events:
+			if ev.Kind == "message" {
+				col.add(t, ev)
+			}
+		case <-deadline:
+			t.Fatalf("%s: surfaced %d of %d messages within 60s", c.id, col.n, want)
+		}
+	}
+}
+
+func mustUnmarshal(t testing.TB, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("unmarshal %q: %v", b, err)
+	}
+}
+
+// rawConnect opens a TCP connection and sends an MQTT 3.1.1 CONNECT with the
+// given keepalive (seconds), then reads the CONNACK; it sends nothing else.
+func rawConnect(t testing.TB, e *env, clientID, user string, keepalive uint16) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	var body []byte
+	body = append(body, str("MQTT")...)
+	body = append(body, 4, 0xC2, byte(keepalive>>8), byte(keepalive)) // v3.1.1, username+password+clean
+	body = append(body, str(clientID)...)
+	body = append(body, str(user)...)
+	body = append(body, str(token(t, user))...)
+	pk := []byte{0x10}
+	for n := len(body); ; {
+		b := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			b |= 0x80
+		}
+		pk = append(pk, b)
+		if n == 0 {
+			break
+		}
+	}
+	if _, err := conn.Write(append(pk, body...)); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("raw CONNACK %v, %v", ack, err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	return conn
+}

@@ -2,9 +2,12 @@ package hooks
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -31,9 +34,18 @@ type Auth struct {
 	ACL *ACL
 	// Metrics, when set, counts refusals.
 	Metrics *Metrics
+	// Store answers whether two users share a conversation (presence
+	// subscriptions); without it only a user's own presence is readable.
+	Store history.Store
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+
+	mu       sync.Mutex
+	contacts map[[2]string]time.Time // pairs known to share a conversation, until
 }
+
+// contactTTL is how long a shared conversation is trusted for presence.
+const contactTTL = time.Minute
 
 // ID implements mqtt.Hook.
 func (a *Auth) ID() string { return "parley-auth" }
@@ -119,6 +131,37 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 	return packets.CodeSuccess, ""
 }
 
+// shares reports whether users a and b share a conversation, from memory
+// when a recent answer was yes.
+func (a *Auth) shares(x, y string) bool {
+	if a.Store == nil {
+		return false
+	}
+	key := [2]string{x, y}
+	if y < x {
+		key = [2]string{y, x}
+	}
+	a.mu.Lock()
+	until, ok := a.contacts[key]
+	a.mu.Unlock()
+	if ok && time.Now().Before(until) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	yes, err := a.Store.SharesConversation(ctx, x, y)
+	if err != nil || !yes {
+		return false
+	}
+	a.mu.Lock()
+	if a.contacts == nil || len(a.contacts) > 100000 {
+		a.contacts = map[[2]string]time.Time{}
+	}
+	a.contacts[key] = time.Now().Add(contactTTL)
+	a.mu.Unlock()
+	return true
+}
+
 // OnConnectAuthenticate implements mqtt.Hook: OnConnect has already refused
 // every client that did not authenticate.
 func (a *Auth) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
@@ -136,10 +179,15 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		}
 		if write {
 			_, _, ok, _ := a.Topics.ParseSend(t)
-			return ok
+			return ok || t == a.Topics.Read()
 		}
-		u, ok := a.Topics.ParseInbox(t)
-		return ok && u == user
+		if u, ok := a.Topics.ParseInbox(t); ok {
+			return u == user
+		}
+		if u, ok := a.Topics.ParsePresence(t); ok {
+			return u == user || a.shares(user, u)
+		}
+		return false
 	}
 	return a.ACL.Allow(user, t, write)
 }

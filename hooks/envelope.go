@@ -79,6 +79,9 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 			CID string `json:"cid"`
 		}
 		_ = json.Unmarshal(b, &c)
+		if utf8.RuneCountInString(c.CID) > MaxCIDLen {
+			c.CID = ""
+		}
 		p = SendPayload{CID: c.CID}
 		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: c.CID}
 	}

@@ -6,7 +6,8 @@ import (
 )
 
 // RateLimiter is a per-user token bucket: Rate messages per second with bursts
-// of Burst. A nil RateLimiter or a Rate of 0 allows everything.
+// of Burst (at least 1). A nil RateLimiter or a Rate of 0 allows everything.
+// The zero value is ready to use.
 type RateLimiter struct {
 	Rate  float64
 	Burst float64
@@ -36,6 +37,12 @@ func (l *RateLimiter) Allow(user string, now time.Time) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.buckets == nil {
+		l.buckets = map[string]*bucket{}
+	}
+	if l.Burst < 1 {
+		l.Burst = 1
+	}
 	if now.Sub(l.swept) > time.Minute {
 		l.sweep(now)
 	}

@@ -17,6 +17,7 @@ type Metrics struct {
 	StoreLatency *prometheus.HistogramVec
 	StoreErrors  *prometheus.CounterVec
 	Refused      *prometheus.CounterVec // parley_connections_refused_total{reason}
+	Catchups     prometheus.Counter     // parley_catchups_total
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -44,7 +45,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CONNECT packets refused, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused)
+	m.Catchups = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "parley_catchups_total",
+		Help: "Catch-up passes started for devices (after a connect, a gap or an overflow).",
+	})
+	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused, m.Catchups)
 	return m
 }
 

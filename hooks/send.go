@@ -31,6 +31,11 @@ type Messenger struct {
 	Topics Topics
 	// Groups caches group membership; required.
 	Groups *Groups
+	// Sync delivers to inboxes; required.
+	Sync *Sync
+	// ReceiptGroupMax is the largest group whose members get read receipts;
+	// default 100.
+	ReceiptGroupMax int
 	// Limiter limits sends per user; nil allows everything.
 	Limiter *RateLimiter
 	// MaxPayload bounds a send payload; default DefaultMaxPayload.
@@ -70,8 +75,11 @@ func (m *Messenger) Provides(b byte) bool {
 
 // Init implements mqtt.Hook.
 func (m *Messenger) Init(any) error {
-	if m.Server == nil || m.Store == nil || m.Groups == nil {
-		return errors.New("hooks: Messenger needs Server, Store and Groups")
+	if m.Server == nil || m.Store == nil || m.Groups == nil || m.Sync == nil {
+		return errors.New("hooks: Messenger needs Server, Store, Groups and Sync")
+	}
+	if m.ReceiptGroupMax <= 0 {
+		m.ReceiptGroupMax = DefaultReceiptGroupMax
 	}
 	if m.MaxPayload <= 0 {
 		m.MaxPayload = DefaultMaxPayload
@@ -123,6 +131,9 @@ func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	if cl.Net.Inline {
 		return pk, nil
 	}
+	if pk.TopicName == m.Topics.Read() {
+		return m.onRead(cl, pk)
+	}
 	kind, target, ok, valid := m.Topics.ParseSend(pk.TopicName)
 	if !ok {
 		return pk, nil
@@ -147,10 +158,16 @@ func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		return pk, packets.CodeSuccessIgnore
 	}
 	m.count(err.Code)
+	return m.refuse(cl, pk, err)
+}
+
+// refuse answers a PUBLISH that failed with err: an error event to the
+// publishing device, then the fitting ack (see OnPublish).
+func (m *Messenger) refuse(cl *mqtt.Client, pk packets.Packet, err *SendError) (packets.Packet, error) {
 	m.sendError(cl, err, pk.TopicName)
 	v5 := cl.Properties.ProtocolVersion == 5
 	if !err.Permanent() {
-		m.Log.Warn("send not stored", "client", cl.ID, "error", err.Message)
+		m.Log.Warn("publish not stored", "client", cl.ID, "topic", pk.TopicName, "error", err.Message)
 		if v5 && pk.FixedHeader.Qos > 0 {
 			m.ack(cl, pk, packets.ErrUnspecifiedError)
 		} else if pk.FixedHeader.Qos > 0 {
@@ -277,12 +294,13 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 	if p.Ephemeral {
 		m.count("ephemeral")
 		d := Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: now().UTC().Format(TSLayout), Type: p.Type, Body: p.Body}
-		b := mustJSON(d)
+		others := make([]string, 0, len(recipients))
 		for _, u := range recipients {
 			if u != from {
-				m.publish(m.Topics.Inbox(u), b, 0)
+				others = append(others, u)
 			}
 		}
+		m.Sync.DeliverEvent(others, mustJSON(d), 0)
 		return history.Message{}, false, nil
 	}
 
@@ -302,32 +320,22 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
 		return fail(CodeUnavailable, "the message store is unavailable, try again")
 	}
-	b := MessageDelivery(msg)
 	if !created {
+		// The echo goes to the sender's devices again, even those that have
+		// it: clients dedup by (conv, seq).
 		m.count("duplicate")
-		m.publish(m.Topics.Inbox(from), b, 1)
+		m.Sync.DeliverEvent([]string{from}, MessageDelivery(msg), 1)
 		return msg, false, nil
 	}
 	m.count("stored")
-	for _, u := range recipients {
-		m.publish(m.Topics.Inbox(u), b, 1)
-	}
+	m.Sync.DeliverMessage(recipients, msg)
 	return msg, true, nil
 }
 
-// Deliver fans a stored message out to users' inboxes, in the order of the
-// conversation's lock; used for membership messages.
+// deliver fans a stored message out to users' devices; callers hold the
+// conversation's lock so that deliveries keep seq order.
 func (m *Messenger) deliver(msg history.Message, recipients []string) {
-	b := MessageDelivery(msg)
-	for _, u := range recipients {
-		m.publish(m.Topics.Inbox(u), b, 1)
-	}
-}
-
-func (m *Messenger) publish(topic string, payload []byte, qos byte) {
-	if err := m.Server.Publish(topic, payload, false, qos); err != nil {
-		m.Log.Error("publish", "topic", topic, "error", err)
-	}
+	m.Sync.DeliverMessage(recipients, msg)
 }
 
 func users(ms []history.Member) []string {

@@ -4,11 +4,13 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,6 +53,11 @@ func (t *Tokens) Verify(token string) (string, error) {
 	if len(methods) == 0 {
 		return "", fmt.Errorf("%w: no verification key configured", ErrTokenInvalid)
 	}
+	// Only the exact string that was signed verifies: base64 decoding would
+	// skip line breaks.
+	if strings.ContainsAny(token, " \t\r\n") {
+		return "", fmt.Errorf("%w: whitespace in token", ErrTokenInvalid)
+	}
 	tok, err := jwt.Parse(token, func(tok *jwt.Token) (any, error) {
 		switch tok.Method.Alg() {
 		case "HS256":
@@ -58,7 +65,7 @@ func (t *Tokens) Verify(token string) (string, error) {
 		default:
 			return t.PublicKey, nil
 		}
-	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
+	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second), jwt.WithStrictDecoding())
 	if errors.Is(err, jwt.ErrTokenExpired) {
 		return "", fmt.Errorf("%w: %v", ErrTokenExpired, err)
 	}
@@ -113,8 +120,13 @@ func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	switch key.(type) {
-	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+	switch k := key.(type) {
+	case *rsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("public key: ECDSA keys must use P-256 (ES256), got %s", k.Curve.Params().Name)
+		}
 		return key, nil
 	}
 	return nil, fmt.Errorf("public key: unsupported type %T", key)

@@ -25,6 +25,22 @@ func (t Topics) prefix() string {
 // Inbox returns the inbox topic of user.
 func (t Topics) Inbox(user string) string { return t.prefix() + "/inbox/" + user }
 
+// Presence returns the presence topic of user.
+func (t Topics) Presence(user string) string { return t.prefix() + "/presence/" + user }
+
+// Read returns the topic of read markers.
+func (t Topics) Read() string { return t.prefix() + "/read" }
+
+// ParsePresence returns the user of a presence topic; ok is false for
+// anything else, including filters with wildcards.
+func (t Topics) ParsePresence(topic string) (user string, ok bool) {
+	user, found := strings.CutPrefix(topic, t.prefix()+"/presence/")
+	if !found || !history.ValidUserID(user) {
+		return "", false
+	}
+	return user, true
+}
+
 // Target kinds of a send topic.
 const (
 	TargetUser  = "u"

@@ -61,9 +61,14 @@ func sendOne(t *testing.T, mqttAddr, tok, cid string) int64 {
 	}
 	defer c.Disconnect(0)
 	c.Subscribe("im/inbox/alice", 1, func(_ pahov3.Client, m pahov3.Message) {
-		var ev struct{ Seq int64 }
+		var ev struct {
+			Seq int64
+			CID string
+		}
 		json.Unmarshal(m.Payload(), &ev)
-		echo <- ev.Seq
+		if ev.CID == cid { // catch-up may first bring earlier messages
+			echo <- ev.Seq
+		}
 	}).Wait()
 	if tk := c.Publish("im/send/u/bob", 1, false, `{"cid":"`+cid+`","body":"hi"}`); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
 		t.Fatalf("publish: %v", tk.Error())

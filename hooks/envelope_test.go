@@ -1,0 +1,280 @@
+package hooks_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/hooks"
+)
+
+func TestParseSendPayloadOK(t *testing.T) {
+	cid64 := strings.Repeat("é", hooks.MaxCIDLen)   // 64 runes, 128 bytes
+	type32 := strings.Repeat("é", hooks.MaxTypeLen) // 32 runes, 64 bytes
+	cases := []struct {
+		name      string
+		payload   string
+		max       int
+		cid       string
+		typ       string
+		body      string
+		ephemeral bool
+	}{
+		{"Minimal", `{"body":1}`, 0, "", history.TypeText, `1`, false},
+		{"AllFields", `{"cid":"c1","type":"typing","body":true,"ephemeral":true}`, 0, "c1", "typing", `true`, true},
+		{"EmptyTypeDefaults", `{"type":"","body":"hi"}`, 0, "", history.TypeText, `"hi"`, false},
+		{"SurroundingSpace", " \n\t{\"body\":\"hi\"}\r\n ", 0, "", history.TypeText, `"hi"`, false},
+		{"ObjectBody", `{"body":{"text":"hi","n":[1,2]}}`, 0, "", history.TypeText, `{"text":"hi","n":[1,2]}`, false},
+		{"ArrayBody", `{"body":[1,"a",null]}`, 0, "", history.TypeText, `[1,"a",null]`, false},
+		{"FalseBody", `{"body":false}`, 0, "", history.TypeText, `false`, false},
+		{"EmptyStringBody", `{"body":""}`, 0, "", history.TypeText, `""`, false},
+		{"NullStringBody", `{"body":"null"}`, 0, "", history.TypeText, `"null"`, false},
+		{"CID64Runes", `{"cid":"` + cid64 + `","body":1}`, 0, cid64, history.TypeText, `1`, false},
+		{"Type32Runes", `{"type":"` + type32 + `","body":1}`, 0, "", type32, `1`, false},
+		{"UnknownFieldsIgnored", `{"body":1,"extra":{"x":[1]},"seq":7}`, 0, "", history.TypeText, `1`, false},
+		{"FromIgnored", `{"from":"mallory","body":1}`, 0, "", history.TypeText, `1`, false},
+		{"TypeLikeReservedWord", `{"type":"group","body":1}`, 0, "", "group", `1`, false},
+		{"TypeReservedWordInside", `{"type":"x.group.y","body":1}`, 0, "", "x.group.y", `1`, false},
+		{"TypeReservedOtherCase", `{"type":"Group.created","body":1}`, 0, "", "Group.created", `1`, false},
+		{"ExactlyMax", `{"body":1}`, 10, "", history.TypeText, `1`, false},
+		{"EscapedUnicode", `{"cid":"\u00e9","body":"\ud83d\ude00"}`, 0, "é", history.TypeText, `"\ud83d\ude00"`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := hooks.ParseSendPayload([]byte(tc.payload), tc.max)
+			if err != nil {
+				t.Fatalf("ParseSendPayload(%q): %v", tc.payload, err)
+			}
+			if p.CID != tc.cid || p.Type != tc.typ || string(p.Body) != tc.body || p.Ephemeral != tc.ephemeral {
+				t.Fatalf("ParseSendPayload(%q) = {cid %q, type %q, body %s, ephemeral %v}; want {cid %q, type %q, body %s, ephemeral %v}",
+					tc.payload, p.CID, p.Type, p.Body, p.Ephemeral, tc.cid, tc.typ, tc.body, tc.ephemeral)
+			}
+		})
+	}
+}
+
+func TestParseSendPayloadErrors(t *testing.T) {
+	cid65 := strings.Repeat("é", hooks.MaxCIDLen+1)
+	type33 := strings.Repeat("é", hooks.MaxTypeLen+1)
+	cases := []struct {
+		name    string
+		payload string
+		max     int
+		code    string
+		cid     string // of the error
+	}{
+		{"TooLarge", `{"cid":"c1","body":12345}`, 10, hooks.CodeTooLarge, ""},
+		{"TooLargeByOne", `{"body":12}`, 10, hooks.CodeTooLarge, ""},
+		{"TooLargeBeforeUTF8", "{\"body\":\"\xff\xff\xff\xff\"}", 5, hooks.CodeTooLarge, ""},
+		{"InvalidUTF8", "{\"cid\":\"c1\",\"body\":\"\xff\"}", 0, hooks.CodeInvalidPayload, ""},
+		{"Empty", ``, 0, hooks.CodeInvalidPayload, ""},
+		{"Spaces", "  \n ", 0, hooks.CodeInvalidPayload, ""},
+		{"Array", `[{"body":1}]`, 0, hooks.CodeInvalidPayload, ""},
+		{"String", `"hi"`, 0, hooks.CodeInvalidPayload, ""},
+		{"Number", `1`, 0, hooks.CodeInvalidPayload, ""},
+		{"Null", `null`, 0, hooks.CodeInvalidPayload, ""},
+		{"Truncated", `{"cid":"c1","body":1`, 0, hooks.CodeInvalidPayload, ""},
+		{"TrailingGarbage", `{"cid":"c1","body":1}x`, 0, hooks.CodeInvalidPayload, ""},
+		{"TwoObjects", `{"body":1}{"body":2}`, 0, hooks.CodeInvalidPayload, ""},
+		{"BodyMissing", `{"cid":"c1"}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"EmptyObject", `{}`, 0, hooks.CodeInvalidPayload, ""},
+		{"BodyNull", `{"cid":"c1","body":null}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"BodyNullSpaced", `{"cid":"c1", "body" :  null }`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"DuplicateBodyLastNull", `{"cid":"c1","body":1,"body":null}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"CID65Runes", `{"cid":"` + cid65 + `","body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		{"Type33Runes", `{"cid":"c1","type":"` + type33 + `","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"ReservedGroup", `{"cid":"c1","type":"group.created","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"ReservedMember", `{"cid":"c1","type":"member.added","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"ReservedSystem", `{"cid":"c1","type":"system.notice","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"ReservedBarePrefix", `{"cid":"c1","type":"member.","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"TypeNotString", `{"cid":"c1","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"EphemeralNotBool", `{"cid":"c1","ephemeral":"yes","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"CIDNotString", `{"cid":7,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		// A cid over the limit is never echoed, whichever check fails.
+		{"CID65RunesWithWrongType", `{"cid":"` + cid65 + `","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := hooks.ParseSendPayload([]byte(tc.payload), tc.max)
+			if err == nil {
+				t.Fatalf("ParseSendPayload(%q) succeeded, want %s", tc.payload, tc.code)
+			}
+			if err.Code != tc.code || err.CID != tc.cid {
+				t.Fatalf("ParseSendPayload(%q) error = {code %q, cid %q}, want {code %q, cid %q} (%v)",
+					tc.payload, err.Code, err.CID, tc.code, tc.cid, err)
+			}
+			if err.Message == "" {
+				t.Fatalf("ParseSendPayload(%q): error has no message", tc.payload)
+			}
+		})
+	}
+}
+
+func TestSendError(t *testing.T) {
+	cases := []struct {
+		name      string
+		code      string
+		permanent bool
+	}{
+		{"InvalidPayload", hooks.CodeInvalidPayload, true},
+		{"TooLarge", hooks.CodeTooLarge, true},
+		{"NotMember", hooks.CodeNotMember, true},
+		{"NoSuchGroup", hooks.CodeNoSuchGroup, true},
+		{"InvalidPeer", hooks.CodeInvalidPeer, true},
+		{"RateLimited", hooks.CodeRateLimited, true},
+		{"Unavailable", hooks.CodeUnavailable, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &hooks.SendError{Code: tc.code, Message: "details"}
+			if got := e.Permanent(); got != tc.permanent {
+				t.Fatalf("Permanent() = %v, want %v", got, tc.permanent)
+			}
+			if got, want := e.Error(), tc.code+": details"; got != want {
+				t.Fatalf("Error() = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestReasonCode(t *testing.T) {
+	cases := []struct {
+		name string
+		code string
+		want byte
+	}{
+		{"InvalidPayload", hooks.CodeInvalidPayload, 0x99},
+		{"TooLarge", hooks.CodeTooLarge, 0x99},
+		{"NotMember", hooks.CodeNotMember, 0x87},
+		{"NoSuchGroup", hooks.CodeNoSuchGroup, 0x87},
+		{"InvalidPeer", hooks.CodeInvalidPeer, 0x90},
+		{"RateLimited", hooks.CodeRateLimited, 0x97},
+		{"Unavailable", hooks.CodeUnavailable, 0x80},
+		{"Unknown", "something_else", 0x80},
+		{"Empty", "", 0x80},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := hooks.ReasonCode(tc.code)
+			if got.Code != tc.want {
+				t.Fatalf("ReasonCode(%q) = %#x, want %#x", tc.code, got.Code, tc.want)
+			}
+			if got.Reason == "" {
+				t.Fatalf("ReasonCode(%q) has no reason string", tc.code)
+			}
+		})
+	}
+	// The unspecified error is what clients may retry; check it is the
+	// package's own value, not merely the same byte.
+	if got := hooks.ReasonCode(hooks.CodeUnavailable); got != packets.ErrUnspecifiedError {
+		t.Fatalf("ReasonCode(unavailable) = %v, want %v", got, packets.ErrUnspecifiedError)
+	}
+}
+
+func TestMessageDelivery(t *testing.T) {
+	cases := []struct {
+		name string
+		msg  history.Message
+		want string
+	}{
+		{
+			name: "AllFields",
+			msg: history.Message{Conv: "dm:alice:bob", Seq: 42, ID: "06h1nr7s9leg7onr8palrab3qg", CID: "c1", From: "alice",
+				TS: time.Date(2026, 11, 27, 6, 0, 0, 123_000_000, time.UTC), Type: "text", Body: json.RawMessage(`"hi bob"`)},
+			want: `{"kind":"message","conv":"dm:alice:bob","seq":42,"id":"06h1nr7s9leg7onr8palrab3qg","cid":"c1","from":"alice","ts":"2026-11-27T06:00:00.123Z","type":"text","body":"hi bob"}`,
+		},
+		{
+			name: "NoCID",
+			msg: history.Message{Conv: "g:team", Seq: 1, ID: "x", From: "alice",
+				TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Type: "member.added", Body: json.RawMessage(`{"user":"bob","role":"member"}`)},
+			want: `{"kind":"message","conv":"g:team","seq":1,"id":"x","from":"alice","ts":"2026-01-02T03:04:05.000Z","type":"member.added","body":{"user":"bob","role":"member"}}`,
+		},
+		{
+			name: "OtherZoneTruncatedMillis",
+			msg: history.Message{Conv: "dm:a:b", Seq: 3, ID: "y", From: "b",
+				TS: time.Date(2026, 11, 27, 7, 30, 0, 999_999_999, time.FixedZone("CET+1:30", 90*60)), Type: "text", Body: json.RawMessage(`1`)},
+			want: `{"kind":"message","conv":"dm:a:b","seq":3,"id":"y","from":"b","ts":"2026-11-27T06:00:00.999Z","type":"text","body":1}`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := hooks.MessageDelivery(tc.msg)
+			if string(got) != tc.want {
+				t.Fatalf("MessageDelivery =\n%s\nwant\n%s", got, tc.want)
+			}
+			var d hooks.Delivery
+			if err := json.Unmarshal(got, &d); err != nil {
+				t.Fatalf("MessageDelivery output does not decode: %v", err)
+			}
+			ts, err := time.Parse(hooks.TSLayout, d.TS)
+			if err != nil {
+				t.Fatalf("ts %q does not parse with TSLayout: %v", d.TS, err)
+			}
+			if want := tc.msg.TS.Truncate(time.Millisecond); !ts.Equal(want) {
+				t.Fatalf("ts %q = %v, want %v", d.TS, ts, want)
+			}
+		})
+	}
+}
+
+// FuzzParseSendPayload checks that ParseSendPayload never panics and that
+// whatever it accepts satisfies the documented limits.
+func FuzzParseSendPayload(f *testing.F) {
+	const max = 4096
+	for _, s := range []string{
+		`{"body":1}`,
+		`{"cid":"c1","type":"typing","body":true,"ephemeral":true}`,
+		`{"cid":"c1","type":"group.created","body":1}`,
+		`{"cid":"c1","body":null}`,
+		`{"cid":"c1","type":5,"body":1}`,
+		`[{"body":1}]`,
+		" {\"body\":\"\\ud800\"} ",
+		"{\"body\":\"\xff\"}",
+		`{"body":1,"body":null}`,
+		`{"BODY":{},"Type":"member.x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := hooks.ParseSendPayload(b, max)
+		if err != nil {
+			switch err.Code {
+			case hooks.CodeInvalidPayload, hooks.CodeTooLarge:
+			default:
+				t.Fatalf("ParseSendPayload(%q): unexpected code %q", b, err.Code)
+			}
+			if err.Message == "" {
+				t.Fatalf("ParseSendPayload(%q): error without a message", b)
+			}
+			return
+		}
+		if len(b) > max {
+			t.Fatalf("ParseSendPayload accepted %d bytes, max %d", len(b), max)
+		}
+		if p.Type == "" {
+			t.Fatalf("ParseSendPayload(%q): empty type", b)
+		}
+		if n := utf8.RuneCountInString(p.Type); n > hooks.MaxTypeLen {
+			t.Fatalf("ParseSendPayload(%q): type of %d runes", b, n)
+		}
+		for _, r := range []string{"group.", "member.", "system."} {
+			if strings.HasPrefix(p.Type, r) {
+				t.Fatalf("ParseSendPayload(%q): accepted reserved type %q", b, p.Type)
+			}
+		}
+		if n := utf8.RuneCountInString(p.CID); n > hooks.MaxCIDLen {
+			t.Fatalf("ParseSendPayload(%q): cid of %d runes", b, n)
+		}
+		if len(p.Body) == 0 || string(p.Body) == "null" {
+			t.Fatalf("ParseSendPayload(%q): body %q accepted", b, p.Body)
+		}
+		if !json.Valid(p.Body) {
+			t.Fatalf("ParseSendPayload(%q): body %q is not valid JSON", b, p.Body)
+		}
+	})
+}

@@ -1,0 +1,73 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/history"
+)
+
+// DefaultReceiptGroupMax is the default largest group whose members get read
+// receipts.
+const DefaultReceiptGroupMax = 100
+
+// ReadRequest is the payload of a read marker: {"conv": "...", "seq": N}.
+type ReadRequest struct {
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+}
+
+// onRead handles a PUBLISH to PREFIX/read, acked like a send: after the
+// marker is stored, or with the error's reason code.
+func (m *Messenger) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	var req ReadRequest
+	var err *SendError
+	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
+		err = sendErr(CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), m.StoreTimeout)
+		_, err = m.MarkRead(ctx, UserOf(cl.ID), req.Conv, req.Seq)
+		cancel()
+	}
+	if err == nil {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return m.refuse(cl, pk, err)
+}
+
+// MarkRead moves user's read marker in conv forward to seq. When it moved,
+// the user's devices and the other members (direct conversations always,
+// groups up to ReceiptGroupMax members) get {"kind":"read",...}. It returns
+// the marker after the call.
+func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *SendError) {
+	kind, a, b, ok := history.ParseConvID(conv)
+	if !ok {
+		return 0, sendErr(CodeInvalidPayload, "invalid conversation %q", conv)
+	}
+	after, moved, err := m.Store.MarkRead(ctx, user, conv, seq)
+	switch history.ErrorCode(err) {
+	case "":
+	case history.ENOTMEMBER:
+		return 0, sendErr(CodeNotMember, "you are not a member of %s", conv)
+	case history.EINVALID:
+		return 0, sendErr(CodeInvalidPayload, "%s", history.ErrorMessage(err))
+	default:
+		m.Log.Error("mark read", "conv", conv, "user", user, "error", err)
+		return 0, sendErr(CodeUnavailable, "the message store is unavailable, try again")
+	}
+	if !moved {
+		return after, nil
+	}
+	recipients := []string{user}
+	if kind == history.KindDirect {
+		recipients = []string{a, b}
+	} else if ms, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
+		recipients = users(ms)
+	}
+	payload, _ := json.Marshal(receipt{Kind: "read", Conv: conv, User: user, Seq: after})
+	m.Sync.DeliverEvent(recipients, payload, 1)
+	return after, nil
+}

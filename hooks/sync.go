@@ -1,0 +1,872 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Defaults of Sync.
+const (
+	DefaultNewDeviceBacklog = 50
+	DefaultCatchupLimit     = 500
+	DefaultWindow           = 64
+	DefaultQueue            = 1024
+	DefaultFlushInterval    = 200 * time.Millisecond
+)
+
+// Sync delivers inboxes. Every device (client id) subscribed to its inbox has
+// a writer that sends it each conversation's messages in seq order: live
+// messages as they are stored, and, after a connect, a dropped delivery or a
+// gap, a catch-up read from the store after the device's cursors. The cursor
+// of a device and conversation is the highest seq up to which the device
+// acknowledged every message; cursors are written to the store in batches.
+// Nothing depends on the broker's memory: the store and the seq numbers are
+// the truth.
+type Sync struct {
+	mqtt.HookBase
+
+	// Store is required.
+	Store history.Store
+	// Topics is Parley's topic layout.
+	Topics Topics
+	// Server, when set, receives presence messages (retained, on
+	// PREFIX/presence/USER).
+	Server *mqtt.Server
+	// NewDeviceBacklog is how many of each conversation's latest messages a
+	// device that never connected before receives; default 50.
+	NewDeviceBacklog int
+	// CatchupLimit bounds the messages of one conversation sent in a
+	// catch-up; beyond it the device gets a gap event; default 500.
+	CatchupLimit int
+	// Window bounds the unacknowledged deliveries per device; default 64
+	// (or the client's Receive Maximum when lower).
+	Window int
+	// Queue bounds the live deliveries waiting for a device's writer; on
+	// overflow the device falls back to a catch-up; default 1024.
+	Queue int
+	// FlushInterval is how often cursors and delivery receipts are written;
+	// default 200ms.
+	FlushInterval time.Duration
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Metrics, when set, counts catch-ups.
+	Metrics *Metrics
+
+	mu      sync.Mutex
+	devices map[string]*device          // connected devices by client id
+	online  map[string]map[*device]bool // connected devices by user
+	lastRx  map[string]int64            // delivered receipts already sent, by conv+"\x00"+user
+	dirty   map[cursorKey]int64
+	recv    map[cursorKey]int64 // delivered receipts to send: by conv and recipient
+	done    chan struct{}
+	wg      sync.WaitGroup
+	flushMu sync.Mutex
+}
+
+type cursorKey struct{ a, b string }
+
+// ID implements mqtt.Hook.
+func (s *Sync) ID() string { return "parley-sync" }
+
+// Provides implements mqtt.Hook.
+func (s *Sync) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect,
+		mqtt.OnPacketRead, mqtt.OnPublishDropped:
+		return true
+	}
+	return false
+}
+
+// Init implements mqtt.Hook; it starts the flusher.
+func (s *Sync) Init(any) error {
+	if s.Store == nil {
+		return errors.New("hooks: Sync needs a Store")
+	}
+	if s.NewDeviceBacklog <= 0 {
+		s.NewDeviceBacklog = DefaultNewDeviceBacklog
+	}
+	if s.CatchupLimit <= 0 {
+		s.CatchupLimit = DefaultCatchupLimit
+	}
+	if s.Window <= 0 {
+		s.Window = DefaultWindow
+	}
+	if s.Queue <= 0 {
+		s.Queue = DefaultQueue
+	}
+	if s.FlushInterval <= 0 {
+		s.FlushInterval = DefaultFlushInterval
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	s.devices = map[string]*device{}
+	s.online = map[string]map[*device]bool{}
+	s.lastRx = map[string]int64{}
+	s.dirty = map[cursorKey]int64{}
+	s.recv = map[cursorKey]int64{}
+	s.done = make(chan struct{})
+	s.wg.Add(1)
+	go s.flusher()
+	return nil
+}
+
+// Stop implements mqtt.Hook: it stops the writers and writes the cursors.
+func (s *Sync) Stop() error {
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	close(s.done)
+	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.flush(ctx)
+}
+
+// item is one delivery waiting for a device's writer.
+type item struct {
+	conv    string // "" for events
+	seq     int64
+	payload []byte
+	qos     byte
+}
+
+// device is the delivery state of one connected client.
+type device struct {
+	s    *Sync
+	id   string
+	user string
+	cl   *mqtt.Client
+
+	mu         sync.Mutex
+	subscribed bool
+	started    bool
+	closed     bool
+	syncing    bool // catching up: live messages are skipped, the store has them
+	missed     bool // a live message was skipped during this catch-up pass
+	resync     bool // restart the catch-up from the acknowledged cursors
+	queue      []item
+	sent       map[string]int64 // conv -> highest seq queued or written
+	written    map[string]int64 // conv -> highest seq written
+	acked      map[string]*frontier
+	wake       chan struct{}
+	ackWake    chan struct{}
+	qos        byte
+	stopped    chan struct{}
+}
+
+// frontier is the highest seq up to which every message was acknowledged,
+// with the acknowledged seqs above it.
+type frontier struct {
+	seq   int64
+	above map[int64]bool
+}
+
+func (f *frontier) ack(seq int64) bool {
+	if seq <= f.seq {
+		return false
+	}
+	if seq != f.seq+1 {
+		if f.above == nil {
+			f.above = map[int64]bool{}
+		}
+		f.above[seq] = true
+		return false
+	}
+	f.seq = seq
+	for f.above[f.seq+1] {
+		delete(f.above, f.seq+1)
+		f.seq++
+	}
+	return true
+}
+
+func (s *Sync) device(cl *mqtt.Client) *device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.devices[cl.ID]; d != nil && d.cl == cl {
+		return d
+	}
+	return nil
+}
+
+// OnSessionEstablish runs before a reconnecting client inherits its
+// persistent session: it removes the session's unacknowledged inbox
+// deliveries, which the broker would resend out of order. The catch-up sends
+// them again, in order, from the device's cursors.
+func (s *Sync) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if s.Server == nil || cl.Net.Inline {
+		return
+	}
+	existing, ok := s.Server.Clients.Get(cl.ID)
+	if !ok {
+		return
+	}
+	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	for _, pk := range existing.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type == packets.Publish && pk.TopicName == inbox {
+			if existing.State.Inflight.Delete(pk.PacketID) {
+				existing.State.Inflight.IncreaseSendQuota()
+			}
+		}
+	}
+}
+
+// OnSessionEstablished registers the device and, when its persistent session
+// already holds the inbox subscription, starts its catch-up. The user's first
+// device makes the user present.
+func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	user := UserOf(cl.ID)
+	d := &device{s: s, id: cl.ID, user: user, cl: cl, sent: map[string]int64{}, written: map[string]int64{}, acked: map[string]*frontier{},
+		wake: make(chan struct{}, 1), ackWake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	s.mu.Lock()
+	old := s.devices[cl.ID]
+	s.devices[cl.ID] = d
+	if s.online[user] == nil {
+		s.online[user] = map[*device]bool{}
+	}
+	first := len(s.online[user]) == 0
+	s.online[user][d] = true
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	if first {
+		s.presence(user, true)
+	}
+	if sub, ok := cl.State.Subscriptions.Get(s.Topics.Inbox(user)); ok {
+		d.start(sub.Qos)
+	}
+}
+
+// OnSubscribed starts the device's delivery when it subscribes to its inbox.
+func (s *Sync) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	for i, f := range pk.Filters {
+		if f.Filter == inbox && i < len(codes) && codes[i] < 0x80 {
+			if d := s.device(cl); d != nil {
+				d.start(codes[i])
+			}
+		}
+	}
+}
+
+// OnUnsubscribed stops deliveries to a device that left its inbox.
+func (s *Sync) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	for _, f := range pk.Filters {
+		if f.Filter == inbox {
+			if d := s.device(cl); d != nil {
+				d.close()
+			}
+		}
+	}
+}
+
+// OnDisconnect forgets the device; the user's last device makes the user
+// absent.
+func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if cl.Net.Inline {
+		return
+	}
+	user := UserOf(cl.ID)
+	s.mu.Lock()
+	var gone *device
+	if d := s.devices[cl.ID]; d != nil && d.cl == cl {
+		delete(s.devices, cl.ID)
+		gone = d
+	}
+	last := false
+	for d := range s.online[user] {
+		if d.cl == cl {
+			delete(s.online[user], d)
+			if len(s.online[user]) == 0 {
+				delete(s.online, user)
+				last = true
+			}
+		}
+	}
+	s.mu.Unlock()
+	if gone != nil {
+		gone.close()
+	}
+	if last {
+		s.presence(user, false)
+	}
+}
+
+// OnPacketRead records the acknowledgement of an inbox delivery: the PUBACK's
+// packet id still names the delivery in the client's inflight table.
+func (s *Sync) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Puback && pk.FixedHeader.Type != packets.Pubcomp {
+		return pk, nil
+	}
+	out, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok || out.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	conv, seq, ok := deliveryHead(out.Payload)
+	if !ok {
+		return pk, nil
+	}
+	if d := s.device(cl); d != nil {
+		d.ack(conv, seq)
+	}
+	return pk, nil
+}
+
+// OnPublishDropped notes that the broker dropped a delivery to a slow client;
+// Parley's own deliveries are written directly, so this concerns only other
+// traffic, but a full client is a reason to re-check from the store.
+func (s *Sync) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+	if d := s.device(cl); d != nil {
+		d.mu.Lock()
+		d.resync = true
+		d.enterSync()
+		d.mu.Unlock()
+		d.signal()
+	}
+}
+
+// DeliverMessage hands a stored message to every connected device of users.
+// Callers deliver a conversation's messages in seq order.
+func (s *Sync) DeliverMessage(users []string, m history.Message) {
+	payload := MessageDelivery(m)
+	for _, d := range s.devicesOf(users) {
+		d.offer(item{conv: m.Conv, seq: m.Seq, payload: payload, qos: 1})
+	}
+}
+
+// DeliverEvent hands an event (not stored, no seq) to every connected device
+// of users, at qos.
+func (s *Sync) DeliverEvent(users []string, payload []byte, qos byte) {
+	for _, d := range s.devicesOf(users) {
+		d.offer(item{payload: payload, qos: qos})
+	}
+}
+
+func (s *Sync) devicesOf(users []string) []*device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*device
+	for _, u := range users {
+		for d := range s.online[u] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Online reports whether user has a connected device on this node.
+func (s *Sync) Online(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.online[user]) > 0
+}
+
+// offer queues a live delivery, or leaves it to the catch-up.
+func (d *device) offer(it item) {
+	d.mu.Lock()
+	if d.closed || !d.subscribed {
+		d.mu.Unlock()
+		return
+	}
+	if it.conv != "" {
+		sent, known := d.sent[it.conv]
+		switch {
+		case d.syncing:
+			d.missed = true
+			d.mu.Unlock()
+			return
+		case known && it.seq <= sent:
+			d.mu.Unlock()
+			return // already written
+		case known && it.seq > sent+1, len(d.queue) >= d.s.Queue:
+			// A gap (a message this node did not fan out) or a full queue:
+			// read from the store instead.
+			d.enterSync()
+			d.mu.Unlock()
+			d.signal()
+			return
+		}
+		if !known {
+			// A conversation that began after the catch-up: it starts here.
+			d.acked[it.conv] = &frontier{seq: it.seq - 1}
+		}
+		d.sent[it.conv] = it.seq
+	} else if len(d.queue) >= d.s.Queue {
+		d.mu.Unlock()
+		return // events are best effort
+	}
+	d.queue = append(d.queue, it)
+	d.mu.Unlock()
+	d.signal()
+}
+
+// enterSync switches the device to catching up: queued messages are dropped
+// (the catch-up reads them from the store) and its position goes back to
+// what was written. d.mu is held.
+func (d *device) enterSync() {
+	d.syncing, d.missed = true, true
+	events := d.queue[:0]
+	for _, it := range d.queue {
+		if it.conv == "" {
+			events = append(events, it)
+		}
+	}
+	d.queue = events
+	for conv := range d.sent {
+		if w, ok := d.written[conv]; ok {
+			d.sent[conv] = w
+		} else if f := d.acked[conv]; f != nil {
+			d.sent[conv] = f.seq
+		} else {
+			delete(d.sent, conv)
+		}
+	}
+}
+
+func (d *device) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// start begins deliveries to the device at the subscription's QoS.
+func (d *device) start(qos byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.started {
+		d.subscribed = true
+		return
+	}
+	d.started, d.subscribed, d.syncing = true, true, true
+	if qos > 1 {
+		qos = 1
+	}
+	d.qos = qos
+	d.s.wg.Add(1)
+	go d.run()
+}
+
+func (d *device) close() {
+	d.mu.Lock()
+	already := d.closed
+	d.closed = true
+	d.queue = nil
+	d.mu.Unlock()
+	if !already {
+		close(d.stopped)
+	}
+}
+
+func (d *device) done() bool {
+	select {
+	case <-d.stopped:
+		return true
+	case <-d.s.done:
+		return true
+	default:
+		return d.cl.Closed()
+	}
+}
+
+// run is the device's writer.
+func (d *device) run() {
+	defer d.s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for !d.done() {
+		d.mu.Lock()
+		syncing := d.syncing
+		var it item
+		have := false
+		if !syncing && len(d.queue) > 0 {
+			it, d.queue = d.queue[0], d.queue[1:]
+			have = true
+		}
+		d.mu.Unlock()
+		if syncing {
+			if err := d.catchUp(); err != nil {
+				if !d.done() {
+					d.s.Log.Warn("catch-up failed, retrying", "client", d.id, "error", err)
+				}
+				select {
+				case <-time.After(backoff):
+				case <-d.stopped:
+				case <-d.s.done:
+				}
+				if backoff < 5*time.Second {
+					backoff *= 2
+				}
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if have {
+			if err := d.write(it); err != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-d.wake:
+		case <-d.stopped:
+		case <-d.s.done:
+		}
+	}
+}
+
+// catchUp sends every stored message after the device's position, per
+// conversation in seq order, and returns once a pass completed with no live
+// message skipped meanwhile (the device is then live).
+func (d *device) catchUp() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stopped:
+		case <-d.s.done:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	if d.s.Metrics != nil {
+		d.s.Metrics.Catchups.Inc()
+	}
+	st, err := d.s.Store.Device(ctx, d.id, d.user)
+	if err != nil {
+		return err
+	}
+	d.s.Log.Debug("catch-up", "client", d.id, "convs", len(st.Convs), "new", st.New, "cursors", len(st.Cursors))
+	d.mu.Lock()
+	if d.resync {
+		// Something was dropped: start again from what was acknowledged.
+		for conv, f := range d.acked {
+			d.sent[conv], d.written[conv] = f.seq, f.seq
+		}
+		d.resync = false
+	}
+	d.mu.Unlock()
+	for {
+		d.mu.Lock()
+		d.missed = false
+		d.mu.Unlock()
+		for _, h := range st.Convs {
+			if err := d.catchUpConv(ctx, st, h); err != nil {
+				return err
+			}
+		}
+		d.mu.Lock()
+		if !d.missed {
+			d.syncing = false
+			d.s.Log.Debug("caught up", "client", d.id, "sent", len(d.sent))
+			d.mu.Unlock()
+			return nil
+		}
+		d.mu.Unlock()
+		// Live messages arrived meanwhile: another pass picks them up.
+		if st, err = d.s.Store.Device(ctx, d.id, d.user); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h history.ConvHead) error {
+	d.mu.Lock()
+	from, known := d.sent[h.Conv]
+	if !known {
+		cursor, has := st.Cursors[h.Conv]
+		switch {
+		case has:
+			from = cursor
+		case st.New:
+			from = max(h.First-1, h.Last-int64(d.s.NewDeviceBacklog))
+		default:
+			from = h.First - 1
+		}
+		d.sent[h.Conv] = from
+		if _, ok := d.acked[h.Conv]; !ok {
+			d.acked[h.Conv] = &frontier{seq: from}
+		}
+	}
+	d.mu.Unlock()
+	if h.Last <= from {
+		return nil
+	}
+	if h.Last-from > int64(d.s.CatchupLimit) {
+		before := h.Last - int64(d.s.CatchupLimit) + 1
+		gap, _ := json.Marshal(struct {
+			Kind   string `json:"kind"`
+			Conv   string `json:"conv"`
+			After  int64  `json:"after"`
+			Before int64  `json:"before"`
+		}{"gap", h.Conv, from, before})
+		if err := d.write(item{payload: gap, qos: d.qos}); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		from = before - 1
+		d.sent[h.Conv] = from
+		// The client fills the gap over REST: the cursor moves past it.
+		if f := d.acked[h.Conv]; f.seq < from {
+			d.acked[h.Conv] = &frontier{seq: from, above: f.above}
+			d.s.markDirty(d, h.Conv, from)
+		}
+		d.mu.Unlock()
+	}
+	for from < h.Last {
+		limit := min(h.Last-from, 100)
+		msgs, err := d.s.Store.Messages(ctx, h.Conv, from, int(limit))
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		for _, m := range msgs {
+			if m.Seq > h.Last {
+				return nil
+			}
+			if err := d.write(item{conv: m.Conv, seq: m.Seq, payload: MessageDelivery(m), qos: d.qos}); err != nil {
+				return err
+			}
+			d.mu.Lock()
+			if m.Seq > d.sent[m.Conv] {
+				d.sent[m.Conv] = m.Seq
+			}
+			d.mu.Unlock()
+			from = m.Seq
+		}
+	}
+	return nil
+}
+
+var errDeviceGone = errors.New("device gone")
+
+// write sends one delivery to the client, waiting while the window of
+// unacknowledged deliveries is full.
+func (d *device) write(it item) error {
+	cl := d.cl
+	qos := min(it.qos, d.qos)
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		TopicName:   d.s.Topics.Inbox(d.user),
+		Payload:     it.payload,
+		Created:     time.Now().Unix(),
+	}
+	if qos > 0 {
+		window := d.s.Window
+		if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
+			window = rm
+		}
+		for cl.State.Inflight.Len() >= window {
+			d.s.Log.Debug("window full", "client", d.id, "inflight", cl.State.Inflight.Len(), "window", window)
+			select {
+			case <-d.ackWake:
+			case <-time.After(time.Second):
+			case <-d.stopped:
+				return errDeviceGone
+			case <-d.s.done:
+				return errDeviceGone
+			}
+			if cl.Closed() {
+				return errDeviceGone
+			}
+		}
+		id, err := cl.NextPacketID()
+		if err != nil {
+			return err
+		}
+		pk.PacketID = uint16(id)
+		cl.State.Inflight.Set(pk)
+		cl.State.Inflight.DecreaseSendQuota()
+	}
+	if err := cl.WritePacket(pk); err != nil {
+		if qos > 0 {
+			cl.State.Inflight.Delete(pk.PacketID)
+		}
+		return errDeviceGone
+	}
+	if it.conv != "" {
+		d.mu.Lock()
+		if it.seq > d.written[it.conv] {
+			d.written[it.conv] = it.seq
+		}
+		d.mu.Unlock()
+		if qos == 0 {
+			d.ack(it.conv, it.seq) // at most once: written is as good as it gets
+		}
+	}
+	return nil
+}
+
+// ack records that the device acknowledged seq of conv.
+func (d *device) ack(conv string, seq int64) {
+	select {
+	case d.ackWake <- struct{}{}:
+	default:
+	}
+	d.mu.Lock()
+	f := d.acked[conv]
+	if f == nil {
+		f = &frontier{seq: seq - 1}
+		d.acked[conv] = f
+	}
+	moved := f.ack(seq)
+	at := f.seq
+	d.mu.Unlock()
+	if moved {
+		d.s.markDirty(d, conv, at)
+	}
+}
+
+func (s *Sync) markDirty(d *device, conv string, seq int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := cursorKey{d.id, conv}
+	if seq > s.dirty[k] {
+		s.dirty[k] = seq
+	}
+	if kind, _, _, ok := history.ParseConvID(conv); ok && kind == history.KindDirect {
+		rk := cursorKey{conv, d.user}
+		if seq > s.recv[rk] {
+			s.recv[rk] = seq
+		}
+	}
+}
+
+func (s *Sync) flusher() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.flush(ctx); err != nil {
+				s.Log.Warn("write cursors", "error", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// flush writes dirty cursors and sends coalesced delivery receipts.
+func (s *Sync) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	dirty, recv := s.dirty, s.recv
+	s.dirty, s.recv = map[cursorKey]int64{}, map[cursorKey]int64{}
+	s.mu.Unlock()
+	for k, seq := range recv {
+		conv, user := k.a, k.b
+		key := conv + "\x00" + user
+		s.mu.Lock()
+		if seq <= s.lastRx[key] {
+			s.mu.Unlock()
+			continue
+		}
+		s.lastRx[key] = seq
+		s.mu.Unlock()
+		_, a, b, _ := history.ParseConvID(conv)
+		peer := a
+		if peer == user {
+			peer = b
+		}
+		payload, _ := json.Marshal(receipt{Kind: "delivered", Conv: conv, User: user, Seq: seq})
+		s.DeliverEvent([]string{peer}, payload, 1)
+	}
+	if len(dirty) == 0 {
+		return nil
+	}
+	cs := make([]history.Cursor, 0, len(dirty))
+	for k, seq := range dirty {
+		cs = append(cs, history.Cursor{Device: k.a, Conv: k.b, Seq: seq})
+	}
+	if err := s.Store.SaveCursors(ctx, cs); err != nil {
+		// Keep them for the next flush.
+		s.mu.Lock()
+		for k, seq := range dirty {
+			if seq > s.dirty[k] {
+				s.dirty[k] = seq
+			}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// receipt is a read or delivered event.
+type receipt struct {
+	Kind string `json:"kind"`
+	Conv string `json:"conv"`
+	User string `json:"user"`
+	Seq  int64  `json:"seq"`
+}
+
+// presence publishes the retained presence of user.
+func (s *Sync) presence(user string, online bool) {
+	if s.Server == nil {
+		return
+	}
+	b, _ := json.Marshal(struct {
+		User     string `json:"user"`
+		Online   bool   `json:"online"`
+		LastSeen string `json:"last_seen"`
+	}{user, online, time.Now().UTC().Format(TSLayout)})
+	if err := s.Server.Publish(s.Topics.Presence(user), b, true, 1); err != nil {
+		s.Log.Warn("publish presence", "user", user, "error", err)
+	}
+}
+
+// deliveryHead reads conv and seq from a message delivery payload, which
+// MessageDelivery writes as {"kind":"message","conv":"...","seq":N,...}.
+func deliveryHead(b []byte) (string, int64, bool) {
+	const prefix = `{"kind":"message","conv":"`
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return "", 0, false
+	}
+	b = b[len(prefix):]
+	i := 0
+	for i < len(b) && b[i] != '"' {
+		i++
+	}
+	conv := string(b[:i])
+	const seqKey = `","seq":`
+	b = b[i:]
+	if len(b) < len(seqKey) || string(b[:len(seqKey)]) != seqKey {
+		return "", 0, false
+	}
+	b = b[len(seqKey):]
+	j := 0
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	seq, err := strconv.ParseInt(string(b[:j]), 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return conv, seq, true
+}
