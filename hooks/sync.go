@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -661,6 +662,9 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 
 var errDeviceGone = errors.New("device gone")
 
+// writeTimeout bounds one write to a client.
+const writeTimeout = 30 * time.Second
+
 // write sends one delivery to the client, waiting while the window of
 // unacknowledged deliveries is full.
 func (d *device) write(it item) error {
@@ -699,10 +703,20 @@ func (d *device) write(it item) error {
 		cl.State.Inflight.Set(pk)
 		cl.State.Inflight.DecreaseSendQuota()
 	}
-	if err := cl.WritePacket(pk); err != nil {
+	// A client that takes no data for WriteTimeout is dropped: it reconnects
+	// and catches up, and nobody waits on its socket meanwhile.
+	if c := cl.Net.Conn; c != nil {
+		_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	}
+	err := cl.WritePacket(pk)
+	if c := cl.Net.Conn; c != nil {
+		_ = c.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
 		if qos > 0 {
 			cl.State.Inflight.Delete(pk.PacketID)
 		}
+		cl.Stop(fmt.Errorf("write delivery: %w", err))
 		return errDeviceGone
 	}
 	if it.conv != "" {

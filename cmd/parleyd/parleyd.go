@@ -48,6 +48,10 @@ type Config struct {
 	Rate         float64
 	Burst        float64
 	TokenTTL     time.Duration
+
+	NewDeviceBacklog int
+	CatchupLimit     int
+	ReceiptGroupMax  int
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
@@ -124,6 +128,23 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		return fmt.Errorf("PARLEY_BURST: %w", err)
 	}
 	fs.Float64Var(&c.Burst, "burst", burst, "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	ints := []struct {
+		p         *int
+		name, env string
+		def       int
+		usage     string
+	}{
+		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", hooks.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
+		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", hooks.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
+		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", hooks.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
+	}
+	for _, f := range ints {
+		v, err := strconv.Atoi(envNum(f.env, strconv.Itoa(f.def)))
+		if err != nil || v < 0 {
+			return fmt.Errorf("%s: want a non-negative integer, got %q", f.env, os.Getenv(f.env))
+		}
+		fs.IntVar(f.p, f.name, v, f.usage+" ($"+f.env+")")
+	}
 	if cmd == "token" {
 		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
 		fs.Usage = func() {
@@ -289,6 +310,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MQTTAddr: c.MQTTAddr, WSAddr: c.WSAddr, HTTPAddr: c.HTTPAddr,
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
+		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
 	}
 	if c.Rate == 0 {
 		opts.Rate = -1 // 0 disables the limit on the command line

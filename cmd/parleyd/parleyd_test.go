@@ -193,7 +193,8 @@ func TestFlags(t *testing.T) {
 	m.ParseFlags("serve", []string{"-h"})
 	for _, env := range []string{"PARLEY_MQTT_ADDR", "PARLEY_WS_ADDR", "PARLEY_TLS_ADDR", "PARLEY_TLS_CERT", "PARLEY_TLS_KEY",
 		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",
-		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE", ":1883", ":8080"} {
+		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE",
+		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", ":1883", ":8080"} {
 		if !strings.Contains(help.String(), env) {
 			t.Errorf("-h does not mention %s", env)
 		}
