@@ -140,8 +140,49 @@ type Store interface {
 	// members of some conversation.
 	SharesConversation(ctx context.Context, a, b string) (bool, error)
 
+	// History returns up to q.Limit messages of q.Conv that q.User may see
+	// (members see their conversations; former members up to their removal):
+	// ascending after q.After, or descending before q.Before when it is set.
+	// It also returns the user's view of the conversation. ENOTMEMBER when
+	// the user never was a member.
+	History(ctx context.Context, q HistoryQuery) ([]Message, ConvHead, error)
+
+	// Conversations returns a page of user's conversations, most recently
+	// active first, after the opaque cursor (empty: the first page), and the
+	// cursor of the next page ("" at the end).
+	Conversations(ctx context.Context, user, cursor string, limit int) ([]ConversationView, string, error)
+
+	// Changes returns user's conversations that changed (new messages,
+	// membership, the user's read marker) since the opaque token, or all of
+	// them when since is empty, and the token to pass next time. A change is
+	// reported at least once; a conversation may be reported again. EINVALID
+	// for a malformed token.
+	Changes(ctx context.Context, user, since string) ([]ConversationView, string, error)
+
 	// Close releases what the store opened itself (not a caller-owned pool).
 	Close() error
+}
+
+// HistoryQuery selects messages of a conversation for a user.
+type HistoryQuery struct {
+	User   string
+	Conv   string
+	After  int64 // ascending, seq > After
+	Before int64 // when > 0: descending, seq < Before
+	Limit  int
+}
+
+// ConversationView is a conversation as one user sees it.
+type ConversationView struct {
+	ID          string
+	Kind        string
+	Peer        string // direct conversations: the other user
+	Group       string // group conversations: the group id
+	Name        string // the group's name, or the peer
+	LastSeq     int64  // the last seq the user may see
+	ReadSeq     int64
+	Unread      int64 // messages from others after ReadSeq
+	LastMessage *Message
 }
 
 // ConvHead is one of a user's conversations, bounded to what the user may

@@ -121,4 +121,19 @@ func (i *instrumented) SharesConversation(ctx context.Context, a, b string) (_ b
 	return i.s.SharesConversation(ctx, a, b)
 }
 
+func (i *instrumented) History(ctx context.Context, q history.HistoryQuery) (_ []history.Message, _ history.ConvHead, err error) {
+	defer func(t time.Time) { i.observe("history", t, err) }(time.Now())
+	return i.s.History(ctx, q)
+}
+
+func (i *instrumented) Conversations(ctx context.Context, user, cursor string, limit int) (_ []history.ConversationView, _ string, err error) {
+	defer func(t time.Time) { i.observe("conversations", t, err) }(time.Now())
+	return i.s.Conversations(ctx, user, cursor, limit)
+}
+
+func (i *instrumented) Changes(ctx context.Context, user, since string) (_ []history.ConversationView, _ string, err error) {
+	defer func(t time.Time) { i.observe("changes", t, err) }(time.Now())
+	return i.s.Changes(ctx, user, since)
+}
+
 func (i *instrumented) Close() error { return i.s.Close() }

@@ -220,7 +220,7 @@ func insertMessage(ctx context.Context, tx pgx.Tx, nm history.NewMessage, seq in
 	if err != nil {
 		return history.Message{}, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE conversations SET last_seq = $2, updated_at = $3 WHERE id = $1`, nm.Conv, seq, ts); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE conversations SET last_seq = $2, updated_at = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, nm.Conv, seq, ts); err != nil {
 		return history.Message{}, err
 	}
 	return history.Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From, TS: ts, Type: nm.Type, Body: nm.Body}, nil

@@ -90,7 +90,7 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 		if seq <= read {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE members SET read_seq = $3 WHERE conv = $1 AND user_id = $2`, conv, user, seq); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE members SET read_seq = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE conv = $1 AND user_id = $2`, conv, user, seq); err != nil {
 			return err
 		}
 		after, moved = seq, true

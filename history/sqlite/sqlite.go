@@ -226,7 +226,10 @@ func insertMessage(ctx context.Context, tx *sql.Tx, nm history.NewMessage, seq i
 	if err != nil {
 		return history.Message{}, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?`, seq, ts.Format(tsLayout), nm.Conv); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET last_seq = ?, updated_at = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE id = ?`, seq, ts.Format(tsLayout), nm.Conv); err != nil {
+		return history.Message{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE changes SET n = n + 1`); err != nil {
 		return history.Message{}, err
 	}
 	return history.Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From, TS: ts, Type: nm.Type, Body: nm.Body}, nil

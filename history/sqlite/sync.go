@@ -96,7 +96,10 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 		if seq <= read {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE members SET read_seq = ? WHERE conv = ? AND user_id = ?`, seq, conv, user); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE members SET read_seq = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE conv = ? AND user_id = ?`, seq, conv, user); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE changes SET n = n + 1`); err != nil {
 			return err
 		}
 		after, moved = seq, true
