@@ -51,6 +51,9 @@ type Options struct {
 	// /readyz, /metrics and the REST API.
 	HTTPListener net.Listener
 	HTTPAddr     string
+	// CORSOrigins lists the browser origins allowed to call the REST API;
+	// "*" allows any. Empty: no CORS headers.
+	CORSOrigins []string
 
 	// JWTSecret verifies HS256 tokens; JWTPublicKey verifies RS256, ES256 or
 	// EdDSA tokens. At least one is required.

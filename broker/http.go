@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parley-im/parley/docs"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
 )
@@ -27,14 +29,45 @@ func (b *Broker) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("POST /v1/groups", b.auth(b.createGroup))
-	mux.HandleFunc("GET /v1/groups/{id}", b.auth(b.getGroup))
-	mux.HandleFunc("PUT /v1/groups/{id}/members/{user}", b.auth(b.putMember))
-	mux.HandleFunc("DELETE /v1/groups/{id}/members/{user}", b.auth(b.deleteMember))
+	mux.HandleFunc("GET /v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(docs.OpenAPI)
+	})
+	for _, rt := range routes {
+		mux.HandleFunc(rt.method+" "+rt.pattern, b.auth(rt.handle(b)))
+	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
 	})
-	return mux
+	return b.cors(mux)
+}
+
+// cors answers CORS preflights and marks responses for the configured
+// origins ("*" allows any).
+func (b *Broker) cors(next http.Handler) http.Handler {
+	if len(b.opts.CORSOrigins) == 0 {
+		return next
+	}
+	allowed := map[string]bool{}
+	for _, o := range b.opts.CORSOrigins {
+		allowed[strings.TrimSpace(o)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (allowed["*"] || allowed[origin]) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +157,19 @@ func (b *Broker) auth(h func(w http.ResponseWriter, r *http.Request, user string
 		}
 		h(w, r, user)
 	}
+}
+
+// readBody reads a request body of at most max bytes (413 too_large beyond).
+func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &apiError{http.StatusRequestEntityTooLarge, hooks.CodeTooLarge, "request body larger than " + strconv.Itoa(max) + " bytes"}
+	}
+	if err != nil {
+		return nil, &apiError{http.StatusBadRequest, "invalid", "cannot read request body"}
+	}
+	return body, nil
 }
 
 // decode reads a JSON body of at most maxBody bytes into v.

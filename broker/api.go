@@ -1,0 +1,293 @@
+package broker
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/hooks"
+)
+
+// History page limits.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 200
+	// syncMessages is how many of a changed conversation's latest messages
+	// GET /v1/sync includes.
+	syncMessages = 20
+)
+
+// route is one REST route; routes is the table that both registers the
+// handlers and is checked against docs/openapi.yaml.
+type route struct {
+	method, pattern string
+	handle          func(b *Broker) func(w http.ResponseWriter, r *http.Request, user string)
+}
+
+var routes = []route{
+	{"GET", "/v1/conversations", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.listConversations }},
+	{"GET", "/v1/conversations/{conv}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.listMessages }},
+	{"POST", "/v1/conversations/{conv}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postConvMessage }},
+	{"POST", "/v1/users/{peer}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postUserMessage }},
+	{"POST", "/v1/conversations/{conv}/read", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
+	{"GET", "/v1/sync", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
+	{"POST", "/v1/groups", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
+	{"GET", "/v1/groups/{id}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
+	{"PUT", "/v1/groups/{id}/members/{user}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},
+	{"DELETE", "/v1/groups/{id}/members/{user}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.deleteMember }},
+}
+
+// conversationJSON is a conversation on the wire.
+type conversationJSON struct {
+	ID          string         `json:"id"`
+	Kind        string         `json:"kind"`
+	Peer        string         `json:"peer,omitempty"`
+	Group       string         `json:"group,omitempty"`
+	Name        string         `json:"name"`
+	LastSeq     int64          `json:"last_seq"`
+	ReadSeq     int64          `json:"read_seq"`
+	Unread      int64          `json:"unread"`
+	LastMessage *messageJSON   `json:"last_message"`
+	Messages    *[]messageJSON `json:"messages,omitempty"`
+}
+
+func toConversationJSON(v history.ConversationView) conversationJSON {
+	c := conversationJSON{ID: v.ID, Kind: v.Kind, Peer: v.Peer, Group: v.Group, Name: v.Name,
+		LastSeq: v.LastSeq, ReadSeq: v.ReadSeq, Unread: v.Unread}
+	if v.LastMessage != nil {
+		m := toMessageJSON(*v.LastMessage)
+		c.LastMessage = &m
+	}
+	return c
+}
+
+func toMessagesJSON(ms []history.Message) []messageJSON {
+	out := make([]messageJSON, len(ms))
+	for i, m := range ms {
+		out[i] = toMessageJSON(m)
+	}
+	return out
+}
+
+func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "invalid", msg} }
+
+// intParam reads a non-negative integer query parameter; def when absent.
+func intParam(r *http.Request, name string, def int64) (int64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequest(name + " must be a non-negative integer")
+	}
+	return n, nil
+}
+
+func limitParam(r *http.Request) (int, error) {
+	n, err := intParam(r, "limit", DefaultPageLimit)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > MaxPageLimit {
+		return 0, badRequest("limit must be between 1 and " + strconv.Itoa(MaxPageLimit))
+	}
+	return int(n), nil
+}
+
+// convParam reads and checks the {conv} path value.
+func convParam(r *http.Request) (string, error) {
+	conv := r.PathValue("conv")
+	if _, _, _, ok := history.ParseConvID(conv); !ok {
+		return "", &apiError{http.StatusNotFound, "not_found", "no such conversation"}
+	}
+	return conv, nil
+}
+
+func (b *Broker) listConversations(w http.ResponseWriter, r *http.Request, user string) {
+	limit, err := limitParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	views, next, err := b.store.Conversations(r.Context(), user, r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	out := make([]conversationJSON, len(views))
+	for i, v := range views {
+		out[i] = toConversationJSON(v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": nullable(next)})
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// listMessages pages history: after=N ascending, before=N descending, neither:
+// the latest messages, descending. next is the value to pass again as after
+// (or before) while more remain.
+func (b *Broker) listMessages(w http.ResponseWriter, r *http.Request, user string) {
+	conv, err := convParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	if q.Has("after") && q.Has("before") {
+		b.fail(w, r, badRequest("use after or before, not both"))
+		return
+	}
+	after, err := intParam(r, "after", 0)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	before, err := intParam(r, "before", 0)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	descending := !q.Has("after")
+	if descending && !q.Has("before") {
+		before = 1 << 62
+	}
+	if descending && before == 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"messages": []messageJSON{}, "next": nil})
+		return
+	}
+	msgs, h, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: conv, After: after, Before: before, Limit: limit})
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	var next any
+	if n := len(msgs); n == limit {
+		last := msgs[n-1].Seq
+		if (!descending && last < h.Last) || (descending && last > h.First) {
+			next = strconv.FormatInt(last, 10)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": toMessagesJSON(msgs), "next": next})
+}
+
+func (b *Broker) postConvMessage(w http.ResponseWriter, r *http.Request, user string) {
+	conv, err := convParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	kind, a, c, _ := history.ParseConvID(conv)
+	target, tkind := a, hooks.TargetGroup
+	if kind == history.KindDirect {
+		tkind = hooks.TargetUser
+		switch user {
+		case a:
+			target = c
+		case c:
+			target = a
+		default:
+			b.fail(w, r, &apiError{http.StatusForbidden, hooks.CodeNotMember, "you are not part of " + conv})
+			return
+		}
+	}
+	b.send(w, r, user, tkind, target)
+}
+
+func (b *Broker) postUserMessage(w http.ResponseWriter, r *http.Request, user string) {
+	b.send(w, r, user, hooks.TargetUser, r.PathValue("peer"))
+}
+
+// send stores a message through the same pipeline as MQTT: 201 with the
+// stored message, 200 with the original on a retry with the same cid.
+func (b *Broker) send(w http.ResponseWriter, r *http.Request, user, kind, target string) {
+	body, err := readBody(w, r, b.opts.MaxPayload)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	msg, created, serr := b.messenger.Send(r.Context(), user, kind, target, body)
+	if serr != nil {
+		b.fail(w, r, serr)
+		return
+	}
+	if msg.Seq == 0 { // ephemeral: delivered, not stored
+		writeJSON(w, http.StatusAccepted, map[string]any{"ephemeral": true})
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, toMessageJSON(msg))
+}
+
+func (b *Broker) postRead(w http.ResponseWriter, r *http.Request, user string) {
+	conv, err := convParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	var req struct {
+		Seq *int64 `json:"seq"`
+	}
+	if err := decode(w, r, &req, false); err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	if req.Seq == nil {
+		b.fail(w, r, badRequest(`body must be {"seq": N}`))
+		return
+	}
+	after, serr := b.messenger.MarkRead(r.Context(), user, conv, *req.Seq)
+	if serr != nil {
+		b.fail(w, r, serr)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conv": conv, "read_seq": after})
+}
+
+// getSync returns the conversations changed since the token (all of them
+// without one), each with its latest messages, and the next token.
+func (b *Broker) getSync(w http.ResponseWriter, r *http.Request, user string) {
+	views, next, err := b.store.Changes(r.Context(), user, r.URL.Query().Get("since"))
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	out := make([]conversationJSON, len(views))
+	for i, v := range views {
+		c := toConversationJSON(v)
+		msgs, _, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: v.ID, Before: v.LastSeq + 1, Limit: syncMessages})
+		if err != nil {
+			b.fail(w, r, err)
+			return
+		}
+		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+			msgs[i], msgs[j] = msgs[j], msgs[i]
+		}
+		list := toMessagesJSON(msgs)
+		c.Messages = &list
+		out[i] = c
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": next})
+}
+
+// Routes lists the REST routes as "METHOD /pattern", for tests and tooling.
+func Routes() []string {
+	out := make([]string, len(routes))
+	for i, r := range routes {
+		out[i] = r.method + " " + r.pattern
+	}
+	return out
+}
