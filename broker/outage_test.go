@@ -50,6 +50,13 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	waitStatus(t, e.http+"/readyz", 503)
 
+	var restErr apiErr
+	if code := e.do("GET", "/v1/conversations", "alice", "", &restErr); code != 503 || restErr.Error.Code != "unavailable" {
+		t.Fatalf("REST during outage: %d %+v", code, restErr)
+	}
+	if code := e.do("POST", "/v1/users/bob/messages", "alice", `{"cid":"rest","body":0}`, &restErr); code != 503 || restErr.Error.Code != "unavailable" {
+		t.Fatalf("REST send during outage: %d %+v", code, restErr)
+	}
 	code, err := alice5.publish("im/send/u/bob", 1, `{"cid":"during5","body":2}`)
 	if err != nil || code != 0x80 {
 		t.Fatalf("v5 publish during outage: code %#x, %v; want 0x80", code, err)

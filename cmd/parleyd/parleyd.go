@@ -44,6 +44,7 @@ type Config struct {
 	LogFormat    string
 	TopicPrefix  string
 	ACLFile      string
+	CORSOrigins  string
 	MaxPayload   int
 	Rate         float64
 	Burst        float64
@@ -112,6 +113,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
+	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
 	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
 	if err != nil {
@@ -311,6 +313,11 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
+	}
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			opts.CORSOrigins = append(opts.CORSOrigins, o)
+		}
 	}
 	if c.Rate == 0 {
 		opts.Rate = -1 // 0 disables the limit on the command line
