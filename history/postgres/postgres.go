@@ -93,6 +93,9 @@ func latestVersion() int64 {
 	return v
 }
 
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes the pool if Open created it.
 func (s *Store) Close() error {
 	if s.ownPool {

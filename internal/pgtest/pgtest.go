@@ -81,6 +81,26 @@ func NewCluster(tb testing.TB) *Cluster {
 	return c
 }
 
+// StartCluster starts a private cluster outside of a test (for benchmarks and
+// tools); Destroy removes it.
+func StartCluster() (*Cluster, error) { return start() }
+
+// Destroy stops the cluster and removes its files.
+func (c *Cluster) Destroy() { c.destroy() }
+
+// CreateDB creates database name on c and returns its URL.
+func (c *Cluster) CreateDB(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return c.URL(name), nil
+}
+
 // DB returns the URL of a new empty database on c, for tb.
 func (c *Cluster) DB(tb testing.TB) string {
 	tb.Helper()
