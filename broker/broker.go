@@ -62,8 +62,13 @@ type Options struct {
 
 	// TopicPrefix is the first topic level of Parley's topics; default "im".
 	TopicPrefix string
-	// ACL governs plain MQTT topics outside the prefix; nil denies them.
+	// ACL governs plain MQTT topics outside the prefix; nil denies them
+	// (or, with Anonymous, allows them).
 	ACL *hooks.ACL
+	// Anonymous enables open mode: clients without credentials may connect
+	// and use topics outside the prefix as a plain MQTT broker; the prefix
+	// stays closed to them.
+	Anonymous bool
 	// MaxPayload bounds a send payload in bytes; default 64 KiB.
 	MaxPayload int
 	// NewDeviceBacklog is how many of each conversation's latest messages a
@@ -162,7 +167,7 @@ func New(opts Options) (*Broker, error) {
 		Capabilities: caps,
 	})
 	topics := hooks.Topics{Prefix: opts.TopicPrefix}
-	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Log: opts.Logger}
+	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, Log: opts.Logger}
 	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
 		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, Metrics: b.metrics, Log: opts.Logger}
 	var limiter *hooks.RateLimiter

@@ -37,6 +37,11 @@ type Auth struct {
 	// Store answers whether two users share a conversation (presence
 	// subscriptions); without it only a user's own presence is readable.
 	Store history.Store
+	// Anonymous lets clients without credentials connect (open mode): their
+	// sessions live under client ids prefixed with AnonPrefix, Parley's
+	// topics stay closed to them, and topics outside the prefix are open to
+	// everyone unless an ACL is set.
+	Anonymous bool
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
@@ -65,6 +70,12 @@ func (a *Auth) Init(any) error {
 	}
 	return nil
 }
+
+// AnonPrefix begins the client ids of anonymous sessions in open mode.
+const AnonPrefix = "anon:"
+
+// IsAnonymous reports whether a client id belongs to an anonymous session.
+func IsAnonymous(clientID string) bool { return strings.HasPrefix(clientID, AnonPrefix) }
 
 // UserOf returns the user part of a client id (USER or USER/DEVICE).
 func UserOf(clientID string) string {
@@ -112,6 +123,15 @@ var v3Connack = map[packets.Code]packets.Code{
 }
 
 func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) {
+	if a.Anonymous && !pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag {
+		// Anonymous sessions get their own namespace: ':' never appears in
+		// a user id, so they cannot take over (or be taken over by) a user's.
+		cl.ID = AnonPrefix + cl.ID
+		if cl.Properties.Props.AssignedClientID != "" {
+			cl.Properties.Props.AssignedClientID = cl.ID
+		}
+		return packets.CodeSuccess, ""
+	}
 	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
 		return packets.ErrBadUsernameOrPassword, "no_token"
 	}
@@ -174,7 +194,7 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	user := UserOf(cl.ID)
 	t, shared := StripShare(topic)
 	if a.Topics.Owns(t) || (HasWildcards(t) && a.Topics.MayOverlap(t)) {
-		if shared {
+		if shared || IsAnonymous(cl.ID) {
 			return false
 		}
 		if write {
@@ -188,6 +208,12 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			return u == user || a.shares(user, u)
 		}
 		return false
+	}
+	if IsAnonymous(cl.ID) {
+		user = "" // matches "*" rules only
+	}
+	if a.Anonymous && a.ACL == nil {
+		return true // open mode without an ACL: plain MQTT for everyone
 	}
 	return a.ACL.Allow(user, t, write)
 }

@@ -209,7 +209,7 @@ func (s *Sync) device(cl *mqtt.Client) *device {
 // deliveries, which the broker would resend out of order. The catch-up sends
 // them again, in order, from the device's cursors.
 func (s *Sync) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	if s.Server == nil || cl.Net.Inline {
+	if s.Server == nil || cl.Net.Inline || IsAnonymous(cl.ID) {
 		return
 	}
 	existing, ok := s.Server.Clients.Get(cl.ID)
@@ -230,7 +230,7 @@ func (s *Sync) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // already holds the inbox subscription, starts its catch-up. The user's first
 // device makes the user present.
 func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || IsAnonymous(cl.ID) {
 		return
 	}
 	user := UserOf(cl.ID)
@@ -283,7 +283,7 @@ func (s *Sync) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnDisconnect forgets the device; the user's last device makes the user
 // absent.
 func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || IsAnonymous(cl.ID) {
 		return
 	}
 	user := UserOf(cl.ID)

@@ -45,6 +45,7 @@ type Config struct {
 	TopicPrefix  string
 	ACLFile      string
 	CORSOrigins  string
+	Anonymous    bool
 	MaxPayload   int
 	Rate         float64
 	Burst        float64
@@ -130,6 +131,11 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		return fmt.Errorf("PARLEY_BURST: %w", err)
 	}
 	fs.Float64Var(&c.Burst, "burst", burst, "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	anon, err := strconv.ParseBool(envNum("PARLEY_ANONYMOUS", "false"))
+	if err != nil {
+		return fmt.Errorf("PARLEY_ANONYMOUS: want true or false")
+	}
+	fs.BoolVar(&c.Anonymous, "anonymous", anon, "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
 	ints := []struct {
 		p         *int
 		name, env string
@@ -313,6 +319,7 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
+		Anonymous: c.Anonymous,
 	}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
