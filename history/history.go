@@ -75,6 +75,13 @@ type NewMessage struct {
 	Body json.RawMessage
 }
 
+// AppendResult is the outcome of one message of AppendBatch.
+type AppendResult struct {
+	Message Message
+	Created bool
+	Err     error
+}
+
 // MemberChange asks the store to add, update or remove one member of a group
 // on behalf of Actor. Role is ignored when Remove is set.
 type MemberChange struct {
@@ -103,6 +110,12 @@ type Store interface {
 	// with created false. Appending to a group conversation requires From to be
 	// a current member (ENOTMEMBER) of an existing group (ENOTFOUND).
 	Append(ctx context.Context, m NewMessage) (msg Message, created bool, err error)
+
+	// AppendBatch appends ms in one transaction, in order, as Append would
+	// one by one: a message's failure (ENOTMEMBER, ENOTFOUND, EINVALID) is
+	// its result's Err and does not affect the others. An error return means
+	// nothing was stored.
+	AppendBatch(ctx context.Context, ms []NewMessage) ([]AppendResult, error)
 
 	// Messages returns up to limit messages of conv with seq > after, in
 	// ascending seq order.

@@ -81,6 +81,11 @@ func (i *instrumented) Append(ctx context.Context, m history.NewMessage) (_ hist
 	return i.s.Append(ctx, m)
 }
 
+func (i *instrumented) AppendBatch(ctx context.Context, ms []history.NewMessage) (_ []history.AppendResult, err error) {
+	defer func(t time.Time) { i.observe("append_batch", t, err) }(time.Now())
+	return i.s.AppendBatch(ctx, ms)
+}
+
 func (i *instrumented) Messages(ctx context.Context, conv string, after int64, limit int) (_ []history.Message, err error) {
 	defer func(t time.Time) { i.observe("messages", t, err) }(time.Now())
 	return i.s.Messages(ctx, conv, after, limit)

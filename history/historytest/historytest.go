@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("AppendIdempotent", func(t *testing.T) { testAppendIdempotent(t, open(t)) })
 	t.Run("AppendConcurrentSeq", func(t *testing.T) { testAppendConcurrent(t, open(t)) })
 	t.Run("AppendInvalid", func(t *testing.T) { testAppendInvalid(t, open(t)) })
+	t.Run("AppendBatch", func(t *testing.T) { testAppendBatch(t, open(t)) })
 	t.Run("Messages", func(t *testing.T) { testMessages(t, open(t)) })
 	t.Run("Groups", func(t *testing.T) { testGroups(t, open(t)) })
 	t.Run("GroupErrors", func(t *testing.T) { testGroupErrors(t, open(t)) })
@@ -595,4 +596,57 @@ func testChanges(t *testing.T, s history.Store) {
 	}
 	_, _, err = s.Changes(ctx, "alice", "garbage")
 	wantCode(t, err, history.EINVALID)
+}
+
+func testAppendBatch(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	createGroup(t, s, "g", "alice", "bob")
+	dm := history.DirectConvID("alice", "bob")
+	mustAppend(t, s, NewMsg(dm, "alice", "old", `"old"`))
+	batch := []history.NewMessage{
+		NewMsg(dm, "alice", "a1", `1`),                               // seq 2
+		NewMsg("g:g", "bob", "b1", `2`),                              // seq 2
+		NewMsg("g:g", "carol", "c1", `3`),                            // not a member
+		NewMsg(dm, "bob", "", `4`),                                   // seq 3
+		NewMsg(dm, "alice", "old", `"again"`),                        // retry of seq 1
+		NewMsg(dm, "alice", "a1", `"repeat"`),                        // repeat within the batch
+		NewMsg("g:nope", "alice", "", `5`),                           // no such group
+		NewMsg("bad", "alice", "", `6`),                              // invalid
+		NewMsg(dm, "carol", "", `7`),                                 // not part of it
+		NewMsg("g:g", "alice", "", `8`),                              // seq 3
+		NewMsg(history.DirectConvID("alice", "zed"), "zed", "", `9`), // new conversation, seq 1
+	}
+	rs, err := s.AppendBatch(ctx, batch)
+	if err != nil || len(rs) != len(batch) {
+		t.Fatalf("AppendBatch: %d results, %v", len(rs), err)
+	}
+	want := []struct {
+		seq     int64
+		created bool
+		code    string
+	}{
+		{2, true, ""}, {2, true, ""}, {0, false, history.ENOTMEMBER}, {3, true, ""}, {1, false, ""}, {2, false, ""},
+		{0, false, history.ENOTFOUND}, {0, false, history.EINVALID}, {0, false, history.ENOTMEMBER}, {3, true, ""}, {1, true, ""},
+	}
+	for i, w := range want {
+		r := rs[i]
+		if history.ErrorCode(r.Err) != w.code || r.Message.Seq != w.seq || r.Created != w.created {
+			t.Fatalf("result %d = %+v (err %v), want seq %d created %v code %q", i, r.Message, r.Err, w.seq, w.created, w.code)
+		}
+	}
+	if string(rs[4].Message.Body) != `"old"` || string(rs[5].Message.Body) != `1` {
+		t.Fatalf("retries returned %s and %s, want the originals", rs[4].Message.Body, rs[5].Message.Body)
+	}
+	msgs, _ := s.Messages(ctx, dm, 0, 100)
+	if len(msgs) != 3 {
+		t.Fatalf("dm holds %d messages, want 3", len(msgs))
+	}
+	msgs, _ = s.Messages(ctx, "g:g", 0, 100)
+	if len(msgs) != 3 || msgs[2].From != "alice" {
+		t.Fatalf("group holds %d messages", len(msgs))
+	}
+	st, _ := s.Device(ctx, "zed/1", "zed")
+	if len(st.Convs) != 1 || st.Convs[0].Last != 1 {
+		t.Fatalf("zed's conversations = %+v", st.Convs)
+	}
 }

@@ -159,63 +159,6 @@ func nullable(s string) *string {
 	return &s
 }
 
-// Append implements history.Store.
-func (s *Store) Append(ctx context.Context, nm history.NewMessage) (msg history.Message, created bool, err error) {
-	kind, a, b, ok := history.ParseConvID(nm.Conv)
-	if !ok {
-		return msg, false, history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
-	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		var last int64
-		if kind == history.KindDirect {
-			if nm.From != a && nm.From != b {
-				return history.Errorf(history.ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
-			}
-			// Create the conversation and both memberships on first use.
-			tag, err := tx.Exec(ctx, `INSERT INTO conversations (id, kind) VALUES ($1, 'direct') ON CONFLICT DO NOTHING`, nm.Conv)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 1 {
-				if _, err := tx.Exec(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES ($1, $2, 'member', 0), ($1, $3, 'member', 0)`, nm.Conv, a, b); err != nil {
-					return err
-				}
-			}
-		}
-		// The row lock serializes writers of one conversation and nothing else.
-		err := tx.QueryRow(ctx, `SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE`, nm.Conv).Scan(&last)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return history.Errorf(history.ENOTFOUND, "no such group %q", a)
-		}
-		if err != nil {
-			return err
-		}
-		if kind == history.KindGroup {
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM members WHERE conv = $1 AND user_id = $2 AND left_seq IS NULL`, nm.Conv, nm.From).Scan(&n); err != nil {
-				return err
-			}
-			if n == 0 {
-				return history.Errorf(history.ENOTMEMBER, "%q is not a member of group %q", nm.From, a)
-			}
-		}
-		if nm.CID != "" {
-			m, err := scanMessage(tx.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = $1 AND sender = $2 AND cid = $3`, nm.Conv, nm.From, nm.CID))
-			if err == nil {
-				msg = m
-				return nil
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		msg, err = insertMessage(ctx, tx, nm, last+1)
-		created = err == nil
-		return err
-	})
-	return msg, created, err
-}
-
 func insertMessage(ctx context.Context, tx pgx.Tx, nm history.NewMessage, seq int64) (history.Message, error) {
 	ts := nm.TS.UTC().Truncate(time.Microsecond)
 	_, err := tx.Exec(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,

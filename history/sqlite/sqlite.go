@@ -165,58 +165,82 @@ func nullable(s string) any {
 func now() string { return time.Now().UTC().Format(tsLayout) }
 
 // Append implements history.Store.
-func (s *Store) Append(ctx context.Context, nm history.NewMessage) (msg history.Message, created bool, err error) {
+func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Message, bool, error) {
+	rs, err := s.AppendBatch(ctx, []history.NewMessage{nm})
+	if err != nil {
+		return history.Message{}, false, err
+	}
+	return rs[0].Message, rs[0].Created, rs[0].Err
+}
+
+// AppendBatch implements history.Store: one write transaction, messages in
+// order.
+func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
+	results := make([]history.AppendResult, len(ms))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, nm := range ms {
+			m, created, err := appendOne(ctx, tx, nm)
+			var he *history.Error
+			if err != nil && !errors.As(err, &he) {
+				return err
+			}
+			results[i] = history.AppendResult{Message: m, Created: created, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage) (msg history.Message, created bool, err error) {
 	kind, a, b, ok := history.ParseConvID(nm.Conv)
 	if !ok {
 		return msg, false, history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if kind == history.KindDirect {
-			if nm.From != a && nm.From != b {
-				return history.Errorf(history.ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
-			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'direct', ?, ?) ON CONFLICT DO NOTHING`, nm.Conv, now(), now())
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?1, ?2, 'member', 0), (?1, ?3, 'member', 0)`, nm.Conv, a, b); err != nil {
-					return err
-				}
-			}
+	if kind == history.KindDirect {
+		if nm.From != a && nm.From != b {
+			return msg, false, history.Errorf(history.ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
 		}
-		var last int64
-		err := tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE id = ?`, nm.Conv).Scan(&last)
-		if errors.Is(err, sql.ErrNoRows) {
-			return history.Errorf(history.ENOTFOUND, "no such group %q", a)
-		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'direct', ?, ?) ON CONFLICT DO NOTHING`, nm.Conv, now(), now())
 		if err != nil {
-			return err
+			return msg, false, err
 		}
-		if kind == history.KindGroup {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL`, nm.Conv, nm.From).Scan(&n); err != nil {
-				return err
-			}
-			if n == 0 {
-				return history.Errorf(history.ENOTMEMBER, "%q is not a member of group %q", nm.From, a)
+		if n, _ := res.RowsAffected(); n == 1 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?1, ?2, 'member', 0), (?1, ?3, 'member', 0)`, nm.Conv, a, b); err != nil {
+				return msg, false, err
 			}
 		}
-		if nm.CID != "" {
-			m, err := scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND sender = ? AND cid = ?`, nm.Conv, nm.From, nm.CID))
-			if err == nil {
-				msg = m
-				return nil
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+	}
+	var last int64
+	err = tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE id = ?`, nm.Conv).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return msg, false, history.Errorf(history.ENOTFOUND, "no such group %q", a)
+	}
+	if err != nil {
+		return msg, false, err
+	}
+	if kind == history.KindGroup {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL`, nm.Conv, nm.From).Scan(&n); err != nil {
+			return msg, false, err
 		}
-		msg, err = insertMessage(ctx, tx, nm, last+1)
-		created = err == nil
-		return err
-	})
-	return msg, created, err
+		if n == 0 {
+			return msg, false, history.Errorf(history.ENOTMEMBER, "%q is not a member of group %q", nm.From, a)
+		}
+	}
+	if nm.CID != "" {
+		m, err := scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND sender = ? AND cid = ?`, nm.Conv, nm.From, nm.CID))
+		if err == nil {
+			return m, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return msg, false, err
+		}
+	}
+	msg, err = insertMessage(ctx, tx, nm, last+1)
+	return msg, err == nil, err
 }
 
 func insertMessage(ctx context.Context, tx *sql.Tx, nm history.NewMessage, seq int64) (history.Message, error) {
