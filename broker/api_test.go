@@ -102,17 +102,17 @@ func TestRESTMessages(t *testing.T) {
 			t.Fatalf("history after 1 = %d %+v", code, page)
 		}
 		// Page forward 3 at a time while more messages arrive.
-		var wg sync.WaitGroup
-		wg.Add(1)
+		sent := make(chan struct{})
 		go func() {
-			defer wg.Done()
+			defer close(sent)
 			for i := 0; i < 30; i++ {
 				e.do("POST", "/v1/users/alice/messages", "bob", fmt.Sprintf(`{"cid":"x%d","body":%d}`, i, i), nil)
 			}
 		}()
 		seen := map[int64]bool{}
 		after := int64(0)
-		for rounds := 0; rounds < 200; rounds++ {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
 			var p messagesOut
 			if code := e.do("GET", fmt.Sprintf("/v1/conversations/dm:alice:bob/messages?after=%d&limit=3", after), "bob", "", &p); code != 200 {
 				t.Fatalf("page: %d", code)
@@ -128,7 +128,7 @@ func TestRESTMessages(t *testing.T) {
 				break
 			}
 		}
-		wg.Wait()
+		<-sent
 		if len(seen) != 32 {
 			t.Fatalf("paged %d messages, want 32", len(seen))
 		}

@@ -80,6 +80,9 @@ type Options struct {
 	// ReceiptGroupMax is the largest group whose members get read receipts;
 	// default 100.
 	ReceiptGroupMax int
+	// CommitPartitions is the number of concurrent group-commit
+	// transactions (conversations are spread over them); default 4.
+	CommitPartitions int
 	// DeviceQueue bounds the live deliveries waiting for one device; beyond
 	// it the device catches up from the store instead; default 1024.
 	DeviceQueue int
@@ -108,6 +111,7 @@ type Broker struct {
 	tokens    *hooks.Tokens
 	messenger *hooks.Messenger
 	sync      *hooks.Sync
+	committer *hooks.Committer
 	metrics   *hooks.Metrics
 	registry  *prometheus.Registry
 	http      *http.Server
@@ -145,6 +149,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.Burst <= 0 {
 		opts.Burst = 2 * opts.Rate
 	}
+	if opts.CommitPartitions <= 0 {
+		opts.CommitPartitions = 4
+	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
@@ -174,8 +181,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.Rate > 0 {
 		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)
 	}
+	b.committer = &hooks.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: hooks.NewGroups(b.store),
-		Sync: b.sync, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -317,5 +325,6 @@ func (b *Broker) Close(ctx context.Context) error {
 	if err := b.messenger.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("broker: waiting for sends in progress: %w", err))
 	}
+	b.committer.Close()
 	return errors.Join(errs...)
 }

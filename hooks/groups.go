@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -108,14 +109,18 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 		Members []history.Member `json:"members"`
 	}{g.Name, members})
 	conv := history.GroupConvID(g.ID)
-	unlock := m.locks.lock(conv)
-	defer unlock()
-	msg, err := m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
-	if err != nil {
+	var err error
+	derr := m.Committer.Do(ctx, conv, func() {
+		var msg history.Message
+		msg, err = m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
+		if err == nil {
+			m.Groups.Set(g.ID, members)
+			m.deliver(msg, users(members))
+		}
+	})
+	if err = errors.Join(derr, err); err != nil {
 		return history.Group{}, nil, err
 	}
-	m.Groups.Set(g.ID, members)
-	m.deliver(msg, users(members))
 	return g, members, nil
 }
 
@@ -134,21 +139,27 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 		return history.Message{}, nil, history.Errorf(history.ENOTFOUND, "no such group %q", c.Group)
 	}
 	conv := history.GroupConvID(c.Group)
-	unlock := m.locks.lock(conv)
-	defer unlock()
-	msg, after, err := m.Store.ChangeMember(ctx, c)
-	if err != nil {
-		if history.ErrorCode(err) != history.EUNAVAILABLE {
-			m.Groups.Forget(c.Group)
+	var msg history.Message
+	var after []history.Member
+	var err error
+	derr := m.Committer.Do(ctx, conv, func() {
+		msg, after, err = m.Store.ChangeMember(ctx, c)
+		if err != nil {
+			if history.ErrorCode(err) != history.EUNAVAILABLE {
+				m.Groups.Forget(c.Group)
+			}
+			return
 		}
+		m.Groups.Set(c.Group, after)
+		recipients := users(after)
+		if c.Remove {
+			recipients = append(recipients, c.User)
+		}
+		m.deliver(msg, recipients)
+	})
+	if err = errors.Join(derr, err); err != nil {
 		return msg, nil, err
 	}
-	m.Groups.Set(c.Group, after)
-	recipients := users(after)
-	if c.Remove {
-		recipients = append(recipients, c.User)
-	}
-	m.deliver(msg, recipients)
 	return msg, after, nil
 }
 

@@ -33,6 +33,9 @@ type Messenger struct {
 	Groups *Groups
 	// Sync delivers to inboxes; required.
 	Sync *Sync
+	// Committer batches sends into group commits; default one partition over
+	// Store.
+	Committer *Committer
 	// ReceiptGroupMax is the largest group whose members get read receipts;
 	// default 100.
 	ReceiptGroupMax int
@@ -47,7 +50,6 @@ type Messenger struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
-	locks    convLocks
 	inflight sync.WaitGroup
 }
 
@@ -80,6 +82,9 @@ func (m *Messenger) Init(any) error {
 	}
 	if m.ReceiptGroupMax <= 0 {
 		m.ReceiptGroupMax = DefaultReceiptGroupMax
+	}
+	if m.Committer == nil {
+		m.Committer = &Committer{Store: m.Store}
 	}
 	if m.MaxPayload <= 0 {
 		m.MaxPayload = DefaultMaxPayload
@@ -304,10 +309,17 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 		return history.Message{}, false, nil
 	}
 
-	unlock := m.locks.lock(conv)
-	defer unlock()
 	t := now()
-	msg, created, err := m.Store.Append(ctx, history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body})
+	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body}
+	msg, created, err := m.Committer.Append(ctx, nm, func(msg history.Message, created bool) {
+		if !created {
+			// The echo goes to the sender's devices again, even those that
+			// have it: clients dedup by (conv, seq).
+			m.Sync.DeliverEvent([]string{from}, MessageDelivery(msg), 1)
+			return
+		}
+		m.Sync.DeliverMessage(recipients, msg)
+	})
 	switch history.ErrorCode(err) {
 	case "":
 	case history.ENOTMEMBER:
@@ -320,16 +332,12 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
 		return fail(CodeUnavailable, "the message store is unavailable, try again")
 	}
-	if !created {
-		// The echo goes to the sender's devices again, even those that have
-		// it: clients dedup by (conv, seq).
+	if created {
+		m.count("stored")
+	} else {
 		m.count("duplicate")
-		m.Sync.DeliverEvent([]string{from}, MessageDelivery(msg), 1)
-		return msg, false, nil
 	}
-	m.count("stored")
-	m.Sync.DeliverMessage(recipients, msg)
-	return msg, true, nil
+	return msg, created, nil
 }
 
 // deliver fans a stored message out to users' devices; callers hold the
@@ -344,40 +352,4 @@ func users(ms []history.Member) []string {
 		out[i] = mb.User
 	}
 	return out
-}
-
-// convLocks serializes store-and-fan-out per conversation on this node, so
-// that every inbox receives a conversation's messages in seq order.
-type convLocks struct {
-	mu sync.Mutex
-	m  map[string]*convLock
-}
-
-type convLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (c *convLocks) lock(conv string) (unlock func()) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string]*convLock{}
-	}
-	l, ok := c.m[conv]
-	if !ok {
-		l = &convLock{}
-		c.m[conv] = l
-	}
-	l.refs++
-	c.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		c.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(c.m, conv)
-		}
-		c.mu.Unlock()
-	}
 }

@@ -1,0 +1,212 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/parley-im/parley/history"
+)
+
+// DefaultMaxBatch bounds the messages of one group commit.
+const DefaultMaxBatch = 256
+
+// Committer is group commit in front of a store: sends from many connections
+// that arrive while a transaction is in flight share the next transaction
+// (one commit, one fsync), and each sender is answered only after its
+// message is committed. Conversations are spread over Partitions
+// committers by id, so each conversation has at most one transaction in
+// flight on this node, and its messages are handed to the deliver callbacks
+// in seq order. Group changes run through the same partition as the
+// conversation's sends, in order.
+type Committer struct {
+	Store history.Store
+	// Partitions is the number of concurrent committers; default 1.
+	Partitions int
+	// MaxBatch bounds one transaction; default DefaultMaxBatch.
+	MaxBatch int
+
+	once  sync.Once
+	parts []chan *commitReq
+	wg    sync.WaitGroup
+	done  chan struct{}
+}
+
+type commitReq struct {
+	ctx     context.Context
+	m       history.NewMessage
+	op      func() // an exclusive operation instead of a message
+	deliver func(history.Message, bool)
+	res     history.AppendResult
+	fin     chan struct{}
+}
+
+// ErrCommitterClosed is returned after Close.
+var ErrCommitterClosed = errors.New("hooks: committer closed")
+
+func (c *Committer) start() {
+	c.once.Do(func() {
+		if c.Partitions <= 0 {
+			c.Partitions = 1
+		}
+		if c.MaxBatch <= 0 {
+			c.MaxBatch = DefaultMaxBatch
+		}
+		c.done = make(chan struct{})
+		c.parts = make([]chan *commitReq, c.Partitions)
+		for i := range c.parts {
+			c.parts[i] = make(chan *commitReq, c.MaxBatch)
+			c.wg.Add(1)
+			go c.run(c.parts[i])
+		}
+	})
+}
+
+func (c *Committer) part(conv string) chan *commitReq {
+	h := fnv.New32a()
+	h.Write([]byte(conv))
+	return c.parts[h.Sum32()%uint32(len(c.parts))]
+}
+
+// Append stores m in the next group commit of its partition; deliver, when
+// set, runs after the commit on the partition's goroutine, in seq order, and
+// must not block.
+func (c *Committer) Append(ctx context.Context, m history.NewMessage, deliver func(history.Message, bool)) (history.Message, bool, error) {
+	c.start()
+	r := &commitReq{ctx: ctx, m: m, deliver: deliver, fin: make(chan struct{})}
+	select {
+	case c.part(m.Conv) <- r:
+	case <-ctx.Done():
+		return history.Message{}, false, ctx.Err()
+	case <-c.done:
+		return history.Message{}, false, ErrCommitterClosed
+	}
+	// Wait for the outcome even if ctx ends: the message may be committed.
+	<-r.fin
+	return r.res.Message, r.res.Created, r.res.Err
+}
+
+// Do runs op on conv's partition, between group commits, and waits for it.
+func (c *Committer) Do(ctx context.Context, conv string, op func()) error {
+	c.start()
+	r := &commitReq{op: op, fin: make(chan struct{})}
+	select {
+	case c.part(conv) <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrCommitterClosed
+	}
+	<-r.fin
+	return nil
+}
+
+// Close stops the committers after the work already queued.
+func (c *Committer) Close() {
+	c.start()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	close(c.done)
+	c.wg.Wait()
+}
+
+func (c *Committer) run(in chan *commitReq) {
+	defer c.wg.Done()
+	var batch []*commitReq
+	for {
+		var first *commitReq
+		select {
+		case first = <-in:
+		case <-c.done:
+			// Finish what is queued, then stop.
+			for {
+				select {
+				case r := <-in:
+					c.commit([]*commitReq{r})
+				default:
+					return
+				}
+			}
+		}
+		if first.op != nil {
+			first.op()
+			close(first.fin)
+			continue
+		}
+		batch = append(batch[:0], first)
+		var op *commitReq
+	fill:
+		for len(batch) < c.MaxBatch {
+			select {
+			case r := <-in:
+				if r.op != nil {
+					op = r // after this batch, to keep the order
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		c.commit(batch)
+		if op != nil {
+			op.op()
+			close(op.fin)
+		}
+	}
+}
+
+func (c *Committer) commit(batch []*commitReq) {
+	if len(batch) == 1 && batch[0].op != nil {
+		batch[0].op()
+		close(batch[0].fin)
+		return
+	}
+	ms := make([]history.NewMessage, 0, len(batch))
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil { // the sender gave up before the commit: nothing stored
+			r.res.Err = r.ctx.Err()
+			close(r.fin)
+			continue
+		}
+		ms = append(ms, r.m)
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch outlives any one sender's context.
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout(live))
+	results, err := c.Store.AppendBatch(ctx, ms)
+	cancel()
+	for i, r := range live {
+		if err != nil {
+			r.res.Err = err
+		} else {
+			r.res = results[i]
+			if r.res.Err == nil && r.deliver != nil {
+				r.deliver(r.res.Message, r.res.Created)
+			}
+		}
+		close(r.fin)
+	}
+}
+
+// batchTimeout is the longest deadline among the senders, at least 1s.
+func batchTimeout(rs []*commitReq) time.Duration {
+	d := time.Second
+	for _, r := range rs {
+		if dl, ok := r.ctx.Deadline(); ok {
+			if left := time.Until(dl); left > d {
+				d = left
+			}
+		}
+	}
+	return d
+}
