@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/historytest"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/internal/pgtest"
 )
@@ -67,6 +68,32 @@ func BenchmarkHistory(b *testing.B) {
 				msgs, _, err := s.History(ctx, q)
 				if err != nil || len(msgs) == 0 {
 					b.Fatalf("page after %d: %d messages, %v", q.After, len(msgs), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAppend stores one message per transaction, and 64 per
+// transaction (group commit); compare the per-message figures.
+func BenchmarkAppend(b *testing.B) {
+	for _, size := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			s, err := postgres.Open(context.Background(), pgtest.DB(b), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			batch := make([]history.NewMessage, size)
+			b.ResetTimer()
+			for i := 0; i < b.N; i += size {
+				for j := range batch {
+					batch[j] = historytest.NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", (i+j)%100)), "alice", "", `{"text":"hello there"}`)
+				}
+				rs, err := s.AppendBatch(ctx, batch)
+				if err != nil || rs[0].Err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/parley-im/parley/history"
@@ -42,5 +43,35 @@ func TestReopen(t *testing.T) {
 	msgs, err := s.Messages(ctx, conv, 0, 10)
 	if err != nil || len(msgs) != 1 || msgs[0].CID != "c1" {
 		t.Fatalf("after reopen: %+v %v", msgs, err)
+	}
+}
+
+// BenchmarkAppend stores one message per transaction, and 64 per
+// transaction (group commit); compare the per-message figures.
+func BenchmarkAppend(b *testing.B) {
+	for _, size := range []int{1, 64} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			s, err := sqlite.Open(context.Background(), b.TempDir(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			benchAppend(b, s, size)
+		})
+	}
+}
+
+func benchAppend(b *testing.B, s history.Store, size int) {
+	ctx := context.Background()
+	batch := make([]history.NewMessage, size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += size {
+		for j := range batch {
+			batch[j] = historytest.NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", (i+j)%100)), "alice", "", `{"text":"hello there"}`)
+		}
+		rs, err := s.AppendBatch(ctx, batch)
+		if err != nil || rs[0].Err != nil {
+			b.Fatal(err)
+		}
 	}
 }
