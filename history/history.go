@@ -52,6 +52,8 @@ type Group struct {
 	Name      string    `json:"name"`
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
+	// Version counts the group's membership changes; caches compare it.
+	Version int64 `json:"-"`
 }
 
 // Conv returns the group's conversation id.
@@ -80,6 +82,9 @@ type AppendResult struct {
 	Message Message
 	Created bool
 	Err     error
+	// MemberVersion is the group's membership version when the message was
+	// stored (0 for direct conversations).
+	MemberVersion int64
 }
 
 // MemberChange asks the store to add, update or remove one member of a group
@@ -140,8 +145,14 @@ type Store interface {
 	Device(ctx context.Context, device, user string) (DeviceState, error)
 
 	// SaveCursors moves each device's cursor forward to the given seq; a
-	// cursor never moves back.
+	// cursor never moves back, and a fenced cursor of a superseded session
+	// epoch is ignored.
 	SaveCursors(ctx context.Context, cs []Cursor) error
+
+	// Claim starts a new session of device: it returns the device's new
+	// session epoch, greater than any before. Whoever holds an older epoch
+	// has been taken over.
+	Claim(ctx context.Context, device string) (int64, error)
 
 	// MarkRead moves user's read marker in conv forward to seq and returns the
 	// marker after the call and whether it moved. ENOTMEMBER when user is not
@@ -222,4 +233,7 @@ type Cursor struct {
 	Device string
 	Conv   string
 	Seq    int64
+	// Epoch, when not 0, fences the write: it is applied only while the
+	// device's session epoch (see Claim) is still Epoch.
+	Epoch int64
 }

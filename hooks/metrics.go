@@ -116,6 +116,11 @@ func (i *instrumented) SaveCursors(ctx context.Context, cs []history.Cursor) (er
 	return i.s.SaveCursors(ctx, cs)
 }
 
+func (i *instrumented) Claim(ctx context.Context, device string) (_ int64, err error) {
+	defer func(t time.Time) { i.observe("claim", t, err) }(time.Now())
+	return i.s.Claim(ctx, device)
+}
+
 func (i *instrumented) MarkRead(ctx context.Context, user, conv string, seq int64) (_ int64, _ bool, err error) {
 	defer func(t time.Time) { i.observe("mark_read", t, err) }(time.Now())
 	return i.s.MarkRead(ctx, user, conv, seq)

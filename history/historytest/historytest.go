@@ -37,6 +37,8 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
 	t.Run("Conversations", func(t *testing.T) { testConversations(t, open(t)) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, open(t)) })
+	t.Run("ClaimFencesCursors", func(t *testing.T) { testClaim(t, open(t)) })
+	t.Run("MemberVersion", func(t *testing.T) { testMemberVersion(t, open(t)) })
 }
 
 // NewMsg returns a NewMessage from from in conv with a fresh id.
@@ -648,5 +650,59 @@ func testAppendBatch(t *testing.T, s history.Store) {
 	st, _ := s.Device(ctx, "zed/1", "zed")
 	if len(st.Convs) != 1 || st.Convs[0].Last != 1 {
 		t.Fatalf("zed's conversations = %+v", st.Convs)
+	}
+}
+
+func testClaim(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	e1, err := s.Claim(ctx, "alice/phone")
+	if err != nil || e1 < 1 {
+		t.Fatalf("Claim = %d, %v", e1, err)
+	}
+	e2, err := s.Claim(ctx, "alice/phone")
+	if err != nil || e2 <= e1 {
+		t.Fatalf("second Claim = %d, %v; want > %d", e2, err, e1)
+	}
+	conv := "dm:alice:bob"
+	// The superseded session's write is ignored; the current one's applies;
+	// unfenced writes (epoch 0) always apply.
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/phone", Conv: conv, Seq: 9, Epoch: e1}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Device(ctx, "alice/phone", "alice")
+	if st.Cursors[conv] != 0 {
+		t.Fatalf("stale epoch moved the cursor to %d", st.Cursors[conv])
+	}
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/phone", Conv: conv, Seq: 4, Epoch: e2}, {Device: "alice/tab", Conv: conv, Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.Device(ctx, "alice/phone", "alice")
+	if st.Cursors[conv] != 4 {
+		t.Fatalf("current epoch: cursor %d, want 4", st.Cursors[conv])
+	}
+	st, _ = s.Device(ctx, "alice/tab", "alice")
+	if st.Cursors[conv] != 2 {
+		t.Fatalf("unfenced: cursor %d, want 2", st.Cursors[conv])
+	}
+}
+
+func testMemberVersion(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	createGroup(t, s, "g", "alice", "bob")
+	g, _, err := s.Group(ctx, "g")
+	if err != nil || g.Version < 1 {
+		t.Fatalf("Group = %+v, %v", g, err)
+	}
+	rs, err := s.AppendBatch(ctx, []history.NewMessage{NewMsg("g:g", "bob", "", `1`)})
+	if err != nil || rs[0].MemberVersion != g.Version {
+		t.Fatalf("append version %d, want %d (%v)", rs[0].MemberVersion, g.Version, err)
+	}
+	if _, _, err := s.ChangeMember(ctx, change("g", "alice", "carol", history.RoleMember, false)); err != nil {
+		t.Fatal(err)
+	}
+	g2, _, _ := s.Group(ctx, "g")
+	rs, _ = s.AppendBatch(ctx, []history.NewMessage{NewMsg("g:g", "carol", "", `2`)})
+	if g2.Version <= g.Version || rs[0].MemberVersion != g2.Version {
+		t.Fatalf("after a change: group %d, append %d; want > %d and equal", g2.Version, rs[0].MemberVersion, g.Version)
 	}
 }

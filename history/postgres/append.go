@@ -31,6 +31,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	type convInfo struct {
 		kind, a, b string
 		last       int64
+		version    int64
 		exists     bool
 	}
 	convs := map[string]*convInfo{}
@@ -75,14 +76,14 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 					INSERT INTO members (conv, user_id, role, joined_seq) SELECT id, u, 'member', 0 FROM ins, unnest($2::text[]) u`, id, []string{c.a, c.b})
 			}
 		}
-		batch.Queue(`SELECT id, last_seq FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+		batch.Queue(`SELECT id, last_seq, member_version FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
-				var last int64
-				if err := rows.Scan(&id, &last); err != nil {
+				var last, version int64
+				if err := rows.Scan(&id, &last, &version); err != nil {
 					return err
 				}
-				convs[id].last, convs[id].exists = last, true
+				convs[id].last, convs[id].version, convs[id].exists = last, version, true
 			}
 			return rows.Err()
 		})
@@ -133,6 +134,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 				results[i].Err = history.Errorf(history.ENOTMEMBER, "%q is not a member of %s", nm.From, nm.Conv)
 				continue
 			}
+			results[i].MemberVersion = c.version
 			if nm.CID != "" {
 				if m, ok := earlier[cidKey{nm.Conv, nm.From, nm.CID}]; ok {
 					results[i].Message = m
@@ -142,7 +144,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 			c.last++
 			m := history.Message{Conv: nm.Conv, Seq: c.last, ID: nm.ID, CID: nm.CID, From: nm.From,
 				TS: nm.TS.UTC().Truncate(time.Microsecond), Type: nm.Type, Body: nm.Body}
-			results[i] = history.AppendResult{Message: m, Created: true}
+			results[i] = history.AppendResult{Message: m, Created: true, MemberVersion: c.version}
 			if nm.CID != "" {
 				earlier[cidKey{nm.Conv, nm.From, nm.CID}] = m // a repeat later in this batch
 			}

@@ -202,6 +202,9 @@ func (s *Store) CreateGroup(ctx context.Context, g history.Group, members []hist
 		if tag.RowsAffected() == 0 {
 			return history.Errorf(history.ECONFLICT, "group %q already exists", g.ID)
 		}
+		if _, err := tx.Exec(ctx, `UPDATE conversations SET member_version = 1 WHERE id = $1`, conv); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO groups (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC()); err != nil {
 			return err
 		}
@@ -231,7 +234,7 @@ func (s *Store) Group(ctx context.Context, id string) (history.Group, []history.
 
 func loadGroup(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (history.Group, []history.Member, error) {
 	var g history.Group
-	q := `SELECT id, name, created_by, created_at FROM groups WHERE id = $1`
+	q := `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version FROM groups g JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = $1`
 	if forUpdate {
 		// Lock the conversation row: membership changes and sends of one group
 		// are serialized, so a removed member cannot slip a message in.
@@ -239,7 +242,7 @@ func loadGroup(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (histo
 			return g, nil, err
 		}
 	}
-	err := tx.QueryRow(ctx, q, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &g.CreatedAt)
+	err := tx.QueryRow(ctx, q, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &g.CreatedAt, &g.Version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return g, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
 	}
@@ -274,7 +277,7 @@ func (s *Store) ChangeMember(ctx context.Context, c history.MemberChange) (histo
 		}
 		conv := history.GroupConvID(c.Group)
 		var last int64
-		if err := tx.QueryRow(ctx, `SELECT last_seq FROM conversations WHERE id = $1`, conv).Scan(&last); err != nil {
+		if err := tx.QueryRow(ctx, `UPDATE conversations SET member_version = member_version + 1 WHERE id = $1 RETURNING last_seq`, conv).Scan(&last); err != nil {
 			return err
 		}
 		seq := last + 1

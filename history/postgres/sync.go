@@ -58,14 +58,24 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 	if len(cs) == 0 {
 		return nil
 	}
-	devices, convs, seqs := make([]string, len(cs)), make([]string, len(cs)), make([]int64, len(cs))
+	devices, convs := make([]string, len(cs)), make([]string, len(cs))
+	seqs, epochs := make([]int64, len(cs)), make([]int64, len(cs))
 	for i, c := range cs {
-		devices[i], convs[i], seqs[i] = c.Device, c.Conv, c.Seq
+		devices[i], convs[i], seqs[i], epochs[i] = c.Device, c.Conv, c.Seq, c.Epoch
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO cursors (device, conv, seq)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-		ON CONFLICT (device, conv) DO UPDATE SET seq = GREATEST(cursors.seq, EXCLUDED.seq)`, devices, convs, seqs)
+		SELECT x.d, x.c, x.s FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS x(d, c, s, e)
+		WHERE x.e = 0 OR EXISTS (SELECT 1 FROM sessions WHERE sessions.device = x.d AND sessions.epoch = x.e)
+		ON CONFLICT (device, conv) DO UPDATE SET seq = GREATEST(cursors.seq, EXCLUDED.seq)`, devices, convs, seqs, epochs)
 	return translate(err)
+}
+
+// Claim implements history.Store.
+func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
+	var epoch int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO sessions (device, epoch) VALUES ($1, 1)
+		ON CONFLICT (device) DO UPDATE SET epoch = sessions.epoch + 1 RETURNING epoch`, device).Scan(&epoch)
+	return epoch, translate(err)
 }
 
 // MarkRead implements history.Store.

@@ -179,12 +179,13 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	results := make([]history.AppendResult, len(ms))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for i, nm := range ms {
-			m, created, err := appendOne(ctx, tx, nm)
+			var version int64
+			m, created, err := appendOne(ctx, tx, nm, &version)
 			var he *history.Error
 			if err != nil && !errors.As(err, &he) {
 				return err
 			}
-			results[i] = history.AppendResult{Message: m, Created: created, Err: err}
+			results[i] = history.AppendResult{Message: m, Created: created, Err: err, MemberVersion: version}
 		}
 		return nil
 	})
@@ -194,7 +195,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	return results, nil
 }
 
-func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage) (msg history.Message, created bool, err error) {
+func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage, version *int64) (msg history.Message, created bool, err error) {
 	kind, a, b, ok := history.ParseConvID(nm.Conv)
 	if !ok {
 		return msg, false, history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
@@ -214,7 +215,7 @@ func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage) (msg hist
 		}
 	}
 	var last int64
-	err = tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE id = ?`, nm.Conv).Scan(&last)
+	err = tx.QueryRowContext(ctx, `SELECT last_seq, member_version FROM conversations WHERE id = ?`, nm.Conv).Scan(&last, version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return msg, false, history.Errorf(history.ENOTFOUND, "no such group %q", a)
 	}
@@ -289,6 +290,9 @@ func (s *Store) CreateGroup(ctx context.Context, g history.Group, members []hist
 		if n, _ := res.RowsAffected(); n == 0 {
 			return history.Errorf(history.ECONFLICT, "group %q already exists", g.ID)
 		}
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET member_version = 1 WHERE id = ?`, conv); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, created_by, created_at) VALUES (?, ?, ?, ?)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC().Format(tsLayout)); err != nil {
 			return err
 		}
@@ -318,7 +322,8 @@ func (s *Store) Group(ctx context.Context, id string) (history.Group, []history.
 func loadGroup(ctx context.Context, q querier, id string) (history.Group, []history.Member, error) {
 	var g history.Group
 	var ts string
-	err := q.QueryRowContext(ctx, `SELECT id, name, created_by, created_at FROM groups WHERE id = ?`, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &ts)
+	err := q.QueryRowContext(ctx, `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version FROM groups g
+		JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = ?`, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &ts, &g.Version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return g, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
 	}
@@ -357,7 +362,7 @@ func (s *Store) ChangeMember(ctx context.Context, c history.MemberChange) (histo
 		}
 		conv := history.GroupConvID(c.Group)
 		var last int64
-		if err := tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE id = ?`, conv).Scan(&last); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE conversations SET member_version = member_version + 1 WHERE id = ? RETURNING last_seq`, conv).Scan(&last); err != nil {
 			return err
 		}
 		seq := last + 1

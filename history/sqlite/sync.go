@@ -65,13 +65,24 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, c := range cs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO cursors (device, conv, seq) VALUES (?1, ?2, ?3)
-				ON CONFLICT (device, conv) DO UPDATE SET seq = max(seq, ?3)`, c.Device, c.Conv, c.Seq); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO cursors (device, conv, seq)
+				SELECT ?1, ?2, ?3 WHERE ?4 = 0 OR EXISTS (SELECT 1 FROM sessions WHERE device = ?1 AND epoch = ?4)
+				ON CONFLICT (device, conv) DO UPDATE SET seq = max(seq, ?3)`, c.Device, c.Conv, c.Seq, c.Epoch); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// Claim implements history.Store.
+func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
+	var epoch int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch) VALUES (?, 1)
+			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1 RETURNING epoch`, device).Scan(&epoch)
+	})
+	return epoch, err
 }
 
 // MarkRead implements history.Store.
