@@ -120,3 +120,15 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 }
 
 func (ws *wsConn) Close() error { return ws.c.Close() }
+
+// SetWriteDeadline sets the deadline of the WebSocket writer (which would
+// otherwise reset the connection's own deadline on every frame).
+func (ws *wsConn) SetWriteDeadline(t time.Time) error { return ws.c.SetWriteDeadline(t) }
+
+// SetDeadline sets the read and write deadlines.
+func (ws *wsConn) SetDeadline(t time.Time) error {
+	return errors.Join(ws.c.SetReadDeadline(t), ws.c.SetWriteDeadline(t))
+}
+
+// SetReadDeadline sets the read deadline.
+func (ws *wsConn) SetReadDeadline(t time.Time) error { return ws.c.SetReadDeadline(t) }

@@ -38,7 +38,7 @@ type commitReq struct {
 	ctx     context.Context
 	m       history.NewMessage
 	op      func() // an exclusive operation instead of a message
-	deliver func(history.Message, bool)
+	deliver func(history.AppendResult)
 	res     history.AppendResult
 	fin     chan struct{}
 }
@@ -73,7 +73,7 @@ func (c *Committer) part(conv string) chan *commitReq {
 // Append stores m in the next group commit of its partition; deliver, when
 // set, runs after the commit on the partition's goroutine, in seq order, and
 // must not block.
-func (c *Committer) Append(ctx context.Context, m history.NewMessage, deliver func(history.Message, bool)) (history.Message, bool, error) {
+func (c *Committer) Append(ctx context.Context, m history.NewMessage, deliver func(history.AppendResult)) (history.Message, bool, error) {
 	c.start()
 	r := &commitReq{ctx: ctx, m: m, deliver: deliver, fin: make(chan struct{})}
 	select {
@@ -191,7 +191,7 @@ func (c *Committer) commit(batch []*commitReq) {
 		} else {
 			r.res = results[i]
 			if r.res.Err == nil && r.deliver != nil {
-				r.deliver(r.res.Message, r.res.Created)
+				r.deliver(r.res)
 			}
 		}
 		close(r.fin)

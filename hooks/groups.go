@@ -19,40 +19,53 @@ type Groups struct {
 	Store history.Store
 
 	mu sync.RWMutex
-	m  map[string][]history.Member
+	m  map[string]groupEntry
+}
+
+type groupEntry struct {
+	members []history.Member
+	version int64
 }
 
 // NewGroups returns an empty cache over store.
 func NewGroups(store history.Store) *Groups {
-	return &Groups{Store: store, m: map[string][]history.Member{}}
+	return &Groups{Store: store, m: map[string]groupEntry{}}
 }
 
-// MembersOf returns the members of group, checking that user is one of them
-// (history.ENOTMEMBER otherwise; history.ENOTFOUND for no such group).
-func (g *Groups) MembersOf(ctx context.Context, group, user string) ([]history.Member, error) {
+// MembersOf returns the members of group and their version, checking that
+// user is one of them (history.ENOTMEMBER otherwise; history.ENOTFOUND for no
+// such group).
+func (g *Groups) MembersOf(ctx context.Context, group, user string) ([]history.Member, int64, error) {
 	g.mu.RLock()
-	ms, ok := g.m[group]
+	e, ok := g.m[group]
 	g.mu.RUnlock()
-	if ok && history.RoleOf(ms, user) != "" {
-		return ms, nil
+	if ok && history.RoleOf(e.members, user) != "" {
+		return e.members, e.version, nil
 	}
 	// A miss or a refusal: ask the store, which may know of a newer change.
-	_, ms, err := g.Store.Group(ctx, group)
+	e, err := g.Load(ctx, group)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	g.Set(group, ms)
-	if history.RoleOf(ms, user) == "" {
-		return nil, history.Errorf(history.ENOTMEMBER, "not a member")
+	if history.RoleOf(e.members, user) == "" {
+		return nil, 0, history.Errorf(history.ENOTMEMBER, "not a member")
 	}
-	return ms, nil
+	return e.members, e.version, nil
 }
 
-// Set records the current members of group.
-func (g *Groups) Set(group string, ms []history.Member) {
+// Load reads group's members from the store into the cache.
+func (g *Groups) Load(ctx context.Context, group string) (groupEntry, error) {
+	gr, ms, err := g.Store.Group(ctx, group)
+	if err != nil {
+		return groupEntry{}, err
+	}
+	e := groupEntry{members: ms, version: gr.Version}
 	g.mu.Lock()
-	g.m[group] = ms
+	if old, ok := g.m[group]; !ok || old.version <= e.version {
+		g.m[group] = e
+	}
 	g.mu.Unlock()
+	return e, nil
 }
 
 // Forget drops group from the cache.
@@ -114,8 +127,9 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 		var msg history.Message
 		msg, err = m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
 		if err == nil {
-			m.Groups.Set(g.ID, members)
+			m.Groups.Forget(g.ID)
 			m.deliver(msg, users(members))
+			m.invalidate(g.ID)
 		}
 	})
 	if err = errors.Join(derr, err); err != nil {
@@ -144,13 +158,11 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 	var err error
 	derr := m.Committer.Do(ctx, conv, func() {
 		msg, after, err = m.Store.ChangeMember(ctx, c)
+		m.Groups.Forget(c.Group)
 		if err != nil {
-			if history.ErrorCode(err) != history.EUNAVAILABLE {
-				m.Groups.Forget(c.Group)
-			}
 			return
 		}
-		m.Groups.Set(c.Group, after)
+		m.invalidate(c.Group)
 		recipients := users(after)
 		if c.Remove {
 			recipients = append(recipients, c.User)
@@ -173,7 +185,6 @@ func (m *Messenger) Group(ctx context.Context, user, id string) (history.Group, 
 	if err != nil {
 		return g, nil, err
 	}
-	m.Groups.Set(id, ms)
 	if history.RoleOf(ms, user) == "" {
 		return history.Group{}, nil, history.Errorf(history.ENOTMEMBER, "you are not a member of group %q", id)
 	}

@@ -64,7 +64,7 @@ func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) 
 	recipients := []string{user}
 	if kind == history.KindDirect {
 		recipients = []string{a, b}
-	} else if ms, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
+	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
 		recipients = users(ms)
 	}
 	payload, _ := json.Marshal(receipt{Kind: "read", Conv: conv, User: user, Seq: after})

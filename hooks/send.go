@@ -36,6 +36,9 @@ type Messenger struct {
 	// Committer batches sends into group commits; default one partition over
 	// Store.
 	Committer *Committer
+	// Invalidate, when set, is told of every group change made through this
+	// node (cluster mode tells the other nodes).
+	Invalidate func(group string)
 	// ReceiptGroupMax is the largest group whose members get read receipts;
 	// default 100.
 	ReceiptGroupMax int
@@ -282,8 +285,10 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 	if !m.Limiter.Allow(from, now()) {
 		return fail(CodeRateLimited, "too many messages, slow down")
 	}
+	var version int64
 	if kind == TargetGroup {
-		members, err := m.Groups.MembersOf(ctx, target, from)
+		members, v, err := m.Groups.MembersOf(ctx, target, from)
+		version = v
 		switch history.ErrorCode(err) {
 		case "":
 		case history.ENOTFOUND:
@@ -311,14 +316,27 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 
 	t := now()
 	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body}
-	msg, created, err := m.Committer.Append(ctx, nm, func(msg history.Message, created bool) {
-		if !created {
+	msg, created, err := m.Committer.Append(ctx, nm, func(res history.AppendResult) {
+		if !res.Created {
 			// The echo goes to the sender's devices again, even those that
 			// have it: clients dedup by (conv, seq).
-			m.Sync.DeliverEvent([]string{from}, MessageDelivery(msg), 1)
+			m.Sync.DeliverEvent([]string{from}, MessageDelivery(res.Message), 1)
 			return
 		}
-		m.Sync.DeliverMessage(recipients, msg)
+		to := recipients
+		if kind == TargetGroup && res.MemberVersion != version {
+			// Membership changed since the cache was read (perhaps on
+			// another node): deliver to the members as of the commit.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			e, err := m.Groups.Load(ctx, target)
+			cancel()
+			if err == nil {
+				to = users(e.members)
+			} else {
+				m.Log.Warn("reload group members", "group", target, "error", err)
+			}
+		}
+		m.Sync.DeliverMessage(to, res.Message)
 	})
 	switch history.ErrorCode(err) {
 	case "":
@@ -338,6 +356,12 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 		m.count("duplicate")
 	}
 	return msg, created, nil
+}
+
+func (m *Messenger) invalidate(group string) {
+	if m.Invalidate != nil {
+		m.Invalidate(group)
+	}
 }
 
 // deliver fans a stored message out to users' devices; callers hold the

@@ -62,12 +62,15 @@ type Sync struct {
 	Log *slog.Logger
 	// Metrics, when set, counts catch-ups.
 	Metrics *Metrics
+	// OnClaim, when set, is told of every new session epoch (cluster mode
+	// uses it to take the session over on other nodes).
+	OnClaim func(clientID string, epoch int64)
 
 	mu      sync.Mutex
 	devices map[string]*device          // connected devices by client id
 	online  map[string]map[*device]bool // connected devices by user
 	lastRx  map[string]int64            // delivered receipts already sent, by conv+"\x00"+user
-	dirty   map[cursorKey]int64
+	dirty   map[cursorKey]dirtyCursor
 	recv    map[cursorKey]int64 // delivered receipts to send: by conv and recipient
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -75,6 +78,8 @@ type Sync struct {
 }
 
 type cursorKey struct{ a, b string }
+
+type dirtyCursor struct{ seq, epoch int64 }
 
 // ID implements mqtt.Hook.
 func (s *Sync) ID() string { return "parley-sync" }
@@ -115,7 +120,7 @@ func (s *Sync) Init(any) error {
 	s.devices = map[string]*device{}
 	s.online = map[string]map[*device]bool{}
 	s.lastRx = map[string]int64{}
-	s.dirty = map[cursorKey]int64{}
+	s.dirty = map[cursorKey]dirtyCursor{}
 	s.recv = map[cursorKey]int64{}
 	s.done = make(chan struct{})
 	s.wg.Add(1)
@@ -151,6 +156,8 @@ type device struct {
 	id   string
 	user string
 	cl   *mqtt.Client
+	// epoch is the session epoch claimed at connect; it fences cursor writes.
+	epoch int64
 
 	mu         sync.Mutex
 	subscribed bool
@@ -234,7 +241,18 @@ func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	user := UserOf(cl.ID)
-	d := &device{s: s, id: cl.ID, user: user, cl: cl, sent: map[string]int64{}, written: map[string]int64{}, acked: map[string]*frontier{},
+	// A new session epoch fences the cursor writes of any older session of
+	// this client id, here or on another node.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	epoch, err := s.Store.Claim(ctx, cl.ID)
+	cancel()
+	if err != nil {
+		s.Log.Warn("claim session epoch", "client", cl.ID, "error", err)
+	}
+	if s.OnClaim != nil && err == nil {
+		s.OnClaim(cl.ID, epoch)
+	}
+	d := &device{s: s, id: cl.ID, user: user, cl: cl, epoch: epoch, sent: map[string]int64{}, written: map[string]int64{}, acked: map[string]*frontier{},
 		wake: make(chan struct{}, 1), ackWake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	s.mu.Lock()
 	old := s.devices[cl.ID]
@@ -274,7 +292,9 @@ func (s *Sync) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	for _, f := range pk.Filters {
 		if f.Filter == inbox {
 			if d := s.device(cl); d != nil {
-				d.close()
+				d.mu.Lock()
+				d.subscribed = false
+				d.mu.Unlock()
 			}
 		}
 	}
@@ -407,8 +427,16 @@ func (d *device) offer(it item) {
 			return
 		}
 		if !known {
-			// A conversation that began after the catch-up: it starts here.
-			d.acked[it.conv] = &frontier{seq: it.seq - 1}
+			if it.seq > 1 {
+				// A conversation new to this device that did not begin here
+				// (a group it joined, or messages stored through another
+				// node): the store knows where the device starts.
+				d.enterSync()
+				d.mu.Unlock()
+				d.signal()
+				return
+			}
+			d.acked[it.conv] = &frontier{seq: 0}
 		}
 		d.sent[it.conv] = it.seq
 	} else if len(d.queue) >= d.s.Queue {
@@ -454,8 +482,16 @@ func (d *device) signal() {
 func (d *device) start(qos byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.started {
-		d.subscribed = true
+	if d.closed {
+		return
+	}
+	if d.started {
+		if !d.subscribed {
+			// Subscribed again: catch up on what was skipped meanwhile.
+			d.subscribed = true
+			d.enterSync()
+			d.signal()
+		}
 		return
 	}
 	d.started, d.subscribed, d.syncing = true, true, true
@@ -603,10 +639,23 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		default:
 			from = h.First - 1
 		}
-		d.sent[h.Conv] = from
-		if _, ok := d.acked[h.Conv]; !ok {
+		if !has && from > 0 {
+			// Remember where this device starts, so that an interrupted first
+			// catch-up resumes here and not at the beginning.
+			d.s.markCursor(d, h.Conv, from, false)
+		}
+	}
+	// Never below the first message the user may see: a re-added member
+	// does not get what was sent while they were away.
+	if from < h.First-1 {
+		from = h.First - 1
+		if f := d.acked[h.Conv]; f != nil && f.seq < from {
 			d.acked[h.Conv] = &frontier{seq: from}
 		}
+	}
+	d.sent[h.Conv] = from
+	if _, ok := d.acked[h.Conv]; !ok {
+		d.acked[h.Conv] = &frontier{seq: from}
 	}
 	d.mu.Unlock()
 	if h.Last <= from {
@@ -629,7 +678,7 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		// The client fills the gap over REST: the cursor moves past it.
 		if f := d.acked[h.Conv]; f.seq < from {
 			d.acked[h.Conv] = &frontier{seq: from, above: f.above}
-			d.s.markDirty(d, h.Conv, from)
+			d.s.markCursor(d, h.Conv, from, false)
 		}
 		d.mu.Unlock()
 	}
@@ -696,6 +745,10 @@ func (d *device) write(it item) error {
 			}
 		}
 		id, err := cl.NextPacketID()
+		if err == nil && id < serverPacketIDFloor {
+			raisePacketIDs(cl)
+			id, err = cl.NextPacketID()
+		}
 		if err != nil {
 			return err
 		}
@@ -712,10 +765,21 @@ func (d *device) write(it item) error {
 	if c := cl.Net.Conn; c != nil {
 		_ = c.SetWriteDeadline(time.Time{})
 	}
-	if err != nil {
-		if qos > 0 {
-			cl.State.Inflight.Delete(pk.PacketID)
+	if err != nil && qos > 0 {
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			cl.State.Inflight.IncreaseSendQuota()
 		}
+	}
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		// Larger than the client's Maximum Packet Size: it can never take
+		// it. Skip it (the client can read it over REST) rather than loop.
+		d.s.Log.Warn("delivery larger than the client accepts, skipped", "client", d.id, "conv", it.conv, "seq", it.seq)
+		if it.conv != "" {
+			d.ack(it.conv, it.seq)
+		}
+		return nil
+	}
+	if err != nil {
 		cl.Stop(fmt.Errorf("write delivery: %w", err))
 		return errDeviceGone
 	}
@@ -748,16 +812,21 @@ func (d *device) ack(conv string, seq int64) {
 	at := f.seq
 	d.mu.Unlock()
 	if moved {
-		d.s.markDirty(d, conv, at)
+		d.s.markCursor(d, conv, at, true)
 	}
 }
 
-func (s *Sync) markDirty(d *device, conv string, seq int64) {
+// markCursor records a cursor to write at the next flush; receipt asks for a
+// delivery receipt too (acknowledged messages, not skipped ones).
+func (s *Sync) markCursor(d *device, conv string, seq int64, receipt bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := cursorKey{d.id, conv}
-	if seq > s.dirty[k] {
-		s.dirty[k] = seq
+	if seq > s.dirty[k].seq || d.epoch != s.dirty[k].epoch {
+		s.dirty[k] = dirtyCursor{seq: seq, epoch: d.epoch}
+	}
+	if !receipt {
+		return
 	}
 	if kind, _, _, ok := history.ParseConvID(conv); ok && kind == history.KindDirect {
 		rk := cursorKey{conv, d.user}
@@ -791,7 +860,10 @@ func (s *Sync) flush(ctx context.Context) error {
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	dirty, recv := s.dirty, s.recv
-	s.dirty, s.recv = map[cursorKey]int64{}, map[cursorKey]int64{}
+	s.dirty, s.recv = map[cursorKey]dirtyCursor{}, map[cursorKey]int64{}
+	if len(s.lastRx) > 100000 {
+		s.lastRx = map[string]int64{} // forget old receipts: at worst one is repeated
+	}
 	s.mu.Unlock()
 	for k, seq := range recv {
 		conv, user := k.a, k.b
@@ -815,15 +887,15 @@ func (s *Sync) flush(ctx context.Context) error {
 		return nil
 	}
 	cs := make([]history.Cursor, 0, len(dirty))
-	for k, seq := range dirty {
-		cs = append(cs, history.Cursor{Device: k.a, Conv: k.b, Seq: seq})
+	for k, c := range dirty {
+		cs = append(cs, history.Cursor{Device: k.a, Conv: k.b, Seq: c.seq, Epoch: c.epoch})
 	}
 	if err := s.Store.SaveCursors(ctx, cs); err != nil {
 		// Keep them for the next flush.
 		s.mu.Lock()
-		for k, seq := range dirty {
-			if seq > s.dirty[k] {
-				s.dirty[k] = seq
+		for k, c := range dirty {
+			if c.seq > s.dirty[k].seq {
+				s.dirty[k] = c
 			}
 		}
 		s.mu.Unlock()
