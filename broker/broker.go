@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/hooks/natsbus"
 )
 
 // ErrClosed is returned by Start after Close.
@@ -92,6 +94,18 @@ type Options struct {
 	Rate  float64
 	Burst float64
 
+	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
+	// each other over NATS (see docs/architecture.md). Empty: one node.
+	NATSURL string
+	// NodeID names this node in the cluster; default the hostname.
+	NodeID string
+	// ClusterSweep is how often every device is checked against the store
+	// in cluster mode; default 30s.
+	ClusterSweep time.Duration
+	// ClusterDropRate drops this share of deliveries received from other
+	// nodes: a test hook showing that losses are repaired. Keep it 0.
+	ClusterDropRate float64
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives Parley's metrics; default a new registry served on
@@ -112,6 +126,8 @@ type Broker struct {
 	messenger *hooks.Messenger
 	sync      *hooks.Sync
 	committer *hooks.Committer
+	groups    *hooks.Groups
+	bus       *natsbus.Bus
 	metrics   *hooks.Metrics
 	registry  *prometheus.Registry
 	http      *http.Server
@@ -182,7 +198,8 @@ func New(opts Options) (*Broker, error) {
 		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)
 	}
 	b.committer = &hooks.Committer{Store: b.store, Partitions: opts.CommitPartitions}
-	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: hooks.NewGroups(b.store),
+	b.groups = hooks.NewGroups(b.store)
+	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: b.groups,
 		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
@@ -276,6 +293,20 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}
+	if b.opts.NATSURL != "" {
+		node := b.opts.NodeID
+		if node == "" {
+			node, _ = os.Hostname()
+		}
+		b.bus = &natsbus.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
+			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate}
+		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+		b.sync.Remote = b.bus
+		b.sync.OnClaim = b.bus.Kick
+		b.messenger.Invalidate = b.bus.Invalidate
+	}
 	if err := b.mqtt.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve mqtt: %w", err))
 	}
@@ -326,5 +357,8 @@ func (b *Broker) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("broker: waiting for sends in progress: %w", err))
 	}
 	b.committer.Close()
+	if b.bus != nil {
+		b.bus.Close()
+	}
 	return errors.Join(errs...)
 }

@@ -19,7 +19,7 @@ func TestReaddedMemberSeesNothingFromAway(t *testing.T) {
 		alice := e.dial("alice", "alice", dialOpts{v5: true})
 		carol := e.dial("carol", "carol", dialOpts{})
 		e.do("POST", "/v1/groups", "alice", `{"id":"g","name":"G","members":["carol"]}`, nil) // 1
-		alice.send("im/send/g/g", 1, `{"body":"before"}`)                                    // 2
+		alice.send("im/send/g/g", 1, `{"body":"before"}`)                                     // 2
 		for seq := int64(1); seq <= 2; seq++ {
 			if ev := carol.nextKind("message"); ev.Seq != seq {
 				t.Fatalf("carol got %+v, want seq %d", ev, seq)

@@ -65,10 +65,13 @@ type Sync struct {
 	// OnClaim, when set, is told of every new session epoch (cluster mode
 	// uses it to take the session over on other nodes).
 	OnClaim func(clientID string, epoch int64)
+	// Remote, when set, carries deliveries to other nodes (cluster mode).
+	Remote Remote
 
 	mu      sync.Mutex
 	devices map[string]*device          // connected devices by client id
 	online  map[string]map[*device]bool // connected devices by user
+	remote  map[string]map[string]bool  // nodes with devices, by user (cluster mode)
 	lastRx  map[string]int64            // delivered receipts already sent, by conv+"\x00"+user
 	dirty   map[cursorKey]dirtyCursor
 	recv    map[cursorKey]int64 // delivered receipts to send: by conv and recipient
@@ -261,12 +264,16 @@ func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		s.online[user] = map[*device]bool{}
 	}
 	first := len(s.online[user]) == 0
+	wasOnline := !first || len(s.remote[user]) > 0
 	s.online[user][d] = true
 	s.mu.Unlock()
 	if old != nil {
 		old.close()
 	}
-	if first {
+	if first && s.Remote != nil {
+		s.Remote.Interest(user, true)
+	}
+	if !wasOnline {
 		s.presence(user, true)
 	}
 	if sub, ok := cl.State.Subscriptions.Get(s.Topics.Inbox(user)); ok {
@@ -323,11 +330,15 @@ func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 			}
 		}
 	}
+	stillOnline := len(s.remote[user]) > 0
 	s.mu.Unlock()
 	if gone != nil {
 		gone.close()
 	}
-	if last {
+	if last && s.Remote != nil {
+		s.Remote.Interest(user, false)
+	}
+	if last && !stillOnline {
 		s.presence(user, false)
 	}
 }
@@ -369,16 +380,132 @@ func (s *Sync) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 // Callers deliver a conversation's messages in seq order.
 func (s *Sync) DeliverMessage(users []string, m history.Message) {
 	payload := MessageDelivery(m)
-	for _, d := range s.devicesOf(users) {
-		d.offer(item{conv: m.Conv, seq: m.Seq, payload: payload, qos: 1})
+	s.DeliverLocal(users, payload, 1, true)
+	if s.Remote != nil {
+		s.Remote.Deliver(users, payload, 1, true)
 	}
 }
 
 // DeliverEvent hands an event (not stored, no seq) to every connected device
-// of users, at qos.
+// of users, on this node and (in cluster mode) the others, at qos.
 func (s *Sync) DeliverEvent(users []string, payload []byte, qos byte) {
+	s.DeliverLocal(users, payload, qos, false)
+	if s.Remote != nil {
+		s.Remote.Deliver(users, payload, qos, false)
+	}
+}
+
+// DeliverLocal hands an inbox payload to the devices of users on this node:
+// a stored message delivery (message true: its conv and seq are read from
+// the payload, and each device gets it once, in seq order) or an event.
+// Cluster mode calls it for deliveries from other nodes.
+func (s *Sync) DeliverLocal(users []string, payload []byte, qos byte, message bool) {
+	it := item{payload: payload, qos: qos}
+	if message {
+		conv, seq, ok := deliveryHead(payload)
+		if !ok {
+			s.Log.Warn("malformed message delivery dropped")
+			return
+		}
+		it.conv, it.seq = conv, seq
+	}
 	for _, d := range s.devicesOf(users) {
-		d.offer(item{payload: payload, qos: qos})
+		d.offer(it)
+	}
+}
+
+// Remote carries deliveries, interest and session takeovers to other nodes
+// (cluster mode). Implementations must not block.
+type Remote interface {
+	// Deliver sends an inbox payload for users to the other nodes (see
+	// Sync.DeliverLocal).
+	Deliver(users []string, payload []byte, qos byte, message bool)
+	// Interest tells the other nodes that this node has (on) or no longer
+	// has devices of user.
+	Interest(user string, on bool)
+}
+
+// Resync makes every device on this node catch up from the store: after a
+// lost connection to the other nodes, and periodically as a sweep.
+func (s *Sync) Resync() {
+	s.mu.Lock()
+	ds := make([]*device, 0, len(s.devices))
+	for _, d := range s.devices {
+		ds = append(ds, d)
+	}
+	s.mu.Unlock()
+	for _, d := range ds {
+		d.mu.Lock()
+		if d.started && d.subscribed && !d.closed {
+			d.enterSync()
+		}
+		d.mu.Unlock()
+		d.signal()
+	}
+}
+
+// TakeOver disconnects the local session of clientID if its epoch is older
+// than epoch: the client connected again elsewhere.
+func (s *Sync) TakeOver(clientID string, epoch int64) {
+	s.mu.Lock()
+	d := s.devices[clientID]
+	s.mu.Unlock()
+	if d == nil || d.epoch >= epoch || s.Server == nil {
+		return
+	}
+	s.Log.Info("session taken over on another node", "client", clientID, "epoch", d.epoch, "new_epoch", epoch)
+	_ = s.Server.DisconnectClient(d.cl, packets.ErrSessionTakenOver)
+}
+
+// SetPresence records whether user has devices on another node, and
+// publishes the user's presence when the cluster-wide answer changes.
+func (s *Sync) SetPresence(user, node string, on bool) {
+	s.mu.Lock()
+	if s.remote == nil {
+		s.remote = map[string]map[string]bool{}
+	}
+	before := len(s.online[user]) > 0 || len(s.remote[user]) > 0
+	if on {
+		if s.remote[user] == nil {
+			s.remote[user] = map[string]bool{}
+		}
+		s.remote[user][node] = true
+	} else if s.remote[user] != nil {
+		delete(s.remote[user], node)
+		if len(s.remote[user]) == 0 {
+			delete(s.remote, user)
+		}
+	}
+	after := len(s.online[user]) > 0 || len(s.remote[user]) > 0
+	s.mu.Unlock()
+	if before != after {
+		s.presence(user, after)
+	}
+}
+
+// LocalUsers lists the users with devices on this node.
+func (s *Sync) LocalUsers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.online))
+	for u := range s.online {
+		out = append(out, u)
+	}
+	return out
+}
+
+// ForgetNode drops every user's presence on node (its lease expired).
+func (s *Sync) ForgetNode(node string) {
+	s.mu.Lock()
+	var users []string
+	for u, nodes := range s.remote {
+		if nodes[node] {
+			users = append(users, u)
+		}
+	}
+	s.mu.Unlock()
+	for _, u := range users {
+		s.SetPresence(u, node, false)
 	}
 }
 

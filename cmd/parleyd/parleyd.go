@@ -45,6 +45,8 @@ type Config struct {
 	TopicPrefix  string
 	ACLFile      string
 	CORSOrigins  string
+	NATSURL      string
+	NodeID       string
 	Anonymous    bool
 	MaxPayload   int
 	Rate         float64
@@ -115,6 +117,8 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
 	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
 	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
+	str(&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node")
+	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
 	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
 	if err != nil {
@@ -319,7 +323,10 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		Anonymous: c.Anonymous,
+		Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID,
+	}
+	if c.NATSURL != "" && c.DatabaseURL == "" {
+		return errors.New("cluster mode (PARLEY_NATS_URL) needs the PostgreSQL store (PARLEY_DATABASE_URL)")
 	}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

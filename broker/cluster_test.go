@@ -1,0 +1,196 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+// startNATS runs an embedded NATS server on port (0: any) and returns it.
+func startNATS(t *testing.T, port int) *natsserver.Server {
+	t.Helper()
+	if port == 0 {
+		port = -1
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// cluster is n Parley nodes on one PostgreSQL database and one NATS server.
+type cluster struct {
+	nodes []*env
+	nats  *natsserver.Server
+	url   string
+}
+
+func startCluster(t *testing.T, n int, mod func(*broker.Options)) *cluster {
+	t.Helper()
+	c := &cluster{url: pgtest.DB(t)}
+	c.nats = startNATS(t, 0)
+	for i := 0; i < n; i++ {
+		store := openPostgres(t, c.url)
+		c.nodes = append(c.nodes, setup(t, store, func(o *broker.Options) {
+			o.NATSURL = c.nats.ClientURL()
+			o.NodeID = fmt.Sprintf("node%d", i)
+			if mod != nil {
+				mod(o)
+			}
+		}))
+	}
+	return c
+}
+
+// TestClusterDelivery: direct and group messages cross nodes, in order, to
+// every device; a read marker on one node reaches devices on another.
+func TestClusterDelivery(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	alice := c.nodes[0].dial("alice/a", "alice", dialOpts{v5: true})
+	alice2 := c.nodes[2].dial("alice/b", "alice", dialOpts{})
+	bob := c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
+	carol := c.nodes[2].dial("carol", "carol", dialOpts{})
+	for i := 0; i < 20; i++ {
+		alice.send("im/send/u/bob", 1, fmt.Sprintf(`{"cid":"a%d","body":%d}`, i, i))
+	}
+	for _, cl := range []*client{bob, alice, alice2} {
+		col := newCollector()
+		col.drain(t, cl, 20)
+		if col.last["dm:alice:bob"] != 20 {
+			t.Fatalf("%s: %v", cl.id, col.last)
+		}
+	}
+	c.nodes[1].do("POST", "/v1/groups", "bob", `{"id":"trio","name":"Trio","members":["alice","carol"]}`, nil)
+	carol.send("im/send/g/trio", 1, `{"body":"from node 2"}`)
+	for _, cl := range []*client{alice, alice2, bob, carol} {
+		for seq := int64(1); seq <= 2; seq++ {
+			if ev := cl.nextKind("message"); ev.Conv != "g:trio" || ev.Seq != seq {
+				t.Fatalf("%s got %+v, want g:trio seq %d", cl.id, ev, seq)
+			}
+		}
+	}
+	bob.send("im/read", 1, `{"conv":"dm:alice:bob","seq":20}`)
+	for _, cl := range []*client{alice, alice2} {
+		if ev := cl.nextKind("read"); ev.User != "bob" || ev.Seq != 20 {
+			t.Fatalf("%s: read %+v", cl.id, ev)
+		}
+	}
+}
+
+// TestClusterTakeover: the same client id connecting on another node takes
+// the session over: the first node drops its copy.
+func TestClusterTakeover(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	first := c.nodes[0].dial("bob/phone", "bob", dialOpts{})
+	second := c.nodes[1].dial("bob/phone", "bob", dialOpts{})
+	deadline := time.Now().Add(10 * time.Second)
+	for first.v3.IsConnectionOpen() {
+		if time.Now().After(deadline) {
+			t.Fatal("the session on the first node was not taken over")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	alice := c.nodes[0].dial("alice", "alice", dialOpts{noSub: true})
+	alice.send("im/send/u/bob", 1, `{"body":"to the new session"}`)
+	if ev := second.nextKind("message"); ev.Seq != 1 {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
+// TestClusterRepair: with 5% of NATS deliveries dropped, a NATS server
+// restart mid-stream and a node killed mid-stream, every device still ends
+// with seqs 1..N of every conversation, each surfaced once after dedup.
+func TestClusterRepair(t *testing.T) {
+	c := startCluster(t, 3, func(o *broker.Options) {
+		o.ClusterDropRate = 0.05
+		o.ClusterSweep = 500 * time.Millisecond
+	})
+	port := c.nats.Addr().(*net.TCPAddr).Port
+	bob := c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
+	carol := c.nodes[2].dial("carol", "carol", dialOpts{})
+	c.nodes[0].do("POST", "/v1/groups", "alice", `{"id":"g","name":"G","members":["bob","carol"]}`, nil)
+	const n = 150
+	var wg sync.WaitGroup
+	acked := make([]int, 2)
+	for s, node := range []int{0, 2} {
+		wg.Add(1)
+		go func(s, node int) {
+			defer wg.Done()
+			user := []string{"alice", "dave"}[s]
+			cl := c.nodes[node].dial(user+"/s", user, dialOpts{noSub: true})
+			for i := 0; i < n; i++ {
+				if _, err := cl.publish("im/send/u/bob", 1, fmt.Sprintf(`{"cid":"%d","body":%d}`, i, i)); err == nil {
+					acked[s]++
+				}
+				if user == "alice" {
+					cl.publish("im/send/g/g", 1, fmt.Sprintf(`{"cid":"g%d","body":%d}`, i, i))
+				}
+			}
+		}(s, node)
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.nats.Shutdown() // the bus goes away mid-stream...
+	time.Sleep(500 * time.Millisecond)
+	c.nats = startNATS(t, port) // ...and comes back on the same port
+	wg.Wait()
+	// Every send was acknowledged by a node, so it is in the store.
+	if acked[0] != n || acked[1] != n {
+		t.Fatalf("acked %v, want %d each", acked, n)
+	}
+	colB, colC := newCollector(), newCollector()
+	colB.drain(t, bob, 2*n+n+1) // two DMs and the group (with group.created)
+	colC.drain(t, carol, n+1)
+	for conv, last := range colB.last {
+		want := int64(n)
+		if conv == "g:g" {
+			want = n + 1
+		}
+		if last != want {
+			t.Fatalf("bob: %s ends at %d, want %d", conv, last, want)
+		}
+	}
+	t.Logf("bob: %d messages, %d duplicates dropped; carol: %d, %d", colB.n, colB.dups, colC.n, colC.dups)
+
+	// Kill node 2 mid-stream: what it acknowledged is not lost.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dave := c.nodes[2].dial("dave/2", "dave", dialOpts{noSub: true})
+	sent := 0
+	for i := 0; i < 30; i++ {
+		if i == 15 {
+			go c.nodes[2].b.Close(ctx)
+		}
+		if _, err := dave.publish("im/send/u/bob", 1, fmt.Sprintf(`{"cid":"k%d","body":%d}`, i, i)); err == nil {
+			sent = i + 1
+		} else {
+			break
+		}
+	}
+	if sent == 0 {
+		t.Fatal("nothing acknowledged before the kill")
+	}
+	for colB.last["dm:bob:dave"] < int64(n+sent) {
+		select {
+		case ev := <-bob.events:
+			if ev.Kind == "message" {
+				colB.add(t, ev)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("bob has dm:bob:dave up to %d, want at least %d", colB.last["dm:bob:dave"], n+sent)
+		}
+	}
+}

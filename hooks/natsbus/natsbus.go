@@ -1,0 +1,339 @@
+// Package natsbus connects the Parley nodes of a cluster over core NATS
+// (at-most-once): deliveries to the users that have devices on other nodes,
+// session takeovers, group-membership invalidations and presence. Every loss
+// is repaired from the store: a node that receives a seq beyond a device's
+// position catches the device up first, a NATS reconnect or slow consumer
+// makes every local device catch up, and a periodic sweep does the same.
+//
+// Subjects (PREFIX defaults to "parley"):
+//
+//	PREFIX.u.<hex user id>   inbox deliveries for a user (a node subscribes
+//	                         while it has a device of that user)
+//	PREFIX.kick              {"client","epoch","node"}: a session moved
+//	PREFIX.group             {"group","node"}: membership changed
+//	PREFIX.presence          {"user","node","on"}: a node's interest changed
+//	PREFIX.node              {"node","users":[...]}: heartbeat (lease)
+package natsbus
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/parley-im/parley/hooks"
+)
+
+// Defaults of Bus.
+const (
+	DefaultPrefix    = "parley"
+	DefaultHeartbeat = 2 * time.Second
+	DefaultSweep     = 30 * time.Second
+)
+
+// Bus is one node's connection to the cluster. Create it with Connect.
+type Bus struct {
+	// Node is this node's id.
+	Node string
+	// Sync delivers to this node's devices.
+	Sync *hooks.Sync
+	// Groups is invalidated when another node changes a group.
+	Groups *hooks.Groups
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Prefix of the subjects; default "parley".
+	Prefix string
+	// Heartbeat is how often the node announces itself; a node silent for
+	// three heartbeats loses its presence. Default 2s.
+	Heartbeat time.Duration
+	// Sweep is how often every local device is checked against the store;
+	// default 30s, negative disables.
+	Sweep time.Duration
+	// DropRate drops this share of incoming deliveries: a test hook that
+	// shows losses are repaired. Zero in production.
+	DropRate float64
+
+	nc      *nats.Conn
+	in      chan *nats.Msg
+	mu      sync.Mutex
+	subs    map[string]*nats.Subscription
+	seen    map[string]time.Time // nodes by last heartbeat
+	done    chan struct{}
+	wg      sync.WaitGroup
+	control []*nats.Subscription
+}
+
+type kickMsg struct {
+	Client string `json:"client"`
+	Epoch  int64  `json:"epoch"`
+	Node   string `json:"node"`
+}
+
+type groupMsg struct {
+	Group string `json:"group"`
+	Node  string `json:"node"`
+}
+
+type presenceMsg struct {
+	User string `json:"user"`
+	Node string `json:"node"`
+	On   bool   `json:"on"`
+}
+
+type nodeMsg struct {
+	Node  string   `json:"node"`
+	Users []string `json:"users"`
+}
+
+// Connect connects to the NATS server(s) at url and starts the bus. b's
+// Node, Sync and Groups are required.
+func (b *Bus) Connect(url string) error {
+	if b.Node == "" || b.Sync == nil || b.Groups == nil {
+		return errors.New("natsbus: Node, Sync and Groups are required")
+	}
+	if b.Log == nil {
+		b.Log = slog.Default()
+	}
+	if b.Prefix == "" {
+		b.Prefix = DefaultPrefix
+	}
+	if b.Heartbeat <= 0 {
+		b.Heartbeat = DefaultHeartbeat
+	}
+	if b.Sweep == 0 {
+		b.Sweep = DefaultSweep
+	}
+	b.subs = map[string]*nats.Subscription{}
+	b.seen = map[string]time.Time{}
+	b.done = make(chan struct{})
+	b.in = make(chan *nats.Msg, 65536)
+	nc, err := nats.Connect(url,
+		nats.Name("parley-"+b.Node),
+		nats.NoEcho(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			b.Log.Warn("nats reconnected: catching every device up from the store")
+			b.Sync.Resync()
+			b.announce()
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.Log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				b.Log.Warn("nats slow consumer: catching every device up from the store")
+				b.Sync.Resync()
+				return
+			}
+			b.Log.Warn("nats", "error", err)
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("natsbus: connect %s: %w", url, err)
+	}
+	b.nc = nc
+	for _, subj := range []string{".kick", ".group", ".presence", ".node"} {
+		sub, err := nc.ChanSubscribe(b.Prefix+subj, b.in)
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("natsbus: subscribe: %w", err)
+		}
+		b.control = append(b.control, sub)
+	}
+	b.wg.Add(2)
+	go b.receive()
+	go b.ticker()
+	b.announce()
+	return nil
+}
+
+// Close leaves the cluster.
+func (b *Bus) Close() error {
+	if b.nc == nil {
+		return nil
+	}
+	select {
+	case <-b.done:
+		return nil
+	default:
+	}
+	close(b.done)
+	b.wg.Wait()
+	b.nc.Close()
+	return nil
+}
+
+func (b *Bus) userSubject(user string) string {
+	return b.Prefix + ".u." + hex.EncodeToString([]byte(user))
+}
+
+// Deliver implements hooks.Remote: one NATS message per user. The first
+// byte says what follows: 'm' a message delivery, 'e' an event, then the
+// QoS byte and the payload.
+func (b *Bus) Deliver(users []string, payload []byte, qos byte, message bool) {
+	kind := byte('e')
+	if message {
+		kind = 'm'
+	}
+	data := make([]byte, 0, len(payload)+2)
+	data = append(data, kind, qos)
+	data = append(data, payload...)
+	for _, u := range users {
+		if err := b.nc.Publish(b.userSubject(u), data); err != nil {
+			b.Log.Debug("nats publish", "error", err) // repaired by catch-up
+		}
+	}
+}
+
+// Interest implements hooks.Remote: subscribe to the user's subject while
+// this node has devices of the user, and tell the others.
+func (b *Bus) Interest(user string, on bool) {
+	b.mu.Lock()
+	sub := b.subs[user]
+	switch {
+	case on && sub == nil:
+		s, err := b.nc.ChanSubscribe(b.userSubject(user), b.in)
+		if err != nil {
+			b.Log.Warn("nats subscribe", "user", user, "error", err)
+		} else {
+			b.subs[user] = s
+		}
+	case !on && sub != nil:
+		_ = sub.Unsubscribe()
+		delete(b.subs, user)
+	}
+	b.mu.Unlock()
+	b.publishJSON(".presence", presenceMsg{User: user, Node: b.Node, On: on})
+}
+
+// Kick tells the other nodes that clientID connected here with epoch.
+func (b *Bus) Kick(clientID string, epoch int64) {
+	b.publishJSON(".kick", kickMsg{Client: clientID, Epoch: epoch, Node: b.Node})
+}
+
+// Invalidate tells the other nodes that group's membership changed.
+func (b *Bus) Invalidate(group string) {
+	b.publishJSON(".group", groupMsg{Group: group, Node: b.Node})
+}
+
+func (b *Bus) publishJSON(subj string, v any) {
+	data, _ := json.Marshal(v)
+	if err := b.nc.Publish(b.Prefix+subj, data); err != nil {
+		b.Log.Debug("nats publish", "subject", subj, "error", err)
+	}
+}
+
+func (b *Bus) announce() {
+	b.publishJSON(".node", nodeMsg{Node: b.Node, Users: b.Sync.LocalUsers()})
+}
+
+// receive handles everything this node gets, on one goroutine.
+func (b *Bus) receive() {
+	defer b.wg.Done()
+	userPrefix := b.Prefix + ".u."
+	for {
+		select {
+		case <-b.done:
+			return
+		case m := <-b.in:
+			switch {
+			case len(m.Subject) > len(userPrefix) && m.Subject[:len(userPrefix)] == userPrefix:
+				b.onDelivery(m)
+			case m.Subject == b.Prefix+".kick":
+				var k kickMsg
+				if json.Unmarshal(m.Data, &k) == nil && k.Node != b.Node {
+					b.Sync.TakeOver(k.Client, k.Epoch)
+				}
+			case m.Subject == b.Prefix+".group":
+				var g groupMsg
+				if json.Unmarshal(m.Data, &g) == nil && g.Node != b.Node {
+					b.Groups.Forget(g.Group)
+				}
+			case m.Subject == b.Prefix+".presence":
+				var p presenceMsg
+				if json.Unmarshal(m.Data, &p) == nil && p.Node != b.Node {
+					b.touch(p.Node)
+					b.Sync.SetPresence(p.User, p.Node, p.On)
+				}
+			case m.Subject == b.Prefix+".node":
+				var n nodeMsg
+				if json.Unmarshal(m.Data, &n) == nil && n.Node != b.Node {
+					if b.touch(n.Node) {
+						b.announce() // a node joined: tell it who is here
+					}
+					for _, u := range n.Users {
+						b.Sync.SetPresence(u, n.Node, true)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (b *Bus) onDelivery(m *nats.Msg) {
+	if len(m.Data) < 2 {
+		return
+	}
+	if b.DropRate > 0 && rand.Float64() < b.DropRate {
+		return // test hook: a lost delivery
+	}
+	hexUser := m.Subject[len(b.Prefix)+3:]
+	raw, err := hex.DecodeString(hexUser)
+	if err != nil {
+		return
+	}
+	b.Sync.DeliverLocal([]string{string(raw)}, m.Data[2:], m.Data[1], m.Data[0] == 'm')
+}
+
+// touch records a heartbeat of node and reports whether the node is new.
+func (b *Bus) touch(node string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, known := b.seen[node]
+	b.seen[node] = time.Now()
+	return !known
+}
+
+func (b *Bus) ticker() {
+	defer b.wg.Done()
+	hb := time.NewTicker(b.Heartbeat)
+	defer hb.Stop()
+	var sweep <-chan time.Time
+	if b.Sweep > 0 {
+		t := time.NewTicker(b.Sweep)
+		defer t.Stop()
+		sweep = t.C
+	}
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-hb.C:
+			b.announce()
+			var expired []string
+			b.mu.Lock()
+			for node, at := range b.seen {
+				if time.Since(at) > 3*b.Heartbeat {
+					expired = append(expired, node)
+					delete(b.seen, node)
+				}
+			}
+			b.mu.Unlock()
+			for _, node := range expired {
+				b.Log.Warn("node silent: dropping its presence", "node", node)
+				b.Sync.ForgetNode(node)
+			}
+		case <-sweep:
+			b.Sync.Resync()
+		}
+	}
+}
