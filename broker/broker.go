@@ -111,6 +111,9 @@ type Options struct {
 	// Registry receives Parley's metrics; default a new registry served on
 	// /metrics.
 	Registry *prometheus.Registry
+	// ConnectTimeout bounds the time from accepting a connection to its
+	// CONNECT packet; default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 	// ShutdownTimeout bounds Close when its context has no deadline; default
 	// 10s.
 	ShutdownTimeout time.Duration
@@ -164,6 +167,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Burst <= 0 {
 		opts.Burst = 2 * opts.Rate
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
 	}
 	if opts.CommitPartitions <= 0 {
 		opts.CommitPartitions = 4
@@ -278,6 +284,11 @@ func (b *Broker) Start(ctx context.Context) error {
 		lns[s.name] = ln
 		b.addrs[s.name] = ln.Addr()
 	}
+	for _, name := range []string{"mqtt", "tls", "ws"} {
+		if ln := lns[name]; ln != nil {
+			lns[name] = deadlineListener{ln, b.opts.ConnectTimeout}
+		}
+	}
 	if ln := lns["mqtt"]; ln != nil {
 		if err := b.mqtt.AddListener(listeners.NewNet("tcp", ln)); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
@@ -289,7 +300,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}
 	if ln := lns["ws"]; ln != nil {
-		if err := b.mqtt.AddListener(newWebsocket("ws", ln, b.log)); err != nil {
+		if err := b.mqtt.AddListener(newWebsocket("ws", ln, b.log, b.opts.ConnectTimeout)); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}

@@ -143,6 +143,7 @@ func TestRawMalformed(t *testing.T) {
 		send    []byte // then these bytes
 		eof     bool   // then close the write side
 		connack byte   // expected refusing CONNACK return code, 0 for none
+		notV3   bool   // the CONNECT is not an MQTT 3.1.1 one
 	}{
 		{name: "HTTPRequest", send: []byte("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n")},
 		{name: "RandomBytes", send: junk},
@@ -155,9 +156,10 @@ func TestRawMalformed(t *testing.T) {
 		{name: "TruncatedConnect", send: valid[:len(valid)/2], eof: true},
 		{name: "TruncatedHeader", send: []byte{0x10, 0xFF}, eof: true},
 		{name: "BadProtocolName", send: packet(0x10, append(append(mqttStr("MQXX"), 4, 0x02, 0, 30), mqttStr("x")...))},
-		// MQTT-3.1.2-2: an unsupported protocol level gets return code 0x01
-		// (3.1.1); an MQTT 5 server may answer 0x84 instead.
-		{name: "BadProtocolLevel", send: packet(0x10, append(append(mqttStr("MQTT"), 9, 0x02, 0, 30), mqttStr("x")...)), connack: 0x01},
+		// MQTT-3.1.2-2: a protocol level the server does not support (here
+		// MQIsdp, MQTT 3.1, announced with level 4) gets return code 0x01.
+		{name: "BadProtocolLevel", send: packet(0x10, append(append(mqttStr("MQIsdp"), 4, 0x02, 0, 30), mqttStr("x")...)), connack: 0x01},
+		{name: "UnknownProtocolLevel", send: packet(0x10, append(append(mqttStr("MQTT"), 9, 0x02, 0, 30), mqttStr("x")...)), notV3: true},
 		{name: "ReservedConnectFlag", send: connectPacket(t, "mallory/raw", "mallory", 30, 0xC3)},
 		{name: "SecondConnect", connect: true, send: valid},
 		{name: "RandomBytesAfterConnect", connect: true, send: junkThenFF},
@@ -195,13 +197,20 @@ func TestRawMalformed(t *testing.T) {
 			if !closed {
 				t.Errorf("connection still open %v after the offending bytes (got %x)", took.Round(time.Millisecond), got)
 			}
-			// At most a refusing CONNACK (or, for MQTT 5 style refusals, a
-			// DISCONNECT) comes back, never a success.
-			if len(got) >= 4 && got[0] == 0x20 && got[3] == 0 {
-				t.Errorf("got a successful CONNACK: %x", got)
+			// At most a refusing CONNACK (or a DISCONNECT) comes back, never
+			// a success. To an MQTT 3.1.1 CONNECT, a CONNACK carries one of
+			// the return codes 0x01 to 0x05; when none applies the server
+			// closes the connection without a CONNACK (MQTT-3.2.2-6).
+			if len(got) >= 4 && got[0] == 0x20 {
+				switch {
+				case got[3] == 0:
+					t.Errorf("got a successful CONNACK: %x", got)
+				case !tc.notV3 && !tc.connect && got[3] > 5:
+					t.Errorf("CONNACK return code %#x to an MQTT 3.1.1 CONNECT: not a 3.1.1 code (0x01..0x05)", got[3])
+				}
 			}
-			if tc.connack != 0 && (len(got) < 4 || got[0] != 0x20 || (got[3] != tc.connack && got[3] != 0x84)) {
-				t.Errorf("reply %x, want CONNACK with return code %#x (or 0x84)", got, tc.connack)
+			if tc.connack != 0 && (len(got) < 4 || got[0] != 0x20 || got[3] != tc.connack) {
+				t.Errorf("reply %x, want CONNACK with return code %#x", got, tc.connack)
 			}
 			r.exchange(t) // bob gets the next ordinary message, nothing of mallory's
 		})

@@ -27,12 +27,14 @@ type wsListener struct {
 	establish listeners.EstablishFn
 	upgrader  websocket.Upgrader
 	once      sync.Once
+	// connectTimeout bounds the wait for CONNECT after the upgrade.
+	connectTimeout time.Duration
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWebsocket(id string, ln net.Listener, log *slog.Logger) *wsListener {
-	return &wsListener{id: id, ln: ln, log: log, upgrader: websocket.Upgrader{
+func newWebsocket(id string, ln net.Listener, log *slog.Logger, connectTimeout time.Duration) *wsListener {
+	return &wsListener{id: id, ln: ln, log: log, connectTimeout: connectTimeout, upgrader: websocket.Upgrader{
 		Subprotocols: []string{"mqtt", "mqttv3.1"},
 		CheckOrigin:  func(*http.Request) bool { return true }, // MQTT authenticates with its own CONNECT
 	}}
@@ -62,8 +64,10 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	// Clear the deadlines of the HTTP request: MQTT keepalive takes over.
-	_ = c.UnderlyingConn().SetDeadline(time.Time{})
+	// The HTTP server's deadlines end here; the connect timeout set by the
+	// listener goes on until CONNECT, then the MQTT keepalive takes over.
+	_ = c.UnderlyingConn().SetWriteDeadline(time.Time{})
+	_ = c.SetReadDeadline(time.Now().Add(l.connectTimeout))
 	if err := l.establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}); err != nil {
 		l.log.Debug("websocket client", "error", err)
 	}

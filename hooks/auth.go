@@ -57,7 +57,30 @@ func (a *Auth) ID() string { return "parley-auth" }
 
 // Provides implements mqtt.Hook.
 func (a *Auth) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode
+}
+
+// OnPacketEncode keeps CONNACKs to MQTT 3.1.1 clients within the 3.1.1
+// return codes: mochi answers some malformed CONNECTs with v5 reason codes
+// (0x81 malformed, 0x82 protocol error, 0x84 unsupported version), which a
+// 3.1.1 client cannot read; they become 0x01 (unacceptable protocol), and
+// the connection is closed as before.
+func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ProtocolVersion < 5 && pk.ReasonCode >= 0x80 {
+		switch pk.ReasonCode {
+		case 0x86:
+			pk.ReasonCode = 0x04
+		case 0x87:
+			pk.ReasonCode = 0x05
+		case 0x85:
+			pk.ReasonCode = 0x02
+		case 0x88, 0x89:
+			pk.ReasonCode = 0x03
+		default:
+			pk.ReasonCode = 0x01
+		}
+	}
+	return pk
 }
 
 // Init implements mqtt.Hook.

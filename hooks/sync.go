@@ -890,7 +890,12 @@ func (d *device) write(it item) error {
 	}
 	err := cl.WritePacket(pk)
 	if c := cl.Net.Conn; c != nil {
-		_ = c.SetWriteDeadline(time.Time{})
+		// Back to the keepalive deadline the broker keeps (1.5 keepalives).
+		var keep time.Time
+		if ka := cl.State.Keepalive; ka > 0 {
+			keep = time.Now().Add(time.Duration(ka+ka/2) * time.Second)
+		}
+		_ = c.SetWriteDeadline(keep)
 	}
 	if err != nil && qos > 0 {
 		if cl.State.Inflight.Delete(pk.PacketID) {

@@ -203,13 +203,13 @@ func TestTokensVerifyCanonical(t *testing.T) {
 }
 
 // flipPaddingBits returns the base64url character that decodes to the same
-// bits as c in the 2 leading bits (the only ones used by the last character
-// of a 32-byte value) and differs in the 4 padding bits.
+// bits as c in the 4 leading bits (the only ones used by the last character
+// of a 32-byte value: 256 = 42*6 + 4) and differs in the 2 padding bits.
 func flipPaddingBits(t testing.TB, c byte) string {
 	t.Helper()
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	i := strings.IndexByte(alphabet, c)
-	if i < 0 || i&0x0f != 0 {
+	if i < 0 || i&0x03 != 0 {
 		t.Fatalf("unexpected last signature character %q", c)
 	}
 	return string(alphabet[i|0x01])

@@ -1,0 +1,611 @@
+package broker_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/hooks"
+)
+
+// The authorization matrix: for every topic pattern and every REST route,
+// every kind of user gets exactly the access that docs/protocol.md and
+// docs/api.md (with docs/openapi.yaml) promise.
+//
+// In every group of these tests alice is the owner, bob a member, carol a
+// member who was removed, and dave a stranger; erin is a bystander whom
+// everybody may write to. The group conversation reads: 1 group.created,
+// 2 a message, 3 member.removed (carol), 4 a message carol must never see.
+
+// authzKinds are the authenticated kinds of user, in the order of the want
+// columns of the tables.
+var authzKinds = []struct{ kind, user string }{
+	{"Owner", "alice"}, {"Member", "bob"}, {"Removed", "carol"}, {"Stranger", "dave"},
+}
+
+// expiredToken returns a token of user that expired an hour ago.
+func expiredToken(t testing.TB, user string) string {
+	t.Helper()
+	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, -time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// authzEnv is a broker with ACL "* readwrite devices/{user}/#", a direct
+// conversation alice-bob, and watchers: one device per user, subscribed to
+// its inbox from the start, that records everything its user receives.
+type authzEnv struct {
+	*env
+	watch map[string]*client
+	n     int
+}
+
+func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
+	t.Helper()
+	acl, err := hooks.ParseACL(strings.NewReader("* readwrite devices/{user}/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := setup(t, openSQLite(t), append([]func(*broker.Options){func(o *broker.Options) { o.ACL = acl }}, mod...)...)
+	a := &authzEnv{env: e, watch: map[string]*client{}}
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})
+	}
+	a.watch["alice"].send("im/send/u/bob", 1, `{"cid":"hello","body":"dm"}`)
+	return a
+}
+
+// group creates group id with the story told above and waits until carol
+// was told of her removal.
+func (a *authzEnv) group(t *testing.T, id string, extra ...string) {
+	t.Helper()
+	members, _ := json.Marshal(append([]string{"bob", "carol"}, extra...))
+	if code := a.do("POST", "/v1/groups", "alice", fmt.Sprintf(`{"id":%q,"name":%q,"members":%s}`, id, id, members), nil); code != 201 {
+		t.Fatalf("create group %s: %d", id, code)
+	}
+	if code := a.do("POST", "/v1/conversations/g:"+id+"/messages", "alice", `{"body":"before the removal"}`, nil); code != 201 {
+		t.Fatalf("send to %s: %d", id, code)
+	}
+	if code := a.do("DELETE", "/v1/groups/"+id+"/members/carol", "alice", "", nil); code != 200 {
+		t.Fatalf("remove carol from %s: %d", id, code)
+	}
+	if code := a.do("POST", "/v1/conversations/g:"+id+"/messages", "alice", `{"body":"after the removal"}`, nil); code != 201 {
+		t.Fatalf("send to %s: %d", id, code)
+	}
+}
+
+// checkWatchers drains the watchers and checks that nobody received what is
+// not theirs: only their own inbox, only their conversations, a removed
+// member nothing of the group after its removal, a stranger nothing of the
+// groups, and nobody an error event (they never publish).
+func (a *authzEnv) checkWatchers(t *testing.T) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	for user, c := range a.watch {
+		got := 0
+		for len(c.events) > 0 {
+			ev := <-c.events
+			got++
+			if ev.topic != "im/inbox/"+user {
+				t.Errorf("%s's watcher got a delivery on %s: %s", user, ev.topic, ev.raw)
+				continue
+			}
+			if ev.Kind == "error" {
+				t.Errorf("%s's watcher got an error event meant for another connection: %s", user, ev.raw)
+			}
+			if ev.Conv == "" {
+				continue
+			}
+			if rest, ok := strings.CutPrefix(ev.Conv, "dm:"); ok {
+				if a, b, _ := strings.Cut(rest, ":"); a != user && b != user {
+					t.Errorf("%s got an event of %s: %s", user, ev.Conv, ev.raw)
+				}
+				continue
+			}
+			if !strings.HasPrefix(ev.Conv, "g:team") {
+				continue // groups made by the matrix itself
+			}
+			switch {
+			case user == "dave" || user == "erin":
+				t.Errorf("%s, a stranger, got an event of %s: %s", user, ev.Conv, ev.raw)
+			case user == "carol" && ev.Seq > 3:
+				t.Errorf("carol, removed at seq 3, got seq %d of %s: %s", ev.Seq, ev.Conv, ev.raw)
+			case user == "carol" && ev.Kind != "message":
+				t.Errorf("carol, removed, got a %s event of %s: %s", ev.Kind, ev.Conv, ev.raw)
+			}
+		}
+		if got == 0 && user != "dave" {
+			t.Errorf("%s's watcher received nothing at all: the check proves nothing", user)
+		}
+	}
+}
+
+// mqttRow is one topic pattern. {self} in topic and payload stands for the
+// connecting user and {n} for a number unique in the test. want holds, for
+// owner, member, removed and stranger:
+//   - subscriptions: "ok" (granted QoS 1) or "refused" (0x87 on MQTT 5,
+//     0x80 on MQTT 3.1.1);
+//   - publishes: "ok" (a success ack, no error event), "acl" (refused by
+//     the MQTT layer: 0x87 on MQTT 5, disconnected on MQTT 3.1.1, no error
+//     event), or a send error code (its reason code on MQTT 5, a normal
+//     PUBACK on MQTT 3.1.1, and an error event with the code on both).
+type mqttRow struct {
+	name    string
+	sub     bool
+	topic   string
+	payload string
+	want    [4]string
+}
+
+var authzTopics = []mqttRow{
+	{name: "SubOwnInbox", sub: true, topic: "im/inbox/{self}", want: [4]string{"ok", "ok", "ok", "ok"}},
+	{name: "SubOwnersInbox", sub: true, topic: "im/inbox/alice", want: [4]string{"ok", "refused", "refused", "refused"}},
+	{name: "SubMembersInbox", sub: true, topic: "im/inbox/bob", want: [4]string{"refused", "ok", "refused", "refused"}},
+	{name: "SubInboxWildcard", sub: true, topic: "im/inbox/+", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubPrefixWildcard", sub: true, topic: "im/#", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubEverything", sub: true, topic: "#", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubAnyPrefix", sub: true, topic: "+/inbox/{self}", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubSharedOwnInbox", sub: true, topic: "$share/g/im/inbox/{self}", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubSendDirect", sub: true, topic: "im/send/u/{self}", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubSendGroup", sub: true, topic: "im/send/g/team", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubRead", sub: true, topic: "im/read", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubOwnPresence", sub: true, topic: "im/presence/{self}", want: [4]string{"ok", "ok", "ok", "ok"}},
+	{name: "SubOwnersPresence", sub: true, topic: "im/presence/alice", want: [4]string{"ok", "ok", "refused", "refused"}},
+	{name: "SubMembersPresence", sub: true, topic: "im/presence/bob", want: [4]string{"ok", "ok", "refused", "refused"}},
+	{name: "SubPresenceWildcard", sub: true, topic: "im/presence/+", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubOtherPrefixTopic", sub: true, topic: "im/other", want: [4]string{"refused", "refused", "refused", "refused"}},
+	{name: "SubPlainOwn", sub: true, topic: "devices/{self}/#", want: [4]string{"ok", "ok", "ok", "ok"}},
+	{name: "SubPlainOwners", sub: true, topic: "devices/alice/#", want: [4]string{"ok", "refused", "refused", "refused"}},
+	{name: "SubPlainUnlisted", sub: true, topic: "plain/topic", want: [4]string{"refused", "refused", "refused", "refused"}},
+
+	{name: "PubGroup", topic: "im/send/g/team", payload: `{"cid":"g{n}","body":"to the team"}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
+	{name: "PubNoSuchGroup", topic: "im/send/g/nosuch", payload: `{"cid":"x{n}","body":1}`, want: [4]string{"no_such_group", "no_such_group", "no_such_group", "no_such_group"}},
+	{name: "PubBadGroupID", topic: "im/send/g/bad!id", payload: `{"cid":"x{n}","body":1}`, want: [4]string{"no_such_group", "no_such_group", "no_such_group", "no_such_group"}},
+	{name: "PubDirect", topic: "im/send/u/erin", payload: `{"cid":"d{n}","body":"hi erin"}`, want: [4]string{"ok", "ok", "ok", "ok"}},
+	{name: "PubDirectSelf", topic: "im/send/u/{self}", payload: `{"cid":"s{n}","body":1}`, want: [4]string{"invalid_peer", "invalid_peer", "invalid_peer", "invalid_peer"}},
+	{name: "PubDirectBadID", topic: "im/send/u/bad!id", payload: `{"cid":"b{n}","body":1}`, want: [4]string{"invalid_peer", "invalid_peer", "invalid_peer", "invalid_peer"}},
+	{name: "PubReadGroup", topic: "im/read", payload: `{"conv":"g:team","seq":1}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
+	{name: "PubReadDirect", topic: "im/read", payload: `{"conv":"dm:alice:bob","seq":1}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
+	{name: "PubOwnInbox", topic: "im/inbox/{self}", payload: `{"kind":"message","conv":"dm:alice:bob","seq":99,"body":"forged"}`, want: [4]string{"acl", "acl", "acl", "acl"}},
+	{name: "PubOwnersInbox", topic: "im/inbox/alice", payload: `{"kind":"message","conv":"dm:alice:bob","seq":99,"body":"forged"}`, want: [4]string{"acl", "acl", "acl", "acl"}},
+	{name: "PubPresence", topic: "im/presence/{self}", payload: `{"user":"{self}","online":true}`, want: [4]string{"acl", "acl", "acl", "acl"}},
+	{name: "PubOtherPrefixTopic", topic: "im/other", payload: `{}`, want: [4]string{"acl", "acl", "acl", "acl"}},
+	{name: "PubPlainOwn", topic: "devices/{self}/t", payload: `{"t":1}`, want: [4]string{"ok", "ok", "ok", "ok"}},
+	{name: "PubPlainOwners", topic: "devices/alice/t", payload: `{"t":1}`, want: [4]string{"ok", "acl", "acl", "acl"}},
+	{name: "PubPlainUnlisted", topic: "plain/topic", payload: `{"t":1}`, want: [4]string{"acl", "acl", "acl", "acl"}},
+}
+
+// TestAuthzTopics runs the topic matrix on MQTT 5 and MQTT 3.1.1.
+func TestAuthzTopics(t *testing.T) {
+	a := authzSetup(t)
+	a.group(t, "team")
+	for _, v5 := range []bool{true, false} {
+		proto := "V311"
+		if v5 {
+			proto = "V5"
+		}
+		t.Run(proto, func(t *testing.T) {
+			for ki, k := range authzKinds {
+				id := fmt.Sprintf("%s/m%s", k.user, strings.ToLower(proto))
+				var c *client
+				conn := func() *client {
+					if c == nil {
+						c = a.dial(id, k.user, dialOpts{v5: v5, noSub: true})
+					}
+					return c
+				}
+				for _, row := range authzTopics {
+					t.Run(k.kind+"/"+row.name, func(t *testing.T) {
+						a.n++
+						topic := strings.ReplaceAll(row.topic, "{self}", k.user)
+						payload := strings.NewReplacer("{self}", k.user, "{n}", strconv.Itoa(a.n)).Replace(row.payload)
+						want := row.want[ki]
+						if row.sub {
+							checkSub(t, conn(), topic, v5, want)
+							return
+						}
+						if checkPub(t, conn(), topic, payload, v5, want) {
+							c = nil // MQTT 3.1.1 disconnected: reconnect for the next row
+						}
+					})
+				}
+				if c != nil {
+					// Every error event was expected and consumed.
+					time.Sleep(200 * time.Millisecond)
+					for len(c.events) > 0 {
+						if ev := <-c.events; ev.Kind == "error" {
+							t.Errorf("%s: unexpected error event %s", id, ev.raw)
+						}
+					}
+				}
+			}
+		})
+	}
+	a.checkWatchers(t)
+	// The group received exactly the owner's and the member's sends (two per
+	// protocol version), after the four messages of its story.
+	var page messagesOut
+	if code := a.do("GET", "/v1/conversations/g:team/messages?after=4", "alice", "", &page); code != 200 || len(page.Messages) != 4 {
+		t.Errorf("g:team after seq 4: status %d, %d messages, want the 4 sends of owner and member", code, len(page.Messages))
+	}
+	for _, m := range page.Messages {
+		if m.From != "alice" && m.From != "bob" {
+			t.Errorf("g:team has a message from %s", m.From)
+		}
+	}
+}
+
+func checkSub(t *testing.T, c *client, filter string, v5 bool, want string) {
+	t.Helper()
+	got := c.subscribe(filter, 1)
+	ok, refused := byte(1), byte(0x80)
+	if v5 {
+		refused = 0x87
+	}
+	switch {
+	case want == "ok" && got != ok:
+		t.Errorf("SUBACK %#x, want granted QoS 1", got)
+	case want == "refused" && got != refused:
+		t.Errorf("SUBACK %#x, want %#x", got, refused)
+	}
+}
+
+// checkPub publishes at QoS 1 and checks the outcome; it reports whether
+// the (MQTT 3.1.1) connection is gone.
+func checkPub(t *testing.T, c *client, topic, payload string, v5 bool, want string) (gone bool) {
+	t.Helper()
+	if v5 {
+		code, err := c.publish(topic, 1, payload)
+		if err != nil {
+			t.Fatalf("no PUBACK: %v", err)
+		}
+		switch want {
+		case "ok":
+			if code >= 0x80 {
+				t.Errorf("PUBACK %#x, want success", code)
+			}
+		case "acl":
+			if code != 0x87 {
+				t.Errorf("PUBACK %#x, want 0x87", code)
+			}
+		default:
+			if wantCode := byte(hooks.ReasonCode(want).Code); code != wantCode {
+				t.Errorf("PUBACK %#x, want %#x (%s)", code, wantCode, want)
+			}
+			if ev := c.nextKind("error"); ev.Code != want || ev.topic != "im/inbox/"+hooks.UserOf(c.id) {
+				t.Errorf("error event %s, want code %s on the own inbox", ev.raw, want)
+			}
+		}
+		return false
+	}
+	tok := c.v3.Publish(topic, 1, false, payload)
+	if want == "acl" {
+		deadline := time.Now().Add(5 * time.Second)
+		for c.v3.IsConnectionOpen() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if c.v3.IsConnectionOpen() {
+			t.Errorf("MQTT 3.1.1 client still connected after a refused QoS 1 publish")
+		}
+		if tok.WaitTimeout(10*time.Millisecond) && tok.Error() == nil {
+			t.Errorf("refused publish was acknowledged")
+		}
+		c.v3.Disconnect(0)
+		return true
+	}
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("no PUBACK: %v", tok.Error())
+	}
+	if want != "ok" {
+		if ev := c.nextKind("error"); ev.Code != want {
+			t.Errorf("error event %s, want code %s", ev.raw, want)
+		}
+	}
+	return false
+}
+
+// TestAuthzConnect: without valid credentials there is no connection at
+// all, on either protocol version, in default and in open mode (where only
+// clients with no credentials at all get in, and never under the prefix).
+func TestAuthzConnect(t *testing.T) {
+	for _, open := range []bool{false, true} {
+		name := "Default"
+		if open {
+			name = "OpenMode"
+		}
+		t.Run(name, func(t *testing.T) {
+			a := authzSetup(t, func(o *broker.Options) { o.Anonymous = open })
+			a.group(t, "team")
+			cases := []struct {
+				name, id, username, password string
+			}{
+				{"ExpiredOwner", "alice/x", "alice", expiredToken(t, "alice")},
+				{"ExpiredStranger", "dave/x", "dave", expiredToken(t, "dave")},
+				{"NoPasswordOwnersName", "alice/x", "alice", ""},
+			}
+			if !open {
+				cases = append(cases, struct{ name, id, username, password string }{"Anonymous", "alice/x", "", ""})
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					if _, ca, err := a.connectV5(tc.id, tc.username, tc.password); err == nil || ca == nil || ca.ReasonCode != 0x86 {
+						t.Errorf("MQTT 5: CONNACK %+v, %v; want 0x86", ca, err)
+					}
+					if tc.password == "" || tc.username != "" { // MQTT 3.1.1 needs a user name with a password
+						if _, err := a.connectV3(tc.id, tc.username, tc.password); !errors.Is(err, packets3.ErrorRefusedBadUsernameOrPassword) {
+							t.Errorf("MQTT 3.1.1: %v, want %v", err, packets3.ErrorRefusedBadUsernameOrPassword)
+						}
+					}
+				})
+			}
+			if !open {
+				a.checkWatchers(t)
+				return
+			}
+			// Open mode: anonymous clients get in, but nothing under the
+			// prefix, whatever client id they claim.
+			anon, _, err := a.connectV5("alice/watch", "", "")
+			if err != nil {
+				t.Fatalf("anonymous connect in open mode: %v", err)
+			}
+			for _, f := range []string{"im/inbox/alice", "im/inbox/+", "im/#", "#", "im/presence/alice", "$share/g/im/inbox/alice"} {
+				if code := anon.subscribe(f, 1); code != 0x87 {
+					t.Errorf("anonymous SUBSCRIBE %s: %#x, want 0x87", f, code)
+				}
+			}
+			for _, p := range []struct{ topic, payload string }{
+				{"im/send/u/alice", `{"cid":"anon","body":1}`}, {"im/send/g/team", `{"cid":"anon","body":1}`},
+				{"im/read", `{"conv":"g:team","seq":1}`}, {"im/inbox/alice", `{"kind":"message"}`},
+			} {
+				if code, err := anon.publish(p.topic, 1, p.payload); err != nil || code != 0x87 {
+					t.Errorf("anonymous PUBLISH %s: %#x, %v; want 0x87", p.topic, code, err)
+				}
+			}
+			// The watcher alice/watch was not taken over by the anonymous
+			// client with the same id.
+			a.watch["alice"].send("im/send/u/bob", 1, `{"cid":"still-here","body":1}`)
+			if ev := a.watch["alice"].nextKind("message"); ev.CID != "still-here" {
+				t.Errorf("alice's watcher got %s", ev.raw)
+			}
+			a.checkWatchers(t)
+		})
+	}
+}
+
+// restRow is one request. In path and body, {g} stands for a fresh group of
+// the story above (alice owner, bob member, carol removed, dave a stranger;
+// gina and hank members too), {self} for the caller. want holds, for owner,
+// member, removed, stranger, anonymous (no Authorization) and an expired
+// token of the owner: "STATUS" or "STATUS CODE".
+type restRow struct {
+	route string // the route of broker.Routes() the row exercises, "" for none
+	name  string
+	path  string
+	body  string
+	want  [6]string
+	// check, when set, looks at a 2xx reply.
+	check func(t *testing.T, user string, body []byte)
+}
+
+var unauth = [2]string{"401 unauthorized", "401 unauthorized"}
+
+func want6(four [4]string, two [2]string) [6]string {
+	return [6]string{four[0], four[1], four[2], four[3], two[0], two[1]}
+}
+
+// historyCheck: the latest messages of a team group, nothing after its
+// removal for the removed member.
+func historyCheck(t *testing.T, user string, body []byte) {
+	var page messagesOut
+	mustUnmarshal(t, body, &page)
+	if len(page.Messages) == 0 {
+		t.Errorf("%s: empty history", user)
+	}
+	for _, m := range page.Messages {
+		if user == "carol" && m.Seq > 3 {
+			t.Errorf("carol, removed at seq 3, reads seq %d", m.Seq)
+		}
+	}
+	if user != "carol" && page.Messages[0].Seq < 4 {
+		t.Errorf("%s: latest message has seq %d, want 4 or more", user, page.Messages[0].Seq)
+	}
+}
+
+// convsCheck: the conversations listed (GET /v1/conversations, /v1/sync)
+// are the caller's own.
+func convsCheck(t *testing.T, user string, body []byte) {
+	var out struct {
+		Conversations []struct {
+			ID       string
+			LastSeq  int64 `json:"last_seq"`
+			Messages []messageOut
+		}
+	}
+	mustUnmarshal(t, body, &out)
+	for _, c := range out.Conversations {
+		if rest, ok := strings.CutPrefix(c.ID, "dm:"); ok {
+			if a, b, _ := strings.Cut(rest, ":"); a != user && b != user {
+				t.Errorf("%s sees %s", user, c.ID)
+			}
+			continue
+		}
+		if !strings.HasPrefix(c.ID, "g:team") {
+			continue
+		}
+		switch user {
+		case "dave":
+			t.Errorf("dave, a stranger, sees %s", c.ID)
+		case "carol":
+			if c.LastSeq > 3 {
+				t.Errorf("carol, removed at seq 3, sees %s up to seq %d", c.ID, c.LastSeq)
+			}
+			for _, m := range c.Messages {
+				if m.Seq > 3 {
+					t.Errorf("carol, removed at seq 3, gets seq %d of %s", m.Seq, c.ID)
+				}
+			}
+		}
+	}
+}
+
+func groupCheck(t *testing.T, user string, body []byte) {
+	var g struct {
+		Members []struct{ User, Role string }
+	}
+	mustUnmarshal(t, body, &g)
+	var users []string
+	for _, m := range g.Members {
+		users = append(users, m.User)
+	}
+	if !slices.Contains(users, user) || slices.Contains(users, "carol") {
+		t.Errorf("%s reads members %v", user, users)
+	}
+}
+
+var authzRoutes = []restRow{
+	{route: "GET /v1/conversations", path: "/v1/conversations", want: want6([4]string{"200", "200", "200", "200"}, unauth), check: convsCheck},
+	{route: "GET /v1/conversations/{conv}/messages", name: "Group", path: "/v1/conversations/g:{g}/messages",
+		want: want6([4]string{"200", "200", "200", "403 not_member"}, unauth), check: historyCheck},
+	{route: "GET /v1/conversations/{conv}/messages", name: "Direct", path: "/v1/conversations/dm:alice:bob/messages",
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "GET /v1/conversations/{conv}/messages", name: "BadConv", path: "/v1/conversations/nope/messages",
+		want: want6([4]string{"404 not_found", "404 not_found", "404 not_found", "404 not_found"}, unauth)},
+	{route: "POST /v1/conversations/{conv}/messages", name: "Group", path: "/v1/conversations/g:{g}/messages", body: `{"cid":"r-{self}","body":1}`,
+		want: want6([4]string{"201", "201", "403 not_member", "403 not_member"}, unauth)},
+	{route: "POST /v1/conversations/{conv}/messages", name: "Direct", path: "/v1/conversations/dm:alice:bob/messages", body: `{"body":1}`,
+		want: want6([4]string{"201", "201", "403 not_member", "403 not_member"}, unauth)},
+	{route: "POST /v1/users/{peer}/messages", name: "Bystander", path: "/v1/users/erin/messages", body: `{"body":"hi erin"}`,
+		want: want6([4]string{"201", "201", "201", "201"}, unauth)},
+	{route: "POST /v1/users/{peer}/messages", name: "Self", path: "/v1/users/{self}/messages", body: `{"body":1}`,
+		want: want6([4]string{"400 invalid_peer", "400 invalid_peer", "400 invalid_peer", "400 invalid_peer"}, unauth)},
+	{route: "POST /v1/conversations/{conv}/read", name: "Group", path: "/v1/conversations/g:{g}/read", body: `{"seq":1}`,
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "POST /v1/conversations/{conv}/read", name: "Direct", path: "/v1/conversations/dm:alice:bob/read", body: `{"seq":1}`,
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "GET /v1/sync", path: "/v1/sync", want: want6([4]string{"200", "200", "200", "200"}, unauth), check: convsCheck},
+	{route: "POST /v1/groups", path: "/v1/groups", body: `{"name":"mine"}`, want: want6([4]string{"201", "201", "201", "201"}, unauth)},
+	{route: "GET /v1/groups/{id}", path: "/v1/groups/{g}", want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth), check: groupCheck},
+	{route: "GET /v1/groups/{id}", name: "NoSuchGroup", path: "/v1/groups/nosuch",
+		want: want6([4]string{"404 not_found", "404 not_found", "404 not_found", "404 not_found"}, unauth)},
+	{route: "PUT /v1/groups/{id}/members/{user}", name: "Add", path: "/v1/groups/{g}/members/frank", body: `{"role":"member"}`,
+		want: want6([4]string{"200", "403 forbidden", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PUT /v1/groups/{id}/members/{user}", name: "PromoteSelf", path: "/v1/groups/{g}/members/{self}", body: `{"role":"admin"}`,
+		want: want6([4]string{"403 forbidden", "403 forbidden", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/groups/{id}/members/{user}", name: "Remove", path: "/v1/groups/{g}/members/gina",
+		want: want6([4]string{"200", "403 forbidden", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/groups/{id}/members/{user}", name: "RemoveOwner", path: "/v1/groups/{g}/members/alice",
+		want: want6([4]string{"403 forbidden", "403 forbidden", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/groups/{id}/members/{user}", name: "Leave", path: "/v1/groups/{g}/members/{self}",
+		want: want6([4]string{"403 forbidden", "200", "403 not_member", "403 not_member"}, unauth)},
+	// Not a route: a listed path with another method.
+	{name: "GET /v1/groups", path: "/v1/groups",
+		want: want6([4]string{"404 not_found", "404 not_found", "404 not_found", "404 not_found"}, [2]string{"404 not_found", "404 not_found"})},
+}
+
+// method reads the method of a row: the route's, or the first word of a
+// row without a route.
+func (r restRow) method() string {
+	if r.route != "" {
+		m, _, _ := strings.Cut(r.route, " ")
+		return m
+	}
+	m, _, _ := strings.Cut(r.name, " ")
+	return m
+}
+
+// TestAuthzREST runs the route matrix: exact statuses and error codes, and
+// never data in an error reply.
+func TestAuthzREST(t *testing.T) {
+	a := authzSetup(t)
+	covered := map[string]bool{}
+	for _, row := range authzRoutes {
+		covered[row.route] = true
+	}
+	for _, r := range broker.Routes() {
+		if !covered[r] {
+			t.Errorf("route %s is not in the matrix", r)
+		}
+	}
+	kinds := append(slices.Clone(authzKinds), struct{ kind, user string }{"Anonymous", ""}, struct{ kind, user string }{"Expired", "alice"})
+	for _, row := range authzRoutes {
+		name := row.route
+		if name == "" {
+			name = row.name
+		} else if row.name != "" {
+			name += " " + row.name
+		}
+		t.Run(name, func(t *testing.T) {
+			for ki, k := range kinds {
+				t.Run(k.kind, func(t *testing.T) {
+					a.n++
+					g := fmt.Sprintf("team-r%d", a.n)
+					if strings.Contains(row.path, "{g}") {
+						a.group(t, g, "gina", "hank")
+					}
+					self := k.user
+					if self == "" {
+						self = "anonymous"
+					}
+					rp := strings.NewReplacer("{g}", g, "{self}", self)
+					req, err := http.NewRequest(row.method(), a.http+rp.Replace(row.path), strings.NewReader(rp.Replace(row.body)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					switch k.kind {
+					case "Anonymous":
+					case "Expired":
+						req.Header.Set("Authorization", "Bearer "+expiredToken(t, k.user))
+					default:
+						req.Header.Set("Authorization", "Bearer "+token(t, k.user))
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					wantStatus, wantCode, _ := strings.Cut(row.want[ki], " ")
+					if got := strconv.Itoa(resp.StatusCode); got != wantStatus {
+						t.Fatalf("status %s, want %s: %s", got, row.want[ki], body)
+					}
+					if resp.StatusCode < 300 {
+						if row.check != nil {
+							row.check(t, k.user, body)
+						}
+						return
+					}
+					// An error reply is the error object and nothing else.
+					var reply map[string]json.RawMessage
+					mustUnmarshal(t, body, &reply)
+					var e apiErr
+					mustUnmarshal(t, body, &e)
+					if len(reply) != 1 || reply["error"] == nil || e.Error.Code != wantCode || e.Error.Message == "" {
+						t.Errorf("error reply %s, want only {\"error\":{\"code\":%q,...}}", body, wantCode)
+					}
+					if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="parley"`) {
+						t.Errorf("401 without WWW-Authenticate: %q", resp.Header.Get("WWW-Authenticate"))
+					}
+					switch {
+					case k.kind == "Anonymous" && wantStatus == "401" && !strings.Contains(e.Error.Message, "missing"):
+						t.Errorf("anonymous: message %q", e.Error.Message)
+					case k.kind == "Expired" && wantStatus == "401" && e.Error.Message != "token expired":
+						t.Errorf("expired: message %q, want \"token expired\"", e.Error.Message)
+					}
+				})
+			}
+		})
+	}
+	a.checkWatchers(t)
+}
