@@ -16,7 +16,9 @@ import (
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/internal/pgtest"
 )
 
@@ -220,5 +222,41 @@ func TestFlags(t *testing.T) {
 	m.ParseFlags("serve", nil)
 	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "PARLEY_JWT_SECRET") {
 		t.Fatalf("PostgreSQL without a secret: %v", err)
+	}
+}
+
+// TestMigrateCommand: `parleyd migrate` brings an empty database (and an
+// empty data dir) to the latest schema.
+func TestMigrateCommand(t *testing.T) {
+	url := pgtest.DB(t)
+	t.Setenv("PARLEY_DATABASE_URL", url)
+	m := NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags("migrate", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.New(pool).Ping(context.Background()); err != nil {
+		t.Fatalf("after migrate: %v", err)
+	}
+	t.Setenv("PARLEY_DATABASE_URL", "")
+	dir := t.TempDir()
+	m = NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags("migrate", []string{"-data-dir", dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate sqlite: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "parley.db")); err != nil {
+		t.Fatal(err)
 	}
 }
