@@ -198,9 +198,9 @@ func (c *Committer) commit(batch []*commitReq) {
 	}
 }
 
-// batchTimeout is the longest deadline among the senders, at least 1s.
+// batchTimeout is the longest deadline among the senders, at least 10s.
 func batchTimeout(rs []*commitReq) time.Duration {
-	d := time.Second
+	d := 10 * time.Second
 	for _, r := range rs {
 		if dl, ok := r.ctx.Deadline(); ok {
 			if left := time.Until(dl); left > d {
