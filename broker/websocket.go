@@ -127,11 +127,17 @@ func (ws *wsConn) Close() error { return ws.c.Close() }
 
 // SetWriteDeadline sets the deadline of the WebSocket writer (which would
 // otherwise reset the connection's own deadline on every frame).
-func (ws *wsConn) SetWriteDeadline(t time.Time) error { return ws.c.SetWriteDeadline(t) }
+// The writer's deadline is a plain field in gorilla/websocket: it is set
+// under the same lock as writes.
+func (ws *wsConn) SetWriteDeadline(t time.Time) error {
+	ws.wm.Lock()
+	defer ws.wm.Unlock()
+	return ws.c.SetWriteDeadline(t)
+}
 
 // SetDeadline sets the read and write deadlines.
 func (ws *wsConn) SetDeadline(t time.Time) error {
-	return errors.Join(ws.c.SetReadDeadline(t), ws.c.SetWriteDeadline(t))
+	return errors.Join(ws.c.SetReadDeadline(t), ws.SetWriteDeadline(t))
 }
 
 // SetReadDeadline sets the read deadline.
