@@ -194,3 +194,33 @@ func TestClusterRepair(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterPresence: a user's presence is cluster-wide.
+func TestClusterPresence(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	alice := c.nodes[0].dial("alice", "alice", dialOpts{v5: true})
+	bob := c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
+	bob.send("im/send/u/alice", 1, `{"body":"hi"}`)
+	if code := alice.subscribe("im/presence/bob", 1); code != 1 {
+		t.Fatalf("subscribe presence: %#x", code)
+	}
+	want := func(online bool) {
+		t.Helper()
+		for {
+			ev := alice.next()
+			if ev.topic != "im/presence/bob" {
+				continue
+			}
+			var p struct{ Online bool }
+			mustUnmarshal(t, ev.raw, &p)
+			if p.Online == online {
+				return
+			}
+		}
+	}
+	want(true) // bob is on node 1 only
+	bob.close()
+	want(false)
+	c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
+	want(true)
+}

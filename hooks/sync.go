@@ -494,6 +494,29 @@ func (s *Sync) LocalUsers() []string {
 	return out
 }
 
+// SetNodeUsers makes users exactly the users present on node (its
+// heartbeat), repairing lost presence messages.
+func (s *Sync) SetNodeUsers(node string, users []string) {
+	listed := make(map[string]bool, len(users))
+	for _, u := range users {
+		listed[u] = true
+	}
+	s.mu.Lock()
+	var gone []string
+	for u, nodes := range s.remote {
+		if nodes[node] && !listed[u] {
+			gone = append(gone, u)
+		}
+	}
+	s.mu.Unlock()
+	for _, u := range gone {
+		s.SetPresence(u, node, false)
+	}
+	for _, u := range users {
+		s.SetPresence(u, node, true)
+	}
+}
+
 // ForgetNode drops every user's presence on node (its lease expired).
 func (s *Sync) ForgetNode(node string) {
 	s.mu.Lock()

@@ -270,9 +270,7 @@ func (b *Bus) receive() {
 					if b.touch(n.Node) {
 						b.announce() // a node joined: tell it who is here
 					}
-					for _, u := range n.Users {
-						b.Sync.SetPresence(u, n.Node, true)
-					}
+					b.Sync.SetNodeUsers(n.Node, n.Users)
 				}
 			}
 		}

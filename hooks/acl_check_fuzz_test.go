@@ -1,0 +1,84 @@
+package hooks_test
+
+import (
+	"strings"
+	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/parley-im/parley/hooks"
+)
+
+// FuzzAuthACLCheck checks every publish, subscription and delivery decision
+// of the Auth hook (without an ACL file, store or open mode) against the
+// rules of docs/protocol.md, derived here independently: nothing outside the
+// prefix is allowed; under the prefix (or for a filter whose first level is
+// a wildcard), no shared subscription and no wildcard filter is allowed, a
+// publish only to im/send/u/..., im/send/g/... or im/read, and a
+// subscription or delivery only on the client's own inbox or own presence.
+func FuzzAuthACLCheck(f *testing.F) {
+	for _, s := range []struct {
+		id, topic string
+		write     bool
+	}{
+		{"alice/phone", "im/inbox/alice", false},
+		{"alice", "im/inbox/bob", false},
+		{"alice", "im/inbox/+", false},
+		{"alice", "+/inbox/alice", false},
+		{"alice", "#", false},
+		{"alice", "$share/g/im/inbox/alice", false},
+		{"alice", "$share/g/#", false},
+		{"alice", "im/send/u/bob", true},
+		{"alice", "im/send/u/bob", false},
+		{"alice", "im/send/g/team/x", true},
+		{"alice", "im/read", true},
+		{"alice", "im/presence/alice", false},
+		{"alice", "im/presence/bob", false},
+		{"alice", "im/inbox/alice", true},
+		{"alice", "devices/alice/t", true},
+		{"alice", "im", false},
+		{"alice/", "im/inbox/alice/", false},
+		{"a:b", "im/inbox/a:b", false},
+	} {
+		f.Add(s.id, s.topic, s.write)
+	}
+	auth := &hooks.Auth{}
+	f.Fuzz(func(t *testing.T, id, topic string, write bool) {
+		cl := &mqtt.Client{ID: id}
+		allowed := auth.OnACLCheck(cl, topic, write)
+		if !allowed {
+			return
+		}
+		user, _, _ := strings.Cut(id, "/")
+		eff, shared := topic, false
+		if rest, ok := strings.CutPrefix(topic, "$share/"); ok {
+			shared = true
+			_, eff, _ = strings.Cut(rest, "/")
+		}
+		first, _, _ := strings.Cut(eff, "/")
+		if first != "im" && first != "+" && first != "#" {
+			t.Fatalf("%s may %s %q outside the prefix without an ACL", id, verb(write), topic)
+		}
+		// (Topic names with wildcards never reach a publish check: the MQTT
+		// layer refuses them first.)
+		if shared || (!write && strings.ContainsAny(eff, "+#")) {
+			t.Fatalf("%s may %s the filter %q under the prefix", id, verb(write), topic)
+		}
+		if write {
+			if eff != "im/read" && !strings.HasPrefix(eff, "im/send/u/") && !strings.HasPrefix(eff, "im/send/g/") {
+				t.Fatalf("%s may publish to %q", id, topic)
+			}
+			return
+		}
+		if eff != "im/inbox/"+user && eff != "im/presence/"+user {
+			t.Fatalf("%s (user %q) may read %q", id, user, topic)
+		}
+	})
+}
+
+func verb(write bool) string {
+	if write {
+		return "publish to"
+	}
+	return "read"
+}

@@ -1,0 +1,96 @@
+package hooks_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/hooks"
+)
+
+// FuzzReadRequest feeds arbitrary im/read payloads, decoded as the MQTT path
+// decodes them (a hooks.ReadRequest; a payload that does not decode or names
+// no conv is invalid_payload), to MarkRead as alice, on a store where alice
+// has a direct conversation with bob (3 messages) and a group (2 messages).
+// MarkRead never fails with anything but invalid_payload or not_member, and
+// a marker that moves only moves forward, to the seq asked for, within the
+// conversation.
+func FuzzReadRequest(f *testing.F) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if _, _, err := s.Append(ctx, history.NewMessage{Conv: "dm:alice:bob", ID: history.NewID(now), From: "alice", TS: now, Type: "text", Body: json.RawMessage(`1`)}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	g := history.Group{ID: "team", Name: "team", CreatedBy: "alice", CreatedAt: now}
+	members := []history.Member{{User: "alice", Role: history.RoleOwner}, {User: "carol", Role: history.RoleMember}}
+	if _, err := s.CreateGroup(ctx, g, members, history.NewMessage{Conv: "g:team", ID: history.NewID(now), From: "alice", TS: now,
+		Type: history.TypeGroupCreated, Body: json.RawMessage(`{}`)}); err != nil {
+		f.Fatal(err)
+	}
+	if _, _, err := s.Append(ctx, history.NewMessage{Conv: "g:team", ID: history.NewID(now), From: "carol", TS: now, Type: "text", Body: json.RawMessage(`2`)}); err != nil {
+		f.Fatal(err)
+	}
+	last := map[string]int64{"dm:alice:bob": 3, "g:team": 2}
+	m := &hooks.Messenger{Store: s, Groups: hooks.NewGroups(s), Sync: &hooks.Sync{Store: s},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	marker := map[string]int64{} // alice's markers as MarkRead reported them
+
+	for _, seed := range []string{
+		`{"conv":"dm:alice:bob","seq":2}`,
+		`{"conv":"dm:alice:bob","seq":1}`,
+		`{"conv":"g:team","seq":0}`,
+		`{"conv":"g:team","seq":3}`,
+		`{"conv":"dm:bob:carol","seq":1}`,
+		`{"conv":"dm:alice:alice","seq":1}`,
+		`{"conv":"g:nope","seq":1}`,
+		`{"conv":"dm:alice:bob","seq":-1}`,
+		`{"conv":"dm:alice:bob","seq":9223372036854775807}`,
+		`{"conv":"dm:alice:bob","seq":1.0}`,
+		`{"conv":"dm:alice:bob","seq":"1"}`,
+		`{"conv":"","seq":1}`,
+		`{"conv":"dm:bob:alice","seq":1}`,
+		`[]`,
+		`{"CONV":"g:team","Seq":2,"x":null}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var req hooks.ReadRequest
+		if json.Unmarshal(payload, &req) != nil || req.Conv == "" {
+			return // invalid_payload before MarkRead
+		}
+		after, serr := m.MarkRead(ctx, "alice", req.Conv, req.Seq)
+		if serr != nil {
+			if serr.Code != hooks.CodeInvalidPayload && serr.Code != hooks.CodeNotMember {
+				t.Fatalf("MarkRead(%q, %d): code %q (%s)", req.Conv, req.Seq, serr.Code, serr.Message)
+			}
+			if serr.Message == "" {
+				t.Fatalf("MarkRead(%q, %d): error without a message", req.Conv, req.Seq)
+			}
+			return
+		}
+		n, ok := last[req.Conv]
+		if !ok {
+			t.Fatalf("MarkRead(%q, %d) = %d: accepted a conversation alice is not in", req.Conv, req.Seq, after)
+		}
+		if req.Seq < 0 || req.Seq > n {
+			t.Fatalf("MarkRead(%q, %d) = %d: accepted a seq outside 0..%d", req.Conv, req.Seq, after, n)
+		}
+		if want := max(marker[req.Conv], req.Seq); after != want {
+			t.Fatalf("MarkRead(%q, %d) = %d, want %d (markers only move forward)", req.Conv, req.Seq, after, want)
+		}
+		marker[req.Conv] = after
+	})
+}
