@@ -2,12 +2,13 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build run test lint fmt
+.PHONY: help build run test lint fmt bench soak fuzz
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/parleyd
+build: ## build bin/parleyd and bin/parley (the CLI)
 	$(GO) build -o $(BIN)/parleyd ./cmd/parleyd
+	$(GO) build -o $(BIN)/parley ./cmd/parley
 
 run: build ## start parleyd on the embedded store in ./data (Ctrl-C stops it)
 	./$(BIN)/parleyd
@@ -24,3 +25,13 @@ lint: ## gofmt and go vet
 
 fmt: ## apply gofmt
 	gofmt -w .
+
+bench: ## load test: Parley (SQLite, PostgreSQL) against plain mochi-mqtt, ~1 min (PostgreSQL binaries needed)
+	$(GO) build -o $(BIN)/parley-bench ./cmd/parley-bench
+	./$(BIN)/parley-bench --store sqlite,postgres --baseline plain --users 1000 --group 0 --qos 1 --size 200 --duration 15s $(BENCHFLAGS)
+
+soak: ## long fault suite: kill -9, database outages, overload (PostgreSQL binaries needed), up to an hour
+	PARLEY_FAULT_SCALE=long $(GO) test -count=1 -timeout 60m -v ./faults/
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
+	bash scripts/fuzz.sh

@@ -738,6 +738,12 @@ func (d *device) catchUp() error {
 	if d.s.Metrics != nil {
 		d.s.Metrics.Catchups.Inc()
 	}
+	// A live message skipped from here on sets missed again; clearing it
+	// before each read of the store makes sure the read sees it or another
+	// pass follows.
+	d.mu.Lock()
+	d.missed = false
+	d.mu.Unlock()
 	st, err := d.s.Store.Device(ctx, d.id, d.user)
 	if err != nil {
 		return err
@@ -753,9 +759,6 @@ func (d *device) catchUp() error {
 	}
 	d.mu.Unlock()
 	for {
-		d.mu.Lock()
-		d.missed = false
-		d.mu.Unlock()
 		for _, h := range st.Convs {
 			if err := d.catchUpConv(ctx, st, h); err != nil {
 				return err
@@ -770,6 +773,9 @@ func (d *device) catchUp() error {
 		}
 		d.mu.Unlock()
 		// Live messages arrived meanwhile: another pass picks them up.
+		d.mu.Lock()
+		d.missed = false
+		d.mu.Unlock()
 		if st, err = d.s.Store.Device(ctx, d.id, d.user); err != nil {
 			return err
 		}

@@ -1,0 +1,135 @@
+package parley
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. A *ServerError matches the sentinel of its code with
+// errors.Is, so callers write errors.Is(err, parley.ErrNotMember) whether the
+// error came from an MQTT error event or from the REST API.
+var (
+	// ErrClosed is returned by calls on a Client after Close.
+	ErrClosed = errors.New("parley: client closed")
+
+	// ErrInvalidPayload: the send payload was refused (invalid JSON, a
+	// reserved type, no body, a cid or type too long). Code invalid_payload.
+	ErrInvalidPayload = errors.New("parley: invalid payload")
+	// ErrTooLarge: the payload or request body is larger than the server
+	// accepts. Code too_large.
+	ErrTooLarge = errors.New("parley: too large")
+	// ErrNotMember: the user is not a member of the group or conversation.
+	// Code not_member.
+	ErrNotMember = errors.New("parley: not a member")
+	// ErrNoSuchGroup: the group does not exist. Code no_such_group.
+	ErrNoSuchGroup = errors.New("parley: no such group")
+	// ErrInvalidPeer: the direct message target is malformed or the sender
+	// itself. Code invalid_peer.
+	ErrInvalidPeer = errors.New("parley: invalid peer")
+	// ErrRateLimited: the user sends too fast; send again later (with the
+	// same cid, see WithCID). Code rate_limited.
+	ErrRateLimited = errors.New("parley: rate limited")
+	// ErrUnavailable: the server's store is unavailable. Send retries this
+	// by itself; other calls return it. Code unavailable.
+	ErrUnavailable = errors.New("parley: server unavailable")
+
+	// ErrInvalid: a REST request was malformed (code invalid).
+	ErrInvalid = errors.New("parley: invalid request")
+	// ErrUnauthorized: the token is missing, invalid or expired (code
+	// unauthorized).
+	ErrUnauthorized = errors.New("parley: unauthorized")
+	// ErrForbidden: the user's role does not allow the change, or a
+	// subscription (presence) was refused (code forbidden).
+	ErrForbidden = errors.New("parley: forbidden")
+	// ErrNotFound: no such group, conversation, member or route (code
+	// not_found).
+	ErrNotFound = errors.New("parley: not found")
+	// ErrConflict: the group id is taken or the member already has that role
+	// (code conflict).
+	ErrConflict = errors.New("parley: conflict")
+)
+
+// Error codes of the Parley protocol and REST API, as in ServerError.Code.
+const (
+	CodeInvalidPayload = "invalid_payload"
+	CodeTooLarge       = "too_large"
+	CodeNotMember      = "not_member"
+	CodeNoSuchGroup    = "no_such_group"
+	CodeInvalidPeer    = "invalid_peer"
+	CodeRateLimited    = "rate_limited"
+	CodeUnavailable    = "unavailable"
+	CodeInvalid        = "invalid"
+	CodeUnauthorized   = "unauthorized"
+	CodeForbidden      = "forbidden"
+	CodeNotFound       = "not_found"
+	CodeConflict       = "conflict"
+)
+
+var sentinels = map[string]error{
+	CodeInvalidPayload: ErrInvalidPayload,
+	CodeTooLarge:       ErrTooLarge,
+	CodeNotMember:      ErrNotMember,
+	CodeNoSuchGroup:    ErrNoSuchGroup,
+	CodeInvalidPeer:    ErrInvalidPeer,
+	CodeRateLimited:    ErrRateLimited,
+	CodeUnavailable:    ErrUnavailable,
+	CodeInvalid:        ErrInvalid,
+	CodeUnauthorized:   ErrUnauthorized,
+	CodeForbidden:      ErrForbidden,
+	CodeNotFound:       ErrNotFound,
+	CodeConflict:       ErrConflict,
+}
+
+// ServerError is an error reported by the server: an MQTT error event
+// ({"kind":"error",...}) or a REST error ({"error":{"code","message"}}).
+// It matches the sentinel of its Code with errors.Is.
+type ServerError struct {
+	// Code is the stable error code, e.g. "not_member" (see the Code...
+	// constants). Programs switch on it (or use errors.Is).
+	Code string
+	// Message is the server's human-readable explanation.
+	Message string
+	// CID is the cid of the failed send, for MQTT error events that carry
+	// one.
+	CID string
+	// Topic is the topic of the failed publish, for MQTT error events.
+	Topic string
+	// Status is the HTTP status, for REST errors; 0 for MQTT error events.
+	Status int
+}
+
+// Error implements error.
+func (e *ServerError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("parley: %s (%d): %s", e.Code, e.Status, e.Message)
+	}
+	return fmt.Sprintf("parley: %s: %s", e.Code, e.Message)
+}
+
+// Is reports whether target is the sentinel error of e.Code.
+func (e *ServerError) Is(target error) bool {
+	s, ok := sentinels[e.Code]
+	return ok && s == target
+}
+
+// permanent reports whether repeating the request cannot succeed.
+func (e *ServerError) permanent() bool { return e.Code != CodeUnavailable }
+
+// GapError is reported in an error event when the client could not fetch
+// the messages of a gap from the REST history. The messages between After
+// and Before (exclusive) were not surfaced; the conversation goes on from
+// Before.
+type GapError struct {
+	Conv   string
+	After  int64
+	Before int64
+	Err    error
+}
+
+// Error implements error.
+func (e *GapError) Error() string {
+	return fmt.Sprintf("parley: fill gap in %s after %d before %d: %v", e.Conv, e.After, e.Before, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *GapError) Unwrap() error { return e.Err }

@@ -1,0 +1,173 @@
+package parley_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/parley-im/parley/clients/parley"
+)
+
+// The examples run against a server that TestMain starts in-process:
+// exampleBroker and exampleHTTP are its URLs, and exampleToken(user) returns
+// a token as `parleyd token USER` prints it.
+
+// Two users exchange a direct message.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	alice, err := parley.Dial(ctx, parley.Options{
+		Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("alice"), Device: "phone",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := parley.Dial(ctx, parley.Options{
+		Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("bob"), Device: "laptop",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bob.Close()
+
+	m, err := alice.Send(ctx, parley.User("bob"), "hi bob")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("alice sent #%d in %s\n", m.Seq, m.Conv)
+
+	for ev := range bob.Events() {
+		if ev.Kind == parley.EventMessage {
+			fmt.Printf("bob got #%d from %s: %s\n", ev.Message.Seq, ev.Message.From, ev.Message.Text())
+			break
+		}
+	}
+	// Output:
+	// alice sent #1 in dm:alice:bob
+	// bob got #1 from alice: hi bob
+}
+
+// A handler receives the events of a client in order, one at a time.
+func ExampleOptions_handler() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	got := make(chan parley.Message, 1)
+	carol, err := parley.Dial(ctx, parley.Options{
+		Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("carol"), Device: "desk",
+		Handler: func(ev parley.Event) {
+			if ev.Kind == parley.EventMessage && ev.Message.From != "carol" {
+				got <- ev.Message
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer carol.Close()
+	dave, err := parley.Dial(ctx, parley.Options{
+		Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("dave"), Device: "desk",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dave.Close()
+
+	if _, err := dave.Send(ctx, parley.User("carol"), map[string]any{"lat": 48.85, "lon": 2.35}, parley.WithType("location")); err != nil {
+		log.Fatal(err)
+	}
+	m := <-got
+	var loc struct{ Lat, Lon float64 }
+	if err := m.Decode(&loc); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s sent a %s: %.2f, %.2f\n", m.From, m.Type, loc.Lat, loc.Lon)
+	// Output:
+	// dave sent a location: 48.85, 2.35
+}
+
+// Groups are made over REST; their messages go over MQTT. A user who is not
+// a member gets ErrNotMember.
+func ExampleClient_Send_group() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	erin, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("erin"), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer erin.Close()
+	mallory, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("mallory"), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mallory.Close()
+
+	g, err := erin.CreateGroup(ctx, parley.NewGroup{ID: "book-club", Name: "Book club", Members: []string{"frank"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("created", g.Conv, "with", len(g.Members), "members")
+
+	m, err := erin.Send(ctx, parley.Group("book-club"), "next week: Dune")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("sent #%d (#1 is the group.created message)\n", m.Seq)
+
+	_, err = mallory.Send(ctx, parley.Group("book-club"), "let me in")
+	if errors.Is(err, parley.ErrNotMember) {
+		fmt.Println("mallory:", err)
+	}
+	// Output:
+	// created g:book-club with 2 members
+	// sent #2 (#1 is the group.created message)
+	// mallory: parley: not_member: you are not a member of group "book-club"
+}
+
+// History pages through a conversation over REST, here from the first
+// message forward.
+func ExampleAPI_History() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	gina, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("gina"), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gina.Close()
+	for _, s := range []string{"one", "two", "three"} {
+		if _, err := gina.Send(ctx, parley.User("hank"), s); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// A program that needs no MQTT connection uses NewAPI.
+	hank, err := parley.NewAPI(ctx, parley.Options{HTTP: exampleHTTP, Token: exampleToken("hank")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hank.CloseIdleConnections()
+	opts := parley.HistoryOptions{Forward: true, Limit: 2}
+	for {
+		page, err := hank.History(ctx, parley.DirectConv("gina", "hank"), opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, m := range page.Messages {
+			fmt.Printf("#%d %s: %s\n", m.Seq, m.From, m.Text())
+		}
+		if page.Next == 0 {
+			break
+		}
+		opts.After = page.Next
+	}
+	// Output:
+	// #1 gina: one
+	// #2 gina: two
+	// #3 gina: three
+}

@@ -1,0 +1,81 @@
+package parley_test
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/clients/parley"
+)
+
+// TestNoGoroutineLeak: clients that connected, sent, received, filled REST
+// requests, watched presence and lived through a broker restart leave no
+// goroutine behind after Close.
+func TestNoGoroutineLeak(t *testing.T) {
+	e := setup(t, openSQLite(t))
+	ctx := ctxT(t)
+	// Warm up what lives for the whole process (the broker's own
+	// goroutines, HTTP transports, timers).
+	warm := e.dial("warm", "w")
+	if _, err := warm.Send(ctx, parley.User("bob"), "warm up"); err != nil {
+		t.Fatal(err)
+	}
+	warm.Close()
+	baseline := settle(runtime.NumGoroutine())
+
+	for range 3 {
+		alice := e.dial("alice", "a")
+		bob := e.dial("bob", "b")
+		m, err := alice.Send(ctx, parley.User("bob"), "hi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		messages(t, bob, m.Conv, 1)
+		if err := bob.Presence(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.History(ctx, m.Conv, parley.HistoryOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.MarkRead(ctx, m.Conv, m.Seq); err != nil {
+			t.Fatal(err)
+		}
+		alice.Close()
+		bob.Close()
+		// A client closed while the broker is away.
+		carol := e.dial("carol", "c")
+		e.stop()
+		time.Sleep(100 * time.Millisecond)
+		carol.Close()
+		e.start()
+	}
+
+	const tolerance = 3
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= baseline+tolerance {
+			t.Logf("goroutines: %d before, %d after", baseline, n)
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("goroutines: %d before, %d after Close:\n%s", baseline, n, buf)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// settle waits for the goroutine count to stop falling and returns it.
+func settle(n int) int {
+	for range 20 {
+		time.Sleep(100 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m >= n {
+			return m
+		}
+		n = m
+	}
+	return n
+}

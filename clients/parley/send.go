@@ -1,0 +1,295 @@
+package parley
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SendOption changes how Send sends.
+type SendOption func(*sendConfig)
+
+type sendConfig struct {
+	typ       string
+	ephemeral bool
+	cid       string
+}
+
+// WithType sets the message type (at most 32 characters; default "text").
+// Types starting with "group.", "member." or "system." are reserved for the
+// server.
+func WithType(t string) SendOption { return func(c *sendConfig) { c.typ = t } }
+
+// Ephemeral sends the message without storing it: it gets no seq, goes only
+// to the members connected at that moment, and not back to the sender.
+// Typing indicators and call signalling are ephemeral.
+func Ephemeral() SendOption { return func(c *sendConfig) { c.ephemeral = true } }
+
+// WithCID sets the client message id (at most 64 characters) instead of a
+// random one. A send with the (conversation, cid) of a stored message of the
+// same user is not stored again: Send returns the original. Use it to retry
+// a send across restarts of the program.
+func WithCID(cid string) SendOption { return func(c *sendConfig) { c.cid = cid } }
+
+// sendWaiter is a Send waiting for its echo or error.
+type sendWaiter struct {
+	key     string
+	topic   string
+	payload []byte
+	result  chan sendResult
+	resend  chan struct{}
+}
+
+type sendResult struct {
+	msg Message
+	err *ServerError
+}
+
+// Send sends body, any value that encodes to JSON (a json.RawMessage is sent
+// as is), to a user or group, and returns the stored message with its
+// conversation, seq and id once the server's echo arrives.
+//
+// Send publishes at QoS 1 with a random cid (see WithCID). It publishes
+// again with the same cid, which the server stores only once, after a
+// reconnection, when the server reports its store unavailable, and when no
+// echo came within Options.ResendInterval; it gives up only when ctx ends
+// (returning ctx.Err()) or the client is closed (ErrClosed). Refusals are
+// returned as a *ServerError matching ErrNotMember, ErrNoSuchGroup,
+// ErrInvalidPeer, ErrInvalidPayload, ErrTooLarge or ErrRateLimited.
+//
+// With Ephemeral, Send returns once the server acknowledged the publish; the
+// returned message has no Seq and no ID. Errors the server reports after
+// that acknowledgement arrive as EventError.
+func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOption) (Message, error) {
+	cfg := sendConfig{typ: "text"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if to.id == "" {
+		return Message{}, fmt.Errorf("parley: send: empty target: %w", ErrInvalidPeer)
+	}
+	raw, ok := body.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
+		}
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return Message{}, fmt.Errorf("parley: send: body is required: %w", ErrInvalidPayload)
+	}
+	if cfg.cid == "" {
+		cfg.cid = newCID()
+	}
+	payload, err := json.Marshal(struct {
+		CID       string          `json:"cid"`
+		Type      string          `json:"type"`
+		Body      json.RawMessage `json:"body"`
+		Ephemeral bool            `json:"ephemeral,omitempty"`
+	}{cfg.cid, cfg.typ, raw, cfg.ephemeral})
+	if err != nil {
+		return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
+	}
+	if max := c.opts.MaxPayload; max > 0 && len(payload) > max {
+		return Message{}, fmt.Errorf("parley: send: payload of %d bytes exceeds Options.MaxPayload %d: %w", len(payload), max, ErrTooLarge)
+	}
+	kind := "u"
+	if to.group {
+		kind = "g"
+	}
+	conv := to.Conv(c.user)
+	w := &sendWaiter{
+		key:     conv + "\x00" + cfg.cid,
+		topic:   c.opts.TopicPrefix + "/send/" + kind + "/" + to.id,
+		payload: payload,
+		result:  make(chan sendResult, 4),
+		resend:  make(chan struct{}, 1),
+	}
+	if !c.register(w) {
+		return Message{}, ErrClosed
+	}
+	defer c.unregister(w)
+
+	if cfg.ephemeral {
+		if err := c.wait(ctx, c.mq.Publish(w.topic, 1, false, w.payload)); err != nil {
+			return Message{}, fmt.Errorf("parley: send: %w", err)
+		}
+		select {
+		case r := <-w.result:
+			if r.err != nil {
+				return Message{}, r.err
+			}
+		default:
+		}
+		return Message{Conv: conv, CID: cfg.cid, From: c.user, TS: time.Now().UTC(), Type: cfg.typ, Body: raw}, nil
+	}
+
+	c.publish(w)
+	timer := time.NewTimer(c.opts.ResendInterval)
+	defer timer.Stop()
+	backoff := 250 * time.Millisecond
+	for {
+		select {
+		case r := <-w.result:
+			if r.err == nil {
+				return r.msg, nil
+			}
+			if r.err.permanent() {
+				return Message{}, r.err
+			}
+			c.log.Warn("parley: server unavailable, sending again", "conv", conv, "cid", cfg.cid, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return Message{}, ctx.Err()
+			case <-c.ctx.Done():
+				return Message{}, ErrClosed
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			c.publish(w)
+		case <-w.resend:
+			c.publish(w)
+		case <-timer.C:
+			c.log.Debug("parley: no echo yet, sending again", "conv", conv, "cid", cfg.cid)
+			c.publish(w)
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-c.ctx.Done():
+			return Message{}, ErrClosed
+		}
+		timer.Reset(c.opts.ResendInterval)
+	}
+}
+
+// publish publishes a pending send when the connection is up; otherwise the
+// next connection publishes it (resendAll).
+func (c *Client) publish(w *sendWaiter) {
+	if !c.mq.IsConnectionOpen() {
+		return
+	}
+	c.mq.Publish(w.topic, 1, false, w.payload)
+}
+
+// resendAll publishes every pending send again, after a reconnection.
+func (c *Client) resendAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ws := range c.pending {
+		for _, w := range ws {
+			select {
+			case w.resend <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (c *Client) register(w *sendWaiter) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.pending[w.key] = append(c.pending[w.key], w)
+	return true
+}
+
+func (c *Client) unregister(w *sendWaiter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.pending[w.key]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(c.pending, w.key)
+	} else {
+		c.pending[w.key] = ws
+	}
+}
+
+// matchEcho completes the sends waiting for m, the echo of a message of the
+// user.
+func (c *Client) matchEcho(m Message) {
+	if m.From != c.user || m.CID == "" {
+		return
+	}
+	c.deliverResult(m.Conv+"\x00"+m.CID, sendResult{msg: m})
+}
+
+// matchError hands an error event to the send it is about; it reports
+// whether there was one.
+func (c *Client) matchError(e *ServerError) bool {
+	if e.CID == "" {
+		// The server could not read the payload (too_large, malformed
+		// JSON): the error names only the topic. It is the send's when
+		// that send is the only one pending on the topic.
+		c.mu.Lock()
+		var only *sendWaiter
+		n := 0
+		for _, ws := range c.pending {
+			for _, w := range ws {
+				if w.topic == e.Topic {
+					only = w
+					n++
+				}
+			}
+		}
+		c.mu.Unlock()
+		if n != 1 {
+			return false
+		}
+		select {
+		case only.result <- sendResult{err: e}:
+		default:
+		}
+		return true
+	}
+	rest, ok := strings.CutPrefix(e.Topic, c.opts.TopicPrefix+"/send/")
+	if !ok {
+		return false
+	}
+	var conv string
+	switch kind, id, _ := strings.Cut(rest, "/"); kind {
+	case "u":
+		conv = DirectConv(c.user, id)
+	case "g":
+		conv = GroupConv(id)
+	default:
+		return false
+	}
+	return c.deliverResult(conv+"\x00"+e.CID, sendResult{err: e})
+}
+
+func (c *Client) deliverResult(key string, r sendResult) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.pending[key]
+	for _, w := range ws {
+		select {
+		case w.result <- r:
+		default:
+		}
+	}
+	return len(ws) > 0
+}
+
+func newCID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Typing tells the members of a conversation that the user is typing: an
+// ephemeral message of type "typing" with body true.
+func (c *Client) Typing(ctx context.Context, to Target) error {
+	_, err := c.Send(ctx, to, true, WithType("typing"), Ephemeral())
+	return err
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchJSON runs the program with --json and decodes its report; it fails
+// unless the exit status is want.
+func benchJSON(t *testing.T, want int, args ...string) report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, append(args, "--json", "--progress", "off"), &stdout, &stderr)
+	if code != want {
+		t.Fatalf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, want, stdout.String(), stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("decode report: %v\n%s", err, stdout.String())
+	}
+	return rep
+}
+
+// checkRun asserts that a run moved messages and lost none.
+func checkRun(t *testing.T, r *result) {
+	t.Helper()
+	if !r.OK {
+		t.Errorf("%s: not OK: %+v", r.Name, r)
+	}
+	if r.Acked == 0 || r.AcksPerSecond <= 0 || r.DeliveriesPerSecond <= 0 || r.ConnectRate <= 0 {
+		t.Errorf("%s: zero figures: acked %d, %.0f acks/s, %.0f deliveries/s, %.0f connects/s",
+			r.Name, r.Acked, r.AcksPerSecond, r.DeliveriesPerSecond, r.ConnectRate)
+	}
+	if r.Latency.Samples == 0 || r.Latency.P50 <= 0 || r.Latency.Max < r.Latency.P99 {
+		t.Errorf("%s: latency %+v", r.Name, r.Latency)
+	}
+	v := r.Verify
+	if v.Expected == 0 || v.Losses != 0 || v.Delivered != v.Expected || v.Mismatches != 0 {
+		t.Errorf("%s: verify %+v", r.Name, v)
+	}
+}
+
+func TestRunParleyAndPlain(t *testing.T) {
+	t.Parallel()
+	rep := benchJSON(t, 0, "--users", "10", "--duration", "1500ms", "--store", "sqlite", "--baseline", "plain", "--connect-rate", "0")
+	if len(rep.Runs) != 2 || rep.Runs[0].Name != "parley-sqlite" || rep.Runs[1].Name != "plain" || !rep.OK {
+		t.Fatalf("runs %+v", rep.Runs)
+	}
+	for _, r := range rep.Runs {
+		checkRun(t, r)
+	}
+	// Parley echoes every message to the sender; the raw scenario does not.
+	if p := rep.Runs[0]; p.Verify.Expected != 2*p.Acked || p.EchoesPerSecond <= 0 || p.Verify.Reorders != 0 {
+		t.Errorf("parley: expected %d deliveries for %d acked sends, %.0f echoes/s, %d reorders",
+			p.Verify.Expected, p.Acked, p.EchoesPerSecond, p.Verify.Reorders)
+	}
+	if p := rep.Runs[1]; p.Verify.Expected != p.Acked {
+		t.Errorf("plain: expected %d deliveries for %d acked sends", p.Verify.Expected, p.Acked)
+	}
+	q := rep.Ratios["parley-sqlite/plain"]["acks_per_second"]
+	if q == nil || *q <= 0 {
+		t.Errorf("ratios %+v", rep.Ratios)
+	}
+}
+
+func TestRunGroupsOffline(t *testing.T) {
+	t.Parallel()
+	rep := benchJSON(t, 0, "--users", "12", "--group", "4", "--devices", "2", "--qos", "2", "--offline", "0.25",
+		"--duration", "2s", "--rate", "300", "--connect-rate", "0")
+	r := rep.Runs[0]
+	checkRun(t, r)
+	if r.Catchup == nil || r.Catchup.Devices != 6 || r.Catchup.Messages == 0 || r.Catchup.Incomplete != 0 {
+		t.Errorf("catch-up %+v", r.Catchup)
+	}
+	// Every device of the four members gets each message, the sender's too.
+	if r.Verify.Expected != 8*r.Acked {
+		t.Errorf("expected %d deliveries for %d acked sends", r.Verify.Expected, r.Acked)
+	}
+}
+
+func TestRunTarget(t *testing.T) {
+	t.Parallel()
+	srv, err := startPlain(newLogCounter(nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	rep := benchJSON(t, 0, "--target", "mqtt://"+srv.addr, "--users", "6", "--group", "3", "--count", "50")
+	r := rep.Runs[0]
+	checkRun(t, r)
+	if r.Name != "target" || r.Sent != 300 || r.Verify.Expected != 3*300 {
+		t.Errorf("target run: %s sent %d, expected %d", r.Name, r.Sent, r.Verify.Expected)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--users", "3"},
+		{"--group", "1"},
+		{"--qos", "3"},
+		{"--store", "mysql"},
+		{"--target", "localhost:1883"},
+		{"--offline", "0.5", "--count", "10"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit status %d, want 2", args, code)
+		}
+	}
+}
+
+func TestAppendSend(t *testing.T) {
+	for _, size := range []int{0, 50, 200, 1000} {
+		b := appendSend(nil, "run1", 12, 345, time.Now().UnixNano(), size)
+		var v struct {
+			CID  string          `json:"cid"`
+			Body json.RawMessage `json:"body"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("size %d: %v: %s", size, err, b)
+		}
+		if v.CID != "run1.12.345" || (size >= 50 && len(v.Body) != size) {
+			t.Errorf("size %d: cid %q, body of %d bytes", size, v.CID, len(v.Body))
+		}
+	}
+}
+
+func TestParseDelivery(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+		want     delivery
+	}{
+		{"Message", `{"kind":"message","conv":"dm:a:b","seq":42,"id":"x","cid":"r.1.2","from":"a","ts":"t","type":"text","body":{"t":1700000000000000000,"n":7,"pad":"xx"}}`,
+			true, delivery{kind: []byte("message"), conv: []byte("dm:a:b"), cid: []byte("r.1.2"), seq: 42, t: 1700000000000000000, n: 7, hasT: true}},
+		{"RawSend", `{"cid":"r.1.2","body":{"pad":"a\"b}","n":3,"t":5}}`,
+			true, delivery{cid: []byte("r.1.2"), t: 5, n: 3, hasT: true}},
+		{"Error", `{"kind":"error","cid":"c","code":"rate_limited","message":"slow down, \"please\""}`,
+			true, delivery{kind: []byte("error"), cid: []byte("c"), code: []byte("rate_limited")}},
+		{"NestedBody", `{"kind":"message","seq":1,"body":{"name":"x","members":[{"user":"a","t":1}]},"cid":"z"}`,
+			true, delivery{kind: []byte("message"), seq: 1, cid: []byte("z")}},
+		{"Spaces", ` { "seq" : 3 , "body" : "text" } `, true, delivery{seq: 3}},
+		{"NotObject", `[1,2]`, false, delivery{}},
+		{"Truncated", `{"kind":"message","conv":"dm`, false, delivery{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d delivery
+			ok := parseDelivery([]byte(tt.in), &d)
+			if ok != tt.ok {
+				t.Fatalf("ok %v, want %v", ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if string(d.kind) != string(tt.want.kind) || string(d.conv) != string(tt.want.conv) || string(d.cid) != string(tt.want.cid) ||
+				string(d.code) != string(tt.want.code) || d.seq != tt.want.seq || d.t != tt.want.t || d.n != tt.want.n || d.hasT != tt.want.hasT {
+				t.Errorf("got %+v, want %+v", d, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseCID(t *testing.T) {
+	tests := []struct {
+		in      string
+		s, n    int
+		wantOK  bool
+		comment string
+	}{
+		{"run.3.14", 3, 14, true, "ours"},
+		{"other.3.14", 0, 0, false, "another run"},
+		{"run.3", 0, 0, false, "no counter"},
+		{"run.x.1", 0, 0, false, "not a number"},
+		{"runx.3.1", 0, 0, false, "prefix only"},
+	}
+	for _, tt := range tests {
+		s, n, ok := parseCID([]byte(tt.in), "run")
+		if ok != tt.wantOK || s != tt.s || n != tt.n {
+			t.Errorf("%s (%s): %d %d %v", tt.in, tt.comment, s, n, ok)
+		}
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for v := int64(1); v <= 100000; v++ {
+		h.record(v * 1000) // 1µs .. 100ms
+	}
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		want := float64(q * 100000 * 1000)
+		got := float64(h.quantile(q))
+		if got < want || got > want*1.01 {
+			t.Errorf("quantile %.3f = %.0f, want %.0f within 1%%", q, got, want)
+		}
+	}
+	if h.quantile(1) != 100000*1000 || h.max.Load() != 100000*1000 {
+		t.Errorf("max %d, q1 %d", h.max.Load(), h.quantile(1))
+	}
+	var empty histogram
+	if empty.quantile(0.99) != 0 {
+		t.Error("empty histogram")
+	}
+	for _, v := range []int64{0, 127, 128, 255, 256, 1 << 40, 1<<62 + 12345} {
+		if i := bucketOf(v); bucketHigh(i) < v || (i > 0 && bucketHigh(i-1) >= v) {
+			t.Errorf("value %d in bucket %d [.., %d]", v, i, bucketHigh(i))
+		}
+	}
+}
+
+func TestTableOutput(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--users", "4", "--count", "20", "--progress", "off"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit status %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"sends acked/s", "latency p99.9", "losses", "parley-sqlite: OK"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/postgres"
+	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+// server is the broker of one run.
+type server struct {
+	name     string
+	mode     string
+	addr     string // MQTT over TCP, host:port
+	httpURL  string // Parley's HTTP API
+	tokens   *hooks.Tokens
+	username string // raw scenario credentials (from the --target URL)
+	password string
+	log      *logCounter
+	close    func()
+}
+
+// credentials returns the CONNECT username and password of user.
+func (s *server) credentials(user string) (string, string, error) {
+	if s.tokens == nil {
+		return s.username, s.password, nil
+	}
+	tok, err := s.tokens.Sign(user, 24*time.Hour)
+	return user, tok, err
+}
+
+// catchupLimit replaces Parley's default of 500 messages per conversation in
+// one catch-up: users who were offline for a long flat-out stretch would
+// otherwise get a gap event and have to page the rest over REST, which this
+// load generator does not do.
+const catchupLimit = 1 << 20
+
+// startParley starts Parley in-process on 127.0.0.1 with store kind.
+func startParley(ctx context.Context, cfg *config, kind string, lc *logCounter) (*server, error) {
+	var (
+		store   history.Store
+		cleanup []func()
+		err     error
+	)
+	closeAll := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	logger := slog.New(lc)
+	switch kind {
+	case "sqlite":
+		dir, err := os.MkdirTemp(cfg.DataDir, "parley-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("sqlite data dir: %w", err)
+		}
+		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+		if store, err = sqlite.Open(ctx, filepath.Join(dir, "data"), logger); err != nil {
+			closeAll()
+			return nil, err
+		}
+	case "postgres":
+		url := os.Getenv("PARLEY_DATABASE_URL")
+		if url == "" {
+			cluster, err := pgtest.StartCluster()
+			if err != nil {
+				return nil, fmt.Errorf("start a throwaway PostgreSQL (or set PARLEY_DATABASE_URL): %w", err)
+			}
+			cleanup = append(cleanup, cluster.Destroy)
+			if url, err = cluster.CreateDB(ctx, "parley_bench"); err != nil {
+				closeAll()
+				return nil, fmt.Errorf("create database: %w", err)
+			}
+		}
+		if store, err = postgres.Open(ctx, url, logger); err != nil {
+			closeAll()
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown store %q", kind)
+	}
+	cleanup = append(cleanup, func() { store.Close() })
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	b, err := broker.New(broker.Options{
+		Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		JWTSecret: secret, Rate: -1, CatchupLimit: catchupLimit, Logger: logger,
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := b.Start(ctx); err != nil {
+		closeAll()
+		return nil, err
+	}
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	}
+	cleanup = append(cleanup, stop)
+	return &server{
+		name: "parley-" + kind, mode: modeParley, addr: b.Addr("mqtt").String(),
+		httpURL: "http://" + b.Addr("http").String(), tokens: b.Tokens(), log: lc, close: closeAll,
+	}, nil
+}
+
+// allowAll lets every client connect, publish and subscribe. It is mochi's
+// hooks/auth.AllowHook, written out because that package pulls in a YAML
+// module that Parley's go.mod does not carry.
+type allowAll struct{ mqtt.HookBase }
+
+func (allowAll) ID() string { return "allow-all-auth" }
+
+func (allowAll) Provides(b byte) bool { return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck }
+
+func (allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// startPlain starts a bare mochi-mqtt broker on 127.0.0.1: default
+// capabilities, an allow-all auth hook, no Parley hooks, no store.
+func startPlain(lc *logCounter) (*server, error) {
+	ms := mqtt.New(&mqtt.Options{Logger: slog.New(lc)})
+	if err := ms.AddHook(new(allowAll), nil); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	if err := ms.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := ms.Serve(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &server{name: "plain", mode: modeRaw, addr: ln.Addr().String(), log: lc, close: func() { _ = ms.Close() }}, nil
+}
+
+// externalTarget is the broker named by --target.
+func externalTarget(cfg *config) *server {
+	u := cfg.target
+	s := &server{name: "target", mode: modeRaw, addr: u.Host, log: newLogCounter(nil, slog.LevelError), close: func() {}}
+	if u.User != nil {
+		s.username = u.User.Username()
+		s.password, _ = u.User.Password()
+	}
+	return s
+}
+
+// createGroups creates the groups of tp over Parley's REST API, each owned by
+// its first member.
+func createGroups(ctx context.Context, s *server, tp *topology) error {
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range tp.convs {
+		if c.group == "" {
+			continue
+		}
+		owner := tp.users[c.members[0]]
+		var members []string
+		for _, m := range c.members[1:] {
+			members = append(members, tp.users[m])
+		}
+		body, _ := json.Marshal(map[string]any{"id": c.group, "name": c.group, "members": members})
+		_, tok, err := s.credentials(owner)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.httpURL+"/v1/groups", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("create group %s: %w", c.group, err)
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("create group %s: %s: %s", c.group, resp.Status, strings.TrimSpace(string(msg)))
+		}
+	}
+	return nil
+}
+
+// logCounter is the embedded servers' slog handler: it counts every warning
+// and error by message (they belong in the report), and passes records at or
+// above level to next.
+type logCounter struct {
+	next  slog.Handler
+	level slog.Level
+	state *logState
+}
+
+type logState struct {
+	mu     sync.Mutex
+	counts map[string]int
+	muted  bool
+}
+
+func newLogCounter(w io.Writer, level slog.Level) *logCounter {
+	lc := &logCounter{level: level, state: &logState{counts: map[string]int{}}}
+	if w != nil {
+		lc.next = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return lc
+}
+
+func (l *logCounter) Enabled(_ context.Context, lv slog.Level) bool {
+	return lv >= slog.LevelWarn || (l.next != nil && lv >= l.level)
+}
+
+func (l *logCounter) Handle(ctx context.Context, r slog.Record) error {
+	st := l.state
+	st.mu.Lock()
+	muted := st.muted
+	if r.Level >= slog.LevelWarn && !muted {
+		key := r.Level.String() + " " + r.Message
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "error" {
+				key += " (" + a.Value.String() + ")"
+				return false
+			}
+			return true
+		})
+		st.counts[key]++
+	}
+	st.mu.Unlock()
+	if l.next != nil && r.Level >= l.level && !muted {
+		return l.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (l *logCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *l
+	if l.next != nil {
+		c.next = l.next.WithAttrs(as)
+	}
+	return &c
+}
+
+func (l *logCounter) WithGroup(name string) slog.Handler {
+	c := *l
+	if l.next != nil {
+		c.next = l.next.WithGroup(name)
+	}
+	return &c
+}
+
+// mute stops counting and passing records: shutdown noise is not the run's.
+func (l *logCounter) mute() {
+	l.state.mu.Lock()
+	l.state.muted = true
+	l.state.mu.Unlock()
+}
+
+// summary returns the counted records, most frequent first.
+func (l *logCounter) summary() []logLine {
+	l.state.mu.Lock()
+	defer l.state.mu.Unlock()
+	var out []logLine
+	for k, n := range l.state.counts {
+		out = append(out, logLine{Message: k, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Message < out[j].Message
+	})
+	return out
+}
+
+// logLine is a server log message and how often it was seen.
+type logLine struct {
+	Message string `json:"message"`
+	Count   int    `json:"count"`
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/parley-im/parley/clients/parley"
+)
+
+// convArg turns a command-line conversation into a conversation id: dm:A:B
+// and g:GROUP as they are, a user id as the direct conversation with me.
+func convArg(arg, me string) string {
+	if strings.HasPrefix(arg, "dm:") || strings.HasPrefix(arg, "g:") {
+		return arg
+	}
+	return parley.DirectConv(me, arg)
+}
+
+// history prints a page of a conversation's history, oldest first, or all
+// of it.
+func (c *cli) history(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("history", flag.ContinueOnError)
+	var cf config
+	cf.flags(fs)
+	after := fs.Int64("after", 0, "messages after this seq, oldest first")
+	before := fs.Int64("before", 0, "messages before this seq")
+	limit := fs.Int("limit", 50, "messages per page (at most 200)")
+	all := fs.Bool("all", false, "every message from the first (or from --after), page after page")
+	pos, err := c.parseFlags(fs, "history [flags] CONV|PEER|g:GROUP", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one conversation (dm:A:B, g:GROUP or a user id), got %d arguments", len(pos))
+	}
+	if *after > 0 && *before > 0 {
+		return usagef("use --after or --before, not both")
+	}
+	if *all && *before > 0 {
+		return usagef("--all pages forward: use it with --after, not --before")
+	}
+	api, err := cf.api(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer api.CloseIdleConnections()
+	conv := convArg(pos[0], api.User())
+	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	o := parley.HistoryOptions{After: *after, Before: *before, Limit: *limit, Forward: *all}
+	for {
+		p, err := api.History(rctx, conv, o)
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", conv, err)
+		}
+		msgs := p.Messages
+		descending := o.After == 0 && !o.Forward
+		if descending {
+			msgs = slices.Clone(msgs)
+			slices.Reverse(msgs)
+		}
+		for _, m := range msgs {
+			if err := c.printMessage(cf.json, m); err != nil {
+				return err
+			}
+		}
+		if p.Next == 0 {
+			return nil
+		}
+		if !*all {
+			if descending {
+				fmt.Fprintf(c.stderr, "(older messages: --before %d)\n", p.Next)
+			} else {
+				fmt.Fprintf(c.stderr, "(more: --after %d)\n", p.Next)
+			}
+			return nil
+		}
+		o.After = p.Next
+	}
+}
+
+func (c *cli) printMessage(asJSON bool, m parley.Message) error {
+	if asJSON {
+		return writeJSON(c.stdout, toMessageJSON("", m))
+	}
+	_, err := fmt.Fprintf(c.stdout, "#%d %s\n", m.Seq, messageLine(m, false))
+	return err
+}
+
+// conversationJSON is a conversation as the REST API writes it.
+type conversationJSON struct {
+	ID          string       `json:"id"`
+	Kind        string       `json:"kind"`
+	Peer        string       `json:"peer,omitempty"`
+	Group       string       `json:"group,omitempty"`
+	Name        string       `json:"name"`
+	LastSeq     int64        `json:"last_seq"`
+	ReadSeq     int64        `json:"read_seq"`
+	Unread      int64        `json:"unread"`
+	LastMessage *messageJSON `json:"last_message"`
+}
+
+// conversations lists the user's conversations.
+func (c *cli) conversations(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("conversations", flag.ContinueOnError)
+	var cf config
+	cf.flags(fs)
+	limit := fs.Int("limit", 50, "conversations per page")
+	cursor := fs.String("cursor", "", "the cursor printed after the previous page")
+	pos, err := c.parseFlags(fs, "conversations [flags]", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected arguments %q", pos)
+	}
+	api, err := cf.api(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer api.CloseIdleConnections()
+	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	p, err := api.Conversations(rctx, parley.ListOptions{Limit: *limit, Cursor: *cursor})
+	if err != nil {
+		return fmt.Errorf("conversations: %w", err)
+	}
+	if cf.json {
+		for _, cv := range p.Conversations {
+			out := conversationJSON{ID: cv.ID, Kind: cv.Kind, Peer: cv.Peer, Group: cv.Group, Name: cv.Name,
+				LastSeq: cv.LastSeq, ReadSeq: cv.ReadSeq, Unread: cv.Unread}
+			if cv.LastMessage != nil {
+				m := toMessageJSON("", *cv.LastMessage)
+				out.LastMessage = &m
+			}
+			if err := writeJSON(c.stdout, out); err != nil {
+				return err
+			}
+		}
+	} else {
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONVERSATION\tNAME\tLAST\tUNREAD\tLAST MESSAGE")
+		for _, cv := range p.Conversations {
+			last := ""
+			if m := cv.LastMessage; m != nil {
+				last = messageLine(*m, false)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t#%d\t%d\t%s\n", cv.ID, cv.Name, cv.LastSeq, cv.Unread, last)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if p.Next != "" {
+		fmt.Fprintf(c.stderr, "(more: --cursor %s)\n", p.Next)
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/hooks"
+)
+
+var testSecret = []byte("cli-test-secret-0123456789abcdef")
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader in
+// different goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// setup starts a broker on a SQLite store and points PARLEY_URL and
+// PARLEY_HTTP at it.
+func setup(t *testing.T) {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	b, err := broker.New(broker.Options{Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		JWTSecret: testSecret, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Close(ctx)
+	})
+	t.Setenv("PARLEY_URL", "tcp://"+b.Addr("mqtt").String())
+	t.Setenv("PARLEY_HTTP", "http://"+b.Addr("http").String())
+	t.Setenv("PARLEY_TOKEN", "")
+	os.Unsetenv("PARLEY_DEVICE")
+	os.Unsetenv("PARLEY_JWT_SECRET")
+}
+
+func token(t testing.TB, user string) string {
+	t.Helper()
+	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// result is what one run printed and returned.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runAs runs the program as user ("" for no token) with args and stdin.
+func runAs(t *testing.T, ctx context.Context, stdin io.Reader, user string, args ...string) result {
+	t.Helper()
+	if user != "" {
+		args = append(args, "--token", token(t, user))
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	var out, errOut lockedBuffer
+	code := run(ctx, args, stdin, &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ok fails unless r exited 0 and its stdout contains every want.
+func ok(t *testing.T, r result, want ...string) {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stdout, w) {
+			t.Fatalf("stdout lacks %q:\n%s", w, r.stdout)
+		}
+	}
+}
+
+// waitFor polls buf until it contains want.
+func waitFor(t *testing.T, buf *lockedBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(buf.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within 15s in:\n%s", want, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	setup(t)
+	cases := []struct {
+		name   string
+		args   []string
+		user   string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"NoArgs", nil, "", 2, "", "Usage: parley COMMAND"},
+		{"Unknown", []string{"frob"}, "", 2, "", `unknown command "frob"`},
+		{"Help", []string{"help"}, "", 0, "parley chat PEER|g:GROUP", ""},
+		{"CommandHelp", []string{"send", "-h"}, "", 0, "-to string", ""},
+		{"GroupHelp", []string{"group", "-h"}, "", 0, "parley group add", ""},
+		{"NoTo", []string{"send", "hi"}, "alice", 2, "", "--to is required"},
+		{"NoText", []string{"send", "--to", "bob"}, "alice", 2, "", "no message text"},
+		{"NoToken", []string{"send", "--to", "bob", "hi"}, "", 2, "", "no token: set PARLEY_TOKEN"},
+		{"NotAToken", []string{"send", "--to", "bob", "hi", "--token", "xyz"}, "", 2, "", "not a JWT"},
+		{"BadFlag", []string{"listen", "--bogus"}, "alice", 2, "", "flag provided but not defined: -bogus"},
+		{"HistoryNoConv", []string{"history"}, "alice", 2, "", "want one conversation"},
+		{"HistoryBoth", []string{"history", "bob", "--after", "1", "--before", "3"}, "alice", 2, "", "not both"},
+		{"GroupNoSub", []string{"group"}, "alice", 2, "", "want a subcommand"},
+		{"GroupUnknownSub", []string{"group", "frob"}, "alice", 2, "", `unknown subcommand "frob"`},
+		{"GroupAddArgs", []string{"group", "add", "team"}, "alice", 2, "", "want 2 arguments"},
+		{"TokenNoUser", []string{"token"}, "", 2, "", "want exactly one USER"},
+		{"ChatNoPeer", []string{"chat"}, "alice", 2, "", "want one user id"},
+		{"BadJSONBody", []string{"send", "--to", "bob", "--body-json", "{"}, "alice", 2, "", "not valid JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runAs(t, ctxT(t), nil, tc.user, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stdout, tc.stdout) || !strings.Contains(r.stderr, tc.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestToken(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "jwt-secret"), append(testSecret, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runAs(t, ctx, nil, "", "token", "--data-dir", dir, "alice", "--ttl", "1h")
+	ok(t, r)
+	if user, err := (&hooks.Tokens{Secret: testSecret}).Verify(strings.TrimSpace(r.stdout)); err != nil || user != "alice" {
+		t.Fatalf("token %q: %v, %q", r.stdout, err, user)
+	}
+
+	t.Run("EnvSecretWins", func(t *testing.T) {
+		t.Setenv("PARLEY_JWT_SECRET", "another-secret-another-secret-xx")
+		r := runAs(t, ctx, nil, "", "token", "--data-dir", dir, "bob")
+		ok(t, r)
+		if _, err := (&hooks.Tokens{Secret: []byte("another-secret-another-secret-xx")}).Verify(strings.TrimSpace(r.stdout)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("NoSecret", func(t *testing.T) {
+		r := runAs(t, ctx, nil, "", "token", "--data-dir", t.TempDir(), "bob")
+		if r.code != 1 || !strings.Contains(r.stderr, "no secret: set PARLEY_JWT_SECRET") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("BadUser", func(t *testing.T) {
+		r := runAs(t, ctx, nil, "", "token", "--data-dir", dir, "bad!user")
+		if r.code != 2 || !strings.Contains(r.stderr, "invalid user id") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("UsableToken", func(t *testing.T) {
+		// The printed token works as PARLEY_TOKEN.
+		t.Setenv("PARLEY_TOKEN", strings.TrimSpace(r.stdout))
+		ok(t, runAs(t, ctx, nil, "", "send", "--to", "bob", "signed by parley token"), "sent dm:alice:bob #1")
+	})
+}
+
+// TestSendAndListen: listen prints what send sends, human-readable and as
+// JSON.
+func TestSendAndListen(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	lctx, stop := context.WithCancel(ctx)
+	var human, machine, errOut lockedBuffer
+	codes := make(chan int, 2)
+	go func() {
+		codes <- run(lctx, []string{"listen", "--token", token(t, "bob")}, strings.NewReader(""), &human, &errOut)
+	}()
+	go func() {
+		codes <- run(lctx, []string{"listen", "--json", "--device", "json", "--token", token(t, "bob")}, strings.NewReader(""), &machine, &errOut)
+	}()
+	waitFor(t, &errOut, "listening as bob/cli")
+
+	r := runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hello", "bob")
+	ok(t, r, "sent dm:alice:bob #1 (id ")
+	r = runAs(t, ctx, nil, "alice", "send", "--to", "bob", "--json", "--type", "point", "--body-json", `{"x":1}`)
+	ok(t, r)
+	var m struct {
+		Kind, Conv, Type string
+		Seq              int64
+		Body             json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.Kind != "message" || m.Seq != 2 || string(m.Body) != `{"x":1}` || m.Type != "point" {
+		t.Fatalf("send --json printed %s (%v)", r.stdout, err)
+	}
+	ok(t, runAs(t, ctx, strings.NewReader("from stdin\n"), "alice", "send", "--to", "dm:alice:bob", "-"), "#3")
+	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "--ephemeral", "--type", "typing", "true"), "sent ephemeral typing to dm:alice:bob")
+
+	waitFor(t, &human, "dm:alice:bob #3 alice: from stdin")
+	waitFor(t, &human, "alice is typing")
+	if h := human.String(); !strings.Contains(h, "dm:alice:bob #1 alice: hello bob") || !strings.Contains(h, `dm:alice:bob #2 alice [point] {"x":1}`) {
+		t.Fatalf("listen printed:\n%s", h)
+	}
+	waitFor(t, &machine, `"body":"from stdin"`)
+	for _, line := range strings.Split(strings.TrimSpace(machine.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev["kind"] == nil {
+			t.Fatalf("listen --json printed %q", line)
+		}
+	}
+	stop()
+	for range 2 {
+		if code := <-codes; code != 0 {
+			t.Fatalf("listen exited %d: %s", code, errOut.String())
+		}
+	}
+}
+
+func TestHistoryAndConversations(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	for _, s := range []string{"one", "two", "three"} {
+		ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", s))
+	}
+	r := runAs(t, ctx, nil, "bob", "history", "alice")
+	ok(t, r, "#1 ", "alice: one", "alice: three")
+	if strings.Index(r.stdout, "one") > strings.Index(r.stdout, "three") {
+		t.Fatalf("history not oldest first:\n%s", r.stdout)
+	}
+	r = runAs(t, ctx, nil, "bob", "history", "dm:alice:bob", "--limit", "2")
+	ok(t, r, "alice: two", "alice: three")
+	if strings.Contains(r.stdout, "one") || !strings.Contains(r.stderr, "--before 2") {
+		t.Fatalf("latest page:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "bob", "history", "alice", "--after", "1", "--json")
+	ok(t, r)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"seq":2`) {
+		t.Fatalf("history --after 1 --json:\n%s", r.stdout)
+	}
+	ok(t, runAs(t, ctx, nil, "bob", "history", "alice", "--all", "--limit", "1"), "alice: one", "alice: two", "alice: three")
+
+	r = runAs(t, ctx, nil, "bob", "conversations")
+	ok(t, r, "CONVERSATION", "dm:alice:bob", "#3", "alice: three")
+	r = runAs(t, ctx, nil, "bob", "conversations", "--json")
+	ok(t, r, `"id":"dm:alice:bob"`, `"unread":3`)
+
+	r = runAs(t, ctx, nil, "carol", "history", "dm:alice:bob")
+	if r.code != 1 || !strings.Contains(r.stderr, "history of dm:alice:bob") {
+		t.Fatalf("someone else's history: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestGroupCommands(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	ok(t, runAs(t, ctx, nil, "alice", "group", "create", "--id", "team", "The Team", "bob"), `created g:team "The Team": alice (owner), bob`)
+	ok(t, runAs(t, ctx, nil, "bob", "group", "show", "team"), `g:team "The Team"`)
+	ok(t, runAs(t, ctx, nil, "alice", "group", "add", "g:team", "carol", "--role", "admin"), "#2 ", "[member.added]", "carol (admin)")
+	ok(t, runAs(t, ctx, nil, "carol", "send", "--to", "g:team", "hi team"), "sent g:team #3")
+	ok(t, runAs(t, ctx, nil, "alice", "group", "remove", "team", "carol"), "[member.removed]")
+	r := runAs(t, ctx, nil, "carol", "send", "--to", "g:team", "hello?")
+	if r.code != 1 || !strings.Contains(r.stderr, "not_member") {
+		t.Fatalf("send after removal: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "bob", "group", "add", "team", "dave")
+	if r.code != 1 || !strings.Contains(r.stderr, "forbidden") {
+		t.Fatalf("add by a member: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "alice", "group", "show", "--json", "team")
+	ok(t, r, `"conv":"g:team"`, `"members":[`)
+}
+
+// TestChat: two interactive chats talk to each other; each ends when its
+// input ends, once its last line came back from the server.
+func TestChat(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "before the chat"))
+
+	bobIn, bobInW := io.Pipe()
+	var bobOut, bobErr lockedBuffer
+	bobDone := make(chan int, 1)
+	go func() {
+		bobDone <- run(ctx, []string{"chat", "alice", "--token", token(t, "bob")}, bobIn, &bobOut, &bobErr)
+	}()
+	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
+	waitFor(t, &bobOut, "alice: before the chat")
+
+	aliceIn := strings.NewReader("hi bob\nhow are you?\n")
+	r := runAs(t, ctx, aliceIn, "alice", "chat", "bob")
+	ok(t, r, "alice: before the chat", "alice: hi bob", "alice: how are you?")
+
+	waitFor(t, &bobOut, "alice: how are you?")
+	if _, err := io.WriteString(bobInW, "fine, thanks\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &bobOut, "bob: fine, thanks")
+	bobInW.Close()
+	select {
+	case code := <-bobDone:
+		if code != 0 {
+			t.Fatalf("bob's chat exited %d: %s", code, bobErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("bob's chat did not end with its input")
+	}
+	lines := strings.Split(strings.TrimSpace(bobOut.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("bob's chat printed %d lines:\n%s", len(lines), bobOut.String())
+	}
+
+	r = runAs(t, ctx, strings.NewReader("anyone?\n"), "alice", "chat", "g:nope")
+	if r.code != 0 || !strings.Contains(r.stderr, "no_such_group") {
+		t.Fatalf("chat in a missing group: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestRuntimeErrors(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	r := runAs(t, ctx, nil, "alice", "send", "--to", "g:nope", "hi")
+	if r.code != 1 || !strings.Contains(r.stderr, "no_such_group") {
+		t.Fatalf("send to a missing group: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hi", "--url", "tcp://127.0.0.1:1", "--timeout", "300ms")
+	if r.code != 1 || !strings.Contains(r.stderr, "connect to tcp://127.0.0.1:1") {
+		t.Fatalf("send without a server: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "alice", "conversations", "--http", "http://127.0.0.1:1")
+	if r.code != 1 || !strings.Contains(r.stderr, "conversations:") {
+		t.Fatalf("conversations without a server: exit %d: %s", r.code, r.stderr)
+	}
+}
