@@ -598,6 +598,15 @@ func (d *device) offer(it item) {
 	d.signal()
 }
 
+// isNew reports whether this is the device's first connection: its first
+// session epoch, or (without one) the store's first sight of it.
+func (d *device) isNew(st history.DeviceState) bool {
+	if d.epoch > 0 {
+		return d.epoch == 1
+	}
+	return st.New
+}
+
 // enterSync switches the device to catching up: queued messages are dropped
 // (the catch-up reads them from the store) and its position goes back to
 // what was written. d.mu is held.
@@ -790,7 +799,7 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		switch {
 		case has:
 			from = cursor
-		case st.New:
+		case d.isNew(st):
 			from = max(h.First-1, h.Last-int64(d.s.NewDeviceBacklog))
 		default:
 			from = h.First - 1
