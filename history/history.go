@@ -196,6 +196,21 @@ type HistoryQuery struct {
 	Limit  int
 }
 
+// SetParties fills Peer (direct conversations: the other user, also the
+// Name) or Group from the conversation id, as user sees it.
+func (v *ConversationView) SetParties(user string) {
+	_, a, b, _ := ParseConvID(v.ID)
+	if v.Kind == KindDirect {
+		v.Peer = a
+		if a == user {
+			v.Peer = b
+		}
+		v.Name = v.Peer
+		return
+	}
+	v.Group = a
+}
+
 // ConversationView is a conversation as one user sees it.
 type ConversationView struct {
 	ID          string

@@ -6,6 +6,7 @@ package migrations
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 )
 
@@ -24,4 +25,18 @@ func sub(dir string) fs.FS {
 		panic("migrations: " + err.Error()) // dir is a constant embedded above
 	}
 	return f
+}
+
+// Latest returns the highest migration number in fsys (0 for none): a store
+// is ready when its schema carries it.
+func Latest(fsys fs.FS) int64 {
+	var v int64
+	entries, _ := fs.ReadDir(fsys, ".")
+	for _, e := range entries {
+		var n int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &n); err == nil && n > v {
+			v = n
+		}
+	}
+	return v
 }

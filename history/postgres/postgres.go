@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -34,7 +33,7 @@ var _ history.Store = (*Store)(nil)
 // New returns a Store on pool, which the caller owns and closes. It does not
 // migrate: call Migrate first (Open does both).
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, schemaVersion: latestVersion()}
+	return &Store{pool: pool, schemaVersion: migrations.Latest(migrations.Postgres())}
 }
 
 // Open connects to the database at url, applies pending migrations and returns
@@ -79,18 +78,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	return nil
-}
-
-func latestVersion() int64 {
-	var v int64
-	entries, _ := fs.ReadDir(migrations.Postgres(), ".")
-	for _, e := range entries {
-		var n int64
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &n); err == nil && n > v {
-			v = n
-		}
-	}
-	return v
 }
 
 // Pool returns the store's connection pool.

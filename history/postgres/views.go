@@ -73,7 +73,7 @@ func scanViews(rows pgx.Rows, user string) ([]history.ConversationView, []time.T
 			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts); err != nil {
 			return nil, nil, err
 		}
-		finishView(&v, user)
+		v.SetParties(user)
 		if lconv != nil {
 			v.LastMessage = &history.Message{Conv: *lconv, Seq: *lseq, ID: *lid, CID: *lcid, From: *lfrom, Type: *ltype, Body: []byte(*lbody), TS: lts.UTC()}
 		}
@@ -81,19 +81,6 @@ func scanViews(rows pgx.Rows, user string) ([]history.ConversationView, []time.T
 		updated = append(updated, at)
 	}
 	return out, updated, rows.Err()
-}
-
-func finishView(v *history.ConversationView, user string) {
-	_, a, b, _ := history.ParseConvID(v.ID)
-	if v.Kind == history.KindDirect {
-		v.Peer = a
-		if a == user {
-			v.Peer = b
-		}
-		v.Name = v.Peer
-	} else {
-		v.Group = a
-	}
 }
 
 // Conversations implements history.Store. The cursor is the (updated_at, id)

@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,7 +55,7 @@ func Open(ctx context.Context, dir string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(4)
-	s := &Store{write: write, read: read, schemaVersion: latestVersion()}
+	s := &Store{write: write, read: read, schemaVersion: migrations.Latest(migrations.SQLite())}
 	if err := s.migrate(ctx, log); err != nil {
 		s.Close()
 		return nil, err
@@ -77,18 +76,6 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	return nil
-}
-
-func latestVersion() int64 {
-	var v int64
-	entries, _ := fs.ReadDir(migrations.SQLite(), ".")
-	for _, e := range entries {
-		var n int64
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &n); err == nil && n > v {
-			v = n
-		}
-	}
-	return v
 }
 
 // Close closes the database.

@@ -79,16 +79,7 @@ func scanViews(rows *sql.Rows, user string) ([]history.ConversationView, []strin
 			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts); err != nil {
 			return nil, nil, err
 		}
-		_, a, b, _ := history.ParseConvID(v.ID)
-		if v.Kind == history.KindDirect {
-			v.Peer = a
-			if a == user {
-				v.Peer = b
-			}
-			v.Name = v.Peer
-		} else {
-			v.Group = a
-		}
+		v.SetParties(user)
 		if lconv.Valid {
 			ts, _ := time.Parse(tsLayout, lts.String)
 			v.LastMessage = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
