@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,6 +27,7 @@ type config struct {
 	ConnectRate float64       `json:"connect_rate"`
 	Offline     float64       `json:"offline"`
 	Stores      []string      `json:"stores,omitempty"`
+	Nodes       int           `json:"nodes"`
 	Target      string        `json:"target,omitempty"`
 	Baseline    string        `json:"baseline,omitempty"`
 	DataDir     string        `json:"-"`
@@ -49,9 +51,12 @@ By default it starts Parley in-process on 127.0.0.1 (--store sqlite in a
 temporary directory, or --store postgres on PARLEY_DATABASE_URL or a throwaway
 cluster), connects --users × --devices clients, and has every user send to its
 peer (--group 0: direct pairs) or its group (--group G) for --duration or
---count messages. --baseline plain repeats the identical traffic through a
-bare mochi-mqtt broker and prints Parley/plain ratios. --target mqtt://host:port
-runs the raw MQTT scenario against another broker instead.
+--count messages. With --store postgres, --nodes N starts N Parley nodes in
+cluster mode on the one database and an embedded NATS server and spreads the
+devices over them, the two users of a direct pair on different nodes.
+--baseline plain repeats the identical traffic through a bare mochi-mqtt
+broker and prints Parley/plain ratios. --target mqtt://host:port runs the raw
+MQTT scenario against another broker instead.
 
 Exit status: 0 when every acknowledged message was delivered to every device
 that should have it, in order; 1 on loss, reorder, refused sends or failed
@@ -83,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 500, "new connections per second while ramping up; 0: as fast as possible")
 	fs.Float64Var(&c.Offline, "offline", 0, "share of users (0..1) whose devices disconnect at 20% of the run and reconnect at 75%")
 	fs.StringVar(&stores, "store", "sqlite", "Parley's store: sqlite, postgres, or both as sqlite,postgres (one run each)")
+	fs.IntVar(&c.Nodes, "nodes", 1, "Parley nodes in cluster mode on one PostgreSQL database and an embedded NATS server (needs --store postgres); devices are spread over them, the peers of a direct pair on different nodes")
 	fs.StringVar(&c.Target, "target", "", "mqtt://[user:pass@]host:port: run the raw MQTT scenario against this broker instead of Parley")
 	fs.StringVar(&c.Baseline, "baseline", "", "plain: also run the same traffic through a bare embedded mochi-mqtt and print ratios")
 	fs.StringVar(&c.DataDir, "data-dir", "", "parent directory of the SQLite store (default: the system temp dir)")
@@ -142,6 +148,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			c.Stores = append(c.Stores, s)
 		default:
 			bad("--store %q: want sqlite, postgres or sqlite,postgres", s)
+		}
+	}
+	if c.Nodes < 1 || c.Nodes > 64 {
+		bad("--nodes must be between 1 and 64")
+	}
+	if c.Nodes > 1 {
+		if slices.Contains(c.Stores, "sqlite") {
+			bad("--nodes %d: cluster mode needs the PostgreSQL store (--store postgres)", c.Nodes)
+		}
+		if c.Target != "" {
+			bad("--nodes and --target exclude each other")
 		}
 	}
 	if c.Baseline != "" && c.Baseline != "plain" {

@@ -72,6 +72,7 @@ type device struct {
 	u         *user
 	idx       int
 	id        string
+	node      int // the node it connects to (an index into srv.addrs)
 	c         *conn
 	ever      bool    // connected at least once
 	recs      []rec   // bench messages in arrival order
@@ -101,7 +102,7 @@ func newRunner(cfg *config, srv *server, tp *topology) *runner {
 			pending: map[uint16]int32{}}
 		u.offline = cfg.Offline > 0 && int(float64(i+1)*cfg.Offline) > int(float64(i)*cfg.Offline)
 		for d := range tp.devices {
-			u.devices = append(u.devices, &device{u: u, idx: d, id: tp.clientID(i, d)})
+			u.devices = append(u.devices, &device{u: u, idx: d, id: tp.clientID(i, d), node: tp.node(i, d, len(srv.addrs))})
 		}
 		r.users = append(r.users, u)
 	}
@@ -168,7 +169,7 @@ func (r *runner) connect(ctx context.Context, dev *device) error {
 		onAck = u.onAck
 	}
 	dev.closing.Store(false)
-	c, err := dial(ctx, dialOptions{addr: r.srv.addr, clientID: dev.id, username: username, password: password, clean: r.clean},
+	c, err := dial(ctx, dialOptions{addr: r.srv.addrs[dev.node], clientID: dev.id, username: username, password: password, clean: r.clean},
 		dev.onPublish, onAck)
 	if err != nil {
 		return err
@@ -474,6 +475,9 @@ func (r *runner) userMain(ctx context.Context, u *user, interval time.Duration, 
 		if dev.c == nil {
 			continue
 		}
+		// Back on the next node, as behind a load balancer: the
+		// catch-up then comes from a node the device never used.
+		dev.node = (dev.node + 1) % len(r.srv.addrs)
 		dev.reconnect = time.Now().UnixNano()
 		if err := r.connect(ctx, dev); err != nil {
 			r.connectFailures.Add(1)

@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-im/parley/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // benchJSON runs the program with --json and decodes its report; it fails
 // unless the exit status is want.
@@ -91,11 +96,72 @@ func TestRunTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.close()
-	rep := benchJSON(t, 0, "--target", "mqtt://"+srv.addr, "--users", "6", "--group", "3", "--count", "50")
+	rep := benchJSON(t, 0, "--target", "mqtt://"+srv.addrs[0], "--users", "6", "--group", "3", "--count", "50")
 	r := rep.Runs[0]
 	checkRun(t, r)
 	if r.Name != "target" || r.Sent != 300 || r.Verify.Expected != 3*300 {
 		t.Errorf("target run: %s sent %d, expected %d", r.Name, r.Sent, r.Verify.Expected)
+	}
+}
+
+// TestRunCluster runs three Parley nodes on one PostgreSQL database and an
+// embedded NATS server: direct pairs split over two nodes, with devices that
+// go away and come back on another node, then groups spread over the three
+// nodes. Every acknowledged message must reach every device, once, in order.
+// Without PostgreSQL it is skipped, or fails when CI is set (pgtest's rule).
+// Not parallel: it sets PARLEY_DATABASE_URL, which the parallel tests, run
+// after it, do not read.
+func TestRunCluster(t *testing.T) {
+	t.Setenv("PARLEY_DATABASE_URL", pgtest.DB(t))
+	t.Run("Pairs", func(t *testing.T) {
+		rep := benchJSON(t, 0, "--store", "postgres", "--nodes", "3", "--users", "12", "--devices", "2",
+			"--offline", "0.25", "--duration", "2s", "--rate", "300", "--connect-rate", "0")
+		r := rep.Runs[0]
+		checkRun(t, r)
+		if r.Name != "parley-postgres" || r.Nodes != 3 || rep.Settings.Nodes != 3 {
+			t.Errorf("run %s on %d nodes (settings: %d)", r.Name, r.Nodes, rep.Settings.Nodes)
+		}
+		// Both devices of both users of a pair get each message.
+		if r.Verify.Expected != 4*r.Acked || r.Verify.Reorders != 0 {
+			t.Errorf("expected %d deliveries for %d acked sends, %d reorders", r.Verify.Expected, r.Acked, r.Verify.Reorders)
+		}
+		if r.Catchup == nil || r.Catchup.Devices != 6 || r.Catchup.Messages == 0 || r.Catchup.Incomplete != 0 {
+			t.Errorf("catch-up %+v", r.Catchup)
+		}
+	})
+	t.Run("Groups", func(t *testing.T) {
+		rep := benchJSON(t, 0, "--store", "postgres", "--nodes", "3", "--users", "12", "--group", "3",
+			"--duration", "2s", "--rate", "300", "--connect-rate", "0")
+		r := rep.Runs[0]
+		checkRun(t, r)
+		if r.Nodes != 3 || r.Verify.Expected != 3*r.Acked || r.Verify.Reorders != 0 {
+			t.Errorf("%d nodes, expected %d deliveries for %d acked sends, %d reorders",
+				r.Nodes, r.Verify.Expected, r.Acked, r.Verify.Reorders)
+		}
+	})
+}
+
+func TestNodes(t *testing.T) {
+	tp := newTopology("r", 12, 2, 0)
+	for u := 0; u < 12; u += 2 {
+		for d := range 2 {
+			if a, b := tp.node(u, d, 3), tp.node(u+1, d, 3); a == b || a < 0 || a > 2 || b < 0 || b > 2 {
+				t.Errorf("pair %d, device %d: nodes %d and %d", u/2, d, a, b)
+			}
+		}
+	}
+	if n := tp.node(5, 1, 1); n != 0 {
+		t.Errorf("one node: %d", n)
+	}
+	g := newTopology("r", 12, 1, 3)
+	for c := 0; c < 4; c++ {
+		seen := map[int]bool{}
+		for u := 3 * c; u < 3*c+3; u++ {
+			seen[g.node(u, 0, 3)] = true
+		}
+		if len(seen) != 3 {
+			t.Errorf("group %d on nodes %v", c, seen)
+		}
 	}
 }
 
@@ -107,6 +173,10 @@ func TestBadFlags(t *testing.T) {
 		{"--store", "mysql"},
 		{"--target", "localhost:1883"},
 		{"--offline", "0.5", "--count", "10"},
+		{"--nodes", "3"}, // the default store is SQLite
+		{"--store", "sqlite,postgres", "--nodes", "2"},
+		{"--store", "postgres", "--nodes", "0"},
+		{"--nodes", "2", "--target", "mqtt://127.0.0.1:1883"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {

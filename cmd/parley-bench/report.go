@@ -15,6 +15,8 @@ type result struct {
 	Name  string `json:"name"`
 	Mode  string `json:"mode"`
 	Store string `json:"store,omitempty"`
+	// Nodes is the number of brokers the devices were spread over.
+	Nodes int `json:"nodes"`
 
 	Devices         int     `json:"devices"`
 	ConnectFailures int64   `json:"connect_failures"`
@@ -68,7 +70,7 @@ type latencies struct {
 
 // result computes the figures once the run is over.
 func (r *runner) result(connect float64) *result {
-	res := &result{Name: r.srv.name, Mode: r.mode, Devices: len(r.users) * r.tp.devices}
+	res := &result{Name: r.srv.name, Mode: r.mode, Nodes: len(r.srv.addrs), Devices: len(r.users) * r.tp.devices}
 	if r.mode == modeParley {
 		res.Store = strings.TrimPrefix(r.srv.name, "parley-")
 	}
@@ -243,6 +245,9 @@ func printTable(w io.Writer, cfg *config, runs []*result) {
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
 	msf := func(v float64) string { return fmtMsF(v) }
 	cnt := func(v float64) string { return strconv.FormatInt(int64(v), 10) }
+	if cfg.Nodes > 1 {
+		row("nodes", func(r *result) float64 { return float64(r.Nodes) }, cnt, false)
+	}
 	row("sends acked/s", func(r *result) float64 { return r.AcksPerSecond }, num, true)
 	row("deliveries/s", func(r *result) float64 { return r.DeliveriesPerSecond }, num, true)
 	row("echoes/s", func(r *result) float64 { return r.EchoesPerSecond }, num, false)
@@ -333,6 +338,13 @@ func describe(cfg *config) string {
 		length = fmt.Sprintf("%d msgs per sender", cfg.Count)
 	}
 	s := fmt.Sprintf("%s, %s, QoS %d, %d-byte bodies, %s (%d in flight per sender), %s", users, topo, cfg.QoS, cfg.Size, rate, cfg.Inflight, length)
+	if cfg.Nodes > 1 && len(cfg.Stores) > 0 {
+		spread := "direct peers on different nodes"
+		if cfg.Group > 0 {
+			spread = "group members spread over the nodes"
+		}
+		s += fmt.Sprintf(", Parley on %d nodes (cluster mode: one PostgreSQL, embedded NATS; %s)", cfg.Nodes, spread)
+	}
 	if cfg.Offline > 0 {
 		s += fmt.Sprintf(", %.0f%% of users offline from %.0f%% to %.0f%% of the run", cfg.Offline*100, offlineFrom*100, offlineTo*100)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
@@ -33,8 +35,8 @@ import (
 type server struct {
 	name     string
 	mode     string
-	addr     string // MQTT over TCP, host:port
-	httpURL  string // Parley's HTTP API
+	addrs    []string // MQTT over TCP, host:port, of each node
+	httpURL  string   // Parley's HTTP API (node 0's)
 	tokens   *hooks.Tokens
 	username string // raw scenario credentials (from the --target URL)
 	password string
@@ -57,30 +59,30 @@ func (s *server) credentials(user string) (string, string, error) {
 // load generator does not do.
 const catchupLimit = 1 << 20
 
-// startParley starts Parley in-process on 127.0.0.1 with store kind.
+// startParley starts Parley in-process on 127.0.0.1 with store kind: one
+// node, or with --nodes N (PostgreSQL only) N nodes in cluster mode, each
+// with its own store pool on the one database, joined by an embedded NATS
+// server.
 func startParley(ctx context.Context, cfg *config, kind string, lc *logCounter) (*server, error) {
-	var (
-		store   history.Store
-		cleanup []func()
-		err     error
-	)
+	var cleanup []func()
 	closeAll := func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {
 			cleanup[i]()
 		}
 	}
 	logger := slog.New(lc)
+	var open func() (history.Store, error)
 	switch kind {
 	case "sqlite":
+		if cfg.Nodes > 1 {
+			return nil, fmt.Errorf("cluster mode needs the PostgreSQL store")
+		}
 		dir, err := os.MkdirTemp(cfg.DataDir, "parley-bench-")
 		if err != nil {
 			return nil, fmt.Errorf("sqlite data dir: %w", err)
 		}
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
-		if store, err = sqlite.Open(ctx, filepath.Join(dir, "data"), logger); err != nil {
-			closeAll()
-			return nil, err
-		}
+		open = func() (history.Store, error) { return sqlite.Open(ctx, filepath.Join(dir, "data"), logger) }
 	case "postgres":
 		url := os.Getenv("PARLEY_DATABASE_URL")
 		if url == "" {
@@ -94,38 +96,76 @@ func startParley(ctx context.Context, cfg *config, kind string, lc *logCounter) 
 				return nil, fmt.Errorf("create database: %w", err)
 			}
 		}
-		if store, err = postgres.Open(ctx, url, logger); err != nil {
-			closeAll()
-			return nil, err
-		}
+		open = func() (history.Store, error) { return postgres.Open(ctx, url, logger) }
 	default:
 		return nil, fmt.Errorf("unknown store %q", kind)
 	}
-	cleanup = append(cleanup, func() { store.Close() })
+	var natsURL string
+	if cfg.Nodes > 1 {
+		ns, err := startNATS()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		cleanup = append(cleanup, ns.Shutdown)
+		natsURL = ns.ClientURL()
+	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	b, err := broker.New(broker.Options{
-		Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: secret, Rate: -1, CatchupLimit: catchupLimit, Logger: logger,
-	})
+	srv := &server{name: "parley-" + kind, mode: modeParley, log: lc}
+	for i := range cfg.Nodes {
+		store, err := open()
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { store.Close() })
+		opts := broker.Options{
+			Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			JWTSecret: secret, Rate: -1, CatchupLimit: catchupLimit, Logger: logger,
+		}
+		if natsURL != "" {
+			opts.NATSURL, opts.NodeID = natsURL, "node"+strconv.Itoa(i)
+			opts.Logger = logger.With("node", opts.NodeID)
+		}
+		b, err := broker.New(opts)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		if err := b.Start(ctx); err != nil {
+			closeAll()
+			return nil, err
+		}
+		cleanup = append(cleanup, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			_ = b.Close(ctx)
+		})
+		srv.addrs = append(srv.addrs, b.Addr("mqtt").String())
+		if i == 0 {
+			// Tokens signed by node 0 are good on every node: they
+			// share the secret. REST calls go to node 0.
+			srv.httpURL, srv.tokens = "http://"+b.Addr("http").String(), b.Tokens()
+		}
+	}
+	srv.close = closeAll
+	return srv, nil
+}
+
+// startNATS starts an embedded NATS server on a free port of 127.0.0.1: the
+// bus of a cluster run.
+func startNATS() (*natsserver.Server, error) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
-		closeAll()
-		return nil, err
+		return nil, fmt.Errorf("nats server: %w", err)
 	}
-	if err := b.Start(ctx); err != nil {
-		closeAll()
-		return nil, err
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("nats server: not ready after 10s")
 	}
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-	}
-	cleanup = append(cleanup, stop)
-	return &server{
-		name: "parley-" + kind, mode: modeParley, addr: b.Addr("mqtt").String(),
-		httpURL: "http://" + b.Addr("http").String(), tokens: b.Tokens(), log: lc, close: closeAll,
-	}, nil
+	return ns, nil
 }
 
 // allowAll lets every client connect, publish and subscribe. It is mochi's
@@ -160,13 +200,13 @@ func startPlain(lc *logCounter) (*server, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &server{name: "plain", mode: modeRaw, addr: ln.Addr().String(), log: lc, close: func() { _ = ms.Close() }}, nil
+	return &server{name: "plain", mode: modeRaw, addrs: []string{ln.Addr().String()}, log: lc, close: func() { _ = ms.Close() }}, nil
 }
 
 // externalTarget is the broker named by --target.
 func externalTarget(cfg *config) *server {
 	u := cfg.target
-	s := &server{name: "target", mode: modeRaw, addr: u.Host, log: newLogCounter(nil, slog.LevelError), close: func() {}}
+	s := &server{name: "target", mode: modeRaw, addrs: []string{u.Host}, log: newLogCounter(nil, slog.LevelError), close: func() {}}
 	if u.User != nil {
 		s.username = u.User.Username()
 		s.password, _ = u.User.Password()

@@ -78,6 +78,21 @@ func (tp *topology) sendTopic(mode string, u int) string {
 	}
 }
 
+// node is the node (of nodes) that device d of user u first connects to.
+// Devices go round-robin over the nodes, each user's devices on consecutive
+// nodes. In direct pairs, pair k puts user 2k on node k and user 2k+1 on
+// node k+1 (modulo nodes), so that with two nodes or more the peers'
+// devices of the same index are on different nodes: with one device per
+// user, every delivery to the peer crosses nodes (the sender's echo does
+// not). Group members are spread over the nodes in turn.
+func (tp *topology) node(u, d, nodes int) int {
+	base := u
+	if tp.convs[tp.convOf[u]].group == "" {
+		base = u/2 + u%2
+	}
+	return (base + d) % nodes
+}
+
 // filters are the subscriptions of user u's devices.
 func (tp *topology) filters(mode string, u int) []string {
 	f := []string{"im/inbox/" + tp.users[u]}
