@@ -19,7 +19,7 @@ func TestDupResend(t *testing.T) {
 		conn := rawConnect(t, e, "alice/raw", "alice", 30)
 		defer conn.Close()
 		pub := publishPacket("im/send/u/bob", 1, `{"cid":"dup-1","body":"once"}`) // packet id 1
-		dup := append([]byte{pub[0] | 0x08}, pub[1:]...)                         // the DUP flag
+		dup := append([]byte{pub[0] | 0x08}, pub[1:]...)                          // the DUP flag
 		for i, p := range [][]byte{pub, dup, dup} {
 			if _, err := conn.Write(p); err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -93,9 +94,9 @@ type rawEnv struct {
 	n          int
 }
 
-func rawSetup(t *testing.T) *rawEnv {
+func rawSetup(t *testing.T, mod ...func(*broker.Options)) *rawEnv {
 	t.Helper()
-	e := setup(t, openSQLite(t))
+	e := setup(t, openSQLite(t), mod...)
 	r := &rawEnv{env: e, alice: e.dial("alice/ok", "alice", dialOpts{v5: true}), bob: e.dial("bob/ok", "bob", dialOpts{})}
 	r.exchange(t)
 	return r
@@ -266,23 +267,24 @@ func TestRawHalfOpen(t *testing.T) {
 	})
 }
 
-// connectTimeout bounds how long a connection may stay open without a
-// CONNECT. MQTT 3.1.1 section 3.1 and MQTT 5 section 3.1: "If the Server
-// does not receive a CONNECT packet within a reasonable amount of time after
-// the Network Connection is established, the Server SHOULD close the
-// Network Connection." Brokers use 10 to 30 seconds.
-const connectTimeout = 20 * time.Second
-
 // TestRawNoConnect: sockets that never complete a CONNECT (nothing at all, a
 // CONNECT cut short that announced a large body, a WebSocket that upgrades
 // and says nothing) do not keep the broker from serving others, and the
-// broker closes them after a while instead of holding them (and the memory
-// of their announced packets) forever.
+// broker closes them after its connect timeout instead of holding them (and
+// the memory of their announced packets) forever. MQTT 3.1.1 and MQTT 5,
+// section 3.1: "If the Server does not receive a CONNECT packet within a
+// reasonable amount of time after the Network Connection is established,
+// the Server SHOULD close the Network Connection."
 func TestRawNoConnect(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for the broker to close idle sockets")
+	if d := broker.DefaultConnectTimeout; d <= 0 || d > 30*time.Second {
+		t.Errorf("DefaultConnectTimeout %v: want a reasonable time, at most 30s", d)
 	}
-	r := rawSetup(t)
+	const connectTimeout = 2 * time.Second
+	r := rawSetup(t, func(o *broker.Options) { o.ConnectTimeout = connectTimeout })
+	// A client that did connect, with keepalive 0 (no timeout), is not
+	// affected by the connect timeout.
+	idle := rawConnect(t, r.env, "mallory/idle", "mallory", 0)
+	defer idle.Close()
 	var conns []net.Conn
 	var kinds []string
 	for i := 0; i < 100; i++ {
@@ -319,7 +321,7 @@ func TestRawNoConnect(t *testing.T) {
 	open := make([]bool, len(conns))
 	for i, c := range conns {
 		wg.Add(1)
-		go func() { defer wg.Done(); _, _, closed := dropped(c, connectTimeout); open[i] = !closed }()
+		go func() { defer wg.Done(); _, _, closed := dropped(c, connectTimeout+3*time.Second); open[i] = !closed }()
 	}
 	wg.Wait()
 	stillOpen := map[string]int{}
@@ -329,7 +331,16 @@ func TestRawNoConnect(t *testing.T) {
 		}
 	}
 	if len(stillOpen) > 0 {
-		t.Errorf("connections without a CONNECT still open after %v: %v", connectTimeout, stillOpen)
+		t.Errorf("connections without a CONNECT still open %v after a connect timeout of %v: %v", 3*time.Second, connectTimeout, stillOpen)
+	}
+	// The idle client is still there: PINGREQ gets PINGRESP.
+	if _, err := idle.Write([]byte{0xC0, 0x00}); err != nil {
+		t.Fatalf("idle client: %v", err)
+	}
+	resp := make([]byte, 2)
+	idle.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadFull(idle, resp); err != nil || resp[0] != 0xD0 {
+		t.Errorf("idle client with keepalive 0 after %v: PINGRESP %x, %v", connectTimeout+3*time.Second, resp, err)
 	}
 	r.exchange(t)
 }

@@ -1,0 +1,71 @@
+package faults_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+// TestDatabaseOutage stops PostgreSQL under load and starts it again. parleyd
+// stays up (same process, /healthz 200 throughout), /readyz answers 503
+// during the outage and 200 after it without a restart, nothing it could not
+// store is acknowledged, and the checks of TestBrokerCrash hold.
+func TestDatabaseOutage(t *testing.T) {
+	sc := getScale(t)
+	rng := newRand(t)
+	cluster := pgtest.NewCluster(t)
+	db := cluster.DB(t)
+	srv := startServer(t, db)
+	pid := srv.pid()
+	l := newLoad(t, srv, sc)
+	l.start()
+	outages := 0
+	for o := 1; o <= sc.outages; o++ {
+		time.Sleep(sc.outageGap)
+		if err := cluster.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		outages++
+		stopped := time.Now()
+		took, ok := waitStatus(srv.url("/readyz"), 503, 10*time.Second)
+		if !ok {
+			t.Errorf("outage %d: /readyz did not turn 503 within 10s", o)
+		}
+		// Probe while the database is down: alive, not ready.
+		length := between(rng, sc.outageMin, sc.outageMax)
+		probes := 0
+		for time.Since(stopped) < length {
+			if code := status(srv.url("/healthz")); code != 200 {
+				t.Errorf("outage %d: /healthz %d during the outage", o, code)
+			}
+			if code := status(srv.url("/readyz")); code != 503 {
+				t.Errorf("outage %d: /readyz %d during the outage, want 503", o, code)
+			}
+			probes++
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err := cluster.Start(); err != nil {
+			t.Fatal(err)
+		}
+		back, ok := waitStatus(srv.url("/readyz"), 200, 30*time.Second)
+		if !ok {
+			t.Fatalf("outage %d: /readyz not 200 within 30s of PostgreSQL starting", o)
+		}
+		if !srv.running() || srv.pid() != pid {
+			t.Fatalf("outage %d: parleyd did not stay up (running %v, pid %d, was %d)", o, srv.running(), srv.pid(), pid)
+		}
+		t.Logf("outage %d: database down %v; /readyz 503 after %v, 200 again %v after the start; %d probes during it",
+			o, time.Since(stopped).Round(time.Millisecond), took.Round(time.Millisecond), back.Round(time.Millisecond), probes)
+	}
+	time.Sleep(sc.tail)
+	r := l.verify(db)
+	r.outages = outages
+	r.log(t, "outage")
+	if srv.starts != 1 {
+		t.Errorf("parleyd was started %d times, want once", srv.starts)
+	}
+	if r.acked == 0 {
+		t.Error("no message was acknowledged: the load did not run")
+	}
+}
