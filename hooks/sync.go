@@ -380,7 +380,7 @@ func (s *Sync) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 // Callers deliver a conversation's messages in seq order.
 func (s *Sync) DeliverMessage(users []string, m history.Message) {
 	payload := MessageDelivery(m)
-	s.DeliverLocal(users, payload, 1, true)
+	s.deliverLocal(users, item{conv: m.Conv, seq: m.Seq, payload: payload, qos: 1})
 	if s.Remote != nil {
 		s.Remote.Deliver(users, payload, 1, true)
 	}
@@ -389,7 +389,7 @@ func (s *Sync) DeliverMessage(users []string, m history.Message) {
 // DeliverEvent hands an event (not stored, no seq) to every connected device
 // of users, on this node and (in cluster mode) the others, at qos.
 func (s *Sync) DeliverEvent(users []string, payload []byte, qos byte) {
-	s.DeliverLocal(users, payload, qos, false)
+	s.deliverLocal(users, item{payload: payload, qos: qos})
 	if s.Remote != nil {
 		s.Remote.Deliver(users, payload, qos, false)
 	}
@@ -409,6 +409,10 @@ func (s *Sync) DeliverLocal(users []string, payload []byte, qos byte, message bo
 		}
 		it.conv, it.seq = conv, seq
 	}
+	s.deliverLocal(users, it)
+}
+
+func (s *Sync) deliverLocal(users []string, it item) {
 	for _, d := range s.devicesOf(users) {
 		d.offer(it)
 	}
