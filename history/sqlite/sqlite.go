@@ -165,9 +165,15 @@ func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Mess
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	results := make([]history.AppendResult, len(ms))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var ex execer = tx
+		if len(ms) > 1 {
+			p := &preparedTx{tx: tx, stmts: map[string]*sql.Stmt{}}
+			defer p.close()
+			ex = p
+		}
 		for i, nm := range ms {
 			var version int64
-			m, created, err := appendOne(ctx, tx, nm, &version)
+			m, created, err := appendOne(ctx, ex, nm, &version)
 			var he *history.Error
 			if err != nil && !errors.As(err, &he) {
 				return err
@@ -182,7 +188,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	return results, nil
 }
 
-func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage, version *int64) (msg history.Message, created bool, err error) {
+func appendOne(ctx context.Context, tx execer, nm history.NewMessage, version *int64) (msg history.Message, created bool, err error) {
 	kind, a, b, ok := history.ParseConvID(nm.Conv)
 	if !ok {
 		return msg, false, history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
@@ -231,7 +237,54 @@ func appendOne(ctx context.Context, tx *sql.Tx, nm history.NewMessage, version *
 	return msg, err == nil, err
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, nm history.NewMessage, seq int64) (history.Message, error) {
+// execer is a transaction, or a transaction that reuses prepared statements.
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// preparedTx prepares each statement once per transaction: a batch of sends
+// runs the same few statements for every message.
+type preparedTx struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (p *preparedTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := p.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := p.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	p.stmts[q] = st
+	return st, nil
+}
+
+func (p *preparedTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := p.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p *preparedTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, q)
+	if err != nil {
+		return p.tx.QueryRowContext(ctx, q, args...) // reports the same error
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (p *preparedTx) close() {
+	for _, st := range p.stmts {
+		st.Close()
+	}
+}
+
+func insertMessage(ctx context.Context, tx execer, nm history.NewMessage, seq int64) (history.Message, error) {
 	ts := nm.TS.UTC().Truncate(time.Microsecond)
 	_, err := tx.ExecContext(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		nm.Conv, seq, nm.ID, nullable(nm.CID), nm.From, nm.Type, string(nm.Body), ts.Format(tsLayout))
