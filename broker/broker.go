@@ -136,10 +136,11 @@ type Broker struct {
 	http      *http.Server
 	httpLn    net.Listener
 
-	mu      sync.Mutex
-	addrs   map[string]net.Addr
-	started bool
-	closed  bool
+	mu        sync.Mutex
+	addrs     map[string]net.Addr
+	listeners []net.Listener
+	started   bool
+	closed    bool
 }
 
 // New validates opts and builds a Broker; Start starts it.
@@ -281,6 +282,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			continue
 		}
 		opened = append(opened, ln)
+		b.listeners = append(b.listeners, ln)
 		lns[s.name] = ln
 		b.addrs[s.name] = ln.Addr()
 	}
@@ -360,9 +362,39 @@ func (b *Broker) Close(ctx context.Context) error {
 		}
 	}
 	if started {
-		if err := b.mqtt.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("broker: mqtt close: %w", err))
+		// Stop accepting first: mochi closes a listener's clients before the
+		// listener itself, so a client accepted in between would never be
+		// closed and its Close would wait forever.
+		b.mu.Lock()
+		for _, ln := range b.listeners {
+			ln.Close()
 		}
+		b.mu.Unlock()
+		closed := make(chan error, 1)
+		go func() { closed <- b.mqtt.Close() }()
+		tick := time.NewTicker(100 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case err := <-closed:
+				if err != nil {
+					errs = append(errs, fmt.Errorf("broker: mqtt close: %w", err))
+				}
+				break wait
+			case <-tick.C:
+				// Any client still connected (one that was mid-CONNECT when
+				// its listener closed) is dropped too.
+				for _, cl := range b.mqtt.Clients.GetAll() {
+					if !cl.Net.Inline && !cl.Closed() {
+						cl.Stop(ErrClosed)
+					}
+				}
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("broker: mqtt close: %w", ctx.Err()))
+				break wait
+			}
+		}
+		tick.Stop()
 	}
 	if err := b.messenger.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("broker: waiting for sends in progress: %w", err))
