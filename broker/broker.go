@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -338,6 +339,15 @@ func (b *Broker) Start(ctx context.Context) error {
 	return nil
 }
 
+// dropClients closes every client connection.
+func (b *Broker) dropClients() {
+	for _, cl := range b.mqtt.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			cl.Stop(ErrClosed)
+		}
+	}
+}
+
 // Close stops accepting connections, closes client connections, lets sends in
 // progress finish (bounded by ctx, or ShutdownTimeout without a deadline) and
 // returns. It does not close the store.
@@ -370,6 +380,14 @@ func (b *Broker) Close(ctx context.Context) error {
 			ln.Close()
 		}
 		b.mu.Unlock()
+		// Then drop every connection and let their goroutines finish before
+		// mochi's Close: its closeListenerClients takes the clients lock for
+		// reading twice over, which deadlocks against a disconnecting client
+		// removing itself meanwhile.
+		b.dropClients()
+		for atomic.LoadInt64(&b.mqtt.Info.ClientsConnected) > 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
 		closed := make(chan error, 1)
 		go func() { closed <- b.mqtt.Close() }()
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -384,11 +402,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			case <-tick.C:
 				// Any client still connected (one that was mid-CONNECT when
 				// its listener closed) is dropped too.
-				for _, cl := range b.mqtt.Clients.GetAll() {
-					if !cl.Net.Inline && !cl.Closed() {
-						cl.Stop(ErrClosed)
-					}
-				}
+				b.dropClients()
 			case <-ctx.Done():
 				errs = append(errs, fmt.Errorf("broker: mqtt close: %w", ctx.Err()))
 				break wait
