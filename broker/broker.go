@@ -207,7 +207,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	b.committer = &hooks.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.groups = hooks.NewGroups(b.store)
-	b.messenger = &hooks.Messenger{Server: b.mqtt, Store: b.store, Topics: topics, Groups: b.groups,
+	b.messenger = &hooks.Messenger{Store: b.store, Topics: topics, Groups: b.groups,
 		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {

@@ -128,7 +128,7 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 		msg, err = m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
 		if err == nil {
 			m.Groups.Forget(g.ID)
-			m.deliver(msg, users(members))
+			m.Sync.DeliverMessage(users(members), msg)
 			m.invalidate(g.ID)
 		}
 	})
@@ -167,7 +167,7 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 		if c.Remove {
 			recipients = append(recipients, c.User)
 		}
-		m.deliver(msg, recipients)
+		m.Sync.DeliverMessage(recipients, msg)
 	})
 	if err = errors.Join(derr, err); err != nil {
 		return msg, nil, err

@@ -23,8 +23,6 @@ const DefaultMaxPayload = 64 << 10
 type Messenger struct {
 	mqtt.HookBase
 
-	// Server is the broker that delivers to inboxes; required.
-	Server *mqtt.Server
 	// Store is the durable truth; required.
 	Store history.Store
 	// Topics is Parley's topic layout.
@@ -80,8 +78,8 @@ func (m *Messenger) Provides(b byte) bool {
 
 // Init implements mqtt.Hook.
 func (m *Messenger) Init(any) error {
-	if m.Server == nil || m.Store == nil || m.Groups == nil || m.Sync == nil {
-		return errors.New("hooks: Messenger needs Server, Store, Groups and Sync")
+	if m.Store == nil || m.Groups == nil || m.Sync == nil {
+		return errors.New("hooks: Messenger needs Store, Groups and Sync")
 	}
 	if m.ReceiptGroupMax <= 0 {
 		m.ReceiptGroupMax = DefaultReceiptGroupMax
@@ -362,12 +360,6 @@ func (m *Messenger) invalidate(group string) {
 	if m.Invalidate != nil {
 		m.Invalidate(group)
 	}
-}
-
-// deliver fans a stored message out to users' devices; callers hold the
-// conversation's lock so that deliveries keep seq order.
-func (m *Messenger) deliver(msg history.Message, recipients []string) {
-	m.Sync.DeliverMessage(recipients, msg)
 }
 
 func users(ms []history.Member) []string {

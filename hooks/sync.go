@@ -548,13 +548,6 @@ func (s *Sync) devicesOf(users []string) []*device {
 	return out
 }
 
-// Online reports whether user has a connected device on this node.
-func (s *Sync) Online(user string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.online[user]) > 0
-}
-
 // offer queues a live delivery, or leaves it to the catch-up.
 func (d *device) offer(it item) {
 	d.mu.Lock()
