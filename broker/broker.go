@@ -89,6 +89,16 @@ type Options struct {
 	// DeviceQueue bounds the live deliveries waiting for one device; beyond
 	// it the device catches up from the store instead; default 1024.
 	DeviceQueue int
+	// MaxDevices bounds the connected sessions (client ids) of one user on
+	// this node; beyond it a CONNECT is refused with 0x97 quota exceeded
+	// (MQTT 3.1.1: 0x03); default 32.
+	MaxDevices int
+	// DeviceInflightBytes and UserInflightBytes bound the payload bytes of
+	// unacknowledged inbox deliveries, per device (default 4 MiB) and per
+	// user on this node (default 16 MiB); a device may always have one
+	// delivery in flight.
+	DeviceInflightBytes int64
+	UserInflightBytes   int64
 
 	// Rate is the per-user send rate per second (0: default 20, negative:
 	// unlimited) with bursts of Burst (default 2×Rate).
@@ -198,9 +208,10 @@ func New(opts Options) (*Broker, error) {
 		Capabilities: caps,
 	})
 	topics := hooks.Topics{Prefix: opts.TopicPrefix}
-	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, Log: opts.Logger}
+	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices, Log: opts.Logger}
 	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
-		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, Metrics: b.metrics, Log: opts.Logger}
+		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
+		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger}
 	var limiter *hooks.RateLimiter
 	if opts.Rate > 0 {
 		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)

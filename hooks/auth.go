@@ -42,22 +42,63 @@ type Auth struct {
 	// topics stay closed to them, and topics outside the prefix are open to
 	// everyone unless an ACL is set.
 	Anonymous bool
+	// MaxDevices bounds the connected sessions (client ids) of one user on
+	// this node; a CONNECT beyond it is refused with 0x97 quota exceeded
+	// (MQTT 3.1.1: 0x03 server unavailable). Default DefaultMaxDevices.
+	MaxDevices int
+	// MaxSubscribeFilters bounds the filters of one SUBSCRIBE packet; the
+	// filters beyond it are refused (0x8F topic filter invalid; MQTT 3.1.1:
+	// 0x80). Default DefaultMaxSubscribeFilters.
+	MaxSubscribeFilters int
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
 	mu       sync.Mutex
-	contacts map[[2]string]time.Time // pairs known to share a conversation, until
+	contacts map[[2]string]contact                 // answers of SharesConversation, until they expire
+	sessions map[string]map[string]*mqtt.Client    // connected sessions by user and client id
+	pending  map[string]map[*mqtt.Client]time.Time // admitted CONNECTs not yet established, by user
 }
 
-// contactTTL is how long a shared conversation is trusted for presence.
-const contactTTL = time.Minute
+// Defaults of Auth.
+const (
+	DefaultMaxDevices          = 32
+	DefaultMaxSubscribeFilters = 100
+)
+
+// contact is a cached answer to whether two users share a conversation.
+type contact struct {
+	yes   bool
+	until time.Time
+}
+
+// contactTTL is how long a shared conversation is trusted for presence;
+// noContactTTL how long the absence of one is.
+const (
+	contactTTL   = time.Minute
+	noContactTTL = 5 * time.Second
+)
+
+// pendingTTL is how long an admitted CONNECT counts against MaxDevices
+// before its session is established.
+const pendingTTL = 30 * time.Second
+
+// VoidTopic is where a will that is no longer allowed when its client goes
+// away is sent instead of its own topic, without payload: no client may
+// subscribe to it, so it reaches nobody. (mochi-mqtt offers no way to drop
+// a will from its OnWill hook.)
+const VoidTopic = "$parley/void"
 
 // ID implements mqtt.Hook.
 func (a *Auth) ID() string { return "parley-auth" }
 
 // Provides implements mqtt.Hook.
 func (a *Auth) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketEncode,
+		mqtt.OnWill, mqtt.OnSubscribe, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 // OnPacketEncode keeps CONNACKs to MQTT 3.1.1 clients within the 3.1.1
@@ -91,6 +132,15 @@ func (a *Auth) Init(any) error {
 	if a.Log == nil {
 		a.Log = slog.Default()
 	}
+	if a.MaxDevices <= 0 {
+		a.MaxDevices = DefaultMaxDevices
+	}
+	if a.MaxSubscribeFilters <= 0 {
+		a.MaxSubscribeFilters = DefaultMaxSubscribeFilters
+	}
+	a.contacts = map[[2]string]contact{}
+	a.sessions = map[string]map[string]*mqtt.Client{}
+	a.pending = map[string]map[*mqtt.Client]time.Time{}
 	return nil
 }
 
@@ -116,8 +166,10 @@ func ValidClientID(id, user string) bool {
 }
 
 // OnConnect authenticates the CONNECT packet. A refused client gets the
-// CONNACK reason code that fits (bad credentials 0x86, not authorized 0x87,
-// client identifier not valid 0x85; v3: 0x04, 0x05, 0x02) and is dropped.
+// CONNACK reason code that fits (bad credentials 0x86, not authorized 0x87
+// (also for a will topic the client may not publish to), client identifier
+// not valid 0x85, too many devices 0x97; v3: 0x04, 0x05, 0x02, 0x03) and is
+// dropped.
 func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	code, reason := a.check(cl, pk)
 	if code == packets.CodeSuccess {
@@ -143,6 +195,7 @@ var v3Connack = map[packets.Code]packets.Code{
 	packets.ErrBadUsernameOrPassword:    {Code: 0x04, Reason: "bad user name or password"},
 	packets.ErrNotAuthorized:            {Code: 0x05, Reason: "not authorized"},
 	packets.ErrClientIdentifierNotValid: {Code: 0x02, Reason: "identifier rejected"},
+	packets.ErrQuotaExceeded:            {Code: 0x03, Reason: "server unavailable"},
 }
 
 func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) {
@@ -152,6 +205,9 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 		cl.ID = AnonPrefix + cl.ID
 		if cl.Properties.Props.AssignedClientID != "" {
 			cl.Properties.Props.AssignedClientID = cl.ID
+		}
+		if pk.Connect.WillFlag && !a.WillAllowed(cl, pk.Connect.WillTopic) {
+			return packets.ErrNotAuthorized, "will_topic"
 		}
 		return packets.CodeSuccess, ""
 	}
@@ -171,11 +227,141 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 	if !ValidClientID(cl.ID, user) {
 		return packets.ErrClientIdentifierNotValid, "client_id"
 	}
+	if pk.Connect.WillFlag && !a.WillAllowed(cl, pk.Connect.WillTopic) {
+		return packets.ErrNotAuthorized, "will_topic"
+	}
+	if !a.admit(cl, user) {
+		return packets.ErrQuotaExceeded, "too_many_devices"
+	}
 	return packets.CodeSuccess, ""
 }
 
+// WillAllowed reports whether cl may leave a will on topic: a topic it could
+// publish to itself that is outside Parley's prefix (a will bypasses the send
+// pipeline, so it may never land on a send, inbox, presence or read topic),
+// has no wildcards and does not begin with '$'.
+func (a *Auth) WillAllowed(cl *mqtt.Client, topic string) bool {
+	if topic == "" || HasWildcards(topic) || topic[0] == '$' || a.Topics.Owns(topic) {
+		return false
+	}
+	return a.OnACLCheck(cl, topic, true)
+}
+
+// OnWill checks a will again when the broker is about to publish it: a will
+// that is not allowed (any more) goes, without payload, to VoidTopic, which
+// nobody can read.
+func (a *Auth) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if a.WillAllowed(cl, will.TopicName) {
+		return will, nil
+	}
+	a.Log.Warn("will refused", "client", cl.ID, "topic", will.TopicName)
+	if a.Metrics != nil {
+		a.Metrics.Refused.WithLabelValues("will_topic").Inc()
+	}
+	return mqtt.Will{TopicName: VoidTopic}, nil
+}
+
+// admit counts a CONNECT of user against MaxDevices: the sessions already
+// connected and the CONNECTs admitted moments ago, other than those of the
+// same client id (which take the session over rather than add one).
+func (a *Auth) admit(cl *mqtt.Client, user string) bool {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := map[string]bool{}
+	for id := range a.sessions[user] {
+		ids[id] = true
+	}
+	for p, at := range a.pending[user] {
+		if now.Sub(at) > pendingTTL {
+			delete(a.pending[user], p)
+			continue
+		}
+		ids[p.ID] = true
+	}
+	delete(ids, cl.ID)
+	limit := a.MaxDevices
+	if limit <= 0 {
+		limit = DefaultMaxDevices
+	}
+	if len(ids) >= limit {
+		return false
+	}
+	if a.pending == nil {
+		a.pending = map[string]map[*mqtt.Client]time.Time{}
+	}
+	if a.pending[user] == nil {
+		a.pending[user] = map[*mqtt.Client]time.Time{}
+	}
+	a.pending[user][cl] = now
+	return true
+}
+
+// OnSessionEstablished records a connected session of a user (MaxDevices).
+func (a *Auth) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline || IsAnonymous(cl.ID) {
+		return
+	}
+	user := UserOf(cl.ID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.pending[user]; p != nil {
+		delete(p, cl)
+		if len(p) == 0 {
+			delete(a.pending, user)
+		}
+	}
+	if a.sessions == nil {
+		a.sessions = map[string]map[string]*mqtt.Client{}
+	}
+	if a.sessions[user] == nil {
+		a.sessions[user] = map[string]*mqtt.Client{}
+	}
+	a.sessions[user][cl.ID] = cl
+}
+
+// OnDisconnect forgets a session that went away (MaxDevices).
+func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if cl.Net.Inline || IsAnonymous(cl.ID) {
+		return
+	}
+	user := UserOf(cl.ID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.sessions[user]; s != nil && s[cl.ID] == cl {
+		delete(s, cl.ID)
+		if len(s) == 0 {
+			delete(a.sessions, user)
+		}
+	}
+}
+
+// Devices returns how many sessions of user are connected to this node.
+func (a *Auth) Devices(user string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.sessions[user])
+}
+
+// OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters
+// (they are answered 0x8F, MQTT 3.1.1: 0x80), so that one packet cannot ask
+// for thousands of presence checks.
+func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline || len(pk.Filters) <= a.MaxSubscribeFilters {
+		return pk
+	}
+	a.Log.Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", a.MaxSubscribeFilters)
+	filters := make(packets.Subscriptions, len(pk.Filters))
+	copy(filters, pk.Filters)
+	for i := a.MaxSubscribeFilters; i < len(filters); i++ {
+		filters[i].Filter = "" // not a valid filter: refused by the broker
+	}
+	pk.Filters = filters
+	return pk
+}
+
 // shares reports whether users a and b share a conversation, from memory
-// when a recent answer was yes.
+// when asked recently (a yes is kept for contactTTL, a no for noContactTTL).
 func (a *Auth) shares(x, y string) bool {
 	if a.Store == nil {
 		return false
@@ -184,25 +370,30 @@ func (a *Auth) shares(x, y string) bool {
 	if y < x {
 		key = [2]string{y, x}
 	}
+	now := time.Now()
 	a.mu.Lock()
-	until, ok := a.contacts[key]
+	c, ok := a.contacts[key]
 	a.mu.Unlock()
-	if ok && time.Now().Before(until) {
-		return true
+	if ok && now.Before(c.until) {
+		return c.yes
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	yes, err := a.Store.SharesConversation(ctx, x, y)
-	if err != nil || !yes {
+	if err != nil {
 		return false
+	}
+	ttl := contactTTL
+	if !yes {
+		ttl = noContactTTL
 	}
 	a.mu.Lock()
 	if a.contacts == nil || len(a.contacts) > 100000 {
-		a.contacts = map[[2]string]time.Time{}
+		a.contacts = map[[2]string]contact{}
 	}
-	a.contacts[key] = time.Now().Add(contactTTL)
+	a.contacts[key] = contact{yes: yes, until: now.Add(ttl)}
 	a.mu.Unlock()
-	return true
+	return yes
 }
 
 // OnConnectAuthenticate implements mqtt.Hook: OnConnect has already refused
@@ -216,6 +407,9 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	user := UserOf(cl.ID)
 	t, shared := StripShare(topic)
+	if t == VoidTopic || (HasWildcards(t) && covers(t, VoidTopic)) {
+		return false
+	}
 	if a.Topics.Owns(t) || (HasWildcards(t) && a.Topics.MayOverlap(t)) {
 		if shared || IsAnonymous(cl.ID) {
 			return false

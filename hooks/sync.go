@@ -23,6 +23,12 @@ const (
 	DefaultWindow           = 64
 	DefaultQueue            = 1024
 	DefaultFlushInterval    = 200 * time.Millisecond
+	// DefaultDeviceInflightBytes bounds the payload bytes of a device's
+	// unacknowledged deliveries.
+	DefaultDeviceInflightBytes = 4 << 20
+	// DefaultUserInflightBytes bounds the payload bytes of the
+	// unacknowledged deliveries of all devices of one user on this node.
+	DefaultUserInflightBytes = 16 << 20
 )
 
 // Sync delivers inboxes. Every device (client id) subscribed to its inbox has
@@ -58,6 +64,14 @@ type Sync struct {
 	// FlushInterval is how often cursors and delivery receipts are written;
 	// default 200ms.
 	FlushInterval time.Duration
+	// DeviceInflightBytes bounds the payload bytes of one device's
+	// unacknowledged deliveries; default DefaultDeviceInflightBytes. A
+	// device may always have one delivery in flight, whatever its size.
+	DeviceInflightBytes int64
+	// UserInflightBytes bounds the payload bytes of the unacknowledged
+	// deliveries of all devices of one user on this node; default
+	// DefaultUserInflightBytes (again, each device may always have one).
+	UserInflightBytes int64
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Metrics, when set, counts catch-ups.
@@ -75,6 +89,7 @@ type Sync struct {
 	lastRx  map[string]int64            // delivered receipts already sent, by conv+"\x00"+user
 	dirty   map[cursorKey]dirtyCursor
 	recv    map[cursorKey]int64 // delivered receipts to send: by conv and recipient
+	inBytes map[string]int64    // payload bytes awaiting acknowledgement, by user
 	done    chan struct{}
 	wg      sync.WaitGroup
 	flushMu sync.Mutex
@@ -117,6 +132,12 @@ func (s *Sync) Init(any) error {
 	if s.FlushInterval <= 0 {
 		s.FlushInterval = DefaultFlushInterval
 	}
+	if s.DeviceInflightBytes <= 0 {
+		s.DeviceInflightBytes = DefaultDeviceInflightBytes
+	}
+	if s.UserInflightBytes <= 0 {
+		s.UserInflightBytes = DefaultUserInflightBytes
+	}
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
@@ -125,6 +146,7 @@ func (s *Sync) Init(any) error {
 	s.lastRx = map[string]int64{}
 	s.dirty = map[cursorKey]dirtyCursor{}
 	s.recv = map[cursorKey]int64{}
+	s.inBytes = map[string]int64{}
 	s.done = make(chan struct{})
 	s.wg.Add(1)
 	go s.flusher()
@@ -173,10 +195,22 @@ type device struct {
 	sent       map[string]int64 // conv -> highest seq queued or written
 	written    map[string]int64 // conv -> highest seq written
 	acked      map[string]*frontier
-	wake       chan struct{}
-	ackWake    chan struct{}
-	qos        byte
-	stopped    chan struct{}
+	// out holds the deliveries this writer put in the client's inflight
+	// table, by packet id, until acknowledged: only their PUBACKs move
+	// cursors. outBytes is the sum of their payload sizes.
+	out      map[uint16]outDelivery
+	outBytes int64
+	wake     chan struct{}
+	ackWake  chan struct{}
+	qos      byte
+	stopped  chan struct{}
+}
+
+// outDelivery is one of Parley's own deliveries awaiting its PUBACK.
+type outDelivery struct {
+	conv string // "" for events
+	seq  int64
+	size int64
 }
 
 // frontier is the highest seq up to which every message was acknowledged,
@@ -256,6 +290,7 @@ func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		s.OnClaim(cl.ID, epoch)
 	}
 	d := &device{s: s, id: cl.ID, user: user, cl: cl, epoch: epoch, sent: map[string]int64{}, written: map[string]int64{}, acked: map[string]*frontier{},
+		out:  map[uint16]outDelivery{},
 		wake: make(chan struct{}, 1), ackWake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	s.mu.Lock()
 	old := s.devices[cl.ID]
@@ -269,6 +304,7 @@ func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	s.mu.Unlock()
 	if old != nil {
 		old.close()
+		old.release()
 	}
 	if first && s.Remote != nil {
 		s.Remote.Interest(user, true)
@@ -334,6 +370,7 @@ func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	s.mu.Unlock()
 	if gone != nil {
 		gone.close()
+		gone.release()
 	}
 	if last && s.Remote != nil {
 		s.Remote.Interest(user, false)
@@ -343,25 +380,116 @@ func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	}
 }
 
-// OnPacketRead records the acknowledgement of an inbox delivery: the PUBACK's
-// packet id still names the delivery in the client's inflight table.
+// OnPacketRead records the acknowledgement of an inbox delivery. Only
+// deliveries this node's writer sent count: their packet ids are kept per
+// device with the conv and seq they carried, so a look-alike payload on any
+// other topic (a plain MQTT topic, a will) can never move a cursor or cause a
+// delivered receipt.
 func (s *Sync) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type != packets.Puback && pk.FixedHeader.Type != packets.Pubcomp {
 		return pk, nil
 	}
-	out, ok := cl.State.Inflight.Get(pk.PacketID)
-	if !ok || out.FixedHeader.Type != packets.Publish {
+	d := s.device(cl)
+	if d == nil {
 		return pk, nil
 	}
-	conv, seq, ok := deliveryHead(out.Payload)
+	o, ok := d.take(pk.PacketID)
 	if !ok {
 		return pk, nil
 	}
-	if d := s.device(cl); d != nil {
-		d.ack(conv, seq)
+	if o.conv != "" {
+		d.ack(o.conv, o.seq)
+	} else {
+		d.wakeWriter()
 	}
 	return pk, nil
 }
+
+// take removes the record of the delivery with packet id id, if this writer
+// sent it and it is still the client's inflight packet of that id.
+func (d *device) take(id uint16) (outDelivery, bool) {
+	d.mu.Lock()
+	o, ok := d.out[id]
+	if ok {
+		delete(d.out, id)
+		d.outBytes -= o.size
+	}
+	d.mu.Unlock()
+	if !ok {
+		return o, false
+	}
+	d.s.addUserBytes(d.user, -o.size)
+	inflight, found := d.cl.State.Inflight.Get(id)
+	if !found || inflight.FixedHeader.Type != packets.Publish || inflight.TopicName != d.s.Topics.Inbox(d.user) || int64(len(inflight.Payload)) != o.size {
+		// The broker dropped our delivery (expiry) and reused the id: this
+		// acknowledgement is not for us.
+		return o, false
+	}
+	return o, true
+}
+
+// reconcile forgets the recorded deliveries that are no longer in the
+// client's inflight table (the broker expired them), so that they stop
+// counting against the window.
+func (d *device) reconcile() {
+	inbox := d.s.Topics.Inbox(d.user)
+	d.mu.Lock()
+	var freed int64
+	for id, o := range d.out {
+		pk, ok := d.cl.State.Inflight.Get(id)
+		if !ok || pk.FixedHeader.Type != packets.Publish || pk.TopicName != inbox {
+			delete(d.out, id)
+			d.outBytes -= o.size
+			freed += o.size
+		}
+	}
+	d.mu.Unlock()
+	if freed > 0 {
+		d.s.addUserBytes(d.user, -freed)
+	}
+}
+
+// release forgets every recorded delivery of a device that is gone and
+// removes them from its client's inflight table: a persistent session would
+// otherwise keep them in memory until it expires, and the catch-up sends them
+// again, in order, when the device returns.
+func (d *device) release() {
+	d.mu.Lock()
+	out, freed := d.out, d.outBytes
+	d.out, d.outBytes = map[uint16]outDelivery{}, 0
+	d.mu.Unlock()
+	inbox := d.s.Topics.Inbox(d.user)
+	for id := range out {
+		if pk, ok := d.cl.State.Inflight.Get(id); ok && pk.FixedHeader.Type == packets.Publish && pk.TopicName == inbox {
+			if d.cl.State.Inflight.Delete(id) {
+				d.cl.State.Inflight.IncreaseSendQuota()
+			}
+		}
+	}
+	if freed > 0 {
+		d.s.addUserBytes(d.user, -freed)
+	}
+}
+
+// addUserBytes adds n to the bytes in flight to user's devices.
+func (s *Sync) addUserBytes(user string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inBytes[user] += n
+	if s.inBytes[user] <= 0 {
+		delete(s.inBytes, user)
+	}
+}
+
+func (s *Sync) userBytes(user string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inBytes[user]
+}
+
+// InflightBytes returns the payload bytes of unacknowledged deliveries to
+// user's devices on this node.
+func (s *Sync) InflightBytes(user string) int64 { return s.userBytes(user) }
 
 // OnPublishDropped notes that the broker dropped a delivery to a slow client;
 // Parley's own deliveries are written directly, so this concerns only other
@@ -892,11 +1020,13 @@ func (d *device) write(it item) error {
 		if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
 			window = rm
 		}
-		for cl.State.Inflight.Len() >= window {
+		size := int64(len(it.payload))
+		for d.full(window, size) {
 			d.s.Log.Debug("window full", "client", d.id, "inflight", cl.State.Inflight.Len(), "window", window)
 			select {
 			case <-d.ackWake:
 			case <-time.After(time.Second):
+				d.reconcile()
 			case <-d.stopped:
 				return errDeviceGone
 			case <-d.s.done:
@@ -915,6 +1045,15 @@ func (d *device) write(it item) error {
 			return err
 		}
 		pk.PacketID = uint16(id)
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return errDeviceGone
+		}
+		d.out[pk.PacketID] = outDelivery{conv: it.conv, seq: it.seq, size: size}
+		d.outBytes += size
+		d.mu.Unlock()
+		d.s.addUserBytes(d.user, size)
 		cl.State.Inflight.Set(pk)
 		cl.State.Inflight.DecreaseSendQuota()
 	}
@@ -933,6 +1072,7 @@ func (d *device) write(it item) error {
 		_ = c.SetWriteDeadline(keep)
 	}
 	if err != nil && qos > 0 {
+		d.take(pk.PacketID)
 		if cl.State.Inflight.Delete(pk.PacketID) {
 			cl.State.Inflight.IncreaseSendQuota()
 		}
@@ -963,12 +1103,34 @@ func (d *device) write(it item) error {
 	return nil
 }
 
-// ack records that the device acknowledged seq of conv.
-func (d *device) ack(conv string, seq int64) {
+// full reports whether a delivery of size bytes must wait: the window of
+// unacknowledged deliveries is full, or their bytes would exceed the
+// device's or the user's bound. A device with nothing in flight never waits
+// for bytes, so that every delivery eventually goes out.
+func (d *device) full(window int, size int64) bool {
+	if d.cl.State.Inflight.Len() >= window {
+		return true
+	}
+	d.mu.Lock()
+	mine := d.outBytes
+	d.mu.Unlock()
+	if mine == 0 {
+		return false
+	}
+	return mine+size > d.s.DeviceInflightBytes || d.s.userBytes(d.user)+size > d.s.UserInflightBytes
+}
+
+// wakeWriter wakes the writer if it waits for the window.
+func (d *device) wakeWriter() {
 	select {
 	case d.ackWake <- struct{}{}:
 	default:
 	}
+}
+
+// ack records that the device acknowledged seq of conv.
+func (d *device) ack(conv string, seq int64) {
+	d.wakeWriter()
 	d.mu.Lock()
 	f := d.acked[conv]
 	if f == nil {

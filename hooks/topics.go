@@ -101,12 +101,14 @@ func (t Topics) MayOverlap(filter string) bool {
 func HasWildcards(filter string) bool { return strings.ContainsAny(filter, "+#") }
 
 // StripShare removes the $share/NAME/ prefix of a shared subscription filter.
+// The prefix is matched regardless of case ($SHARE, $Share, ...), as the
+// broker matches it.
 func StripShare(filter string) (string, bool) {
-	rest, ok := strings.CutPrefix(filter, "$share/")
-	if !ok {
+	const share = "$share/"
+	if len(filter) < len(share) || !strings.EqualFold(filter[:len(share)], share) {
 		return filter, false
 	}
-	_, f, ok := strings.Cut(rest, "/")
+	_, f, ok := strings.Cut(filter[len(share):], "/")
 	if !ok {
 		return "", true
 	}

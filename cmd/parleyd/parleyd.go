@@ -56,6 +56,7 @@ type Config struct {
 	NewDeviceBacklog int
 	CatchupLimit     int
 	ReceiptGroupMax  int
+	MaxDevices       int
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
@@ -149,6 +150,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", hooks.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
 		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", hooks.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
 		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", hooks.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
+		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", hooks.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}
 	for _, f := range ints {
 		v, err := strconv.Atoi(envNum(f.env, strconv.Itoa(f.def)))
@@ -323,7 +325,7 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID,
+		MaxDevices: c.MaxDevices, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID,
 	}
 	if c.NATSURL != "" && c.DatabaseURL == "" {
 		return errors.New("cluster mode (PARLEY_NATS_URL) needs the PostgreSQL store (PARLEY_DATABASE_URL)")
