@@ -28,6 +28,8 @@ func FuzzAuthACLCheck(f *testing.F) {
 		{"alice", "#", false},
 		{"alice", "$share/g/im/inbox/alice", false},
 		{"alice", "$share/g/#", false},
+		{"alice", "$SHARE/g/im/inbox/alice", false},
+		{"alice", "$Share/g/#", false},
 		{"alice", "im/send/u/bob", true},
 		{"alice", "im/send/u/bob", false},
 		{"alice", "im/send/g/team/x", true},
@@ -51,9 +53,9 @@ func FuzzAuthACLCheck(f *testing.F) {
 		}
 		user, _, _ := strings.Cut(id, "/")
 		eff, shared := topic, false
-		if rest, ok := strings.CutPrefix(topic, "$share/"); ok {
+		if len(topic) >= 7 && strings.EqualFold(topic[:7], "$share/") {
 			shared = true
-			_, eff, _ = strings.Cut(rest, "/")
+			_, eff, _ = strings.Cut(topic[7:], "/")
 		}
 		first, _, _ := strings.Cut(eff, "/")
 		if first != "im" && first != "+" && first != "#" {
@@ -81,4 +83,53 @@ func verb(write bool) string {
 		return "publish to"
 	}
 	return "read"
+}
+
+// TestWillChecks: a will is allowed only on a topic outside the prefix that
+// the client may publish to, and OnWill sends a will that is not allowed to
+// the void topic without its payload.
+func TestWillChecks(t *testing.T) {
+	acl, err := hooks.ParseACL(strings.NewReader("* readwrite chat/#\nalice write alerts/alice\n* read alerts/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &hooks.Auth{ACL: acl}
+	for _, c := range []struct {
+		id, topic string
+		ok        bool
+	}{
+		{"alice", "chat/room", true},
+		{"alice", "alerts/alice", true},
+		{"bob", "alerts/alice", false},
+		{"alice", "im/inbox/bob", false},
+		{"alice", "im/presence/alice", false},
+		{"alice", "im/send/u/bob", false},
+		{"alice", "im/read", false},
+		{"alice", "im", false},
+		{"alice", "chat/+", false},
+		{"alice", "chat/#", false},
+		{"alice", "$SYS/x", false},
+		{"alice", "$share/g/chat/room", false},
+		{"alice", hooks.VoidTopic, false},
+		{"alice", "", false},
+		{"alice", "other/x", false},
+	} {
+		cl := &mqtt.Client{ID: c.id}
+		if got := auth.WillAllowed(cl, c.topic); got != c.ok {
+			t.Errorf("WillAllowed(%s, %q) = %v, want %v", c.id, c.topic, got, c.ok)
+		}
+		w, err := auth.OnWill(cl, mqtt.Will{TopicName: c.topic, Payload: []byte("p"), Qos: 1, Retain: true, Flag: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ok && (w.TopicName != c.topic || string(w.Payload) != "p") {
+			t.Errorf("OnWill(%s, %q) changed an allowed will: %+v", c.id, c.topic, w)
+		}
+		if !c.ok && (w.TopicName != hooks.VoidTopic || len(w.Payload) != 0 || w.Retain) {
+			t.Errorf("OnWill(%s, %q) = %+v, want the void topic without payload", c.id, c.topic, w)
+		}
+		if auth.OnACLCheck(cl, hooks.VoidTopic, false) {
+			t.Errorf("%s may subscribe to the void topic", c.id)
+		}
+	}
 }

@@ -144,6 +144,13 @@ func (a *Auth) Init(any) error {
 	return nil
 }
 
+func (a *Auth) logger() *slog.Logger {
+	if a.Log == nil {
+		return slog.Default()
+	}
+	return a.Log
+}
+
 // AnonPrefix begins the client ids of anonymous sessions in open mode.
 const AnonPrefix = "anon:"
 
@@ -254,7 +261,7 @@ func (a *Auth) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if a.WillAllowed(cl, will.TopicName) {
 		return will, nil
 	}
-	a.Log.Warn("will refused", "client", cl.ID, "topic", will.TopicName)
+	a.logger().Warn("will refused", "client", cl.ID, "topic", will.TopicName)
 	if a.Metrics != nil {
 		a.Metrics.Refused.WithLabelValues("will_topic").Inc()
 	}
@@ -350,7 +357,7 @@ func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline || len(pk.Filters) <= a.MaxSubscribeFilters {
 		return pk
 	}
-	a.Log.Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", a.MaxSubscribeFilters)
+	a.logger().Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", a.MaxSubscribeFilters)
 	filters := make(packets.Subscriptions, len(pk.Filters))
 	copy(filters, pk.Filters)
 	for i := a.MaxSubscribeFilters; i < len(filters); i++ {
