@@ -247,7 +247,9 @@ func TestRawHalfOpen(t *testing.T) {
 		const n = 50
 		conns := make([]net.Conn, n)
 		for i := range conns {
-			conns[i] = rawConnect(t, r.env, fmt.Sprintf("mallory/s%d", i), "mallory", 1)
+			// One user per connection: a user may have 32 devices at most.
+			user := fmt.Sprintf("mallory%d", i)
+			conns[i] = rawConnect(t, r.env, user+"/s", user, 1)
 			defer conns[i].Close()
 		}
 		r.exchange(t)
