@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -172,7 +173,8 @@ func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 	return body, nil
 }
 
-// decode reads a JSON body of at most maxBody bytes into v.
+// decode reads a JSON body of at most maxBody bytes into v; the body must be
+// UTF-8 (400 invalid otherwise).
 func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var mbe *http.MaxBytesError
@@ -184,6 +186,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	}
 	if optional && len(strings.TrimSpace(string(body))) == 0 {
 		return nil
+	}
+	// Go's decoder would turn invalid UTF-8 into U+FFFD: refuse it instead,
+	// as sends do.
+	if !utf8.Valid(body) {
+		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid UTF-8"}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid JSON: " + err.Error()}

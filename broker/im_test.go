@@ -192,6 +192,8 @@ func TestSendErrors(t *testing.T) {
 			{"LongType", "im/send/u/bob", `{"type":"` + strings.Repeat("t", 33) + `","body":1}`, "invalid_payload", 0x99},
 			{"ReservedType", "im/send/u/bob", `{"type":"member.added","body":{"user":"alice"}}`, "invalid_payload", 0x99},
 			{"BadUTF8", "im/send/u/bob", "{\"body\":\"\xff\"}", "invalid_payload", 0x99},
+			{"NULInCID", "im/send/u/bob", `{"cid":"a\u0000b","body":"x"}`, "invalid_payload", 0x99},
+			{"NULInType", "im/send/u/bob", `{"type":"x\u0000","body":"x"}`, "invalid_payload", 0x99},
 			{"TooLarge", "im/send/u/bob", big, "too_large", 0x99},
 			{"InvalidPeer", "im/send/u/b*b", `{"body":1}`, "invalid_peer", 0x90},
 			{"Self", "im/send/u/alice", `{"body":1}`, "invalid_peer", 0x90},

@@ -119,7 +119,9 @@ type Store interface {
 	// AppendBatch appends ms in one transaction, in order, as Append would
 	// one by one: a message's failure (ENOTMEMBER, ENOTFOUND, EINVALID) is
 	// its result's Err and does not affect the others. An error return means
-	// nothing was stored.
+	// nothing was stored; EINVALID or ECONFLICT there means a value of one
+	// message was refused (PostgreSQL text refuses U+0000), so retrying the
+	// others without it can succeed.
 	AppendBatch(ctx context.Context, ms []NewMessage) ([]AppendResult, error)
 
 	// Messages returns up to limit messages of conv with seq > after, in

@@ -20,7 +20,8 @@ const DefaultMaxBatch = 256
 // committers by id, so each conversation has at most one transaction in
 // flight on this node, and its messages are handed to the deliver callbacks
 // in seq order. Group changes run through the same partition as the
-// conversation's sends, in order.
+// conversation's sends, in order. A message whose value the store refuses
+// fails alone: the rest of its batch is retried without it (see appendBatch).
 type Committer struct {
 	Store history.Store
 	// Partitions is the number of concurrent committers; default 1.
@@ -181,21 +182,40 @@ func (c *Committer) commit(batch []*commitReq) {
 	if len(live) == 0 {
 		return
 	}
-	// The batch outlives any one sender's context.
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout(live))
-	results, err := c.Store.AppendBatch(ctx, ms)
-	cancel()
+	results := c.appendBatch(ms, batchTimeout(live))
 	for i, r := range live {
-		if err != nil {
-			r.res.Err = err
-		} else {
-			r.res = results[i]
-			if r.res.Err == nil && r.deliver != nil {
-				r.deliver(r.res)
-			}
+		r.res = results[i]
+		if r.res.Err == nil && r.deliver != nil {
+			r.deliver(r.res)
 		}
 		close(r.fin)
 	}
+}
+
+// appendBatch stores ms in one transaction and returns one result per
+// message. When the store refuses the whole transaction because of a value in
+// one row (history.EINVALID, such as U+0000 in text on PostgreSQL, or
+// history.ECONFLICT), nothing was stored: each half is retried on its own,
+// first half first so that seqs keep the senders' order, down to the single
+// message at fault, which alone gets the error. Any other error (an outage, a
+// timeout) fails the whole batch at once, as before: its senders retry.
+func (c *Committer) appendBatch(ms []history.NewMessage, timeout time.Duration) []history.AppendResult {
+	// The batch outlives any one sender's context.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	results, err := c.Store.AppendBatch(ctx, ms)
+	cancel()
+	if err == nil {
+		return results
+	}
+	if code := history.ErrorCode(err); len(ms) > 1 && (code == history.EINVALID || code == history.ECONFLICT) {
+		half := len(ms) / 2
+		return append(c.appendBatch(ms[:half], timeout), c.appendBatch(ms[half:], timeout)...)
+	}
+	results = make([]history.AppendResult, len(ms))
+	for i := range results {
+		results[i].Err = err
+	}
+	return results
 }
 
 // batchTimeout is the longest deadline among the senders, at least 10s.

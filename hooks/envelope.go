@@ -60,7 +60,9 @@ type SendPayload struct {
 var reservedTypes = []string{"group.", "member.", "system."}
 
 // ParseSendPayload decodes and validates a send payload of at most max bytes.
-// Unknown fields, "from" included, are ignored.
+// Unknown fields, "from" included, are ignored. The payload must be UTF-8 and
+// cid and type valid text (history.ValidText: no U+0000, even escaped); body
+// is any JSON value other than null and is stored as sent, escapes included.
 func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 	var p SendPayload
 	if max > 0 && len(b) > max {
@@ -79,7 +81,7 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 			CID string `json:"cid"`
 		}
 		_ = json.Unmarshal(b, &c)
-		if utf8.RuneCountInString(c.CID) > MaxCIDLen {
+		if utf8.RuneCountInString(c.CID) > MaxCIDLen || !history.ValidText(c.CID) {
 			c.CID = ""
 		}
 		p = SendPayload{CID: c.CID}
@@ -93,6 +95,15 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 	if utf8.RuneCountInString(p.CID) > MaxCIDLen {
 		p.CID = ""
 		return fail("cid is longer than %d characters", MaxCIDLen)
+	}
+	// A JSON escape such as \u0000 decodes to text that PostgreSQL refuses:
+	// refused here on every store, before the message joins a group commit.
+	if !history.ValidText(p.CID) {
+		p.CID = ""
+		return fail("cid must be valid text without U+0000")
+	}
+	if !history.ValidText(p.Type) {
+		return fail("type must be valid text without U+0000")
 	}
 	if p.Type == "" {
 		p.Type = history.TypeText

@@ -43,6 +43,13 @@ func TestParseSendPayloadOK(t *testing.T) {
 		{"TypeReservedOtherCase", `{"type":"Group.created","body":1}`, 0, "", "Group.created", `1`, false},
 		{"ExactlyMax", `{"body":1}`, 10, "", history.TypeText, `1`, false},
 		{"EscapedUnicode", `{"cid":"\u00e9","body":"\ud83d\ude00"}`, 0, "é", history.TypeText, `"\ud83d\ude00"`, false},
+		// The body is stored as sent (a json column on PostgreSQL, text on
+		// SQLite), so escapes that jsonb would refuse are kept, not decoded.
+		{"EscapedNULInBody", `{"body":{"t":"a\u0000b","\u0000":1}}`, 0, "", history.TypeText, `{"t":"a\u0000b","\u0000":1}`, false},
+		{"LoneSurrogateInBody", `{"body":"\ud800"}`, 0, "", history.TypeText, `"\ud800"`, false},
+		// A lone surrogate in cid decodes to U+FFFD, which is valid text.
+		{"LoneSurrogateInCID", `{"cid":"\udc00","body":1}`, 0, "\ufffd", history.TypeText, `1`, false},
+		{"ControlCharInType", `{"type":"a\u0001","body":1}`, 0, "", "a\x01", `1`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +102,16 @@ func TestParseSendPayloadErrors(t *testing.T) {
 		{"TypeNotString", `{"cid":"c1","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
 		{"EphemeralNotBool", `{"cid":"c1","ephemeral":"yes","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
 		{"CIDNotString", `{"cid":7,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		// U+0000, escaped in JSON, is refused in every text field; a cid that
+		// holds it is never echoed.
+		{"NULInCID", `{"cid":"a\u0000b","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
+		{"OnlyNULCID", `{"cid":"\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
+		{"NULInType", `{"cid":"c1","type":"x\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, "c1"},
+		{"NULInTypeNoCID", `{"type":"x\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
+		{"NULInCIDWrongBody", `{"cid":"a\u0000","body":null}`, 0, hooks.CodeInvalidPayload, ""},
+		{"NULInCIDBadJSON", `{"cid":"a\u0000","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		{"RawNUL", "{\"cid\":\"a\x00b\",\"body\":1}", 0, hooks.CodeInvalidPayload, ""},
+		{"RawNULInBody", "{\"body\":\"\x00\"}", 0, hooks.CodeInvalidPayload, ""},
 		// A cid over the limit is never echoed, whichever check fails.
 		{"CID65RunesWithWrongType", `{"cid":"` + cid65 + `","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
 	}
@@ -237,6 +254,8 @@ func FuzzParseSendPayload(f *testing.F) {
 		"{\"body\":\"\xff\"}",
 		`{"body":1,"body":null}`,
 		`{"BODY":{},"Type":"member.x"}`,
+		`{"cid":"a\u0000b","body":"x"}`,
+		`{"type":"x\u0000","body":"x"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -250,6 +269,9 @@ func FuzzParseSendPayload(f *testing.F) {
 			}
 			if err.Message == "" {
 				t.Fatalf("ParseSendPayload(%q): error without a message", b)
+			}
+			if !history.ValidText(err.CID) {
+				t.Fatalf("ParseSendPayload(%q): error echoes cid %q, not valid text", b, err.CID)
 			}
 			return
 		}
@@ -269,6 +291,12 @@ func FuzzParseSendPayload(f *testing.F) {
 		}
 		if n := utf8.RuneCountInString(p.CID); n > hooks.MaxCIDLen {
 			t.Fatalf("ParseSendPayload(%q): cid of %d runes", b, n)
+		}
+		if !history.ValidText(p.CID) || !history.ValidText(p.Type) {
+			t.Fatalf("ParseSendPayload(%q): cid %q or type %q is not valid text", b, p.CID, p.Type)
+		}
+		if !history.ValidText(string(p.Body)) {
+			t.Fatalf("ParseSendPayload(%q): body %q is not valid text", b, p.Body)
 		}
 		if len(p.Body) == 0 || string(p.Body) == "null" {
 			t.Fatalf("ParseSendPayload(%q): body %q accepted", b, p.Body)

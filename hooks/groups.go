@@ -87,7 +87,7 @@ const MaxGroupNameLen = 200
 
 // CreateGroup creates a group owned by actor, with req.Members as members,
 // and delivers its group.created message (seq 1) to every member. The id is
-// generated when empty. Errors are *history.Error (EINVALID, ECONFLICT, or
+// generated when empty; the name must be valid text (history.ValidText). Errors are *history.Error (EINVALID, ECONFLICT, or
 // EUNAVAILABLE-class store errors).
 func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
 	m.inflight.Add(1)
@@ -101,6 +101,9 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 	}
 	if req.Name == "" || len(req.Name) > MaxGroupNameLen {
 		return history.Group{}, nil, history.Errorf(history.EINVALID, "name is required, at most %d bytes", MaxGroupNameLen)
+	}
+	if !history.ValidText(req.Name) {
+		return history.Group{}, nil, history.Errorf(history.EINVALID, "name must be valid text without U+0000")
 	}
 	members := []history.Member{{User: actor, Role: history.RoleOwner}}
 	seen := map[string]bool{actor: true}

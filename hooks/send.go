@@ -344,6 +344,11 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 	case history.ENOTFOUND:
 		m.Groups.Forget(target)
 		return fail(CodeNoSuchGroup, "no such group %q", target)
+	case history.EINVALID:
+		// ParseSendPayload lets nothing through that a store refuses; should
+		// one still, this message alone fails (see Committer.appendBatch).
+		m.Log.Warn("store refused message", "conv", conv, "from", from, "error", err)
+		return fail(CodeInvalidPayload, "%s", history.ErrorMessage(err))
 	default:
 		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
 		return fail(CodeUnavailable, "the message store is unavailable, try again")

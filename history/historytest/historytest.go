@@ -5,6 +5,7 @@ package historytest
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -556,6 +557,11 @@ func testConversations(t *testing.T, s history.Store) {
 	}
 	_, _, err := s.Conversations(ctx, "alice", "!!not a cursor", 2)
 	wantCode(t, err, history.EINVALID)
+	// A well-formed cursor holding text a store cannot query with.
+	for _, c := range []string{"1|dm:\x00", "1|\xff", "\x00|x"} {
+		_, _, err = s.Conversations(ctx, "alice", base64.RawURLEncoding.EncodeToString([]byte(c)), 2)
+		wantCode(t, err, history.EINVALID)
+	}
 }
 
 func testChanges(t *testing.T, s history.Store) {

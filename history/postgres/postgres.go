@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,8 +123,18 @@ func translate(err error) error {
 		return history.Errorf(history.ENOTFOUND, "not found")
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return history.Errorf(history.ECONFLICT, "already exists")
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "23505":
+			return history.Errorf(history.ECONFLICT, "already exists")
+		case strings.HasPrefix(pe.Code, "22"):
+			// A data exception (such as 22021, U+0000 in text): a value of
+			// the request is at fault, not the database, so hooks.Committer
+			// retries the other messages of a batch without it. Other
+			// integrity violations than 23505 point at a bug and stay
+			// store failures.
+			return history.Errorf(history.EINVALID, "a value was refused by the store (SQLSTATE %s)", pe.Code)
+		}
 	}
 	return fmt.Errorf("postgres: %w", err)
 }

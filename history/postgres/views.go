@@ -116,7 +116,7 @@ func encodeCursor(at time.Time, id string) string {
 func decodeCursor(c string) (time.Time, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err == nil {
-		if us, id, ok := strings.Cut(string(b), "|"); ok {
+		if us, id, ok := strings.Cut(string(b), "|"); ok && history.ValidText(id) {
 			if n, err := strconv.ParseInt(us, 10, 64); err == nil {
 				return time.UnixMicro(n), id, nil
 			}

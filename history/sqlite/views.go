@@ -101,7 +101,7 @@ func (s *Store) Conversations(ctx context.Context, user, cursor string, limit in
 		if err == nil {
 			at, id, ok = strings.Cut(string(b), "|")
 		}
-		if !ok {
+		if !ok || !history.ValidText(at) || !history.ValidText(id) {
 			return nil, "", history.Errorf(history.EINVALID, "invalid cursor")
 		}
 	}
