@@ -318,10 +318,14 @@ type SyncResult struct {
 	Conversations []Conversation
 	// Next is the token to pass to the next Sync.
 	Next string
+	// More reports that this is one page of several: call Sync with Next
+	// again, right away, for the rest.
+	More bool
 }
 
-// Sync returns every conversation that changed since the token since (GET
-// /v1/sync?since=); "" asks for a snapshot.
+// Sync returns a page of the conversations that changed since the token
+// since (GET /v1/sync?since=); "" asks for a snapshot. While More is set,
+// call it again with Next for the next page.
 func (a *API) Sync(ctx context.Context, since string) (SyncResult, error) {
 	path := "/v1/sync"
 	if since != "" {
@@ -330,11 +334,12 @@ func (a *API) Sync(ctx context.Context, since string) (SyncResult, error) {
 	var out struct {
 		Conversations []Conversation `json:"conversations"`
 		Next          cursor         `json:"next"`
+		More          bool           `json:"more"`
 	}
 	if err := a.do(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return SyncResult{}, err
 	}
-	return SyncResult{Conversations: out.Conversations, Next: string(out.Next)}, nil
+	return SyncResult{Conversations: out.Conversations, Next: string(out.Next), More: out.More}, nil
 }
 
 // Member is a member of a group with its role: "owner", "admin" or
