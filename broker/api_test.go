@@ -169,7 +169,7 @@ func TestRESTErrors(t *testing.T) {
 		{"StrangerSend", "POST", "/v1/conversations/dm:alice:bob/messages", "mallory", `{"body":1}`, "", 403, "not_member"},
 		{"StrangerGroupSend", "POST", "/v1/conversations/g:g/messages", "mallory", `{"body":1}`, "", 403, "not_member"},
 		{"StrangerRead", "POST", "/v1/conversations/dm:alice:bob/read", "mallory", `{"seq":1}`, "", 403, "not_member"},
-		{"StrangerGroup", "GET", "/v1/groups/g", "mallory", "", "", 403, "not_member"},
+		{"StrangerGroup", "GET", "/v1/groups/g", "mallory", "", "", 404, "not_found"},
 		{"BadConv", "GET", "/v1/conversations/nonsense/messages", "alice", "", "", 404, "not_found"},
 		{"NoGroup", "GET", "/v1/groups/nope", "alice", "", "", 404, "not_found"},
 		{"NoGroupSend", "POST", "/v1/conversations/g:nope/messages", "alice", `{"body":1}`, "", 404, "no_such_group"},
@@ -275,7 +275,7 @@ func TestSync(t *testing.T) {
 			Conversations []conversationOut
 			Next          string
 		}
-		if code := e.do("GET", "/v1/sync", "alice", "", &snap); code != 200 || len(snap.Conversations) != 60 || snap.Next == "" {
+		if code := e.do("GET", "/v1/sync?limit=100", "alice", "", &snap); code != 200 || len(snap.Conversations) != 60 || snap.Next == "" {
 			t.Fatalf("snapshot = %d, %d conversations", code, len(snap.Conversations))
 		}
 		last := map[string]int64{}
@@ -304,7 +304,7 @@ func TestSync(t *testing.T) {
 			Conversations []conversationOut
 			Next          string
 		}
-		if code := e.do("GET", "/v1/sync?since="+snap.Next, "alice", "", &changes); code != 200 {
+		if code := e.do("GET", "/v1/sync?limit=100&since="+snap.Next, "alice", "", &changes); code != 200 {
 			t.Fatalf("sync = %d", code)
 		}
 		if len(changes.Conversations) != 60 {
