@@ -148,7 +148,7 @@ func TestRESTMessages(t *testing.T) {
 // TestRESTErrors: every error status, and never another user's data.
 func TestRESTErrors(t *testing.T) {
 	s := openSQLite(t)
-	e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 512; o.Rate, o.Burst = 1, 2 })
+	e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 512; o.Rate, o.Burst = 1, 3 })
 	e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"private"}`, nil)
 	e.do("POST", "/v1/groups", "alice", `{"id":"g","name":"G"}`, nil)
 	expired := signed(t, jwt.SigningMethodHS256, testSecret, claims("alice", -time.Minute))
