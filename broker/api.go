@@ -17,6 +17,22 @@ const (
 	syncMessages = 20
 )
 
+// Sync page limits: GET /v1/sync returns at most MaxSyncLimit conversations
+// a page (DefaultSyncLimit without a limit parameter), and their messages add
+// up to at most SyncMessageBytes (bodies plus a fixed allowance per message
+// for the other fields); conversations beyond that budget come with fewer or
+// no messages, which the client pages with GET
+// /v1/conversations/{conv}/messages.
+const (
+	DefaultSyncLimit = 50
+	MaxSyncLimit     = 100
+	SyncMessageBytes = 1 << 20
+)
+
+// messageOverhead is what a message's fields other than the body take on
+// the wire, roughly.
+const messageOverhead = 256
+
 // route is one REST route; routes is the table that both registers the
 // handlers and is checked against docs/openapi.yaml.
 type route struct {
@@ -84,13 +100,16 @@ func intParam(r *http.Request, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-func limitParam(r *http.Request) (int, error) {
-	n, err := intParam(r, "limit", DefaultPageLimit)
+func limitParam(r *http.Request) (int, error) { return boundedLimit(r, DefaultPageLimit, MaxPageLimit) }
+
+// boundedLimit reads the limit parameter: def when absent, 1 to max.
+func boundedLimit(r *http.Request, def, max int) (int, error) {
+	n, err := intParam(r, "limit", int64(def))
 	if err != nil {
 		return 0, err
 	}
-	if n < 1 || n > MaxPageLimit {
-		return 0, badRequest("limit must be between 1 and " + strconv.Itoa(MaxPageLimit))
+	if n < 1 || n > int64(max) {
+		return 0, badRequest("limit must be between 1 and " + strconv.Itoa(max))
 	}
 	return int(n), nil
 }
@@ -257,30 +276,50 @@ func (b *Broker) postRead(w http.ResponseWriter, r *http.Request, user string) {
 	writeJSON(w, http.StatusOK, map[string]any{"conv": conv, "read_seq": after})
 }
 
-// getSync returns the conversations changed since the token (all of them
-// without one), each with its latest messages, and the next token.
+// getSync returns a page of the conversations changed since the token (all
+// of them without one), each with its latest messages within the page's
+// message budget, the next token and whether more remain.
 func (b *Broker) getSync(w http.ResponseWriter, r *http.Request, user string) {
-	views, next, err := b.store.Changes(r.Context(), user, r.URL.Query().Get("since"))
+	limit, err := boundedLimit(r, DefaultSyncLimit, MaxSyncLimit)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
+	views, next, more, err := b.store.Changes(r.Context(), user, r.URL.Query().Get("since"), limit)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	budget := SyncMessageBytes
 	out := make([]conversationJSON, len(views))
 	for i, v := range views {
 		c := toConversationJSON(v)
-		msgs, _, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: v.ID, Before: v.LastSeq + 1, Limit: syncMessages})
-		if err != nil {
-			b.fail(w, r, err)
-			return
+		list := []messageJSON{}
+		if budget >= messageOverhead && v.LastSeq > 0 {
+			msgs, _, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: v.ID, Before: v.LastSeq + 1, Limit: syncMessages})
+			if err != nil {
+				b.fail(w, r, err)
+				return
+			}
+			// msgs are newest first: keep the newest that fit, so that the
+			// list still ends at last_seq.
+			n := 0
+			for ; n < len(msgs) && len(msgs[n].Body)+messageOverhead <= budget; n++ {
+				budget -= len(msgs[n].Body) + messageOverhead
+			}
+			if n < len(msgs) {
+				budget = 0
+			}
+			msgs = msgs[:n]
+			for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+				msgs[i], msgs[j] = msgs[j], msgs[i]
+			}
+			list = toMessagesJSON(msgs)
 		}
-		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
-			msgs[i], msgs[j] = msgs[j], msgs[i]
-		}
-		list := toMessagesJSON(msgs)
 		c.Messages = &list
 		out[i] = c
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": next})
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": next, "more": more})
 }
 
 // Routes lists the REST routes as "METHOD /pattern", for tests and tooling.

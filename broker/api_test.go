@@ -148,7 +148,7 @@ func TestRESTMessages(t *testing.T) {
 // TestRESTErrors: every error status, and never another user's data.
 func TestRESTErrors(t *testing.T) {
 	s := openSQLite(t)
-	e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 512; o.Rate, o.Burst = 1, 2 })
+	e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 512; o.Rate, o.Burst = 1, 3 })
 	e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"private"}`, nil)
 	e.do("POST", "/v1/groups", "alice", `{"id":"g","name":"G"}`, nil)
 	expired := signed(t, jwt.SigningMethodHS256, testSecret, claims("alice", -time.Minute))
@@ -169,7 +169,7 @@ func TestRESTErrors(t *testing.T) {
 		{"StrangerSend", "POST", "/v1/conversations/dm:alice:bob/messages", "mallory", `{"body":1}`, "", 403, "not_member"},
 		{"StrangerGroupSend", "POST", "/v1/conversations/g:g/messages", "mallory", `{"body":1}`, "", 403, "not_member"},
 		{"StrangerRead", "POST", "/v1/conversations/dm:alice:bob/read", "mallory", `{"seq":1}`, "", 403, "not_member"},
-		{"StrangerGroup", "GET", "/v1/groups/g", "mallory", "", "", 403, "not_member"},
+		{"StrangerGroup", "GET", "/v1/groups/g", "mallory", "", "", 404, "not_found"},
 		{"BadConv", "GET", "/v1/conversations/nonsense/messages", "alice", "", "", 404, "not_found"},
 		{"NoGroup", "GET", "/v1/groups/nope", "alice", "", "", 404, "not_found"},
 		{"NoGroupSend", "POST", "/v1/conversations/g:nope/messages", "alice", `{"body":1}`, "", 404, "no_such_group"},
@@ -275,7 +275,7 @@ func TestSync(t *testing.T) {
 			Conversations []conversationOut
 			Next          string
 		}
-		if code := e.do("GET", "/v1/sync", "alice", "", &snap); code != 200 || len(snap.Conversations) != 60 || snap.Next == "" {
+		if code := e.do("GET", "/v1/sync?limit=100", "alice", "", &snap); code != 200 || len(snap.Conversations) != 60 || snap.Next == "" {
 			t.Fatalf("snapshot = %d, %d conversations", code, len(snap.Conversations))
 		}
 		last := map[string]int64{}
@@ -304,7 +304,7 @@ func TestSync(t *testing.T) {
 			Conversations []conversationOut
 			Next          string
 		}
-		if code := e.do("GET", "/v1/sync?since="+snap.Next, "alice", "", &changes); code != 200 {
+		if code := e.do("GET", "/v1/sync?limit=100&since="+snap.Next, "alice", "", &changes); code != 200 {
 			t.Fatalf("sync = %d", code)
 		}
 		if len(changes.Conversations) != 60 {

@@ -128,7 +128,25 @@ type Options struct {
 	// ShutdownTimeout bounds Close when its context has no deadline; default
 	// 10s.
 	ShutdownTimeout time.Duration
+	// HTTPReadHeaderTimeout bounds the time to read a request's headers on
+	// the HTTP and WebSocket listeners; default DefaultHTTPReadHeaderTimeout.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadTimeout bounds the time to read a whole REST request, body
+	// included; default DefaultHTTPReadTimeout. It does not apply to the
+	// WebSocket listener, whose upgraded connections live on.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout bounds how long a keep-alive connection of the HTTP or
+	// WebSocket listener waits for its next request; default
+	// DefaultHTTPIdleTimeout.
+	HTTPIdleTimeout time.Duration
 }
+
+// Defaults of the HTTP servers' timeouts.
+const (
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
+)
 
 // Broker is a running Parley node.
 type Broker struct {
@@ -188,6 +206,15 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.HTTPReadHeaderTimeout <= 0 {
+		opts.HTTPReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if opts.HTTPReadTimeout <= 0 {
+		opts.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if opts.HTTPIdleTimeout <= 0 {
+		opts.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
 	b.registry = opts.Registry
@@ -314,7 +341,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}
 	if ln := lns["ws"]; ln != nil {
-		if err := b.mqtt.AddListener(newWebsocket("ws", ln, b.log, b.opts.ConnectTimeout)); err != nil {
+		ws := newWebsocket("ws", ln, b.log, b.opts.ConnectTimeout)
+		ws.readHeaderTimeout, ws.idleTimeout = b.opts.HTTPReadHeaderTimeout, b.opts.HTTPIdleTimeout
+		if err := b.mqtt.AddListener(ws); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}
@@ -337,7 +366,8 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	if ln := lns["http"]; ln != nil {
 		b.httpLn = ln
-		b.http = &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		b.http = &http.Server{Handler: b.Handler(), ReadHeaderTimeout: b.opts.HTTPReadHeaderTimeout,
+			ReadTimeout: b.opts.HTTPReadTimeout, IdleTimeout: b.opts.HTTPIdleTimeout}
 		go func() {
 			if err := b.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				b.log.Error("http server", "error", err)

@@ -18,7 +18,8 @@ import (
 	"github.com/parley-im/parley/hooks"
 )
 
-// maxBody bounds REST request bodies.
+// maxBody bounds REST request bodies other than sends (which are bounded by
+// Options.MaxPayload).
 const maxBody = 1 << 20
 
 // Handler returns the HTTP handler: GET /healthz, GET /readyz, GET /metrics
@@ -34,8 +35,9 @@ func (b *Broker) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(docs.OpenAPI)
 	})
+	limit := int64(max(maxBody, b.opts.MaxPayload))
 	for _, rt := range routes {
-		mux.HandleFunc(rt.method+" "+rt.pattern, b.auth(rt.handle(b)))
+		mux.HandleFunc(rt.method+" "+rt.pattern, capBody(limit, b.auth(rt.handle(b))))
 	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
@@ -160,12 +162,31 @@ func (b *Broker) auth(h func(w http.ResponseWriter, r *http.Request, user string
 	}
 }
 
+// capBody refuses a request whose declared body is over limit bytes with 413
+// too_large before reading it, and bounds the body of any other (a chunked
+// one) to limit bytes: the handler's read then fails and it answers 413 too.
+func capBody(limit int64, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			writeError(w, tooLarge(limit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h(w, r)
+	}
+}
+
+func tooLarge(limit int64) *apiError {
+	return &apiError{http.StatusRequestEntityTooLarge, hooks.CodeTooLarge, "request body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+}
+
 // readBody reads a request body of at most max bytes (413 too_large beyond).
 func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, hooks.CodeTooLarge, "request body larger than " + strconv.Itoa(max) + " bytes"}
+		return nil, tooLarge(int64(max))
 	}
 	if err != nil {
 		return nil, &apiError{http.StatusBadRequest, "invalid", "cannot read request body"}
@@ -179,7 +200,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return &apiError{http.StatusRequestEntityTooLarge, "too_large", "request body too large"}
+		return tooLarge(maxBody)
 	}
 	if err != nil {
 		return &apiError{http.StatusBadRequest, "invalid", "cannot read request body"}

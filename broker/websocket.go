@@ -29,6 +29,10 @@ type wsListener struct {
 	once      sync.Once
 	// connectTimeout bounds the wait for CONNECT after the upgrade.
 	connectTimeout time.Duration
+	// readHeaderTimeout and idleTimeout bound the upgrade request's headers
+	// and the wait between requests on a connection not (yet) upgraded. There
+	// is no ReadTimeout: the upgraded connection's deadlines are set in handle.
+	readHeaderTimeout, idleTimeout time.Duration
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
@@ -47,7 +51,13 @@ func (l *wsListener) Protocol() string { return "ws" }
 func (l *wsListener) Init(*slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc(WebsocketPath, l.handle)
-	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if l.readHeaderTimeout <= 0 {
+		l.readHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if l.idleTimeout <= 0 {
+		l.idleTimeout = DefaultHTTPIdleTimeout
+	}
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: l.readHeaderTimeout, IdleTimeout: l.idleTimeout}
 	return nil
 }
 

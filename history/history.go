@@ -178,12 +178,16 @@ type Store interface {
 	// cursor of the next page ("" at the end).
 	Conversations(ctx context.Context, user, cursor string, limit int) ([]ConversationView, string, error)
 
-	// Changes returns user's conversations that changed (new messages,
-	// membership, the user's read marker) since the opaque token, or all of
-	// them when since is empty, and the token to pass next time. A change is
-	// reported at least once; a conversation may be reported again. EINVALID
-	// for a malformed token.
-	Changes(ctx context.Context, user, since string) ([]ConversationView, string, error)
+	// Changes returns up to limit (at least 1) of user's conversations that
+	// changed (new messages, membership, the user's read marker) since the
+	// opaque token, or of all of them when since is empty, most recently
+	// active first, and the token to pass next time. more is true when
+	// further conversations of this pass remain: the token then continues
+	// the pass (see ChangeToken). Once more is false, the token covers every
+	// change made since the pass's first page. A change is reported at least
+	// once; a conversation may be reported again. EINVALID for a malformed
+	// token or a limit below 1.
+	Changes(ctx context.Context, user, since string, limit int) (views []ConversationView, next string, more bool, err error)
 
 	// Close releases what the store opened itself (not a caller-owned pool).
 	Close() error

@@ -5,6 +5,11 @@ import (
 	"sort"
 )
 
+// MaxGroupMembers bounds the size of a group: creation refuses more members
+// and CheckMemberChange refuses an addition to a full group (EINVALID), inside
+// the store transaction that adds, so concurrent additions cannot exceed it.
+const MaxGroupMembers = 10000
+
 // RoleOf returns the role of user among members, or "" when user is not one.
 func RoleOf(members []Member, user string) string {
 	for _, m := range members {
@@ -18,7 +23,8 @@ func RoleOf(members []Member, user string) string {
 // CheckMemberChange applies the group rules to c, given the members before the
 // change: only admins and the owner add members or change roles; anyone may
 // leave (remove themselves), except the owner; admins remove members, the owner
-// removes anyone; nobody changes or removes the owner. It returns the type of
+// removes anyone; nobody changes or removes the owner; a group of
+// MaxGroupMembers takes no new member (EINVALID). It returns the type of
 // the membership message to write, or an *Error.
 func CheckMemberChange(members []Member, c MemberChange) (msgType string, err error) {
 	if !ValidUserID(c.User) {
@@ -61,6 +67,9 @@ func CheckMemberChange(members []Member, c MemberChange) (msgType string, err er
 			return "", Errorf(EFORBIDDEN, "only the owner changes an admin's role")
 		}
 		return TypeMemberRole, nil
+	}
+	if len(members) >= MaxGroupMembers {
+		return "", Errorf(EINVALID, "a group has at most %d members", MaxGroupMembers)
 	}
 	return TypeMemberAdded, nil
 }

@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -253,5 +254,36 @@ func TestMemberMessage(t *testing.T) {
 				t.Fatalf("MemberMessage = %+v; want conv g:team, id msg1, from owner, ts %v, type %q, no cid", m, ts, tc.typ)
 			}
 		})
+	}
+}
+
+// TestCheckMemberChangeFull: a full group takes no new member, but its
+// members may still change roles and leave.
+func TestCheckMemberChangeFull(t *testing.T) {
+	full := team(t)
+	for i := len(full); i < history.MaxGroupMembers; i++ {
+		full = append(full, history.Member{User: fmt.Sprintf("u%05d", i), Role: history.RoleMember})
+	}
+	cases := []struct {
+		name string
+		c    history.MemberChange
+		typ  string
+		code string
+	}{
+		{"Add", history.MemberChange{Actor: "owner", User: "new", Role: history.RoleMember}, "", history.EINVALID},
+		{"Promote", history.MemberChange{Actor: "owner", User: "member", Role: history.RoleAdmin}, history.TypeMemberRole, ""},
+		{"Leave", history.MemberChange{Actor: "member", User: "member", Remove: true}, history.TypeMemberLeft, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Group = "team"
+			typ, err := history.CheckMemberChange(full, tc.c)
+			if typ != tc.typ || history.ErrorCode(err) != tc.code {
+				t.Fatalf("CheckMemberChange(%+v) = %q, %v; want %q, code %q", tc.c, typ, err, tc.typ, tc.code)
+			}
+		})
+	}
+	if _, err := history.CheckMemberChange(full[:len(full)-1], history.MemberChange{Group: "team", Actor: "owner", User: "new", Role: history.RoleMember}); err != nil {
+		t.Fatalf("one below the cap: %v", err)
 	}
 }

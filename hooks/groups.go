@@ -85,10 +85,27 @@ type CreateGroupRequest struct {
 // MaxGroupNameLen bounds a group's name, in bytes.
 const MaxGroupNameLen = 200
 
+// GroupCreatedMembersMax is the largest group whose group.created message
+// lists its members; a larger group's message carries only member_count, and
+// clients read the members with GET /v1/groups/{id}. It keeps the message,
+// which every member's devices receive and may queue, small.
+const GroupCreatedMembersMax = 100
+
+// groupCreatedBody is the body of a group.created message.
+type groupCreatedBody struct {
+	Name        string           `json:"name"`
+	Members     []history.Member `json:"members,omitempty"`
+	MemberCount int              `json:"member_count"`
+}
+
 // CreateGroup creates a group owned by actor, with req.Members as members,
 // and delivers its group.created message (seq 1) to every member. The id is
-// generated when empty; the name must be valid text (history.ValidText). Errors are *history.Error (EINVALID, ECONFLICT, or
-// EUNAVAILABLE-class store errors).
+// generated when empty; the name must be valid text (history.ValidText).
+// A creation counts against actor's send rate (a
+// *SendError with CodeRateLimited when refused). Other errors are
+// *history.Error: EINVALID, ECONFLICT when the id is taken (whoever holds
+// it: the answer reveals nothing about the group), or EUNAVAILABLE-class
+// store errors.
 func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
@@ -119,16 +136,23 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 	if len(members) > MaxGroupMembers {
 		return history.Group{}, nil, history.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
 	}
+	if !m.Limiter.Allow(actor, t) {
+		return history.Group{}, nil, sendErr(CodeRateLimited, "too many requests, slow down")
+	}
 	g := history.Group{ID: req.ID, Name: req.Name, CreatedBy: actor, CreatedAt: t.UTC().Truncate(time.Microsecond)}
-	body, _ := json.Marshal(struct {
-		Name    string           `json:"name"`
-		Members []history.Member `json:"members"`
-	}{g.Name, members})
+	created := groupCreatedBody{Name: g.Name, MemberCount: len(members)}
+	if len(members) <= GroupCreatedMembersMax {
+		created.Members = members
+	}
+	body := mustJSON(created)
 	conv := history.GroupConvID(g.ID)
 	var err error
 	derr := m.Committer.Do(ctx, conv, func() {
 		var msg history.Message
 		msg, err = m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
+		if history.ErrorCode(err) == history.ECONFLICT {
+			err = history.Errorf(history.ECONFLICT, "group id %q is not available; omit id to get a generated one", g.ID)
+		}
 		if err == nil {
 			m.Groups.Forget(g.ID)
 			m.Sync.DeliverMessage(users(members), msg)
@@ -141,19 +165,27 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 	return g, members, nil
 }
 
-// MaxGroupMembers bounds the size of a group.
-const MaxGroupMembers = 10000
+// MaxGroupMembers bounds the size of a group, at creation and on every
+// addition.
+const MaxGroupMembers = history.MaxGroupMembers
 
 // ChangeMember adds, updates or removes a member of a group on behalf of
 // actor, and delivers the membership message to the members before and after
-// the change (so a removed member learns of it).
+// the change (so a removed member learns of it). A change counts against the
+// actor's send rate (a *SendError with CodeRateLimited when refused). An
+// actor who is not a member gets history.ENOTFOUND, as for a group that does
+// not exist, so that group ids cannot be probed; an addition to a full group
+// (MaxGroupMembers) gets history.EINVALID.
 func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
 	t := now()
 	c.MessageID, c.TS = history.NewID(t), t
 	if !history.ValidGroupID(c.Group) {
-		return history.Message{}, nil, history.Errorf(history.ENOTFOUND, "no such group %q", c.Group)
+		return history.Message{}, nil, noSuchGroup(c.Group)
+	}
+	if !m.Limiter.Allow(c.Actor, t) {
+		return history.Message{}, nil, sendErr(CodeRateLimited, "too many requests, slow down")
 	}
 	conv := history.GroupConvID(c.Group)
 	var msg history.Message
@@ -162,6 +194,9 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 	derr := m.Committer.Do(ctx, conv, func() {
 		msg, after, err = m.Store.ChangeMember(ctx, c)
 		m.Groups.Forget(c.Group)
+		if history.ErrorCode(err) == history.ENOTMEMBER {
+			err = noSuchGroup(c.Group)
+		}
 		if err != nil {
 			return
 		}
@@ -178,20 +213,30 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 	return msg, after, nil
 }
 
-// Group returns a group and its members for user, who must be a member
-// (history.ENOTMEMBER) of an existing group (history.ENOTFOUND).
+// Group returns a group and its members for user, who must be a member of
+// an existing group: history.ENOTFOUND otherwise, the same error whether the
+// group does not exist or user is not (or no longer) one of its members.
 func (m *Messenger) Group(ctx context.Context, user, id string) (history.Group, []history.Member, error) {
 	if !history.ValidGroupID(id) {
-		return history.Group{}, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
+		return history.Group{}, nil, noSuchGroup(id)
 	}
 	g, ms, err := m.Store.Group(ctx, id)
+	if history.ErrorCode(err) == history.ENOTFOUND {
+		return history.Group{}, nil, noSuchGroup(id)
+	}
 	if err != nil {
 		return g, nil, err
 	}
 	if history.RoleOf(ms, user) == "" {
-		return history.Group{}, nil, history.Errorf(history.ENOTMEMBER, "you are not a member of group %q", id)
+		return history.Group{}, nil, noSuchGroup(id)
 	}
 	return g, ms, nil
+}
+
+// noSuchGroup is the answer for a group that does not exist or of which the
+// caller is not a member: one error, so that the two cannot be told apart.
+func noSuchGroup(id string) error {
+	return history.Errorf(history.ENOTFOUND, "no such group %q", id)
 }
 
 func mustJSON(v any) []byte {

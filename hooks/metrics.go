@@ -141,9 +141,9 @@ func (i *instrumented) Conversations(ctx context.Context, user, cursor string, l
 	return i.s.Conversations(ctx, user, cursor, limit)
 }
 
-func (i *instrumented) Changes(ctx context.Context, user, since string) (_ []history.ConversationView, _ string, err error) {
+func (i *instrumented) Changes(ctx context.Context, user, since string, limit int) (_ []history.ConversationView, _ string, _ bool, err error) {
 	defer func(t time.Time) { i.observe("changes", t, err) }(time.Now())
-	return i.s.Changes(ctx, user, since)
+	return i.s.Changes(ctx, user, since, limit)
 }
 
 func (i *instrumented) Close() error { return i.s.Close() }

@@ -40,7 +40,8 @@ type Messenger struct {
 	// ReceiptGroupMax is the largest group whose members get read receipts;
 	// default 100.
 	ReceiptGroupMax int
-	// Limiter limits sends per user; nil allows everything.
+	// Limiter limits sends, group creations and membership changes per user
+	// (one bucket for all three); nil allows everything.
 	Limiter *RateLimiter
 	// MaxPayload bounds a send payload; default DefaultMaxPayload.
 	MaxPayload int

@@ -318,10 +318,14 @@ type SyncResult struct {
 	Conversations []Conversation
 	// Next is the token to pass to the next Sync.
 	Next string
+	// More reports that this is one page of several: call Sync with Next
+	// again, right away, for the rest.
+	More bool
 }
 
-// Sync returns every conversation that changed since the token since (GET
-// /v1/sync?since=); "" asks for a snapshot.
+// Sync returns a page of the conversations that changed since the token
+// since (GET /v1/sync?since=); "" asks for a snapshot. While More is set,
+// call it again with Next for the next page.
 func (a *API) Sync(ctx context.Context, since string) (SyncResult, error) {
 	path := "/v1/sync"
 	if since != "" {
@@ -330,11 +334,12 @@ func (a *API) Sync(ctx context.Context, since string) (SyncResult, error) {
 	var out struct {
 		Conversations []Conversation `json:"conversations"`
 		Next          cursor         `json:"next"`
+		More          bool           `json:"more"`
 	}
 	if err := a.do(ctx, http.MethodGet, path, nil, &out); err != nil {
 		return SyncResult{}, err
 	}
-	return SyncResult{Conversations: out.Conversations, Next: string(out.Next)}, nil
+	return SyncResult{Conversations: out.Conversations, Next: string(out.Next), More: out.More}, nil
 }
 
 // Member is a member of a group with its role: "owner", "admin" or
@@ -372,7 +377,7 @@ type MemberChange struct {
 }
 
 // CreateGroup creates a group owned by the user (POST /v1/groups). Errors
-// match ErrInvalid and ErrConflict (the id is taken).
+// match ErrInvalid, ErrConflict (the id is taken) and ErrRateLimited.
 func (a *API) CreateGroup(ctx context.Context, g NewGroup) (GroupInfo, error) {
 	if g.Members == nil {
 		g.Members = []string{}
@@ -383,7 +388,7 @@ func (a *API) CreateGroup(ctx context.Context, g NewGroup) (GroupInfo, error) {
 }
 
 // Group returns a group and its members (GET /v1/groups/{id}). Errors match
-// ErrNotFound and ErrNotMember.
+// ErrNotFound: no such group, or the user is not (or no longer) a member.
 func (a *API) Group(ctx context.Context, id string) (GroupInfo, error) {
 	var out GroupInfo
 	err := a.do(ctx, http.MethodGet, "/v1/groups/"+url.PathEscape(id), nil, &out)
@@ -392,8 +397,9 @@ func (a *API) Group(ctx context.Context, id string) (GroupInfo, error) {
 
 // AddMember adds user to group with role "member" or "admin" ("" means
 // "member"), or changes the role of a member (PUT
-// /v1/groups/{id}/members/{user}). Errors match ErrForbidden, ErrNotMember,
-// ErrNotFound, ErrConflict.
+// /v1/groups/{id}/members/{user}). Errors match ErrForbidden, ErrNotFound
+// (also when the caller is not a member), ErrConflict, ErrInvalid (the group
+// is full), ErrRateLimited.
 func (a *API) AddMember(ctx context.Context, group, user, role string) (MemberChange, error) {
 	if role == "" {
 		role = "member"
@@ -406,7 +412,8 @@ func (a *API) AddMember(ctx context.Context, group, user, role string) (MemberCh
 
 // RemoveMember removes user from group, or leaves it when user is the
 // caller (DELETE /v1/groups/{id}/members/{user}). Errors match
-// ErrForbidden, ErrNotMember, ErrNotFound.
+// ErrForbidden, ErrNotFound (also when the caller is not a member),
+// ErrRateLimited.
 func (a *API) RemoveMember(ctx context.Context, group, user string) (MemberChange, error) {
 	var out MemberChange
 	err := a.do(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(user), nil, &out)

@@ -106,7 +106,7 @@ func TestGroup(t *testing.T) {
 		if !errors.Is(err, parley.ErrNotMember) || !errors.As(err, &se) || se.Code != "not_member" {
 			t.Fatalf("send after removal: %v", err)
 		}
-		if _, err := carol.Group(ctx, "team"); !errors.Is(err, parley.ErrNotMember) {
+		if _, err := carol.Group(ctx, "team"); !errors.Is(err, parley.ErrNotFound) {
 			t.Fatalf("Group after removal: %v", err)
 		}
 		if _, err := bob.AddMember(ctx, "team", "erin", ""); !errors.Is(err, parley.ErrForbidden) {

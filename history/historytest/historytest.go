@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
 	t.Run("Conversations", func(t *testing.T) { testConversations(t, open(t)) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, open(t)) })
+	t.Run("ChangesPaging", func(t *testing.T) { testChangesPaging(t, open(t)) })
 	t.Run("ClaimFencesCursors", func(t *testing.T) { testClaim(t, open(t)) })
 	t.Run("MemberVersion", func(t *testing.T) { testMemberVersion(t, open(t)) })
 }
@@ -569,11 +570,11 @@ func testChanges(t *testing.T, s history.Store) {
 	for i := 0; i < 5; i++ {
 		mustAppend(t, s, NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", i)), "alice", "", `1`))
 	}
-	all, token, err := s.Changes(ctx, "alice", "")
-	if err != nil || len(all) != 5 || token == "" {
+	all, token, more, err := s.Changes(ctx, "alice", "", 100)
+	if err != nil || len(all) != 5 || token == "" || more {
 		t.Fatalf("snapshot = %d, %q, %v", len(all), token, err)
 	}
-	none, token2, err := s.Changes(ctx, "alice", token)
+	none, token2, _, err := s.Changes(ctx, "alice", token, 100)
 	if err != nil || len(none) != 0 {
 		t.Fatalf("no changes = %+v, %v", none, err)
 	}
@@ -582,7 +583,7 @@ func testChanges(t *testing.T, s history.Store) {
 		t.Fatal(err)
 	}
 	createGroup(t, s, "g", "u9", "alice")
-	changed, _, err := s.Changes(ctx, "alice", token2)
+	changed, _, _, err := s.Changes(ctx, "alice", token2, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,16 +595,70 @@ func testChanges(t *testing.T, s history.Store) {
 		t.Fatalf("changed = %v", ids)
 	}
 	// Another user's read marker is not alice's change.
-	_, token3, _ := s.Changes(ctx, "alice", token2)
+	_, token3, _, _ := s.Changes(ctx, "alice", token2, 100)
 	if _, _, err := s.MarkRead(ctx, "u2", history.DirectConvID("alice", "u2"), 1); err != nil {
 		t.Fatal(err)
 	}
-	changed, _, _ = s.Changes(ctx, "alice", token3)
+	changed, _, _, _ = s.Changes(ctx, "alice", token3, 100)
 	if len(changed) != 0 {
 		t.Fatalf("u2's read marker reported to alice: %+v", changed)
 	}
-	_, _, err = s.Changes(ctx, "alice", "garbage")
+	_, _, _, err = s.Changes(ctx, "alice", "garbage", 100)
 	wantCode(t, err, history.EINVALID)
+	_, _, _, err = s.Changes(ctx, "alice", "", 0)
+	wantCode(t, err, history.EINVALID)
+}
+
+// testChangesPaging: a pass pages through the changed conversations without
+// repeating or missing one; a conversation that changes during the pass (and
+// so moves ahead of the position) is reported by the next pass.
+func testChangesPaging(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	for i := 0; i < 7; i++ {
+		mustAppend(t, s, NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", i)), "alice", "", `1`))
+	}
+	var got []string
+	token := ""
+	for page := 0; ; page++ {
+		views, next, more, err := s.Changes(ctx, "alice", token, 3)
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		if len(views) > 3 || (more && len(views) != 3) || next == "" {
+			t.Fatalf("page %d: %d views, more %v, next %q", page, len(views), more, next)
+		}
+		for _, v := range views {
+			got = append(got, v.ID)
+		}
+		token = next
+		if page == 0 {
+			// u0 was written first: not reported yet. It changes now and
+			// moves to the front, behind the position.
+			mustAppend(t, s, NewMsg(history.DirectConvID("alice", "u0"), "u0", "", `2`))
+		}
+		if !more {
+			break
+		}
+		if page > 5 {
+			t.Fatal("paging does not end")
+		}
+	}
+	seen := map[string]bool{}
+	for _, id := range got {
+		if seen[id] {
+			t.Fatalf("%s reported twice in one pass: %v", id, got)
+		}
+		seen[id] = true
+	}
+	for i := 1; i < 7; i++ {
+		if id := history.DirectConvID("alice", fmt.Sprintf("u%d", i)); !seen[id] {
+			t.Fatalf("%s missing from the pass: %v", id, got)
+		}
+	}
+	next, _, more, err := s.Changes(ctx, "alice", token, 3)
+	if err != nil || more || len(next) != 1 || next[0].ID != history.DirectConvID("alice", "u0") || next[0].LastSeq != 2 {
+		t.Fatalf("next pass = %+v, more %v, %v; want dm:alice:u0 at seq 2", next, more, err)
+	}
 }
 
 func testAppendBatch(t *testing.T, s history.Store) {

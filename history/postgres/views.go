@@ -125,33 +125,50 @@ func decodeCursor(c string) (time.Time, string, error) {
 	return time.Time{}, "", history.Errorf(history.EINVALID, "invalid cursor")
 }
 
-// Changes implements history.Store. The token is the xmin of the snapshot
-// that read the changes: every transaction below it had committed, and any
-// later one has a changed_xid at or above it.
-func (s *Store) Changes(ctx context.Context, user, since string) ([]history.ConversationView, string, error) {
-	var from int64
-	if since != "" {
-		n, err := strconv.ParseInt(strings.TrimPrefix(since, "x"), 10, 64)
-		if err != nil || !strings.HasPrefix(since, "x") || n < 0 {
-			return nil, "", history.Errorf(history.EINVALID, "invalid sync token")
+// Changes implements history.Store. A pass's Upto is the xmin of the
+// snapshot that read its first page: every transaction below it had
+// committed, and any later one has a changed_xid at or above it. The position
+// At is updated_at in Unix microseconds.
+func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]history.ConversationView, string, bool, error) {
+	tok, err := history.ParseChangeToken(since, "x")
+	if err != nil {
+		return nil, "", false, err
+	}
+	if limit < 1 {
+		return nil, "", false, history.Errorf(history.EINVALID, "limit must be at least 1")
+	}
+	at, id := time.Now().Add(100*365*24*time.Hour), "\U0010FFFF"
+	if tok.Paging() {
+		us, err := strconv.ParseInt(tok.At, 10, 64)
+		if err != nil {
+			return nil, "", false, history.Errorf(history.EINVALID, "invalid sync token")
 		}
-		from = n
+		at, id = time.UnixMicro(us), tok.ID
 	}
 	var views []history.ConversationView
-	var token int64
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&token); err != nil {
-			return err
+	var updated []time.Time
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if !tok.Paging() {
+			if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&tok.Upto); err != nil {
+				return err
+			}
 		}
-		rows, err := tx.Query(ctx, viewQuery+`AND (c.changed_xid >= $2 OR m.changed_xid >= $2) ORDER BY c.updated_at DESC, c.id DESC`, user, from)
+		rows, err := tx.Query(ctx, viewQuery+`AND (c.changed_xid >= $2 OR m.changed_xid >= $2) AND (c.updated_at, c.id) < ($3, $4)
+			ORDER BY c.updated_at DESC, c.id DESC LIMIT $5`, user, tok.From, at, id, limit+1)
 		if err != nil {
 			return err
 		}
-		views, _, err = scanViews(rows, user)
+		views, updated, err = scanViews(rows, user)
 		return err
 	})
 	if err != nil {
-		return nil, "", translate(err)
+		return nil, "", false, translate(err)
 	}
-	return views, "x" + strconv.FormatInt(token, 10), nil
+	more := len(views) > limit
+	var lastAt, lastID string
+	if more {
+		views = views[:limit]
+		lastAt, lastID = strconv.FormatInt(updated[limit-1].UnixMicro(), 10), views[limit-1].ID
+	}
+	return views, history.NextChangeToken(tok, more, lastAt, lastID).Encode("x"), more, nil
 }

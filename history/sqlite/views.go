@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -122,32 +121,47 @@ func (s *Store) Conversations(ctx context.Context, user, cursor string, limit in
 }
 
 // Changes implements history.Store. SQLite commits one writer at a time, so
-// the change counter read in this snapshot covers every committed change.
-func (s *Store) Changes(ctx context.Context, user, since string) ([]history.ConversationView, string, error) {
-	var from int64
-	if since != "" {
-		n, err := strconv.ParseInt(strings.TrimPrefix(since, "s"), 10, 64)
-		if err != nil || !strings.HasPrefix(since, "s") || n < 0 {
-			return nil, "", history.Errorf(history.EINVALID, "invalid sync token")
-		}
-		from = n
+// the change counter read in the snapshot of a pass's first page covers every
+// committed change, and a pass's Upto is one past it. The position At is
+// updated_at as stored.
+func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]history.ConversationView, string, bool, error) {
+	tok, err := history.ParseChangeToken(since, "s")
+	if err != nil {
+		return nil, "", false, err
+	}
+	if limit < 1 {
+		return nil, "", false, history.Errorf(history.EINVALID, "limit must be at least 1")
+	}
+	at, id := "\U0010FFFF", "\U0010FFFF"
+	if tok.Paging() {
+		at, id = tok.At, tok.ID
 	}
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, "", translate(err)
+		return nil, "", false, translate(err)
 	}
 	defer tx.Rollback()
-	var n int64
-	if err := tx.QueryRowContext(ctx, `SELECT n FROM changes`).Scan(&n); err != nil {
-		return nil, "", translate(err)
+	if !tok.Paging() {
+		var n int64
+		if err := tx.QueryRowContext(ctx, `SELECT n FROM changes`).Scan(&n); err != nil {
+			return nil, "", false, translate(err)
+		}
+		tok.Upto = n + 1
 	}
-	rows, err := tx.QueryContext(ctx, viewQuery+`AND (c.changed_xid >= ?2 OR m.changed_xid >= ?2) ORDER BY c.updated_at DESC, c.id DESC`, user, from)
+	rows, err := tx.QueryContext(ctx, viewQuery+`AND (c.changed_xid >= ?2 OR m.changed_xid >= ?2)
+		AND (c.updated_at < ?3 OR (c.updated_at = ?3 AND c.id < ?4)) ORDER BY c.updated_at DESC, c.id DESC LIMIT ?5`, user, tok.From, at, id, limit+1)
 	if err != nil {
-		return nil, "", translate(err)
+		return nil, "", false, translate(err)
 	}
-	views, _, err := scanViews(rows, user)
+	views, updated, err := scanViews(rows, user)
 	if err != nil {
-		return nil, "", translate(err)
+		return nil, "", false, translate(err)
 	}
-	return views, "s" + strconv.FormatInt(n+1, 10), nil
+	more := len(views) > limit
+	var lastAt, lastID string
+	if more {
+		views = views[:limit]
+		lastAt, lastID = updated[limit-1], views[limit-1].ID
+	}
+	return views, history.NextChangeToken(tok, more, lastAt, lastID).Encode("s"), more, nil
 }
