@@ -31,6 +31,9 @@ import (
 // ErrClosed is returned by Start after Close.
 var ErrClosed = errors.New("broker: closed")
 
+// DefaultDeviceTTL is the default Options.DeviceTTL.
+const DefaultDeviceTTL = 90 * 24 * time.Hour
+
 // Options configure a Broker. Zero values take the documented defaults; a
 // listener is enabled when its net.Listener or its address is set.
 type Options struct {
@@ -90,6 +93,14 @@ type Options struct {
 	// it the device catches up from the store instead; default 1024.
 	DeviceQueue int
 
+	// DeviceTTL is how long a device (client id) may go unseen before it is
+	// forgotten with its session and cursors; it comes back as a new device.
+	// Default DefaultDeviceTTL (90 days); negative: devices are never
+	// forgotten. Devices connected to any node are never forgotten: each
+	// node checks every DeviceTTL/4 (at most hourly) and marks its own
+	// connected devices seen.
+	DeviceTTL time.Duration
+
 	// Rate is the per-user send rate per second (0: default 20, negative:
 	// unlimited) with bursts of Burst (default 2×Rate).
 	Rate  float64
@@ -137,6 +148,9 @@ type Broker struct {
 	http      *http.Server
 	httpLn    net.Listener
 
+	stopPruning context.CancelFunc // set by Start
+	pruned      chan struct{}      // closed when the pruning loop ends
+
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
 	listeners []net.Listener
@@ -178,6 +192,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.DeviceTTL == 0 {
+		opts.DeviceTTL = DefaultDeviceTTL
 	}
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
 	b.registry = opts.Registry
@@ -336,6 +353,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	for name, a := range b.addrs {
 		b.log.Info("listening", "listener", name, "addr", a.String())
 	}
+	if b.opts.DeviceTTL > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.stopPruning, b.pruned = cancel, make(chan struct{})
+		go b.pruneDevices(ctx)
+	}
 	return nil
 }
 
@@ -359,7 +381,12 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	b.closed = true
 	started := b.started
+	stopPruning, pruned := b.stopPruning, b.pruned
 	b.mu.Unlock()
+	if stopPruning != nil {
+		stopPruning()
+		<-pruned
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownTimeout)

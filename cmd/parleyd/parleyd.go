@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -52,6 +53,9 @@ type Config struct {
 	Rate         float64
 	Burst        float64
 	TokenTTL     time.Duration
+	// DeviceTTL is how long a device may go unseen before it is forgotten;
+	// 0: never.
+	DeviceTTL time.Duration
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -157,6 +161,12 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		}
 		fs.IntVar(f.p, f.name, v, f.usage+" ($"+f.env+")")
 	}
+	ttl, err := parseTTL(envNum("PARLEY_DEVICE_TTL", "90d"))
+	if err != nil {
+		return fmt.Errorf("PARLEY_DEVICE_TTL: %w", err)
+	}
+	c.DeviceTTL = ttl
+	fs.Var((*ttlValue)(&c.DeviceTTL), "device-ttl", "forget a device (client id) and its cursors after it goes unseen this long: a `duration` such as 2160h, or whole days such as 90d; 0: never ($PARLEY_DEVICE_TTL)")
 	if cmd == "token" {
 		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
 		fs.Usage = func() {
@@ -184,6 +194,42 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		return fmt.Errorf("unexpected arguments %q", m.Args)
 	}
 	return m.setupLogger()
+}
+
+// parseTTL parses a non-negative time.ParseDuration string ("2160h") or a
+// whole number of days ("90d").
+func parseTTL(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(math.MaxInt64/(24*time.Hour)) {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+	}
+	return d, nil
+}
+
+// ttlValue is a flag.Value for parseTTL durations.
+type ttlValue time.Duration
+
+func (v *ttlValue) String() string {
+	d := time.Duration(*v)
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (v *ttlValue) Set(s string) error {
+	d, err := parseTTL(s)
+	*v = ttlValue(d)
+	return err
 }
 
 func (m *Main) setupLogger() error {
@@ -323,7 +369,10 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID,
+		Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
+	}
+	if c.DeviceTTL == 0 {
+		opts.DeviceTTL = -1 // 0 means never on the command line
 	}
 	if c.NATSURL != "" && c.DatabaseURL == "" {
 		return errors.New("cluster mode (PARLEY_NATS_URL) needs the PostgreSQL store (PARLEY_DATABASE_URL)")
