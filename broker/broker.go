@@ -109,6 +109,15 @@ type Options struct {
 	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
 	// each other over NATS (see docs/architecture.md). Empty: one node.
 	NATSURL string
+	// NATSCredsFile (a .creds file: user JWT and NKey seed) or NATSNKeyFile
+	// (an NKey user seed) authenticates this node to NATS; at most one.
+	// NATSTLSConfig, when set, secures the NATS connection with TLS (RootCAs
+	// to verify the server, Certificates for a client certificate). Every
+	// node can publish on every Parley subject, so the NATS server must only
+	// admit Parley's nodes: see docs/architecture.md.
+	NATSCredsFile string
+	NATSNKeyFile  string
+	NATSTLSConfig *tls.Config
 	// NodeID names this node in the cluster; default the hostname.
 	NodeID string
 	// ClusterSweep is how often every device is checked against the store
@@ -171,6 +180,13 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	natsAuth := natsbus.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}
+	if opts.NATSURL == "" && natsAuth != (natsbus.Auth{}) {
+		return nil, errors.New("broker: NATS credentials or TLS set without NATSURL")
+	}
+	if _, err := natsAuth.Options(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
@@ -330,7 +346,8 @@ func (b *Broker) Start(ctx context.Context) error {
 			node, _ = os.Hostname()
 		}
 		b.bus = &natsbus.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
-			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate}
+			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate,
+			Auth: natsbus.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}

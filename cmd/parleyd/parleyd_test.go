@@ -197,6 +197,7 @@ func TestFlags(t *testing.T) {
 		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",
 		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE",
 		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", "PARLEY_DEVICE_TTL", "default 90d",
+		"PARLEY_NATS_CREDS", "PARLEY_NATS_NKEY", "PARLEY_NATS_TLS_CA", "PARLEY_NATS_TLS_CERT", "PARLEY_NATS_TLS_KEY",
 		":1883", ":8080"} {
 		if !strings.Contains(help.String(), env) {
 			t.Errorf("-h does not mention %s", env)
@@ -265,6 +266,63 @@ func TestDeviceTTLConfig(t *testing.T) {
 			}
 			if !tc.ok && tc.env != "" && !strings.Contains(err.Error(), "PARLEY_DEVICE_TTL") {
 				t.Fatalf("error %q does not name PARLEY_DEVICE_TTL", err)
+			}
+		})
+	}
+}
+
+// TestNATSConfigErrors: NATS credential and TLS settings that cannot work
+// stop parleyd at start-up, before the store is opened, with an error naming
+// the setting.
+func TestNATSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not PEM, not a seed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	cases := []struct {
+		name     string
+		env      map[string]string
+		contains []string
+	}{
+		{"CredsWithoutURL", map[string]string{"PARLEY_NATS_URL": "", "PARLEY_NATS_CREDS": garbage}, []string{"PARLEY_NATS_URL"}},
+		{"TLSWithoutURL", map[string]string{"PARLEY_NATS_URL": "", "PARLEY_NATS_TLS_CA": garbage}, []string{"PARLEY_NATS_URL"}},
+		{"MissingCreds", map[string]string{"PARLEY_NATS_CREDS": missing}, []string{"PARLEY_NATS_CREDS", missing, "no such file"}},
+		{"GarbageCreds", map[string]string{"PARLEY_NATS_CREDS": garbage}, []string{"PARLEY_NATS_CREDS", "no valid user JWT"}},
+		{"MissingNKey", map[string]string{"PARLEY_NATS_NKEY": missing}, []string{"PARLEY_NATS_NKEY", missing}},
+		{"GarbageNKey", map[string]string{"PARLEY_NATS_NKEY": garbage}, []string{"PARLEY_NATS_NKEY", "NKey seed file"}},
+		{"CredsAndNKey", map[string]string{"PARLEY_NATS_CREDS": garbage, "PARLEY_NATS_NKEY": garbage}, []string{"not both"}},
+		{"MissingCA", map[string]string{"PARLEY_NATS_TLS_CA": missing}, []string{"PARLEY_NATS_TLS_CA", "no such file"}},
+		{"GarbageCA", map[string]string{"PARLEY_NATS_TLS_CA": garbage}, []string{"PARLEY_NATS_TLS_CA", "no PEM certificate"}},
+		{"CertWithoutKey", map[string]string{"PARLEY_NATS_TLS_CERT": garbage}, []string{"PARLEY_NATS_TLS_KEY", "together"}},
+		{"MissingCert", map[string]string{"PARLEY_NATS_TLS_CERT": missing, "PARLEY_NATS_TLS_KEY": missing}, []string{"PARLEY_NATS_TLS_CERT", "no such file"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := map[string]string{"PARLEY_DATABASE_URL": "postgres://nowhere.invalid/x", "PARLEY_JWT_SECRET": "nats-config-secret-nats-config-secret",
+				"PARLEY_NATS_URL": "nats://127.0.0.1:1", "PARLEY_NATS_CREDS": "", "PARLEY_NATS_NKEY": "",
+				"PARLEY_NATS_TLS_CA": "", "PARLEY_NATS_TLS_CERT": "", "PARLEY_NATS_TLS_KEY": ""}
+			for k, v := range tc.env {
+				base[k] = v
+			}
+			for k, v := range base {
+				t.Setenv(k, v)
+			}
+			m := NewMain()
+			m.Stderr = &bytes.Buffer{}
+			if err := m.ParseFlags("serve", []string{"-mqtt-addr", "127.0.0.1:0", "-http-addr", "", "-ws-addr", ""}); err != nil {
+				t.Fatal(err)
+			}
+			err := m.Run(context.Background())
+			t.Cleanup(func() { m.Close() })
+			if err == nil {
+				t.Fatal("Run succeeded")
+			}
+			for _, want := range tc.contains {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q does not contain %q", err, want)
+				}
 			}
 		})
 	}
