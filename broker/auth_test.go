@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,46 @@ func TestSubscribeACL(t *testing.T) {
 	alice3.send("devices/alice/temp", 1, `{"t":22}`)
 	if ev := alice5.next(); ev.topic != "devices/alice/temp" {
 		t.Fatalf("got %+v", ev)
+	}
+}
+
+// TestRefusedTokenClaims: a token with a crit header or issued in the future
+// is refused end to end: CONNACK 0x86 on v5, 0x04 on v3.1.1, 401 over REST.
+func TestRefusedTokenClaims(t *testing.T) {
+	e := setup(t, openSQLite(t))
+	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("alice", time.Hour))
+	crit.Header["crit"] = []string{"exp"}
+	critToken, err := crit.SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(10 * time.Minute)
+	cases := []struct{ name, token string }{
+		{"CritHeader", critToken},
+		{"IssuedInFuture", signed(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+			"sub": "alice", "iat": future.Unix(), "exp": future.Add(time.Hour).Unix()})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, ca, err := e.connectV5("alice", "", tc.token); err == nil || ca == nil || ca.ReasonCode != 0x86 {
+				t.Fatalf("v5: connack %+v, err %v; want reason 0x86", ca, err)
+			}
+			if _, err := e.connectV3("alice", "alice", tc.token); !errors.Is(err, packets3.ErrorRefusedBadUsernameOrPassword) {
+				t.Fatalf("v3: %v, want %v", err, packets3.ErrorRefusedBadUsernameOrPassword)
+			}
+			req, err := http.NewRequest("GET", e.http+"/v1/conversations", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("REST: status %d, want 401", resp.StatusCode)
+			}
+		})
 	}
 }

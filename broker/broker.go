@@ -31,6 +31,9 @@ import (
 // ErrClosed is returned by Start after Close.
 var ErrClosed = errors.New("broker: closed")
 
+// DefaultDeviceTTL is the default Options.DeviceTTL.
+const DefaultDeviceTTL = 90 * 24 * time.Hour
+
 // Options configure a Broker. Zero values take the documented defaults; a
 // listener is enabled when its net.Listener or its address is set.
 type Options struct {
@@ -100,6 +103,14 @@ type Options struct {
 	DeviceInflightBytes int64
 	UserInflightBytes   int64
 
+	// DeviceTTL is how long a device (client id) may go unseen before it is
+	// forgotten with its session and cursors; it comes back as a new device.
+	// Default DefaultDeviceTTL (90 days); negative: devices are never
+	// forgotten. Devices connected to any node are never forgotten: each
+	// node checks every DeviceTTL/4 (at most hourly) and marks its own
+	// connected devices seen.
+	DeviceTTL time.Duration
+
 	// Rate is the per-user send rate per second (0: default 20, negative:
 	// unlimited) with bursts of Burst (default 2×Rate).
 	Rate  float64
@@ -108,6 +119,15 @@ type Options struct {
 	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
 	// each other over NATS (see docs/architecture.md). Empty: one node.
 	NATSURL string
+	// NATSCredsFile (a .creds file: user JWT and NKey seed) or NATSNKeyFile
+	// (an NKey user seed) authenticates this node to NATS; at most one.
+	// NATSTLSConfig, when set, secures the NATS connection with TLS (RootCAs
+	// to verify the server, Certificates for a client certificate). Every
+	// node can publish on every Parley subject, so the NATS server must only
+	// admit Parley's nodes: see docs/architecture.md.
+	NATSCredsFile string
+	NATSNKeyFile  string
+	NATSTLSConfig *tls.Config
 	// NodeID names this node in the cluster; default the hostname.
 	NodeID string
 	// ClusterSweep is how often every device is checked against the store
@@ -165,6 +185,9 @@ type Broker struct {
 	http      *http.Server
 	httpLn    net.Listener
 
+	stopPruning context.CancelFunc // set by Start
+	pruned      chan struct{}      // closed when the pruning loop ends
+
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
 	listeners []net.Listener
@@ -185,6 +208,13 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	natsAuth := natsbus.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}
+	if opts.NATSURL == "" && natsAuth != (natsbus.Auth{}) {
+		return nil, errors.New("broker: NATS credentials or TLS set without NATSURL")
+	}
+	if _, err := natsAuth.Options(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
@@ -215,6 +245,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.HTTPIdleTimeout <= 0 {
 		opts.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if opts.DeviceTTL == 0 {
+		opts.DeviceTTL = DefaultDeviceTTL
 	}
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
 	b.registry = opts.Registry
@@ -353,7 +386,8 @@ func (b *Broker) Start(ctx context.Context) error {
 			node, _ = os.Hostname()
 		}
 		b.bus = &natsbus.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
-			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate}
+			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate,
+			Auth: natsbus.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
@@ -376,6 +410,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	for name, a := range b.addrs {
 		b.log.Info("listening", "listener", name, "addr", a.String())
+	}
+	if b.opts.DeviceTTL > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.stopPruning, b.pruned = cancel, make(chan struct{})
+		go b.pruneDevices(ctx)
 	}
 	return nil
 }
@@ -400,7 +439,12 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	b.closed = true
 	started := b.started
+	stopPruning, pruned := b.stopPruning, b.pruned
 	b.mu.Unlock()
+	if stopPruning != nil {
+		stopPruning()
+		<-pruned
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownTimeout)

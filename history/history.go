@@ -151,10 +151,22 @@ type Store interface {
 	// epoch is ignored.
 	SaveCursors(ctx context.Context, cs []Cursor) error
 
-	// Claim starts a new session of device: it returns the device's new
-	// session epoch, greater than any before. Whoever holds an older epoch
-	// has been taken over.
+	// Claim starts a new session of device and marks the device seen: it
+	// returns the device's new session epoch, greater than any before (since
+	// the device was last pruned: see PruneDevices). Whoever holds an older
+	// epoch has been taken over.
 	Claim(ctx context.Context, device string) (int64, error)
+
+	// PruneDevices forgets the devices (client ids) last seen before before:
+	// their session epoch, their cursors and the record that they ever
+	// connected, so that a pruned device that comes back is a new device. A
+	// device is seen when it claims a session (Claim) and when it is
+	// recorded (Device); SaveCursors does not count. The devices in
+	// connected are first marked seen now, in the same transaction, and are
+	// never pruned: each node passes its connected devices, so that no node
+	// prunes a device connected to another. It returns how many devices it
+	// forgot.
+	PruneDevices(ctx context.Context, before time.Time, connected []string) (int, error)
 
 	// MarkRead moves user's read marker in conv forward to seq and returns the
 	// marker after the call and whether it moved. ENOTMEMBER when user is not

@@ -18,6 +18,7 @@ type Metrics struct {
 	StoreErrors  *prometheus.CounterVec
 	Refused      *prometheus.CounterVec // parley_connections_refused_total{reason}
 	Catchups     prometheus.Counter     // parley_catchups_total
+	Pruned       prometheus.Counter     // parley_devices_pruned_total
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -49,7 +50,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "parley_catchups_total",
 		Help: "Catch-up passes started for devices (after a connect, a gap or an overflow).",
 	})
-	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused, m.Catchups)
+	m.Pruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "parley_devices_pruned_total",
+		Help: "Devices (client ids) forgotten, with their cursors, after going unseen for the device TTL.",
+	})
+	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused, m.Catchups, m.Pruned)
 	return m
 }
 
@@ -119,6 +124,11 @@ func (i *instrumented) SaveCursors(ctx context.Context, cs []history.Cursor) (er
 func (i *instrumented) Claim(ctx context.Context, device string) (_ int64, err error) {
 	defer func(t time.Time) { i.observe("claim", t, err) }(time.Now())
 	return i.s.Claim(ctx, device)
+}
+
+func (i *instrumented) PruneDevices(ctx context.Context, before time.Time, connected []string) (_ int, err error) {
+	defer func(t time.Time) { i.observe("prune_devices", t, err) }(time.Now())
+	return i.s.PruneDevices(ctx, before, connected)
 }
 
 func (i *instrumented) MarkRead(ctx context.Context, user, conv string, seq int64) (_ int64, _ bool, err error) {

@@ -248,6 +248,17 @@ func (s *Sync) device(cl *mqtt.Client) *device {
 	return nil
 }
 
+// Connected returns the client ids of the devices connected to this node.
+func (s *Sync) Connected() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.devices))
+	for id := range s.devices {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // OnSessionEstablish runs before a reconnecting client inherits its
 // persistent session: it removes the session's unacknowledged inbox
 // deliveries, which the broker would resend out of order. The catch-up sends

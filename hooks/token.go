@@ -28,6 +28,9 @@ type Tokens struct {
 	PublicKey crypto.PublicKey
 }
 
+// tokenLeeway is the clock skew Verify tolerates on exp, nbf and iat.
+const tokenLeeway = 5 * time.Second
+
 // Token errors, wrapped by Verify.
 var (
 	ErrTokenInvalid = errors.New("invalid token")
@@ -36,7 +39,10 @@ var (
 
 // Verify checks token and returns its subject, the user id. Only the
 // algorithms of the configured keys are accepted ("none" and algorithm
-// confusion never are); exp is required.
+// confusion never are); exp is required; exp, nbf and iat are checked with
+// 5 seconds of leeway, so a token issued in the future is refused. A token
+// with a crit header is refused whatever it lists: Parley understands no JWS
+// extension (RFC 7515 section 4.1.11).
 func (t *Tokens) Verify(token string) (string, error) {
 	var methods []string
 	if len(t.Secret) > 0 {
@@ -59,13 +65,17 @@ func (t *Tokens) Verify(token string) (string, error) {
 		return "", fmt.Errorf("%w: whitespace in token", ErrTokenInvalid)
 	}
 	tok, err := jwt.Parse(token, func(tok *jwt.Token) (any, error) {
+		if _, ok := tok.Header["crit"]; ok {
+			return nil, errors.New("crit header: no extension is understood")
+		}
 		switch tok.Method.Alg() {
 		case "HS256":
 			return t.Secret, nil
 		default:
 			return t.PublicKey, nil
 		}
-	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second), jwt.WithStrictDecoding())
+	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		jwt.WithLeeway(tokenLeeway), jwt.WithStrictDecoding())
 	if errors.Is(err, jwt.ErrTokenExpired) {
 		return "", fmt.Errorf("%w: %v", ErrTokenExpired, err)
 	}

@@ -40,6 +40,40 @@ func expiring(sub string, ttl time.Duration) jwt.MapClaims {
 	return jwt.MapClaims{"sub": sub, "exp": time.Now().Add(ttl).Unix()}
 }
 
+// issued returns claims for sub issued at now+skew that expire an hour from
+// now, or an hour after they are issued if that is later.
+func issued(sub string, skew time.Duration) jwt.MapClaims {
+	iat := time.Now().Add(skew)
+	exp := time.Now().Add(max(skew, 0) + time.Hour)
+	return jwt.MapClaims{"sub": sub, "iat": iat.Unix(), "exp": exp.Unix()}
+}
+
+// signWithHeader signs claims with HS256 and testSecret under a header with
+// the extra parameters in extra.
+func signWithHeader(t testing.TB, extra map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	return signWithHeaderKey(t, jwt.SigningMethodHS256, testSecret, extra, claims)
+}
+
+// signRS256WithHeader is signWithHeader for RS256 and key.
+func signRS256WithHeader(t testing.TB, key *rsa.PrivateKey, extra map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	return signWithHeaderKey(t, jwt.SigningMethodRS256, key, extra, claims)
+}
+
+func signWithHeaderKey(t testing.TB, method jwt.SigningMethod, key any, extra map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	for k, v := range extra {
+		tok.Header[k] = v
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatalf("sign %s token: %v", method.Alg(), err)
+	}
+	return s
+}
+
 // unsigned returns a token with the given header and claims and an empty
 // signature.
 func unsigned(header, claims string) string {
@@ -76,6 +110,29 @@ func TestTokensSignVerify(t *testing.T) {
 			}
 			if got != user {
 				t.Fatalf("Verify(Sign(%q)) = %q", user, got)
+			}
+		})
+	}
+}
+
+// TestTokensVerifyIssuedAt: iat is optional, and an iat in the past or less
+// than the leeway (5s) in the future is accepted.
+func TestTokensVerifyIssuedAt(t *testing.T) {
+	tokens := &hooks.Tokens{Secret: testSecret}
+	cases := []struct {
+		name   string
+		claims jwt.MapClaims
+	}{
+		{"NoIat", expiring("alice", time.Hour)},
+		{"IssuedNow", issued("alice", 0)},
+		{"IssuedInPast", issued("alice", -24*time.Hour)},
+		{"IssuedWithinLeeway", issued("alice", 2*time.Second)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := signJWT(t, jwt.SigningMethodHS256, testSecret, tc.claims)
+			if user, err := tokens.Verify(tok); err != nil || user != "alice" {
+				t.Fatalf("Verify = %q, %v; want alice", user, err)
 			}
 		})
 	}
@@ -153,6 +210,14 @@ func TestTokensVerifyRefuses(t *testing.T) {
 		{"EmptyTokensValidToken", &hooks.Tokens{}, valid, false},
 		{"EmptyTokensAlgNone", &hooks.Tokens{}, unsigned(`{"alg":"none"}`, `{"sub":"alice","exp":9999999999}`), false},
 		{"EmptySecretSlice", &hooks.Tokens{Secret: []byte{}}, signJWT(t, jwt.SigningMethodHS256, []byte{0}, expiring("alice", time.Hour)), false},
+		{"CritHeader", secretOnly, signWithHeader(t, map[string]any{"crit": []string{"exp"}}, expiring("alice", time.Hour)), false},
+		{"CritHeaderUnknownExtension", secretOnly, signWithHeader(t, map[string]any{"crit": []string{"x-ext"}, "x-ext": 1}, expiring("alice", time.Hour)), false},
+		{"CritHeaderEmpty", secretOnly, signWithHeader(t, map[string]any{"crit": []string{}}, expiring("alice", time.Hour)), false},
+		{"CritHeaderNull", secretOnly, signWithHeader(t, map[string]any{"crit": nil}, expiring("alice", time.Hour)), false},
+		{"CritHeaderRS256", rsaOnly, signRS256WithHeader(t, rsaKey, map[string]any{"crit": []string{"b64"}, "b64": true}, expiring("alice", time.Hour)), false},
+		{"IssuedInFuture", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, issued("alice", time.Minute)), false},
+		{"IssuedFarInFuture", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, issued("alice", 365*24*time.Hour)), false},
+		{"IatNotNumber", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(), "iat": "0"}), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/hooks/natsbus"
 )
 
 // Config is parleyd's configuration, from flags and PARLEY_* variables.
@@ -46,12 +49,20 @@ type Config struct {
 	ACLFile      string
 	CORSOrigins  string
 	NATSURL      string
+	NATSCreds    string
+	NATSNKey     string
+	NATSTLSCA    string
+	NATSTLSCert  string
+	NATSTLSKey   string
 	NodeID       string
 	Anonymous    bool
 	MaxPayload   int
 	Rate         float64
 	Burst        float64
 	TokenTTL     time.Duration
+	// DeviceTTL is how long a device may go unseen before it is forgotten;
+	// 0: never.
+	DeviceTTL time.Duration
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -119,6 +130,11 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
 	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
 	str(&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node")
+	str(&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node")
+	str(&c.NATSNKey, "nats-nkey", "PARLEY_NATS_NKEY", "", "file with an NKey user seed authenticating this node to NATS")
+	str(&c.NATSTLSCA, "nats-tls-ca", "PARLEY_NATS_TLS_CA", "", "CA certificates (PEM) verifying the NATS server; turns on TLS to NATS")
+	str(&c.NATSTLSCert, "nats-tls-cert", "PARLEY_NATS_TLS_CERT", "", "client certificate (PEM) for TLS to NATS; set with -nats-tls-key")
+	str(&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS")
 	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
 	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
@@ -159,6 +175,12 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		}
 		fs.IntVar(f.p, f.name, v, f.usage+" ($"+f.env+")")
 	}
+	ttl, err := parseTTL(envNum("PARLEY_DEVICE_TTL", "90d"))
+	if err != nil {
+		return fmt.Errorf("PARLEY_DEVICE_TTL: %w", err)
+	}
+	c.DeviceTTL = ttl
+	fs.Var((*ttlValue)(&c.DeviceTTL), "device-ttl", "forget a device (client id) and its cursors after it goes unseen this long: a `duration` such as 2160h, or whole days such as 90d; 0: never ($PARLEY_DEVICE_TTL)")
 	if cmd == "token" {
 		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
 		fs.Usage = func() {
@@ -186,6 +208,42 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		return fmt.Errorf("unexpected arguments %q", m.Args)
 	}
 	return m.setupLogger()
+}
+
+// parseTTL parses a non-negative time.ParseDuration string ("2160h") or a
+// whole number of days ("90d").
+func parseTTL(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(math.MaxInt64/(24*time.Hour)) {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+	}
+	return d, nil
+}
+
+// ttlValue is a flag.Value for parseTTL durations.
+type ttlValue time.Duration
+
+func (v *ttlValue) String() string {
+	d := time.Duration(*v)
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (v *ttlValue) Set(s string) error {
+	d, err := parseTTL(s)
+	*v = ttlValue(d)
+	return err
 }
 
 func (m *Main) setupLogger() error {
@@ -325,10 +383,24 @@ func (m *Main) Run(ctx context.Context) error {
 		JWTSecret: secret, JWTPublicKey: pub, TopicPrefix: c.TopicPrefix, ACL: acl,
 		MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		MaxDevices: c.MaxDevices, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID,
+		MaxDevices: c.MaxDevices, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
+	}
+	if c.DeviceTTL == 0 {
+		opts.DeviceTTL = -1 // 0 means never on the command line
 	}
 	if c.NATSURL != "" && c.DatabaseURL == "" {
 		return errors.New("cluster mode (PARLEY_NATS_URL) needs the PostgreSQL store (PARLEY_DATABASE_URL)")
+	}
+	if c.NATSURL == "" && c.NATSCreds+c.NATSNKey+c.NATSTLSCA+c.NATSTLSCert+c.NATSTLSKey != "" {
+		return errors.New("PARLEY_NATS_CREDS, PARLEY_NATS_NKEY and PARLEY_NATS_TLS_* need cluster mode (PARLEY_NATS_URL)")
+	}
+	if opts.NATSTLSConfig, err = natsTLS(c); err != nil {
+		return err
+	}
+	// Check the NATS credentials now, before the store opens.
+	opts.NATSCredsFile, opts.NATSNKeyFile = c.NATSCreds, c.NATSNKey
+	if _, err := (natsbus.Auth{CredsFile: c.NATSCreds, NKeyFile: c.NATSNKey}).Options(); err != nil {
+		return fmt.Errorf("NATS credentials (PARLEY_NATS_CREDS, PARLEY_NATS_NKEY): %w", err)
 	}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -358,6 +430,36 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.banner()
 	return nil
+}
+
+// natsTLS returns the TLS configuration of the NATS connection from
+// PARLEY_NATS_TLS_CA, _CERT and _KEY; nil when none is set.
+func natsTLS(c Config) (*tls.Config, error) {
+	if c.NATSTLSCA == "" && c.NATSTLSCert == "" && c.NATSTLSKey == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.NATSTLSCA != "" {
+		b, err := os.ReadFile(c.NATSTLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("read NATS TLS CA (PARLEY_NATS_TLS_CA): %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("NATS TLS CA (PARLEY_NATS_TLS_CA) %s: no PEM certificate found", c.NATSTLSCA)
+		}
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return nil, errors.New("PARLEY_NATS_TLS_CERT and PARLEY_NATS_TLS_KEY must be set together")
+	}
+	if c.NATSTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.NATSTLSCert, c.NATSTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("load NATS TLS client certificate (PARLEY_NATS_TLS_CERT, PARLEY_NATS_TLS_KEY): %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func (m *Main) banner() {

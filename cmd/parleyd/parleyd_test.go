@@ -196,7 +196,9 @@ func TestFlags(t *testing.T) {
 	for _, env := range []string{"PARLEY_MQTT_ADDR", "PARLEY_WS_ADDR", "PARLEY_TLS_ADDR", "PARLEY_TLS_CERT", "PARLEY_TLS_KEY",
 		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",
 		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE",
-		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", "PARLEY_MAX_DEVICES", ":1883", ":8080"} {
+		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", "PARLEY_MAX_DEVICES", "PARLEY_DEVICE_TTL", "default 90d",
+		"PARLEY_NATS_CREDS", "PARLEY_NATS_NKEY", "PARLEY_NATS_TLS_CA", "PARLEY_NATS_TLS_CERT", "PARLEY_NATS_TLS_KEY",
+		":1883", ":8080"} {
 		if !strings.Contains(help.String(), env) {
 			t.Errorf("-h does not mention %s", env)
 		}
@@ -222,6 +224,107 @@ func TestFlags(t *testing.T) {
 	m.ParseFlags("serve", nil)
 	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "PARLEY_JWT_SECRET") {
 		t.Fatalf("PostgreSQL without a secret: %v", err)
+	}
+}
+
+// TestDeviceTTLConfig: PARLEY_DEVICE_TTL and -device-ttl take a Go duration
+// or whole days; empty means 90 days; the flag wins; 0 means never.
+func TestDeviceTTLConfig(t *testing.T) {
+	const day = 24 * time.Hour
+	cases := []struct {
+		name, env string
+		args      []string
+		want      time.Duration
+		ok        bool
+	}{
+		{"Default", "", nil, 90 * day, true},
+		{"Days", "30d", nil, 30 * day, true},
+		{"Duration", "36h", nil, 36 * time.Hour, true},
+		{"Never", "0", nil, 0, true},
+		{"ZeroDays", "0d", nil, 0, true},
+		{"FlagWins", "30d", []string{"-device-ttl", "7d"}, 7 * day, true},
+		{"FlagDuration", "", []string{"-device-ttl=90m"}, 90 * time.Minute, true},
+		{"Negative", "-1h", nil, 0, false},
+		{"NegativeDays", "-1d", nil, 0, false},
+		{"FractionalDays", "1.5d", nil, 0, false},
+		{"Garbage", "soon", nil, 0, false},
+		{"NoUnit", "90", nil, 0, false},
+		{"DaysOverflow", "999999999d", nil, 0, false},
+		{"BadFlag", "", []string{"-device-ttl", "x"}, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PARLEY_DEVICE_TTL", tc.env)
+			m := NewMain()
+			m.Stderr = &bytes.Buffer{}
+			err := m.ParseFlags("serve", tc.args)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ParseFlags: %v, want ok = %v", err, tc.ok)
+			}
+			if tc.ok && m.Config.DeviceTTL != tc.want {
+				t.Fatalf("DeviceTTL = %v, want %v", m.Config.DeviceTTL, tc.want)
+			}
+			if !tc.ok && tc.env != "" && !strings.Contains(err.Error(), "PARLEY_DEVICE_TTL") {
+				t.Fatalf("error %q does not name PARLEY_DEVICE_TTL", err)
+			}
+		})
+	}
+}
+
+// TestNATSConfigErrors: NATS credential and TLS settings that cannot work
+// stop parleyd at start-up, before the store is opened, with an error naming
+// the setting.
+func TestNATSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not PEM, not a seed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	cases := []struct {
+		name     string
+		env      map[string]string
+		contains []string
+	}{
+		{"CredsWithoutURL", map[string]string{"PARLEY_NATS_URL": "", "PARLEY_NATS_CREDS": garbage}, []string{"PARLEY_NATS_URL"}},
+		{"TLSWithoutURL", map[string]string{"PARLEY_NATS_URL": "", "PARLEY_NATS_TLS_CA": garbage}, []string{"PARLEY_NATS_URL"}},
+		{"MissingCreds", map[string]string{"PARLEY_NATS_CREDS": missing}, []string{"PARLEY_NATS_CREDS", missing, "no such file"}},
+		{"GarbageCreds", map[string]string{"PARLEY_NATS_CREDS": garbage}, []string{"PARLEY_NATS_CREDS", "no valid user JWT"}},
+		{"MissingNKey", map[string]string{"PARLEY_NATS_NKEY": missing}, []string{"PARLEY_NATS_NKEY", missing}},
+		{"GarbageNKey", map[string]string{"PARLEY_NATS_NKEY": garbage}, []string{"PARLEY_NATS_NKEY", "NKey seed file"}},
+		{"CredsAndNKey", map[string]string{"PARLEY_NATS_CREDS": garbage, "PARLEY_NATS_NKEY": garbage}, []string{"not both"}},
+		{"MissingCA", map[string]string{"PARLEY_NATS_TLS_CA": missing}, []string{"PARLEY_NATS_TLS_CA", "no such file"}},
+		{"GarbageCA", map[string]string{"PARLEY_NATS_TLS_CA": garbage}, []string{"PARLEY_NATS_TLS_CA", "no PEM certificate"}},
+		{"CertWithoutKey", map[string]string{"PARLEY_NATS_TLS_CERT": garbage}, []string{"PARLEY_NATS_TLS_KEY", "together"}},
+		{"MissingCert", map[string]string{"PARLEY_NATS_TLS_CERT": missing, "PARLEY_NATS_TLS_KEY": missing}, []string{"PARLEY_NATS_TLS_CERT", "no such file"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := map[string]string{"PARLEY_DATABASE_URL": "postgres://nowhere.invalid/x", "PARLEY_JWT_SECRET": "nats-config-secret-nats-config-secret",
+				"PARLEY_NATS_URL": "nats://127.0.0.1:1", "PARLEY_NATS_CREDS": "", "PARLEY_NATS_NKEY": "",
+				"PARLEY_NATS_TLS_CA": "", "PARLEY_NATS_TLS_CERT": "", "PARLEY_NATS_TLS_KEY": ""}
+			for k, v := range tc.env {
+				base[k] = v
+			}
+			for k, v := range base {
+				t.Setenv(k, v)
+			}
+			m := NewMain()
+			m.Stderr = &bytes.Buffer{}
+			if err := m.ParseFlags("serve", []string{"-mqtt-addr", "127.0.0.1:0", "-http-addr", "", "-ws-addr", ""}); err != nil {
+				t.Fatal(err)
+			}
+			err := m.Run(context.Background())
+			t.Cleanup(func() { m.Close() })
+			if err == nil {
+				t.Fatal("Run succeeded")
+			}
+			for _, want := range tc.contains {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("error %q does not contain %q", err, want)
+				}
+			}
+		})
 	}
 }
 

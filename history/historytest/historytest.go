@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("ChangesPaging", func(t *testing.T) { testChangesPaging(t, open(t)) })
 	t.Run("ClaimFencesCursors", func(t *testing.T) { testClaim(t, open(t)) })
 	t.Run("MemberVersion", func(t *testing.T) { testMemberVersion(t, open(t)) })
+	t.Run("PruneDevices", func(t *testing.T) { testPruneDevices(t, open(t)) })
 }
 
 // NewMsg returns a NewMessage from from in conv with a fresh id.
@@ -766,4 +767,95 @@ func testMemberVersion(t *testing.T, s history.Store) {
 	if g2.Version <= g.Version || rs[0].MemberVersion != g2.Version {
 		t.Fatalf("after a change: group %d, append %d; want > %d and equal", g2.Version, rs[0].MemberVersion, g.Version)
 	}
+}
+
+func testPruneDevices(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	conv := history.DirectConvID("alice", "bob")
+	mustAppend(t, s, NewMsg(conv, "bob", "", `1`))
+	prune := func(before time.Time, connected []string, want int) {
+		t.Helper()
+		n, err := s.PruneDevices(ctx, before, connected)
+		if err != nil || n != want {
+			t.Fatalf("PruneDevices(%v, %v) = %d, %v; want %d", before, connected, n, err, want)
+		}
+	}
+	// seen makes device known as a connecting client would: a session
+	// epoch, the device record and a cursor.
+	seen := func(device, user string) int64 {
+		t.Helper()
+		epoch, err := s.Claim(ctx, device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Device(ctx, device, user); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCursors(ctx, []history.Cursor{{Device: device, Conv: conv, Seq: 1, Epoch: epoch}}); err != nil {
+			t.Fatal(err)
+		}
+		return epoch
+	}
+	// known reports whether device is still known, with its cursor.
+	known := func(device, user string) bool {
+		t.Helper()
+		st, err := s.Device(ctx, device, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.New && st.Cursors[conv] != 1 {
+			t.Fatalf("%s is known without its cursor: %v", device, st.Cursors)
+		}
+		return !st.New
+	}
+
+	prune(time.Now().Add(time.Hour), nil, 0) // nothing to prune yet
+	oldEpoch := seen("alice/old", "alice")
+	seen("alice/phone", "alice")
+	seen("bob", "bob")
+	if _, err := s.Claim(ctx, "carol/claimed"); err != nil { // a session, no device record
+		t.Fatal(err)
+	}
+	if _, err := s.Device(ctx, "dave/recorded", "dave"); err != nil { // a device record, no session
+		t.Fatal(err)
+	}
+
+	// Nothing was seen before an hour ago.
+	prune(time.Now().Add(-time.Hour), nil, 0)
+
+	// A cut-off in the future finds every device stale but the connected
+	// ones, which are marked seen now.
+	touched := time.Now()
+	prune(time.Now().Add(time.Hour), []string{"alice/phone", "bob", "nobody/else"}, 3)
+	if !known("alice/phone", "alice") || !known("bob", "bob") {
+		t.Fatal("a connected device was pruned")
+	}
+	// A pruned device comes back as a new device, without cursors (the
+	// fenced cursor write of its old session is ignored), with a fresh
+	// session epoch.
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/old", Conv: conv, Seq: 1, Epoch: oldEpoch}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Device(ctx, "alice/old", "alice"); err != nil || !st.New || len(st.Cursors) != 0 {
+		t.Fatalf("Device(pruned device) = %+v, %v; want a new device without cursors", st, err)
+	}
+	if epoch, err := s.Claim(ctx, "alice/old"); err != nil || epoch < 1 {
+		t.Fatalf("Claim(pruned device) = %d, %v", epoch, err)
+	}
+
+	// The connected devices were marked seen by the prune above: a cut-off
+	// just before it keeps them.
+	prune(touched.Add(-time.Millisecond), nil, 0)
+	if !known("alice/phone", "alice") || !known("bob", "bob") {
+		t.Fatal("a device seen after the cut-off was pruned")
+	}
+	// Claim marks a device seen: bob's device record is older than the
+	// cut-off, his session is not.
+	cut := time.Now()
+	if _, err := s.Claim(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	prune(cut, []string{"alice/phone", "alice/old"}, 0)
+	// Without the connected list, a future cut-off prunes every device.
+	prune(time.Now().Add(time.Hour), nil, 3)
 }

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -73,9 +75,55 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 // Claim implements history.Store.
 func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
 	var epoch int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO sessions (device, epoch) VALUES ($1, 1)
-		ON CONFLICT (device) DO UPDATE SET epoch = sessions.epoch + 1 RETURNING epoch`, device).Scan(&epoch)
+	err := s.pool.QueryRow(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES ($1, 1, now())
+		ON CONFLICT (device) DO UPDATE SET epoch = sessions.epoch + 1, last_seen = now() RETURNING epoch`, device).Scan(&epoch)
 	return epoch, translate(err)
+}
+
+// pruneQuery forgets the devices seen before $1 and not in $2. It locks the
+// stale devices and sessions rows and skips those another transaction holds
+// (a Claim or Device in progress: that device is being seen). A device is
+// forgotten only when every row it has was locked here: a Claim or Device
+// that comes after waits for the commit and finds a new device, never half
+// of an old one.
+const pruneQuery = `WITH d AS (
+		SELECT id FROM devices WHERE last_seen < $1 AND id <> ALL($2) FOR UPDATE SKIP LOCKED
+	), s AS (
+		SELECT device AS id FROM sessions WHERE last_seen < $1 AND device <> ALL($2) FOR UPDATE SKIP LOCKED
+	), stale AS (
+		SELECT x.id FROM (SELECT id FROM d UNION SELECT id FROM s) x
+		WHERE (x.id IN (SELECT id FROM d) OR NOT EXISTS (SELECT 1 FROM devices WHERE devices.id = x.id))
+		AND (x.id IN (SELECT id FROM s) OR NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.device = x.id))
+	), gone_cursors AS (
+		DELETE FROM cursors WHERE device IN (SELECT id FROM stale)
+	), gone_sessions AS (
+		DELETE FROM sessions WHERE device IN (SELECT id FROM stale)
+	), gone_devices AS (
+		DELETE FROM devices WHERE id IN (SELECT id FROM stale)
+	)
+	SELECT count(*) FROM stale`
+
+// PruneDevices implements history.Store.
+func (s *Store) PruneDevices(ctx context.Context, before time.Time, connected []string) (int, error) {
+	// Sorted, so that nodes touching the same devices lock them in one order;
+	// never nil, which would encode as NULL and make "<> ALL" match nothing.
+	connected = slices.Sorted(slices.Values(connected))
+	if connected == nil {
+		connected = []string{}
+	}
+	var n int
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if len(connected) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE devices SET last_seen = now() WHERE id = ANY($1)`, connected); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE sessions SET last_seen = now() WHERE device = ANY($1)`, connected); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRow(ctx, pruneQuery, before, connected).Scan(&n)
+	})
+	return n, err
 }
 
 // MarkRead implements history.Store.

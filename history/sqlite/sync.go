@@ -3,7 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/parley-im/parley/history"
 )
@@ -79,10 +82,69 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
 	var epoch int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch) VALUES (?, 1)
-			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1 RETURNING epoch`, device).Scan(&epoch)
+		return tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES (?1, 1, ?2)
+			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1, last_seen = ?2 RETURNING epoch`, device, now()).Scan(&epoch)
 	})
 	return epoch, err
+}
+
+// PruneDevices implements history.Store. SQLite's single writer makes the
+// transaction exclusive: no Claim or Device runs meanwhile.
+func (s *Store) PruneDevices(ctx context.Context, before time.Time, connected []string) (int, error) {
+	keep, err := json.Marshal(append([]string{}, connected...))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune devices: %w", err)
+	}
+	var n int
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if len(connected) > 0 {
+			seen := now()
+			if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ?1 WHERE id IN (SELECT value FROM json_each(?2))`, seen, string(keep)); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE sessions SET last_seen = ?1 WHERE device IN (SELECT value FROM json_each(?2))`, seen, string(keep)); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM (SELECT id, last_seen FROM devices UNION ALL SELECT device, last_seen FROM sessions)
+			WHERE id NOT IN (SELECT value FROM json_each(?2)) GROUP BY id HAVING max(last_seen) < ?1`,
+			before.UTC().Format(tsLayout), string(keep))
+		if err != nil {
+			return err
+		}
+		var stale []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			stale = append(stale, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		ids, err := json.Marshal(stale)
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM cursors WHERE device IN (SELECT value FROM json_each(?))`,
+			`DELETE FROM sessions WHERE device IN (SELECT value FROM json_each(?))`,
+			`DELETE FROM devices WHERE id IN (SELECT value FROM json_each(?))`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, string(ids)); err != nil {
+				return err
+			}
+		}
+		n = len(stale)
+		return nil
+	})
+	return n, err
 }
 
 // MarkRead implements history.Store.

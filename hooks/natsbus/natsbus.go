@@ -58,6 +58,8 @@ type Bus struct {
 	// DropRate drops this share of incoming deliveries: a test hook that
 	// shows losses are repaired. Zero in production.
 	DropRate float64
+	// Auth authenticates the node to NATS and secures the connection.
+	Auth Auth
 
 	nc      *nats.Conn
 	in      chan *nats.Msg
@@ -91,8 +93,9 @@ type nodeMsg struct {
 	Users []string `json:"users"`
 }
 
-// Connect connects to the NATS server(s) at url and starts the bus. b's
-// Node, Sync and Groups are required.
+// Connect connects to the NATS server(s) at url, with b.Auth, and starts the
+// bus. b's Node, Sync and Groups are required. Errors show url without its
+// password.
 func (b *Bus) Connect(url string) error {
 	if b.Node == "" || b.Sync == nil || b.Groups == nil {
 		return errors.New("natsbus: Node, Sync and Groups are required")
@@ -109,15 +112,19 @@ func (b *Bus) Connect(url string) error {
 	if b.Sweep == 0 {
 		b.Sweep = DefaultSweep
 	}
+	auth, err := b.Auth.Options()
+	if err != nil {
+		return err
+	}
 	b.subs = map[string]*nats.Subscription{}
 	b.seen = map[string]time.Time{}
 	b.done = make(chan struct{})
 	b.in = make(chan *nats.Msg, 65536)
-	nc, err := nats.Connect(url,
-		nats.Name("parley-"+b.Node),
+	opts := append([]nats.Option{
+		nats.Name("parley-" + b.Node),
 		nats.NoEcho(),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			b.Log.Warn("nats reconnected: catching every device up from the store")
 			b.Sync.Resync()
@@ -136,9 +143,10 @@ func (b *Bus) Connect(url string) error {
 			}
 			b.Log.Warn("nats", "error", err)
 		}),
-	)
+	}, auth...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("natsbus: connect %s: %w", url, err)
+		return fmt.Errorf("natsbus: connect %s: %w", redact(url), err)
 	}
 	b.nc = nc
 	for _, subj := range []string{".kick", ".group", ".presence", ".node"} {

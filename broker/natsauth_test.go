@@ -1,0 +1,280 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+
+	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/pgtest"
+)
+
+// testPKI is a throwaway certificate authority.
+type testPKI struct {
+	key  *ecdsa.PrivateKey
+	cert *x509.Certificate
+	pool *x509.CertPool
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testPKI{key: key, cert: cert, pool: pool}
+}
+
+// issue returns a certificate for 127.0.0.1 signed by the CA, for a server
+// or a client.
+func (p *testPKI) issue(t *testing.T, usage x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "parley test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// runNATS starts an embedded NATS server with opts on a free local port.
+func runNATS(t *testing.T, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// writeFile writes b to a file in a temporary directory and returns its path.
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// userSeed returns a new NKey user's public key and seed.
+func userSeed(t *testing.T) (string, []byte) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	return pub, seed
+}
+
+// operatorNATS starts a NATS server in operator (JWT) mode with one account
+// and returns it with the contents of a .creds file of a user of that
+// account.
+func operatorNATS(t *testing.T) (*natsserver.Server, []byte) {
+	t.Helper()
+	okp, _ := nkeys.CreateOperator()
+	opub, _ := okp.PublicKey()
+	ojwt, err := jwt.NewOperatorClaims(opub).Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	useed, _ := ukp.Seed()
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := &natsserver.MemAccResolver{}
+	if err := resolver.Store(apub, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	return runNATS(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{op}, AccountResolver: resolver}), creds
+}
+
+// crossNode checks that two nodes started with mod deliver to each other.
+func crossNode(t *testing.T, mod func(*broker.Options)) {
+	t.Helper()
+	url := pgtest.DB(t)
+	var nodes []*env
+	for i := 0; i < 2; i++ {
+		nodes = append(nodes, setup(t, openPostgres(t, url), func(o *broker.Options) {
+			o.NodeID = fmt.Sprintf("node%d", i)
+			mod(o)
+		}))
+	}
+	bob := nodes[1].dial("bob", "bob", dialOpts{})
+	// Wait for node 0 to learn that bob is on node 1 (heartbeat or presence).
+	time.Sleep(300 * time.Millisecond)
+	alice := nodes[0].dial("alice", "alice", dialOpts{noSub: true})
+	alice.send("im/send/u/bob", 1, `{"body":"across a secured NATS"}`)
+	if ev := bob.nextKind("message"); ev.Seq != 1 {
+		t.Fatalf("bob got %+v", ev)
+	}
+}
+
+// TestClusterSecuredNATS: nodes authenticate to NATS with an NKey over
+// mutual TLS, or with a .creds file against a server in operator mode, and
+// deliver to each other.
+func TestClusterSecuredNATS(t *testing.T) {
+	t.Run("NKeyOverMutualTLS", func(t *testing.T) {
+		pki := newPKI(t)
+		pub, seed := userSeed(t)
+		ns := runNATS(t, &natsserver.Options{
+			Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
+			TLS:   true, TLSVerify: true, TLSTimeout: 2,
+			TLSConfig: &tls.Config{
+				Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
+				ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+			},
+		})
+		seedFile := writeFile(t, "node.nk", seed)
+		client := pki.issue(t, x509.ExtKeyUsageClientAuth)
+		crossNode(t, func(o *broker.Options) {
+			o.NATSURL = ns.ClientURL()
+			o.NATSNKeyFile = seedFile
+			o.NATSTLSConfig = &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
+		})
+	})
+	t.Run("Creds", func(t *testing.T) {
+		ns, creds := operatorNATS(t)
+		credsFile := writeFile(t, "node.creds", creds)
+		crossNode(t, func(o *broker.Options) {
+			o.NATSURL = ns.ClientURL()
+			o.NATSCredsFile = credsFile
+		})
+	})
+}
+
+// TestClusterNATSRefused: a node whose NATS credentials or TLS settings are
+// wrong does not start, with an error that says why; unreadable files are
+// refused by New.
+func TestClusterNATSRefused(t *testing.T) {
+	pki := newPKI(t)
+	pub, seed := userSeed(t)
+	_, otherSeed := userSeed(t)
+	ns := runNATS(t, &natsserver.Options{
+		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
+		TLS:   true, TLSVerify: true, TLSTimeout: 2,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
+			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
+	})
+	opServer, creds := operatorNATS(t)
+	seedFile, otherSeedFile := writeFile(t, "node.nk", seed), writeFile(t, "other.nk", otherSeed)
+	client := pki.issue(t, x509.ExtKeyUsageClientAuth)
+	goodTLS := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
+	otherPKI := newPKI(t)
+	missing := filepath.Join(t.TempDir(), "missing.creds")
+	cases := []struct {
+		name     string
+		url      string
+		creds    string
+		nkey     string
+		tls      *tls.Config
+		atNew    bool   // refused by New rather than by Start
+		contains string // in the error
+	}{
+		{"NoCredentials", ns.ClientURL(), "", "", goodTLS, false, "Authorization Violation"},
+		{"WrongNKey", ns.ClientURL(), "", otherSeedFile, goodTLS, false, "Authorization Violation"},
+		{"NoClientCertificate", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}, false, "natsbus: connect"},
+		{"UntrustedServer", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: otherPKI.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}, false, "certificate"},
+		{"NoCredsInOperatorMode", opServer.ClientURL(), "", "", nil, false, "natsbus: connect"},
+		{"PasswordRedacted", "nats://parley:hunter2@" + strings.TrimPrefix(opServer.ClientURL(), "nats://"), "", "", nil, false, "xxxxx"},
+		{"MissingCredsFile", opServer.ClientURL(), missing, "", nil, true, missing},
+		{"GarbageCredsFile", opServer.ClientURL(), writeFile(t, "garbage.creds", []byte("not a creds file")), "", nil, true, "no valid user JWT"},
+		{"SeedAsCredsFile", opServer.ClientURL(), seedFile, "", nil, true, "no valid user JWT"},
+		{"MissingNKeyFile", ns.ClientURL(), "", missing, goodTLS, true, missing},
+		{"GarbageNKeyFile", ns.ClientURL(), "", writeFile(t, "garbage.nk", []byte("SUgarbage")), goodTLS, true, "NKey seed file"},
+		{"CredsAndNKey", opServer.ClientURL(), writeFile(t, "node.creds", creds), seedFile, nil, true, "not both"},
+		{"TLSWithoutURL", "", "", "", goodTLS, true, "without NATSURL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := broker.New(broker.Options{
+				Store: openSQLite(t), JWTSecret: testSecret, Logger: quietLogger(), MQTTAddr: "127.0.0.1:0",
+				NATSURL: tc.url, NATSCredsFile: tc.creds, NATSNKeyFile: tc.nkey, NATSTLSConfig: tc.tls, NodeID: "node",
+			})
+			if err == nil {
+				t.Cleanup(func() { b.Close(context.Background()) })
+				err = b.Start(context.Background())
+				if tc.atNew && err == nil {
+					t.Fatal("New and Start succeeded, want New to fail")
+				}
+			} else if !tc.atNew {
+				t.Fatalf("New: %v, want Start to fail", err)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.contains) {
+				t.Fatalf("error %v, want one that contains %q", err, tc.contains)
+			}
+			t.Log(err)
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error %v shows the password", err)
+			}
+		})
+	}
+}
