@@ -293,7 +293,7 @@ func New(opts Options) (*Broker, error) {
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "parley_connections",
 		Help: "MQTT clients currently connected.",
-	}, func() float64 { return float64(b.mqtt.Info.ClientsConnected) }))
+	}, func() float64 { return float64(atomic.LoadInt64(&b.mqtt.Info.ClientsConnected)) }))
 	return b, nil
 }
 
