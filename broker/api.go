@@ -5,7 +5,7 @@ import (
 	"strconv"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // History page limits.
@@ -207,16 +207,16 @@ func (b *Broker) postConvMessage(w http.ResponseWriter, r *http.Request, user st
 		return
 	}
 	kind, a, c, _ := history.ParseConvID(conv)
-	target, tkind := a, hooks.TargetGroup
+	target, tkind := a, wire.TargetGroup
 	if kind == history.KindDirect {
-		tkind = hooks.TargetUser
+		tkind = wire.TargetUser
 		switch user {
 		case a:
 			target = c
 		case c:
 			target = a
 		default:
-			b.fail(w, r, &apiError{http.StatusForbidden, hooks.CodeNotMember, "you are not part of " + conv})
+			b.fail(w, r, &apiError{http.StatusForbidden, wire.CodeNotMember, "you are not part of " + conv})
 			return
 		}
 	}
@@ -224,7 +224,7 @@ func (b *Broker) postConvMessage(w http.ResponseWriter, r *http.Request, user st
 }
 
 func (b *Broker) postUserMessage(w http.ResponseWriter, r *http.Request, user string) {
-	b.send(w, r, user, hooks.TargetUser, r.PathValue("peer"))
+	b.send(w, r, user, wire.TargetUser, r.PathValue("peer"))
 }
 
 // send stores a message through the same pipeline as MQTT: 201 with the

@@ -6,6 +6,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // groupJSON is a group on the wire.
@@ -23,7 +24,7 @@ func toGroupJSON(g history.Group, ms []history.Member) groupJSON {
 		ms = []history.Member{}
 	}
 	return groupJSON{ID: g.ID, Conv: g.Conv(), Name: g.Name, CreatedBy: g.CreatedBy,
-		CreatedAt: g.CreatedAt.UTC().Format(hooks.TSLayout), Members: ms}
+		CreatedAt: g.CreatedAt.UTC().Format(wire.TSLayout), Members: ms}
 }
 
 // memberChangeJSON answers a membership change: the members after it and the
@@ -47,7 +48,7 @@ type messageJSON struct {
 
 func toMessageJSON(m history.Message) messageJSON {
 	return messageJSON{Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
-		TS: m.TS.UTC().Format(hooks.TSLayout), Type: m.Type, Body: m.Body}
+		TS: m.TS.UTC().Format(wire.TSLayout), Type: m.Type, Body: m.Body}
 }
 
 func (b *Broker) createGroup(w http.ResponseWriter, r *http.Request, user string) {

@@ -15,8 +15,7 @@ import (
 
 	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
@@ -103,12 +102,12 @@ func TestPublicKeyTokens(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tokens := &hooks.Tokens{PublicKey: tc.pub}
+			tokens := &auth.Tokens{PublicKey: tc.pub}
 			user, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", time.Hour)))
 			if err != nil || user != "alice" {
 				t.Fatalf("Verify = %q, %v", user, err)
 			}
-			if _, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", -time.Minute))); !errors.Is(err, hooks.ErrTokenExpired) {
+			if _, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", -time.Minute))); !errors.Is(err, auth.ErrTokenExpired) {
 				t.Fatalf("expired: %v", err)
 			}
 			// Algorithm confusion: HS256 keyed with anything must fail when
@@ -123,7 +122,7 @@ func TestPublicKeyTokens(t *testing.T) {
 // TestSubscribeACL: a user subscribes only to its own inbox; wildcard filters
 // that could cover inboxes are refused; plain topics follow the ACL file.
 func TestSubscribeACL(t *testing.T) {
-	acl, err := hooks.ParseACL(strings.NewReader("* readwrite devices/{user}/#\nalice read sensors/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\nalice read sensors/#\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // The authorization matrix: for every topic pattern and every REST route,
@@ -36,7 +38,7 @@ var authzKinds = []struct{ kind, user string }{
 // expiredToken returns a token of user that expired an hour ago.
 func expiredToken(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, -time.Hour)
+	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, -time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ type authzEnv struct {
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	t.Helper()
-	acl, err := hooks.ParseACL(strings.NewReader("* readwrite devices/{user}/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +283,7 @@ func checkPub(t *testing.T, c *client, topic, payload string, v5 bool, want stri
 				t.Errorf("PUBACK %#x, want 0x87", code)
 			}
 		default:
-			if wantCode := byte(hooks.ReasonCode(want).Code); code != wantCode {
+			if wantCode := byte(wire.ReasonCode(want).Code); code != wantCode {
 				t.Errorf("PUBACK %#x, want %#x (%s)", code, wantCode, want)
 			}
 			if ev := c.nextKind("error"); ev.Code != want || ev.topic != "im/inbox/"+hooks.UserOf(c.id) {

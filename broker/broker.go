@@ -25,7 +25,11 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
-	"github.com/parley-im/parley/hooks/natsbus"
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // ErrClosed is returned by Start after Close.
@@ -70,7 +74,7 @@ type Options struct {
 	TopicPrefix string
 	// ACL governs plain MQTT topics outside the prefix; nil denies them
 	// (or, with Anonymous, allows them).
-	ACL *hooks.ACL
+	ACL *auth.ACL
 	// Anonymous enables open mode: clients without credentials may connect
 	// and use topics outside the prefix as a plain MQTT broker; the prefix
 	// stays closed to them.
@@ -174,13 +178,13 @@ type Broker struct {
 	log       *slog.Logger
 	mqtt      *mqtt.Server
 	store     history.Store
-	tokens    *hooks.Tokens
+	tokens    *auth.Tokens
 	messenger *hooks.Messenger
 	sync      *hooks.Sync
-	committer *hooks.Committer
+	committer *send.Committer
 	groups    *hooks.Groups
-	bus       *natsbus.Bus
-	metrics   *hooks.Metrics
+	bus       *cluster.Bus
+	metrics   *metrics.Metrics
 	registry  *prometheus.Registry
 	http      *http.Server
 	httpLn    net.Listener
@@ -209,8 +213,8 @@ func New(opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	natsAuth := natsbus.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}
-	if opts.NATSURL == "" && natsAuth != (natsbus.Auth{}) {
+	natsAuth := cluster.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}
+	if opts.NATSURL == "" && natsAuth != (cluster.Auth{}) {
 		return nil, errors.New("broker: NATS credentials or TLS set without NATSURL")
 	}
 	if _, err := natsAuth.Options(); err != nil {
@@ -255,9 +259,9 @@ func New(opts Options) (*Broker, error) {
 		b.registry = prometheus.NewRegistry()
 		b.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	b.metrics = hooks.NewMetrics(b.registry)
-	b.store = hooks.InstrumentStore(opts.Store, b.metrics)
-	b.tokens = &hooks.Tokens{Secret: opts.JWTSecret, PublicKey: opts.JWTPublicKey}
+	b.metrics = metrics.NewMetrics(b.registry)
+	b.store = metrics.InstrumentStore(opts.Store, b.metrics)
+	b.tokens = &auth.Tokens{Secret: opts.JWTSecret, PublicKey: opts.JWTPublicKey}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = hooks.MaxPacketSize(opts.MaxPayload)
@@ -267,16 +271,16 @@ func New(opts Options) (*Broker, error) {
 		Logger:       opts.Logger.With("component", "mqtt"),
 		Capabilities: caps,
 	})
-	topics := hooks.Topics{Prefix: opts.TopicPrefix}
+	topics := wire.Topics{Prefix: opts.TopicPrefix}
 	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices, Log: opts.Logger}
 	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
 		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
 		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger}
-	var limiter *hooks.RateLimiter
+	var limiter *send.RateLimiter
 	if opts.Rate > 0 {
-		limiter = hooks.NewRateLimiter(opts.Rate, opts.Burst)
+		limiter = send.NewRateLimiter(opts.Rate, opts.Burst)
 	}
-	b.committer = &hooks.Committer{Store: b.store, Partitions: opts.CommitPartitions}
+	b.committer = &send.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.groups = hooks.NewGroups(b.store)
 	b.messenger = &hooks.Messenger{Store: b.store, Topics: topics, Groups: b.groups,
 		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
@@ -301,7 +305,7 @@ func New(opts Options) (*Broker, error) {
 func (b *Broker) Messenger() *hooks.Messenger { return b.messenger }
 
 // Tokens returns the token verifier (and signer, with a secret).
-func (b *Broker) Tokens() *hooks.Tokens { return b.tokens }
+func (b *Broker) Tokens() *auth.Tokens { return b.tokens }
 
 // Addr returns the bound address of a started listener: "mqtt", "ws",
 // "tls" or "http"; nil when that listener is disabled.
@@ -385,9 +389,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		if node == "" {
 			node, _ = os.Hostname()
 		}
-		b.bus = &natsbus.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
+		b.bus = &cluster.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
 			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate,
-			Auth: natsbus.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
+			Auth: cluster.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/parley-im/parley/broker"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // statusOfCode is the one table of docs/api.md: the HTTP status of every
@@ -109,7 +109,7 @@ func FuzzREST(f *testing.F) {
 		if !isSend || param != "" {
 			return
 		}
-		p, perr := hooks.ParseSendPayload(body, maxPayload)
+		p, perr := wire.ParseSendPayload(body, maxPayload)
 		if perr != nil {
 			var e apiErr
 			json.Unmarshal(rec.Body.Bytes(), &e)

@@ -20,7 +20,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
 )
 
@@ -99,7 +99,7 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 
 func token(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

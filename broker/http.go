@@ -15,7 +15,8 @@ import (
 
 	"github.com/parley-im/parley/docs"
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // maxBody bounds REST request bodies other than sends (which are bounded by
@@ -93,34 +94,20 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
-// statusOf maps history error codes to HTTP statuses: the one table.
-var statusOf = map[string]int{
-	history.EINVALID:         http.StatusBadRequest,
-	history.ENOTFOUND:        http.StatusNotFound,
-	history.ECONFLICT:        http.StatusConflict,
-	history.ENOTMEMBER:       http.StatusForbidden,
-	history.EFORBIDDEN:       http.StatusForbidden,
-	history.EUNAVAILABLE:     http.StatusServiceUnavailable,
-	hooks.CodeInvalidPayload: http.StatusBadRequest,
-	hooks.CodeTooLarge:       http.StatusRequestEntityTooLarge,
-	hooks.CodeNoSuchGroup:    http.StatusNotFound,
-	hooks.CodeInvalidPeer:    http.StatusBadRequest,
-	hooks.CodeRateLimited:    http.StatusTooManyRequests,
-}
-
 func (b *Broker) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		writeError(w, ae)
 		return
 	}
-	var se *hooks.SendError
+	var se *wire.SendError
 	if errors.As(err, &se) {
-		writeError(w, &apiError{statusOf[se.Code], se.Code, se.Message})
+		status, _ := wire.HTTPStatus(se.Code)
+		writeError(w, &apiError{status, se.Code, se.Message})
 		return
 	}
 	code := history.ErrorCode(err)
-	status, ok := statusOf[code]
+	status, ok := wire.HTTPStatus(code)
 	if !ok || code == history.EUNAVAILABLE || code == history.EINTERNAL {
 		b.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		writeError(w, &apiError{http.StatusServiceUnavailable, "unavailable", "the message store is unavailable, try again"})
@@ -152,7 +139,7 @@ func (b *Broker) auth(h func(w http.ResponseWriter, r *http.Request, user string
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
 			msg := "invalid token"
-			if errors.Is(err, hooks.ErrTokenExpired) {
+			if errors.Is(err, auth.ErrTokenExpired) {
 				msg = "token expired"
 			}
 			writeError(w, &apiError{http.StatusUnauthorized, "unauthorized", msg})
@@ -178,7 +165,7 @@ func capBody(limit int64, h http.HandlerFunc) http.HandlerFunc {
 }
 
 func tooLarge(limit int64) *apiError {
-	return &apiError{http.StatusRequestEntityTooLarge, hooks.CodeTooLarge, "request body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+	return &apiError{http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body larger than " + strconv.FormatInt(limit, 10) + " bytes"}
 }
 
 // readBody reads a request body of at most max bytes (413 too_large beyond).

@@ -18,6 +18,7 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 // Security regressions (issue "Security: forged wills, forged
@@ -69,7 +70,7 @@ func forgedMessage(seq int64) string {
 // message or presence), nor on a plain topic its owner may not publish to;
 // such a CONNECT is refused (0x05 / 0x87), and nothing reaches bob.
 func TestWillForgery(t *testing.T) {
-	acl, err := hooks.ParseACL(strings.NewReader("* readwrite chat/#\n* read alerts/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n* read alerts/#\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestWillForgeryAnonymous(t *testing.T) {
 // receipt; carol's real messages still reach that device, live and in
 // catch-up.
 func TestForgedAcknowledgement(t *testing.T) {
-	acl, err := hooks.ParseACL(strings.NewReader("* readwrite chat/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

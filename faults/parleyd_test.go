@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 // secret is the HS256 secret every parleyd of these tests shares.
@@ -26,7 +26,7 @@ const secret = "faults-secret-0123456789abcdef0123"
 // tokenFor returns a day-long token for user.
 func tokenFor(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := (&hooks.Tokens{Secret: []byte(secret)}).Sign(user, 24*time.Hour)
+	tok, err := (&auth.Tokens{Secret: []byte(secret)}).Sign(user, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 // FuzzAuthACLCheck checks every publish, subscription and delivery decision
@@ -89,7 +90,7 @@ func verb(write bool) string {
 // the client may publish to, and OnWill sends a will that is not allowed to
 // the void topic without its payload.
 func TestWillChecks(t *testing.T) {
-	acl, err := hooks.ParseACL(strings.NewReader("* readwrite chat/#\nalice write alerts/alice\n* read alerts/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\nalice write alerts/alice\n* read alerts/#\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/wire"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -27,13 +31,13 @@ type Auth struct {
 	// their own CONNACK through it).
 	Server *mqtt.Server
 	// Tokens verifies CONNECT passwords; required.
-	Tokens *Tokens
+	Tokens *auth.Tokens
 	// Topics is Parley's topic layout.
-	Topics Topics
+	Topics wire.Topics
 	// ACL governs topics outside the prefix; nil denies them all.
-	ACL *ACL
+	ACL *auth.ACL
 	// Metrics, when set, counts refusals.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// Store answers whether two users share a conversation (presence
 	// subscriptions); without it only a user's own presence is readable.
 	Store history.Store
@@ -222,7 +226,7 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 		return packets.ErrBadUsernameOrPassword, "no_token"
 	}
 	user, err := a.Tokens.Verify(string(pk.Connect.Password))
-	if errors.Is(err, ErrTokenExpired) {
+	if errors.Is(err, auth.ErrTokenExpired) {
 		return packets.ErrBadUsernameOrPassword, "token_expired"
 	}
 	if err != nil {
@@ -248,7 +252,7 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 // pipeline, so it may never land on a send, inbox, presence or read topic),
 // has no wildcards and does not begin with '$'.
 func (a *Auth) WillAllowed(cl *mqtt.Client, topic string) bool {
-	if topic == "" || HasWildcards(topic) || topic[0] == '$' || a.Topics.Owns(topic) {
+	if topic == "" || wire.HasWildcards(topic) || topic[0] == '$' || a.Topics.Owns(topic) {
 		return false
 	}
 	return a.OnACLCheck(cl, topic, true)
@@ -413,11 +417,11 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	user := UserOf(cl.ID)
-	t, shared := StripShare(topic)
-	if t == VoidTopic || (HasWildcards(t) && covers(t, VoidTopic)) {
+	t, shared := wire.StripShare(topic)
+	if t == VoidTopic || (wire.HasWildcards(t) && auth.Covers(t, VoidTopic)) {
 		return false
 	}
-	if a.Topics.Owns(t) || (HasWildcards(t) && a.Topics.MayOverlap(t)) {
+	if a.Topics.Owns(t) || (wire.HasWildcards(t) && a.Topics.MayOverlap(t)) {
 		if shared || IsAnonymous(cl.ID) {
 			return false
 		}

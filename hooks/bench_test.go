@@ -7,15 +7,17 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/wire"
 )
 
-var sinkMsg hooks.SendPayload
+var sinkMsg wire.SendPayload
 
 func BenchmarkParseSendPayload(b *testing.B) {
 	payload := []byte(`{"cid":"0123456789abcdef","type":"text","body":{"text":"` + strings.Repeat("x", 160) + `"}}`)
 	b.SetBytes(int64(len(payload)))
 	for i := 0; i < b.N; i++ {
-		p, err := hooks.ParseSendPayload(payload, hooks.DefaultMaxPayload)
+		p, err := wire.ParseSendPayload(payload, hooks.DefaultMaxPayload)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -27,14 +29,14 @@ func BenchmarkMessageDelivery(b *testing.B) {
 	m := history.Message{Conv: "dm:alice:bob", Seq: 42, ID: history.NewID(time.Now()), CID: "0123456789abcdef",
 		From: "alice", TS: time.Now(), Type: "text", Body: []byte(`{"text":"` + strings.Repeat("x", 160) + `"}`)}
 	for i := 0; i < b.N; i++ {
-		if len(hooks.MessageDelivery(m)) == 0 {
+		if len(wire.MessageDelivery(m)) == 0 {
 			b.Fatal("empty")
 		}
 	}
 }
 
 func BenchmarkACLAllow(b *testing.B) {
-	acl, err := hooks.ParseACL(strings.NewReader("* deny secret/#\nalice read sensors/#\n* readwrite devices/{user}/#\n"))
+	acl, err := auth.ParseACL(strings.NewReader("* deny secret/#\nalice read sensors/#\n* readwrite devices/{user}/#\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func BenchmarkACLAllow(b *testing.B) {
 }
 
 func BenchmarkTopicsParseSend(b *testing.B) {
-	t := hooks.Topics{}
+	t := wire.Topics{}
 	for i := 0; i < b.N; i++ {
 		if _, _, ok, valid := t.ParseSend("im/send/u/bob"); !ok || !valid {
 			b.Fatal("not a send topic")

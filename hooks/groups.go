@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/internal/wire"
+
 	"github.com/parley-im/parley/history"
 )
 
@@ -137,7 +139,7 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 		return history.Group{}, nil, history.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
 	}
 	if !m.Limiter.Allow(actor, t) {
-		return history.Group{}, nil, sendErr(CodeRateLimited, "too many requests, slow down")
+		return history.Group{}, nil, wire.Errorf(wire.CodeRateLimited, "too many requests, slow down")
 	}
 	g := history.Group{ID: req.ID, Name: req.Name, CreatedBy: actor, CreatedAt: t.UTC().Truncate(time.Microsecond)}
 	created := groupCreatedBody{Name: g.Name, MemberCount: len(members)}
@@ -185,7 +187,7 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 		return history.Message{}, nil, noSuchGroup(c.Group)
 	}
 	if !m.Limiter.Allow(c.Actor, t) {
-		return history.Message{}, nil, sendErr(CodeRateLimited, "too many requests, slow down")
+		return history.Message{}, nil, wire.Errorf(wire.CodeRateLimited, "too many requests, slow down")
 	}
 	conv := history.GroupConvID(c.Group)
 	var msg history.Message

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/parley-im/parley/internal/wire"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -24,9 +26,9 @@ type ReadRequest struct {
 // marker is stored, or with the error's reason code.
 func (m *Messenger) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	var req ReadRequest
-	var err *SendError
+	var err *wire.SendError
 	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
-		err = sendErr(CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
+		err = wire.Errorf(wire.CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), m.StoreTimeout)
 		_, err = m.MarkRead(ctx, UserOf(cl.ID), req.Conv, req.Seq)
@@ -42,21 +44,21 @@ func (m *Messenger) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 // the user's devices and the other members (direct conversations always,
 // groups up to ReceiptGroupMax members) get {"kind":"read",...}. It returns
 // the marker after the call.
-func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *SendError) {
+func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *wire.SendError) {
 	kind, a, b, ok := history.ParseConvID(conv)
 	if !ok {
-		return 0, sendErr(CodeInvalidPayload, "invalid conversation %q", conv)
+		return 0, wire.Errorf(wire.CodeInvalidPayload, "invalid conversation %q", conv)
 	}
 	after, moved, err := m.Store.MarkRead(ctx, user, conv, seq)
 	switch history.ErrorCode(err) {
 	case "":
 	case history.ENOTMEMBER:
-		return 0, sendErr(CodeNotMember, "you are not a member of %s", conv)
+		return 0, wire.Errorf(wire.CodeNotMember, "you are not a member of %s", conv)
 	case history.EINVALID:
-		return 0, sendErr(CodeInvalidPayload, "%s", history.ErrorMessage(err))
+		return 0, wire.Errorf(wire.CodeInvalidPayload, "%s", history.ErrorMessage(err))
 	default:
 		m.Log.Error("mark read", "conv", conv, "user", user, "error", err)
-		return 0, sendErr(CodeUnavailable, "the message store is unavailable, try again")
+		return 0, wire.Errorf(wire.CodeUnavailable, "the message store is unavailable, try again")
 	}
 	if !moved {
 		return after, nil

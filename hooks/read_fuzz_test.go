@@ -11,6 +11,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // FuzzReadRequest feeds arbitrary im/read payloads, decoded as the MQTT path
@@ -73,7 +74,7 @@ func FuzzReadRequest(f *testing.F) {
 		}
 		after, serr := m.MarkRead(ctx, "alice", req.Conv, req.Seq)
 		if serr != nil {
-			if serr.Code != hooks.CodeInvalidPayload && serr.Code != hooks.CodeNotMember {
+			if serr.Code != wire.CodeInvalidPayload && serr.Code != wire.CodeNotMember {
 				t.Fatalf("MarkRead(%q, %d): code %q (%s)", req.Conv, req.Seq, serr.Code, serr.Message)
 			}
 			if serr.Message == "" {

@@ -7,6 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/wire"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -26,14 +30,14 @@ type Messenger struct {
 	// Store is the durable truth; required.
 	Store history.Store
 	// Topics is Parley's topic layout.
-	Topics Topics
+	Topics wire.Topics
 	// Groups caches group membership; required.
 	Groups *Groups
 	// Sync delivers to inboxes; required.
 	Sync *Sync
 	// Committer batches sends into group commits; default one partition over
 	// Store.
-	Committer *Committer
+	Committer *send.Committer
 	// Invalidate, when set, is told of every group change made through this
 	// node (cluster mode tells the other nodes).
 	Invalidate func(group string)
@@ -42,13 +46,13 @@ type Messenger struct {
 	ReceiptGroupMax int
 	// Limiter limits sends, group creations and membership changes per user
 	// (one bucket for all three); nil allows everything.
-	Limiter *RateLimiter
+	Limiter *send.RateLimiter
 	// MaxPayload bounds a send payload; default DefaultMaxPayload.
 	MaxPayload int
 	// StoreTimeout bounds one store call on the send path; default 10s.
 	StoreTimeout time.Duration
 	// Metrics, when set, counts messages.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
@@ -86,7 +90,7 @@ func (m *Messenger) Init(any) error {
 		m.ReceiptGroupMax = DefaultReceiptGroupMax
 	}
 	if m.Committer == nil {
-		m.Committer = &Committer{Store: m.Store}
+		m.Committer = &send.Committer{Store: m.Store}
 	}
 	if m.MaxPayload <= 0 {
 		m.MaxPayload = DefaultMaxPayload
@@ -146,14 +150,14 @@ func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		return pk, nil
 	}
 	from := UserOf(cl.ID)
-	var err *SendError
+	var err *wire.SendError
 	if !valid {
-		if kind == TargetUser {
-			err = sendErr(CodeInvalidPeer, "invalid user id %q", target)
+		if kind == wire.TargetUser {
+			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q", target)
 		} else {
-			err = sendErr(CodeNoSuchGroup, "invalid group id %q", target)
+			err = wire.Errorf(wire.CodeNoSuchGroup, "invalid group id %q", target)
 		}
-		if p, perr := ParseSendPayload(pk.Payload, m.MaxPayload); perr == nil {
+		if p, perr := wire.ParseSendPayload(pk.Payload, m.MaxPayload); perr == nil {
 			err.CID = p.CID
 		}
 	} else {
@@ -170,7 +174,7 @@ func (m *Messenger) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 
 // refuse answers a PUBLISH that failed with err: an error event to the
 // publishing device, then the fitting ack (see OnPublish).
-func (m *Messenger) refuse(cl *mqtt.Client, pk packets.Packet, err *SendError) (packets.Packet, error) {
+func (m *Messenger) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.SendError) (packets.Packet, error) {
 	m.sendError(cl, err, pk.TopicName)
 	v5 := cl.Properties.ProtocolVersion == 5
 	if !err.Permanent() {
@@ -183,7 +187,7 @@ func (m *Messenger) refuse(cl *mqtt.Client, pk packets.Packet, err *SendError) (
 		return pk, packets.ErrRejectPacket
 	}
 	if v5 && pk.FixedHeader.Qos > 0 {
-		m.ack(cl, pk, ReasonCode(err.Code))
+		m.ack(cl, pk, reasonCode(err.Code))
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos == 0 {
@@ -192,23 +196,10 @@ func (m *Messenger) refuse(cl *mqtt.Client, pk packets.Packet, err *SendError) (
 	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
 }
 
-// ReasonCode returns the MQTT v5 PUBACK/PUBREC reason code for a wire error
-// code: 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
-// authorized (not_member, no_such_group), 0x90 topic name invalid
-// (invalid_peer), 0x97 quota exceeded (rate_limited), 0x80 unspecified error
-// (unavailable).
-func ReasonCode(code string) packets.Code {
-	switch code {
-	case CodeInvalidPayload, CodeTooLarge:
-		return packets.ErrPayloadFormatInvalid
-	case CodeNotMember, CodeNoSuchGroup:
-		return packets.ErrNotAuthorized
-	case CodeInvalidPeer:
-		return packets.ErrTopicNameInvalid
-	case CodeRateLimited:
-		return packets.ErrQuotaExceeded
-	}
-	return packets.ErrUnspecifiedError
+// reasonCode returns the MQTT 5 reason code of an error code (wire's table).
+func reasonCode(code string) packets.Code {
+	r := wire.ReasonCode(code)
+	return packets.Code{Code: r.Code, Reason: r.String}
 }
 
 // ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code.
@@ -229,11 +220,11 @@ func (m *Messenger) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 }
 
 // sendError writes an error event to the publishing device alone, at QoS 0.
-func (m *Messenger) sendError(cl *mqtt.Client, e *SendError, topic string) {
+func (m *Messenger) sendError(cl *mqtt.Client, e *wire.SendError, topic string) {
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   m.Topics.Inbox(UserOf(cl.ID)),
-		Payload:     errorPayload(e, topic),
+		Payload:     wire.ErrorPayload(e, topic),
 	}
 	if err := cl.WritePacket(out); err != nil {
 		m.Log.Debug("write error event", "client", cl.ID, "error", err)
@@ -252,57 +243,57 @@ func (m *Messenger) count(result string) {
 // original (created false) and echoes it to the sender's inbox only.
 // Ephemeral sends return a zero Message and are delivered at QoS 0 to the
 // other members' inboxes without being stored.
-func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *SendError) {
+func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.SendError) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
-	p, perr := ParseSendPayload(payload, m.MaxPayload)
+	p, perr := wire.ParseSendPayload(payload, m.MaxPayload)
 	if perr != nil {
 		return history.Message{}, false, perr
 	}
-	fail := func(code, format string, args ...any) (history.Message, bool, *SendError) {
-		e := sendErr(code, format, args...)
+	fail := func(code, format string, args ...any) (history.Message, bool, *wire.SendError) {
+		e := wire.Errorf(code, format, args...)
 		e.CID = p.CID
 		return history.Message{}, false, e
 	}
 	var conv string
 	var recipients []string
 	switch kind {
-	case TargetUser:
+	case wire.TargetUser:
 		if !history.ValidUserID(target) || target == from {
-			return fail(CodeInvalidPeer, "invalid peer %q", target)
+			return fail(wire.CodeInvalidPeer, "invalid peer %q", target)
 		}
 		conv = history.DirectConvID(from, target)
 		recipients = []string{from, target}
-	case TargetGroup:
+	case wire.TargetGroup:
 		if !history.ValidGroupID(target) {
-			return fail(CodeNoSuchGroup, "invalid group id %q", target)
+			return fail(wire.CodeNoSuchGroup, "invalid group id %q", target)
 		}
 		conv = history.GroupConvID(target)
 	default:
-		return fail(CodeInvalidPeer, "unknown target kind %q", kind)
+		return fail(wire.CodeInvalidPeer, "unknown target kind %q", kind)
 	}
 	if !m.Limiter.Allow(from, now()) {
-		return fail(CodeRateLimited, "too many messages, slow down")
+		return fail(wire.CodeRateLimited, "too many messages, slow down")
 	}
 	var version int64
-	if kind == TargetGroup {
+	if kind == wire.TargetGroup {
 		members, v, err := m.Groups.MembersOf(ctx, target, from)
 		version = v
 		switch history.ErrorCode(err) {
 		case "":
 		case history.ENOTFOUND:
-			return fail(CodeNoSuchGroup, "no such group %q", target)
+			return fail(wire.CodeNoSuchGroup, "no such group %q", target)
 		case history.ENOTMEMBER:
-			return fail(CodeNotMember, "you are not a member of group %q", target)
+			return fail(wire.CodeNotMember, "you are not a member of group %q", target)
 		default:
 			m.Log.Error("load group", "group", target, "error", err)
-			return fail(CodeUnavailable, "the message store is unavailable, try again")
+			return fail(wire.CodeUnavailable, "the message store is unavailable, try again")
 		}
 		recipients = users(members)
 	}
 	if p.Ephemeral {
 		m.count("ephemeral")
-		d := Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: now().UTC().Format(TSLayout), Type: p.Type, Body: p.Body}
+		d := wire.Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: now().UTC().Format(wire.TSLayout), Type: p.Type, Body: p.Body}
 		others := make([]string, 0, len(recipients))
 		for _, u := range recipients {
 			if u != from {
@@ -319,11 +310,11 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 		if !res.Created {
 			// The echo goes to the sender's devices again, even those that
 			// have it: clients dedup by (conv, seq).
-			m.Sync.DeliverEvent([]string{from}, MessageDelivery(res.Message), 1)
+			m.Sync.DeliverEvent([]string{from}, wire.MessageDelivery(res.Message), 1)
 			return
 		}
 		to := recipients
-		if kind == TargetGroup && res.MemberVersion != version {
+		if kind == wire.TargetGroup && res.MemberVersion != version {
 			// Membership changed since the cache was read (perhaps on
 			// another node): deliver to the members as of the commit.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -341,18 +332,18 @@ func (m *Messenger) Send(ctx context.Context, from, kind, target string, payload
 	case "":
 	case history.ENOTMEMBER:
 		m.Groups.Forget(target)
-		return fail(CodeNotMember, "you are not a member of group %q", target)
+		return fail(wire.CodeNotMember, "you are not a member of group %q", target)
 	case history.ENOTFOUND:
 		m.Groups.Forget(target)
-		return fail(CodeNoSuchGroup, "no such group %q", target)
+		return fail(wire.CodeNoSuchGroup, "no such group %q", target)
 	case history.EINVALID:
 		// ParseSendPayload lets nothing through that a store refuses; should
 		// one still, this message alone fails (see Committer.appendBatch).
 		m.Log.Warn("store refused message", "conv", conv, "from", from, "error", err)
-		return fail(CodeInvalidPayload, "%s", history.ErrorMessage(err))
+		return fail(wire.CodeInvalidPayload, "%s", history.ErrorMessage(err))
 	default:
 		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
-		return fail(CodeUnavailable, "the message store is unavailable, try again")
+		return fail(wire.CodeUnavailable, "the message store is unavailable, try again")
 	}
 	if created {
 		m.count("stored")

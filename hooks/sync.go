@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/wire"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -45,7 +48,7 @@ type Sync struct {
 	// Store is required.
 	Store history.Store
 	// Topics is Parley's topic layout.
-	Topics Topics
+	Topics wire.Topics
 	// Server, when set, receives presence messages (retained, on
 	// PREFIX/presence/USER).
 	Server *mqtt.Server
@@ -75,7 +78,7 @@ type Sync struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Metrics, when set, counts catch-ups.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// OnClaim, when set, is told of every new session epoch (cluster mode
 	// uses it to take the session over on other nodes).
 	OnClaim func(clientID string, epoch int64)
@@ -518,7 +521,7 @@ func (s *Sync) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 // DeliverMessage hands a stored message to every connected device of users.
 // Callers deliver a conversation's messages in seq order.
 func (s *Sync) DeliverMessage(users []string, m history.Message) {
-	payload := MessageDelivery(m)
+	payload := wire.MessageDelivery(m)
 	s.deliverLocal(users, item{conv: m.Conv, seq: m.Seq, payload: payload, qos: 1})
 	if s.Remote != nil {
 		s.Remote.Deliver(users, payload, 1, true)
@@ -996,7 +999,7 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 			if m.Seq > h.Last {
 				return nil
 			}
-			if err := d.write(item{conv: m.Conv, seq: m.Seq, payload: MessageDelivery(m), qos: d.qos}); err != nil {
+			if err := d.write(item{conv: m.Conv, seq: m.Seq, payload: wire.MessageDelivery(m), qos: d.qos}); err != nil {
 				return err
 			}
 			d.mu.Lock()
@@ -1261,7 +1264,7 @@ func (s *Sync) presence(user string, online bool) {
 		User     string `json:"user"`
 		Online   bool   `json:"online"`
 		LastSeen string `json:"last_seen"`
-	}{user, online, time.Now().UTC().Format(TSLayout)})
+	}{user, online, time.Now().UTC().Format(wire.TSLayout)})
 	if err := s.Server.Publish(s.Topics.Presence(user), b, true, 1); err != nil {
 		s.Log.Warn("publish presence", "user", user, "error", err)
 	}

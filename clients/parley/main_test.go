@@ -15,7 +15,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
 )
 
@@ -29,7 +29,7 @@ var (
 
 // exampleToken returns a token for user, as `parleyd token USER` prints.
 func exampleToken(user string) string {
-	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
 	if err != nil {
 		panic(err)
 	}
@@ -198,7 +198,7 @@ func (e *env) restart(down time.Duration) {
 
 func token(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
 )
 
@@ -37,7 +37,7 @@ type server struct {
 	mode     string
 	addrs    []string // MQTT over TCP, host:port, of each node
 	httpURL  string   // Parley's HTTP API (node 0's)
-	tokens   *hooks.Tokens
+	tokens   *auth.Tokens
 	username string // raw scenario credentials (from the --target URL)
 	password string
 	log      *logCounter

@@ -15,7 +15,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 var testSecret = []byte("cli-test-secret-0123456789abcdef")
@@ -70,7 +70,7 @@ func setup(t *testing.T) {
 
 func token(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := (&hooks.Tokens{Secret: testSecret}).Sign(user, time.Hour)
+	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestToken(t *testing.T) {
 	}
 	r := runAs(t, ctx, nil, "", "token", "--data-dir", dir, "alice", "--ttl", "1h")
 	ok(t, r)
-	if user, err := (&hooks.Tokens{Secret: testSecret}).Verify(strings.TrimSpace(r.stdout)); err != nil || user != "alice" {
+	if user, err := (&auth.Tokens{Secret: testSecret}).Verify(strings.TrimSpace(r.stdout)); err != nil || user != "alice" {
 		t.Fatalf("token %q: %v, %q", r.stdout, err, user)
 	}
 
@@ -184,7 +184,7 @@ func TestToken(t *testing.T) {
 		t.Setenv("PARLEY_JWT_SECRET", "another-secret-another-secret-xx")
 		r := runAs(t, ctx, nil, "", "token", "--data-dir", dir, "bob")
 		ok(t, r)
-		if _, err := (&hooks.Tokens{Secret: []byte("another-secret-another-secret-xx")}).Verify(strings.TrimSpace(r.stdout)); err != nil {
+		if _, err := (&auth.Tokens{Secret: []byte("another-secret-another-secret-xx")}).Verify(strings.TrimSpace(r.stdout)); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 // secretFile is the name of the HS256 secret that parleyd generates in its
@@ -37,7 +37,7 @@ func (c *cli) token(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := (&hooks.Tokens{Secret: secret}).Sign(pos[0], *ttl)
+	tok, err := (&auth.Tokens{Secret: secret}).Sign(pos[0], *ttl)
 	if err != nil {
 		return usagef("%v", err)
 	}

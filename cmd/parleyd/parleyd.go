@@ -28,7 +28,9 @@ import (
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/hooks"
-	"github.com/parley-im/parley/hooks/natsbus"
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // Config is parleyd's configuration, from flags and PARLEY_* variables.
@@ -127,7 +129,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.JWTPublicKey, "jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "", "PEM public key file verifying RS256, ES256 or EdDSA tokens")
 	str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
-	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", hooks.DefaultPrefix, "first level of Parley's topics")
+	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", wire.DefaultPrefix, "first level of Parley's topics")
 	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
 	str(&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node")
 	str(&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node")
@@ -340,7 +342,7 @@ func (m *Main) Token() error {
 	if len(secret) == 0 {
 		return errors.New("token: needs an HS256 secret (PARLEY_JWT_SECRET or the embedded default)")
 	}
-	tok, err := (&hooks.Tokens{Secret: secret}).Sign(m.Args[0], m.Config.TokenTTL)
+	tok, err := (&auth.Tokens{Secret: secret}).Sign(m.Args[0], m.Config.TokenTTL)
 	if err != nil {
 		return err
 	}
@@ -362,17 +364,17 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read JWT public key: %w", err)
 		}
-		if pub, err = hooks.ParsePublicKey(b); err != nil {
+		if pub, err = auth.ParsePublicKey(b); err != nil {
 			return err
 		}
 	}
-	var acl *hooks.ACL
+	var acl *auth.ACL
 	if c.ACLFile != "" {
 		f, err := os.Open(c.ACLFile)
 		if err != nil {
 			return fmt.Errorf("open ACL file: %w", err)
 		}
-		acl, err = hooks.ParseACL(f)
+		acl, err = auth.ParseACL(f)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.ACLFile, err)
@@ -399,7 +401,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Check the NATS credentials now, before the store opens.
 	opts.NATSCredsFile, opts.NATSNKeyFile = c.NATSCreds, c.NATSNKey
-	if _, err := (natsbus.Auth{CredsFile: c.NATSCreds, NKeyFile: c.NATSNKey}).Options(); err != nil {
+	if _, err := (cluster.Auth{CredsFile: c.NATSCreds, NKeyFile: c.NATSNKey}).Options(); err != nil {
 		return fmt.Errorf("NATS credentials (PARLEY_NATS_CREDS, PARLEY_NATS_NKEY): %w", err)
 	}
 	for _, o := range strings.Split(c.CORSOrigins, ",") {

@@ -129,7 +129,7 @@ func translate(err error) error {
 			return history.Errorf(history.ECONFLICT, "already exists")
 		case strings.HasPrefix(pe.Code, "22"):
 			// A data exception (such as 22021, U+0000 in text): a value of
-			// the request is at fault, not the database, so hooks.Committer
+			// the request is at fault, not the database, so send.Committer
 			// retries the other messages of a batch without it. Other
 			// integrity violations than 23505 point at a bug and stay
 			// store failures.

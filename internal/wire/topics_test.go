@@ -1,23 +1,23 @@
-package hooks_test
+package wire_test
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 func TestTopicsInbox(t *testing.T) {
 	cases := []struct {
 		name   string
-		topics hooks.Topics
+		topics wire.Topics
 		user   string
 		want   string
 	}{
-		{"DefaultPrefix", hooks.Topics{}, "alice", "im/inbox/alice"},
-		{"ExplicitDefault", hooks.Topics{Prefix: hooks.DefaultPrefix}, "alice", "im/inbox/alice"},
-		{"CustomPrefix", hooks.Topics{Prefix: "chat"}, "bob@example.com", "chat/inbox/bob@example.com"},
+		{"DefaultPrefix", wire.Topics{}, "alice", "im/inbox/alice"},
+		{"ExplicitDefault", wire.Topics{Prefix: wire.DefaultPrefix}, "alice", "im/inbox/alice"},
+		{"CustomPrefix", wire.Topics{Prefix: "chat"}, "bob@example.com", "chat/inbox/bob@example.com"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,17 +38,17 @@ func TestTopicsParseSend(t *testing.T) {
 		target    string
 		ok, valid bool
 	}{
-		{"User", "", "im/send/u/bob", hooks.TargetUser, "bob", true, true},
-		{"UserWithAt", "", "im/send/u/bob@example.com", hooks.TargetUser, "bob@example.com", true, true},
-		{"UserMaxLen", "", "im/send/u/" + long, hooks.TargetUser, long, true, true},
-		{"Group", "", "im/send/g/team-1", hooks.TargetGroup, "team-1", true, true},
-		{"InvalidPeer", "", "im/send/u/b*b", hooks.TargetUser, "b*b", true, false},
-		{"PeerTooLong", "", "im/send/u/" + long + "a", hooks.TargetUser, long + "a", true, false},
-		{"EmptyPeer", "", "im/send/u/", hooks.TargetUser, "", true, false},
-		{"PeerWithLevels", "", "im/send/u/bob/phone", hooks.TargetUser, "bob/phone", true, false},
-		{"PeerWildcard", "", "im/send/u/+", hooks.TargetUser, "+", true, false},
-		{"GroupWithAt", "", "im/send/g/a@b", hooks.TargetGroup, "a@b", true, false},
-		{"InvalidGroup", "", "im/send/g/te am", hooks.TargetGroup, "te am", true, false},
+		{"User", "", "im/send/u/bob", wire.TargetUser, "bob", true, true},
+		{"UserWithAt", "", "im/send/u/bob@example.com", wire.TargetUser, "bob@example.com", true, true},
+		{"UserMaxLen", "", "im/send/u/" + long, wire.TargetUser, long, true, true},
+		{"Group", "", "im/send/g/team-1", wire.TargetGroup, "team-1", true, true},
+		{"InvalidPeer", "", "im/send/u/b*b", wire.TargetUser, "b*b", true, false},
+		{"PeerTooLong", "", "im/send/u/" + long + "a", wire.TargetUser, long + "a", true, false},
+		{"EmptyPeer", "", "im/send/u/", wire.TargetUser, "", true, false},
+		{"PeerWithLevels", "", "im/send/u/bob/phone", wire.TargetUser, "bob/phone", true, false},
+		{"PeerWildcard", "", "im/send/u/+", wire.TargetUser, "+", true, false},
+		{"GroupWithAt", "", "im/send/g/a@b", wire.TargetGroup, "a@b", true, false},
+		{"InvalidGroup", "", "im/send/g/te am", wire.TargetGroup, "te am", true, false},
 		{"UnknownKind", "", "im/send/x/bob", "", "", false, false},
 		{"NoTarget", "", "im/send/u", "", "", false, false},
 		{"NoKind", "", "im/send/", "", "", false, false},
@@ -57,14 +57,14 @@ func TestTopicsParseSend(t *testing.T) {
 		{"PrefixOfPrefix", "", "imx/send/u/bob", "", "", false, false},
 		{"LeadingSlash", "", "/im/send/u/bob", "", "", false, false},
 		{"Empty", "", "", "", "", false, false},
-		{"CustomUser", "chat", "chat/send/u/bob", hooks.TargetUser, "bob", true, true},
-		{"CustomGroup", "chat", "chat/send/g/team", hooks.TargetGroup, "team", true, true},
-		{"CustomInvalidPeer", "chat", "chat/send/u/b*b", hooks.TargetUser, "b*b", true, false},
+		{"CustomUser", "chat", "chat/send/u/bob", wire.TargetUser, "bob", true, true},
+		{"CustomGroup", "chat", "chat/send/g/team", wire.TargetGroup, "team", true, true},
+		{"CustomInvalidPeer", "chat", "chat/send/u/b*b", wire.TargetUser, "b*b", true, false},
 		{"CustomIgnoresDefault", "chat", "im/send/u/bob", "", "", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			kind, target, ok, valid := hooks.Topics{Prefix: tc.prefix}.ParseSend(tc.topic)
+			kind, target, ok, valid := wire.Topics{Prefix: tc.prefix}.ParseSend(tc.topic)
 			if kind != tc.kind || target != tc.target || ok != tc.ok || valid != tc.valid {
 				t.Fatalf("ParseSend(%q) = %q, %q, %v, %v; want %q, %q, %v, %v",
 					tc.topic, kind, target, ok, valid, tc.kind, tc.target, tc.ok, tc.valid)
@@ -96,7 +96,7 @@ func TestTopicsParseInbox(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			user, ok := hooks.Topics{Prefix: tc.prefix}.ParseInbox(tc.topic)
+			user, ok := wire.Topics{Prefix: tc.prefix}.ParseInbox(tc.topic)
 			if user != tc.user || ok != tc.ok {
 				t.Fatalf("ParseInbox(%q) = %q, %v; want %q, %v", tc.topic, user, ok, tc.user, tc.ok)
 			}
@@ -126,7 +126,7 @@ func TestTopicsOwns(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := (hooks.Topics{Prefix: tc.prefix}).Owns(tc.topic); got != tc.want {
+			if got := (wire.Topics{Prefix: tc.prefix}).Owns(tc.topic); got != tc.want {
 				t.Fatalf("Owns(%q) = %v, want %v", tc.topic, got, tc.want)
 			}
 		})
@@ -159,7 +159,7 @@ func TestTopicsMayOverlap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := (hooks.Topics{Prefix: tc.prefix}).MayOverlap(tc.filter); got != tc.want {
+			if got := (wire.Topics{Prefix: tc.prefix}).MayOverlap(tc.filter); got != tc.want {
 				t.Fatalf("MayOverlap(%q) with prefix %q = %v, want %v", tc.filter, tc.prefix, got, tc.want)
 			}
 		})
@@ -183,7 +183,7 @@ func TestHasWildcards(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := hooks.HasWildcards(tc.filter); got != tc.want {
+			if got := wire.HasWildcards(tc.filter); got != tc.want {
 				t.Fatalf("HasWildcards(%q) = %v, want %v", tc.filter, got, tc.want)
 			}
 		})
@@ -209,7 +209,7 @@ func TestStripShare(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, shared := hooks.StripShare(tc.filter)
+			got, shared := wire.StripShare(tc.filter)
 			if got != tc.want || shared != tc.shared {
 				t.Fatalf("StripShare(%q) = %q, %v; want %q, %v", tc.filter, got, shared, tc.want, tc.shared)
 			}
@@ -220,8 +220,8 @@ func TestStripShare(t *testing.T) {
 // TestSharedInboxFilter follows a shared subscription filter through the
 // steps the ACL check takes: strip the share, then recognise the inbox.
 func TestSharedInboxFilter(t *testing.T) {
-	var topics hooks.Topics
-	f, shared := hooks.StripShare("$share/g/im/inbox/a")
+	var topics wire.Topics
+	f, shared := wire.StripShare("$share/g/im/inbox/a")
 	if !shared {
 		t.Fatalf("StripShare: shared = false, want true")
 	}
@@ -244,7 +244,7 @@ func FuzzParseSend(f *testing.F) {
 	}
 	f.Add("chat", "chat/send/u/bob")
 	f.Fuzz(func(t *testing.T, prefix, topic string) {
-		topics := hooks.Topics{Prefix: prefix}
+		topics := wire.Topics{Prefix: prefix}
 		kind, target, ok, valid := topics.ParseSend(topic)
 		if !ok {
 			if kind != "" || target != "" || valid {
@@ -254,17 +254,17 @@ func FuzzParseSend(f *testing.F) {
 		}
 		p := prefix
 		if p == "" {
-			p = hooks.DefaultPrefix
+			p = wire.DefaultPrefix
 		}
 		if got := p + "/send/" + kind + "/" + target; got != topic {
 			t.Fatalf("ParseSend(%q): rebuilt topic %q differs", topic, got)
 		}
 		switch kind {
-		case hooks.TargetUser:
+		case wire.TargetUser:
 			if valid != history.ValidUserID(target) {
 				t.Fatalf("ParseSend(%q): valid = %v for user %q", topic, valid, target)
 			}
-		case hooks.TargetGroup:
+		case wire.TargetGroup:
 			if valid != history.ValidGroupID(target) {
 				t.Fatalf("ParseSend(%q): valid = %v for group %q", topic, valid, target)
 			}

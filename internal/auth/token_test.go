@@ -1,4 +1,4 @@
-package hooks_test
+package auth_test
 
 import (
 	"crypto"
@@ -20,7 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 var testSecret = []byte("test-secret-test-secret-test-secret!")
@@ -97,7 +97,7 @@ func pkixPEM(t testing.TB, pub any) []byte {
 }
 
 func TestTokensSignVerify(t *testing.T) {
-	tokens := &hooks.Tokens{Secret: testSecret}
+	tokens := &auth.Tokens{Secret: testSecret}
 	for _, user := range []string{"alice", "bob@example.com", "a", strings.Repeat("x", 64), "A.b_c-d@e"} {
 		t.Run(user, func(t *testing.T) {
 			tok, err := tokens.Sign(user, time.Hour)
@@ -118,7 +118,7 @@ func TestTokensSignVerify(t *testing.T) {
 // TestTokensVerifyIssuedAt: iat is optional, and an iat in the past or less
 // than the leeway (5s) in the future is accepted.
 func TestTokensVerifyIssuedAt(t *testing.T) {
-	tokens := &hooks.Tokens{Secret: testSecret}
+	tokens := &auth.Tokens{Secret: testSecret}
 	cases := []struct {
 		name   string
 		claims jwt.MapClaims
@@ -141,13 +141,13 @@ func TestTokensVerifyIssuedAt(t *testing.T) {
 func TestTokensSignErrors(t *testing.T) {
 	cases := []struct {
 		name   string
-		tokens hooks.Tokens
+		tokens auth.Tokens
 		user   string
 	}{
-		{"NoSecret", hooks.Tokens{}, "alice"},
-		{"EmptyUser", hooks.Tokens{Secret: testSecret}, ""},
-		{"SlashInUser", hooks.Tokens{Secret: testSecret}, "a/b"},
-		{"UserTooLong", hooks.Tokens{Secret: testSecret}, strings.Repeat("x", 65)},
+		{"NoSecret", auth.Tokens{}, "alice"},
+		{"EmptyUser", auth.Tokens{Secret: testSecret}, ""},
+		{"SlashInUser", auth.Tokens{Secret: testSecret}, "a/b"},
+		{"UserTooLong", auth.Tokens{Secret: testSecret}, strings.Repeat("x", 65)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,8 +167,8 @@ func TestTokensVerifyRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secretOnly := &hooks.Tokens{Secret: testSecret}
-	rsaOnly := &hooks.Tokens{PublicKey: &rsaKey.PublicKey}
+	secretOnly := &auth.Tokens{Secret: testSecret}
+	rsaOnly := &auth.Tokens{PublicKey: &rsaKey.PublicKey}
 	valid, err := secretOnly.Sign("alice", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func TestTokensVerifyRefuses(t *testing.T) {
 
 	cases := []struct {
 		name    string
-		tokens  *hooks.Tokens
+		tokens  *auth.Tokens
 		token   string
 		expired bool // want ErrTokenExpired rather than ErrTokenInvalid
 	}{
@@ -207,9 +207,9 @@ func TestTokensVerifyRefuses(t *testing.T) {
 		{"SubWithSlash", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, expiring("a/b", time.Hour)), false},
 		{"SubWildcard", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, expiring("+", time.Hour)), false},
 		{"Sub65Chars", secretOnly, signJWT(t, jwt.SigningMethodHS256, testSecret, expiring(strings.Repeat("x", 65), time.Hour)), false},
-		{"EmptyTokensValidToken", &hooks.Tokens{}, valid, false},
-		{"EmptyTokensAlgNone", &hooks.Tokens{}, unsigned(`{"alg":"none"}`, `{"sub":"alice","exp":9999999999}`), false},
-		{"EmptySecretSlice", &hooks.Tokens{Secret: []byte{}}, signJWT(t, jwt.SigningMethodHS256, []byte{0}, expiring("alice", time.Hour)), false},
+		{"EmptyTokensValidToken", &auth.Tokens{}, valid, false},
+		{"EmptyTokensAlgNone", &auth.Tokens{}, unsigned(`{"alg":"none"}`, `{"sub":"alice","exp":9999999999}`), false},
+		{"EmptySecretSlice", &auth.Tokens{Secret: []byte{}}, signJWT(t, jwt.SigningMethodHS256, []byte{0}, expiring("alice", time.Hour)), false},
 		{"CritHeader", secretOnly, signWithHeader(t, map[string]any{"crit": []string{"exp"}}, expiring("alice", time.Hour)), false},
 		{"CritHeaderUnknownExtension", secretOnly, signWithHeader(t, map[string]any{"crit": []string{"x-ext"}, "x-ext": 1}, expiring("alice", time.Hour)), false},
 		{"CritHeaderEmpty", secretOnly, signWithHeader(t, map[string]any{"crit": []string{}}, expiring("alice", time.Hour)), false},
@@ -228,9 +228,9 @@ func TestTokensVerifyRefuses(t *testing.T) {
 			if user != "" {
 				t.Fatalf("Verify(%q) returned user %q with error %v", tc.token, user, err)
 			}
-			want := hooks.ErrTokenInvalid
+			want := auth.ErrTokenInvalid
 			if tc.expired {
-				want = hooks.ErrTokenExpired
+				want = auth.ErrTokenExpired
 			}
 			if !errors.Is(err, want) {
 				t.Fatalf("Verify(%q) error %v, want it to wrap %v", tc.token, err, want)
@@ -242,7 +242,7 @@ func TestTokensVerifyRefuses(t *testing.T) {
 // TestTokensVerifyCanonical: a token verifies only in the exact form it was
 // signed in; re-encodings of its signature segment are not the same token.
 func TestTokensVerifyCanonical(t *testing.T) {
-	tokens := &hooks.Tokens{Secret: testSecret}
+	tokens := &auth.Tokens{Secret: testSecret}
 	tok := mustSign(t, tokens, "alice", time.Hour)
 	i := strings.LastIndexByte(tok, '.')
 	sig := tok[i+1:]
@@ -280,7 +280,7 @@ func flipPaddingBits(t testing.TB, c byte) string {
 	return string(alphabet[i|0x01])
 }
 
-func mustSign(t testing.TB, tokens *hooks.Tokens, user string, ttl time.Duration) string {
+func mustSign(t testing.TB, tokens *auth.Tokens, user string, ttl time.Duration) string {
 	t.Helper()
 	tok, err := tokens.Sign(user, ttl)
 	if err != nil {
@@ -314,7 +314,7 @@ func TestTokensVerifyPublicKeys(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tokens := &hooks.Tokens{Secret: testSecret, PublicKey: tc.pub}
+			tokens := &auth.Tokens{Secret: testSecret, PublicKey: tc.pub}
 			tok := signJWT(t, tc.method, tc.key, expiring("alice", time.Hour))
 			user, err := tokens.Verify(tok)
 			if err != nil || user != "alice" {
@@ -325,7 +325,7 @@ func TestTokensVerifyPublicKeys(t *testing.T) {
 				t.Fatalf("Verify(HS256 token) = %q, %v; want bob", user, err)
 			}
 			expired := signJWT(t, tc.method, tc.key, expiring("alice", -time.Hour))
-			if _, err := tokens.Verify(expired); !errors.Is(err, hooks.ErrTokenExpired) {
+			if _, err := tokens.Verify(expired); !errors.Is(err, auth.ErrTokenExpired) {
 				t.Fatalf("Verify(expired %s token) error %v, want ErrTokenExpired", tc.name, err)
 			}
 		})
@@ -369,7 +369,7 @@ func TestParsePublicKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hooks.ParsePublicKey(tc.pem)
+			got, err := auth.ParsePublicKey(tc.pem)
 			if err != nil {
 				t.Fatalf("ParsePublicKey: %v", err)
 			}
@@ -404,7 +404,7 @@ func TestParsePublicKeyErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if key, err := hooks.ParsePublicKey(tc.pem); err == nil {
+			if key, err := auth.ParsePublicKey(tc.pem); err == nil {
 				t.Fatalf("ParsePublicKey = %T, want an error", key)
 			}
 		})
@@ -429,7 +429,7 @@ func TestParsePublicKeyCurves(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = hooks.ParsePublicKey(pkixPEM(t, &key.PublicKey))
+			_, err = auth.ParsePublicKey(pkixPEM(t, &key.PublicKey))
 			if (err == nil) != tc.ok {
 				t.Fatalf("ParsePublicKey(%s key) error = %v, want ok = %v", tc.name, err, tc.ok)
 			}
@@ -449,7 +449,7 @@ func mustPKCS8(t testing.TB, key any) []byte {
 // FuzzVerify checks that Verify never panics and accepts only the tokens that
 // Sign produced.
 func FuzzVerify(f *testing.F) {
-	tokens := &hooks.Tokens{Secret: testSecret}
+	tokens := &auth.Tokens{Secret: testSecret}
 	signed := map[string]bool{}
 	for _, user := range []string{"alice", "bob@example.com"} {
 		tok, err := tokens.Sign(user, time.Hour)
@@ -477,7 +477,7 @@ func FuzzVerify(f *testing.F) {
 		if user != "" {
 			t.Fatalf("Verify(%q) returned user %q with error %v", s, user, err)
 		}
-		if !errors.Is(err, hooks.ErrTokenInvalid) && !errors.Is(err, hooks.ErrTokenExpired) {
+		if !errors.Is(err, auth.ErrTokenInvalid) && !errors.Is(err, auth.ErrTokenExpired) {
 			t.Fatalf("Verify(%q) error %v wraps neither ErrTokenInvalid nor ErrTokenExpired", s, err)
 		}
 	})

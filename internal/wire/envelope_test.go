@@ -1,4 +1,4 @@
-package hooks_test
+package wire_test
 
 import (
 	"encoding/json"
@@ -10,12 +10,12 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 func TestParseSendPayloadOK(t *testing.T) {
-	cid64 := strings.Repeat("é", hooks.MaxCIDLen)   // 64 runes, 128 bytes
-	type32 := strings.Repeat("é", hooks.MaxTypeLen) // 32 runes, 64 bytes
+	cid64 := strings.Repeat("é", wire.MaxCIDLen)   // 64 runes, 128 bytes
+	type32 := strings.Repeat("é", wire.MaxTypeLen) // 32 runes, 64 bytes
 	cases := []struct {
 		name      string
 		payload   string
@@ -53,7 +53,7 @@ func TestParseSendPayloadOK(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := hooks.ParseSendPayload([]byte(tc.payload), tc.max)
+			p, err := wire.ParseSendPayload([]byte(tc.payload), tc.max)
 			if err != nil {
 				t.Fatalf("ParseSendPayload(%q): %v", tc.payload, err)
 			}
@@ -66,8 +66,8 @@ func TestParseSendPayloadOK(t *testing.T) {
 }
 
 func TestParseSendPayloadErrors(t *testing.T) {
-	cid65 := strings.Repeat("é", hooks.MaxCIDLen+1)
-	type33 := strings.Repeat("é", hooks.MaxTypeLen+1)
+	cid65 := strings.Repeat("é", wire.MaxCIDLen+1)
+	type33 := strings.Repeat("é", wire.MaxTypeLen+1)
 	cases := []struct {
 		name    string
 		payload string
@@ -75,49 +75,49 @@ func TestParseSendPayloadErrors(t *testing.T) {
 		code    string
 		cid     string // of the error
 	}{
-		{"TooLarge", `{"cid":"c1","body":12345}`, 10, hooks.CodeTooLarge, ""},
-		{"TooLargeByOne", `{"body":12}`, 10, hooks.CodeTooLarge, ""},
-		{"TooLargeBeforeUTF8", "{\"body\":\"\xff\xff\xff\xff\"}", 5, hooks.CodeTooLarge, ""},
-		{"InvalidUTF8", "{\"cid\":\"c1\",\"body\":\"\xff\"}", 0, hooks.CodeInvalidPayload, ""},
-		{"Empty", ``, 0, hooks.CodeInvalidPayload, ""},
-		{"Spaces", "  \n ", 0, hooks.CodeInvalidPayload, ""},
-		{"Array", `[{"body":1}]`, 0, hooks.CodeInvalidPayload, ""},
-		{"String", `"hi"`, 0, hooks.CodeInvalidPayload, ""},
-		{"Number", `1`, 0, hooks.CodeInvalidPayload, ""},
-		{"Null", `null`, 0, hooks.CodeInvalidPayload, ""},
-		{"Truncated", `{"cid":"c1","body":1`, 0, hooks.CodeInvalidPayload, ""},
-		{"TrailingGarbage", `{"cid":"c1","body":1}x`, 0, hooks.CodeInvalidPayload, ""},
-		{"TwoObjects", `{"body":1}{"body":2}`, 0, hooks.CodeInvalidPayload, ""},
-		{"BodyMissing", `{"cid":"c1"}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"EmptyObject", `{}`, 0, hooks.CodeInvalidPayload, ""},
-		{"BodyNull", `{"cid":"c1","body":null}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"BodyNullSpaced", `{"cid":"c1", "body" :  null }`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"DuplicateBodyLastNull", `{"cid":"c1","body":1,"body":null}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"CID65Runes", `{"cid":"` + cid65 + `","body":1}`, 0, hooks.CodeInvalidPayload, ""},
-		{"Type33Runes", `{"cid":"c1","type":"` + type33 + `","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"ReservedGroup", `{"cid":"c1","type":"group.created","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"ReservedMember", `{"cid":"c1","type":"member.added","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"ReservedSystem", `{"cid":"c1","type":"system.notice","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"ReservedBarePrefix", `{"cid":"c1","type":"member.","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"TypeNotString", `{"cid":"c1","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"EphemeralNotBool", `{"cid":"c1","ephemeral":"yes","body":1}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"CIDNotString", `{"cid":7,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		{"TooLarge", `{"cid":"c1","body":12345}`, 10, wire.CodeTooLarge, ""},
+		{"TooLargeByOne", `{"body":12}`, 10, wire.CodeTooLarge, ""},
+		{"TooLargeBeforeUTF8", "{\"body\":\"\xff\xff\xff\xff\"}", 5, wire.CodeTooLarge, ""},
+		{"InvalidUTF8", "{\"cid\":\"c1\",\"body\":\"\xff\"}", 0, wire.CodeInvalidPayload, ""},
+		{"Empty", ``, 0, wire.CodeInvalidPayload, ""},
+		{"Spaces", "  \n ", 0, wire.CodeInvalidPayload, ""},
+		{"Array", `[{"body":1}]`, 0, wire.CodeInvalidPayload, ""},
+		{"String", `"hi"`, 0, wire.CodeInvalidPayload, ""},
+		{"Number", `1`, 0, wire.CodeInvalidPayload, ""},
+		{"Null", `null`, 0, wire.CodeInvalidPayload, ""},
+		{"Truncated", `{"cid":"c1","body":1`, 0, wire.CodeInvalidPayload, ""},
+		{"TrailingGarbage", `{"cid":"c1","body":1}x`, 0, wire.CodeInvalidPayload, ""},
+		{"TwoObjects", `{"body":1}{"body":2}`, 0, wire.CodeInvalidPayload, ""},
+		{"BodyMissing", `{"cid":"c1"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EmptyObject", `{}`, 0, wire.CodeInvalidPayload, ""},
+		{"BodyNull", `{"cid":"c1","body":null}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"BodyNullSpaced", `{"cid":"c1", "body" :  null }`, 0, wire.CodeInvalidPayload, "c1"},
+		{"DuplicateBodyLastNull", `{"cid":"c1","body":1,"body":null}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"CID65Runes", `{"cid":"` + cid65 + `","body":1}`, 0, wire.CodeInvalidPayload, ""},
+		{"Type33Runes", `{"cid":"c1","type":"` + type33 + `","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedGroup", `{"cid":"c1","type":"group.created","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedMember", `{"cid":"c1","type":"member.added","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedSystem", `{"cid":"c1","type":"system.notice","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedBarePrefix", `{"cid":"c1","type":"member.","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"TypeNotString", `{"cid":"c1","type":5,"body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EphemeralNotBool", `{"cid":"c1","ephemeral":"yes","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"CIDNotString", `{"cid":7,"body":1}`, 0, wire.CodeInvalidPayload, ""},
 		// U+0000, escaped in JSON, is refused in every text field; a cid that
 		// holds it is never echoed.
-		{"NULInCID", `{"cid":"a\u0000b","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
-		{"OnlyNULCID", `{"cid":"\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
-		{"NULInType", `{"cid":"c1","type":"x\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, "c1"},
-		{"NULInTypeNoCID", `{"type":"x\u0000","body":"x"}`, 0, hooks.CodeInvalidPayload, ""},
-		{"NULInCIDWrongBody", `{"cid":"a\u0000","body":null}`, 0, hooks.CodeInvalidPayload, ""},
-		{"NULInCIDBadJSON", `{"cid":"a\u0000","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
-		{"RawNUL", "{\"cid\":\"a\x00b\",\"body\":1}", 0, hooks.CodeInvalidPayload, ""},
-		{"RawNULInBody", "{\"body\":\"\x00\"}", 0, hooks.CodeInvalidPayload, ""},
+		{"NULInCID", `{"cid":"a\u0000b","body":"x"}`, 0, wire.CodeInvalidPayload, ""},
+		{"OnlyNULCID", `{"cid":"\u0000","body":"x"}`, 0, wire.CodeInvalidPayload, ""},
+		{"NULInType", `{"cid":"c1","type":"x\u0000","body":"x"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"NULInTypeNoCID", `{"type":"x\u0000","body":"x"}`, 0, wire.CodeInvalidPayload, ""},
+		{"NULInCIDWrongBody", `{"cid":"a\u0000","body":null}`, 0, wire.CodeInvalidPayload, ""},
+		{"NULInCIDBadJSON", `{"cid":"a\u0000","type":5,"body":1}`, 0, wire.CodeInvalidPayload, ""},
+		{"RawNUL", "{\"cid\":\"a\x00b\",\"body\":1}", 0, wire.CodeInvalidPayload, ""},
+		{"RawNULInBody", "{\"body\":\"\x00\"}", 0, wire.CodeInvalidPayload, ""},
 		// A cid over the limit is never echoed, whichever check fails.
-		{"CID65RunesWithWrongType", `{"cid":"` + cid65 + `","type":5,"body":1}`, 0, hooks.CodeInvalidPayload, ""},
+		{"CID65RunesWithWrongType", `{"cid":"` + cid65 + `","type":5,"body":1}`, 0, wire.CodeInvalidPayload, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := hooks.ParseSendPayload([]byte(tc.payload), tc.max)
+			_, err := wire.ParseSendPayload([]byte(tc.payload), tc.max)
 			if err == nil {
 				t.Fatalf("ParseSendPayload(%q) succeeded, want %s", tc.payload, tc.code)
 			}
@@ -138,17 +138,17 @@ func TestSendError(t *testing.T) {
 		code      string
 		permanent bool
 	}{
-		{"InvalidPayload", hooks.CodeInvalidPayload, true},
-		{"TooLarge", hooks.CodeTooLarge, true},
-		{"NotMember", hooks.CodeNotMember, true},
-		{"NoSuchGroup", hooks.CodeNoSuchGroup, true},
-		{"InvalidPeer", hooks.CodeInvalidPeer, true},
-		{"RateLimited", hooks.CodeRateLimited, true},
-		{"Unavailable", hooks.CodeUnavailable, false},
+		{"InvalidPayload", wire.CodeInvalidPayload, true},
+		{"TooLarge", wire.CodeTooLarge, true},
+		{"NotMember", wire.CodeNotMember, true},
+		{"NoSuchGroup", wire.CodeNoSuchGroup, true},
+		{"InvalidPeer", wire.CodeInvalidPeer, true},
+		{"RateLimited", wire.CodeRateLimited, true},
+		{"Unavailable", wire.CodeUnavailable, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &hooks.SendError{Code: tc.code, Message: "details"}
+			e := &wire.SendError{Code: tc.code, Message: "details"}
 			if got := e.Permanent(); got != tc.permanent {
 				t.Fatalf("Permanent() = %v, want %v", got, tc.permanent)
 			}
@@ -165,30 +165,30 @@ func TestReasonCode(t *testing.T) {
 		code string
 		want byte
 	}{
-		{"InvalidPayload", hooks.CodeInvalidPayload, 0x99},
-		{"TooLarge", hooks.CodeTooLarge, 0x99},
-		{"NotMember", hooks.CodeNotMember, 0x87},
-		{"NoSuchGroup", hooks.CodeNoSuchGroup, 0x87},
-		{"InvalidPeer", hooks.CodeInvalidPeer, 0x90},
-		{"RateLimited", hooks.CodeRateLimited, 0x97},
-		{"Unavailable", hooks.CodeUnavailable, 0x80},
+		{"InvalidPayload", wire.CodeInvalidPayload, 0x99},
+		{"TooLarge", wire.CodeTooLarge, 0x99},
+		{"NotMember", wire.CodeNotMember, 0x87},
+		{"NoSuchGroup", wire.CodeNoSuchGroup, 0x87},
+		{"InvalidPeer", wire.CodeInvalidPeer, 0x90},
+		{"RateLimited", wire.CodeRateLimited, 0x97},
+		{"Unavailable", wire.CodeUnavailable, 0x80},
 		{"Unknown", "something_else", 0x80},
 		{"Empty", "", 0x80},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := hooks.ReasonCode(tc.code)
+			got := wire.ReasonCode(tc.code)
 			if got.Code != tc.want {
 				t.Fatalf("ReasonCode(%q) = %#x, want %#x", tc.code, got.Code, tc.want)
 			}
-			if got.Reason == "" {
+			if got.String == "" {
 				t.Fatalf("ReasonCode(%q) has no reason string", tc.code)
 			}
 		})
 	}
 	// The unspecified error is what clients may retry; check it is the
 	// package's own value, not merely the same byte.
-	if got := hooks.ReasonCode(hooks.CodeUnavailable); got != packets.ErrUnspecifiedError {
+	if got := wire.ReasonCode(wire.CodeUnavailable); got.Code != packets.ErrUnspecifiedError.Code || got.String != packets.ErrUnspecifiedError.Reason {
 		t.Fatalf("ReasonCode(unavailable) = %v, want %v", got, packets.ErrUnspecifiedError)
 	}
 }
@@ -220,15 +220,15 @@ func TestMessageDelivery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := hooks.MessageDelivery(tc.msg)
+			got := wire.MessageDelivery(tc.msg)
 			if string(got) != tc.want {
 				t.Fatalf("MessageDelivery =\n%s\nwant\n%s", got, tc.want)
 			}
-			var d hooks.Delivery
+			var d wire.Delivery
 			if err := json.Unmarshal(got, &d); err != nil {
 				t.Fatalf("MessageDelivery output does not decode: %v", err)
 			}
-			ts, err := time.Parse(hooks.TSLayout, d.TS)
+			ts, err := time.Parse(wire.TSLayout, d.TS)
 			if err != nil {
 				t.Fatalf("ts %q does not parse with TSLayout: %v", d.TS, err)
 			}
@@ -260,10 +260,10 @@ func FuzzParseSendPayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := hooks.ParseSendPayload(b, max)
+		p, err := wire.ParseSendPayload(b, max)
 		if err != nil {
 			switch err.Code {
-			case hooks.CodeInvalidPayload, hooks.CodeTooLarge:
+			case wire.CodeInvalidPayload, wire.CodeTooLarge:
 			default:
 				t.Fatalf("ParseSendPayload(%q): unexpected code %q", b, err.Code)
 			}
@@ -281,7 +281,7 @@ func FuzzParseSendPayload(f *testing.F) {
 		if p.Type == "" {
 			t.Fatalf("ParseSendPayload(%q): empty type", b)
 		}
-		if n := utf8.RuneCountInString(p.Type); n > hooks.MaxTypeLen {
+		if n := utf8.RuneCountInString(p.Type); n > wire.MaxTypeLen {
 			t.Fatalf("ParseSendPayload(%q): type of %d runes", b, n)
 		}
 		for _, r := range []string{"group.", "member.", "system."} {
@@ -289,7 +289,7 @@ func FuzzParseSendPayload(f *testing.F) {
 				t.Fatalf("ParseSendPayload(%q): accepted reserved type %q", b, p.Type)
 			}
 		}
-		if n := utf8.RuneCountInString(p.CID); n > hooks.MaxCIDLen {
+		if n := utf8.RuneCountInString(p.CID); n > wire.MaxCIDLen {
 			t.Fatalf("ParseSendPayload(%q): cid of %d runes", b, n)
 		}
 		if !history.ValidText(p.CID) || !history.ValidText(p.Type) {

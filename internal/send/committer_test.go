@@ -1,4 +1,4 @@
-package hooks_test
+package send_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/send"
 )
 
 // gatedStore holds its first AppendBatch until release is closed, so that the
@@ -58,9 +58,9 @@ func (g *gatedStore) AppendBatch(ctx context.Context, ms []history.NewMessage) (
 
 // commitTogether appends a gate message, then ms concurrently while the gate's
 // commit is held, so that ms share one batch; it returns their results.
-func commitTogether(t *testing.T, g *gatedStore, ms []history.NewMessage) ([]history.AppendResult, *hooks.Committer) {
+func commitTogether(t *testing.T, g *gatedStore, ms []history.NewMessage) ([]history.AppendResult, *send.Committer) {
 	t.Helper()
-	c := &hooks.Committer{Store: g}
+	c := &send.Committer{Store: g}
 	t.Cleanup(c.Close)
 	ctx := context.Background()
 	gate := make(chan error, 1)

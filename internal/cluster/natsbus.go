@@ -13,7 +13,7 @@
 //	PREFIX.group             {"group","node"}: membership changed
 //	PREFIX.presence          {"user","node","on"}: a node's interest changed
 //	PREFIX.node              {"node","users":[...]}: heartbeat (lease)
-package natsbus
+package cluster
 
 import (
 	"encoding/hex"

@@ -1,4 +1,4 @@
-package hooks
+package auth
 
 import (
 	"bufio"
@@ -79,7 +79,7 @@ func (a *ACL) Allow(user, topic string, write bool) bool {
 		if r.user != "*" && r.user != user {
 			continue
 		}
-		if !covers(strings.ReplaceAll(r.filter, "{user}", user), topic) {
+		if !Covers(strings.ReplaceAll(r.filter, "{user}", user), topic) {
 			continue
 		}
 		if write {
@@ -90,9 +90,9 @@ func (a *ACL) Allow(user, topic string, write bool) bool {
 	return false
 }
 
-// covers reports whether every topic matched by filter f is matched by
-// pattern p.
-func covers(p, f string) bool {
+// Covers reports whether every topic matched by filter f is matched by
+// pattern p (for a topic name f: whether p matches it).
+func Covers(p, f string) bool {
 	pl := strings.Split(p, "/")
 	fl := strings.Split(f, "/")
 	if strings.HasPrefix(f, "$") != strings.HasPrefix(p, "$") && pl[0] != fl[0] {

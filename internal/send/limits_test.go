@@ -1,17 +1,17 @@
-package hooks_test
+package send_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/send"
 )
 
 var t0 = time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 
 // allowN calls l.Allow(user, now) n times and returns how many were allowed.
-func allowN(t testing.TB, l *hooks.RateLimiter, user string, now time.Time, n int) int {
+func allowN(t testing.TB, l *send.RateLimiter, user string, now time.Time, n int) int {
 	t.Helper()
 	allowed := 0
 	for range n {
@@ -23,7 +23,7 @@ func allowN(t testing.TB, l *hooks.RateLimiter, user string, now time.Time, n in
 }
 
 func TestRateLimiterBurst(t *testing.T) {
-	l := hooks.NewRateLimiter(1, 3)
+	l := send.NewRateLimiter(1, 3)
 	for i := range 3 {
 		if !l.Allow("alice", t0) {
 			t.Fatalf("message %d of the burst refused", i+1)
@@ -38,7 +38,7 @@ func TestRateLimiterBurst(t *testing.T) {
 }
 
 func TestRateLimiterRefill(t *testing.T) {
-	l := hooks.NewRateLimiter(2, 4) // one token every 500ms
+	l := send.NewRateLimiter(2, 4) // one token every 500ms
 	if got := allowN(t, l, "alice", t0, 10); got != 4 {
 		t.Fatalf("burst allowed %d, want 4", got)
 	}
@@ -64,7 +64,7 @@ func TestRateLimiterRefill(t *testing.T) {
 }
 
 func TestRateLimiterSteadyRate(t *testing.T) {
-	l := hooks.NewRateLimiter(8, 1)
+	l := send.NewRateLimiter(8, 1)
 	allowed := 0
 	// 32 messages a second for 10 seconds: every fourth gets through. (The
 	// numbers are exact in binary floating point.)
@@ -80,7 +80,7 @@ func TestRateLimiterSteadyRate(t *testing.T) {
 }
 
 func TestRateLimiterPerUser(t *testing.T) {
-	l := hooks.NewRateLimiter(1, 2)
+	l := send.NewRateLimiter(1, 2)
 	if got := allowN(t, l, "alice", t0, 5); got != 2 {
 		t.Fatalf("alice allowed %d, want 2", got)
 	}
@@ -95,7 +95,7 @@ func TestRateLimiterPerUser(t *testing.T) {
 // TestRateLimiterSweep: forgetting idle users idle buckets must not hand out
 // more than a full burst, nor take tokens from active users.
 func TestRateLimiterSweep(t *testing.T) {
-	l := hooks.NewRateLimiter(1, 2)
+	l := send.NewRateLimiter(1, 2)
 	for i := range 100 {
 		l.Allow(fmt.Sprintf("user%d", i), t0)
 	}
@@ -114,12 +114,12 @@ func TestRateLimiterSweep(t *testing.T) {
 func TestRateLimiterAllowsAll(t *testing.T) {
 	cases := []struct {
 		name string
-		l    *hooks.RateLimiter
+		l    *send.RateLimiter
 	}{
 		{"Nil", nil},
-		{"RateZero", hooks.NewRateLimiter(0, 1)},
-		{"RateNegative", hooks.NewRateLimiter(-1, 1)},
-		{"ZeroValue", &hooks.RateLimiter{}},
+		{"RateZero", send.NewRateLimiter(0, 1)},
+		{"RateNegative", send.NewRateLimiter(-1, 1)},
+		{"ZeroValue", &send.RateLimiter{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,7 +131,7 @@ func TestRateLimiterAllowsAll(t *testing.T) {
 }
 
 func TestNewRateLimiterMinimumBurst(t *testing.T) {
-	l := hooks.NewRateLimiter(1, 0)
+	l := send.NewRateLimiter(1, 0)
 	if got := allowN(t, l, "alice", t0, 3); got != 1 {
 		t.Fatalf("burst 0 allowed %d, want 1 (burst is at least 1)", got)
 	}
@@ -140,7 +140,7 @@ func TestNewRateLimiterMinimumBurst(t *testing.T) {
 // TestRateLimiterLiteral: RateLimiter has exported Rate and Burst fields, so a
 // struct literal must work like NewRateLimiter.
 func TestRateLimiterLiteral(t *testing.T) {
-	l := &hooks.RateLimiter{Rate: 1, Burst: 2}
+	l := &send.RateLimiter{Rate: 1, Burst: 2}
 	got := 0
 	func() {
 		defer func() {

@@ -1,16 +1,16 @@
-package hooks_test
+package auth_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/auth"
 )
 
 // parseACL parses text as an ACL file and fails the test on error.
-func parseACL(t testing.TB, text string) *hooks.ACL {
+func parseACL(t testing.TB, text string) *auth.ACL {
 	t.Helper()
-	acl, err := hooks.ParseACL(strings.NewReader(text))
+	acl, err := auth.ParseACL(strings.NewReader(text))
 	if err != nil {
 		t.Fatalf("ParseACL: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestParseACLErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			acl, err := hooks.ParseACL(strings.NewReader(tc.text))
+			acl, err := auth.ParseACL(strings.NewReader(tc.text))
 			if err == nil {
 				t.Fatalf("ParseACL(%q) = %v, nil; want an error", tc.text, acl)
 			}
@@ -69,7 +69,7 @@ func TestParseACLOK(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := hooks.ParseACL(strings.NewReader(tc.text)); err != nil {
+			if _, err := auth.ParseACL(strings.NewReader(tc.text)); err != nil {
 				t.Fatalf("ParseACL(%q): %v", tc.text, err)
 			}
 		})
@@ -192,7 +192,7 @@ func TestACLAllowSingleLevelRule(t *testing.T) {
 
 func TestACLDeniesByDefault(t *testing.T) {
 	t.Run("NilACL", func(t *testing.T) {
-		var acl *hooks.ACL
+		var acl *auth.ACL
 		if acl.Allow("alice", "anything", false) {
 			t.Fatal("nil ACL allowed a read")
 		}
@@ -227,7 +227,7 @@ func FuzzACL(f *testing.F) {
 	f.Add("* read $SYS/#\n", "alice", "$SYS/x", false)
 	f.Add("* read +/+\n", "", "/", true)
 	f.Fuzz(func(t *testing.T, text, user, topic string, write bool) {
-		acl, err := hooks.ParseACL(strings.NewReader(text))
+		acl, err := auth.ParseACL(strings.NewReader(text))
 		if err != nil {
 			if acl != nil {
 				t.Fatalf("ParseACL returned an ACL with error %v", err)
@@ -239,7 +239,7 @@ func FuzzACL(f *testing.F) {
 		}
 		acl.Allow(user, topic, write)
 
-		denied, err := hooks.ParseACL(strings.NewReader("* deny #\n" + text))
+		denied, err := auth.ParseACL(strings.NewReader("* deny #\n" + text))
 		if err != nil {
 			t.Fatalf("ParseACL accepted %q but not with a leading deny rule: %v", text, err)
 		}

@@ -1,24 +1,11 @@
-package hooks
+package wire
 
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"time"
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/history"
-)
-
-// Wire error codes, carried by error events on MQTT and by the REST API.
-const (
-	CodeInvalidPayload = "invalid_payload"
-	CodeTooLarge       = "too_large"
-	CodeNotMember      = "not_member"
-	CodeNoSuchGroup    = "no_such_group"
-	CodeInvalidPeer    = "invalid_peer"
-	CodeRateLimited    = "rate_limited"
-	CodeUnavailable    = "unavailable"
 )
 
 // Limits of a send payload's fields.
@@ -30,23 +17,6 @@ const (
 // TSLayout is the format of timestamps on the wire: RFC 3339, UTC,
 // milliseconds.
 const TSLayout = "2006-01-02T15:04:05.000Z"
-
-// SendError is a send that failed, with its wire code.
-type SendError struct {
-	Code    string
-	Message string
-	CID     string
-}
-
-// Error implements error.
-func (e *SendError) Error() string { return e.Code + ": " + e.Message }
-
-// Permanent reports whether resending the same payload can never succeed.
-func (e *SendError) Permanent() bool { return e.Code != CodeUnavailable }
-
-func sendErr(code, format string, args ...any) *SendError {
-	return &SendError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 // SendPayload is the JSON object a client publishes to a send topic.
 type SendPayload struct {
@@ -66,14 +36,14 @@ var reservedTypes = []string{"group.", "member.", "system."}
 func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 	var p SendPayload
 	if max > 0 && len(b) > max {
-		return p, sendErr(CodeTooLarge, "payload of %d bytes exceeds the maximum of %d", len(b), max)
+		return p, Errorf(CodeTooLarge, "payload of %d bytes exceeds the maximum of %d", len(b), max)
 	}
 	if !utf8.Valid(b) {
-		return p, sendErr(CodeInvalidPayload, "payload is not valid UTF-8")
+		return p, Errorf(CodeInvalidPayload, "payload is not valid UTF-8")
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
-		return p, sendErr(CodeInvalidPayload, "payload must be a JSON object")
+		return p, Errorf(CodeInvalidPayload, "payload must be a JSON object")
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		// Keep the cid when the rest is wrong, so the error can name it.
@@ -88,7 +58,7 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: c.CID}
 	}
 	fail := func(format string, args ...any) (SendPayload, *SendError) {
-		e := sendErr(CodeInvalidPayload, format, args...)
+		e := Errorf(CodeInvalidPayload, format, args...)
 		e.CID = p.CID
 		return p, e
 	}
@@ -151,9 +121,9 @@ type ErrorEvent struct {
 	Topic   string `json:"topic,omitempty"`
 }
 
-func errorPayload(e *SendError, topic string) []byte {
+// ErrorPayload returns the inbox payload of the error event for e, a failed
+// publish to topic.
+func ErrorPayload(e *SendError, topic string) []byte {
 	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
 	return b
 }
-
-func now() time.Time { return time.Now() }

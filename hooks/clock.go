@@ -1,0 +1,5 @@
+package hooks
+
+import "time"
+
+func now() time.Time { return time.Now() }

@@ -1,0 +1,87 @@
+package wire
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/parley-im/parley/history"
+)
+
+// Wire error codes, carried by error events on MQTT and by the REST API.
+const (
+	CodeInvalidPayload = "invalid_payload"
+	CodeTooLarge       = "too_large"
+	CodeNotMember      = "not_member"
+	CodeNoSuchGroup    = "no_such_group"
+	CodeInvalidPeer    = "invalid_peer"
+	CodeRateLimited    = "rate_limited"
+	CodeUnavailable    = "unavailable"
+)
+
+// SendError is a send that failed, with its wire code.
+type SendError struct {
+	Code    string
+	Message string
+	CID     string
+}
+
+// Error implements error.
+func (e *SendError) Error() string { return e.Code + ": " + e.Message }
+
+// Permanent reports whether resending the same payload can never succeed.
+func (e *SendError) Permanent() bool { return e.Code != CodeUnavailable }
+
+// Errorf returns a *SendError with code and a formatted message.
+func Errorf(code, format string, args ...any) *SendError {
+	return &SendError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Reason is an MQTT 5 reason code with its reason string.
+type Reason struct {
+	Code   byte
+	String string
+}
+
+// codeInfo is what one error code looks like on each transport.
+type codeInfo struct {
+	reason Reason // PUBACK/PUBREC reason code for MQTT 5 senders
+	status int    // HTTP status of the REST API
+}
+
+// codes is the one table from error codes (the wire codes above and
+// history's codes, which the REST API carries as they are) to MQTT 5 reason
+// codes and HTTP statuses.
+var codes = map[string]codeInfo{
+	CodeInvalidPayload: {Reason{0x99, "payload format invalid"}, http.StatusBadRequest},
+	CodeTooLarge:       {Reason{0x99, "payload format invalid"}, http.StatusRequestEntityTooLarge},
+	CodeNotMember:      {Reason{0x87, "not authorized"}, http.StatusForbidden},
+	CodeNoSuchGroup:    {Reason{0x87, "not authorized"}, http.StatusNotFound},
+	CodeInvalidPeer:    {Reason{0x90, "topic name invalid"}, http.StatusBadRequest},
+	CodeRateLimited:    {Reason{0x97, "quota exceeded"}, http.StatusTooManyRequests},
+	CodeUnavailable:    {unspecified, http.StatusServiceUnavailable},
+	history.EINVALID:   {Reason{0x99, "payload format invalid"}, http.StatusBadRequest},
+	history.ENOTFOUND:  {unspecified, http.StatusNotFound},
+	history.ECONFLICT:  {unspecified, http.StatusConflict},
+	history.EFORBIDDEN: {Reason{0x87, "not authorized"}, http.StatusForbidden},
+}
+
+var unspecified = Reason{0x80, "unspecified error"}
+
+// ReasonCode returns the MQTT 5 PUBACK/PUBREC reason code for an error code:
+// 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
+// authorized (not_member, no_such_group), 0x90 topic name invalid
+// (invalid_peer), 0x97 quota exceeded (rate_limited), and 0x80 unspecified
+// error for unavailable and any unknown code.
+func ReasonCode(code string) Reason {
+	if c, ok := codes[code]; ok {
+		return c.reason
+	}
+	return unspecified
+}
+
+// HTTPStatus returns the HTTP status of an error code, and false for a code
+// the table does not know (the REST API answers those 503 unavailable).
+func HTTPStatus(code string) (int, bool) {
+	c, ok := codes[code]
+	return c.status, ok
+}
