@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -52,7 +52,7 @@ func toMessageJSON(m history.Message) messageJSON {
 }
 
 func (b *Broker) createGroup(w http.ResponseWriter, r *http.Request, user string) {
-	var req hooks.CreateGroupRequest
+	var req send.CreateGroupRequest
 	if err := decode(w, r, &req, false); err != nil {
 		b.fail(w, r, err)
 		return

@@ -15,7 +15,6 @@ import (
 	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/parley-im/parley/broker"
-	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -286,7 +285,7 @@ func checkPub(t *testing.T, c *client, topic, payload string, v5 bool, want stri
 			if wantCode := byte(wire.ReasonCode(want).Code); code != wantCode {
 				t.Errorf("PUBACK %#x, want %#x (%s)", code, wantCode, want)
 			}
-			if ev := c.nextKind("error"); ev.Code != want || ev.topic != "im/inbox/"+hooks.UserOf(c.id) {
+			if ev := c.nextKind("error"); ev.Code != want || ev.topic != "im/inbox/"+auth.UserOf(c.id) {
 				t.Errorf("error event %s, want code %s on the own inbox", ev.raw, want)
 			}
 		}

@@ -179,10 +179,10 @@ type Broker struct {
 	mqtt      *mqtt.Server
 	store     history.Store
 	tokens    *auth.Tokens
-	messenger *hooks.Messenger
+	messenger *send.Service
 	sync      *hooks.Sync
 	committer *send.Committer
-	groups    *hooks.Groups
+	groups    *send.Groups
 	bus       *cluster.Bus
 	metrics   *metrics.Metrics
 	registry  *prometheus.Registry
@@ -224,7 +224,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
 	}
 	if opts.MaxPayload <= 0 {
-		opts.MaxPayload = hooks.DefaultMaxPayload
+		opts.MaxPayload = send.DefaultMaxPayload
 	}
 	if opts.Rate == 0 {
 		opts.Rate = 20
@@ -281,14 +281,18 @@ func New(opts Options) (*Broker, error) {
 		limiter = send.NewRateLimiter(opts.Rate, opts.Burst)
 	}
 	b.committer = &send.Committer{Store: b.store, Partitions: opts.CommitPartitions}
-	b.groups = hooks.NewGroups(b.store)
-	b.messenger = &hooks.Messenger{Store: b.store, Topics: topics, Groups: b.groups,
-		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+	b.groups = send.NewGroups(b.store)
+	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
+		Deliver: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
+	if err := b.messenger.Init(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := b.mqtt.AddHook(b.messenger, nil); err != nil {
+	if err := b.mqtt.AddHook(publish, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if err := b.mqtt.AddHook(b.sync, nil); err != nil {
@@ -300,9 +304,6 @@ func New(opts Options) (*Broker, error) {
 	}, func() float64 { return float64(atomic.LoadInt64(&b.mqtt.Info.ClientsConnected)) }))
 	return b, nil
 }
-
-// Messenger returns the send pipeline, for in-process sends.
-func (b *Broker) Messenger() *hooks.Messenger { return b.messenger }
 
 // Tokens returns the token verifier (and signer, with a secret).
 func (b *Broker) Tokens() *auth.Tokens { return b.tokens }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/send"
 )
 
 // syncOut is a GET /v1/sync answer.
@@ -241,25 +241,25 @@ func TestGroupCreatedBody(t *testing.T) {
 			}
 			return body
 		}
-		if small := create("small", hooks.GroupCreatedMembersMax); len(small["members"]) == 0 {
+		if small := create("small", send.GroupCreatedMembersMax); len(small["members"]) == 0 {
 			t.Fatal("a group of 100 has no member list in group.created")
 		}
-		if large := create("large", hooks.GroupCreatedMembersMax+1); large["members"] != nil {
+		if large := create("large", send.GroupCreatedMembersMax+1); large["members"] != nil {
 			t.Fatal("a group of 101 lists its members in group.created")
 		}
 		var g struct{ Members []history.Member }
-		if code := e.do("GET", "/v1/groups/large", "m0000", "", &g); code != 200 || len(g.Members) != hooks.GroupCreatedMembersMax+1 {
+		if code := e.do("GET", "/v1/groups/large", "m0000", "", &g); code != 200 || len(g.Members) != send.GroupCreatedMembersMax+1 {
 			t.Fatalf("GET large = %d, %d members", code, len(g.Members))
 		}
 	})
 }
 
 // TestGroupMemberCap: additions cannot grow a group beyond
-// hooks.MaxGroupMembers, even in parallel.
+// send.MaxGroupMembers, even in parallel.
 func TestGroupMemberCap(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
-		members := make([]string, hooks.MaxGroupMembers-2) // with alice: one below the cap
+		members := make([]string, send.MaxGroupMembers-2) // with alice: one below the cap
 		for i := range members {
 			members[i] = fmt.Sprintf("m%05d", i)
 		}
@@ -292,8 +292,8 @@ func TestGroupMemberCap(t *testing.T) {
 			t.Fatalf("%d parallel additions succeeded, want 1 (codes %v)", ok, codes)
 		}
 		var g struct{ Members []history.Member }
-		if e.do("GET", "/v1/groups/big", "alice", "", &g); len(g.Members) != hooks.MaxGroupMembers {
-			t.Fatalf("%d members, want %d", len(g.Members), hooks.MaxGroupMembers)
+		if e.do("GET", "/v1/groups/big", "alice", "", &g); len(g.Members) != send.MaxGroupMembers {
+			t.Fatalf("%d members, want %d", len(g.Members), send.MaxGroupMembers)
 		}
 		// Leaving and role changes still work in a full group; after a
 		// leave there is room for one again.

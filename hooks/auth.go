@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -155,27 +154,6 @@ func (a *Auth) logger() *slog.Logger {
 	return a.Log
 }
 
-// AnonPrefix begins the client ids of anonymous sessions in open mode.
-const AnonPrefix = "anon:"
-
-// IsAnonymous reports whether a client id belongs to an anonymous session.
-func IsAnonymous(clientID string) bool { return strings.HasPrefix(clientID, AnonPrefix) }
-
-// UserOf returns the user part of a client id (USER or USER/DEVICE).
-func UserOf(clientID string) string {
-	user, _, _ := strings.Cut(clientID, "/")
-	return user
-}
-
-// ValidClientID reports whether id is USER or USER/DEVICE for user.
-func ValidClientID(id, user string) bool {
-	u, device, hasDevice := strings.Cut(id, "/")
-	if u != user {
-		return false
-	}
-	return !hasDevice || history.ValidDeviceID(device)
-}
-
 // OnConnect authenticates the CONNECT packet. A refused client gets the
 // CONNACK reason code that fits (bad credentials 0x86, not authorized 0x87
 // (also for a will topic the client may not publish to), client identifier
@@ -213,7 +191,7 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 	if a.Anonymous && !pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag {
 		// Anonymous sessions get their own namespace: ':' never appears in
 		// a user id, so they cannot take over (or be taken over by) a user's.
-		cl.ID = AnonPrefix + cl.ID
+		cl.ID = auth.AnonPrefix + cl.ID
 		if cl.Properties.Props.AssignedClientID != "" {
 			cl.Properties.Props.AssignedClientID = cl.ID
 		}
@@ -235,7 +213,7 @@ func (a *Auth) check(cl *mqtt.Client, pk packets.Packet) (packets.Code, string) 
 	if len(pk.Connect.Username) > 0 && !bytes.Equal(pk.Connect.Username, []byte(user)) {
 		return packets.ErrNotAuthorized, "username_mismatch"
 	}
-	if !ValidClientID(cl.ID, user) {
+	if !auth.ValidClientID(cl.ID, user) {
 		return packets.ErrClientIdentifierNotValid, "client_id"
 	}
 	if pk.Connect.WillFlag && !a.WillAllowed(cl, pk.Connect.WillTopic) {
@@ -310,10 +288,10 @@ func (a *Auth) admit(cl *mqtt.Client, user string) bool {
 
 // OnSessionEstablished records a connected session of a user (MaxDevices).
 func (a *Auth) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if cl.Net.Inline || IsAnonymous(cl.ID) {
+	if cl.Net.Inline || auth.IsAnonymous(cl.ID) {
 		return
 	}
-	user := UserOf(cl.ID)
+	user := auth.UserOf(cl.ID)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if p := a.pending[user]; p != nil {
@@ -333,10 +311,10 @@ func (a *Auth) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // OnDisconnect forgets a session that went away (MaxDevices).
 func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.Net.Inline || IsAnonymous(cl.ID) {
+	if cl.Net.Inline || auth.IsAnonymous(cl.ID) {
 		return
 	}
-	user := UserOf(cl.ID)
+	user := auth.UserOf(cl.ID)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s := a.sessions[user]; s != nil && s[cl.ID] == cl {
@@ -416,13 +394,13 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	user := UserOf(cl.ID)
+	user := auth.UserOf(cl.ID)
 	t, shared := wire.StripShare(topic)
 	if t == VoidTopic || (wire.HasWildcards(t) && auth.Covers(t, VoidTopic)) {
 		return false
 	}
 	if a.Topics.Owns(t) || (wire.HasWildcards(t) && a.Topics.MayOverlap(t)) {
-		if shared || IsAnonymous(cl.ID) {
+		if shared || auth.IsAnonymous(cl.ID) {
 			return false
 		}
 		if write {
@@ -437,7 +415,7 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		}
 		return false
 	}
-	if IsAnonymous(cl.ID) {
+	if auth.IsAnonymous(cl.ID) {
 		user = "" // matches "*" rules only
 	}
 	if a.Anonymous && a.ACL == nil {

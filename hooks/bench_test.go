@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -17,7 +17,7 @@ func BenchmarkParseSendPayload(b *testing.B) {
 	payload := []byte(`{"cid":"0123456789abcdef","type":"text","body":{"text":"` + strings.Repeat("x", 160) + `"}}`)
 	b.SetBytes(int64(len(payload)))
 	for i := 0; i < b.N; i++ {
-		p, err := wire.ParseSendPayload(payload, hooks.DefaultMaxPayload)
+		p, err := wire.ParseSendPayload(payload, send.DefaultMaxPayload)
 		if err != nil {
 			b.Fatal(err)
 		}

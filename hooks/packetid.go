@@ -25,13 +25,13 @@ func raisePacketIDs(cl *mqtt.Client) {
 }
 
 // OnSessionEstablished implements mqtt.Hook: see serverPacketIDFloor.
-func (m *Messenger) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+func (m *Publish) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	raisePacketIDs(cl)
 }
 
 // OnQosPublish implements mqtt.Hook: after the ids wrapped around, move them
 // up again (see serverPacketIDFloor).
-func (m *Messenger) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+func (m *Publish) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	if pk.FixedHeader.Type == packets.Publish && pk.PacketID < serverPacketIDFloor {
 		raisePacketIDs(cl)
 	}

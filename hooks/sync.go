@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"github.com/parley-im/parley/internal/auth"
 	"context"
 	"encoding/json"
 	"errors"
@@ -267,14 +268,14 @@ func (s *Sync) Connected() []string {
 // deliveries, which the broker would resend out of order. The catch-up sends
 // them again, in order, from the device's cursors.
 func (s *Sync) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	if s.Server == nil || cl.Net.Inline || IsAnonymous(cl.ID) {
+	if s.Server == nil || cl.Net.Inline || auth.IsAnonymous(cl.ID) {
 		return
 	}
 	existing, ok := s.Server.Clients.Get(cl.ID)
 	if !ok {
 		return
 	}
-	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	inbox := s.Topics.Inbox(auth.UserOf(cl.ID))
 	for _, pk := range existing.State.Inflight.GetAll(false) {
 		if pk.FixedHeader.Type == packets.Publish && pk.TopicName == inbox {
 			if existing.State.Inflight.Delete(pk.PacketID) {
@@ -288,10 +289,10 @@ func (s *Sync) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // already holds the inbox subscription, starts its catch-up. The user's first
 // device makes the user present.
 func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if cl.Net.Inline || IsAnonymous(cl.ID) {
+	if cl.Net.Inline || auth.IsAnonymous(cl.ID) {
 		return
 	}
-	user := UserOf(cl.ID)
+	user := auth.UserOf(cl.ID)
 	// A new session epoch fences the cursor writes of any older session of
 	// this client id, here or on another node.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -333,7 +334,7 @@ func (s *Sync) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 // OnSubscribed starts the device's delivery when it subscribes to its inbox.
 func (s *Sync) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	inbox := s.Topics.Inbox(auth.UserOf(cl.ID))
 	for i, f := range pk.Filters {
 		if f.Filter == inbox && i < len(codes) && codes[i] < 0x80 {
 			if d := s.device(cl); d != nil {
@@ -345,7 +346,7 @@ func (s *Sync) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 
 // OnUnsubscribed stops deliveries to a device that left its inbox.
 func (s *Sync) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	inbox := s.Topics.Inbox(UserOf(cl.ID))
+	inbox := s.Topics.Inbox(auth.UserOf(cl.ID))
 	for _, f := range pk.Filters {
 		if f.Filter == inbox {
 			if d := s.device(cl); d != nil {
@@ -360,10 +361,10 @@ func (s *Sync) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnDisconnect forgets the device; the user's last device makes the user
 // absent.
 func (s *Sync) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.Net.Inline || IsAnonymous(cl.ID) {
+	if cl.Net.Inline || auth.IsAnonymous(cl.ID) {
 		return
 	}
-	user := UserOf(cl.ID)
+	user := auth.UserOf(cl.ID)
 	s.mu.Lock()
 	var gone *device
 	if d := s.devices[cl.ID]; d != nil && d.cl == cl {

@@ -30,6 +30,7 @@ import (
 	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -139,7 +140,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	str(&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS")
 	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
-	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(hooks.DefaultMaxPayload)))
+	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(send.DefaultMaxPayload)))
 	if err != nil {
 		return fmt.Errorf("PARLEY_MAX_PAYLOAD: %w", err)
 	}
@@ -167,7 +168,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 	}{
 		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", hooks.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
 		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", hooks.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
-		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", hooks.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
+		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
 		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", hooks.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}
 	for _, f := range ints {

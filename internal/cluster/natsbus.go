@@ -1,4 +1,4 @@
-// Package natsbus connects the Parley nodes of a cluster over core NATS
+// Package cluster connects the Parley nodes of a cluster over core NATS
 // (at-most-once): deliveries to the users that have devices on other nodes,
 // session takeovers, group-membership invalidations and presence. Every loss
 // is repaired from the store: a node that receives a seq beyond a device's
@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/send"
 )
 
 // Defaults of Bus.
@@ -44,7 +45,7 @@ type Bus struct {
 	// Sync delivers to this node's devices.
 	Sync *hooks.Sync
 	// Groups is invalidated when another node changes a group.
-	Groups *hooks.Groups
+	Groups *send.Groups
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Prefix of the subjects; default "parley".

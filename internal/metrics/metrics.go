@@ -1,3 +1,5 @@
+// Package metrics holds Parley's Prometheus metrics, registered on a
+// registry the caller passes in, and a store wrapper that times store calls.
 package metrics
 
 import (

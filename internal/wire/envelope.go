@@ -127,3 +127,17 @@ func ErrorPayload(e *SendError, topic string) []byte {
 	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
 	return b
 }
+
+// Receipt is the JSON object of a read or delivered event.
+type Receipt struct {
+	Kind string `json:"kind"` // "read" or "delivered"
+	Conv string `json:"conv"`
+	User string `json:"user"`
+	Seq  int64  `json:"seq"`
+}
+
+// ReadRequest is the payload of a read marker: {"conv": "...", "seq": N}.
+type ReadRequest struct {
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+}

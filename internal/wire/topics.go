@@ -1,3 +1,6 @@
+// Package wire holds Parley's public protocol formats: the topic layout,
+// send payloads, inbox deliveries and events, and the one table of error
+// codes with their MQTT 5 reason codes and HTTP statuses.
 package wire
 
 import (

@@ -1,4 +1,4 @@
-package hooks_test
+package send_test
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
 // FuzzReadRequest feeds arbitrary im/read payloads, decoded as the MQTT path
-// decodes them (a hooks.ReadRequest; a payload that does not decode or names
+// decodes them (a wire.ReadRequest; a payload that does not decode or names
 // no conv is invalid_payload), to MarkRead as alice, on a store where alice
 // has a direct conversation with bob (3 messages) and a group (2 messages).
 // MarkRead never fails with anything but invalid_payload or not_member, and
@@ -44,8 +44,11 @@ func FuzzReadRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	last := map[string]int64{"dm:alice:bob": 3, "g:team": 2}
-	m := &hooks.Messenger{Store: s, Groups: hooks.NewGroups(s), Sync: &hooks.Sync{Store: s},
+	m := &send.Service{Store: s, Groups: send.NewGroups(s), Deliver: discard{},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := m.Init(); err != nil {
+		f.Fatal(err)
+	}
 	marker := map[string]int64{} // alice's markers as MarkRead reported them
 
 	for _, seed := range []string{
@@ -68,7 +71,7 @@ func FuzzReadRequest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		var req hooks.ReadRequest
+		var req wire.ReadRequest
 		if json.Unmarshal(payload, &req) != nil || req.Conv == "" {
 			return // invalid_payload before MarkRead
 		}
@@ -95,3 +98,9 @@ func FuzzReadRequest(f *testing.F) {
 		marker[req.Conv] = after
 	})
 }
+
+// discard is a Deliverer that delivers nowhere.
+type discard struct{}
+
+func (discard) DeliverMessage([]string, history.Message) {}
+func (discard) DeliverEvent([]string, []byte, byte)      {}

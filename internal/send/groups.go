@@ -1,4 +1,4 @@
-package hooks
+package send
 
 import (
 	"context"
@@ -108,10 +108,10 @@ type groupCreatedBody struct {
 // *history.Error: EINVALID, ECONFLICT when the id is taken (whoever holds
 // it: the answer reveals nothing about the group), or EUNAVAILABLE-class
 // store errors.
-func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
+func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
-	t := now()
+	t := time.Now()
 	if req.ID == "" {
 		req.ID = history.NewID(t)
 	}
@@ -157,7 +157,7 @@ func (m *Messenger) CreateGroup(ctx context.Context, actor string, req CreateGro
 		}
 		if err == nil {
 			m.Groups.Forget(g.ID)
-			m.Sync.DeliverMessage(users(members), msg)
+			m.Deliver.DeliverMessage(users(members), msg)
 			m.invalidate(g.ID)
 		}
 	})
@@ -178,10 +178,10 @@ const MaxGroupMembers = history.MaxGroupMembers
 // actor who is not a member gets history.ENOTFOUND, as for a group that does
 // not exist, so that group ids cannot be probed; an addition to a full group
 // (MaxGroupMembers) gets history.EINVALID.
-func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
+func (m *Service) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
-	t := now()
+	t := time.Now()
 	c.MessageID, c.TS = history.NewID(t), t
 	if !history.ValidGroupID(c.Group) {
 		return history.Message{}, nil, noSuchGroup(c.Group)
@@ -207,7 +207,7 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 		if c.Remove {
 			recipients = append(recipients, c.User)
 		}
-		m.Sync.DeliverMessage(recipients, msg)
+		m.Deliver.DeliverMessage(recipients, msg)
 	})
 	if err = errors.Join(derr, err); err != nil {
 		return msg, nil, err
@@ -218,7 +218,7 @@ func (m *Messenger) ChangeMember(ctx context.Context, c history.MemberChange) (h
 // Group returns a group and its members for user, who must be a member of
 // an existing group: history.ENOTFOUND otherwise, the same error whether the
 // group does not exist or user is not (or no longer) one of its members.
-func (m *Messenger) Group(ctx context.Context, user, id string) (history.Group, []history.Member, error) {
+func (m *Service) Group(ctx context.Context, user, id string) (history.Group, []history.Member, error) {
 	if !history.ValidGroupID(id) {
 		return history.Group{}, nil, noSuchGroup(id)
 	}
@@ -244,7 +244,7 @@ func noSuchGroup(id string) error {
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
-		panic("hooks: marshal: " + err.Error())
+		panic("send: marshal: " + err.Error())
 	}
 	return b
 }

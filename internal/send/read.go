@@ -1,13 +1,10 @@
-package hooks
+package send
 
 import (
 	"context"
 	"encoding/json"
 
 	"github.com/parley-im/parley/internal/wire"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/history"
 )
@@ -16,35 +13,11 @@ import (
 // receipts.
 const DefaultReceiptGroupMax = 100
 
-// ReadRequest is the payload of a read marker: {"conv": "...", "seq": N}.
-type ReadRequest struct {
-	Conv string `json:"conv"`
-	Seq  int64  `json:"seq"`
-}
-
-// onRead handles a PUBLISH to PREFIX/read, acked like a send: after the
-// marker is stored, or with the error's reason code.
-func (m *Messenger) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	var req ReadRequest
-	var err *wire.SendError
-	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
-		err = wire.Errorf(wire.CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), m.StoreTimeout)
-		_, err = m.MarkRead(ctx, UserOf(cl.ID), req.Conv, req.Seq)
-		cancel()
-	}
-	if err == nil {
-		return pk, packets.CodeSuccessIgnore
-	}
-	return m.refuse(cl, pk, err)
-}
-
 // MarkRead moves user's read marker in conv forward to seq. When it moved,
 // the user's devices and the other members (direct conversations always,
 // groups up to ReceiptGroupMax members) get {"kind":"read",...}. It returns
 // the marker after the call.
-func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *wire.SendError) {
+func (m *Service) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *wire.SendError) {
 	kind, a, b, ok := history.ParseConvID(conv)
 	if !ok {
 		return 0, wire.Errorf(wire.CodeInvalidPayload, "invalid conversation %q", conv)
@@ -69,7 +42,7 @@ func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) 
 	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
 		recipients = users(ms)
 	}
-	payload, _ := json.Marshal(receipt{Kind: "read", Conv: conv, User: user, Seq: after})
-	m.Sync.DeliverEvent(recipients, payload, 1)
+	payload, _ := json.Marshal(wire.Receipt{Kind: "read", Conv: conv, User: user, Seq: after})
+	m.Deliver.DeliverEvent(recipients, payload, 1)
 	return after, nil
 }

@@ -1,0 +1,241 @@
+// Package send is the send pipeline: validation, rate limits, group commit
+// (Committer), the membership cache (Groups), group changes and read
+// markers. It knows nothing of MQTT or HTTP: the publish hook and the REST API
+// call it, and it delivers through a Deliverer.
+package send
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/wire"
+
+	"github.com/parley-im/parley/history"
+)
+
+// DefaultMaxPayload is the default maximum size of a send payload: 64 KiB.
+const DefaultMaxPayload = 64 << 10
+
+// Deliverer hands stored messages and events to the inboxes of users (the
+// delivery engine).
+type Deliverer interface {
+	// DeliverMessage delivers a stored message to every device of users;
+	// callers deliver a conversation's messages in seq order.
+	DeliverMessage(users []string, m history.Message)
+	// DeliverEvent delivers an event (not stored) to every device of users
+	// at qos.
+	DeliverEvent(users []string, payload []byte, qos byte)
+}
+
+// Service is the send pipeline: it validates sends, stores them through the
+// group committer (callers are answered only after the commit) and fans the
+// stored messages out to the inbox of every member; it also moves read
+// markers and changes groups. The MQTT publish hook and the REST API both
+// call it.
+type Service struct {
+	// Store is the durable truth; required.
+	Store history.Store
+	// Groups caches group membership; required.
+	Groups *Groups
+	// Deliver delivers to inboxes; required.
+	Deliver Deliverer
+	// Committer batches sends into group commits; default one partition over
+	// Store.
+	Committer *Committer
+	// Invalidate, when set, is told of every group change made through this
+	// node (cluster mode tells the other nodes).
+	Invalidate func(group string)
+	// ReceiptGroupMax is the largest group whose members get read receipts;
+	// default 100.
+	ReceiptGroupMax int
+	// Limiter limits sends, group creations and membership changes per user
+	// (one bucket for all three); nil allows everything.
+	Limiter *RateLimiter
+	// MaxPayload bounds a send payload; default DefaultMaxPayload.
+	MaxPayload int
+	// StoreTimeout bounds one store call on the send path; default 10s.
+	StoreTimeout time.Duration
+	// Metrics, when set, counts messages.
+	Metrics *metrics.Metrics
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+
+	inflight sync.WaitGroup
+}
+
+// Wait blocks until every send and group change in progress has finished, or
+// ctx is done.
+func (m *Service) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { m.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Init checks the required fields and applies the defaults; call it once
+// before use.
+func (m *Service) Init() error {
+	if m.Store == nil || m.Groups == nil || m.Deliver == nil {
+		return errors.New("send: Service needs Store, Groups and Deliver")
+	}
+	if m.ReceiptGroupMax <= 0 {
+		m.ReceiptGroupMax = DefaultReceiptGroupMax
+	}
+	if m.Committer == nil {
+		m.Committer = &Committer{Store: m.Store}
+	}
+	if m.MaxPayload <= 0 {
+		m.MaxPayload = DefaultMaxPayload
+	}
+	if m.StoreTimeout <= 0 {
+		m.StoreTimeout = 10 * time.Second
+	}
+	if m.Log == nil {
+		m.Log = slog.Default()
+	}
+	return nil
+}
+
+// Send validates payload, a send from user from to a user (kind TargetUser)
+// or group (TargetGroup), stores it and fans it out. It returns the stored
+// message and whether it was new; a retry with the same cid returns the
+// original (created false) and echoes it to the sender's inbox only.
+// Ephemeral sends return a zero Message and are delivered at QoS 0 to the
+// other members' inboxes without being stored.
+func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.SendError) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	p, perr := wire.ParseSendPayload(payload, m.MaxPayload)
+	if perr != nil {
+		return history.Message{}, false, perr
+	}
+	fail := func(code, format string, args ...any) (history.Message, bool, *wire.SendError) {
+		e := wire.Errorf(code, format, args...)
+		e.CID = p.CID
+		return history.Message{}, false, e
+	}
+	var conv string
+	var recipients []string
+	switch kind {
+	case wire.TargetUser:
+		if !history.ValidUserID(target) || target == from {
+			return fail(wire.CodeInvalidPeer, "invalid peer %q", target)
+		}
+		conv = history.DirectConvID(from, target)
+		recipients = []string{from, target}
+	case wire.TargetGroup:
+		if !history.ValidGroupID(target) {
+			return fail(wire.CodeNoSuchGroup, "invalid group id %q", target)
+		}
+		conv = history.GroupConvID(target)
+	default:
+		return fail(wire.CodeInvalidPeer, "unknown target kind %q", kind)
+	}
+	if !m.Limiter.Allow(from, time.Now()) {
+		return fail(wire.CodeRateLimited, "too many messages, slow down")
+	}
+	var version int64
+	if kind == wire.TargetGroup {
+		members, v, err := m.Groups.MembersOf(ctx, target, from)
+		version = v
+		switch history.ErrorCode(err) {
+		case "":
+		case history.ENOTFOUND:
+			return fail(wire.CodeNoSuchGroup, "no such group %q", target)
+		case history.ENOTMEMBER:
+			return fail(wire.CodeNotMember, "you are not a member of group %q", target)
+		default:
+			m.Log.Error("load group", "group", target, "error", err)
+			return fail(wire.CodeUnavailable, "the message store is unavailable, try again")
+		}
+		recipients = users(members)
+	}
+	if p.Ephemeral {
+		m.count("ephemeral")
+		d := wire.Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: time.Now().UTC().Format(wire.TSLayout), Type: p.Type, Body: p.Body}
+		others := make([]string, 0, len(recipients))
+		for _, u := range recipients {
+			if u != from {
+				others = append(others, u)
+			}
+		}
+		m.Deliver.DeliverEvent(others, mustJSON(d), 0)
+		return history.Message{}, false, nil
+	}
+
+	t := time.Now()
+	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body}
+	msg, created, err := m.Committer.Append(ctx, nm, func(res history.AppendResult) {
+		if !res.Created {
+			// The echo goes to the sender's devices again, even those that
+			// have it: clients dedup by (conv, seq).
+			m.Deliver.DeliverEvent([]string{from}, wire.MessageDelivery(res.Message), 1)
+			return
+		}
+		to := recipients
+		if kind == wire.TargetGroup && res.MemberVersion != version {
+			// Membership changed since the cache was read (perhaps on
+			// another node): deliver to the members as of the commit.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			e, err := m.Groups.Load(ctx, target)
+			cancel()
+			if err == nil {
+				to = users(e.members)
+			} else {
+				m.Log.Warn("reload group members", "group", target, "error", err)
+			}
+		}
+		m.Deliver.DeliverMessage(to, res.Message)
+	})
+	switch history.ErrorCode(err) {
+	case "":
+	case history.ENOTMEMBER:
+		m.Groups.Forget(target)
+		return fail(wire.CodeNotMember, "you are not a member of group %q", target)
+	case history.ENOTFOUND:
+		m.Groups.Forget(target)
+		return fail(wire.CodeNoSuchGroup, "no such group %q", target)
+	case history.EINVALID:
+		// ParseSendPayload lets nothing through that a store refuses; should
+		// one still, this message alone fails (see Committer.appendBatch).
+		m.Log.Warn("store refused message", "conv", conv, "from", from, "error", err)
+		return fail(wire.CodeInvalidPayload, "%s", history.ErrorMessage(err))
+	default:
+		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
+		return fail(wire.CodeUnavailable, "the message store is unavailable, try again")
+	}
+	if created {
+		m.count("stored")
+	} else {
+		m.count("duplicate")
+	}
+	return msg, created, nil
+}
+
+func (m *Service) invalidate(group string) {
+	if m.Invalidate != nil {
+		m.Invalidate(group)
+	}
+}
+
+func users(ms []history.Member) []string {
+	out := make([]string, len(ms))
+	for i, mb := range ms {
+		out[i] = mb.User
+	}
+	return out
+}
+
+func (m *Service) count(result string) {
+	if m.Metrics != nil {
+		m.Metrics.Received.WithLabelValues(result).Inc()
+	}
+}
