@@ -202,4 +202,3 @@ func (m *Publish) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	return m.refuse(cl, pk, err)
 }
-

@@ -1,11 +1,11 @@
 package hooks
 
 import (
-	"github.com/parley-im/parley/internal/auth"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/parley-im/parley/internal/auth"
 	"log/slog"
 	"strconv"
 	"sync"
