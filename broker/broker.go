@@ -174,20 +174,21 @@ const (
 
 // Broker is a running Parley node.
 type Broker struct {
-	opts      Options
-	log       *slog.Logger
-	mqtt      *mqtt.Server
-	store     history.Store
-	tokens    *auth.Tokens
-	messenger *send.Service
-	sync      *hooks.Sync
-	committer *send.Committer
-	groups    *send.Groups
-	bus       *cluster.Bus
-	metrics   *metrics.Metrics
-	registry  *prometheus.Registry
-	http      *http.Server
-	httpLn    net.Listener
+	opts       Options
+	log        *slog.Logger
+	mqtt       *mqtt.Server
+	store      history.Store
+	tokens     *auth.Tokens
+	messenger  *send.Service
+	authorizer *auth.Authorizer
+	sync       *hooks.Sync
+	committer  *send.Committer
+	groups     *send.Groups
+	bus        *cluster.Bus
+	metrics    *metrics.Metrics
+	registry   *prometheus.Registry
+	http       *http.Server
+	httpLn     net.Listener
 
 	stopPruning context.CancelFunc // set by Start
 	pruned      chan struct{}      // closed when the pruning loop ends
@@ -272,7 +273,8 @@ func New(opts Options) (*Broker, error) {
 		Capabilities: caps,
 	})
 	topics := wire.Topics{Prefix: opts.TopicPrefix}
-	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices, Log: opts.Logger}
+	b.authorizer = &auth.Authorizer{Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices}
+	authHook := &hooks.Auth{Server: b.mqtt, Authorizer: b.authorizer, Metrics: b.metrics, Log: opts.Logger}
 	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
 		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
 		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger}
@@ -289,7 +291,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
-	if err := b.mqtt.AddHook(auth, nil); err != nil {
+	if err := b.mqtt.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if err := b.mqtt.AddHook(publish, nil); err != nil {

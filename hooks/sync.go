@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/parley-im/parley/internal/auth"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/parley-im/parley/internal/auth"
 
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/wire"

@@ -169,7 +169,7 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", hooks.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
 		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", hooks.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
 		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
-		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", hooks.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
+		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}
 	for _, f := range ints {
 		v, err := strconv.Atoi(envNum(f.env, strconv.Itoa(f.def)))

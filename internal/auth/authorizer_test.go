@@ -1,12 +1,9 @@
-package hooks_test
+package auth_test
 
 import (
 	"strings"
 	"testing"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-
-	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 )
 
@@ -45,10 +42,9 @@ func FuzzAuthACLCheck(f *testing.F) {
 	} {
 		f.Add(s.id, s.topic, s.write)
 	}
-	auth := &hooks.Auth{}
+	authz := &auth.Authorizer{}
 	f.Fuzz(func(t *testing.T, id, topic string, write bool) {
-		cl := &mqtt.Client{ID: id}
-		allowed := auth.OnACLCheck(cl, topic, write)
+		allowed := authz.Allow(id, topic, write)
 		if !allowed {
 			return
 		}
@@ -94,7 +90,7 @@ func TestWillChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := &hooks.Auth{ACL: acl}
+	authz := &auth.Authorizer{ACL: acl}
 	for _, c := range []struct {
 		id, topic string
 		ok        bool
@@ -111,25 +107,14 @@ func TestWillChecks(t *testing.T) {
 		{"alice", "chat/#", false},
 		{"alice", "$SYS/x", false},
 		{"alice", "$share/g/chat/room", false},
-		{"alice", hooks.VoidTopic, false},
+		{"alice", auth.VoidTopic, false},
 		{"alice", "", false},
 		{"alice", "other/x", false},
 	} {
-		cl := &mqtt.Client{ID: c.id}
-		if got := auth.WillAllowed(cl, c.topic); got != c.ok {
+		if got := authz.WillAllowed(c.id, c.topic); got != c.ok {
 			t.Errorf("WillAllowed(%s, %q) = %v, want %v", c.id, c.topic, got, c.ok)
 		}
-		w, err := auth.OnWill(cl, mqtt.Will{TopicName: c.topic, Payload: []byte("p"), Qos: 1, Retain: true, Flag: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.ok && (w.TopicName != c.topic || string(w.Payload) != "p") {
-			t.Errorf("OnWill(%s, %q) changed an allowed will: %+v", c.id, c.topic, w)
-		}
-		if !c.ok && (w.TopicName != hooks.VoidTopic || len(w.Payload) != 0 || w.Retain) {
-			t.Errorf("OnWill(%s, %q) = %+v, want the void topic without payload", c.id, c.topic, w)
-		}
-		if auth.OnACLCheck(cl, hooks.VoidTopic, false) {
+		if authz.Allow(c.id, auth.VoidTopic, false) {
 			t.Errorf("%s may subscribe to the void topic", c.id)
 		}
 	}

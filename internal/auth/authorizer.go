@@ -1,0 +1,298 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/wire"
+)
+
+// Authorizer authenticates connections and decides every publish,
+// subscription and delivery from memory: a user reads only its own inbox (and
+// the presence of its contacts), writes only to send topics and the read
+// topic, and plain MQTT topics outside the prefix follow the ACL. It also
+// bounds the devices of a user and checks wills. Safe for concurrent use.
+type Authorizer struct {
+	// Tokens verifies CONNECT passwords; required.
+	Tokens *Tokens
+	// Topics is Parley's topic layout.
+	Topics wire.Topics
+	// ACL governs topics outside the prefix; nil denies them all (or, with
+	// Anonymous, allows them).
+	ACL *ACL
+	// Store answers whether two users share a conversation (presence
+	// subscriptions); without it only a user's own presence is readable.
+	Store history.Store
+	// Anonymous lets clients without credentials connect (open mode): their
+	// sessions live under client ids prefixed with AnonPrefix, Parley's
+	// topics stay closed to them, and topics outside the prefix are open to
+	// everyone unless an ACL is set.
+	Anonymous bool
+	// MaxDevices bounds the connected sessions (client ids) of one user on
+	// this node; default DefaultMaxDevices.
+	MaxDevices int
+
+	mu       sync.Mutex
+	contacts map[[2]string]contact          // answers of SharesConversation, until they expire
+	sessions map[string]map[string]any      // connected sessions by user and client id
+	pending  map[string]map[any]pendingConn // admitted CONNECTs not yet established, by user
+}
+
+// DefaultMaxDevices is the default of Authorizer.MaxDevices.
+const DefaultMaxDevices = 32
+
+// VoidTopic is where a will that is no longer allowed when its client goes
+// away is sent instead of its own topic, without payload: no client may
+// subscribe to it, so it reaches nobody.
+const VoidTopic = "$parley/void"
+
+// contact is a cached answer to whether two users share a conversation.
+type contact struct {
+	yes   bool
+	until time.Time
+}
+
+type pendingConn struct {
+	id string
+	at time.Time
+}
+
+// contactTTL is how long a shared conversation is trusted for presence;
+// noContactTTL how long the absence of one is.
+const (
+	contactTTL   = time.Minute
+	noContactTTL = 5 * time.Second
+)
+
+// pendingTTL is how long an admitted CONNECT counts against MaxDevices
+// before its session is established.
+const pendingTTL = 30 * time.Second
+
+// Refusal is why a CONNECT is refused; the MQTT adapter maps it to a CONNACK
+// code.
+type Refusal int
+
+// Refusals, in the order the checks run.
+const (
+	Accepted       Refusal = iota
+	BadCredentials         // no, malformed, expired or forged token (0x86)
+	NotAuthorized          // user name differs from the token, or a will topic the client may not use (0x87)
+	BadClientID            // not USER or USER/DEVICE for the token's user (0x85)
+	TooManyDevices         // MaxDevices reached (0x97)
+)
+
+// Connect is what a CONNECT packet says about its client.
+type Connect struct {
+	// Session identifies the connection for the device count (any
+	// comparable value, the same in Established and Gone).
+	Session     any
+	ClientID    string
+	Username    []byte
+	HasUsername bool
+	Password    []byte
+	HasPassword bool
+	HasWill     bool
+	WillTopic   string
+}
+
+// Authenticate checks a CONNECT. It returns the client id the session gets
+// (anonymous clients in open mode get AnonPrefix before theirs), the refusal
+// (Accepted when none) and a short reason for logs and metrics.
+func (a *Authorizer) Authenticate(c Connect) (clientID string, r Refusal, reason string) {
+	if a.Anonymous && !c.HasPassword && !c.HasUsername {
+		// Anonymous sessions get their own namespace: ':' never appears in
+		// a user id, so they cannot take over (or be taken over by) a user's.
+		id := AnonPrefix + c.ClientID
+		if c.HasWill && !a.WillAllowed(id, c.WillTopic) {
+			return id, NotAuthorized, "will_topic"
+		}
+		return id, Accepted, ""
+	}
+	if !c.HasPassword || len(c.Password) == 0 {
+		return c.ClientID, BadCredentials, "no_token"
+	}
+	user, err := a.Tokens.Verify(string(c.Password))
+	if errors.Is(err, ErrTokenExpired) {
+		return c.ClientID, BadCredentials, "token_expired"
+	}
+	if err != nil {
+		return c.ClientID, BadCredentials, "token_invalid"
+	}
+	if len(c.Username) > 0 && !bytes.Equal(c.Username, []byte(user)) {
+		return c.ClientID, NotAuthorized, "username_mismatch"
+	}
+	if !ValidClientID(c.ClientID, user) {
+		return c.ClientID, BadClientID, "client_id"
+	}
+	if c.HasWill && !a.WillAllowed(c.ClientID, c.WillTopic) {
+		return c.ClientID, NotAuthorized, "will_topic"
+	}
+	if !a.admit(c.Session, c.ClientID, user) {
+		return c.ClientID, TooManyDevices, "too_many_devices"
+	}
+	return c.ClientID, Accepted, ""
+}
+
+// WillAllowed reports whether clientID may leave a will on topic: a topic it
+// could publish to itself that is outside Parley's prefix (a will bypasses
+// the send pipeline, so it may never land on a send, inbox, presence or read
+// topic), has no wildcards and does not begin with '$'.
+func (a *Authorizer) WillAllowed(clientID, topic string) bool {
+	if topic == "" || wire.HasWildcards(topic) || topic[0] == '$' || a.Topics.Owns(topic) {
+		return false
+	}
+	return a.Allow(clientID, topic, true)
+}
+
+// Allow decides a publish (write), a subscription or a delivery of topic (a
+// filter for subscriptions) for clientID.
+func (a *Authorizer) Allow(clientID, topic string, write bool) bool {
+	user := UserOf(clientID)
+	t, shared := wire.StripShare(topic)
+	if t == VoidTopic || (wire.HasWildcards(t) && Covers(t, VoidTopic)) {
+		return false
+	}
+	if a.Topics.Owns(t) || (wire.HasWildcards(t) && a.Topics.MayOverlap(t)) {
+		if shared || IsAnonymous(clientID) {
+			return false
+		}
+		if write {
+			_, _, ok, _ := a.Topics.ParseSend(t)
+			return ok || t == a.Topics.Read()
+		}
+		if u, ok := a.Topics.ParseInbox(t); ok {
+			return u == user
+		}
+		if u, ok := a.Topics.ParsePresence(t); ok {
+			return u == user || a.shares(user, u)
+		}
+		return false
+	}
+	if IsAnonymous(clientID) {
+		user = "" // matches "*" rules only
+	}
+	if a.Anonymous && a.ACL == nil {
+		return true // open mode without an ACL: plain MQTT for everyone
+	}
+	return a.ACL.Allow(user, t, write)
+}
+
+// admit counts a CONNECT of user against MaxDevices: the sessions already
+// connected and the CONNECTs admitted moments ago, other than those of the
+// same client id (which take the session over rather than add one).
+func (a *Authorizer) admit(session any, clientID, user string) bool {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := map[string]bool{}
+	for id := range a.sessions[user] {
+		ids[id] = true
+	}
+	for s, p := range a.pending[user] {
+		if now.Sub(p.at) > pendingTTL {
+			delete(a.pending[user], s)
+			continue
+		}
+		ids[p.id] = true
+	}
+	delete(ids, clientID)
+	limit := a.MaxDevices
+	if limit <= 0 {
+		limit = DefaultMaxDevices
+	}
+	if len(ids) >= limit {
+		return false
+	}
+	if a.pending == nil {
+		a.pending = map[string]map[any]pendingConn{}
+	}
+	if a.pending[user] == nil {
+		a.pending[user] = map[any]pendingConn{}
+	}
+	a.pending[user][session] = pendingConn{id: clientID, at: now}
+	return true
+}
+
+// Established records the connected session of clientID (MaxDevices).
+func (a *Authorizer) Established(session any, clientID string) {
+	if IsAnonymous(clientID) {
+		return
+	}
+	user := UserOf(clientID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.pending[user]; p != nil {
+		delete(p, session)
+		if len(p) == 0 {
+			delete(a.pending, user)
+		}
+	}
+	if a.sessions == nil {
+		a.sessions = map[string]map[string]any{}
+	}
+	if a.sessions[user] == nil {
+		a.sessions[user] = map[string]any{}
+	}
+	a.sessions[user][clientID] = session
+}
+
+// Gone forgets the session of clientID, unless another one took the client
+// id over meanwhile (MaxDevices).
+func (a *Authorizer) Gone(session any, clientID string) {
+	user := UserOf(clientID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.sessions[user]; s != nil && s[clientID] == session {
+		delete(s, clientID)
+		if len(s) == 0 {
+			delete(a.sessions, user)
+		}
+	}
+}
+
+// Devices returns how many sessions of user are connected to this node.
+func (a *Authorizer) Devices(user string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.sessions[user])
+}
+
+// shares reports whether users x and y share a conversation, from memory
+// when asked recently (a yes is kept for contactTTL, a no for noContactTTL).
+func (a *Authorizer) shares(x, y string) bool {
+	if a.Store == nil {
+		return false
+	}
+	key := [2]string{x, y}
+	if y < x {
+		key = [2]string{y, x}
+	}
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.contacts[key]
+	a.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.yes
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	yes, err := a.Store.SharesConversation(ctx, x, y)
+	if err != nil {
+		return false
+	}
+	ttl := contactTTL
+	if !yes {
+		ttl = noContactTTL
+	}
+	a.mu.Lock()
+	if a.contacts == nil || len(a.contacts) > 100000 {
+		a.contacts = map[[2]string]contact{}
+	}
+	a.contacts[key] = contact{yes: yes, until: now.Add(ttl)}
+	a.mu.Unlock()
+	return yes
+}
