@@ -28,6 +28,7 @@ import (
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -180,6 +181,7 @@ type Broker struct {
 	store      history.Store
 	tokens     *auth.Tokens
 	messenger  *send.Service
+	api        *rest.API
 	authorizer *auth.Authorizer
 	sync       *hooks.Sync
 	committer  *send.Committer
@@ -290,6 +292,7 @@ func New(opts Options) (*Broker, error) {
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger}
 	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

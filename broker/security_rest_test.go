@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 )
 
@@ -91,7 +92,7 @@ func TestSyncPaging(t *testing.T) {
 }
 
 // TestSyncMessageBudget: the messages of one sync page stay within
-// broker.SyncMessageBytes; a conversation beyond the budget gets its newest
+// rest.SyncMessageBytes; a conversation beyond the budget gets its newest
 // messages that fit (ending at last_seq), or none.
 func TestSyncMessageBudget(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s history.Store) {
@@ -110,7 +111,7 @@ func TestSyncMessageBudget(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if len(raw) > broker.SyncMessageBytes+256<<10 { // plus each last_message
+		if len(raw) > rest.SyncMessageBytes+256<<10 { // plus each last_message
 			t.Fatalf("sync answer of %d bytes", len(raw))
 		}
 		var out syncOut

@@ -1,4 +1,4 @@
-package broker
+package rest
 
 import (
 	"net/http"
@@ -37,20 +37,20 @@ const messageOverhead = 256
 // handlers and is checked against docs/openapi.yaml.
 type route struct {
 	method, pattern string
-	handle          func(b *Broker) func(w http.ResponseWriter, r *http.Request, user string)
+	handle          func(b *API) func(w http.ResponseWriter, r *http.Request, user string)
 }
 
 var routes = []route{
-	{"GET", "/v1/conversations", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.listConversations }},
-	{"GET", "/v1/conversations/{conv}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.listMessages }},
-	{"POST", "/v1/conversations/{conv}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postConvMessage }},
-	{"POST", "/v1/users/{peer}/messages", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postUserMessage }},
-	{"POST", "/v1/conversations/{conv}/read", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
-	{"GET", "/v1/sync", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
-	{"POST", "/v1/groups", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
-	{"GET", "/v1/groups/{id}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
-	{"PUT", "/v1/groups/{id}/members/{user}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},
-	{"DELETE", "/v1/groups/{id}/members/{user}", func(b *Broker) func(http.ResponseWriter, *http.Request, string) { return b.deleteMember }},
+	{"GET", "/v1/conversations", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listConversations }},
+	{"GET", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listMessages }},
+	{"POST", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postConvMessage }},
+	{"POST", "/v1/users/{peer}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUserMessage }},
+	{"POST", "/v1/conversations/{conv}/read", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
+	{"GET", "/v1/sync", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
+	{"POST", "/v1/groups", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
+	{"GET", "/v1/groups/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
+	{"PUT", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},
+	{"DELETE", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMember }},
 }
 
 // conversationJSON is a conversation on the wire.
@@ -123,13 +123,13 @@ func convParam(r *http.Request) (string, error) {
 	return conv, nil
 }
 
-func (b *Broker) listConversations(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
 	limit, err := limitParam(r)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	views, next, err := b.store.Conversations(r.Context(), user, r.URL.Query().Get("cursor"), limit)
+	views, next, err := b.Store.Conversations(r.Context(), user, r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		b.fail(w, r, err)
 		return
@@ -138,7 +138,7 @@ func (b *Broker) listConversations(w http.ResponseWriter, r *http.Request, user 
 	for i, v := range views {
 		out[i] = toConversationJSON(v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": nullable(next)})
+	WriteJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": nullable(next)})
 }
 
 func nullable(s string) any {
@@ -151,7 +151,7 @@ func nullable(s string) any {
 // listMessages pages history: after=N ascending, before=N descending, neither:
 // the latest messages, descending. next is the value to pass again as after
 // (or before) while more remain.
-func (b *Broker) listMessages(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) listMessages(w http.ResponseWriter, r *http.Request, user string) {
 	conv, err := convParam(r)
 	if err != nil {
 		b.fail(w, r, err)
@@ -182,10 +182,10 @@ func (b *Broker) listMessages(w http.ResponseWriter, r *http.Request, user strin
 		before = 1 << 62
 	}
 	if descending && before == 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"messages": []messageJSON{}, "next": nil})
+		WriteJSON(w, http.StatusOK, map[string]any{"messages": []messageJSON{}, "next": nil})
 		return
 	}
-	msgs, h, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: conv, After: after, Before: before, Limit: limit})
+	msgs, h, err := b.Store.History(r.Context(), history.HistoryQuery{User: user, Conv: conv, After: after, Before: before, Limit: limit})
 	if err != nil {
 		b.fail(w, r, err)
 		return
@@ -197,10 +197,10 @@ func (b *Broker) listMessages(w http.ResponseWriter, r *http.Request, user strin
 			next = strconv.FormatInt(last, 10)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": toMessagesJSON(msgs), "next": next})
+	WriteJSON(w, http.StatusOK, map[string]any{"messages": toMessagesJSON(msgs), "next": next})
 }
 
-func (b *Broker) postConvMessage(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) postConvMessage(w http.ResponseWriter, r *http.Request, user string) {
 	conv, err := convParam(r)
 	if err != nil {
 		b.fail(w, r, err)
@@ -223,35 +223,35 @@ func (b *Broker) postConvMessage(w http.ResponseWriter, r *http.Request, user st
 	b.send(w, r, user, tkind, target)
 }
 
-func (b *Broker) postUserMessage(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) postUserMessage(w http.ResponseWriter, r *http.Request, user string) {
 	b.send(w, r, user, wire.TargetUser, r.PathValue("peer"))
 }
 
 // send stores a message through the same pipeline as MQTT: 201 with the
 // stored message, 200 with the original on a retry with the same cid.
-func (b *Broker) send(w http.ResponseWriter, r *http.Request, user, kind, target string) {
-	body, err := readBody(w, r, b.opts.MaxPayload)
+func (b *API) send(w http.ResponseWriter, r *http.Request, user, kind, target string) {
+	body, err := readBody(w, r, b.MaxPayload)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	msg, created, serr := b.messenger.Send(r.Context(), user, kind, target, body)
+	msg, created, serr := b.Service.Send(r.Context(), user, kind, target, body)
 	if serr != nil {
 		b.fail(w, r, serr)
 		return
 	}
 	if msg.Seq == 0 { // ephemeral: delivered, not stored
-		writeJSON(w, http.StatusAccepted, map[string]any{"ephemeral": true})
+		WriteJSON(w, http.StatusAccepted, map[string]any{"ephemeral": true})
 		return
 	}
 	status := http.StatusCreated
 	if !created {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, toMessageJSON(msg))
+	WriteJSON(w, status, toMessageJSON(msg))
 }
 
-func (b *Broker) postRead(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) postRead(w http.ResponseWriter, r *http.Request, user string) {
 	conv, err := convParam(r)
 	if err != nil {
 		b.fail(w, r, err)
@@ -268,24 +268,24 @@ func (b *Broker) postRead(w http.ResponseWriter, r *http.Request, user string) {
 		b.fail(w, r, badRequest(`body must be {"seq": N}`))
 		return
 	}
-	after, serr := b.messenger.MarkRead(r.Context(), user, conv, *req.Seq)
+	after, serr := b.Service.MarkRead(r.Context(), user, conv, *req.Seq)
 	if serr != nil {
 		b.fail(w, r, serr)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conv": conv, "read_seq": after})
+	WriteJSON(w, http.StatusOK, map[string]any{"conv": conv, "read_seq": after})
 }
 
 // getSync returns a page of the conversations changed since the token (all
 // of them without one), each with its latest messages within the page's
 // message budget, the next token and whether more remain.
-func (b *Broker) getSync(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) getSync(w http.ResponseWriter, r *http.Request, user string) {
 	limit, err := boundedLimit(r, DefaultSyncLimit, MaxSyncLimit)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	views, next, more, err := b.store.Changes(r.Context(), user, r.URL.Query().Get("since"), limit)
+	views, next, more, err := b.Store.Changes(r.Context(), user, r.URL.Query().Get("since"), limit)
 	if err != nil {
 		b.fail(w, r, err)
 		return
@@ -296,7 +296,7 @@ func (b *Broker) getSync(w http.ResponseWriter, r *http.Request, user string) {
 		c := toConversationJSON(v)
 		list := []messageJSON{}
 		if budget >= messageOverhead && v.LastSeq > 0 {
-			msgs, _, err := b.store.History(r.Context(), history.HistoryQuery{User: user, Conv: v.ID, Before: v.LastSeq + 1, Limit: syncMessages})
+			msgs, _, err := b.Store.History(r.Context(), history.HistoryQuery{User: user, Conv: v.ID, Before: v.LastSeq + 1, Limit: syncMessages})
 			if err != nil {
 				b.fail(w, r, err)
 				return
@@ -319,14 +319,5 @@ func (b *Broker) getSync(w http.ResponseWriter, r *http.Request, user string) {
 		c.Messages = &list
 		out[i] = c
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": next, "more": more})
-}
-
-// Routes lists the REST routes as "METHOD /pattern", for tests and tooling.
-func Routes() []string {
-	out := make([]string, len(routes))
-	for i, r := range routes {
-		out[i] = r.method + " " + r.pattern
-	}
-	return out
+	WriteJSON(w, http.StatusOK, map[string]any{"conversations": out, "next": next, "more": more})
 }

@@ -1,4 +1,4 @@
-package broker
+package rest
 
 import (
 	"net/http"
@@ -51,30 +51,30 @@ func toMessageJSON(m history.Message) messageJSON {
 		TS: m.TS.UTC().Format(wire.TSLayout), Type: m.Type, Body: m.Body}
 }
 
-func (b *Broker) createGroup(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) createGroup(w http.ResponseWriter, r *http.Request, user string) {
 	var req send.CreateGroupRequest
 	if err := decode(w, r, &req, false); err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	g, ms, err := b.messenger.CreateGroup(r.Context(), user, req)
+	g, ms, err := b.Service.CreateGroup(r.Context(), user, req)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, toGroupJSON(g, ms))
+	WriteJSON(w, http.StatusCreated, toGroupJSON(g, ms))
 }
 
-func (b *Broker) getGroup(w http.ResponseWriter, r *http.Request, user string) {
-	g, ms, err := b.messenger.Group(r.Context(), user, r.PathValue("id"))
+func (b *API) getGroup(w http.ResponseWriter, r *http.Request, user string) {
+	g, ms, err := b.Service.Group(r.Context(), user, r.PathValue("id"))
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toGroupJSON(g, ms))
+	WriteJSON(w, http.StatusOK, toGroupJSON(g, ms))
 }
 
-func (b *Broker) putMember(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) putMember(w http.ResponseWriter, r *http.Request, user string) {
 	var req struct {
 		Role string `json:"role"`
 	}
@@ -88,16 +88,16 @@ func (b *Broker) putMember(w http.ResponseWriter, r *http.Request, user string) 
 	b.changeMember(w, r, history.MemberChange{Group: r.PathValue("id"), Actor: user, User: r.PathValue("user"), Role: req.Role})
 }
 
-func (b *Broker) deleteMember(w http.ResponseWriter, r *http.Request, user string) {
+func (b *API) deleteMember(w http.ResponseWriter, r *http.Request, user string) {
 	b.changeMember(w, r, history.MemberChange{Group: r.PathValue("id"), Actor: user, User: r.PathValue("user"), Remove: true})
 }
 
-func (b *Broker) changeMember(w http.ResponseWriter, r *http.Request, c history.MemberChange) {
+func (b *API) changeMember(w http.ResponseWriter, r *http.Request, c history.MemberChange) {
 	c.TS = time.Now()
-	msg, ms, err := b.messenger.ChangeMember(r.Context(), c)
+	msg, ms, err := b.Service.ChangeMember(r.Context(), c)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, memberChangeJSON{Members: ms, Message: toMessageJSON(msg)})
+	WriteJSON(w, http.StatusOK, memberChangeJSON{Members: ms, Message: toMessageJSON(msg)})
 }
