@@ -33,6 +33,11 @@ type Committer struct {
 	parts []chan *commitReq
 	wg    sync.WaitGroup
 	done  chan struct{}
+	// mu orders queueing against Close: senders queue under the read lock
+	// after checking closed, Close sets closed under the write lock, so
+	// nothing is queued once the partitions may have drained and returned.
+	mu     sync.RWMutex
+	closed bool
 }
 
 type commitReq struct {
@@ -45,7 +50,7 @@ type commitReq struct {
 }
 
 // ErrCommitterClosed is returned after Close.
-var ErrCommitterClosed = errors.New("hooks: committer closed")
+var ErrCommitterClosed = errors.New("send: committer closed")
 
 func (c *Committer) start() {
 	c.once.Do(func() {
@@ -77,12 +82,8 @@ func (c *Committer) part(conv string) chan *commitReq {
 func (c *Committer) Append(ctx context.Context, m history.NewMessage, deliver func(history.AppendResult)) (history.Message, bool, error) {
 	c.start()
 	r := &commitReq{ctx: ctx, m: m, deliver: deliver, fin: make(chan struct{})}
-	select {
-	case c.part(m.Conv) <- r:
-	case <-ctx.Done():
-		return history.Message{}, false, ctx.Err()
-	case <-c.done:
-		return history.Message{}, false, ErrCommitterClosed
+	if err := c.queue(ctx, m.Conv, r); err != nil {
+		return history.Message{}, false, err
 	}
 	// Wait for the outcome even if ctx ends: the message may be committed.
 	<-r.fin
@@ -93,24 +94,39 @@ func (c *Committer) Append(ctx context.Context, m history.NewMessage, deliver fu
 func (c *Committer) Do(ctx context.Context, conv string, op func()) error {
 	c.start()
 	r := &commitReq{op: op, fin: make(chan struct{})}
-	select {
-	case c.part(conv) <- r:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.done:
-		return ErrCommitterClosed
+	if err := c.queue(ctx, conv, r); err != nil {
+		return err
 	}
 	<-r.fin
 	return nil
 }
 
-// Close stops the committers after the work already queued.
+// queue hands r to conv's partition, unless the committer is closed
+// (ErrCommitterClosed) or ctx ends first.
+func (c *Committer) queue(ctx context.Context, conv string, r *commitReq) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return ErrCommitterClosed
+	}
+	select {
+	case c.part(conv) <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops the committers after the work already queued; Append and Do
+// return ErrCommitterClosed from then on.
 func (c *Committer) Close() {
 	c.start()
-	select {
-	case <-c.done:
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if already {
 		return
-	default:
 	}
 	close(c.done)
 	c.wg.Wait()
