@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/history"
@@ -41,21 +42,18 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 	if !utf8.Valid(b) {
 		return p, Errorf(CodeInvalidPayload, "payload is not valid UTF-8")
 	}
-	b = bytes.TrimSpace(b)
+	b = bytes.Trim(b, jsonSpace)
 	if len(b) == 0 || b[0] != '{' {
 		return p, Errorf(CodeInvalidPayload, "payload must be a JSON object")
 	}
-	if err := json.Unmarshal(b, &p); err != nil {
+	if err := decodeSend(b, &p); err != nil {
 		// Keep the cid when the rest is wrong, so the error can name it.
-		var c struct {
-			CID string `json:"cid"`
+		cid := p.CID
+		if utf8.RuneCountInString(cid) > MaxCIDLen || !history.ValidText(cid) {
+			cid = ""
 		}
-		_ = json.Unmarshal(b, &c)
-		if utf8.RuneCountInString(c.CID) > MaxCIDLen || !history.ValidText(c.CID) {
-			c.CID = ""
-		}
-		p = SendPayload{CID: c.CID}
-		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: c.CID}
+		p = SendPayload{CID: cid}
+		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: cid}
 	}
 	fail := func(format string, args ...any) (SendPayload, *SendError) {
 		e := Errorf(CodeInvalidPayload, format, args...)
@@ -90,6 +88,38 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 		return fail("body is required")
 	}
 	return p, nil
+}
+
+// jsonSpace is the white space JSON allows around a value.
+const jsonSpace = " \t\r\n"
+
+// decodeSend decodes a send payload object into p. Field names match exactly
+// (encoding/json alone would match "CID" or "Body" too); other fields are
+// ignored. On an error p keeps the cid when it could be read.
+func decodeSend(b []byte, p *SendPayload) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	if raw, ok := fields["cid"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &p.CID); err != nil {
+			return fmt.Errorf("cid: %w", err)
+		}
+	}
+	if raw, ok := fields["type"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &p.Type); err != nil {
+			return fmt.Errorf("type: %w", err)
+		}
+	}
+	if raw, ok := fields["ephemeral"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &p.Ephemeral); err != nil {
+			return fmt.Errorf("ephemeral: %w", err)
+		}
+	}
+	if raw, ok := fields["body"]; ok {
+		p.Body = raw
+	}
+	return nil
 }
 
 // Delivery is the JSON object of a message on an inbox topic.
