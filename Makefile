@@ -1,6 +1,8 @@
 # Parley. `make` lists the targets.
 GO ?= go
 BIN := bin
+# bash, so that recipes can set -o pipefail.
+SHELL := /bin/bash
 
 .PHONY: help build run test lint fmt bench soak fuzz
 help: ## list the targets
@@ -16,8 +18,11 @@ run: build ## start parleyd on the embedded store in ./data (Ctrl-C stops it)
 test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example (PostgreSQL binaries needed; see README)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/...
+	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
+	@echo "$(GO) test -count=1 -timeout 30m ./..."
+	@set -o pipefail; $(GO) test -json -count=1 -timeout 30m ./... | ./$(BIN)/testsummary
+	@echo "$(GO) test -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/..."
+	@set -o pipefail; $(GO) test -json -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/... | ./$(BIN)/testsummary
 	FUZZTIME=$${FUZZTIME:-5s} bash scripts/fuzz.sh
 	bash scripts/mosquitto-example.sh
 

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -85,11 +86,25 @@ func TestAnonymousMode(t *testing.T) {
 	s1.Subscribe("$share/workers/jobs", 1, nil).Wait()
 	s2.Subscribe("$share/workers/jobs", 1, nil).Wait()
 	for i := 0; i < 10; i++ {
-		pub.Publish("jobs", 1, false, "job").Wait()
+		pub.Publish("jobs", 1, false, fmt.Sprintf("job-%d", i)).Wait()
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := len(g1) + len(g2); n != 10 {
-		t.Fatalf("shared subscription delivered %d of 10", n)
+	eventually(t, 10*time.Second, func() bool { return len(g1)+len(g2) >= 10 })
+	jobs := map[string]int{}
+	for len(g1)+len(g2) > 0 {
+		select {
+		case m := <-g1:
+			jobs[string(m.Payload())]++
+		case m := <-g2:
+			jobs[string(m.Payload())]++
+		}
+	}
+	for i := 0; i < 10; i++ {
+		if job := fmt.Sprintf("job-%d", i); jobs[job] != 1 {
+			t.Fatalf("shared subscription delivered %s %d times, want once (all: %v)", job, jobs[job], jobs)
+		}
+	}
+	if len(jobs) != 10 {
+		t.Fatalf("shared subscription delivered %v, want job-0..job-9", jobs)
 	}
 
 	// Parley's topics stay closed.

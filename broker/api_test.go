@@ -227,9 +227,13 @@ func TestRESTConversationsAndRead(t *testing.T) {
 		e := setup(t, s)
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})
 		for i := 0; i < 3; i++ {
-			e.do("POST", "/v1/users/alice/messages", "bob", fmt.Sprintf(`{"body":%d}`, i), nil)
+			if code := e.do("POST", "/v1/users/alice/messages", "bob", fmt.Sprintf(`{"body":%d}`, i), nil); code != 201 {
+				t.Fatalf("send %d: status %d", i, code)
+			}
 		}
-		e.do("POST", "/v1/groups", "carol", `{"id":"club","name":"The Club","members":["alice"]}`, nil)
+		if code := e.do("POST", "/v1/groups", "carol", `{"id":"club","name":"The Club","members":["alice"]}`, nil); code != 201 {
+			t.Fatalf("create group: status %d", code)
+		}
 		var list conversationsOut
 		if code := e.do("GET", "/v1/conversations?limit=1", "alice", "", &list); code != 200 || len(list.Conversations) != 1 || list.Next == nil {
 			t.Fatalf("page 1 = %d %+v", code, list)
@@ -238,7 +242,9 @@ func TestRESTConversationsAndRead(t *testing.T) {
 		if g.ID != "g:club" || g.Kind != "group" || g.Group != "club" || g.Name != "The Club" || g.LastSeq != 1 || g.Unread != 1 || g.LastMessage == nil {
 			t.Fatalf("group = %+v", g)
 		}
-		e.do("GET", "/v1/conversations?limit=1&cursor="+*list.Next, "alice", "", &list)
+		if code := e.do("GET", "/v1/conversations?limit=1&cursor="+*list.Next, "alice", "", &list); code != 200 {
+			t.Fatalf("page 2: status %d", code)
+		}
 		d := list.Conversations[0]
 		if d.ID != "dm:alice:bob" || d.Kind != "direct" || d.Peer != "bob" || d.LastSeq != 3 || d.ReadSeq != 0 || d.Unread != 3 || d.LastMessage.Seq != 3 || list.Next != nil {
 			t.Fatalf("direct = %+v next %v", d, list.Next)
@@ -253,11 +259,20 @@ func TestRESTConversationsAndRead(t *testing.T) {
 		if ev := phone.nextKind("read"); ev.Seq != 2 || ev.User != "alice" {
 			t.Fatalf("read event = %+v", ev)
 		}
-		e.do("GET", "/v1/conversations", "alice", "", &list)
+		if code := e.do("GET", "/v1/conversations", "alice", "", &list); code != 200 {
+			t.Fatalf("list after read: status %d", code)
+		}
+		found := false
 		for _, c := range list.Conversations {
-			if c.ID == "dm:alice:bob" && (c.ReadSeq != 2 || c.Unread != 1) {
-				t.Fatalf("after read: %+v", c)
+			if c.ID == "dm:alice:bob" {
+				found = true
+				if c.ReadSeq != 2 || c.Unread != 1 {
+					t.Fatalf("after read: %+v", c)
+				}
 			}
+		}
+		if !found {
+			t.Fatalf("after read: dm:alice:bob missing from %+v", list.Conversations)
 		}
 	})
 }
@@ -269,7 +284,9 @@ func TestSync(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		for i := 0; i < 60; i++ {
-			e.do("POST", fmt.Sprintf("/v1/users/p%02d/messages", i), "alice", `{"body":"hello"}`, nil)
+			if code := e.do("POST", fmt.Sprintf("/v1/users/p%02d/messages", i), "alice", `{"body":"hello"}`, nil); code != 201 {
+				t.Fatalf("send to p%02d: status %d", i, code)
+			}
 		}
 		var snap struct {
 			Conversations []conversationOut
@@ -291,14 +308,23 @@ func TestSync(t *testing.T) {
 				defer wg.Done()
 				peer := fmt.Sprintf("p%02d", i)
 				for j := 0; j < 10; j++ {
-					e.do("POST", "/v1/users/"+peer+"/messages", "alice", `{"body":"a"}`, nil)
-					e.do("POST", "/v1/users/alice/messages", peer, `{"body":"b"}`, nil)
+					if code := e.do("POST", "/v1/users/"+peer+"/messages", "alice", `{"body":"a"}`, nil); code != 201 {
+						t.Errorf("alice to %s: status %d", peer, code)
+					}
+					if code := e.do("POST", "/v1/users/alice/messages", peer, `{"body":"b"}`, nil); code != 201 {
+						t.Errorf("%s to alice: status %d", peer, code)
+					}
 				}
 			}(i)
 		}
 		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
 		for i := 50; i < 60; i++ {
-			e.do("POST", fmt.Sprintf("/v1/conversations/dm:alice:p%02d/read", i), "alice", `{"seq":1}`, nil)
+			if code := e.do("POST", fmt.Sprintf("/v1/conversations/dm:alice:p%02d/read", i), "alice", `{"seq":1}`, nil); code != 200 {
+				t.Fatalf("read marker in dm:alice:p%02d: status %d", i, code)
+			}
 		}
 		var changes struct {
 			Conversations []conversationOut
@@ -309,6 +335,19 @@ func TestSync(t *testing.T) {
 		}
 		if len(changes.Conversations) != 60 {
 			t.Fatalf("%d changed conversations, want 60 (50 with messages, 10 read markers)", len(changes.Conversations))
+		}
+		// Exactly the 60 changed conversations, each once.
+		changed := map[string]bool{}
+		for _, c := range changes.Conversations {
+			if changed[c.ID] {
+				t.Fatalf("%s reported twice", c.ID)
+			}
+			changed[c.ID] = true
+		}
+		for i := 0; i < 60; i++ {
+			if id := fmt.Sprintf("dm:alice:p%02d", i); !changed[id] {
+				t.Fatalf("%s changed and was not reported", id)
+			}
 		}
 		for _, c := range changes.Conversations {
 			if c.LastSeq == last[c.ID] {
@@ -324,7 +363,12 @@ func TestSync(t *testing.T) {
 		var none struct {
 			Conversations []conversationOut
 		}
-		e.do("GET", "/v1/sync?since="+changes.Next, "alice", "", &none)
+		if changes.Next == "" {
+			t.Fatal("sync: no next token after the changes")
+		}
+		if code := e.do("GET", "/v1/sync?since="+changes.Next, "alice", "", &none); code != 200 {
+			t.Fatalf("sync after the changes: status %d", code)
+		}
 		if len(none.Conversations) != 0 {
 			t.Fatalf("nothing changed, got %d", len(none.Conversations))
 		}

@@ -164,6 +164,8 @@ func TestClusterRepair(t *testing.T) {
 		}
 	}
 	t.Logf("bob: %d messages, %d duplicates dropped; carol: %d, %d", colB.n, colB.dups, colC.n, colC.dups)
+	colB.noDups(t, "bob")
+	colC.noDups(t, "carol")
 
 	// Kill node 2 mid-stream: what it acknowledged is not lost.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -193,6 +195,7 @@ func TestClusterRepair(t *testing.T) {
 			t.Fatalf("bob has dm:bob:dave up to %d, want at least %d", colB.last["dm:bob:dave"], n+sent)
 		}
 	}
+	colB.noDups(t, "bob after the node stopped")
 }
 
 // TestClusterPresence: a user's presence is cluster-wide.

@@ -3,15 +3,16 @@ package broker_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/parley-im/parley/broker"
-	"github.com/parley-im/parley/internal/wire"
 )
 
 // statusOfCode is the one table of docs/api.md: the HTTP status of every
@@ -26,9 +27,10 @@ var statusOfCode = map[string]int{
 // FuzzREST sends arbitrary path parameters, query strings and bodies to every
 // REST route as an authenticated user, on a healthy store. The API never
 // fails internally (no 5xx), always answers JSON, answers errors with the
-// documented {"error":{...}} object and status, and treats a send body
-// exactly as the MQTT send pipeline's parser does: accepted and stored
-// unchanged when ParseSendPayload accepts it, refused with its code when not.
+// documented {"error":{...}} object and status, and treats a send body as
+// the documents say: accepted and stored unchanged when sendOracle, written
+// from docs/protocol.md and docs/api.md, accepts it, refused with its code
+// when not.
 func FuzzREST(f *testing.F) {
 	const maxPayload = 4096
 	e := setup(f, openSQLite(f), func(o *broker.Options) { o.MaxPayload = maxPayload })
@@ -104,42 +106,132 @@ func FuzzREST(f *testing.F) {
 		}
 
 		// A send to a valid target: the REST API accepts exactly what the
-		// send parser accepts.
+		// rules of docs/protocol.md (Sending a message) and docs/api.md
+		// accept, as judged by sendOracle, written from those documents
+		// and not from the server's parser.
 		isSend := method == "POST" && strings.HasSuffix(pattern, "/messages")
 		if !isSend || param != "" {
 			return
 		}
-		p, perr := wire.ParseSendPayload(body, maxPayload)
-		if perr != nil {
+		want := sendOracle(body, maxPayload)
+		if want.code != "" {
 			var e apiErr
 			json.Unmarshal(rec.Body.Bytes(), &e)
-			if rec.Code != statusOfCode[perr.Code] || e.Error.Code != perr.Code {
-				t.Fatalf("send %q: %d %s, want %s", body, rec.Code, rec.Body, perr.Code)
+			if rec.Code != statusOfCode[want.code] || e.Error.Code != want.code {
+				t.Fatalf("send %q: %d %s, want %s (%s)", body, rec.Code, rec.Body, want.code, want.why)
 			}
 			return
 		}
 		switch {
-		case p.Ephemeral && rec.Code == 202:
-		case !p.Ephemeral && (rec.Code == 201 || rec.Code == 200):
+		case want.ephemeral && rec.Code == 202:
+			var m map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || !reflect.DeepEqual(m, map[string]any{"ephemeral": true}) {
+				t.Fatalf("ephemeral send %q: reply %s, want {\"ephemeral\":true}", body, rec.Body)
+			}
+		case !want.ephemeral && (rec.Code == 201 || rec.Code == 200):
 			var m struct {
 				Seq  int64
 				From string
+				CID  string
 				Type string
 				Body json.RawMessage
 			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 				t.Fatal(err)
 			}
-			if m.Seq < 1 || m.From != "alice" {
-				t.Fatalf("send %q: stored %s", body, rec.Body)
+			if m.Seq < 1 || m.From != "alice" || m.CID != want.cid {
+				t.Fatalf("send %q: stored %s, want from alice with cid %q", body, rec.Body, want.cid)
 			}
-			if rec.Code == 201 && (m.Type != p.Type || !sameJSON(m.Body, p.Body)) {
-				t.Fatalf("send %q: body stored as %s", body, m.Body)
+			if rec.Code == 201 && (m.Type != want.typ || !sameJSON(m.Body, want.body)) {
+				t.Fatalf("send %q: stored as type %q body %s, want type %q body %s", body, m.Type, m.Body, want.typ, want.body)
+			}
+			if rec.Code == 200 && want.cid == "" {
+				t.Fatalf("send %q without a cid answered 200 (a retry): %s", body, rec.Body)
 			}
 		default:
-			t.Fatalf("send %q (valid, ephemeral %v): %d %s", body, p.Ephemeral, rec.Code, rec.Body)
+			t.Fatalf("send %q (valid, ephemeral %v): %d %s", body, want.ephemeral, rec.Code, rec.Body)
 		}
 	})
+}
+
+// sendVerdict is what the documents say of a send body: refused with code
+// (and why), or accepted as cid, typ, body and ephemeral.
+type sendVerdict struct {
+	code, why string
+	cid, typ  string
+	body      json.RawMessage
+	ephemeral bool
+}
+
+// sendOracle judges a send body by the rules of docs/protocol.md ("Sending a
+// message") and docs/api.md, independently of hooks.ParseSendPayload: at
+// most max bytes (too_large); UTF-8; one JSON object (RFC 8259 whitespace
+// only around it); the fields named exactly cid, type, body and ephemeral,
+// others ignored; cid a string of at most 64 characters, type a string of at
+// most 32 characters (default "text"), neither holding U+0000, type not
+// starting with group., member. or system.; body present and not null;
+// ephemeral a boolean. A JSON null for an optional field counts as absent.
+func sendOracle(b []byte, max int) sendVerdict {
+	bad := func(why string) sendVerdict { return sendVerdict{code: "invalid_payload", why: why} }
+	if len(b) > max {
+		return sendVerdict{code: "too_large", why: "over PARLEY_MAX_PAYLOAD"}
+	}
+	if !utf8.Valid(b) {
+		return bad("not UTF-8")
+	}
+	if t := strings.TrimLeft(string(b), " \t\r\n"); t == "" || t[0] != '{' {
+		return bad("not a JSON object")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return bad("not a JSON object: " + err.Error())
+	}
+	isNull := func(r json.RawMessage) bool { return string(r) == "null" }
+	text := func(name string, maxLen int) (string, string) {
+		r, ok := fields[name]
+		if !ok || isNull(r) {
+			return "", ""
+		}
+		var v string
+		if err := json.Unmarshal(r, &v); err != nil {
+			return "", name + " is not a string"
+		}
+		if utf8.RuneCountInString(v) > maxLen {
+			return "", fmt.Sprintf("%s longer than %d characters", name, maxLen)
+		}
+		if strings.ContainsRune(v, 0) {
+			return "", name + " holds U+0000"
+		}
+		return v, ""
+	}
+	v := sendVerdict{typ: "text"}
+	var why string
+	if v.cid, why = text("cid", 64); why != "" {
+		return bad(why)
+	}
+	typ, why := text("type", 32)
+	if why != "" {
+		return bad(why)
+	}
+	if typ != "" {
+		v.typ = typ
+	}
+	for _, r := range []string{"group.", "member.", "system."} {
+		if strings.HasPrefix(v.typ, r) {
+			return bad("reserved type")
+		}
+	}
+	if r, ok := fields["ephemeral"]; ok && !isNull(r) {
+		if err := json.Unmarshal(r, &v.ephemeral); err != nil {
+			return bad("ephemeral is not a boolean")
+		}
+	}
+	r, ok := fields["body"]
+	if !ok || isNull(r) {
+		return bad("no body")
+	}
+	v.body = r
+	return v
 }
 
 // sameJSON reports whether a and b are the same JSON value.

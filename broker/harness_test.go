@@ -418,27 +418,110 @@ func (c *client) close() {
 }
 
 // collector checks what a client that dedups on (conv, seq) surfaces: per
-// conversation, each new seq must follow the previous one.
+// conversation, the first seq is the expected start (1 unless told
+// otherwise), each new seq follows the previous one, and a seq seen before
+// carries the same message (id and body) as the first time.
 type collector struct {
-	last map[string]int64
-	dups int
-	n    int
+	last   map[string]int64            // conv -> highest seq surfaced
+	first  map[string]int64            // conv -> first seq surfaced
+	ids    map[string]map[int64]string // conv -> seq -> id
+	bodies map[string]map[int64]string // conv -> seq -> body
+	// start is the seq each conversation must begin at; a conversation not
+	// in it must begin at 1 unless anyStart is set.
+	start    map[string]int64
+	anyStart bool
+	dups     int
+	n        int
 }
 
-func newCollector() *collector { return &collector{last: map[string]int64{}} }
+func newCollector() *collector {
+	return &collector{last: map[string]int64{}, first: map[string]int64{}, ids: map[string]map[int64]string{},
+		bodies: map[string]map[int64]string{}, start: map[string]int64{}}
+}
 
-// add records a message event; it fails on a gap or reorder.
+// add records a message event; it fails on a gap, a reorder, a first seq
+// other than the expected start, or a known seq with another message.
 func (col *collector) add(t testing.TB, ev event) {
 	t.Helper()
 	last, seen := col.last[ev.Conv]
-	switch {
-	case seen && ev.Seq <= last:
+	if seen && ev.Seq <= last {
+		if ev.Seq < col.first[ev.Conv] {
+			t.Fatalf("%s: seq %d after the first surfaced seq %d", ev.Conv, ev.Seq, col.first[ev.Conv])
+		}
+		if id := col.ids[ev.Conv][ev.Seq]; id != ev.ID {
+			t.Fatalf("%s: seq %d is %s, earlier %s: two messages under one seq", ev.Conv, ev.Seq, ev.ID, id)
+		}
+		if body := col.bodies[ev.Conv][ev.Seq]; body != string(ev.Body) {
+			t.Fatalf("%s: seq %d (%s) has body %s, earlier %s", ev.Conv, ev.Seq, ev.ID, ev.Body, body)
+		}
 		col.dups++
-	case !seen || ev.Seq == last+1:
-		col.last[ev.Conv] = ev.Seq
-		col.n++
-	default:
+		return
+	}
+	if !seen {
+		want, known := col.start[ev.Conv]
+		if !known && !col.anyStart {
+			want, known = 1, true
+		}
+		if known && ev.Seq != want {
+			t.Fatalf("%s: first seq %d, want %d", ev.Conv, ev.Seq, want)
+		}
+		col.first[ev.Conv] = ev.Seq
+		col.ids[ev.Conv] = map[int64]string{}
+		col.bodies[ev.Conv] = map[int64]string{}
+	} else if ev.Seq != last+1 {
 		t.Fatalf("%s: seq %d after %d: out of order or missing", ev.Conv, ev.Seq, last)
+	}
+	col.last[ev.Conv] = ev.Seq
+	col.ids[ev.Conv][ev.Seq] = ev.ID
+	col.bodies[ev.Conv][ev.Seq] = string(ev.Body)
+	col.n++
+}
+
+// noDups fails the test if any message was surfaced more than once.
+func (col *collector) noDups(t testing.TB, who string) {
+	t.Helper()
+	if col.dups != 0 {
+		t.Errorf("%s: %d messages delivered again under a seq already surfaced", who, col.dups)
+	}
+}
+
+// eventually polls cond every 10ms until it holds and fails the test if it
+// does not within timeout.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitCursors waits until the store holds, for device of user, a cursor at
+// least at each conversation's seq in want: from then on a reconnect of the
+// device re-sends nothing it acknowledged.
+func waitCursors(t testing.TB, s history.Store, device, user string, want map[string]int64) {
+	t.Helper()
+	var got map[string]int64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := s.Device(context.Background(), device, user)
+		if err != nil {
+			t.Fatalf("read the cursors of %s: %v", device, err)
+		}
+		got = st.Cursors
+		behind := false
+		for conv, seq := range want {
+			behind = behind || got[conv] < seq
+		}
+		if !behind {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: cursors %v after 10s, want at least %v", device, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -17,20 +17,28 @@ import (
 
 // event is anything that arrives on an inbox.
 type event struct {
-	Kind   string `json:"kind"`
-	Conv   string `json:"conv"`
-	Seq    int64  `json:"seq"`
-	ID     string `json:"id"`
-	CID    string `json:"cid"`
-	From   string `json:"from"`
-	Code   string `json:"code"`
-	After  int64  `json:"after"`
-	Before int64  `json:"before"`
+	Kind   string          `json:"kind"`
+	Conv   string          `json:"conv"`
+	Seq    int64           `json:"seq"`
+	ID     string          `json:"id"`
+	CID    string          `json:"cid"`
+	From   string          `json:"from"`
+	Body   json.RawMessage `json:"body"`
+	Code   string          `json:"code"`
+	After  int64           `json:"after"`
+	Before int64           `json:"before"`
+}
+
+// surfacedMsg is what a device surfaced under one seq: sender, cid and body
+// as delivered (or read over REST for a gap).
+type surfacedMsg struct {
+	from, cid, body string
 }
 
 // convLog is what one device surfaced of one conversation.
 type convLog struct {
 	ids   map[int64]string // seq -> server id, each seq surfaced once
+	msgs  map[int64]surfacedMsg
 	max   int64            // highest seq surfaced or skipped by a gap event
 	holes [][2]int64       // seq ranges announced by gap events, filled over REST
 	cids  map[string]int64 // from + "\x00" + cid -> seq
@@ -143,7 +151,7 @@ func (d *device) handle(_ pahov3.Client, m pahov3.Message) {
 func (d *device) conv(id string) *convLog {
 	c := d.convs[id]
 	if c == nil {
-		c = &convLog{ids: map[int64]string{}, cids: map[string]int64{}}
+		c = &convLog{ids: map[int64]string{}, msgs: map[int64]surfacedMsg{}, cids: map[string]int64{}}
 		d.convs[id] = c
 	}
 	return c
@@ -159,10 +167,11 @@ func (d *device) record(ev event, now time.Time) {
 	case "message":
 		d.raw++
 		c := d.conv(ev.Conv)
+		m := surfacedMsg{from: ev.From, cid: ev.CID, body: string(ev.Body)}
 		if id, ok := c.ids[ev.Seq]; ok {
 			d.rawDups++
-			if id != ev.ID {
-				d.conflicts = append(d.conflicts, fmt.Sprintf("%s seq %d: id %s then %s", ev.Conv, ev.Seq, id, ev.ID))
+			if id != ev.ID || c.msgs[ev.Seq] != m {
+				d.conflicts = append(d.conflicts, fmt.Sprintf("%s seq %d: %s %+v then %s %+v", ev.Conv, ev.Seq, id, c.msgs[ev.Seq], ev.ID, m))
 			}
 			return
 		}
@@ -170,6 +179,7 @@ func (d *device) record(ev event, now time.Time) {
 			d.reorders = append(d.reorders, fmt.Sprintf("%s seq %d after %d", ev.Conv, ev.Seq, c.max))
 		}
 		c.ids[ev.Seq] = ev.ID
+		c.msgs[ev.Seq] = m
 		d.surfaced++
 		c.max = max(c.max, ev.Seq)
 		if ev.CID != "" {
@@ -245,12 +255,14 @@ func (d *device) fillHoles(t testing.TB, httpAddr string) int {
 				if m.Seq > h.to {
 					break
 				}
+				sm := surfacedMsg{from: m.From, cid: m.CID, body: string(m.Body)}
 				if id, ok := c.ids[m.Seq]; ok {
-					if id != m.ID {
-						d.conflicts = append(d.conflicts, fmt.Sprintf("%s seq %d: id %s, REST %s", h.conv, m.Seq, id, m.ID))
+					if id != m.ID || c.msgs[m.Seq] != sm {
+						d.conflicts = append(d.conflicts, fmt.Sprintf("%s seq %d: %s %+v, REST %s %+v", h.conv, m.Seq, id, c.msgs[m.Seq], m.ID, sm))
 					}
 				} else {
 					c.ids[m.Seq] = m.ID
+					c.msgs[m.Seq] = sm
 					d.surfaced++
 					n++
 				}
@@ -285,7 +297,10 @@ type sender struct {
 	// a reconnect).
 	ackWait time.Duration
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// book holds every cid published: its number n (1, 2, ... in send
+	// order) and its body, as the sender wrote it.
+	book     map[string]bookEntry
 	sent     int      // distinct cids published
 	attempts int      // publishes, retries included
 	acked    []string // cids acknowledged by a PUBACK
@@ -295,6 +310,12 @@ type sender struct {
 	// stored message when it resends it after a reconnect
 	// (eclipse/paho.mqtt.golang#563).
 	tokenLies int
+}
+
+// bookEntry is one message in a sender's book.
+type bookEntry struct {
+	n    int
+	body string
 }
 
 // waitAck waits up to ackWait for the PUBACK of the cid (of this or of an
@@ -387,9 +408,14 @@ func (s *sender) run(stop <-chan struct{}, giveUp time.Duration) {
 		default:
 		}
 		cid := fmt.Sprintf("%s-%d", s.prefix, i)
-		payload := fmt.Sprintf(`{"cid":%q,"body":{"n":%d,"by":%q}}`, cid, i, s.dev.id)
+		body := fmt.Sprintf(`{"n":%d,"by":%q}`, i, s.dev.id)
+		payload := fmt.Sprintf(`{"cid":%q,"body":%s}`, cid, body)
 		s.mu.Lock()
 		s.sent++
+		if s.book == nil {
+			s.book = map[string]bookEntry{}
+		}
+		s.book[cid] = bookEntry{n: i, body: body}
 		s.mu.Unlock()
 		acked := s.dev.acks.await(cid)
 		for {
@@ -472,4 +498,72 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
+}
+
+// checkBooks checks what device d surfaced of conv against the senders'
+// own books, not the server's seqs: every message from a user who has a
+// sender in conv carries a cid of that sender's book with the body it was
+// sent with, and the messages of one sender surface in the order it sent
+// them. With strict, a message with a cid from a user without a sender in
+// conv is an error too. It also returns, per sender, the cids d surfaced.
+func checkBooks(d *device, conv string, senders []*sender, strict bool) (problems []string, got map[*sender]map[string]bool) {
+	byUser := map[string][]*sender{}
+	got = map[*sender]map[string]bool{}
+	for _, s := range senders {
+		if s.conv == conv {
+			byUser[s.dev.user] = append(byUser[s.dev.user], s)
+			got[s] = map[string]bool{}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.convs[conv]
+	if c == nil {
+		return nil, got
+	}
+	seqs := make([]int64, 0, len(c.msgs))
+	for seq := range c.msgs {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	lastN := map[*sender]int{}
+	lastSeq := map[*sender]int64{}
+	for _, seq := range seqs {
+		m := c.msgs[seq]
+		if m.cid == "" {
+			continue // group.created and other membership messages
+		}
+		ss, ok := byUser[m.from]
+		if !ok {
+			if strict {
+				problems = append(problems, fmt.Sprintf("%s %s seq %d: cid %s from %s, whom no sender in the conversation is", d.id, conv, seq, m.cid, m.from))
+			}
+			continue
+		}
+		var s *sender
+		var e bookEntry
+		for _, cand := range ss {
+			cand.mu.Lock()
+			ent, ok := cand.book[m.cid]
+			cand.mu.Unlock()
+			if ok {
+				s, e = cand, ent
+				break
+			}
+		}
+		if s == nil {
+			problems = append(problems, fmt.Sprintf("%s %s seq %d: cid %s from %s was never sent", d.id, conv, seq, m.cid, m.from))
+			continue
+		}
+		if m.body != e.body {
+			problems = append(problems, fmt.Sprintf("%s %s seq %d: cid %s has body %s, sent %s", d.id, conv, seq, m.cid, m.body, e.body))
+		}
+		if e.n <= lastN[s] {
+			problems = append(problems, fmt.Sprintf("%s %s: %s's message %d (seq %d) surfaced after its message %d (seq %d): not in send order",
+				d.id, conv, s.prefix, e.n, seq, lastN[s], lastSeq[s]))
+		}
+		lastN[s], lastSeq[s] = e.n, seq
+		got[s][m.cid] = true
+	}
+	return problems, got
 }

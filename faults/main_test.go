@@ -129,3 +129,24 @@ func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	}
 	return lo + time.Duration(r.Int64N(int64(hi-lo)+1))
 }
+
+// poll calls cond every 50ms until it holds or timeout passes, and reports
+// whether it held.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// eventually fails the test unless cond holds within timeout.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("condition not met within %v", timeout)
+	}
+}

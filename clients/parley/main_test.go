@@ -305,3 +305,16 @@ func seqsOf(ms []parley.Message) []int64 {
 	}
 	return out
 }
+
+// eventually polls cond every 10ms until it holds and fails the test if it
+// does not within timeout.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -75,23 +75,20 @@ func TestBrokerRestart(t *testing.T) {
 			t.Fatalf("only %d sends acknowledged", len(acked))
 		}
 
-		// Wait until the receiver surfaced the last acknowledged message.
-		last := acked[len(acked)-1]
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			mu.Lock()
-			n := len(surfaced)
-			reached := n > 0 && surfaced[n-1].Seq >= last.Seq
-			mu.Unlock()
-			if reached {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("receiver surfaced %d messages, not up to seq %d", n, last.Seq)
-			}
-			time.Sleep(20 * time.Millisecond)
+		// A fence after the load: once the receiver surfaced it, it
+		// surfaced everything before it, and anything surfaced twice would
+		// show before it too.
+		fence, err := alice.Send(ctxT(t), parley.User("bob"), "fence")
+		if err != nil {
+			t.Fatalf("fence: %v", err)
 		}
-		time.Sleep(300 * time.Millisecond) // anything surfaced twice would show now
+		acked = append(acked, fence)
+		eventually(t, 30*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := len(surfaced)
+			return n > 0 && surfaced[n-1].Seq >= fence.Seq
+		})
 
 		mu.Lock()
 		got := append([]parley.Message(nil), surfaced...)
@@ -108,8 +105,8 @@ func TestBrokerRestart(t *testing.T) {
 		}
 		for _, a := range acked {
 			m, ok := bySeq[a.Seq]
-			if !ok || m.ID != a.ID {
-				t.Fatalf("acknowledged message seq %d (id %s) not surfaced (got %+v)", a.Seq, a.ID, m)
+			if !ok || m.ID != a.ID || m.CID != a.CID || string(m.Body) != string(a.Body) {
+				t.Fatalf("acknowledged message seq %d (id %s, body %s) not surfaced (got %+v)", a.Seq, a.ID, a.Body, m)
 			}
 		}
 		t.Logf("%d messages acknowledged, %d surfaced (seq %d to %d), across 2 restarts", len(acked), len(got), got[0].Seq, got[len(got)-1].Seq)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -32,22 +33,57 @@ func benchJSON(t *testing.T, want int, args ...string) report {
 	return rep
 }
 
-// checkRun asserts that a run moved messages and lost none.
+// checkRun asserts that a run moved messages, lost none, and that its
+// figures agree with each other: the verdict adds up, the arrivals counted
+// cover the deliveries reported, the rates match the counts, and the
+// percentiles are ordered.
 func checkRun(t *testing.T, r *result) {
 	t.Helper()
 	if !r.OK {
 		t.Errorf("%s: not OK: %+v", r.Name, r)
 	}
-	if r.Acked == 0 || r.AcksPerSecond <= 0 || r.DeliveriesPerSecond <= 0 || r.ConnectRate <= 0 {
-		t.Errorf("%s: zero figures: acked %d, %.0f acks/s, %.0f deliveries/s, %.0f connects/s",
-			r.Name, r.Acked, r.AcksPerSecond, r.DeliveriesPerSecond, r.ConnectRate)
+	if r.Acked <= 0 || r.Sent < r.Acked {
+		t.Errorf("%s: sent %d, acked %d: want 0 < acked <= sent", r.Name, r.Sent, r.Acked)
 	}
-	if r.Latency.Samples == 0 || r.Latency.P50 <= 0 || r.Latency.Max < r.Latency.P99 {
-		t.Errorf("%s: latency %+v", r.Name, r.Latency)
+	if r.ConnectFailures != 0 || r.LostConnections != 0 || r.Gaps != 0 || r.DrainCut || len(r.Refused) != 0 {
+		t.Errorf("%s: connect failures %d, lost connections %d, gap events %d, drain cut %v, refused %v",
+			r.Name, r.ConnectFailures, r.LostConnections, r.Gaps, r.DrainCut, r.Refused)
 	}
 	v := r.Verify
-	if v.Expected == 0 || v.Losses != 0 || v.Delivered != v.Expected || v.Mismatches != 0 {
-		t.Errorf("%s: verify %+v", r.Name, v)
+	if v.Expected == 0 || v.Expected != v.Delivered+v.Losses+v.Missing {
+		t.Errorf("%s: verify %+v: expected != delivered + losses + missing", r.Name, v)
+	}
+	if v.Losses != 0 || v.Missing != 0 || v.Mismatches != 0 || v.Refused != 0 || v.Delivered != v.Expected {
+		t.Errorf("%s: verify %+v: want every expected delivery, no loss, no mismatch, no refusal", r.Name, v)
+	}
+	// Every delivery to another user's device (echoes excluded) is one of
+	// the arrivals the verdict counted.
+	if r.Deliveries <= 0 || r.Deliveries > v.Delivered+v.Duplicates+v.Unacked+v.Mismatches {
+		t.Errorf("%s: %d deliveries, but the verdict counts %d arrivals (%+v)", r.Name, r.Deliveries,
+			v.Delivered+v.Duplicates+v.Unacked+v.Mismatches, v)
+	}
+	// The rates are the counts over the send phase; acks/s counts only
+	// the acks within it.
+	if r.Seconds <= 0 || r.AcksPerSecond <= 0 || r.AcksPerSecond*r.Seconds > float64(r.Acked)+0.5 {
+		t.Errorf("%s: %.0f acks/s over %.3fs for %d acked", r.Name, r.AcksPerSecond, r.Seconds, r.Acked)
+	}
+	if r.DeliveriesPerSecond <= 0 || r.ConnectRate <= 0 || r.CPUPercent < 0 {
+		t.Errorf("%s: %.0f deliveries/s, %.0f connects/s, CPU %.0f%%", r.Name, r.DeliveriesPerSecond, r.ConnectRate, r.CPUPercent)
+	}
+	// Latencies: sampled from deliveries, ordered percentiles.
+	l := r.Latency
+	if l.Samples == 0 || l.Samples > uint64(r.Deliveries) || l.P50 <= 0 ||
+		l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max {
+		t.Errorf("%s: latency %+v (%d deliveries): want samples in (0, deliveries] and 0 < p50 <= p90 <= p99 <= p99.9 <= max",
+			r.Name, l, r.Deliveries)
+	}
+	if r.ConnectP50Ms < 0 || r.ConnectP50Ms > r.ConnectP99Ms {
+		t.Errorf("%s: connect p50 %.3fms, p99 %.3fms", r.Name, r.ConnectP50Ms, r.ConnectP99Ms)
+	}
+	if c := r.Catchup; c != nil {
+		if c.Devices <= 0 || c.Incomplete != 0 || c.P50Ms > c.MaxMs || math.Abs(c.PerDevice*float64(c.Devices)-float64(c.Messages)) > 0.5*float64(c.Devices) {
+			t.Errorf("%s: catch-up %+v", r.Name, c)
+		}
 	}
 }
 

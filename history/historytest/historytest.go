@@ -118,18 +118,30 @@ func testAppendConcurrent(t *testing.T, s history.Store) {
 	conv := history.DirectConvID("alice", "bob")
 	const writers, each = 8, 15
 	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
+	errs := make(chan error, writers*each*2)
+	// ids[w][i] is the id the store returned for writer w's i-th cid; both
+	// sends of a cid must return the same message.
+	ids := make([][]string, writers)
 	for w := 0; w < writers; w++ {
+		ids[w] = make([]string, each)
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				from := []string{"alice", "bob"}[w%2]
 				// Every cid is sent twice, as a DUP resend would.
-				nm := NewMsg(conv, from, fmt.Sprintf("w%d-%d", w, i), `1`)
+				nm := NewMsg(conv, from, fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
 				for r := 0; r < 2; r++ {
-					if _, _, err := s.Append(ctx, nm); err != nil {
+					m, _, err := s.Append(ctx, nm)
+					if err != nil {
 						errs <- err
+						continue
+					}
+					switch {
+					case r == 0:
+						ids[w][i] = m.ID
+					case m.ID != ids[w][i]:
+						errs <- fmt.Errorf("w%d-%d: retry returned id %s, first send %s", w, i, m.ID, ids[w][i])
 					}
 				}
 			}
@@ -144,13 +156,50 @@ func testAppendConcurrent(t *testing.T, s history.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != writers*each {
-		t.Fatalf("stored %d messages, want %d", len(msgs), writers*each)
+	// Exactly the cids sent, each once, under the id its Append returned,
+	// with its own body, at seqs 1..N, and each writer's cids in the order
+	// it sent them.
+	type sent struct{ w, i int }
+	want := map[string]sent{}
+	for w := 0; w < writers; w++ {
+		for i := 0; i < each; i++ {
+			want[fmt.Sprintf("w%d-%d", w, i)] = sent{w, i}
+		}
+	}
+	seen := map[string]int64{}
+	lastOf := make([]int, writers)
+	for w := range lastOf {
+		lastOf[w] = -1
 	}
 	for i, m := range msgs {
 		if m.Seq != int64(i+1) {
 			t.Fatalf("message %d has seq %d: gap or duplicate", i, m.Seq)
 		}
+		k, ok := want[m.CID]
+		if !ok {
+			t.Fatalf("seq %d: cid %q was never sent", m.Seq, m.CID)
+		}
+		if seq, dup := seen[m.CID]; dup {
+			t.Fatalf("cid %s stored twice, at seqs %d and %d", m.CID, seq, m.Seq)
+		}
+		seen[m.CID] = m.Seq
+		if from := []string{"alice", "bob"}[k.w%2]; m.From != from {
+			t.Fatalf("cid %s from %s, want %s", m.CID, m.From, from)
+		}
+		if m.ID != ids[k.w][k.i] {
+			t.Fatalf("cid %s stored with id %s, Append returned %s", m.CID, m.ID, ids[k.w][k.i])
+		}
+		var body struct{ W, I int }
+		if err := json.Unmarshal(m.Body, &body); err != nil || body.W != k.w || body.I != k.i {
+			t.Fatalf("cid %s has body %s (%v)", m.CID, m.Body, err)
+		}
+		if k.i != lastOf[k.w]+1 {
+			t.Fatalf("writer %d: cid %d stored after cid %d: not in send order", k.w, k.i, lastOf[k.w])
+		}
+		lastOf[k.w] = k.i
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("stored %d distinct cids of %d sent (%d messages)", len(seen), len(want), len(msgs))
 	}
 }
 

@@ -6,7 +6,9 @@
 // NewCluster starts a private cluster that a test may stop and start again.
 //
 // Without PostgreSQL binaries, tests fail when the CI environment variable is
-// set and are skipped with a visible message otherwise.
+// set and are skipped otherwise, with a message starting "pgtest:" that
+// scripts/testsummary (make test) counts: make test fails on such skips
+// unless PARLEY_ALLOW_SKIPS=1.
 package pgtest
 
 import (
