@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +33,17 @@ import (
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
+
+// ACL holds the rules for plain MQTT topics outside Parley's prefix; see
+// ParseACL for the file format.
+type ACL = auth.ACL
+
+// ParseACL reads ACL rules, one per line: USER ACCESS FILTER, where USER is
+// a user id or *, ACCESS is read, write, readwrite or deny, and FILTER is an
+// MQTT topic filter in which {user} stands for the connecting user. The
+// first rule whose user matches and whose filter covers the topic decides;
+// without one, access is denied. Errors name the offending line.
+func ParseACL(r io.Reader) (*ACL, error) { return auth.ParseACL(r) }
 
 // ErrClosed is returned by Start after Close.
 var ErrClosed = errors.New("broker: closed")
@@ -75,7 +87,7 @@ type Options struct {
 	TopicPrefix string
 	// ACL governs plain MQTT topics outside the prefix; nil denies them
 	// (or, with Anonymous, allows them).
-	ACL *auth.ACL
+	ACL *ACL
 	// Anonymous enables open mode: clients without credentials may connect
 	// and use topics outside the prefix as a plain MQTT broker; the prefix
 	// stays closed to them.
@@ -138,9 +150,9 @@ type Options struct {
 	// ClusterSweep is how often every device is checked against the store
 	// in cluster mode; default 30s.
 	ClusterSweep time.Duration
-	// ClusterDropRate drops this share of deliveries received from other
-	// nodes: a test hook showing that losses are repaired. Keep it 0.
-	ClusterDropRate float64
+	// clusterDropRate drops this share of deliveries received from other
+	// nodes: a test knob (export_test.go) showing that losses are repaired.
+	clusterDropRate float64
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -172,6 +184,44 @@ const (
 	DefaultHTTPReadTimeout       = 30 * time.Second
 	DefaultHTTPIdleTimeout       = 2 * time.Minute
 )
+
+// withDefaults returns o with the documented default of every zero field.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = send.DefaultMaxPayload
+	}
+	if o.Rate == 0 {
+		o.Rate = 20
+	}
+	if o.Burst <= 0 {
+		o.Burst = 2 * o.Rate
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.CommitPartitions <= 0 {
+		o.CommitPartitions = 4
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.HTTPReadHeaderTimeout <= 0 {
+		o.HTTPReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
+	}
+	if o.HTTPReadTimeout <= 0 {
+		o.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if o.HTTPIdleTimeout <= 0 {
+		o.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if o.DeviceTTL == 0 {
+		o.DeviceTTL = DefaultDeviceTTL
+	}
+	return o
+}
 
 // Broker is a running Parley node.
 type Broker struct {
@@ -213,9 +263,6 @@ func New(opts Options) (*Broker, error) {
 	if (opts.TLSListener != nil || opts.TLSAddr != "") && opts.TLSConfig == nil {
 		return nil, errors.New("broker: TLS listener needs TLSConfig")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	natsAuth := cluster.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}
 	if opts.NATSURL == "" && natsAuth != (cluster.Auth{}) {
 		return nil, errors.New("broker: NATS credentials or TLS set without NATSURL")
@@ -226,36 +273,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
 	}
-	if opts.MaxPayload <= 0 {
-		opts.MaxPayload = send.DefaultMaxPayload
-	}
-	if opts.Rate == 0 {
-		opts.Rate = 20
-	}
-	if opts.Burst <= 0 {
-		opts.Burst = 2 * opts.Rate
-	}
-	if opts.ConnectTimeout <= 0 {
-		opts.ConnectTimeout = DefaultConnectTimeout
-	}
-	if opts.CommitPartitions <= 0 {
-		opts.CommitPartitions = 4
-	}
-	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 10 * time.Second
-	}
-	if opts.HTTPReadHeaderTimeout <= 0 {
-		opts.HTTPReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
-	}
-	if opts.HTTPReadTimeout <= 0 {
-		opts.HTTPReadTimeout = DefaultHTTPReadTimeout
-	}
-	if opts.HTTPIdleTimeout <= 0 {
-		opts.HTTPIdleTimeout = DefaultHTTPIdleTimeout
-	}
-	if opts.DeviceTTL == 0 {
-		opts.DeviceTTL = DefaultDeviceTTL
-	}
+	opts = opts.withDefaults()
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
 	b.registry = opts.Registry
 	if b.registry == nil {
@@ -310,8 +328,12 @@ func New(opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// Tokens returns the token verifier (and signer, with a secret).
-func (b *Broker) Tokens() *auth.Tokens { return b.tokens }
+// SignToken returns a token for user valid for ttl, signed with
+// Options.JWTSecret; it fails when the broker verifies tokens with a public
+// key only (the issuer signs them then).
+func (b *Broker) SignToken(user string, ttl time.Duration) (string, error) {
+	return b.tokens.Sign(user, ttl)
+}
 
 // Addr returns the bound address of a started listener: "mqtt", "ws",
 // "tls" or "http"; nil when that listener is disabled.
@@ -396,7 +418,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			node, _ = os.Hostname()
 		}
 		b.bus = &cluster.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
-			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate,
+			Sweep: b.opts.ClusterSweep, DropRate: b.opts.clusterDropRate,
 			Auth: cluster.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))

@@ -116,7 +116,7 @@ func TestClusterTakeover(t *testing.T) {
 // with seqs 1..N of every conversation, each surfaced once after dedup.
 func TestClusterRepair(t *testing.T) {
 	c := startCluster(t, 3, func(o *broker.Options) {
-		o.ClusterDropRate = 0.05
+		broker.WithClusterDropRate(0.05)(o)
 		o.ClusterSweep = 500 * time.Millisecond
 	})
 	port := c.nats.Addr().(*net.TCPAddr).Port
