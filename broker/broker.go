@@ -27,6 +27,7 @@ import (
 	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -180,7 +181,7 @@ type Broker struct {
 	store     history.Store
 	tokens    *auth.Tokens
 	messenger *hooks.Messenger
-	sync      *hooks.Sync
+	hub       *delivery.Hub
 	committer *send.Committer
 	groups    *hooks.Groups
 	bus       *cluster.Bus
@@ -273,9 +274,12 @@ func New(opts Options) (*Broker, error) {
 	})
 	topics := wire.Topics{Prefix: opts.TopicPrefix}
 	auth := &hooks.Auth{Server: b.mqtt, Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Metrics: b.metrics, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices, Log: opts.Logger}
-	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
+	// Delivery: the engine, and its mochi hook (added last, below).
+	b.hub = &delivery.Hub{Store: b.store, NewDeviceBacklog: opts.NewDeviceBacklog,
 		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
-		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger}
+		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger,
+		PublishPresence: hooks.PresencePublisher(b.mqtt, topics)}
+	deliveryHook := &hooks.Delivery{Hub: b.hub, Server: b.mqtt, Topics: topics}
 	var limiter *send.RateLimiter
 	if opts.Rate > 0 {
 		limiter = send.NewRateLimiter(opts.Rate, opts.Burst)
@@ -283,7 +287,7 @@ func New(opts Options) (*Broker, error) {
 	b.committer = &send.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.groups = hooks.NewGroups(b.store)
 	b.messenger = &hooks.Messenger{Store: b.store, Topics: topics, Groups: b.groups,
-		Sync: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+		Sync: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -291,7 +295,7 @@ func New(opts Options) (*Broker, error) {
 	if err := b.mqtt.AddHook(b.messenger, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := b.mqtt.AddHook(b.sync, nil); err != nil {
+	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -389,14 +393,14 @@ func (b *Broker) Start(ctx context.Context) error {
 		if node == "" {
 			node, _ = os.Hostname()
 		}
-		b.bus = &cluster.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
+		b.bus = &cluster.Bus{Node: node, Local: b.hub, ForgetGroup: b.groups.Forget, Log: b.log.With("node", node),
 			Sweep: b.opts.ClusterSweep, DropRate: b.opts.ClusterDropRate,
 			Auth: cluster.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
-		b.sync.Remote = b.bus
-		b.sync.OnClaim = b.bus.Kick
+		b.hub.Remote = b.bus
+		b.hub.OnClaim = b.bus.Kick
 		b.messenger.Invalidate = b.bus.Invalidate
 	}
 	if err := b.mqtt.Serve(); err != nil {

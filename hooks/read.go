@@ -69,7 +69,7 @@ func (m *Messenger) MarkRead(ctx context.Context, user, conv string, seq int64) 
 	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
 		recipients = users(ms)
 	}
-	payload, _ := json.Marshal(receipt{Kind: "read", Conv: conv, User: user, Seq: after})
+	payload, _ := json.Marshal(wire.Receipt{Kind: "read", Conv: conv, User: user, Seq: after})
 	m.Sync.DeliverEvent(recipients, payload, 1)
 	return after, nil
 }

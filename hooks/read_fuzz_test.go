@@ -11,6 +11,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/hooks"
+	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -44,7 +45,7 @@ func FuzzReadRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	last := map[string]int64{"dm:alice:bob": 3, "g:team": 2}
-	m := &hooks.Messenger{Store: s, Groups: hooks.NewGroups(s), Sync: &hooks.Sync{Store: s},
+	m := &hooks.Messenger{Store: s, Groups: hooks.NewGroups(s), Sync: &delivery.Hub{Store: s},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	marker := map[string]int64{} // alice's markers as MarkRead reported them
 

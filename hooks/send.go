@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -34,7 +35,7 @@ type Messenger struct {
 	// Groups caches group membership; required.
 	Groups *Groups
 	// Sync delivers to inboxes; required.
-	Sync *Sync
+	Sync *delivery.Hub
 	// Committer batches sends into group commits; default one partition over
 	// Store.
 	Committer *send.Committer
