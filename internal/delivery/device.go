@@ -278,6 +278,11 @@ func (d *device) write(it item) error {
 		if it.seq > d.written[it.conv] {
 			d.written[it.conv] = it.seq
 		}
+		// enterSync may have moved sent back to what was written while this
+		// delivery was on its way: the catch-up must start after it.
+		if it.seq > d.sent[it.conv] {
+			d.sent[it.conv] = it.seq
+		}
 		d.mu.Unlock()
 		if qos == 0 {
 			d.ack(it.conv, it.seq) // at most once: written is as good as it gets
