@@ -28,6 +28,7 @@ import (
 	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
@@ -233,7 +234,7 @@ type Broker struct {
 	messenger  *send.Service
 	api        *rest.API
 	authorizer *auth.Authorizer
-	sync       *hooks.Sync
+	hub        *delivery.Hub
 	committer  *send.Committer
 	groups     *send.Groups
 	bus        *cluster.Bus
@@ -295,9 +296,12 @@ func New(opts Options) (*Broker, error) {
 	topics := wire.Topics{Prefix: opts.TopicPrefix}
 	b.authorizer = &auth.Authorizer{Tokens: b.tokens, Topics: topics, ACL: opts.ACL, Store: b.store, Anonymous: opts.Anonymous, MaxDevices: opts.MaxDevices}
 	authHook := &hooks.Auth{Server: b.mqtt, Authorizer: b.authorizer, Metrics: b.metrics, Log: opts.Logger}
-	b.sync = &hooks.Sync{Store: b.store, Topics: topics, Server: b.mqtt, NewDeviceBacklog: opts.NewDeviceBacklog,
+	// Delivery: the engine, and its mochi hook (added last, below).
+	b.hub = &delivery.Hub{Store: b.store, NewDeviceBacklog: opts.NewDeviceBacklog,
 		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
-		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger}
+		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger,
+		PublishPresence: hooks.PresencePublisher(b.mqtt, topics)}
+	deliveryHook := &hooks.Delivery{Hub: b.hub, Server: b.mqtt, Topics: topics}
 	var limiter *send.RateLimiter
 	if opts.Rate > 0 {
 		limiter = send.NewRateLimiter(opts.Rate, opts.Burst)
@@ -305,7 +309,7 @@ func New(opts Options) (*Broker, error) {
 	b.committer = &send.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.groups = send.NewGroups(b.store)
 	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
-		Deliver: b.sync, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -318,7 +322,7 @@ func New(opts Options) (*Broker, error) {
 	if err := b.mqtt.AddHook(publish, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if err := b.mqtt.AddHook(b.sync, nil); err != nil {
+	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -417,14 +421,14 @@ func (b *Broker) Start(ctx context.Context) error {
 		if node == "" {
 			node, _ = os.Hostname()
 		}
-		b.bus = &cluster.Bus{Node: node, Sync: b.sync, Groups: b.groups, Log: b.log.With("node", node),
+		b.bus = &cluster.Bus{Node: node, Local: b.hub, ForgetGroup: b.groups.Forget, Log: b.log.With("node", node),
 			Sweep: b.opts.ClusterSweep, DropRate: b.opts.clusterDropRate,
 			Auth: cluster.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
-		b.sync.Remote = b.bus
-		b.sync.OnClaim = b.bus.Kick
+		b.hub.Remote = b.bus
+		b.hub.OnClaim = b.bus.Kick
 		b.messenger.Invalidate = b.bus.Invalidate
 	}
 	if err := b.mqtt.Serve(); err != nil {

@@ -22,7 +22,7 @@ func (b *Broker) pruneDevices(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		n, err := b.store.PruneDevices(pctx, time.Now().Add(-ttl), b.sync.Connected())
+		n, err := b.store.PruneDevices(pctx, time.Now().Add(-ttl), b.hub.Connected())
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -1,5 +1,8 @@
-// Package hooks holds Parley's mochi-mqtt hooks and the services behind them:
-// authentication and ACLs (Auth), the send pipeline with group management
-// (Messenger), membership caching (Groups), rate limits and metrics. It
-// depends on history for the domain and the store interface, and on mochi.
+// Package hooks holds Parley's mochi-mqtt hooks: thin adapters that turn
+// mochi callbacks into calls on the engines under internal/. Auth hands
+// CONNECTs, ACL checks and wills to the auth.Authorizer; Publish hands sends
+// and read markers to the send.Service and acks them after the commit;
+// Delivery hands session events and acknowledgements to the delivery.Hub,
+// which writes inbox deliveries through conn, a delivery.Conn over a mochi
+// client.
 package hooks

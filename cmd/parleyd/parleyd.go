@@ -27,9 +27,9 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/hooks"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
+	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -166,8 +166,8 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		def       int
 		usage     string
 	}{
-		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", hooks.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
-		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", hooks.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
+		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", delivery.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
+		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", delivery.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
 		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
 		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}

@@ -1,4 +1,4 @@
-// Package cluster connects the Parley nodes of a cluster over core NATS
+// Package natsbus connects the Parley nodes of a cluster over core NATS
 // (at-most-once): deliveries to the users that have devices on other nodes,
 // session takeovers, group-membership invalidations and presence. Every loss
 // is repaired from the store: a node that receives a seq beyond a device's
@@ -26,9 +26,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/parley-im/parley/hooks"
-	"github.com/parley-im/parley/internal/send"
 )
 
 // Defaults of Bus.
@@ -42,10 +39,10 @@ const (
 type Bus struct {
 	// Node is this node's id.
 	Node string
-	// Sync delivers to this node's devices.
-	Sync *hooks.Sync
-	// Groups is invalidated when another node changes a group.
-	Groups *send.Groups
+	// Local delivers to this node's devices.
+	Local Local
+	// ForgetGroup is called when another node changed a group's membership.
+	ForgetGroup func(group string)
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// Prefix of the subjects; default "parley".
@@ -94,12 +91,33 @@ type nodeMsg struct {
 	Users []string `json:"users"`
 }
 
+// Local is what the bus needs of this node's delivery engine
+// (delivery.Hub).
+type Local interface {
+	// DeliverLocal hands a delivery from another node to the devices of
+	// users here: a stored message (conv and seq set) or an event (conv "").
+	DeliverLocal(users []string, conv string, seq int64, qos byte, payload []byte)
+	// Resync makes every device here catch up from the store.
+	Resync()
+	// TakeOver disconnects the session of clientID here if it is older than
+	// epoch.
+	TakeOver(clientID string, epoch int64)
+	// SetPresence records whether node has devices of user.
+	SetPresence(user, node string, on bool)
+	// SetNodeUsers makes users exactly the users node has devices of.
+	SetNodeUsers(node string, users []string)
+	// ForgetNode drops every user's presence on node.
+	ForgetNode(node string)
+	// LocalUsers lists the users with devices here.
+	LocalUsers() []string
+}
+
 // Connect connects to the NATS server(s) at url, with b.Auth, and starts the
-// bus. b's Node, Sync and Groups are required. Errors show url without its
-// password.
+// bus. b's Node, Local and ForgetGroup are required. Errors show url without
+// its password.
 func (b *Bus) Connect(url string) error {
-	if b.Node == "" || b.Sync == nil || b.Groups == nil {
-		return errors.New("natsbus: Node, Sync and Groups are required")
+	if b.Node == "" || b.Local == nil || b.ForgetGroup == nil {
+		return errors.New("natsbus: Node, Local and ForgetGroup are required")
 	}
 	if b.Log == nil {
 		b.Log = slog.Default()
@@ -128,7 +146,7 @@ func (b *Bus) Connect(url string) error {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			b.Log.Warn("nats reconnected: catching every device up from the store")
-			b.Sync.Resync()
+			b.Local.Resync()
 			b.announce()
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -139,7 +157,7 @@ func (b *Bus) Connect(url string) error {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				b.Log.Warn("nats slow consumer: catching every device up from the store")
-				b.Sync.Resync()
+				b.Local.Resync()
 				return
 			}
 			b.Log.Warn("nats", "error", err)
@@ -185,17 +203,10 @@ func (b *Bus) userSubject(user string) string {
 	return b.Prefix + ".u." + hex.EncodeToString([]byte(user))
 }
 
-// Deliver implements hooks.Remote: one NATS message per user. The first
-// byte says what follows: 'm' a message delivery, 'e' an event, then the
-// QoS byte and the payload.
-func (b *Bus) Deliver(users []string, payload []byte, qos byte, message bool) {
-	kind := byte('e')
-	if message {
-		kind = 'm'
-	}
-	data := make([]byte, 0, len(payload)+2)
-	data = append(data, kind, qos)
-	data = append(data, payload...)
+// Deliver implements delivery.Remote: one NATS message per user, a
+// delivery frame (see frame).
+func (b *Bus) Deliver(users []string, conv string, seq int64, qos byte, payload []byte) {
+	data := appendFrame(make([]byte, 0, len(payload)+len(conv)+16), frame{conv: conv, seq: seq, qos: qos, payload: payload})
 	for _, u := range users {
 		if err := b.nc.Publish(b.userSubject(u), data); err != nil {
 			b.Log.Debug("nats publish", "error", err) // repaired by catch-up
@@ -203,7 +214,7 @@ func (b *Bus) Deliver(users []string, payload []byte, qos byte, message bool) {
 	}
 }
 
-// Interest implements hooks.Remote: subscribe to the user's subject while
+// Interest implements delivery.Remote: subscribe to the user's subject while
 // this node has devices of the user, and tell the others.
 func (b *Bus) Interest(user string, on bool) {
 	b.mu.Lock()
@@ -242,7 +253,7 @@ func (b *Bus) publishJSON(subj string, v any) {
 }
 
 func (b *Bus) announce() {
-	b.publishJSON(".node", nodeMsg{Node: b.Node, Users: b.Sync.LocalUsers()})
+	b.publishJSON(".node", nodeMsg{Node: b.Node, Users: b.Local.LocalUsers()})
 }
 
 // receive handles everything this node gets, on one goroutine.
@@ -260,18 +271,18 @@ func (b *Bus) receive() {
 			case m.Subject == b.Prefix+".kick":
 				var k kickMsg
 				if json.Unmarshal(m.Data, &k) == nil && k.Node != b.Node {
-					b.Sync.TakeOver(k.Client, k.Epoch)
+					b.Local.TakeOver(k.Client, k.Epoch)
 				}
 			case m.Subject == b.Prefix+".group":
 				var g groupMsg
 				if json.Unmarshal(m.Data, &g) == nil && g.Node != b.Node {
-					b.Groups.Forget(g.Group)
+					b.ForgetGroup(g.Group)
 				}
 			case m.Subject == b.Prefix+".presence":
 				var p presenceMsg
 				if json.Unmarshal(m.Data, &p) == nil && p.Node != b.Node {
 					b.touch(p.Node)
-					b.Sync.SetPresence(p.User, p.Node, p.On)
+					b.Local.SetPresence(p.User, p.Node, p.On)
 				}
 			case m.Subject == b.Prefix+".node":
 				var n nodeMsg
@@ -279,7 +290,7 @@ func (b *Bus) receive() {
 					if b.touch(n.Node) {
 						b.announce() // a node joined: tell it who is here
 					}
-					b.Sync.SetNodeUsers(n.Node, n.Users)
+					b.Local.SetNodeUsers(n.Node, n.Users)
 				}
 			}
 		}
@@ -287,7 +298,9 @@ func (b *Bus) receive() {
 }
 
 func (b *Bus) onDelivery(m *nats.Msg) {
-	if len(m.Data) < 2 {
+	f, err := parseFrame(m.Data)
+	if err != nil {
+		b.Log.Warn("malformed delivery dropped", "subject", m.Subject)
 		return
 	}
 	if b.DropRate > 0 && rand.Float64() < b.DropRate {
@@ -298,7 +311,7 @@ func (b *Bus) onDelivery(m *nats.Msg) {
 	if err != nil {
 		return
 	}
-	b.Sync.DeliverLocal([]string{string(raw)}, m.Data[2:], m.Data[1], m.Data[0] == 'm')
+	b.Local.DeliverLocal([]string{string(raw)}, f.conv, f.seq, f.qos, f.payload)
 }
 
 // touch records a heartbeat of node and reports whether the node is new.
@@ -337,10 +350,10 @@ func (b *Bus) ticker() {
 			b.mu.Unlock()
 			for _, node := range expired {
 				b.Log.Warn("node silent: dropping its presence", "node", node)
-				b.Sync.ForgetNode(node)
+				b.Local.ForgetNode(node)
 			}
 		case <-sweep:
-			b.Sync.Resync()
+			b.Local.Resync()
 		}
 	}
 }

@@ -158,14 +158,6 @@ func ErrorPayload(e *SendError, topic string) []byte {
 	return b
 }
 
-// Receipt is the JSON object of a read or delivered event.
-type Receipt struct {
-	Kind string `json:"kind"` // "read" or "delivered"
-	Conv string `json:"conv"`
-	User string `json:"user"`
-	Seq  int64  `json:"seq"`
-}
-
 // ReadRequest is the payload of a read marker: {"conv": "...", "seq": N}.
 type ReadRequest struct {
 	Conv string `json:"conv"`

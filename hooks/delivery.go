@@ -1,0 +1,149 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"github.com/parley-im/parley/internal/auth"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parley-im/parley/internal/delivery"
+	"github.com/parley-im/parley/internal/wire"
+)
+
+// Delivery is the mochi hook of the delivery engine: it tells Hub of the
+// sessions, inbox subscriptions and acknowledgements of the authenticated
+// clients. It starts Hub in Init and closes it in Stop.
+type Delivery struct {
+	mqtt.HookBase
+
+	// Hub delivers inboxes; required.
+	Hub *delivery.Hub
+	// Server is the broker the hook is added to; required.
+	Server *mqtt.Server
+	// Topics is Parley's topic layout.
+	Topics wire.Topics
+}
+
+// ID implements mqtt.Hook.
+func (h *Delivery) ID() string { return "parley-delivery" }
+
+// Provides implements mqtt.Hook.
+func (h *Delivery) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect,
+		mqtt.OnPacketRead, mqtt.OnPublishDropped:
+		return true
+	}
+	return false
+}
+
+// Init implements mqtt.Hook: it starts Hub.
+func (h *Delivery) Init(any) error {
+	if h.Hub == nil || h.Server == nil {
+		return errors.New("hooks: Delivery needs Hub and Server")
+	}
+	return h.Hub.Start()
+}
+
+// Stop implements mqtt.Hook: it stops the writers and writes the cursors.
+func (h *Delivery) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return h.Hub.Close(ctx)
+}
+
+func (h *Delivery) conn(cl *mqtt.Client) conn {
+	return conn{cl: cl, srv: h.Server, inbox: h.Topics.Inbox(auth.UserOf(cl.ID))}
+}
+
+// device reports whether cl is a device: an authenticated client.
+func device(cl *mqtt.Client) bool { return !cl.Net.Inline && !auth.IsAnonymous(cl.ID) }
+
+// OnSessionEstablish runs before a reconnecting client inherits its
+// persistent session: it removes the session's unacknowledged inbox
+// deliveries, which the broker would resend out of order. The catch-up sends
+// them again, in order, from the device's cursors.
+func (h *Delivery) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if !device(cl) {
+		return
+	}
+	existing, ok := h.Server.Clients.Get(cl.ID)
+	if !ok {
+		return
+	}
+	inbox := h.Topics.Inbox(auth.UserOf(cl.ID))
+	for _, pk := range existing.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type == packets.Publish && pk.TopicName == inbox {
+			if existing.State.Inflight.Delete(pk.PacketID) {
+				existing.State.Inflight.IncreaseSendQuota()
+			}
+		}
+	}
+}
+
+// OnSessionEstablished registers the device and, when its persistent session
+// already holds the inbox subscription, starts its deliveries.
+func (h *Delivery) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if !device(cl) {
+		return
+	}
+	c := h.conn(cl)
+	h.Hub.Connect(c)
+	if sub, ok := cl.State.Subscriptions.Get(c.inbox); ok {
+		h.Hub.Subscribe(c, sub.Qos)
+	}
+}
+
+// OnSubscribed starts the device's deliveries when it subscribes to its
+// inbox.
+func (h *Delivery) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	c := h.conn(cl)
+	for i, f := range pk.Filters {
+		if f.Filter == c.inbox && i < len(codes) && codes[i] < 0x80 {
+			h.Hub.Subscribe(c, codes[i])
+		}
+	}
+}
+
+// OnUnsubscribed stops deliveries to a device that left its inbox.
+func (h *Delivery) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	c := h.conn(cl)
+	for _, f := range pk.Filters {
+		if f.Filter == c.inbox {
+			h.Hub.Unsubscribe(c)
+		}
+	}
+}
+
+// OnDisconnect forgets the device.
+func (h *Delivery) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if device(cl) {
+		h.Hub.Disconnect(h.conn(cl))
+	}
+}
+
+// OnPacketRead hands the PUBACKs and PUBCOMPs of a device to Hub, which
+// counts only those of its own deliveries.
+func (h *Delivery) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubcomp {
+		h.Hub.Acknowledge(h.conn(cl), pk.PacketID)
+	}
+	return pk, nil
+}
+
+// OnPublishDropped makes the device catch up from the store: the broker
+// dropped a packet to it.
+func (h *Delivery) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+	h.Hub.Dropped(h.conn(cl))
+}
+
+// PresencePublisher returns a delivery.Hub.PublishPresence that publishes
+// through srv, retained at QoS 1 on the user's presence topic.
+func PresencePublisher(srv *mqtt.Server, topics wire.Topics) func(user string, payload []byte) error {
+	return func(user string, payload []byte) error {
+		return srv.Publish(topics.Presence(user), payload, true, 1)
+	}
+}

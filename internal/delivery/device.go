@@ -1,0 +1,418 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// item is one delivery waiting for a device's writer.
+type item struct {
+	conv    string // "" for events
+	seq     int64
+	payload []byte
+	qos     byte
+}
+
+// device is the delivery state of one connected client and its writer.
+type device struct {
+	h    *Hub
+	conn Conn
+	id   string
+	user string
+	// epoch is the session epoch claimed at connect; it fences cursor writes.
+	epoch int64
+
+	wake    chan struct{} // the queue or the catch-up state changed
+	ackWake chan struct{} // an acknowledgement freed room in the window
+	stopped chan struct{} // closed by close
+
+	mu         sync.Mutex
+	subscribed bool
+	started    bool
+	closed     bool
+	syncing    bool // catching up: live messages are skipped, the store has them
+	missed     bool // a live message was skipped during this catch-up pass
+	resync     bool // restart the catch-up from the acknowledged cursors
+	qos        byte
+	queue      []item
+	sent       map[string]int64 // conv -> highest seq queued or written
+	written    map[string]int64 // conv -> highest seq written
+	acked      map[string]*frontier
+	// out holds the deliveries this writer put in the client's inflight
+	// table, by packet id, until acknowledged: only their PUBACKs move
+	// cursors. outBytes is the sum of their payload sizes.
+	out      map[uint16]outDelivery
+	outBytes int64
+}
+
+// outDelivery is one of Parley's own deliveries awaiting its PUBACK.
+type outDelivery struct {
+	conv string // "" for events
+	seq  int64
+	size int64
+}
+
+func newDevice(h *Hub, c Conn, epoch int64) *device {
+	return &device{h: h, conn: c, id: c.ID(), user: c.User(), epoch: epoch,
+		sent: map[string]int64{}, written: map[string]int64{}, acked: map[string]*frontier{},
+		out:  map[uint16]outDelivery{},
+		wake: make(chan struct{}, 1), ackWake: make(chan struct{}, 1), stopped: make(chan struct{})}
+}
+
+// errDeviceGone ends a writer whose device disconnected.
+var errDeviceGone = errors.New("delivery: device gone")
+
+// offer queues a live delivery, or leaves it to the catch-up.
+func (d *device) offer(it item) {
+	d.mu.Lock()
+	if d.closed || !d.subscribed {
+		d.mu.Unlock()
+		return
+	}
+	if it.conv != "" {
+		sent, known := d.sent[it.conv]
+		switch {
+		case d.syncing:
+			d.missed = true
+			d.mu.Unlock()
+			return
+		case known && it.seq <= sent:
+			d.mu.Unlock()
+			return // already written
+		case known && it.seq > sent+1, len(d.queue) >= d.h.Queue:
+			// A gap (a message this node did not fan out) or a full queue:
+			// read from the store instead.
+			d.enterSync()
+			d.mu.Unlock()
+			d.signal()
+			return
+		}
+		if !known {
+			if it.seq > 1 {
+				// A conversation new to this device that did not begin here
+				// (a group it joined, or messages stored through another
+				// node): the store knows where the device starts.
+				d.enterSync()
+				d.mu.Unlock()
+				d.signal()
+				return
+			}
+			d.acked[it.conv] = &frontier{seq: 0}
+		}
+		d.sent[it.conv] = it.seq
+	} else if len(d.queue) >= d.h.Queue {
+		d.mu.Unlock()
+		return // events are best effort
+	}
+	d.queue = append(d.queue, it)
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *device) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeWriter wakes the writer if it waits for the window.
+func (d *device) wakeWriter() {
+	select {
+	case d.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// start begins deliveries to the device at the subscription's QoS.
+func (d *device) start(qos byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	if d.started {
+		if !d.subscribed {
+			// Subscribed again: catch up on what was skipped meanwhile.
+			d.subscribed = true
+			d.enterSync()
+			d.signal()
+		}
+		return
+	}
+	d.started, d.subscribed, d.syncing = true, true, true
+	d.qos = min(qos, 1)
+	d.h.wg.Add(1)
+	go d.run()
+}
+
+func (d *device) close() {
+	d.mu.Lock()
+	already := d.closed
+	d.closed = true
+	d.queue = nil
+	d.mu.Unlock()
+	if !already {
+		close(d.stopped)
+	}
+}
+
+func (d *device) done() bool {
+	select {
+	case <-d.stopped:
+		return true
+	case <-d.h.stopping():
+		return true
+	default:
+		return d.conn.Closed()
+	}
+}
+
+// run is the device's writer.
+func (d *device) run() {
+	defer d.h.wg.Done()
+	backoff := d.h.retry
+	for !d.done() {
+		d.mu.Lock()
+		syncing := d.syncing
+		var it item
+		have := false
+		if !syncing && len(d.queue) > 0 {
+			it, d.queue = d.queue[0], d.queue[1:]
+			have = true
+		}
+		d.mu.Unlock()
+		if syncing {
+			if err := d.catchUp(); err != nil {
+				if !d.done() {
+					d.h.Log.Warn("catch-up failed, retrying", "client", d.id, "error", err)
+				}
+				select {
+				case <-time.After(backoff):
+				case <-d.stopped:
+				case <-d.h.stopping():
+				}
+				if backoff < maxRetry {
+					backoff *= 2
+				}
+				continue
+			}
+			backoff = d.h.retry
+			continue
+		}
+		if have {
+			if err := d.write(it); err != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-d.wake:
+		case <-d.stopped:
+		case <-d.h.stopping():
+		}
+	}
+}
+
+// write sends one delivery to the client, waiting while the window of
+// unacknowledged deliveries is full.
+func (d *device) write(it item) error {
+	qos := min(it.qos, d.qos)
+	var id uint16
+	if qos > 0 {
+		window := d.h.Window
+		if rm := d.conn.ReceiveMaximum(); rm > 0 && rm < window {
+			window = rm
+		}
+		size := int64(len(it.payload))
+		for d.full(window, size) {
+			d.h.Log.Debug("window full", "client", d.id, "inflight", d.conn.Inflight(), "window", window)
+			select {
+			case <-d.ackWake:
+			case <-time.After(time.Second):
+				d.reconcile()
+			case <-d.stopped:
+				return errDeviceGone
+			case <-d.h.stopping():
+				return errDeviceGone
+			}
+			if d.conn.Closed() {
+				return errDeviceGone
+			}
+		}
+		var err error
+		if id, err = d.conn.PacketID(); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return errDeviceGone
+		}
+		d.out[id] = outDelivery{conv: it.conv, seq: it.seq, size: size}
+		d.outBytes += size
+		d.mu.Unlock()
+		d.h.bytes.add(d.user, size)
+	}
+	err := d.conn.Send(id, it.payload, qos)
+	if err != nil && qos > 0 {
+		d.forget(id)
+	}
+	if errors.Is(err, ErrTooLarge) {
+		// Larger than the client's Maximum Packet Size: it can never take
+		// it. Skip it (the client can read it over REST) rather than loop.
+		d.h.Log.Warn("delivery larger than the client accepts, skipped", "client", d.id, "conv", it.conv, "seq", it.seq)
+		if it.conv != "" {
+			d.ack(it.conv, it.seq)
+		}
+		return nil
+	}
+	if err != nil {
+		d.conn.Stop(fmt.Errorf("write delivery: %w", err))
+		return errDeviceGone
+	}
+	if it.conv != "" {
+		d.mu.Lock()
+		if it.seq > d.written[it.conv] {
+			d.written[it.conv] = it.seq
+		}
+		// enterSync may have moved sent back to what was written while this
+		// delivery was on its way: the catch-up must start after it.
+		if it.seq > d.sent[it.conv] {
+			d.sent[it.conv] = it.seq
+		}
+		d.mu.Unlock()
+		if qos == 0 {
+			d.ack(it.conv, it.seq) // at most once: written is as good as it gets
+		}
+	}
+	return nil
+}
+
+// full reports whether a delivery of size bytes must wait: the window of
+// unacknowledged deliveries is full, or their bytes would exceed the
+// device's or the user's bound. A device with nothing in flight never waits
+// for bytes, so that every delivery eventually goes out.
+func (d *device) full(window int, size int64) bool {
+	if d.conn.Inflight() >= window {
+		return true
+	}
+	d.mu.Lock()
+	mine := d.outBytes
+	d.mu.Unlock()
+	if mine == 0 {
+		return false
+	}
+	return mine+size > d.h.DeviceInflightBytes || d.h.bytes.get(d.user)+size > d.h.UserInflightBytes
+}
+
+// forget removes the record of delivery id and returns it.
+func (d *device) forget(id uint16) (outDelivery, bool) {
+	d.mu.Lock()
+	o, ok := d.out[id]
+	if ok {
+		delete(d.out, id)
+		d.outBytes -= o.size
+	}
+	d.mu.Unlock()
+	if ok {
+		d.h.bytes.add(d.user, -o.size)
+	}
+	return o, ok
+}
+
+// take removes the record of the delivery with packet id id and reports
+// whether this writer sent it and it is still the client's inflight packet of
+// that id.
+func (d *device) take(id uint16) (outDelivery, bool) {
+	o, ok := d.forget(id)
+	if !ok {
+		return o, false
+	}
+	if size, found := d.conn.Pending(id); !found || int64(size) != o.size {
+		// The broker dropped our delivery (expiry) and reused the id: this
+		// acknowledgement is not for us.
+		return o, false
+	}
+	return o, true
+}
+
+// reconcile forgets the recorded deliveries that are no longer in the
+// client's inflight table (the broker expired them), so that they stop
+// counting against the window.
+func (d *device) reconcile() {
+	d.mu.Lock()
+	var freed int64
+	for id, o := range d.out {
+		if _, ok := d.conn.Pending(id); !ok {
+			delete(d.out, id)
+			d.outBytes -= o.size
+			freed += o.size
+		}
+	}
+	d.mu.Unlock()
+	if freed > 0 {
+		d.h.bytes.add(d.user, -freed)
+	}
+}
+
+// release forgets every recorded delivery of a device that is gone and
+// removes them from its client's inflight table: a persistent session would
+// otherwise keep them in memory until it expires, and the catch-up sends them
+// again, in order, when the device returns.
+func (d *device) release() {
+	d.mu.Lock()
+	out, freed := d.out, d.outBytes
+	d.out, d.outBytes = map[uint16]outDelivery{}, 0
+	d.mu.Unlock()
+	for id := range out {
+		d.conn.Drop(id)
+	}
+	if freed > 0 {
+		d.h.bytes.add(d.user, -freed)
+	}
+}
+
+// ack records that the device acknowledged seq of conv.
+func (d *device) ack(conv string, seq int64) {
+	d.wakeWriter()
+	d.mu.Lock()
+	f := d.acked[conv]
+	if f == nil {
+		f = &frontier{seq: seq - 1}
+		d.acked[conv] = f
+	}
+	moved := f.ack(seq)
+	at := f.seq
+	d.mu.Unlock()
+	if moved {
+		d.h.cursors.mark(d, conv, at, true)
+	}
+}
+
+// userBytes counts the payload bytes awaiting acknowledgement, by user.
+type userBytes struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// add adds n to the bytes in flight to user's devices.
+func (u *userBytes) add(user string, n int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]int64{}
+	}
+	u.m[user] += n
+	if u.m[user] <= 0 {
+		delete(u.m, user)
+	}
+}
+
+func (u *userBytes) get(user string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.m[user]
+}

@@ -1,0 +1,427 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/sqlite"
+)
+
+// fakeConn is a client connection that records what it is sent. Its
+// inflight table holds the QoS 1 deliveries until ack or expire.
+type fakeConn struct {
+	id, user string
+	rm       int // Receive Maximum
+
+	mu        sync.Mutex
+	next      uint16
+	inflight  map[uint16]int // packet id -> payload size
+	got       []sent
+	dropped   []uint16
+	maxOut    int // most inflight deliveries seen at a Send
+	maxBytes  int // most inflight payload bytes seen at a Send
+	tooLarge  int // payloads above this many bytes fail with ErrTooLarge (0: none)
+	failSend  error
+	closed    bool
+	stopErr   error
+	takenOver bool
+	onSend    func() // called at each Send, after the delivery is recorded
+}
+
+type sent struct {
+	id      uint16
+	qos     byte
+	payload []byte
+}
+
+func newConn(id string) *fakeConn {
+	user := id
+	for i := range id {
+		if id[i] == '/' {
+			user = id[:i]
+			break
+		}
+	}
+	return &fakeConn{id: id, user: user, next: 1 << 15, inflight: map[uint16]int{}}
+}
+
+func (c *fakeConn) ID() string          { return c.id }
+func (c *fakeConn) User() string        { return c.user }
+func (c *fakeConn) ReceiveMaximum() int { return c.rm }
+
+func (c *fakeConn) Inflight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight)
+}
+
+func (c *fakeConn) PacketID() (uint16, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		c.next++
+		if c.next == 0 {
+			c.next = 1 << 15
+		}
+		if _, used := c.inflight[c.next]; !used {
+			return c.next, nil
+		}
+	}
+}
+
+func (c *fakeConn) Send(id uint16, payload []byte, qos byte) error {
+	c.mu.Lock()
+	if c.tooLarge > 0 && len(payload) > c.tooLarge {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(payload))
+	}
+	if c.failSend != nil {
+		err := c.failSend
+		c.mu.Unlock()
+		return err
+	}
+	if qos > 0 {
+		c.inflight[id] = len(payload)
+	}
+	total := 0
+	for _, n := range c.inflight {
+		total += n
+	}
+	c.maxOut = max(c.maxOut, len(c.inflight))
+	c.maxBytes = max(c.maxBytes, total)
+	c.got = append(c.got, sent{id: id, qos: qos, payload: payload})
+	onSend := c.onSend
+	c.mu.Unlock()
+	if onSend != nil {
+		onSend()
+	}
+	return nil
+}
+
+func (c *fakeConn) Pending(id uint16) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.inflight[id]
+	return n, ok
+}
+
+func (c *fakeConn) Drop(id uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.inflight[id]; ok {
+		delete(c.inflight, id)
+		c.dropped = append(c.dropped, id)
+	}
+}
+
+func (c *fakeConn) Stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed, c.stopErr = true, err
+}
+
+func (c *fakeConn) TakeOver() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed, c.takenOver = true, true
+}
+
+func (c *fakeConn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// ack acknowledges the delivery id the way mochi does: the hook sees the
+// PUBACK, then the inflight record goes.
+func (c *fakeConn) ack(h *Hub, id uint16) {
+	h.Acknowledge(c, id)
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
+}
+
+// ackAll acknowledges every inflight delivery in packet id order.
+func (c *fakeConn) ackAll(h *Hub) {
+	for _, id := range c.pendingIDs() {
+		c.ack(h, id)
+	}
+}
+
+// expire removes id from the inflight table without an acknowledgement.
+func (c *fakeConn) expire(id uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, id)
+}
+
+func (c *fakeConn) pendingIDs() []uint16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]uint16, 0, len(c.inflight))
+	for id := range c.inflight {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// event is a delivery as the client decodes it.
+type event struct {
+	Kind   string          `json:"kind"`
+	Conv   string          `json:"conv"`
+	Seq    int64           `json:"seq"`
+	User   string          `json:"user"`
+	Body   json.RawMessage `json:"body"`
+	After  int64           `json:"after"`
+	Before int64           `json:"before"`
+	Online bool            `json:"online"`
+	id     uint16
+	qos    byte
+}
+
+func (c *fakeConn) events(t testing.TB) []event {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]event, 0, len(c.got))
+	for _, s := range c.got {
+		var e event
+		if err := json.Unmarshal(s.payload, &e); err != nil {
+			t.Fatalf("delivery %q: %v", s.payload, err)
+		}
+		e.id, e.qos = s.id, s.qos
+		out = append(out, e)
+	}
+	return out
+}
+
+// seqs returns the seqs of the message deliveries of conv, in order.
+func (c *fakeConn) seqs(t testing.TB, conv string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, e := range c.events(t) {
+		if e.Kind == "message" && e.Conv == conv {
+			out = append(out, e.Seq)
+		}
+	}
+	return out
+}
+
+// kinds returns the deliveries of kind.
+func (c *fakeConn) kinds(t testing.TB, kind string) []event {
+	t.Helper()
+	var out []event
+	for _, e := range c.events(t) {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (c *fakeConn) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.got)
+}
+
+// faultStore wraps a real store. before, when set, runs ahead of each call
+// of the wrapped methods with the operation's name and how many calls of it
+// there were, this one included; a non-nil error fails the call. It may
+// block.
+type faultStore struct {
+	history.Store
+
+	mu     sync.Mutex
+	calls  map[string]int
+	before func(ctx context.Context, op string, n int) error
+}
+
+var errStore = errors.New("store unavailable")
+
+func (s *faultStore) enter(ctx context.Context, op string) error {
+	s.mu.Lock()
+	s.calls[op]++
+	n, before := s.calls[op], s.before
+	s.mu.Unlock()
+	if before != nil {
+		return before(ctx, op, n)
+	}
+	return nil
+}
+
+func (s *faultStore) setBefore(f func(ctx context.Context, op string, n int) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.before = f
+	s.calls = map[string]int{}
+}
+
+func (s *faultStore) count(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+func (s *faultStore) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
+	if err := s.enter(ctx, "Device"); err != nil {
+		return history.DeviceState{}, err
+	}
+	return s.Store.Device(ctx, device, user)
+}
+
+func (s *faultStore) Messages(ctx context.Context, conv string, after int64, limit int) ([]history.Message, error) {
+	if err := s.enter(ctx, "Messages"); err != nil {
+		return nil, err
+	}
+	return s.Store.Messages(ctx, conv, after, limit)
+}
+
+func (s *faultStore) SaveCursors(ctx context.Context, cs []history.Cursor) error {
+	if err := s.enter(ctx, "SaveCursors"); err != nil {
+		return err
+	}
+	return s.Store.SaveCursors(ctx, cs)
+}
+
+func (s *faultStore) Claim(ctx context.Context, device string) (int64, error) {
+	if err := s.enter(ctx, "Claim"); err != nil {
+		return 0, err
+	}
+	return s.Store.Claim(ctx, device)
+}
+
+// env is a started Hub over a faultStore on SQLite.
+type env struct {
+	t     testing.TB
+	hub   *Hub
+	store *faultStore
+	real  history.Store
+}
+
+// setup starts a Hub over a fresh SQLite store; opt adjusts the Hub before
+// Start. The Hub is closed when the test ends.
+func setup(t testing.TB, opt ...func(*Hub)) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fs := &faultStore{Store: st, calls: map[string]int{}}
+	h := &Hub{Store: fs, FlushInterval: 5 * time.Millisecond, retry: 5 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opt {
+		o(h)
+	}
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fs.setBefore(nil)
+		if err := h.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return &env{t: t, hub: h, store: fs, real: st}
+}
+
+// send stores a message from from in conv and returns it (without
+// delivering it).
+func (e *env) send(conv, from, body string) history.Message {
+	e.t.Helper()
+	now := time.Now()
+	m, _, err := e.real.Append(context.Background(), history.NewMessage{Conv: conv, ID: history.NewID(now), From: from, TS: now,
+		Type: "text", Body: json.RawMessage(fmt.Sprintf("%q", body))})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// sendN stores n messages.
+func (e *env) sendN(conv, from string, n int) []history.Message {
+	e.t.Helper()
+	out := make([]history.Message, n)
+	for i := range out {
+		out[i] = e.send(conv, from, fmt.Sprintf("m%d", i+1))
+	}
+	return out
+}
+
+// connect connects and subscribes a device at qos.
+func (e *env) connect(id string, qos byte) *fakeConn {
+	e.t.Helper()
+	c := newConn(id)
+	e.hub.Connect(c)
+	e.hub.Subscribe(c, qos)
+	return c
+}
+
+// cursor returns the stored cursor of device in conv (0 when none).
+func (e *env) cursor(device, conv string) int64 {
+	e.t.Helper()
+	st, err := e.real.Device(context.Background(), device, newConn(device).user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st.Cursors[conv]
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// drain acknowledges c's deliveries as they come until it got want
+// messages of conv, and all of them.
+func drain(t testing.TB, h *Hub, c *fakeConn, conv string, want int) {
+	t.Helper()
+	for len(c.seqs(t, conv)) < want {
+		waitFor(t, fmt.Sprintf("%d messages of %s", want, conv), func() bool {
+			return c.Inflight() > 0 || len(c.seqs(t, conv)) >= want
+		})
+		c.ackAll(h)
+	}
+	c.ackAll(h)
+}
+
+func seqRange(from, to int64) []int64 {
+	var out []int64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
