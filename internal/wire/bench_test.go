@@ -1,4 +1,4 @@
-package hooks_test
+package wire_test
 
 import (
 	"strings"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -31,18 +30,6 @@ func BenchmarkMessageDelivery(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if len(wire.MessageDelivery(m)) == 0 {
 			b.Fatal("empty")
-		}
-	}
-}
-
-func BenchmarkACLAllow(b *testing.B) {
-	acl, err := auth.ParseACL(strings.NewReader("* deny secret/#\nalice read sensors/#\n* readwrite devices/{user}/#\n"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < b.N; i++ {
-		if !acl.Allow("bob", "devices/bob/kitchen/temp", true) {
-			b.Fatal("denied")
 		}
 	}
 }

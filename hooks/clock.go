@@ -1,5 +1,0 @@
-package hooks
-
-import "time"
-
-func now() time.Time { return time.Now() }
