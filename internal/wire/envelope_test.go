@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -297,6 +298,32 @@ func FuzzParseSendPayload(f *testing.F) {
 		}
 		if !history.ValidText(string(p.Body)) {
 			t.Fatalf("ParseSendPayload(%q): body %q is not valid text", b, p.Body)
+		}
+		// Round trip against an independent reading of the object: exact
+		// field names, the body byte for byte, type "text" by default.
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(b, &fields); err != nil {
+			t.Fatalf("ParseSendPayload(%q) accepted what is not a JSON object: %v", b, err)
+		}
+		str := func(key, def string) string {
+			raw, ok := fields[key]
+			if !ok || string(raw) == "null" {
+				return def
+			}
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				t.Fatalf("ParseSendPayload(%q) accepted a non-string %s: %s", b, key, raw)
+			}
+			return v
+		}
+		if want := str("cid", ""); p.CID != want {
+			t.Fatalf("ParseSendPayload(%q): cid %q, want %q", b, p.CID, want)
+		}
+		if want := str("type", history.TypeText); p.Type != want && !(want == "" && p.Type == history.TypeText) {
+			t.Fatalf("ParseSendPayload(%q): type %q, want %q", b, p.Type, want)
+		}
+		if raw := fields["body"]; !bytes.Equal(p.Body, raw) {
+			t.Fatalf("ParseSendPayload(%q): body %q, want %q as sent", b, p.Body, raw)
 		}
 		if len(p.Body) == 0 || string(p.Body) == "null" {
 			t.Fatalf("ParseSendPayload(%q): body %q accepted", b, p.Body)
