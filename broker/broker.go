@@ -311,6 +311,20 @@ func New(opts Options) (*Broker, error) {
 	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
 		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
 		Metrics: b.metrics, Log: opts.Logger}
+	if opts.NATSURL != "" {
+		// Cluster mode: the bus is wired into the engines here and connects
+		// in Start.
+		node := opts.NodeID
+		if node == "" {
+			node, _ = os.Hostname()
+		}
+		b.bus = &cluster.Bus{Node: node, Local: b.hub, ForgetGroup: b.groups.Forget, Log: b.log.With("node", node),
+			Sweep: opts.ClusterSweep, DropRate: opts.clusterDropRate,
+			Auth: cluster.Auth{CredsFile: opts.NATSCredsFile, NKeyFile: opts.NATSNKeyFile, TLS: opts.NATSTLSConfig}}
+		b.hub.Remote = b.bus
+		b.hub.OnClaim = b.bus.Kick
+		b.messenger.Invalidate = b.bus.Invalidate
+	}
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -354,8 +368,10 @@ func listen(ln net.Listener, addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// Start opens the listeners and starts serving. It returns once everything
-// listens; serving goes on until Close.
+// Start opens the listeners, connects to NATS in cluster mode and starts
+// serving. It returns once everything listens; serving goes on until Close.
+// ctx bounds the start-up only: when it is done before the broker serves,
+// Start closes what it opened and returns its error.
 func (b *Broker) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -416,20 +432,13 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}
-	if b.opts.NATSURL != "" {
-		node := b.opts.NodeID
-		if node == "" {
-			node, _ = os.Hostname()
-		}
-		b.bus = &cluster.Bus{Node: node, Local: b.hub, ForgetGroup: b.groups.Forget, Log: b.log.With("node", node),
-			Sweep: b.opts.ClusterSweep, DropRate: b.opts.clusterDropRate,
-			Auth: cluster.Auth{CredsFile: b.opts.NATSCredsFile, NKeyFile: b.opts.NATSNKeyFile, TLS: b.opts.NATSTLSConfig}}
+	if b.bus != nil {
 		if err := b.bus.Connect(b.opts.NATSURL); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
-		b.hub.Remote = b.bus
-		b.hub.OnClaim = b.bus.Kick
-		b.messenger.Invalidate = b.bus.Invalidate
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(fmt.Errorf("broker: start: %w", err))
 	}
 	if err := b.mqtt.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve mqtt: %w", err))
