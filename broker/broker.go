@@ -298,7 +298,7 @@ func New(opts Options) (*Broker, error) {
 	authHook := &hooks.Auth{Server: b.mqtt, Authorizer: b.authorizer, Metrics: b.metrics, Log: opts.Logger}
 	// Delivery: the engine, and its mochi hook (added last, below).
 	b.hub = &delivery.Hub{Store: b.store, NewDeviceBacklog: opts.NewDeviceBacklog,
-		CatchupLimit: opts.CatchupLimit, Queue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
+		CatchupLimit: opts.CatchupLimit, DeviceQueue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
 		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger,
 		PublishPresence: hooks.PresencePublisher(b.mqtt, topics)}
 	deliveryHook := &hooks.Delivery{Hub: b.hub, Server: b.mqtt, Topics: topics}

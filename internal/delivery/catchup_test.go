@@ -285,7 +285,7 @@ func TestGapInLiveStream(t *testing.T) {
 // TestQueueOverflow: live messages beyond Queue, while the writer waits for
 // the window, fall back to a catch-up: nothing is lost or repeated.
 func TestQueueOverflow(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.Window, h.Queue = 1, 2 })
+	e := setup(t, func(h *Hub) { h.Window, h.DeviceQueue = 1, 2 })
 	bob := e.connect("bob/phone", 1)
 	waitFor(t, "the device to go live", func() bool { return e.store.count("Device") == 1 && !syncing(e.hub, "bob/phone") })
 	var ms []history.Message

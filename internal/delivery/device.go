@@ -81,7 +81,7 @@ func (d *device) offer(it item) {
 		case known && it.seq <= sent:
 			d.mu.Unlock()
 			return // already written
-		case known && it.seq > sent+1, len(d.queue) >= d.h.Queue:
+		case known && it.seq > sent+1, len(d.queue) >= d.h.DeviceQueue:
 			// A gap (a message this node did not fan out) or a full queue:
 			// read from the store instead.
 			d.enterSync()
@@ -102,7 +102,7 @@ func (d *device) offer(it item) {
 			d.acked[it.conv] = &frontier{seq: 0}
 		}
 		d.sent[it.conv] = it.seq
-	} else if len(d.queue) >= d.h.Queue {
+	} else if len(d.queue) >= d.h.DeviceQueue {
 		d.mu.Unlock()
 		return // events are best effort
 	}

@@ -45,7 +45,7 @@ const (
 	DefaultNewDeviceBacklog = 50
 	DefaultCatchupLimit     = 500
 	DefaultWindow           = 64
-	DefaultQueue            = 1024
+	DefaultDeviceQueue      = 1024
 	DefaultFlushInterval    = 200 * time.Millisecond
 	// DefaultDeviceInflightBytes bounds the payload bytes of a device's
 	// unacknowledged deliveries.
@@ -73,7 +73,7 @@ type Hub struct {
 	Window int
 	// Queue bounds the live deliveries waiting for a device's writer; on
 	// overflow the device falls back to a catch-up; default 1024.
-	Queue int
+	DeviceQueue int
 	// FlushInterval is how often cursors and delivery receipts are written;
 	// default 200ms.
 	FlushInterval time.Duration
@@ -132,8 +132,8 @@ func (h *Hub) Start() error {
 	if h.Window <= 0 {
 		h.Window = DefaultWindow
 	}
-	if h.Queue <= 0 {
-		h.Queue = DefaultQueue
+	if h.DeviceQueue <= 0 {
+		h.DeviceQueue = DefaultDeviceQueue
 	}
 	if h.FlushInterval <= 0 {
 		h.FlushInterval = DefaultFlushInterval

@@ -32,7 +32,7 @@ func TestDefaults(t *testing.T) {
 		"NewDeviceBacklog":    {int64(h.NewDeviceBacklog), DefaultNewDeviceBacklog},
 		"CatchupLimit":        {int64(h.CatchupLimit), DefaultCatchupLimit},
 		"Window":              {int64(h.Window), DefaultWindow},
-		"Queue":               {int64(h.Queue), DefaultQueue},
+		"Queue":               {int64(h.DeviceQueue), DefaultDeviceQueue},
 		"FlushInterval":       {int64(h.FlushInterval), int64(DefaultFlushInterval)},
 		"DeviceInflightBytes": {h.DeviceInflightBytes, DefaultDeviceInflightBytes},
 		"UserInflightBytes":   {h.UserInflightBytes, DefaultUserInflightBytes},
