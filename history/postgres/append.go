@@ -22,12 +22,12 @@ func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Mess
 // what each message becomes.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	plan := history.PlanAppend(ms)
-	if len(plan.Convs) == 0 {
-		return plan.Results, nil
-	}
 	ids := make([]string, len(plan.Convs)) // sorted: one lock order for every node, no deadlocks
 	for i, c := range plan.Convs {
 		ids[i] = c.ID
+	}
+	if len(ids) == 0 {
+		return plan.Results, nil
 	}
 	var mc, mu []string
 	for _, k := range plan.Members {

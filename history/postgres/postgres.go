@@ -93,15 +93,9 @@ func (s *Store) Close() error {
 
 // Ping checks that the database answers and carries the latest migration.
 func (s *Store) Ping(ctx context.Context) error {
-	var v int64
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	if err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
-	}
-	if v < s.schemaVersion {
-		return fmt.Errorf("postgres: schema at version %d, want %d", v, s.schemaVersion)
-	}
-	return nil
+	return migrations.Ping(ctx, "postgres", s.schemaVersion, func(ctx context.Context, q string, v *int64) error {
+		return s.pool.QueryRow(ctx, q).Scan(v)
+	})
 }
 
 // tx runs fn in a transaction and translates driver errors at one boundary.
@@ -111,15 +105,8 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 func translate(err error) error {
-	if err == nil {
-		return nil
-	}
-	var he *history.Error
-	if errors.As(err, &he) {
-		return he
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return history.Errorf(history.ENOTFOUND, "not found")
+	if out, ok := history.Translate(err, pgx.ErrNoRows); ok {
+		return out
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -139,6 +126,11 @@ func translate(err error) error {
 }
 
 const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::text, created_at`
+
+// memberRows selects history.MemberRows, in the order of the struct's
+// fields; the caller appends the condition.
+const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
+	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
 
 func scanMessage(row pgx.Row) (history.Message, error) {
 	var m history.Message

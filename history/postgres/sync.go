@@ -11,11 +11,6 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-// memberRows selects history.MemberRows, in the order of the struct's
-// fields; the caller appends the condition.
-const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
-	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
-
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
 	st := history.DeviceState{Cursors: map[string]int64{}}

@@ -85,15 +85,9 @@ func (s *Store) Close() error {
 
 // Ping checks that the database answers and carries the latest migration.
 func (s *Store) Ping(ctx context.Context) error {
-	var v int64
-	err := s.read.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	if err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
-	}
-	if v < s.schemaVersion {
-		return fmt.Errorf("sqlite: schema at version %d, want %d", v, s.schemaVersion)
-	}
-	return nil
+	return migrations.Ping(ctx, "sqlite", s.schemaVersion, func(ctx context.Context, q string, v *int64) error {
+		return s.read.QueryRowContext(ctx, q).Scan(v)
+	})
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -108,16 +102,11 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return translate(tx.Commit())
 }
 
+// translate maps driver errors to history errors at one boundary: a
+// UNIQUE constraint violation is ECONFLICT.
 func translate(err error) error {
-	if err == nil {
-		return nil
-	}
-	var he *history.Error
-	if errors.As(err, &he) {
-		return he
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return history.Errorf(history.ENOTFOUND, "not found")
+	if out, ok := history.Translate(err, sql.ErrNoRows); ok {
+		return out
 	}
 	var se *sqlite3.Error
 	if errors.As(err, &se) && se.Code()&0xff == 19 && strings.Contains(se.Error(), "UNIQUE") { // SQLITE_CONSTRAINT

@@ -110,20 +110,6 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 	return page, next, more, nil
 }
 
-// Conversations implements history.Store. The cursor is the position of the
-// last conversation of the previous page.
-func (s *Store) Conversations(ctx context.Context, user, cursor string, limit int) ([]history.ConversationView, string, error) {
-	pos, err := history.ParseCursor(cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	views, next, more, err := queryViews(ctx, s.read, user, pos, limit, "")
-	if err != nil {
-		return nil, "", translate(err)
-	}
-	return views, history.NextCursor(next, more), nil
-}
-
 // Changes implements history.Store. SQLite commits one writer at a time, so
 // the change counter read in the snapshot of a pass's first page covers every
 // committed change, and a pass's Upto is one past it.
@@ -149,4 +135,18 @@ func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]h
 		return nil, "", false, translate(err)
 	}
 	return views, tok.Next("s", next, more), more, nil
+}
+
+// Conversations implements history.Store. The cursor is the position of the
+// last conversation of the previous page.
+func (s *Store) Conversations(ctx context.Context, user, cursor string, limit int) ([]history.ConversationView, string, error) {
+	pos, err := history.ParseCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	views, next, more, err := queryViews(ctx, s.read, user, pos, limit, "")
+	if err != nil {
+		return nil, "", translate(err)
+	}
+	return views, history.NextCursor(next, more), nil
 }
