@@ -84,3 +84,27 @@ func NextChangeToken(t ChangeToken, more bool, at, id string) ChangeToken {
 	}
 	return ChangeToken{From: t.Upto}
 }
+
+// ParseChanges starts Changes: it parses the token since (ParseChangeToken
+// with prefix) and checks limit. EINVALID for a malformed token or a limit
+// below 1.
+func ParseChanges(since, prefix string, limit int) (ChangeToken, error) {
+	t, err := ParseChangeToken(since, prefix)
+	if err != nil {
+		return ChangeToken{}, err
+	}
+	if limit < 1 {
+		return ChangeToken{}, Errorf(EINVALID, "limit must be at least 1")
+	}
+	return t, nil
+}
+
+// Position returns the position after which a paging token continues its
+// pass, or the zero Position for a token that starts one.
+func (t ChangeToken) Position() Position { return Position{At: t.At, ID: t.ID} }
+
+// Next returns the token, encoded with prefix, that follows a page of the
+// pass (see NextChangeToken and Page).
+func (t ChangeToken) Next(prefix string, next Position, more bool) string {
+	return NextChangeToken(t, more, next.At, next.ID).Encode(prefix)
+}

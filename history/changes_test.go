@@ -53,3 +53,43 @@ func TestNextChangeToken(t *testing.T) {
 		t.Fatalf("end: %+v", got)
 	}
 }
+
+func TestParseChanges(t *testing.T) {
+	paging := history.ChangeToken{From: 3, Upto: 9, At: "at", ID: "g:x"}
+	cases := []struct {
+		name  string
+		since string
+		limit int
+		want  history.ChangeToken
+		code  string
+	}{
+		{"Start", "", 1, history.ChangeToken{}, ""},
+		{"Pass", "x5", 10, history.ChangeToken{From: 5}, ""},
+		{"Paging", paging.Encode("x"), 10, paging, ""},
+		{"BadToken", "y5", 10, history.ChangeToken{}, history.EINVALID},
+		{"ZeroLimit", "x5", 0, history.ChangeToken{}, history.EINVALID},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := history.ParseChanges(tc.since, "x", tc.limit)
+			if got != tc.want || history.ErrorCode(err) != tc.code {
+				t.Fatalf("ParseChanges(%q, %d) = %+v, %v; want %+v, code %q", tc.since, tc.limit, got, err, tc.want, tc.code)
+			}
+		})
+	}
+}
+
+func TestChangeTokenNext(t *testing.T) {
+	tok := history.ChangeToken{From: 3, Upto: 9}
+	if !tok.Position().Top() {
+		t.Fatalf("a pass's first token has position %+v", tok.Position())
+	}
+	pos := history.Position{At: "at", ID: "g:x"}
+	next, err := history.ParseChangeToken(tok.Next("x", pos, true), "x")
+	if err != nil || next.Position() != pos || next.From != 3 || next.Upto != 9 {
+		t.Fatalf("Next(more) = %+v, %v", next, err)
+	}
+	if got := tok.Next("x", pos, false); got != "x9" {
+		t.Fatalf("Next(done) = %q, want x9", got)
+	}
+}

@@ -53,3 +53,21 @@ func ErrorMessage(err error) string {
 	}
 	return "the message store is unavailable, try again"
 }
+
+// Translate is the part of a store's error translation that every store
+// shares: nil stays nil, an *Error in err's chain is returned as it is, and
+// noRows (the driver's sentinel for a missing row) in the chain becomes
+// ENOTFOUND. ok is false for any other error, which the store translates
+// itself.
+func Translate(err, noRows error) (out error, ok bool) {
+	var e *Error
+	switch {
+	case err == nil:
+		return nil, true
+	case errors.As(err, &e):
+		return e, true
+	case errors.Is(err, noRows):
+		return Errorf(ENOTFOUND, "not found"), true
+	}
+	return err, false
+}

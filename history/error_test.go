@@ -40,3 +40,31 @@ func TestErrorString(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestTranslate(t *testing.T) {
+	noRows := errors.New("no rows")
+	other := errors.New("disk full")
+	conflict := history.Errorf(history.ECONFLICT, "taken")
+	cases := []struct {
+		name string
+		err  error
+		code string
+		ok   bool
+	}{
+		{"Nil", nil, "", true},
+		{"Error", fmt.Errorf("wrapped: %w", conflict), history.ECONFLICT, true},
+		{"NoRows", fmt.Errorf("scan: %w", noRows), history.ENOTFOUND, true},
+		{"Other", other, history.EUNAVAILABLE, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, ok := history.Translate(tc.err, noRows)
+			if ok != tc.ok || history.ErrorCode(out) != tc.code {
+				t.Fatalf("Translate(%v) = %v, %v; want code %q, %v", tc.err, out, ok, tc.code, tc.ok)
+			}
+			if !ok && out != tc.err {
+				t.Fatalf("Translate(%v) changed an error it does not handle: %v", tc.err, out)
+			}
+		})
+	}
+}

@@ -107,3 +107,45 @@ func ApplyMemberChange(members []Member, c MemberChange, typ string) []Member {
 	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
 	return out
 }
+
+// MemberPlan is what ChangeMember writes for a change that CheckMemberChange
+// allowed.
+type MemberPlan struct {
+	// Type is the type of the membership message, and says what happens to
+	// the member's row: TypeMemberAdded inserts it (or re-adds a former
+	// member) as joined at Seq with the new role, TypeMemberRole sets its
+	// role, TypeMemberRemoved and TypeMemberLeft mark it left at Seq.
+	Type string
+	// Seq is the seq of the membership message: the one after the
+	// conversation's last.
+	Seq int64
+	// Message is the membership message (MemberMessage).
+	Message NewMessage
+	// After lists the members after the change (ApplyMemberChange).
+	After []Member
+}
+
+// Joins reports whether the change adds the user (TypeMemberAdded).
+func (p MemberPlan) Joins() bool { return p.Type == TypeMemberAdded }
+
+// Leaves reports whether the change ends the user's membership
+// (TypeMemberRemoved or TypeMemberLeft).
+func (p MemberPlan) Leaves() bool { return p.Type == TypeMemberRemoved || p.Type == TypeMemberLeft }
+
+// PlanMemberChange checks c against members, the group's members before the
+// change, with CheckMemberChange (whose *Error it returns) and plans it in a
+// group conversation whose last seq is last.
+func PlanMemberChange(members []Member, c MemberChange, last int64) (MemberPlan, error) {
+	typ, err := CheckMemberChange(members, c)
+	if err != nil {
+		return MemberPlan{}, err
+	}
+	return MemberPlan{Type: typ, Seq: last + 1, Message: MemberMessage(c, typ), After: ApplyMemberChange(members, c, typ)}, nil
+}
+
+// NoSuchGroup returns the ENOTFOUND error for a group id that names no group.
+func NoSuchGroup(id string) error { return Errorf(ENOTFOUND, "no such group %q", id) }
+
+// GroupExists returns the ECONFLICT error of CreateGroup for a group id that
+// is taken.
+func GroupExists(id string) error { return Errorf(ECONFLICT, "group %q already exists", id) }

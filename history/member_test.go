@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,16 @@ func team(t testing.TB) []history.Member {
 		{User: "member2", Role: history.RoleMember},
 		{User: "owner", Role: history.RoleOwner},
 	}
+}
+
+// roster returns the members that s lists as "user:role" words.
+func roster(s string) []history.Member {
+	var out []history.Member
+	for _, w := range strings.Fields(s) {
+		u, r, _ := strings.Cut(w, ":")
+		out = append(out, history.Member{User: u, Role: r})
+	}
+	return out
 }
 
 func TestRoleOf(t *testing.T) {
@@ -143,61 +154,31 @@ func TestApplyMemberChange(t *testing.T) {
 			name: "Added",
 			c:    history.MemberChange{Actor: "owner", User: "carol", Role: history.RoleMember},
 			typ:  history.TypeMemberAdded,
-			want: []history.Member{
-				{User: "admin", Role: history.RoleAdmin},
-				{User: "admin2", Role: history.RoleAdmin},
-				{User: "carol", Role: history.RoleMember},
-				{User: "member", Role: history.RoleMember},
-				{User: "member2", Role: history.RoleMember},
-				{User: "owner", Role: history.RoleOwner},
-			},
+			want: roster("admin:admin admin2:admin carol:member member:member member2:member owner:owner"),
 		},
 		{
 			name: "AddedSortsFirst",
 			c:    history.MemberChange{Actor: "owner", User: "Zed", Role: history.RoleAdmin},
 			typ:  history.TypeMemberAdded,
-			want: []history.Member{
-				{User: "Zed", Role: history.RoleAdmin},
-				{User: "admin", Role: history.RoleAdmin},
-				{User: "admin2", Role: history.RoleAdmin},
-				{User: "member", Role: history.RoleMember},
-				{User: "member2", Role: history.RoleMember},
-				{User: "owner", Role: history.RoleOwner},
-			},
+			want: roster("Zed:admin admin:admin admin2:admin member:member member2:member owner:owner"),
 		},
 		{
 			name: "RoleChanged",
 			c:    history.MemberChange{Actor: "owner", User: "member", Role: history.RoleAdmin},
 			typ:  history.TypeMemberRole,
-			want: []history.Member{
-				{User: "admin", Role: history.RoleAdmin},
-				{User: "admin2", Role: history.RoleAdmin},
-				{User: "member", Role: history.RoleAdmin},
-				{User: "member2", Role: history.RoleMember},
-				{User: "owner", Role: history.RoleOwner},
-			},
+			want: roster("admin:admin admin2:admin member:admin member2:member owner:owner"),
 		},
 		{
 			name: "Removed",
 			c:    history.MemberChange{Actor: "owner", User: "admin", Remove: true},
 			typ:  history.TypeMemberRemoved,
-			want: []history.Member{
-				{User: "admin2", Role: history.RoleAdmin},
-				{User: "member", Role: history.RoleMember},
-				{User: "member2", Role: history.RoleMember},
-				{User: "owner", Role: history.RoleOwner},
-			},
+			want: roster("admin2:admin member:member member2:member owner:owner"),
 		},
 		{
 			name: "Left",
 			c:    history.MemberChange{Actor: "member2", User: "member2", Role: "ignored", Remove: true},
 			typ:  history.TypeMemberLeft,
-			want: []history.Member{
-				{User: "admin", Role: history.RoleAdmin},
-				{User: "admin2", Role: history.RoleAdmin},
-				{User: "member", Role: history.RoleMember},
-				{User: "owner", Role: history.RoleOwner},
-			},
+			want: roster("admin:admin admin2:admin member:member owner:owner"),
 		},
 	}
 	for _, tc := range cases {
@@ -285,5 +266,49 @@ func TestCheckMemberChangeFull(t *testing.T) {
 	}
 	if _, err := history.CheckMemberChange(full[:len(full)-1], history.MemberChange{Group: "team", Actor: "owner", User: "new", Role: history.RoleMember}); err != nil {
 		t.Fatalf("one below the cap: %v", err)
+	}
+}
+
+func TestPlanMemberChange(t *testing.T) {
+	cases := []struct {
+		name          string
+		c             history.MemberChange
+		typ           string
+		joins, leaves bool
+		code          string
+	}{
+		{"Add", history.MemberChange{Actor: "owner", User: "carol", Role: history.RoleMember}, history.TypeMemberAdded, true, false, ""},
+		{"Role", history.MemberChange{Actor: "owner", User: "member", Role: history.RoleAdmin}, history.TypeMemberRole, false, false, ""},
+		{"Remove", history.MemberChange{Actor: "owner", User: "member", Remove: true}, history.TypeMemberRemoved, false, true, ""},
+		{"Leave", history.MemberChange{Actor: "member", User: "member", Remove: true}, history.TypeMemberLeft, false, true, ""},
+		{"Refused", history.MemberChange{Actor: "member", User: "carol", Role: history.RoleMember}, "", false, false, history.EFORBIDDEN},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Group, tc.c.MessageID = "team", "m1"
+			p, err := history.PlanMemberChange(team(t), tc.c, 6)
+			if history.ErrorCode(err) != tc.code || p.Type != tc.typ || p.Joins() != tc.joins || p.Leaves() != tc.leaves {
+				t.Fatalf("PlanMemberChange = %+v, %v; want type %q, code %q", p, err, tc.typ, tc.code)
+			}
+			if err != nil {
+				return
+			}
+			if p.Seq != 7 || p.Message.Type != tc.typ || p.Message.Conv != "g:team" || p.Message.ID != "m1" ||
+				!slices.Equal(p.After, history.ApplyMemberChange(team(t), tc.c, tc.typ)) {
+				t.Fatalf("PlanMemberChange = %+v", p)
+			}
+		})
+	}
+}
+
+func TestGroupErrors(t *testing.T) {
+	if err := history.NoSuchGroup("x"); history.ErrorCode(err) != history.ENOTFOUND {
+		t.Fatalf("NoSuchGroup = %v", err)
+	}
+	if err := history.GroupExists("x"); history.ErrorCode(err) != history.ECONFLICT {
+		t.Fatalf("GroupExists = %v", err)
+	}
+	if err := history.NotMember("g:x"); history.ErrorCode(err) != history.ENOTMEMBER {
+		t.Fatalf("NotMember = %v", err)
 	}
 }

@@ -5,6 +5,7 @@
 package migrations
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -39,4 +40,23 @@ func Latest(fsys fs.FS) int64 {
 		}
 	}
 	return v
+}
+
+// AppliedQuery selects the highest migration applied to a database (0 for
+// none): goose's version table, the same in every store's SQL.
+const AppliedQuery = `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`
+
+// Ping checks that the database of store (the prefix of its errors, such as
+// "sqlite") answers and carries migration want (see Latest): queryRow runs
+// query (AppliedQuery) on it and scans the one value into dest. The error
+// wraps the query's error, or says the schema's version and want.
+func Ping(ctx context.Context, store string, want int64, queryRow func(ctx context.Context, query string, dest *int64) error) error {
+	var v int64
+	if err := queryRow(ctx, AppliedQuery, &v); err != nil {
+		return fmt.Errorf("%s: ping: %w", store, err)
+	}
+	if v < want {
+		return fmt.Errorf("%s: schema at version %d, want %d", store, v, want)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,94 +11,62 @@ import (
 
 // Append implements history.Store.
 func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Message, bool, error) {
-	rs, err := s.AppendBatch(ctx, []history.NewMessage{nm})
-	if err != nil {
-		return history.Message{}, false, err
-	}
-	return rs[0].Message, rs[0].Created, rs[0].Err
+	return history.AppendOne(ctx, s, nm)
 }
-
-type cidKey struct{ conv, from, cid string }
 
 // AppendBatch implements history.Store in two pipelined round trips plus the
 // commit: first the conversations are created (direct ones on first use) and
 // locked in id order, with the senders' memberships and earlier cids read;
 // then the new messages are inserted with one multi-row statement and the
-// conversations' last seqs set with another.
+// conversations' last seqs set with another. history.AppendPlan decides
+// what each message becomes.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
-	results := make([]history.AppendResult, len(ms))
-	type convInfo struct {
-		kind, a, b string
-		last       int64
-		version    int64
-		exists     bool
+	plan := history.PlanAppend(ms)
+	ids := make([]string, len(plan.Convs)) // sorted: one lock order for every node, no deadlocks
+	for i, c := range plan.Convs {
+		ids[i] = c.ID
 	}
-	convs := map[string]*convInfo{}
-	for i, nm := range ms {
-		kind, a, b, ok := history.ParseConvID(nm.Conv)
-		switch {
-		case !ok:
-			results[i].Err = history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
-		case kind == history.KindDirect && nm.From != a && nm.From != b:
-			results[i].Err = history.Errorf(history.ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
-		default:
-			if convs[nm.Conv] == nil {
-				convs[nm.Conv] = &convInfo{kind: kind, a: a, b: b}
-			}
-		}
+	if len(ids) == 0 {
+		return plan.Results, nil
 	}
-	if len(convs) == 0 {
-		return results, nil
+	var mc, mu []string
+	for _, k := range plan.Members {
+		mc, mu = append(mc, k.Conv), append(mu, k.User)
 	}
-	ids := make([]string, 0, len(convs))
-	for id := range convs {
-		ids = append(ids, id)
+	var kc, kf, kcid []string
+	for _, k := range plan.CIDs {
+		kc, kf, kcid = append(kc, k.Conv), append(kf, k.From), append(kcid, k.CID)
 	}
-	sort.Strings(ids) // one lock order for every node: no deadlocks
-	var keys []cidKey
-	var kc, kf, kcid, senders []string
-	for i, nm := range ms {
-		if results[i].Err == nil {
-			senders = append(senders, nm.From)
-			if nm.CID != "" {
-				keys = append(keys, cidKey{nm.Conv, nm.From, nm.CID})
-				kc, kf, kcid = append(kc, nm.Conv), append(kf, nm.From), append(kcid, nm.CID)
-			}
-		}
-	}
+	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]bool{}, Earlier: map[history.CIDKey]history.Message{}}
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
-		for _, id := range ids {
-			c := convs[id]
-			if c.kind == history.KindDirect {
+		for _, c := range plan.Convs {
+			if c.Kind == history.KindDirect {
 				batch.Queue(`WITH ins AS (INSERT INTO conversations (id, kind) VALUES ($1, 'direct') ON CONFLICT DO NOTHING RETURNING id)
-					INSERT INTO members (conv, user_id, role, joined_seq) SELECT id, u, 'member', 0 FROM ins, unnest($2::text[]) u`, id, []string{c.a, c.b})
+					INSERT INTO members (conv, user_id, role, joined_seq) SELECT id, u, 'member', 0 FROM ins, unnest($2::text[]) u`, c.ID, []string{c.A, c.B})
 			}
 		}
 		batch.Queue(`SELECT id, last_seq, member_version FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var id string
-				var last, version int64
-				if err := rows.Scan(&id, &last, &version); err != nil {
-					return err
-				}
-				convs[id].last, convs[id].version, convs[id].exists = last, version, true
-			}
-			return rows.Err()
+			var id string
+			var cs history.ConvState
+			_, err := pgx.ForEachRow(rows, []any{&id, &cs.Last, &cs.Version}, func() error {
+				st.Convs[id] = cs
+				return nil
+			})
+			return err
 		})
-		members := map[[2]string]bool{}
-		batch.Queue(`SELECT conv, user_id FROM members WHERE conv = ANY($1) AND user_id = ANY($2) AND left_seq IS NULL`, ids, senders).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var conv, user string
-				if err := rows.Scan(&conv, &user); err != nil {
-					return err
-				}
-				members[[2]string{conv, user}] = true
-			}
-			return rows.Err()
-		})
-		earlier := map[cidKey]history.Message{}
-		if len(keys) > 0 {
+		if len(mc) > 0 {
+			batch.Queue(`SELECT conv, user_id FROM members WHERE (conv, user_id) IN
+				(SELECT * FROM unnest($1::text[], $2::text[])) AND left_seq IS NULL`, mc, mu).Query(func(rows pgx.Rows) error {
+				var k history.MemberKey
+				_, err := pgx.ForEachRow(rows, []any{&k.Conv, &k.User}, func() error {
+					st.Members[k] = true
+					return nil
+				})
+				return err
+			})
+		}
+		if len(kc) > 0 {
 			batch.Queue(`SELECT `+messageColumns+` FROM messages WHERE (conv, sender, cid) IN
 				(SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, kc, kf, kcid).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
@@ -107,7 +74,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 					if err != nil {
 						return err
 					}
-					earlier[cidKey{m.Conv, m.From, m.CID}] = m
+					st.Earlier[history.CIDKey{Conv: m.Conv, From: m.From, CID: m.CID}] = m
 				}
 				return rows.Err()
 			})
@@ -116,54 +83,23 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 			return err
 		}
 
+		insert, last := plan.Assign(st)
+		if len(insert) == 0 {
+			return nil
+		}
 		var ins struct {
 			conv, id, cid, from, typ, body []string
 			seq                            []int64
 			ts                             []time.Time
 		}
-		for i, nm := range ms {
-			if results[i].Err != nil {
-				continue
-			}
-			c := convs[nm.Conv]
-			switch {
-			case !c.exists:
-				results[i].Err = history.Errorf(history.ENOTFOUND, "no such group %q", c.a)
-				continue
-			case !members[[2]string{nm.Conv, nm.From}]:
-				results[i].Err = history.Errorf(history.ENOTMEMBER, "%q is not a member of %s", nm.From, nm.Conv)
-				continue
-			}
-			results[i].MemberVersion = c.version
-			if nm.CID != "" {
-				if m, ok := earlier[cidKey{nm.Conv, nm.From, nm.CID}]; ok {
-					results[i].Message = m
-					continue
-				}
-			}
-			c.last++
-			m := history.Message{Conv: nm.Conv, Seq: c.last, ID: nm.ID, CID: nm.CID, From: nm.From,
-				TS: nm.TS.UTC().Truncate(time.Microsecond), Type: nm.Type, Body: nm.Body}
-			results[i] = history.AppendResult{Message: m, Created: true, MemberVersion: c.version}
-			if nm.CID != "" {
-				earlier[cidKey{nm.Conv, nm.From, nm.CID}] = m // a repeat later in this batch
-			}
+		for _, m := range insert {
 			ins.conv, ins.seq, ins.id = append(ins.conv, m.Conv), append(ins.seq, m.Seq), append(ins.id, m.ID)
 			ins.cid, ins.from, ins.typ = append(ins.cid, m.CID), append(ins.from, m.From), append(ins.typ, m.Type)
 			ins.body, ins.ts = append(ins.body, string(m.Body)), append(ins.ts, m.TS)
 		}
-		if len(ins.conv) == 0 {
-			return nil
-		}
-		var ucID []string
-		var ucSeq []int64
-		var ucTS []time.Time
-		done := map[string]bool{}
-		for i := len(ins.conv) - 1; i >= 0; i-- { // the last message of each conversation
-			if !done[ins.conv[i]] {
-				done[ins.conv[i]] = true
-				ucID, ucSeq, ucTS = append(ucID, ins.conv[i]), append(ucSeq, ins.seq[i]), append(ucTS, ins.ts[i])
-			}
+		ucID, ucSeq, ucTS := make([]string, len(last)), make([]int64, len(last)), make([]time.Time, len(last))
+		for i, l := range last {
+			ucID[i], ucSeq[i], ucTS[i] = l.Conv, l.Seq, l.TS
 		}
 		b2 := &pgx.Batch{}
 		b2.Queue(`INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at)
@@ -176,5 +112,5 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	if err != nil {
 		return nil, err
 	}
-	return results, nil
+	return plan.Results, nil
 }

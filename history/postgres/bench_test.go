@@ -10,7 +10,6 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/historytest"
 	"github.com/parley-im/parley/history/postgres"
-	"github.com/parley-im/parley/internal/pgtest"
 )
 
 // fill writes rows messages spread over 1,000 conversations (dm:a:uNNN),
@@ -18,11 +17,7 @@ import (
 func fill(b *testing.B, rows int) *postgres.Store {
 	b.Helper()
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, pgtest.DB(b), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := open(b)
 	const convs = 1000
 	per := rows / convs
 	sqls := []string{
@@ -77,25 +72,5 @@ func BenchmarkHistory(b *testing.B) {
 // BenchmarkAppend stores one message per transaction, and 64 per
 // transaction (group commit); compare the per-message figures.
 func BenchmarkAppend(b *testing.B) {
-	for _, size := range []int{1, 64} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			s, err := postgres.Open(context.Background(), pgtest.DB(b), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			ctx := context.Background()
-			batch := make([]history.NewMessage, size)
-			b.ResetTimer()
-			for i := 0; i < b.N; i += size {
-				for j := range batch {
-					batch[j] = historytest.NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", (i+j)%100)), "alice", "", `{"text":"hello there"}`)
-				}
-				rs, err := s.AppendBatch(ctx, batch)
-				if err != nil || rs[0].Err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	historytest.BenchAppend(b, func(tb testing.TB) history.Store { return open(tb) })
 }

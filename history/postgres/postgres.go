@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -94,15 +93,9 @@ func (s *Store) Close() error {
 
 // Ping checks that the database answers and carries the latest migration.
 func (s *Store) Ping(ctx context.Context) error {
-	var v int64
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	if err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
-	}
-	if v < s.schemaVersion {
-		return fmt.Errorf("postgres: schema at version %d, want %d", v, s.schemaVersion)
-	}
-	return nil
+	return migrations.Ping(ctx, "postgres", s.schemaVersion, func(ctx context.Context, q string, v *int64) error {
+		return s.pool.QueryRow(ctx, q).Scan(v)
+	})
 }
 
 // tx runs fn in a transaction and translates driver errors at one boundary.
@@ -112,15 +105,8 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 func translate(err error) error {
-	if err == nil {
-		return nil
-	}
-	var he *history.Error
-	if errors.As(err, &he) {
-		return he
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return history.Errorf(history.ENOTFOUND, "not found")
+	if out, ok := history.Translate(err, pgx.ErrNoRows); ok {
+		return out
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -141,6 +127,11 @@ func translate(err error) error {
 
 const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::text, created_at`
 
+// memberRows selects history.MemberRows, in the order of the struct's
+// fields; the caller appends the condition.
+const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
+	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
+
 func scanMessage(row pgx.Row) (history.Message, error) {
 	var m history.Message
 	var body string
@@ -157,17 +148,14 @@ func nullable(s string) *string {
 	return &s
 }
 
-func insertMessage(ctx context.Context, tx pgx.Tx, nm history.NewMessage, seq int64) (history.Message, error) {
-	ts := nm.TS.UTC().Truncate(time.Microsecond)
-	_, err := tx.Exec(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		nm.Conv, seq, nm.ID, nullable(nm.CID), nm.From, nm.Type, string(nm.Body), ts)
-	if err != nil {
-		return history.Message{}, err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE conversations SET last_seq = $2, updated_at = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, nm.Conv, seq, ts); err != nil {
-		return history.Message{}, err
-	}
-	return history.Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From, TS: ts, Type: nm.Type, Body: nm.Body}, nil
+// queueMessage queues on batch the writes that store nm as message seq of
+// its conversation and move the conversation to it, and returns the message.
+func queueMessage(batch *pgx.Batch, nm history.NewMessage, seq int64) history.Message {
+	m := nm.Stored(seq)
+	batch.Queue(`INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS)
+	batch.Queue(`UPDATE conversations SET last_seq = $2, updated_at = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, m.Conv, m.Seq, m.TS)
+	return m
 }
 
 // Messages implements history.Store.
@@ -176,44 +164,35 @@ func (s *Store) Messages(ctx context.Context, conv string, after int64, limit in
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []history.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, m)
-	}
-	return out, translate(rows.Err())
+	out, err := pgx.CollectRows(rows, collectMessage)
+	return out, translate(err)
 }
+
+func collectMessage(r pgx.CollectableRow) (history.Message, error) { return scanMessage(r) }
 
 // CreateGroup implements history.Store.
 func (s *Store) CreateGroup(ctx context.Context, g history.Group, members []history.Member, nm history.NewMessage) (history.Message, error) {
 	var msg history.Message
+	users, roles := make([]string, len(members)), make([]string, len(members))
+	for i, m := range members {
+		users[i], roles[i] = m.User, m.Role
+	}
+	// One round trip claims the id, one writes the group, its members and
+	// the group.created message.
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		conv := history.GroupConvID(g.ID)
-		tag, err := tx.Exec(ctx, `INSERT INTO conversations (id, kind) VALUES ($1, 'group') ON CONFLICT DO NOTHING`, conv)
+		nm.Conv = g.Conv()
+		tag, err := tx.Exec(ctx, `INSERT INTO conversations (id, kind, member_version) VALUES ($1, 'group', 1) ON CONFLICT DO NOTHING`, nm.Conv)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return history.Errorf(history.ECONFLICT, "group %q already exists", g.ID)
+			return history.GroupExists(g.ID)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE conversations SET member_version = 1 WHERE id = $1`, conv); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO groups (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC()); err != nil {
-			return err
-		}
-		for _, m := range members {
-			if _, err := tx.Exec(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES ($1, $2, $3, 1)`, conv, m.User, m.Role); err != nil {
-				return err
-			}
-		}
-		nm.Conv = conv
-		msg, err = insertMessage(ctx, tx, nm, 1)
-		return err
+		batch := &pgx.Batch{}
+		batch.Queue(`INSERT INTO groups (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC())
+		batch.Queue(`INSERT INTO members (conv, user_id, role, joined_seq) SELECT $1, u, r, 1 FROM unnest($2::text[], $3::text[]) AS x(u, r)`, nm.Conv, users, roles)
+		msg = queueMessage(batch, nm, 1)
+		return tx.SendBatch(ctx, batch).Close()
 	})
 	return msg, err
 }
@@ -224,79 +203,69 @@ func (s *Store) Group(ctx context.Context, id string) (history.Group, []history.
 	var ms []history.Member
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		g, ms, err = loadGroup(ctx, tx, id, false)
+		g, ms, _, err = loadGroup(ctx, tx, id, false)
 		return err
 	})
 	return g, ms, err
 }
 
-func loadGroup(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (history.Group, []history.Member, error) {
-	var g history.Group
-	q := `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version FROM groups g JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = $1`
+// loadGroup reads group id, its current members and the last seq of its
+// conversation, first locking the conversation when forUpdate is set.
+func loadGroup(ctx context.Context, tx pgx.Tx, id string, forUpdate bool) (g history.Group, ms []history.Member, last int64, err error) {
 	if forUpdate {
 		// Lock the conversation row: membership changes and sends of one group
 		// are serialized, so a removed member cannot slip a message in.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE`, history.GroupConvID(id)); err != nil {
-			return g, nil, err
+			return g, nil, 0, err
 		}
 	}
-	err := tx.QueryRow(ctx, q, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &g.CreatedAt, &g.Version)
+	err = tx.QueryRow(ctx, `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version, c.last_seq FROM groups g
+		JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = $1`, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &g.CreatedAt, &g.Version, &last)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return g, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
+		return g, nil, 0, history.NoSuchGroup(id)
 	}
 	if err != nil {
-		return g, nil, err
+		return g, nil, 0, err
 	}
 	g.CreatedAt = g.CreatedAt.UTC()
-	rows, err := tx.Query(ctx, `SELECT user_id, role FROM members WHERE conv = $1 AND left_seq IS NULL ORDER BY user_id`, history.GroupConvID(id))
+	rows, err := tx.Query(ctx, `SELECT user_id, role FROM members WHERE conv = $1 AND left_seq IS NULL ORDER BY user_id`, g.Conv())
 	if err != nil {
-		return g, nil, err
+		return g, nil, 0, err
 	}
-	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (history.Member, error) {
-		var m history.Member
-		err := r.Scan(&m.User, &m.Role)
-		return m, err
-	})
-	return g, ms, err
+	ms, err = pgx.CollectRows(rows, pgx.RowToStructByPos[history.Member])
+	return g, ms, last, err
 }
 
-// ChangeMember implements history.Store.
+// ChangeMember implements history.Store: it locks the conversation and reads
+// the group, then writes the member's row, the membership version and the
+// membership message in one pipelined round trip.
 func (s *Store) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
 	var msg history.Message
-	var after []history.Member
+	var plan history.MemberPlan
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		_, ms, err := loadGroup(ctx, tx, c.Group, true)
+		_, ms, last, err := loadGroup(ctx, tx, c.Group, true)
 		if err != nil {
 			return err
 		}
-		typ, err := history.CheckMemberChange(ms, c)
-		if err != nil {
+		if plan, err = history.PlanMemberChange(ms, c, last); err != nil {
 			return err
 		}
-		conv := history.GroupConvID(c.Group)
-		var last int64
-		if err := tx.QueryRow(ctx, `UPDATE conversations SET member_version = member_version + 1 WHERE id = $1 RETURNING last_seq`, conv).Scan(&last); err != nil {
-			return err
+		conv := plan.Message.Conv
+		batch := &pgx.Batch{}
+		batch.Queue(`UPDATE conversations SET member_version = member_version + 1 WHERE id = $1`, conv)
+		if plan.Joins() {
+			batch.Queue(`INSERT INTO members (conv, user_id, role, joined_seq) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (conv, user_id) DO UPDATE SET role = $3, joined_seq = $4, left_seq = NULL`, conv, c.User, c.Role, plan.Seq)
+		} else if plan.Leaves() {
+			batch.Queue(`UPDATE members SET left_seq = $3 WHERE conv = $1 AND user_id = $2`, conv, c.User, plan.Seq)
+		} else {
+			batch.Queue(`UPDATE members SET role = $3 WHERE conv = $1 AND user_id = $2`, conv, c.User, c.Role)
 		}
-		seq := last + 1
-		switch typ {
-		case history.TypeMemberAdded:
-			_, err = tx.Exec(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (conv, user_id) DO UPDATE SET role = $3, joined_seq = $4, left_seq = NULL`, conv, c.User, c.Role, seq)
-		case history.TypeMemberRole:
-			_, err = tx.Exec(ctx, `UPDATE members SET role = $3 WHERE conv = $1 AND user_id = $2`, conv, c.User, c.Role)
-		default:
-			_, err = tx.Exec(ctx, `UPDATE members SET left_seq = $3 WHERE conv = $1 AND user_id = $2`, conv, c.User, seq)
-		}
-		if err != nil {
-			return err
-		}
-		msg, err = insertMessage(ctx, tx, history.MemberMessage(c, typ), seq)
-		if err != nil {
-			return err
-		}
-		after = history.ApplyMemberChange(ms, c, typ)
-		return nil
+		msg = queueMessage(batch, plan.Message, plan.Seq)
+		return tx.SendBatch(ctx, batch).Close()
 	})
-	return msg, after, err
+	if err != nil {
+		return history.Message{}, nil, err
+	}
+	return msg, plan.After, nil
 }

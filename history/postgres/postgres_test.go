@@ -16,17 +16,17 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func open(t *testing.T) history.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), pgtest.DB(t), nil)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+// open returns a store on a fresh database, closed when tb ends.
+func open(tb testing.TB) *postgres.Store {
+	tb.Helper()
+	return historytest.Open(tb, func(ctx context.Context) (*postgres.Store, error) {
+		return postgres.Open(ctx, pgtest.DB(tb), nil)
+	})
 }
 
-func TestConformance(t *testing.T) { historytest.Run(t, open) }
+func TestConformance(t *testing.T) {
+	historytest.Run(t, func(t *testing.T) history.Store { return open(t) })
+}
 
 // TestMigrateConcurrently starts several migrators on one empty database at
 // once, as several nodes starting together would: all succeed, and each

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -9,12 +10,6 @@ import (
 
 	"github.com/parley-im/parley/history"
 )
-
-const headsQuery = `SELECT m.conv,
-	CASE WHEN c.kind = 'direct' THEN 1 ELSE m.joined_seq END,
-	CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
-	FROM members m JOIN conversations c ON c.id = m.conv
-	WHERE m.user_id = $1 ORDER BY m.conv`
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
@@ -30,26 +25,20 @@ func (s *Store) Device(ctx context.Context, device, user string) (history.Device
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var conv string
-			var seq int64
-			if err := rows.Scan(&conv, &seq); err != nil {
-				return err
-			}
+		var conv string
+		var seq int64
+		if _, err := pgx.ForEachRow(rows, []any{&conv, &seq}, func() error {
 			st.Cursors[conv] = seq
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		}); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, headsQuery, user)
+		rows, err = tx.Query(ctx, memberRows+`m.user_id = $1 ORDER BY m.conv`, user)
 		if err != nil {
 			return err
 		}
-		st.Convs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (history.ConvHead, error) {
-			var h history.ConvHead
-			err := r.Scan(&h.Conv, &h.First, &h.Last)
-			return h, err
-		})
+		ms, err := pgx.CollectRows(rows, pgx.RowToStructByPos[history.MemberRow])
+		st.Convs = history.Heads(ms)
 		return err
 	})
 	return st, err
@@ -132,27 +121,19 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 	var moved bool
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var read, last int64
-		var left *int64
-		err := tx.QueryRow(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq FROM members m JOIN conversations c ON c.id = m.conv
-			WHERE m.conv = $1 AND m.user_id = $2 FOR UPDATE OF m`, conv, user).Scan(&read, &last, &left)
-		if err == pgx.ErrNoRows || (err == nil && left != nil) {
-			return history.Errorf(history.ENOTMEMBER, "you are not a member of %s", conv)
-		}
-		if err != nil {
+		member := true
+		err := tx.QueryRow(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq IS NULL FROM members m JOIN conversations c ON c.id = m.conv
+			WHERE m.conv = $1 AND m.user_id = $2 FOR UPDATE OF m`, conv, user).Scan(&read, &last, &member)
+		if errors.Is(err, pgx.ErrNoRows) {
+			member = false
+		} else if err != nil {
 			return err
 		}
-		if seq < 0 || seq > last {
-			return history.Errorf(history.EINVALID, "seq %d is beyond the last message (%d) of %s", seq, last, conv)
-		}
-		after = read
-		if seq <= read {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `UPDATE members SET read_seq = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE conv = $1 AND user_id = $2`, conv, user, seq); err != nil {
+		if after, moved, err = history.MarkReadRule(conv, member, read, last, seq); err != nil || !moved {
 			return err
 		}
-		after, moved = seq, true
-		return nil
+		_, err = tx.Exec(ctx, `UPDATE members SET read_seq = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE conv = $1 AND user_id = $2`, conv, user, seq)
+		return err
 	})
 	return after, moved, err
 }

@@ -85,15 +85,9 @@ func (s *Store) Close() error {
 
 // Ping checks that the database answers and carries the latest migration.
 func (s *Store) Ping(ctx context.Context) error {
-	var v int64
-	err := s.read.QueryRowContext(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&v)
-	if err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
-	}
-	if v < s.schemaVersion {
-		return fmt.Errorf("sqlite: schema at version %d, want %d", v, s.schemaVersion)
-	}
-	return nil
+	return migrations.Ping(ctx, "sqlite", s.schemaVersion, func(ctx context.Context, q string, v *int64) error {
+		return s.read.QueryRowContext(ctx, q).Scan(v)
+	})
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -108,16 +102,11 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return translate(tx.Commit())
 }
 
+// translate maps driver errors to history errors at one boundary: a
+// UNIQUE constraint violation is ECONFLICT.
 func translate(err error) error {
-	if err == nil {
-		return nil
-	}
-	var he *history.Error
-	if errors.As(err, &he) {
-		return he
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return history.Errorf(history.ENOTFOUND, "not found")
+	if out, ok := history.Translate(err, sql.ErrNoRows); ok {
+		return out
 	}
 	var se *sqlite3.Error
 	if errors.As(err, &se) && se.Code()&0xff == 19 && strings.Contains(se.Error(), "UNIQUE") { // SQLITE_CONSTRAINT
@@ -153,17 +142,17 @@ func now() string { return time.Now().UTC().Format(tsLayout) }
 
 // Append implements history.Store.
 func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Message, bool, error) {
-	rs, err := s.AppendBatch(ctx, []history.NewMessage{nm})
-	if err != nil {
-		return history.Message{}, false, err
-	}
-	return rs[0].Message, rs[0].Created, rs[0].Err
+	return history.AppendOne(ctx, s, nm)
 }
 
-// AppendBatch implements history.Store: one write transaction, messages in
-// order.
+// AppendBatch implements history.Store: one write transaction, whose
+// outcome history.AppendPlan decides. SQLite's single writer makes the
+// transaction exclusive, so there is nothing to lock.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
-	results := make([]history.AppendResult, len(ms))
+	plan := history.PlanAppend(ms)
+	if len(plan.Convs) == 0 {
+		return plan.Results, nil
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var ex execer = tx
 		if len(ms) > 1 {
@@ -171,70 +160,77 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 			defer p.close()
 			ex = p
 		}
-		for i, nm := range ms {
-			var version int64
-			m, created, err := appendOne(ctx, ex, nm, &version)
-			var he *history.Error
-			if err != nil && !errors.As(err, &he) {
+		st, err := readAppendState(ctx, ex, plan)
+		if err != nil {
+			return err
+		}
+		insert, last := plan.Assign(st)
+		for _, m := range insert {
+			if _, err := ex.ExecContext(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS.Format(tsLayout)); err != nil {
 				return err
 			}
-			results[i] = history.AppendResult{Message: m, Created: created, Err: err, MemberVersion: version}
+		}
+		for _, l := range last {
+			if err := moveConv(ctx, ex, l); err != nil {
+				return err
+			}
+		}
+		if len(last) > 0 {
+			return countChange(ctx, ex)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return results, nil
+	return plan.Results, nil
 }
 
-func appendOne(ctx context.Context, tx execer, nm history.NewMessage, version *int64) (msg history.Message, created bool, err error) {
-	kind, a, b, ok := history.ParseConvID(nm.Conv)
-	if !ok {
-		return msg, false, history.Errorf(history.EINVALID, "invalid conversation %q", nm.Conv)
-	}
-	if kind == history.KindDirect {
-		if nm.From != a && nm.From != b {
-			return msg, false, history.Errorf(history.ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'direct', ?, ?) ON CONFLICT DO NOTHING`, nm.Conv, now(), now())
-		if err != nil {
-			return msg, false, err
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?1, ?2, 'member', 0), (?1, ?3, 'member', 0)`, nm.Conv, a, b); err != nil {
-				return msg, false, err
+// readAppendState creates the direct conversations of plan that do not
+// exist yet and reads what plan.Assign needs.
+func readAppendState(ctx context.Context, ex execer, plan *history.AppendPlan) (history.AppendState, error) {
+	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]bool{}, Earlier: map[history.CIDKey]history.Message{}}
+	for _, c := range plan.Convs {
+		if c.Kind == history.KindDirect {
+			res, err := ex.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'direct', ?, ?) ON CONFLICT DO NOTHING`, c.ID, now(), now())
+			if err != nil {
+				return st, err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				if _, err := ex.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?1, ?2, 'member', 0), (?1, ?3, 'member', 0)`, c.ID, c.A, c.B); err != nil {
+					return st, err
+				}
 			}
 		}
-	}
-	var last int64
-	err = tx.QueryRowContext(ctx, `SELECT last_seq, member_version FROM conversations WHERE id = ?`, nm.Conv).Scan(&last, version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return msg, false, history.Errorf(history.ENOTFOUND, "no such group %q", a)
-	}
-	if err != nil {
-		return msg, false, err
-	}
-	if kind == history.KindGroup {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL`, nm.Conv, nm.From).Scan(&n); err != nil {
-			return msg, false, err
+		var cs history.ConvState
+		err := ex.QueryRowContext(ctx, `SELECT last_seq, member_version FROM conversations WHERE id = ?`, c.ID).Scan(&cs.Last, &cs.Version)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
 		}
-		if n == 0 {
-			return msg, false, history.Errorf(history.ENOTMEMBER, "%q is not a member of group %q", nm.From, a)
+		if err != nil {
+			return st, err
 		}
+		st.Convs[c.ID] = cs
 	}
-	if nm.CID != "" {
-		m, err := scanMessage(tx.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND sender = ? AND cid = ?`, nm.Conv, nm.From, nm.CID))
-		if err == nil {
-			return m, false, nil
+	for _, k := range plan.Members {
+		var member bool
+		if err := ex.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL)`, k.Conv, k.User).Scan(&member); err != nil {
+			return st, err
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return msg, false, err
-		}
+		st.Members[k] = member
 	}
-	msg, err = insertMessage(ctx, tx, nm, last+1)
-	return msg, err == nil, err
+	for _, k := range plan.CIDs {
+		m, err := scanMessage(ex.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND sender = ? AND cid = ?`, k.Conv, k.From, k.CID))
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return st, err
+		}
+		st.Earlier[k] = m
+	}
+	return st, nil
 }
 
 // execer is a transaction, or a transaction that reuses prepared statements.
@@ -284,64 +280,61 @@ func (p *preparedTx) close() {
 	}
 }
 
+// insertMessage writes nm as message seq of its conversation, moves the
+// conversation to it and counts the change.
 func insertMessage(ctx context.Context, tx execer, nm history.NewMessage, seq int64) (history.Message, error) {
-	ts := nm.TS.UTC().Truncate(time.Microsecond)
+	m := nm.Stored(seq)
 	_, err := tx.ExecContext(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		nm.Conv, seq, nm.ID, nullable(nm.CID), nm.From, nm.Type, string(nm.Body), ts.Format(tsLayout))
+		m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS.Format(tsLayout))
 	if err != nil {
 		return history.Message{}, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET last_seq = ?, updated_at = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE id = ?`, seq, ts.Format(tsLayout), nm.Conv); err != nil {
+	if err := moveConv(ctx, tx, history.ConvLast{Conv: m.Conv, Seq: m.Seq, TS: m.TS}); err != nil {
 		return history.Message{}, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE changes SET n = n + 1`); err != nil {
-		return history.Message{}, err
-	}
-	return history.Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From, TS: ts, Type: nm.Type, Body: nm.Body}, nil
+	return m, countChange(ctx, tx)
+}
+
+// moveConv sets the last message of a conversation and marks it changed by
+// the transaction's change (see countChange).
+func moveConv(ctx context.Context, tx execer, l history.ConvLast) error {
+	_, err := tx.ExecContext(ctx, `UPDATE conversations SET last_seq = ?, updated_at = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE id = ?`, l.Seq, l.TS.Format(tsLayout), l.Conv)
+	return err
+}
+
+// countChange counts a write transaction's change, after the rows it changed
+// were marked with the count plus one.
+func countChange(ctx context.Context, tx execer) error {
+	_, err := tx.ExecContext(ctx, `UPDATE changes SET n = n + 1`)
+	return err
 }
 
 // Messages implements history.Store.
 func (s *Store) Messages(ctx context.Context, conv string, after int64, limit int) ([]history.Message, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?`, conv, after, limit)
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
-	var out []history.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, m)
-	}
-	return out, translate(rows.Err())
+	out, err := collectMessages(s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?`, conv, after, limit))
+	return out, translate(err)
 }
 
 // CreateGroup implements history.Store.
 func (s *Store) CreateGroup(ctx context.Context, g history.Group, members []history.Member, nm history.NewMessage) (history.Message, error) {
 	var msg history.Message
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		conv := history.GroupConvID(g.ID)
-		res, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'group', ?, ?) ON CONFLICT DO NOTHING`, conv, now(), now())
+		nm.Conv = g.Conv()
+		res, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at, member_version) VALUES (?, 'group', ?, ?, 1) ON CONFLICT DO NOTHING`, nm.Conv, now(), now())
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return history.Errorf(history.ECONFLICT, "group %q already exists", g.ID)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET member_version = 1 WHERE id = ?`, conv); err != nil {
-			return err
+			return history.GroupExists(g.ID)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, created_by, created_at) VALUES (?, ?, ?, ?)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC().Format(tsLayout)); err != nil {
 			return err
 		}
 		for _, m := range members {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?, ?, ?, 1)`, conv, m.User, m.Role); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?, ?, ?, 1)`, nm.Conv, m.User, m.Role); err != nil {
 				return err
 			}
 		}
-		nm.Conv = conv
 		msg, err = insertMessage(ctx, tx, nm, 1)
 		return err
 	})
@@ -355,75 +348,71 @@ type querier interface {
 
 // Group implements history.Store.
 func (s *Store) Group(ctx context.Context, id string) (history.Group, []history.Member, error) {
-	g, ms, err := loadGroup(ctx, s.read, id)
+	g, ms, _, err := loadGroup(ctx, s.read, id)
 	return g, ms, translate(err)
 }
 
-func loadGroup(ctx context.Context, q querier, id string) (history.Group, []history.Member, error) {
-	var g history.Group
+// loadGroup reads group id, its current members and the last seq of its
+// conversation.
+func loadGroup(ctx context.Context, q querier, id string) (g history.Group, ms []history.Member, last int64, err error) {
 	var ts string
-	err := q.QueryRowContext(ctx, `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version FROM groups g
-		JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = ?`, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &ts, &g.Version)
+	err = q.QueryRowContext(ctx, `SELECT g.id, g.name, g.created_by, g.created_at, c.member_version, c.last_seq FROM groups g
+		JOIN conversations c ON c.id = 'g:' || g.id WHERE g.id = ?`, id).Scan(&g.ID, &g.Name, &g.CreatedBy, &ts, &g.Version, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return g, nil, history.Errorf(history.ENOTFOUND, "no such group %q", id)
+		return g, nil, 0, history.NoSuchGroup(id)
 	}
 	if err != nil {
-		return g, nil, err
+		return g, nil, 0, err
 	}
 	g.CreatedAt, _ = time.Parse(tsLayout, ts)
-	rows, err := q.QueryContext(ctx, `SELECT user_id, role FROM members WHERE conv = ? AND left_seq IS NULL ORDER BY user_id`, history.GroupConvID(id))
+	rows, err := q.QueryContext(ctx, `SELECT user_id, role FROM members WHERE conv = ? AND left_seq IS NULL ORDER BY user_id`, g.Conv())
 	if err != nil {
-		return g, nil, err
+		return g, nil, 0, err
 	}
 	defer rows.Close()
-	var ms []history.Member
 	for rows.Next() {
 		var m history.Member
 		if err := rows.Scan(&m.User, &m.Role); err != nil {
-			return g, nil, err
+			return g, nil, 0, err
 		}
 		ms = append(ms, m)
 	}
-	return g, ms, rows.Err()
+	return g, ms, last, rows.Err()
 }
 
 // ChangeMember implements history.Store.
 func (s *Store) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
 	var msg history.Message
-	var after []history.Member
+	var plan history.MemberPlan
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, ms, err := loadGroup(ctx, tx, c.Group)
+		_, ms, last, err := loadGroup(ctx, tx, c.Group)
 		if err != nil {
 			return err
 		}
-		typ, err := history.CheckMemberChange(ms, c)
-		if err != nil {
+		if plan, err = history.PlanMemberChange(ms, c, last); err != nil {
 			return err
 		}
-		conv := history.GroupConvID(c.Group)
-		var last int64
-		if err := tx.QueryRowContext(ctx, `UPDATE conversations SET member_version = member_version + 1 WHERE id = ? RETURNING last_seq`, conv).Scan(&last); err != nil {
+		conv := plan.Message.Conv
+		if _, err := tx.ExecContext(ctx, `UPDATE conversations SET member_version = member_version + 1 WHERE id = ?`, conv); err != nil {
 			return err
 		}
-		seq := last + 1
-		switch typ {
-		case history.TypeMemberAdded:
+		switch {
+		case plan.Joins():
 			_, err = tx.ExecContext(ctx, `INSERT INTO members (conv, user_id, role, joined_seq) VALUES (?1, ?2, ?3, ?4)
-				ON CONFLICT (conv, user_id) DO UPDATE SET role = ?3, joined_seq = ?4, left_seq = NULL`, conv, c.User, c.Role, seq)
-		case history.TypeMemberRole:
-			_, err = tx.ExecContext(ctx, `UPDATE members SET role = ? WHERE conv = ? AND user_id = ?`, c.Role, conv, c.User)
+				ON CONFLICT (conv, user_id) DO UPDATE SET role = ?3, joined_seq = ?4, left_seq = NULL`, conv, c.User, c.Role, plan.Seq)
+		case plan.Leaves():
+			_, err = tx.ExecContext(ctx, `UPDATE members SET left_seq = ? WHERE conv = ? AND user_id = ?`, plan.Seq, conv, c.User)
 		default:
-			_, err = tx.ExecContext(ctx, `UPDATE members SET left_seq = ? WHERE conv = ? AND user_id = ?`, seq, conv, c.User)
+			_, err = tx.ExecContext(ctx, `UPDATE members SET role = ? WHERE conv = ? AND user_id = ?`, c.Role, conv, c.User)
 		}
 		if err != nil {
 			return err
 		}
-		msg, err = insertMessage(ctx, tx, history.MemberMessage(c, typ), seq)
-		if err != nil {
-			return err
-		}
-		after = history.ApplyMemberChange(ms, c, typ)
-		return nil
+		msg, err = insertMessage(ctx, tx, plan.Message, plan.Seq)
+		return err
 	})
-	return msg, after, err
+	if err != nil {
+		return history.Message{}, nil, err
+	}
+	return msg, plan.After, nil
 }

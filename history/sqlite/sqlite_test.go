@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/parley-im/parley/history"
@@ -10,17 +9,17 @@ import (
 	"github.com/parley-im/parley/history/sqlite"
 )
 
-func open(t *testing.T) history.Store {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+// open returns a store in a fresh directory, closed when tb ends.
+func open(tb testing.TB) history.Store {
+	tb.Helper()
+	return historytest.Open(tb, func(ctx context.Context) (*sqlite.Store, error) {
+		return sqlite.Open(ctx, tb.TempDir(), nil)
+	})
 }
 
-func TestConformance(t *testing.T) { historytest.Run(t, open) }
+func TestConformance(t *testing.T) {
+	historytest.Run(t, func(t *testing.T) history.Store { return open(t) })
+}
 
 // TestReopen shows that data survives closing and reopening the data dir.
 func TestReopen(t *testing.T) {
@@ -48,30 +47,4 @@ func TestReopen(t *testing.T) {
 
 // BenchmarkAppend stores one message per transaction, and 64 per
 // transaction (group commit); compare the per-message figures.
-func BenchmarkAppend(b *testing.B) {
-	for _, size := range []int{1, 64} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			s, err := sqlite.Open(context.Background(), b.TempDir(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			benchAppend(b, s, size)
-		})
-	}
-}
-
-func benchAppend(b *testing.B, s history.Store, size int) {
-	ctx := context.Background()
-	batch := make([]history.NewMessage, size)
-	b.ResetTimer()
-	for i := 0; i < b.N; i += size {
-		for j := range batch {
-			batch[j] = historytest.NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", (i+j)%100)), "alice", "", `{"text":"hello there"}`)
-		}
-		rs, err := s.AppendBatch(ctx, batch)
-		if err != nil || rs[0].Err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkAppend(b *testing.B) { historytest.BenchAppend(b, open) }

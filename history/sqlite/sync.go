@@ -11,11 +11,16 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-const headsQuery = `SELECT m.conv,
-	CASE WHEN c.kind = 'direct' THEN 1 ELSE m.joined_seq END,
-	CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
-	FROM members m JOIN conversations c ON c.id = m.conv
-	WHERE m.user_id = ? ORDER BY m.conv`
+// memberRows selects history.MemberRows (see scanMemberRow); the caller
+// appends the condition.
+const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
+	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
+
+func scanMemberRow(row scanner) (history.MemberRow, error) {
+	var r history.MemberRow
+	err := row.Scan(&r.Conv, &r.Kind, &r.Joined, &r.Left, &r.Last)
+	return r, err
+}
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
@@ -44,18 +49,20 @@ func (s *Store) Device(ctx context.Context, device, user string) (history.Device
 			st.Cursors[conv] = seq
 		}
 		rows.Close()
-		rows, err = tx.QueryContext(ctx, headsQuery, user)
+		rows, err = tx.QueryContext(ctx, memberRows+`m.user_id = ? ORDER BY m.conv`, user)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		var ms []history.MemberRow
 		for rows.Next() {
-			var h history.ConvHead
-			if err := rows.Scan(&h.Conv, &h.First, &h.Last); err != nil {
+			r, err := scanMemberRow(rows)
+			if err != nil {
 				return err
 			}
-			st.Convs = append(st.Convs, h)
+			ms = append(ms, r)
 		}
+		st.Convs = history.Heads(ms)
 		return rows.Err()
 	})
 	return st, err
@@ -153,30 +160,21 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 	var moved bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var read, last int64
-		var left sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq FROM members m JOIN conversations c ON c.id = m.conv
-			WHERE m.conv = ? AND m.user_id = ?`, conv, user).Scan(&read, &last, &left)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && left.Valid) {
-			return history.Errorf(history.ENOTMEMBER, "you are not a member of %s", conv)
-		}
-		if err != nil {
+		var member bool // no row: not a member
+		switch err := tx.QueryRowContext(ctx, `SELECT m.read_seq, c.last_seq, m.left_seq IS NULL FROM members m
+			JOIN conversations c ON c.id = m.conv WHERE m.conv = ? AND m.user_id = ?`, conv, user).Scan(&read, &last, &member); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
 			return err
 		}
-		if seq < 0 || seq > last {
-			return history.Errorf(history.EINVALID, "seq %d is beyond the last message (%d) of %s", seq, last, conv)
-		}
-		after = read
-		if seq <= read {
-			return nil
+		var err error
+		if after, moved, err = history.MarkReadRule(conv, member, read, last, seq); err != nil || !moved {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE members SET read_seq = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE conv = ? AND user_id = ?`, seq, conv, user); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE changes SET n = n + 1`); err != nil {
-			return err
-		}
-		after, moved = seq, true
-		return nil
+		return countChange(ctx, tx)
 	})
 	return after, moved, err
 }

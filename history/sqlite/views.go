@@ -3,9 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/parley-im/parley/history"
@@ -19,56 +17,75 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 		return nil, h, translate(err)
 	}
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, `SELECT CASE WHEN c.kind = 'direct' THEN 1 ELSE m.joined_seq END,
-		CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
-		FROM members m JOIN conversations c ON c.id = m.conv WHERE m.conv = ? AND m.user_id = ?`, q.Conv, q.User).Scan(&h.First, &h.Last)
+	r, err := scanMemberRow(tx.QueryRowContext(ctx, memberRows+`m.conv = ? AND m.user_id = ?`, q.Conv, q.User))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, h, history.Errorf(history.ENOTMEMBER, "you are not a member of %s", q.Conv)
+		return nil, h, history.NotMember(q.Conv)
 	}
 	if err != nil {
 		return nil, h, translate(err)
 	}
-	var rows *sql.Rows
-	if q.Before > 0 {
-		rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq < ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT ?`,
-			q.Conv, q.Before, h.First, h.Last, q.Limit)
-	} else {
-		rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq > ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`,
-			q.Conv, q.After, h.First, h.Last, q.Limit)
+	h = r.Head()
+	lo, hi, desc := q.Range(h)
+	query := `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?`
+	if desc {
+		query = `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?`
 	}
+	out, err := collectMessages(tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit))
+	return out, h, translate(err)
+}
+
+// collectMessages scans the messages that a query of messageColumns
+// returned, or returns its error.
+func collectMessages(rows *sql.Rows, err error) ([]history.Message, error) {
 	if err != nil {
-		return nil, h, translate(err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []history.Message
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
-			return nil, h, translate(err)
+			return nil, err
 		}
 		out = append(out, m)
 	}
-	return out, h, translate(rows.Err())
+	return out, rows.Err()
 }
 
-// viewQuery selects ConversationViews of user ?1; the caller appends the
-// condition, order and limit.
+// viewQuery selects ConversationViews of user ?1 below the position (?2, ?3)
+// and their positions; the caller appends the condition and viewOrder, which
+// takes at most ?4.
 const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
-	CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END,
+	coalesce(m.left_seq, c.last_seq),
 	m.read_seq,
 	(SELECT count(*) FROM messages x WHERE x.conv = c.id AND x.seq > m.read_seq
-		AND x.seq <= CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END AND x.sender <> ?1),
+		AND x.seq <= coalesce(m.left_seq, c.last_seq) AND x.sender <> ?1),
 	c.updated_at,
 	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
-	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq END
-	WHERE m.user_id = ?1 `
+	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
+	WHERE m.user_id = ?1 AND (c.updated_at < ?2 OR (c.updated_at = ?2 AND c.id < ?3)) `
 
-func scanViews(rows *sql.Rows, user string) ([]history.ConversationView, []string, error) {
+const viewOrder = ` ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4`
+
+// top is above every position: the start of the first page.
+const top = "\U0010FFFF"
+
+// queryViews runs viewQuery with cond, whose arguments args follow ?4, and
+// returns the page cut from limit+1 rows (see history.Page). The position's
+// At is updated_at as stored.
+func queryViews(ctx context.Context, q querier, user string, pos history.Position, limit int, cond string, args ...any) ([]history.ConversationView, history.Position, bool, error) {
+	if pos.Top() {
+		pos = history.Position{At: top, ID: top}
+	}
+	rows, err := q.QueryContext(ctx, viewQuery+cond+viewOrder, append([]any{user, pos.At, pos.ID, limit + 1}, args...)...)
+	if err != nil {
+		return nil, history.Position{}, false, err
+	}
 	defer rows.Close()
-	var out []history.ConversationView
-	var updated []string
+	var views []history.ConversationView
+	var positions []string
 	for rows.Next() {
 		var v history.ConversationView
 		var at string
@@ -76,65 +93,30 @@ func scanViews(rows *sql.Rows, user string) ([]history.ConversationView, []strin
 		var lseq sql.NullInt64
 		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &at,
 			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts); err != nil {
-			return nil, nil, err
+			return nil, history.Position{}, false, err
 		}
-		v.SetParties(user)
 		if lconv.Valid {
 			ts, _ := time.Parse(tsLayout, lts.String)
 			v.LastMessage = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
 				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: ts.UTC()}
 		}
-		out = append(out, v)
-		updated = append(updated, at)
+		views = append(views, v)
+		positions = append(positions, at)
 	}
-	return out, updated, rows.Err()
-}
-
-// Conversations implements history.Store. The cursor is the (updated_at, id)
-// of the last conversation of the previous page.
-func (s *Store) Conversations(ctx context.Context, user, cursor string, limit int) ([]history.ConversationView, string, error) {
-	at, id := "\U0010FFFF", "\U0010FFFF"
-	if cursor != "" {
-		b, err := base64.RawURLEncoding.DecodeString(cursor)
-		var ok bool
-		if err == nil {
-			at, id, ok = strings.Cut(string(b), "|")
-		}
-		if !ok || !history.ValidText(at) || !history.ValidText(id) {
-			return nil, "", history.Errorf(history.EINVALID, "invalid cursor")
-		}
+	if err := rows.Err(); err != nil {
+		return nil, history.Position{}, false, err
 	}
-	rows, err := s.read.QueryContext(ctx, viewQuery+`AND (c.updated_at < ?2 OR (c.updated_at = ?2 AND c.id < ?3)) ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4`, user, at, id, limit+1)
-	if err != nil {
-		return nil, "", translate(err)
-	}
-	views, updated, err := scanViews(rows, user)
-	if err != nil {
-		return nil, "", translate(err)
-	}
-	next := ""
-	if len(views) > limit {
-		views = views[:limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(updated[limit-1] + "|" + views[limit-1].ID))
-	}
-	return views, next, nil
+	page, next, more := history.Page(user, views, positions, limit)
+	return page, next, more, nil
 }
 
 // Changes implements history.Store. SQLite commits one writer at a time, so
 // the change counter read in the snapshot of a pass's first page covers every
-// committed change, and a pass's Upto is one past it. The position At is
-// updated_at as stored.
+// committed change, and a pass's Upto is one past it.
 func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]history.ConversationView, string, bool, error) {
-	tok, err := history.ParseChangeToken(since, "s")
+	tok, err := history.ParseChanges(since, "s", limit)
 	if err != nil {
 		return nil, "", false, err
-	}
-	if limit < 1 {
-		return nil, "", false, history.Errorf(history.EINVALID, "limit must be at least 1")
-	}
-	at, id := "\U0010FFFF", "\U0010FFFF"
-	if tok.Paging() {
-		at, id = tok.At, tok.ID
 	}
 	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -148,20 +130,23 @@ func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]h
 		}
 		tok.Upto = n + 1
 	}
-	rows, err := tx.QueryContext(ctx, viewQuery+`AND (c.changed_xid >= ?2 OR m.changed_xid >= ?2)
-		AND (c.updated_at < ?3 OR (c.updated_at = ?3 AND c.id < ?4)) ORDER BY c.updated_at DESC, c.id DESC LIMIT ?5`, user, tok.From, at, id, limit+1)
+	views, next, more, err := queryViews(ctx, tx, user, tok.Position(), limit, `AND (c.changed_xid >= ?5 OR m.changed_xid >= ?5)`, tok.From)
 	if err != nil {
 		return nil, "", false, translate(err)
 	}
-	views, updated, err := scanViews(rows, user)
+	return views, tok.Next("s", next, more), more, nil
+}
+
+// Conversations implements history.Store. The cursor is the position of the
+// last conversation of the previous page.
+func (s *Store) Conversations(ctx context.Context, user, cursor string, limit int) ([]history.ConversationView, string, error) {
+	pos, err := history.ParseCursor(cursor)
 	if err != nil {
-		return nil, "", false, translate(err)
+		return nil, "", err
 	}
-	more := len(views) > limit
-	var lastAt, lastID string
-	if more {
-		views = views[:limit]
-		lastAt, lastID = updated[limit-1], views[limit-1].ID
+	views, next, more, err := queryViews(ctx, s.read, user, pos, limit, "")
+	if err != nil {
+		return nil, "", translate(err)
 	}
-	return views, history.NextChangeToken(tok, more, lastAt, lastID).Encode("s"), more, nil
+	return views, history.NextCursor(next, more), nil
 }
