@@ -1,6 +1,7 @@
 package parley
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,7 +132,8 @@ func FuzzInbox(f *testing.F) {
 	f.Add([]byte(`{"kind":"read","conv":"dm:a:b","user":"a","seq":-1}`))
 	f.Add([]byte(`{"kind":"message","conv":"","seq":-5}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		opts := Options{Handler: func(Event) {}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.withDefaults()
+		var got []Event
+		opts := Options{Handler: func(ev Event) { got = append(got, ev) }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.withDefaults()
 		c := &Client{API: &API{base: "http://127.0.0.1:1", hc: http.DefaultClient, tokens: &tokens{fixed: testToken("alice")}, user: "alice"},
 			opts: opts, log: opts.Logger, pending: map[string][]*sendWaiter{}, convs: map[string]*convState{}, qwake: make(chan struct{}, 1)}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -141,5 +143,33 @@ func FuzzInbox(f *testing.F) {
 		}
 		c.cancel()
 		c.wg.Wait()
+		// Whatever surfaces as a message says what the payload says, read
+		// here independently: the same conversation, seq, id and body.
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(payload, &fields) != nil {
+			for _, ev := range got {
+				if ev.Kind == EventMessage || ev.Kind == EventEphemeral {
+					t.Fatalf("payload %q is not a JSON object, yet surfaced %+v", payload, ev)
+				}
+			}
+			return
+		}
+		str := func(key string) string {
+			var v string
+			_ = json.Unmarshal(fields[key], &v)
+			return v
+		}
+		for _, ev := range got {
+			if ev.Kind != EventMessage {
+				continue
+			}
+			var seq int64
+			_ = json.Unmarshal(fields["seq"], &seq)
+			m := ev.Message
+			if str("kind") != "message" || m.Conv != str("conv") || m.Seq != seq || m.ID != str("id") ||
+				!bytes.Equal(bytes.TrimSpace(m.Body), bytes.TrimSpace(fields["body"])) {
+				t.Fatalf("payload %q surfaced as %+v", payload, m)
+			}
+		}
 	})
 }
