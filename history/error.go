@@ -31,25 +31,40 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of err: the Code of an *Error in its chain,
-// EUNAVAILABLE for any other non-nil error, and "" for nil.
+// Coded is an error with a stable code and a message safe to show, such as
+// *Error or the engines' wire errors.
+type Coded interface {
+	error
+	ErrCode() string
+	ErrMessage() string
+}
+
+// ErrCode implements Coded.
+func (e *Error) ErrCode() string { return e.Code }
+
+// ErrMessage implements Coded.
+func (e *Error) ErrMessage() string { return e.Message }
+
+// ErrorCode returns the code of err: the code of the first Coded error
+// (such as an *Error) in its chain, EUNAVAILABLE for any other non-nil error,
+// and "" for nil.
 func ErrorCode(err error) string {
 	if err == nil {
 		return ""
 	}
-	var e *Error
+	var e Coded
 	if errors.As(err, &e) {
-		return e.Code
+		return e.ErrCode()
 	}
 	return EUNAVAILABLE
 }
 
-// ErrorMessage returns the user-facing message of err; errors that are not an
-// *Error get a generic message, since their detail is for logs only.
+// ErrorMessage returns the user-facing message of err; errors that are not
+// Coded get a generic message, since their detail is for logs only.
 func ErrorMessage(err error) string {
-	var e *Error
+	var e Coded
 	if errors.As(err, &e) {
-		return e.Message
+		return e.ErrMessage()
 	}
 	return "the message store is unavailable, try again"
 }

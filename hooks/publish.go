@@ -98,7 +98,7 @@ func (m *Publish) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, nil
 	}
 	from := auth.UserOf(cl.ID)
-	var err *wire.SendError
+	var err *wire.Error
 	if !valid {
 		if kind == wire.TargetUser {
 			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q", target)
@@ -122,7 +122,7 @@ func (m *Publish) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 
 // refuse answers a PUBLISH that failed with err: an error event to the
 // publishing device, then the fitting ack (see OnPublish).
-func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.SendError) (packets.Packet, error) {
+func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (packets.Packet, error) {
 	m.sendError(cl, err, pk.TopicName)
 	v5 := cl.Properties.ProtocolVersion == 5
 	if !err.Permanent() {
@@ -168,7 +168,7 @@ func (m *Publish) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 }
 
 // sendError writes an error event to the publishing device alone, at QoS 0.
-func (m *Publish) sendError(cl *mqtt.Client, e *wire.SendError, topic string) {
+func (m *Publish) sendError(cl *mqtt.Client, e *wire.Error, topic string) {
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   m.Topics.Inbox(auth.UserOf(cl.ID)),
@@ -189,7 +189,7 @@ func (m *Publish) count(result string) {
 // marker is stored, or with the error's reason code.
 func (m *Publish) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	var req wire.ReadRequest
-	var err *wire.SendError
+	var err *wire.Error
 	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
 		err = wire.Errorf(wire.CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
 	} else {

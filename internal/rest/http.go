@@ -79,20 +79,12 @@ func (b *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, ae)
 		return
 	}
-	var se *wire.SendError
-	if errors.As(err, &se) {
-		status, _ := wire.HTTPStatus(se.Code)
-		writeError(w, &apiError{status, se.Code, se.Message})
-		return
-	}
-	code := history.ErrorCode(err)
-	status, ok := wire.HTTPStatus(code)
-	if !ok || code == history.EUNAVAILABLE || code == history.EINTERNAL {
+	e, ok := wire.FromStore(err)
+	if !ok {
 		b.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		writeError(w, &apiError{http.StatusServiceUnavailable, "unavailable", "the message store is unavailable, try again"})
-		return
 	}
-	writeError(w, &apiError{status, code, history.ErrorMessage(err)})
+	status, _ := wire.HTTPStatus(e.Code)
+	writeError(w, &apiError{status, e.Code, e.Message})
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

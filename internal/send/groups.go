@@ -104,8 +104,8 @@ type groupCreatedBody struct {
 // and delivers its group.created message (seq 1) to every member. The id is
 // generated when empty; the name must be valid text (history.ValidText).
 // A creation counts against actor's send rate (a
-// *SendError with CodeRateLimited when refused). Other errors are
-// *history.Error: EINVALID, ECONFLICT when the id is taken (whoever holds
+// *Error with CodeRateLimited when refused). Other errors are
+// *wire.Error with the history codes: EINVALID, ECONFLICT when the id is taken (whoever holds
 // it: the answer reveals nothing about the group), or EUNAVAILABLE-class
 // store errors.
 func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroupRequest) (history.Group, []history.Member, error) {
@@ -116,19 +116,19 @@ func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroup
 		req.ID = history.NewID(t)
 	}
 	if !history.ValidGroupID(req.ID) {
-		return history.Group{}, nil, history.Errorf(history.EINVALID, "invalid group id %q (1 to 64 of A-Z a-z 0-9 . _ -)", req.ID)
+		return history.Group{}, nil, wire.Errorf(history.EINVALID, "invalid group id %q (1 to 64 of A-Z a-z 0-9 . _ -)", req.ID)
 	}
 	if req.Name == "" || len(req.Name) > MaxGroupNameLen {
-		return history.Group{}, nil, history.Errorf(history.EINVALID, "name is required, at most %d bytes", MaxGroupNameLen)
+		return history.Group{}, nil, wire.Errorf(history.EINVALID, "name is required, at most %d bytes", MaxGroupNameLen)
 	}
 	if !history.ValidText(req.Name) {
-		return history.Group{}, nil, history.Errorf(history.EINVALID, "name must be valid text without U+0000")
+		return history.Group{}, nil, wire.Errorf(history.EINVALID, "name must be valid text without U+0000")
 	}
 	members := []history.Member{{User: actor, Role: history.RoleOwner}}
 	seen := map[string]bool{actor: true}
 	for _, u := range req.Members {
 		if !history.ValidUserID(u) {
-			return history.Group{}, nil, history.Errorf(history.EINVALID, "invalid user id %q", u)
+			return history.Group{}, nil, wire.Errorf(history.EINVALID, "invalid user id %q", u)
 		}
 		if !seen[u] {
 			seen[u] = true
@@ -136,7 +136,7 @@ func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroup
 		}
 	}
 	if len(members) > MaxGroupMembers {
-		return history.Group{}, nil, history.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
+		return history.Group{}, nil, wire.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
 	}
 	if !m.Limiter.Allow(actor, t) {
 		return history.Group{}, nil, wire.Errorf(wire.CodeRateLimited, "too many requests, slow down")
@@ -153,7 +153,7 @@ func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroup
 		var msg history.Message
 		msg, err = m.Store.CreateGroup(ctx, g, members, history.NewMessage{Conv: conv, ID: history.NewID(t), From: actor, TS: t, Type: history.TypeGroupCreated, Body: body})
 		if history.ErrorCode(err) == history.ECONFLICT {
-			err = history.Errorf(history.ECONFLICT, "group id %q is not available; omit id to get a generated one", g.ID)
+			err = wire.Errorf(history.ECONFLICT, "group id %q is not available; omit id to get a generated one", g.ID)
 		}
 		if err == nil {
 			m.Groups.Forget(g.ID)
@@ -162,7 +162,7 @@ func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroup
 		}
 	})
 	if err = errors.Join(derr, err); err != nil {
-		return history.Group{}, nil, err
+		return history.Group{}, nil, m.failure("create group", err)
 	}
 	return g, members, nil
 }
@@ -174,8 +174,8 @@ const MaxGroupMembers = history.MaxGroupMembers
 // ChangeMember adds, updates or removes a member of a group on behalf of
 // actor, and delivers the membership message to the members before and after
 // the change (so a removed member learns of it). A change counts against the
-// actor's send rate (a *SendError with CodeRateLimited when refused). An
-// actor who is not a member gets history.ENOTFOUND, as for a group that does
+// actor's send rate (a *Error with CodeRateLimited when refused). An
+// actor who is not a member gets not_found (history.ENOTFOUND), as for a group that does
 // not exist, so that group ids cannot be probed; an addition to a full group
 // (MaxGroupMembers) gets history.EINVALID.
 func (m *Service) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
@@ -210,7 +210,7 @@ func (m *Service) ChangeMember(ctx context.Context, c history.MemberChange) (his
 		m.Deliver.DeliverMessage(recipients, msg)
 	})
 	if err = errors.Join(derr, err); err != nil {
-		return msg, nil, err
+		return msg, nil, m.failure("change member", err)
 	}
 	return msg, after, nil
 }
@@ -227,7 +227,7 @@ func (m *Service) Group(ctx context.Context, user, id string) (history.Group, []
 		return history.Group{}, nil, noSuchGroup(id)
 	}
 	if err != nil {
-		return g, nil, err
+		return g, nil, m.failure("read group", err)
 	}
 	if history.RoleOf(ms, user) == "" {
 		return history.Group{}, nil, noSuchGroup(id)
@@ -238,7 +238,17 @@ func (m *Service) Group(ctx context.Context, user, id string) (history.Group, []
 // noSuchGroup is the answer for a group that does not exist or of which the
 // caller is not a member: one error, so that the two cannot be told apart.
 func noSuchGroup(id string) error {
-	return history.Errorf(history.ENOTFOUND, "no such group %q", id)
+	return wire.Errorf(history.ENOTFOUND, "no such group %q", id)
+}
+
+// failure turns err (not nil) into the *wire.Error callers see, logging what
+// is not a rule of the domain (a store outage, a closed committer).
+func (m *Service) failure(op string, err error) error {
+	e, ok := wire.FromStore(err)
+	if !ok {
+		m.Log.Error(op, "error", err)
+	}
+	return e
 }
 
 func mustJSON(v any) []byte {

@@ -17,7 +17,7 @@ const DefaultReceiptGroupMax = 100
 // the user's devices and the other members (direct conversations always,
 // groups up to ReceiptGroupMax members) get {"kind":"read",...}. It returns
 // the marker after the call.
-func (m *Service) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *wire.SendError) {
+func (m *Service) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, *wire.Error) {
 	kind, a, b, ok := history.ParseConvID(conv)
 	if !ok {
 		return 0, wire.Errorf(wire.CodeInvalidPayload, "invalid conversation %q", conv)

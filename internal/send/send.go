@@ -110,14 +110,14 @@ func (m *Service) Init() error {
 // original (created false) and echoes it to the sender's inbox only.
 // Ephemeral sends return a zero Message and are delivered at QoS 0 to the
 // other members' inboxes without being stored.
-func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.SendError) {
+func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.Error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
 	p, perr := wire.ParseSendPayload(payload, m.MaxPayload)
 	if perr != nil {
 		return history.Message{}, false, perr
 	}
-	fail := func(code, format string, args ...any) (history.Message, bool, *wire.SendError) {
+	fail := func(code, format string, args ...any) (history.Message, bool, *wire.Error) {
 		e := wire.Errorf(code, format, args...)
 		e.CID = p.CID
 		return history.Message{}, false, e

@@ -34,7 +34,7 @@ var reservedTypes = []string{"group.", "member.", "system."}
 // Unknown fields, "from" included, are ignored. The payload must be UTF-8 and
 // cid and type valid text (history.ValidText: no U+0000, even escaped); body
 // is any JSON value other than null and is stored as sent, escapes included.
-func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
+func ParseSendPayload(b []byte, max int) (SendPayload, *Error) {
 	var p SendPayload
 	if max > 0 && len(b) > max {
 		return p, Errorf(CodeTooLarge, "payload of %d bytes exceeds the maximum of %d", len(b), max)
@@ -53,9 +53,9 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *SendError) {
 			cid = ""
 		}
 		p = SendPayload{CID: cid}
-		return p, &SendError{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: cid}
+		return p, &Error{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: cid}
 	}
-	fail := func(format string, args ...any) (SendPayload, *SendError) {
+	fail := func(format string, args ...any) (SendPayload, *Error) {
 		e := Errorf(CodeInvalidPayload, format, args...)
 		e.CID = p.CID
 		return p, e
@@ -153,7 +153,7 @@ type ErrorEvent struct {
 
 // ErrorPayload returns the inbox payload of the error event for e, a failed
 // publish to topic.
-func ErrorPayload(e *SendError, topic string) []byte {
+func ErrorPayload(e *Error, topic string) []byte {
 	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
 	return b
 }

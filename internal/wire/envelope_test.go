@@ -149,7 +149,7 @@ func TestSendError(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &wire.SendError{Code: tc.code, Message: "details"}
+			e := &wire.Error{Code: tc.code, Message: "details"}
 			if got := e.Permanent(); got != tc.permanent {
 				t.Fatalf("Permanent() = %v, want %v", got, tc.permanent)
 			}

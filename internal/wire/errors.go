@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -18,22 +19,50 @@ const (
 	CodeUnavailable    = "unavailable"
 )
 
-// SendError is a send that failed, with its wire code.
-type SendError struct {
+// Error is the one error of Parley's engines as clients see it: a stable
+// code (the codes above, or history's codes such as invalid, not_found and
+// conflict), a message safe to show, and for a failed send its cid. The
+// table below turns the code into an MQTT 5 reason code or an HTTP status.
+type Error struct {
 	Code    string
 	Message string
 	CID     string
 }
 
+// FromStore returns the *Error for an error of the store: its history code
+// and message, or unavailable (with a generic message) for anything that is
+// not a *history.Error or is an internal one. ok is false in that last case,
+// which callers log.
+func FromStore(err error) (e *Error, ok bool) {
+	if err == nil {
+		return nil, true
+	}
+	var we *Error
+	if errors.As(err, &we) {
+		return we, true
+	}
+	code := history.ErrorCode(err)
+	if _, known := codes[code]; !known || code == history.EUNAVAILABLE || code == history.EINTERNAL {
+		return &Error{Code: CodeUnavailable, Message: "the message store is unavailable, try again"}, false
+	}
+	return &Error{Code: code, Message: history.ErrorMessage(err)}, true
+}
+
 // Error implements error.
-func (e *SendError) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// ErrCode implements history.Coded.
+func (e *Error) ErrCode() string { return e.Code }
+
+// ErrMessage implements history.Coded.
+func (e *Error) ErrMessage() string { return e.Message }
 
 // Permanent reports whether resending the same payload can never succeed.
-func (e *SendError) Permanent() bool { return e.Code != CodeUnavailable }
+func (e *Error) Permanent() bool { return e.Code != CodeUnavailable }
 
-// Errorf returns a *SendError with code and a formatted message.
-func Errorf(code, format string, args ...any) *SendError {
-	return &SendError{Code: code, Message: fmt.Sprintf(format, args...)}
+// Errorf returns a *Error with code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // Reason is an MQTT 5 reason code with its reason string.
