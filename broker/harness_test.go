@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,42 +17,13 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/postgres"
-	"github.com/parley-im/parley/history/sqlite"
-	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-var testSecret = []byte("test-secret-0123456789abcdef0123")
-
-// forEachStore runs fn against a fresh SQLite store and a fresh PostgreSQL
-// store.
-func forEachStore(t *testing.T, fn func(t *testing.T, s history.Store)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, openSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, openPostgres(t, pgtest.DB(t))) })
-}
-
-func openSQLite(t testing.TB) history.Store {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openPostgres(t testing.TB, url string) history.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+var testSecret = []byte(testkit.Secret)
 
 // env is a running broker on loopback ports.
 type env struct {
@@ -64,19 +34,12 @@ type env struct {
 	http string
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("PARLEY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // setup starts a broker on store with every listener on a free port.
 func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env {
 	t.Helper()
 	opts := broker.Options{
 		Store: store, MQTTAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: quietLogger(), Rate: -1,
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1,
 	}
 	for _, f := range mod {
 		f(&opts)
@@ -95,15 +58,6 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	})
 	e := &env{t: t, b: b, mqtt: b.Addr("mqtt").String(), ws: b.Addr("ws").String(), http: "http://" + b.Addr("http").String()}
 	return e
-}
-
-func token(t testing.TB, user string) string {
-	t.Helper()
-	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // event is anything that arrives on an inbox.
@@ -149,7 +103,7 @@ func parseEvent(t testing.TB, topic string, qos byte, payload []byte) event {
 // inbox at QoS 1.
 func (e *env) dialV3(clientID, user string) *client {
 	e.t.Helper()
-	c, err := e.connectV3(clientID, user, token(e.t, user))
+	c, err := e.connectV3(clientID, user, testkit.Token(e.t, user))
 	if err != nil {
 		e.t.Fatalf("connect %s: %v", clientID, err)
 	}
@@ -181,7 +135,7 @@ func (e *env) connectV3(clientID, username, password string) (*client, error) {
 // at QoS 2 (deliveries then come at QoS 1).
 func (e *env) dialV5(clientID, user string) *client {
 	e.t.Helper()
-	c, ca, err := e.connectV5(clientID, user, token(e.t, user))
+	c, ca, err := e.connectV5(clientID, user, testkit.Token(e.t, user))
 	if err != nil {
 		e.t.Fatalf("connect %s: %v (%+v)", clientID, err, ca)
 	}
@@ -313,7 +267,7 @@ func (e *env) do(method, path, user, body string, out any) int {
 		e.t.Fatal(err)
 	}
 	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+token(e.t, user))
+		req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -363,7 +317,7 @@ func (e *env) dial(clientID, user string, o dialOpts) *client {
 	if !o.v5 {
 		c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
 		po := pahov3.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID(clientID).
-			SetUsername(user).SetPassword(token(e.t, user)).SetCleanSession(!o.persistent).
+			SetUsername(user).SetPassword(testkit.Token(e.t, user)).SetCleanSession(!o.persistent).
 			SetAutoReconnect(false).SetOrderMatters(true).SetKeepAlive(30 * time.Second).
 			SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
 				c.events <- parseEvent(e.t, m.Topic(), m.Qos(), m.Payload())
@@ -393,7 +347,7 @@ func (e *env) dial(clientID, user string, o dialOpts) *client {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: !o.persistent,
-		Username: user, UsernameFlag: true, Password: []byte(token(e.t, user)), PasswordFlag: true}
+		Username: user, UsernameFlag: true, Password: []byte(testkit.Token(e.t, user)), PasswordFlag: true}
 	if o.persistent {
 		expiry := uint32(3600)
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
@@ -485,19 +439,6 @@ func (col *collector) noDups(t testing.TB, who string) {
 	}
 }
 
-// eventually polls cond every 10ms until it holds and fails the test if it
-// does not within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitCursors waits until the store holds, for device of user, a cursor at
 // least at each conversation's seq in want: from then on a reconnect of the
 // device re-sends nothing it acknowledged.
@@ -562,7 +503,7 @@ func rawConnect(t testing.TB, e *env, clientID, user string, keepalive uint16) n
 	body = append(body, 4, 0xC2, byte(keepalive>>8), byte(keepalive)) // v3.1.1, username+password+clean
 	body = append(body, str(clientID)...)
 	body = append(body, str(user)...)
-	body = append(body, str(token(t, user))...)
+	body = append(body, str(testkit.Token(t, user))...)
 	pk := []byte{0x10}
 	for n := len(body); ; {
 		b := byte(n % 128)

@@ -13,6 +13,7 @@ import (
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // event is anything that arrives on an inbox.
@@ -96,7 +97,7 @@ func dialDevice(t testing.TB, addr, id, user string, mod ...func(*device)) *devi
 	}
 	inbox := "im/inbox/" + user
 	o := pahov3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetUsername(user).SetPassword(tokenFor(t, user)).SetProtocolVersion(4).
+		SetUsername(user).SetPassword(testkit.Token(t, user)).SetProtocolVersion(4).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetConnectTimeout(3 * time.Second).SetKeepAlive(10 * time.Second).SetPingTimeout(5 * time.Second).
@@ -464,7 +465,7 @@ func doJSON(t testing.TB, method, url, user, body string, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+tokenFor(t, user))
+	req.Header.Set("Authorization", "Bearer "+testkit.Token(t, user))
 	resp, err := httpc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
