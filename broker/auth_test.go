@@ -1,9 +1,6 @@
 package broker_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -88,27 +85,14 @@ func TestConnectRefusals(t *testing.T) {
 // configured public key, and an HS256 token signed with the public key's
 // bytes (algorithm confusion) does not.
 func TestPublicKeyTokens(t *testing.T) {
-	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	cases := []struct {
-		name   string
-		pub    any
-		method jwt.SigningMethod
-		key    any
-	}{
-		{"RS256", &rsaKey.PublicKey, jwt.SigningMethodRS256, rsaKey},
-		{"ES256", &ecKey.PublicKey, jwt.SigningMethodES256, ecKey},
-		{"EdDSA", edPub, jwt.SigningMethodEdDSA, edKey},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tokens := &auth.Tokens{PublicKey: tc.pub}
-			user, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", time.Hour)))
+	for _, tc := range testkit.NewKeys(t).Algorithms() {
+		t.Run(tc.Name, func(t *testing.T) {
+			tokens := &auth.Tokens{PublicKey: tc.Public}
+			user, err := tokens.Verify(signed(t, tc.Method, tc.Key, claims("alice", time.Hour)))
 			if err != nil || user != "alice" {
 				t.Fatalf("Verify = %q, %v", user, err)
 			}
-			if _, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", -time.Minute))); !errors.Is(err, auth.ErrTokenExpired) {
+			if _, err := tokens.Verify(signed(t, tc.Method, tc.Key, claims("alice", -time.Minute))); !errors.Is(err, auth.ErrTokenExpired) {
 				t.Fatalf("expired: %v", err)
 			}
 			// Algorithm confusion: HS256 keyed with anything must fail when

@@ -7,7 +7,6 @@
 package testkit
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -15,13 +14,7 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
-	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/postgres"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
-	"github.com/parley-im/parley/internal/pgtest"
 )
 
 // Secret is the HS256 secret of the brokers that tests start; Token signs
@@ -48,37 +41,6 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// ForEachStore runs fn in a subtest "sqlite" on a fresh SQLite store and in
-// a subtest "postgres" on a fresh PostgreSQL database.
-func ForEachStore(t *testing.T, fn func(t *testing.T, s history.Store)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, OpenSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, OpenPostgres(t, pgtest.DB(t))) })
-}
-
-// OpenSQLite opens a SQLite store in a temporary directory, closed when tb
-// ends.
-func OpenSQLite(tb testing.TB) history.Store {
-	tb.Helper()
-	s, err := sqlite.Open(context.Background(), tb.TempDir(), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
-// OpenPostgres opens a PostgreSQL store on the database at url, closed when
-// tb ends.
-func OpenPostgres(tb testing.TB, url string) history.Store {
-	tb.Helper()
-	s, err := postgres.Open(context.Background(), url, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
 // FreeAddr returns a loopback host:port that was free a moment ago.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
@@ -88,30 +50,6 @@ func FreeAddr(tb testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// RunNATS starts an embedded NATS server with opts (nil for none) on
-// 127.0.0.1, on opts.Port or a free port when it is 0, and shuts it down
-// when tb ends.
-func RunNATS(tb testing.TB, opts *natsserver.Options) *natsserver.Server {
-	tb.Helper()
-	if opts == nil {
-		opts = &natsserver.Options{}
-	}
-	opts.Host, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true
-	if opts.Port == 0 {
-		opts.Port = -1
-	}
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats server not ready")
-	}
-	tb.Cleanup(ns.Shutdown)
-	return ns
 }
 
 // Eventually polls cond every 10ms until it holds and fails the test if it
