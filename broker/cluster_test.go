@@ -192,16 +192,7 @@ func TestClusterPresence(t *testing.T) {
 	}
 	want := func(online bool) {
 		t.Helper()
-		for {
-			ev := alice.next()
-			if ev.topic != "im/presence/bob" {
-				continue
-			}
-			var p struct{ Online bool }
-			mustUnmarshal(t, ev.raw, &p)
-			if p.Online == online {
-				return
-			}
+		for alice.nextOn("im/presence/bob").Online != online {
 		}
 	}
 	want(true) // bob is on node 1 only

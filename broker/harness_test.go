@@ -76,9 +76,12 @@ type event struct {
 	User    string          `json:"user"`
 	After   int64           `json:"after"`
 	Before  int64           `json:"before"`
-	qos     byte
-	topic   string
-	raw     []byte
+	// presence
+	Online   bool   `json:"online"`
+	LastSeen string `json:"last_seen"`
+	qos      byte
+	topic    string
+	raw      []byte
 }
 
 // client is a test MQTT client, v3.1.1 (paho.mqtt.golang) or v5 (paho.golang).
@@ -144,11 +147,18 @@ func (e *env) dialV5(clientID, user string) *client {
 }
 
 func (e *env) connectV5(clientID, username, password string) (*client, *paho.Connack, error) {
+	return e.connectV5With(&paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
+		Username: username, UsernameFlag: username != "", Password: []byte(password), PasswordFlag: password != ""}, 10000)
+}
+
+// connectV5With connects a v5 client with cp; up to buf events wait in its
+// events channel.
+func (e *env) connectV5With(cp *paho.Connect, buf int) (*client, *paho.Connack, error) {
 	conn, err := net.Dial("tcp", e.mqtt)
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &client{t: e.t, id: clientID, events: make(chan event, 10000)}
+	c := &client{t: e.t, id: cp.ClientID, events: make(chan event, buf)}
 	c.v5 = paho.NewClient(paho.ClientConfig{
 		Conn: conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -158,8 +168,6 @@ func (e *env) connectV5(clientID, username, password string) (*client, *paho.Con
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
-		Username: username, UsernameFlag: username != "", Password: []byte(password), PasswordFlag: password != ""}
 	ca, err := c.v5.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
@@ -231,6 +239,16 @@ func (c *client) next() event {
 		c.t.Fatalf("%s: no event within 10s", c.id)
 	}
 	return event{}
+}
+
+// nextOn returns the next event on topic, skipping others.
+func (c *client) nextOn(topic string) event {
+	c.t.Helper()
+	for {
+		if ev := c.next(); ev.topic == topic {
+			return ev
+		}
+	}
 }
 
 // nextKind returns the next event of kind, skipping others.
@@ -332,30 +350,16 @@ func (e *env) dial(clientID, user string, o dialOpts) *client {
 		}
 		return c
 	}
-	conn, err := net.Dial("tcp", e.mqtt)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
-	c.v5 = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.events <- parseEvent(e.t, pr.Packet.Topic, pr.Packet.QoS, pr.Packet.Payload)
-			return true, nil
-		}},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: !o.persistent,
 		Username: user, UsernameFlag: true, Password: []byte(testkit.Token(e.t, user)), PasswordFlag: true}
 	if o.persistent {
 		expiry := uint32(3600)
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
 	}
-	if _, err := c.v5.Connect(ctx, cp); err != nil {
+	c, _, err := e.connectV5With(cp, 100000)
+	if err != nil {
 		e.t.Fatalf("connect %s: %v", clientID, err)
 	}
-	e.t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
 	if !o.noSub {
 		c.subscribe("im/inbox/"+user, 1)
 	}
@@ -497,26 +501,7 @@ func rawConnect(t testing.TB, e *env, clientID, user string, keepalive uint16) n
 	if err != nil {
 		t.Fatal(err)
 	}
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	var body []byte
-	body = append(body, str("MQTT")...)
-	body = append(body, 4, 0xC2, byte(keepalive>>8), byte(keepalive)) // v3.1.1, username+password+clean
-	body = append(body, str(clientID)...)
-	body = append(body, str(user)...)
-	body = append(body, str(testkit.Token(t, user))...)
-	pk := []byte{0x10}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		pk = append(pk, b)
-		if n == 0 {
-			break
-		}
-	}
-	if _, err := conn.Write(append(pk, body...)); err != nil {
+	if _, err := conn.Write(connectPacket(t, clientID, user, keepalive, 0)); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)

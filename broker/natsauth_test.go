@@ -89,6 +89,20 @@ func writeFile(t *testing.T, name string, b []byte) string {
 	return path
 }
 
+// mutualTLSNATS starts a NATS server that admits the NKey user pub over
+// mutual TLS: its certificate and the clients' are issued by pki.
+func mutualTLSNATS(t *testing.T, pki *testPKI, pub string) *natsserver.Server {
+	t.Helper()
+	return testkit.RunNATS(t, &natsserver.Options{
+		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
+		TLS:   true, TLSVerify: true, TLSTimeout: 2,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
+			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
+	})
+}
+
 // userSeed returns a new NKey user's public key and seed.
 func userSeed(t *testing.T) (string, []byte) {
 	t.Helper()
@@ -168,14 +182,7 @@ func TestClusterSecuredNATS(t *testing.T) {
 	t.Run("NKeyOverMutualTLS", func(t *testing.T) {
 		pki := newPKI(t)
 		pub, seed := userSeed(t)
-		ns := testkit.RunNATS(t, &natsserver.Options{
-			Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
-			TLS:   true, TLSVerify: true, TLSTimeout: 2,
-			TLSConfig: &tls.Config{
-				Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
-				ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-			},
-		})
+		ns := mutualTLSNATS(t, pki, pub)
 		seedFile := writeFile(t, "node.nk", seed)
 		client := pki.issue(t, x509.ExtKeyUsageClientAuth)
 		crossNode(t, func(o *broker.Options) {
@@ -201,14 +208,7 @@ func TestClusterNATSRefused(t *testing.T) {
 	pki := newPKI(t)
 	pub, seed := userSeed(t)
 	_, otherSeed := userSeed(t)
-	ns := testkit.RunNATS(t, &natsserver.Options{
-		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
-		TLS:   true, TLSVerify: true, TLSTimeout: 2,
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
-			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-		},
-	})
+	ns := mutualTLSNATS(t, pki, pub)
 	opServer, creds := operatorNATS(t)
 	seedFile, otherSeedFile := writeFile(t, "node.nk", seed), writeFile(t, "other.nk", otherSeed)
 	client := pki.issue(t, x509.ExtKeyUsageClientAuth)

@@ -277,21 +277,8 @@ func TestPresence(t *testing.T) {
 	}
 	want := func(online bool) {
 		t.Helper()
-		for {
-			ev := alice.next()
-			if ev.topic != "im/presence/bob" {
-				continue
-			}
-			var p struct {
-				User     string
-				Online   bool
-				LastSeen string `json:"last_seen"`
-			}
-			mustUnmarshal(t, ev.raw, &p)
-			if p.User != "bob" || p.Online != online || p.LastSeen == "" {
-				t.Fatalf("presence %s, want online=%v", ev.raw, online)
-			}
-			return
+		if ev := alice.nextOn("im/presence/bob"); ev.User != "bob" || ev.Online != online || ev.LastSeen == "" {
+			t.Fatalf("presence %s, want online=%v", ev.raw, online)
 		}
 	}
 	want(true) // retained
