@@ -32,6 +32,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -171,11 +173,7 @@ func (h *Hub) Close(ctx context.Context) error {
 func (h *Hub) Connected() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := make([]string, 0, len(h.devices))
-	for id := range h.devices {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.AppendSeq(make([]string, 0, len(h.devices)), maps.Keys(h.devices))
 }
 
 // Connect registers a device whose session was established. It claims a
