@@ -60,28 +60,13 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	return e
 }
 
-// event is anything that arrives on an inbox.
+// event is what arrives on a topic: the decoded inbox event and the
+// packet's topic, QoS and payload.
 type event struct {
-	Kind    string          `json:"kind"`
-	Conv    string          `json:"conv"`
-	Seq     int64           `json:"seq"`
-	ID      string          `json:"id"`
-	CID     string          `json:"cid"`
-	From    string          `json:"from"`
-	TS      string          `json:"ts"`
-	Type    string          `json:"type"`
-	Body    json.RawMessage `json:"body"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	User    string          `json:"user"`
-	After   int64           `json:"after"`
-	Before  int64           `json:"before"`
-	// presence
-	Online   bool   `json:"online"`
-	LastSeen string `json:"last_seen"`
-	qos      byte
-	topic    string
-	raw      []byte
+	testkit.Event
+	qos   byte
+	topic string
+	raw   []byte
 }
 
 // client is a test MQTT client, v3.1.1 (paho.mqtt.golang) or v5 (paho.golang).

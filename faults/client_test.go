@@ -16,20 +16,6 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-// event is anything that arrives on an inbox.
-type event struct {
-	Kind   string          `json:"kind"`
-	Conv   string          `json:"conv"`
-	Seq    int64           `json:"seq"`
-	ID     string          `json:"id"`
-	CID    string          `json:"cid"`
-	From   string          `json:"from"`
-	Body   json.RawMessage `json:"body"`
-	Code   string          `json:"code"`
-	After  int64           `json:"after"`
-	Before int64           `json:"before"`
-}
-
 // surfacedMsg is what a device surfaced under one seq: sender, cid and body
 // as delivered (or read over REST for a gap).
 type surfacedMsg struct {
@@ -65,7 +51,7 @@ type device struct {
 	// delay makes the handler slow (a slow consumer).
 	delay time.Duration
 	// observe, when set, sees every event after it was recorded.
-	observe func(event, time.Time)
+	observe func(testkit.Event, time.Time)
 
 	acks *ackStore
 
@@ -135,7 +121,7 @@ func (d *device) handle(_ pahov3.Client, m pahov3.Message) {
 	if d.delay > 0 {
 		time.Sleep(d.delay)
 	}
-	var ev event
+	var ev testkit.Event
 	if err := json.Unmarshal(m.Payload(), &ev); err != nil {
 		d.mu.Lock()
 		d.bad++
@@ -160,7 +146,7 @@ func (d *device) conv(id string) *convLog {
 
 // record applies the client-side rules: dedup by (conv, seq), expect seqs in
 // order, remember gaps to fill over REST.
-func (d *device) record(ev event, now time.Time) {
+func (d *device) record(ev testkit.Event, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEvent = now
@@ -243,7 +229,7 @@ func (d *device) fillHoles(t testing.TB, httpAddr string) int {
 		after := h.from - 1
 		for after < h.to {
 			var page struct {
-				Messages []event `json:"messages"`
+				Messages []testkit.Event `json:"messages"`
 			}
 			code := getJSON(t, fmt.Sprintf("http://%s/v1/conversations/%s/messages?after=%d&limit=200", httpAddr, h.conv, after), d.user, &page)
 			if code != 200 || len(page.Messages) == 0 {
