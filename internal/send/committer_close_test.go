@@ -104,6 +104,17 @@ func (g *gate) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]hist
 
 func (g *gate) held() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.calls == 1 }
 
+// heldCommitter returns a committer on a gate that holds its first commit,
+// the message "gate" of dm:alice:bob, until g.release is closed.
+func heldCommitter(t *testing.T) (*Committer, *gate) {
+	t.Helper()
+	g := &gate{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
+	c := &Committer{Store: g}
+	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
+	eventually(t, g.held)
+	return c, g
+}
+
 // queuedFor reports how many requests wait in conv's partition.
 func queuedFor(c *Committer, conv string) int { return len(c.part(conv)) }
 
@@ -161,11 +172,8 @@ func TestCommitterQueuedWorkFinishesOnClose(t *testing.T) {
 // TestCommitterCancelledSender: a sender whose context ends before the
 // commit is not stored and gets its context's error; the others are stored.
 func TestCommitterCancelledSender(t *testing.T) {
-	g := &gate{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
-	c := &Committer{Store: g}
+	c, g := heldCommitter(t)
 	defer c.Close()
-	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
-	eventually(t, g.held)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -200,11 +208,8 @@ func TestCommitterCancelledSender(t *testing.T) {
 // TestCommitterDoOrder: an exclusive operation queued between sends runs
 // after the sends queued before it and before those queued after it.
 func TestCommitterDoOrder(t *testing.T) {
-	g := &gate{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
-	c := &Committer{Store: g}
+	c, g := heldCommitter(t)
 	defer c.Close()
-	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
-	eventually(t, g.held)
 	var mu sync.Mutex
 	var events []string
 	note := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
