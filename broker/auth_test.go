@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -107,11 +106,7 @@ func TestPublicKeyTokens(t *testing.T) {
 // TestSubscribeACL: a user subscribes only to its own inbox; wildcard filters
 // that could cover inboxes are refused; plain topics follow the ACL file.
 func TestSubscribeACL(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\nalice read sensors/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := setup(t, testkit.OpenSQLite(t), func(o *brokerOptions) { o.ACL = acl })
+	e := setup(t, testkit.OpenSQLite(t), withACL(t, "* readwrite devices/{user}/#\nalice read sensors/#\n"))
 	alice5, alice3 := e.dialV5("alice/5", "alice"), e.dialV3("alice/3", "alice")
 	cases := []struct {
 		filter string

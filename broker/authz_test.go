@@ -56,11 +56,7 @@ type authzEnv struct {
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	t.Helper()
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){func(o *broker.Options) { o.ACL = acl }}, mod...)...)
+	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){withACL(t, "* readwrite devices/{user}/#\n")}, mod...)...)
 	a := &authzEnv{env: e, watch: map[string]*client{}}
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})

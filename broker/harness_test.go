@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
 	"github.com/parley-im/parley/internal/testkit"
 )
@@ -291,6 +292,16 @@ type apiErr struct {
 }
 
 type brokerOptions = broker.Options
+
+// withACL returns an option that sets the ACL parsed from rules.
+func withACL(t testing.TB, rules string) func(*broker.Options) {
+	t.Helper()
+	acl, err := auth.ParseACL(strings.NewReader(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(o *broker.Options) { o.ACL = acl }
+}
 
 // get fetches path and returns the body.
 func (e *env) get(path string) (string, int) {

@@ -18,7 +18,6 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
-	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -71,12 +70,9 @@ func forgedMessage(seq int64) string {
 // message or presence), nor on a plain topic its owner may not publish to;
 // such a CONNECT is refused (0x05 / 0x87), and nothing reaches bob.
 func TestWillForgery(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n* read alerts/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	acl := withACL(t, "* readwrite chat/#\n* read alerts/#\n")
 	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s, func(o *broker.Options) { o.ACL = acl })
+		e := setup(t, s, acl)
 		bob := e.dial("bob", "bob", dialOpts{v5: true})
 		watch := e.dial("bob/watch", "bob", dialOpts{noSub: true})
 		watch.subscribe("alerts/#", 1)
@@ -163,12 +159,9 @@ func TestWillForgeryAnonymous(t *testing.T) {
 // receipt; carol's real messages still reach that device, live and in
 // catch-up.
 func TestForgedAcknowledgement(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	acl := withACL(t, "* readwrite chat/#\n")
 	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s, func(o *broker.Options) { o.ACL = acl })
+		e := setup(t, s, acl)
 		bob := e.dial("bob/phone", "bob", dialOpts{persistent: true})
 		bob.subscribe("chat/room", 1)
 		carol := e.dial("carol", "carol", dialOpts{v5: true})
