@@ -84,20 +84,12 @@ func TestWillForgery(t *testing.T) {
 			conn.Close()
 		}
 		// MQTT 5: 0x87.
-		conn, err := net.Dial("tcp", e.mqtt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c5 := paho.NewClient(paho.ClientConfig{Conn: conn})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ca, err := c5.Connect(ctx, &paho.Connect{ClientID: "mallory/w5", KeepAlive: 30, CleanStart: true,
+		_, ca, err := e.connectV5With(&paho.Connect{ClientID: "mallory/w5", KeepAlive: 30, CleanStart: true,
 			Username: "mallory", UsernameFlag: true, Password: []byte(testkit.Token(t, "mallory")), PasswordFlag: true,
-			WillMessage: &paho.WillMessage{Topic: "im/inbox/bob", QoS: 1, Payload: []byte(forgedMessage(2))}})
+			WillMessage: &paho.WillMessage{Topic: "im/inbox/bob", QoS: 1, Payload: []byte(forgedMessage(2))}}, 1)
 		if err == nil || ca == nil || ca.ReasonCode != 0x87 {
 			t.Errorf("v5 will on im/inbox/bob: %v, %+v; want refused with 0x87", err, ca)
 		}
-		conn.Close()
 
 		// A will on a topic the ACL lets mallory write is accepted and sent
 		// when the connection dies.
