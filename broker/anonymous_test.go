@@ -11,6 +11,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // anonV3 connects an MQTT 3.1.1 client without credentials.
@@ -45,7 +46,7 @@ func recv(t *testing.T, ch chan pahov3.Message) pahov3.Message {
 // plain broker (QoS 0/1/2, retained, wills, shared subscriptions), never
 // Parley's topics, and never a user's session.
 func TestAnonymousMode(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.Anonymous = true })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Anonymous = true })
 	sub, got := anonV3(t, e, "sensor-sub", nil)
 	pub, _ := anonV3(t, e, "sensor-pub", nil)
 	sub.Subscribe("sensors/#", 2, nil).Wait()
@@ -88,7 +89,7 @@ func TestAnonymousMode(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		pub.Publish("jobs", 1, false, fmt.Sprintf("job-%d", i)).Wait()
 	}
-	eventually(t, 10*time.Second, func() bool { return len(g1)+len(g2) >= 10 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(g1)+len(g2) >= 10 })
 	jobs := map[string]int{}
 	for len(g1)+len(g2) > 0 {
 		select {
@@ -138,7 +139,7 @@ func TestAnonymousMode(t *testing.T) {
 
 // TestNoAnonymousByDefault: without open mode, credentials are required.
 func TestNoAnonymousByDefault(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	_, ca, err := e.connectV5("sensor", "", "")
 	if err == nil || ca == nil || ca.ReasonCode != 0x86 {
 		t.Fatalf("anonymous connect: %+v, %v", ca, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/docs"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestOpenAPIMatchesRoutes fails when a route and docs/openapi.yaml
@@ -40,7 +41,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if strings.Join(documented, "\n") != strings.Join(served, "\n") {
 		t.Fatalf("docs/openapi.yaml documents:\n%s\n\nthe server serves:\n%s", strings.Join(documented, "\n"), strings.Join(served, "\n"))
 	}
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	body, code := e.get("/v1/openapi.yaml")
 	if code != 200 || body != string(docs.OpenAPI) {
 		t.Fatalf("GET /v1/openapi.yaml = %d", code)
@@ -76,7 +77,7 @@ type conversationsOut struct {
 // pages both ways without missing or repeating a message while new ones
 // arrive; idempotent retries answer 200 with the original.
 func TestRESTMessages(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		bob := e.dial("bob/phone", "bob", dialOpts{v5: true})
 		alice := e.dial("alice/laptop", "alice", dialOpts{})
@@ -147,7 +148,7 @@ func TestRESTMessages(t *testing.T) {
 
 // TestRESTErrors: every error status, and never another user's data.
 func TestRESTErrors(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 512; o.Rate, o.Burst = 1, 3 })
 	e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"private"}`, nil)
 	e.do("POST", "/v1/groups", "alice", `{"id":"g","name":"G"}`, nil)
@@ -186,7 +187,7 @@ func TestRESTErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, e.http+tc.path, strings.NewReader(tc.body))
 			if tc.user != "" {
-				req.Header.Set("Authorization", "Bearer "+token(t, tc.user))
+				req.Header.Set("Authorization", "Bearer "+testkit.Token(t, tc.user))
 			} else if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
@@ -223,7 +224,7 @@ func TestRESTErrors(t *testing.T) {
 // TestRESTConversationsAndRead: the list shows peer, name, last message,
 // read marker and unread; a read marker set over REST reaches MQTT devices.
 func TestRESTConversationsAndRead(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})
 		for i := 0; i < 3; i++ {
@@ -281,7 +282,7 @@ func TestRESTConversationsAndRead(t *testing.T) {
 // exactly the changed conversations, and a client converges without
 // per-conversation calls.
 func TestSync(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		for i := 0; i < 60; i++ {
 			if code := e.do("POST", fmt.Sprintf("/v1/users/p%02d/messages", i), "alice", `{"body":"hello"}`, nil); code != 201 {
@@ -378,7 +379,7 @@ func TestSync(t *testing.T) {
 // TestCORS: preflights and responses carry CORS headers for allowed
 // origins only.
 func TestCORS(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.CORSOrigins = []string{"https://app.example"} })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.CORSOrigins = []string{"https://app.example"} })
 	for _, tc := range []struct {
 		origin string
 		want   string

@@ -1,21 +1,18 @@
 package broker_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	packets3 "github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
@@ -34,7 +31,7 @@ func claims(sub string, exp time.Duration) jwt.MapClaims {
 // TestConnectRefusals: every way of failing CONNECT gets the CONNACK code the
 // docs promise, on v5 and v3.1.1.
 func TestConnectRefusals(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
 		base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"alice","exp":9999999999}`)) + "."
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -50,12 +47,12 @@ func TestConnectRefusals(t *testing.T) {
 		{"AlgNone", "alice", "", none, 0x86, 0x04},
 		{"RS256WithoutKey", "alice", "", signed(t, jwt.SigningMethodRS256, rsaKey, claims("alice", time.Hour)), 0x86, 0x04},
 		{"BadSub", "a/b", "", signed(t, jwt.SigningMethodHS256, testSecret, claims("a/b", time.Hour)), 0x86, 0x04},
-		{"UsernameMismatch", "alice", "bob", token(t, "alice"), 0x87, 0x05},
-		{"OtherUsersClientID", "bob", "", token(t, "alice"), 0x85, 0x02},
-		{"OtherUsersPrefix", "bob/phone", "", token(t, "alice"), 0x85, 0x02},
-		{"PrefixOfName", "alice2", "", token(t, "alice"), 0x85, 0x02},
-		{"BadDevice", "alice/ph one", "", token(t, "alice"), 0x85, 0x02},
-		{"EmptyClientID", "", "", token(t, "alice"), 0x85, 0x02},
+		{"UsernameMismatch", "alice", "bob", testkit.Token(t, "alice"), 0x87, 0x05},
+		{"OtherUsersClientID", "bob", "", testkit.Token(t, "alice"), 0x85, 0x02},
+		{"OtherUsersPrefix", "bob/phone", "", testkit.Token(t, "alice"), 0x85, 0x02},
+		{"PrefixOfName", "alice2", "", testkit.Token(t, "alice"), 0x85, 0x02},
+		{"BadDevice", "alice/ph one", "", testkit.Token(t, "alice"), 0x85, 0x02},
+		{"EmptyClientID", "", "", testkit.Token(t, "alice"), 0x85, 0x02},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +74,7 @@ func TestConnectRefusals(t *testing.T) {
 	}
 	// The same user's own ids connect fine.
 	for _, id := range []string{"alice", "alice/phone", "alice/a.b_c-1"} {
-		if _, _, err := e.connectV5(id, "alice", token(t, "alice")); err != nil {
+		if _, _, err := e.connectV5(id, "alice", testkit.Token(t, "alice")); err != nil {
 			t.Fatalf("connect %s: %v", id, err)
 		}
 	}
@@ -87,27 +84,14 @@ func TestConnectRefusals(t *testing.T) {
 // configured public key, and an HS256 token signed with the public key's
 // bytes (algorithm confusion) does not.
 func TestPublicKeyTokens(t *testing.T) {
-	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	cases := []struct {
-		name   string
-		pub    any
-		method jwt.SigningMethod
-		key    any
-	}{
-		{"RS256", &rsaKey.PublicKey, jwt.SigningMethodRS256, rsaKey},
-		{"ES256", &ecKey.PublicKey, jwt.SigningMethodES256, ecKey},
-		{"EdDSA", edPub, jwt.SigningMethodEdDSA, edKey},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tokens := &auth.Tokens{PublicKey: tc.pub}
-			user, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", time.Hour)))
+	for _, tc := range testkit.NewKeys(t).Algorithms() {
+		t.Run(tc.Name, func(t *testing.T) {
+			tokens := &auth.Tokens{PublicKey: tc.Public}
+			user, err := tokens.Verify(signed(t, tc.Method, tc.Key, claims("alice", time.Hour)))
 			if err != nil || user != "alice" {
 				t.Fatalf("Verify = %q, %v", user, err)
 			}
-			if _, err := tokens.Verify(signed(t, tc.method, tc.key, claims("alice", -time.Minute))); !errors.Is(err, auth.ErrTokenExpired) {
+			if _, err := tokens.Verify(signed(t, tc.Method, tc.Key, claims("alice", -time.Minute))); !errors.Is(err, auth.ErrTokenExpired) {
 				t.Fatalf("expired: %v", err)
 			}
 			// Algorithm confusion: HS256 keyed with anything must fail when
@@ -122,11 +106,7 @@ func TestPublicKeyTokens(t *testing.T) {
 // TestSubscribeACL: a user subscribes only to its own inbox; wildcard filters
 // that could cover inboxes are refused; plain topics follow the ACL file.
 func TestSubscribeACL(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\nalice read sensors/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := setup(t, openSQLite(t), func(o *brokerOptions) { o.ACL = acl })
+	e := setup(t, testkit.OpenSQLite(t), withACL(t, "* readwrite devices/{user}/#\nalice read sensors/#\n"))
 	alice5, alice3 := e.dialV5("alice/5", "alice"), e.dialV3("alice/3", "alice")
 	cases := []struct {
 		filter string
@@ -176,7 +156,7 @@ func TestSubscribeACL(t *testing.T) {
 // TestRefusedTokenClaims: a token with a crit header or issued in the future
 // is refused end to end: CONNACK 0x86 on v5, 0x04 on v3.1.1, 401 over REST.
 func TestRefusedTokenClaims(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	crit := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("alice", time.Hour))
 	crit.Header["crit"] = []string{"exp"}
 	critToken, err := crit.SignedString(testSecret)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -55,11 +56,7 @@ type authzEnv struct {
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	t.Helper()
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite devices/{user}/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := setup(t, openSQLite(t), append([]func(*broker.Options){func(o *broker.Options) { o.ACL = acl }}, mod...)...)
+	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){withACL(t, "* readwrite devices/{user}/#\n")}, mod...)...)
 	a := &authzEnv{env: e, watch: map[string]*client{}}
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})
@@ -591,7 +588,7 @@ func TestAuthzREST(t *testing.T) {
 					case "Expired":
 						req.Header.Set("Authorization", "Bearer "+expiredToken(t, k.user))
 					default:
-						req.Header.Set("Authorization", "Bearer "+token(t, k.user))
+						req.Header.Set("Authorization", "Bearer "+testkit.Token(t, k.user))
 					}
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {

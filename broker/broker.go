@@ -191,37 +191,28 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.MaxPayload <= 0 {
-		o.MaxPayload = send.DefaultMaxPayload
-	}
+	orDefault(&o.MaxPayload, send.DefaultMaxPayload)
 	if o.Rate == 0 {
 		o.Rate = 20
 	}
-	if o.Burst <= 0 {
-		o.Burst = 2 * o.Rate
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.CommitPartitions <= 0 {
-		o.CommitPartitions = 4
-	}
-	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = 10 * time.Second
-	}
-	if o.HTTPReadHeaderTimeout <= 0 {
-		o.HTTPReadHeaderTimeout = DefaultHTTPReadHeaderTimeout
-	}
-	if o.HTTPReadTimeout <= 0 {
-		o.HTTPReadTimeout = DefaultHTTPReadTimeout
-	}
-	if o.HTTPIdleTimeout <= 0 {
-		o.HTTPIdleTimeout = DefaultHTTPIdleTimeout
-	}
+	orDefault(&o.Burst, 2*o.Rate)
+	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)
+	orDefault(&o.CommitPartitions, 4)
+	orDefault(&o.ShutdownTimeout, 10*time.Second)
+	orDefault(&o.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	orDefault(&o.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	orDefault(&o.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
 	if o.DeviceTTL == 0 {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
 	return o
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Broker is a running Parley node.

@@ -9,6 +9,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/historytest"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // BenchmarkCatchUp measures how long a known device takes to receive 10,000
@@ -23,9 +24,9 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.StopTimer()
 				var s history.Store
 				if store == "sqlite" {
-					s = openSQLite(b)
+					s = testkit.OpenSQLite(b)
 				} else {
-					s = openPostgres(b, pgtest.DB(b))
+					s = testkit.OpenPostgres(b, pgtest.DB(b))
 				}
 				e := setup(b, s, func(o *brokerOptions) { o.CatchupLimit = 1000 })
 				bob := e.dial("bob", "bob", dialOpts{})

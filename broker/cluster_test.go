@@ -12,25 +12,8 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
-
-// startNATS runs an embedded NATS server on port (0: any) and returns it.
-func startNATS(t *testing.T, port int) *natsserver.Server {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // cluster is n Parley nodes on one PostgreSQL database and one NATS server.
 type cluster struct {
@@ -42,9 +25,9 @@ type cluster struct {
 func startCluster(t *testing.T, n int, mod func(*broker.Options)) *cluster {
 	t.Helper()
 	c := &cluster{url: pgtest.DB(t)}
-	c.nats = startNATS(t, 0)
+	c.nats = testkit.RunNATS(t, nil)
 	for i := 0; i < n; i++ {
-		store := openPostgres(t, c.url)
+		store := testkit.OpenPostgres(t, c.url)
 		c.nodes = append(c.nodes, setup(t, store, func(o *broker.Options) {
 			o.NATSURL = c.nats.ClientURL()
 			o.NodeID = fmt.Sprintf("node%d", i)
@@ -145,7 +128,7 @@ func TestClusterRepair(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	c.nats.Shutdown() // the bus goes away mid-stream...
 	time.Sleep(500 * time.Millisecond)
-	c.nats = startNATS(t, port) // ...and comes back on the same port
+	c.nats = testkit.RunNATS(t, &natsserver.Options{Port: port}) // ...and comes back on the same port
 	wg.Wait()
 	// Every send was acknowledged by a node, so it is in the store.
 	if acked[0] != n || acked[1] != n {
@@ -209,16 +192,7 @@ func TestClusterPresence(t *testing.T) {
 	}
 	want := func(online bool) {
 		t.Helper()
-		for {
-			ev := alice.next()
-			if ev.topic != "im/presence/bob" {
-				continue
-			}
-			var p struct{ Online bool }
-			mustUnmarshal(t, ev.raw, &p)
-			if p.Online == online {
-				return
-			}
+		for alice.nextOn("im/presence/bob").Online != online {
 		}
 	}
 	want(true) // bob is on node 1 only

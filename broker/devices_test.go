@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // prunedDevices reads parley_devices_pruned_total from /metrics.
@@ -27,7 +28,7 @@ func prunedDevices(t *testing.T, e *env) int {
 // and comes back as a new device (the new-device backlog, not everything it
 // missed); devices connected for longer than the TTL are never forgotten.
 func TestDeviceTTL(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		const ttl = 600 * time.Millisecond
 		e := setup(t, s, func(o *broker.Options) { o.DeviceTTL = ttl; o.NewDeviceBacklog = 1 })
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestDupResend: a QoS 1 PUBLISH re-sent with the DUP flag and the same cid
 // (as a client does after a lost PUBACK) is stored once and keeps its seq;
 // the recipient gets it once.
 func TestDupResend(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		bob := e.dial("bob", "bob", dialOpts{v5: true})
 		conn := rawConnect(t, e, "alice/raw", "alice", 30)

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // statusOfCode is the one table of docs/api.md: the HTTP status of every
@@ -33,7 +34,7 @@ var statusOfCode = map[string]int{
 // when not.
 func FuzzREST(f *testing.F) {
 	const maxPayload = 4096
-	e := setup(f, openSQLite(f), func(o *broker.Options) { o.MaxPayload = maxPayload })
+	e := setup(f, testkit.OpenSQLite(f), func(o *broker.Options) { o.MaxPayload = maxPayload })
 	if code := e.do("POST", "/v1/groups", "alice", `{"id":"g1","name":"G","members":["bob"]}`, nil); code != 201 {
 		f.Fatalf("create group: %d", code)
 	}
@@ -42,7 +43,7 @@ func FuzzREST(f *testing.F) {
 	}
 	routes := broker.Routes()
 	h := e.b.Handler()
-	tok := token(f, "alice")
+	tok := testkit.Token(f, "alice")
 	defaults := strings.NewReplacer("{conv}", "g:g1", "{peer}", "bob", "{id}", "g1", "{user}", "bob")
 
 	for i := range routes {

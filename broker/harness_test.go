@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,42 +17,14 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/postgres"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-var testSecret = []byte("test-secret-0123456789abcdef0123")
-
-// forEachStore runs fn against a fresh SQLite store and a fresh PostgreSQL
-// store.
-func forEachStore(t *testing.T, fn func(t *testing.T, s history.Store)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, openSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, openPostgres(t, pgtest.DB(t))) })
-}
-
-func openSQLite(t testing.TB) history.Store {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openPostgres(t testing.TB, url string) history.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+var testSecret = []byte(testkit.Secret)
 
 // env is a running broker on loopback ports.
 type env struct {
@@ -64,19 +35,12 @@ type env struct {
 	http string
 }
 
-func quietLogger() *slog.Logger {
-	if os.Getenv("PARLEY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // setup starts a broker on store with every listener on a free port.
 func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env {
 	t.Helper()
 	opts := broker.Options{
 		Store: store, MQTTAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: quietLogger(), Rate: -1,
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1,
 	}
 	for _, f := range mod {
 		f(&opts)
@@ -97,34 +61,13 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	return e
 }
 
-func token(t testing.TB, user string) string {
-	t.Helper()
-	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// event is anything that arrives on an inbox.
+// event is what arrives on a topic: the decoded inbox event and the
+// packet's topic, QoS and payload.
 type event struct {
-	Kind    string          `json:"kind"`
-	Conv    string          `json:"conv"`
-	Seq     int64           `json:"seq"`
-	ID      string          `json:"id"`
-	CID     string          `json:"cid"`
-	From    string          `json:"from"`
-	TS      string          `json:"ts"`
-	Type    string          `json:"type"`
-	Body    json.RawMessage `json:"body"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	User    string          `json:"user"`
-	After   int64           `json:"after"`
-	Before  int64           `json:"before"`
-	qos     byte
-	topic   string
-	raw     []byte
+	testkit.Event
+	qos   byte
+	topic string
+	raw   []byte
 }
 
 // client is a test MQTT client, v3.1.1 (paho.mqtt.golang) or v5 (paho.golang).
@@ -149,7 +92,7 @@ func parseEvent(t testing.TB, topic string, qos byte, payload []byte) event {
 // inbox at QoS 1.
 func (e *env) dialV3(clientID, user string) *client {
 	e.t.Helper()
-	c, err := e.connectV3(clientID, user, token(e.t, user))
+	c, err := e.connectV3(clientID, user, testkit.Token(e.t, user))
 	if err != nil {
 		e.t.Fatalf("connect %s: %v", clientID, err)
 	}
@@ -181,7 +124,7 @@ func (e *env) connectV3(clientID, username, password string) (*client, error) {
 // at QoS 2 (deliveries then come at QoS 1).
 func (e *env) dialV5(clientID, user string) *client {
 	e.t.Helper()
-	c, ca, err := e.connectV5(clientID, user, token(e.t, user))
+	c, ca, err := e.connectV5(clientID, user, testkit.Token(e.t, user))
 	if err != nil {
 		e.t.Fatalf("connect %s: %v (%+v)", clientID, err, ca)
 	}
@@ -190,11 +133,18 @@ func (e *env) dialV5(clientID, user string) *client {
 }
 
 func (e *env) connectV5(clientID, username, password string) (*client, *paho.Connack, error) {
+	return e.connectV5With(&paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
+		Username: username, UsernameFlag: username != "", Password: []byte(password), PasswordFlag: password != ""}, 10000)
+}
+
+// connectV5With connects a v5 client with cp; up to buf events wait in its
+// events channel.
+func (e *env) connectV5With(cp *paho.Connect, buf int) (*client, *paho.Connack, error) {
 	conn, err := net.Dial("tcp", e.mqtt)
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &client{t: e.t, id: clientID, events: make(chan event, 10000)}
+	c := &client{t: e.t, id: cp.ClientID, events: make(chan event, buf)}
 	c.v5 = paho.NewClient(paho.ClientConfig{
 		Conn: conn,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -204,8 +154,6 @@ func (e *env) connectV5(clientID, username, password string) (*client, *paho.Con
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true,
-		Username: username, UsernameFlag: username != "", Password: []byte(password), PasswordFlag: password != ""}
 	ca, err := c.v5.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
@@ -279,6 +227,16 @@ func (c *client) next() event {
 	return event{}
 }
 
+// nextOn returns the next event on topic, skipping others.
+func (c *client) nextOn(topic string) event {
+	c.t.Helper()
+	for {
+		if ev := c.next(); ev.topic == topic {
+			return ev
+		}
+	}
+}
+
 // nextKind returns the next event of kind, skipping others.
 func (c *client) nextKind(kind string) event {
 	c.t.Helper()
@@ -313,7 +271,7 @@ func (e *env) do(method, path, user, body string, out any) int {
 		e.t.Fatal(err)
 	}
 	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+token(e.t, user))
+		req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -334,6 +292,16 @@ type apiErr struct {
 }
 
 type brokerOptions = broker.Options
+
+// withACL returns an option that sets the ACL parsed from rules.
+func withACL(t testing.TB, rules string) func(*broker.Options) {
+	t.Helper()
+	acl, err := auth.ParseACL(strings.NewReader(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(o *broker.Options) { o.ACL = acl }
+}
 
 // get fetches path and returns the body.
 func (e *env) get(path string) (string, int) {
@@ -363,7 +331,7 @@ func (e *env) dial(clientID, user string, o dialOpts) *client {
 	if !o.v5 {
 		c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
 		po := pahov3.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID(clientID).
-			SetUsername(user).SetPassword(token(e.t, user)).SetCleanSession(!o.persistent).
+			SetUsername(user).SetPassword(testkit.Token(e.t, user)).SetCleanSession(!o.persistent).
 			SetAutoReconnect(false).SetOrderMatters(true).SetKeepAlive(30 * time.Second).
 			SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
 				c.events <- parseEvent(e.t, m.Topic(), m.Qos(), m.Payload())
@@ -378,30 +346,16 @@ func (e *env) dial(clientID, user string, o dialOpts) *client {
 		}
 		return c
 	}
-	conn, err := net.Dial("tcp", e.mqtt)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := &client{t: e.t, id: clientID, events: make(chan event, 100000)}
-	c.v5 = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.events <- parseEvent(e.t, pr.Packet.Topic, pr.Packet.QoS, pr.Packet.Payload)
-			return true, nil
-		}},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: !o.persistent,
-		Username: user, UsernameFlag: true, Password: []byte(token(e.t, user)), PasswordFlag: true}
+		Username: user, UsernameFlag: true, Password: []byte(testkit.Token(e.t, user)), PasswordFlag: true}
 	if o.persistent {
 		expiry := uint32(3600)
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
 	}
-	if _, err := c.v5.Connect(ctx, cp); err != nil {
+	c, _, err := e.connectV5With(cp, 100000)
+	if err != nil {
 		e.t.Fatalf("connect %s: %v", clientID, err)
 	}
-	e.t.Cleanup(func() { c.v5.Disconnect(&paho.Disconnect{}) })
 	if !o.noSub {
 		c.subscribe("im/inbox/"+user, 1)
 	}
@@ -485,19 +439,6 @@ func (col *collector) noDups(t testing.TB, who string) {
 	}
 }
 
-// eventually polls cond every 10ms until it holds and fails the test if it
-// does not within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitCursors waits until the store holds, for device of user, a cursor at
 // least at each conversation's seq in want: from then on a reconnect of the
 // device re-sends nothing it acknowledged.
@@ -556,26 +497,7 @@ func rawConnect(t testing.TB, e *env, clientID, user string, keepalive uint16) n
 	if err != nil {
 		t.Fatal(err)
 	}
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	var body []byte
-	body = append(body, str("MQTT")...)
-	body = append(body, 4, 0xC2, byte(keepalive>>8), byte(keepalive)) // v3.1.1, username+password+clean
-	body = append(body, str(clientID)...)
-	body = append(body, str(user)...)
-	body = append(body, str(token(t, user))...)
-	pk := []byte{0x10}
-	for n := len(body); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 0x80
-		}
-		pk = append(pk, b)
-		if n == 0 {
-			break
-		}
-	}
-	if _, err := conn.Write(append(pk, body...)); err != nil {
+	if _, err := conn.Write(connectPacket(t, clientID, user, keepalive, 0)); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestDirect: v3 and v5 clients at QoS 1 and 2 exchange direct messages;
 // every device of both users receives every message once, in seq order, with
 // the right from (a spoofed "from" in the payload is ignored).
 func TestDirect(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice3 := e.dialV3("alice/phone", "alice")
 		alice5 := e.dialV5("alice/laptop", "alice")
@@ -57,7 +58,7 @@ func TestDirect(t *testing.T) {
 // TestGroup: a group created over REST; members (v3 and v5) exchange
 // messages; a stranger cannot send; membership changes are messages.
 func TestGroup(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice, bob, carol := e.dialV5("alice", "alice"), e.dialV3("bob/1", "bob"), e.dialV3("carol", "carol")
 		var g struct {
@@ -128,7 +129,7 @@ func TestGroup(t *testing.T) {
 // is stored once, keeps its seq, is echoed to the sender again and is not
 // delivered to the recipient twice.
 func TestIdempotent(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice, bob := e.dialV5("alice", "alice"), e.dialV3("bob", "bob")
 		alice.send("im/send/u/bob", 1, `{"cid":"x","body":"once"}`)
@@ -152,7 +153,7 @@ func TestIdempotent(t *testing.T) {
 // TestEphemeral: ephemeral sends reach online members at QoS 0, are not
 // stored and take no seq.
 func TestEphemeral(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice, bob := e.dialV5("alice", "alice"), e.dialV5("bob", "bob")
 		alice.send("im/send/u/bob", 1, `{"type":"typing","body":true,"ephemeral":true}`)
@@ -175,7 +176,7 @@ func TestEphemeral(t *testing.T) {
 // TestSendErrors: every send that can never succeed is refused with its code
 // and reason, is not stored, and reaches nobody.
 func TestSendErrors(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *brokerOptions) { o.MaxPayload = 1024 })
 		alice5, alice3 := e.dialV5("alice/5", "alice"), e.dialV3("alice/3", "alice")
 		bob := e.dialV5("bob", "bob")
@@ -234,7 +235,7 @@ func TestSendErrors(t *testing.T) {
 // TestRateLimit: beyond the burst, sends are refused with 0x97 and
 // rate_limited.
 func TestRateLimit(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s, func(o *brokerOptions) { o.Rate, o.Burst = 1, 3 })
 	alice := e.dialV5("alice", "alice")
 	var limited int

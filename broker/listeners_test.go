@@ -16,6 +16,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func selfSigned(t *testing.T) tls.Certificate {
@@ -41,14 +42,14 @@ func TestListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert := selfSigned(t)
-	e := setup(t, openSQLite(t), func(o *broker.Options) {
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) {
 		o.TLSListener = tlsLn
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	})
 	bob := e.dialV5("bob", "bob")
 	dial := func(id, broker string, cfg *tls.Config) pahov3.Client {
 		o := pahov3.NewClientOptions().AddBroker(broker).SetClientID(id).SetUsername("alice").
-			SetPassword(token(t, "alice")).SetTLSConfig(cfg).SetAutoReconnect(false)
+			SetPassword(testkit.Token(t, "alice")).SetTLSConfig(cfg).SetAutoReconnect(false)
 		c := pahov3.NewClient(o)
 		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("connect over %s: %v", broker, tok.Error())
@@ -84,7 +85,7 @@ func TestListeners(t *testing.T) {
 // TestHTTPBasics: /healthz and /readyz answer 200 on a healthy store, and /metrics
 // serves Parley's metrics.
 func TestHTTPBasics(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
 		if code := e.do("GET", p, "", "", nil); code != 200 {
 			t.Fatalf("GET %s = %d", p, code)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // testPKI is a throwaway certificate authority.
@@ -78,22 +79,6 @@ func (p *testPKI) issue(t *testing.T, usage x509.ExtKeyUsage) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// runNATS starts an embedded NATS server with opts on a free local port.
-func runNATS(t *testing.T, opts *natsserver.Options) *natsserver.Server {
-	t.Helper()
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
-
 // writeFile writes b to a file in a temporary directory and returns its path.
 func writeFile(t *testing.T, name string, b []byte) string {
 	t.Helper()
@@ -102,6 +87,20 @@ func writeFile(t *testing.T, name string, b []byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// mutualTLSNATS starts a NATS server that admits the NKey user pub over
+// mutual TLS: its certificate and the clients' are issued by pki.
+func mutualTLSNATS(t *testing.T, pki *testPKI, pub string) *natsserver.Server {
+	t.Helper()
+	return testkit.RunNATS(t, &natsserver.Options{
+		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
+		TLS:   true, TLSVerify: true, TLSTimeout: 2,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
+			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		},
+	})
 }
 
 // userSeed returns a new NKey user's public key and seed.
@@ -152,7 +151,7 @@ func operatorNATS(t *testing.T) (*natsserver.Server, []byte) {
 	if err := resolver.Store(apub, ajwt); err != nil {
 		t.Fatal(err)
 	}
-	return runNATS(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{op}, AccountResolver: resolver}), creds
+	return testkit.RunNATS(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{op}, AccountResolver: resolver}), creds
 }
 
 // crossNode checks that two nodes started with mod deliver to each other.
@@ -161,7 +160,7 @@ func crossNode(t *testing.T, mod func(*broker.Options)) {
 	url := pgtest.DB(t)
 	var nodes []*env
 	for i := 0; i < 2; i++ {
-		nodes = append(nodes, setup(t, openPostgres(t, url), func(o *broker.Options) {
+		nodes = append(nodes, setup(t, testkit.OpenPostgres(t, url), func(o *broker.Options) {
 			o.NodeID = fmt.Sprintf("node%d", i)
 			mod(o)
 		}))
@@ -183,14 +182,7 @@ func TestClusterSecuredNATS(t *testing.T) {
 	t.Run("NKeyOverMutualTLS", func(t *testing.T) {
 		pki := newPKI(t)
 		pub, seed := userSeed(t)
-		ns := runNATS(t, &natsserver.Options{
-			Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
-			TLS:   true, TLSVerify: true, TLSTimeout: 2,
-			TLSConfig: &tls.Config{
-				Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
-				ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-			},
-		})
+		ns := mutualTLSNATS(t, pki, pub)
 		seedFile := writeFile(t, "node.nk", seed)
 		client := pki.issue(t, x509.ExtKeyUsageClientAuth)
 		crossNode(t, func(o *broker.Options) {
@@ -216,14 +208,7 @@ func TestClusterNATSRefused(t *testing.T) {
 	pki := newPKI(t)
 	pub, seed := userSeed(t)
 	_, otherSeed := userSeed(t)
-	ns := runNATS(t, &natsserver.Options{
-		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
-		TLS:   true, TLSVerify: true, TLSTimeout: 2,
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
-			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
-		},
-	})
+	ns := mutualTLSNATS(t, pki, pub)
 	opServer, creds := operatorNATS(t)
 	seedFile, otherSeedFile := writeFile(t, "node.nk", seed), writeFile(t, "other.nk", otherSeed)
 	client := pki.issue(t, x509.ExtKeyUsageClientAuth)
@@ -256,7 +241,7 @@ func TestClusterNATSRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := broker.New(broker.Options{
-				Store: openSQLite(t), JWTSecret: testSecret, Logger: quietLogger(), MQTTAddr: "127.0.0.1:0",
+				Store: testkit.OpenSQLite(t), JWTSecret: testSecret, Logger: testkit.Logger(), MQTTAddr: "127.0.0.1:0",
 				NATSURL: tc.url, NATSCredsFile: tc.creds, NATSNKeyFile: tc.nkey, NATSTLSConfig: tc.tls, NodeID: "node",
 			})
 			if err == nil {

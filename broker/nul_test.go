@@ -12,6 +12,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // nulPayloads are sends that PostgreSQL's text type would refuse (U+0000,
@@ -33,7 +34,7 @@ var nulPayloads = []string{
 // and an error event; v3: a PUBACK and an error event; REST: 400), the same
 // on both stores.
 func TestNULCannotPoisonGroupCommit(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		const perClient = 20
 		bob := e.dial("bob/phone", "bob", dialOpts{v5: true})
@@ -261,7 +262,7 @@ func TestNULCannotPoisonGroupCommit(t *testing.T) {
 // not jsonb, on PostgreSQL), keeps escapes that jsonb would refuse and comes
 // back byte for byte.
 func TestTextFieldsBothStores(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		bob := e.dial("bob/phone", "bob", dialOpts{v5: true})
 		for name, body := range map[string]string{

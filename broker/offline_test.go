@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // flood sends n messages to bob from each of senders users, concurrently, and
@@ -49,7 +50,7 @@ func flood(t *testing.T, e *env, senders, n int) {
 // seq order, none missing, none surfaced twice; with a clean session and a
 // persistent one, v3 and v5, and across a broker restart on the same store.
 func TestOfflineCatchUp(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		cases := []struct {
 			name    string
 			o       dialOpts
@@ -114,12 +115,12 @@ func TestOfflineCatchUp(t *testing.T) {
 // TestSlowConsumer: a client that reads slowly while a flood arrives (its
 // queue overflows) still ends up with every message, in order.
 func TestSlowConsumer(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s, func(o *broker.Options) { o.DeviceQueue = 16 })
 	slow := &client{t: t, id: "bob/slow", events: make(chan event, 100000)}
 	var mu sync.Mutex
 	o := pahov3.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID("bob/slow").
-		SetUsername("bob").SetPassword(token(t, "bob")).SetOrderMatters(true).SetAutoReconnect(false).
+		SetUsername("bob").SetPassword(testkit.Token(t, "bob")).SetOrderMatters(true).SetAutoReconnect(false).
 		SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) {
 			mu.Lock()
 			time.Sleep(2 * time.Millisecond) // a slow handler stops paho reading
@@ -143,7 +144,7 @@ func TestSlowConsumer(t *testing.T) {
 // TestGapEvent: a catch-up beyond the limit yields a gap event; the rest is
 // in the store and the device gets the latest messages.
 func TestGapEvent(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) { o.CatchupLimit = 20 })
 		bob := e.dial("bob", "bob", dialOpts{})
 		bob.close()
@@ -195,7 +196,7 @@ func TestGapEvent(t *testing.T) {
 // messages of each conversation only; one that connected before gets all of
 // a conversation it has no cursor for.
 func TestNewDeviceBacklog(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s, func(o *broker.Options) { o.NewDeviceBacklog = 5 })
 	old := e.dial("bob/old", "bob", dialOpts{})
 	old.close()
@@ -219,7 +220,7 @@ func TestNewDeviceBacklog(t *testing.T) {
 // own included; read markers set on one reach the other and the peer;
 // delivery receipts reach the sender.
 func TestMultiDevice(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})
 		laptop := e.dial("alice/laptop", "alice", dialOpts{})
@@ -262,7 +263,7 @@ func TestMultiDevice(t *testing.T) {
 // TestPresence: presence flips on connect, clean disconnect and a killed
 // connection after keepalive; only contacts may watch it.
 func TestPresence(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s)
 	alice := e.dial("alice", "alice", dialOpts{v5: true})
 	bob := e.dial("bob/1", "bob", dialOpts{v5: true})
@@ -276,21 +277,8 @@ func TestPresence(t *testing.T) {
 	}
 	want := func(online bool) {
 		t.Helper()
-		for {
-			ev := alice.next()
-			if ev.topic != "im/presence/bob" {
-				continue
-			}
-			var p struct {
-				User     string
-				Online   bool
-				LastSeen string `json:"last_seen"`
-			}
-			mustUnmarshal(t, ev.raw, &p)
-			if p.User != "bob" || p.Online != online || p.LastSeen == "" {
-				t.Fatalf("presence %s, want online=%v", ev.raw, online)
-			}
-			return
+		if ev := alice.nextOn("im/presence/bob"); ev.User != "bob" || ev.Online != online || ev.LastSeen == "" {
+			t.Fatalf("presence %s, want online=%v", ev.raw, online)
 		}
 	}
 	want(true) // retained

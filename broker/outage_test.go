@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func waitStatus(t *testing.T, url string, want int) {
@@ -35,7 +36,7 @@ func waitStatus(t *testing.T, url string, want int) {
 // acknowledged message once with seqs 1..N.
 func TestDatabaseOutage(t *testing.T) {
 	cluster := pgtest.NewCluster(t)
-	store := openPostgres(t, cluster.DB(t))
+	store := testkit.OpenPostgres(t, cluster.DB(t))
 	e := setup(t, store)
 	alice5, alice3, bob := e.dialV5("alice/5", "alice"), e.dialV3("alice/3", "alice"), e.dialV5("bob", "bob")
 	waitStatus(t, e.http+"/readyz", 200)

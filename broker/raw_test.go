@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // Raw-socket tests: a client that speaks broken MQTT, or goes silent, is
@@ -55,7 +56,7 @@ func connectPacket(t testing.TB, clientID, user string, keepalive uint16, flags 
 	body = append(body, 4, flags, byte(keepalive>>8), byte(keepalive))
 	body = append(body, mqttStr(clientID)...)
 	body = append(body, mqttStr(user)...)
-	body = append(body, mqttStr(token(t, user))...)
+	body = append(body, mqttStr(testkit.Token(t, user))...)
 	return packet(0x10, body)
 }
 
@@ -96,7 +97,7 @@ type rawEnv struct {
 
 func rawSetup(t *testing.T, mod ...func(*broker.Options)) *rawEnv {
 	t.Helper()
-	e := setup(t, openSQLite(t), mod...)
+	e := setup(t, testkit.OpenSQLite(t), mod...)
 	r := &rawEnv{env: e, alice: e.dial("alice/ok", "alice", dialOpts{v5: true}), bob: e.dial("bob/ok", "bob", dialOpts{})}
 	r.exchange(t)
 	return r

@@ -9,12 +9,13 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestReaddedMemberSeesNothingFromAway: a member removed and added back gets
 // neither live nor caught-up messages sent while they were not a member.
 func TestReaddedMemberSeesNothingFromAway(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice := e.dial("alice", "alice", dialOpts{v5: true})
 		carol := e.dial("carol", "carol", dialOpts{})
@@ -60,7 +61,7 @@ func TestReaddedMemberSeesNothingFromAway(t *testing.T) {
 // TestResubscribe: unsubscribing from the inbox and subscribing again on the
 // same connection resumes delivery, with what was sent meanwhile.
 func TestResubscribe(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	bob := e.dial("bob", "bob", dialOpts{v5: true})
 	alice := e.dial("alice", "alice", dialOpts{noSub: true})
 	alice.send("im/send/u/bob", 1, `{"body":1}`)
@@ -84,7 +85,7 @@ func TestResubscribe(t *testing.T) {
 // TestTooLargeForClient: a delivery larger than a v5 client's Maximum Packet
 // Size is skipped; the client stays connected and gets the next message.
 func TestTooLargeForClient(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	conn := mustDial(t, e.mqtt)
 	got := make(chan event, 10)
 	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
@@ -96,7 +97,7 @@ func TestTooLargeForClient(t *testing.T) {
 	defer cancel()
 	maxSize := uint32(600)
 	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "bob/tiny", KeepAlive: 30, CleanStart: true, Username: "bob", UsernameFlag: true,
-		Password: []byte(token(t, "bob")), PasswordFlag: true, Properties: &paho.ConnectProperties{MaximumPacketSize: &maxSize}}); err != nil {
+		Password: []byte(testkit.Token(t, "bob")), PasswordFlag: true, Properties: &paho.ConnectProperties{MaximumPacketSize: &maxSize}}); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Disconnect(&paho.Disconnect{})

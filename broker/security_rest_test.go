@@ -18,6 +18,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // syncOut is a GET /v1/sync answer.
@@ -31,7 +32,7 @@ type syncOut struct {
 // covers every changed conversation once, a conversation changed during the
 // pass comes in the next one, and the limit is bounded.
 func TestSyncPaging(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		for i := 0; i < 7; i++ {
 			e.do("POST", fmt.Sprintf("/v1/users/p%d/messages", i), "alice", `{"body":"hello"}`, nil)
@@ -95,7 +96,7 @@ func TestSyncPaging(t *testing.T) {
 // rest.SyncMessageBytes; a conversation beyond the budget gets its newest
 // messages that fit (ending at last_seq), or none.
 func TestSyncMessageBudget(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		big := `{"body":"` + strings.Repeat("x", 60<<10) + `"}`
 		for _, peer := range []string{"p1", "p2"} {
@@ -131,7 +132,7 @@ func TestSyncMessageBudget(t *testing.T) {
 
 func authGet(e *env, path, user string) (*http.Response, error) {
 	req, _ := http.NewRequest("GET", e.http+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token(e.t, user))
+	req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
 	return http.DefaultClient.Do(req)
 }
 
@@ -139,7 +140,7 @@ func authGet(e *env, path, user string) (*http.Response, error) {
 // from the sender's rate limit and are refused like sends, 429
 // rate_limited.
 func TestGroupChangesRateLimited(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) { o.Rate, o.Burst = 0.01, 3 })
 		for i := 0; i < 3; i++ {
 			if code := e.do("POST", "/v1/groups", "alice", fmt.Sprintf(`{"id":"g%d","name":"G"}`, i), nil); code != 201 {
@@ -166,7 +167,7 @@ func TestGroupChangesRateLimited(t *testing.T) {
 // TestBodyCap: every REST route refuses a body over its cap with 413
 // too_large in the usual error form, declared or chunked.
 func TestBodyCap(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		e.do("POST", "/v1/groups", "alice", `{"id":"team","name":"T"}`, nil)
 		huge := `{"name":"x","members":["` + strings.Repeat("a", 2<<20) + `"]}`
@@ -180,7 +181,7 @@ func TestBodyCap(t *testing.T) {
 						body = io.MultiReader(body) // no length: sent chunked
 					}
 					req, _ := http.NewRequest(method, e.http+path, body)
-					req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
+					req.Header.Set("Authorization", "Bearer "+testkit.Token(t, "alice"))
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
 						// The server may close before reading it all.
@@ -217,7 +218,7 @@ func TestBodyCap(t *testing.T) {
 // TestGroupCreatedBody: group.created lists the members of a small group and
 // only counts those of a large one.
 func TestGroupCreatedBody(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		create := func(id string, n int) map[string]json.RawMessage {
 			t.Helper()
@@ -258,7 +259,7 @@ func TestGroupCreatedBody(t *testing.T) {
 // TestGroupMemberCap: additions cannot grow a group beyond
 // send.MaxGroupMembers, even in parallel.
 func TestGroupMemberCap(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		members := make([]string, send.MaxGroupMembers-2) // with alice: one below the cap
 		for i := range members {
@@ -314,7 +315,7 @@ func TestGroupMemberCap(t *testing.T) {
 // missing one: GET and member changes answer the same 404; creating a taken
 // id answers 409 without telling anything about the group.
 func TestGroupProbing(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		e.do("POST", "/v1/groups", "alice", `{"id":"secret","name":"Secret Plans","members":["bob","carol"]}`, nil)
 		e.do("DELETE", "/v1/groups/secret/members/carol", "alice", "", nil)
@@ -357,7 +358,7 @@ func TestGroupProbing(t *testing.T) {
 // a request whose headers or body drip in, and the WebSocket listener an
 // idle connection, while an upgraded MQTT connection outlives them all.
 func TestHTTPTimeouts(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) {
 			o.HTTPReadHeaderTimeout, o.HTTPReadTimeout, o.HTTPIdleTimeout = 300*time.Millisecond, 500*time.Millisecond, 300*time.Millisecond
 		})
@@ -422,7 +423,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		})
 		t.Run("DrippedBody", func(t *testing.T) {
 			c := dial(host)
-			fmt.Fprintf(c, "POST /v1/users/bob/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 10000\r\n\r\n{", token(t, "alice"))
+			fmt.Fprintf(c, "POST /v1/users/bob/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 10000\r\n\r\n{", testkit.Token(t, "alice"))
 			if !closedWithin(c, 3*time.Second, func() error { _, err := c.Write([]byte(" ")); return err }) {
 				t.Fatal("connection with a dripping body still open")
 			}
@@ -435,7 +436,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		})
 		t.Run("WebSocketUpgradedLives", func(t *testing.T) {
 			o := pahov3.NewClientOptions().AddBroker("ws://" + e.ws + broker.WebsocketPath).SetClientID("alice/ws").
-				SetUsername("alice").SetPassword(token(t, "alice")).SetAutoReconnect(false).SetKeepAlive(30 * time.Second)
+				SetUsername("alice").SetPassword(testkit.Token(t, "alice")).SetAutoReconnect(false).SetKeepAlive(30 * time.Second)
 			got := make(chan string, 1)
 			o.SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) { got <- string(m.Payload()) })
 			lost := make(chan error, 1)

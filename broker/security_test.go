@@ -18,7 +18,7 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/hooks"
-	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // Security regressions (issue "Security: forged wills, forged
@@ -47,7 +47,7 @@ func rawWillConnect(t testing.TB, e *env, clientID, user, willTopic, willPayload
 	body = append(body, mqttStr(willPayload)...)
 	if user != "" {
 		body = append(body, mqttStr(user)...)
-		body = append(body, mqttStr(token(t, user))...)
+		body = append(body, mqttStr(testkit.Token(t, user))...)
 	}
 	if _, err := conn.Write(packet(0x10, body)); err != nil {
 		t.Fatal(err)
@@ -70,12 +70,9 @@ func forgedMessage(seq int64) string {
 // message or presence), nor on a plain topic its owner may not publish to;
 // such a CONNECT is refused (0x05 / 0x87), and nothing reaches bob.
 func TestWillForgery(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n* read alerts/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s, func(o *broker.Options) { o.ACL = acl })
+	acl := withACL(t, "* readwrite chat/#\n* read alerts/#\n")
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		e := setup(t, s, acl)
 		bob := e.dial("bob", "bob", dialOpts{v5: true})
 		watch := e.dial("bob/watch", "bob", dialOpts{noSub: true})
 		watch.subscribe("alerts/#", 1)
@@ -87,20 +84,12 @@ func TestWillForgery(t *testing.T) {
 			conn.Close()
 		}
 		// MQTT 5: 0x87.
-		conn, err := net.Dial("tcp", e.mqtt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c5 := paho.NewClient(paho.ClientConfig{Conn: conn})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ca, err := c5.Connect(ctx, &paho.Connect{ClientID: "mallory/w5", KeepAlive: 30, CleanStart: true,
-			Username: "mallory", UsernameFlag: true, Password: []byte(token(t, "mallory")), PasswordFlag: true,
-			WillMessage: &paho.WillMessage{Topic: "im/inbox/bob", QoS: 1, Payload: []byte(forgedMessage(2))}})
+		_, ca, err := e.connectV5With(&paho.Connect{ClientID: "mallory/w5", KeepAlive: 30, CleanStart: true,
+			Username: "mallory", UsernameFlag: true, Password: []byte(testkit.Token(t, "mallory")), PasswordFlag: true,
+			WillMessage: &paho.WillMessage{Topic: "im/inbox/bob", QoS: 1, Payload: []byte(forgedMessage(2))}}, 1)
 		if err == nil || ca == nil || ca.ReasonCode != 0x87 {
 			t.Errorf("v5 will on im/inbox/bob: %v, %+v; want refused with 0x87", err, ca)
 		}
-		conn.Close()
 
 		// A will on a topic the ACL lets mallory write is accepted and sent
 		// when the connection dies.
@@ -135,7 +124,7 @@ func TestWillForgery(t *testing.T) {
 // TestWillForgeryAnonymous: in open mode an anonymous client's will may use
 // plain topics, never Parley's.
 func TestWillForgeryAnonymous(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.Anonymous = true })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Anonymous = true })
 	bob := e.dial("bob", "bob", dialOpts{})
 	for _, topic := range []string{"im/inbox/bob", "im/presence/bob", "im/send/u/bob"} {
 		conn, code := rawWillConnect(t, e, "w-anon", "", topic, forgedMessage(1))
@@ -162,12 +151,9 @@ func TestWillForgeryAnonymous(t *testing.T) {
 // receipt; carol's real messages still reach that device, live and in
 // catch-up.
 func TestForgedAcknowledgement(t *testing.T) {
-	acl, err := auth.ParseACL(strings.NewReader("* readwrite chat/#\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s, func(o *broker.Options) { o.ACL = acl })
+	acl := withACL(t, "* readwrite chat/#\n")
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		e := setup(t, s, acl)
 		bob := e.dial("bob/phone", "bob", dialOpts{persistent: true})
 		bob.subscribe("chat/room", 1)
 		carol := e.dial("carol", "carol", dialOpts{v5: true})
@@ -226,7 +212,7 @@ func TestForgedAcknowledgement(t *testing.T) {
 // TestForgedAcknowledgementAnonymous: in open mode an anonymous client's
 // look-alikes, acknowledged by bob, write no cursor rows at all.
 func TestForgedAcknowledgementAnonymous(t *testing.T) {
-	s := openSQLite(t)
+	s := testkit.OpenSQLite(t)
 	e := setup(t, s, func(o *broker.Options) { o.Anonymous = true })
 	bob := e.dial("bob/phone", "bob", dialOpts{})
 	bob.subscribe("junk/#", 1)
@@ -255,7 +241,7 @@ func TestForgedAcknowledgementAnonymous(t *testing.T) {
 // prefix too (the broker matches it regardless of case); they never open
 // another user's inbox.
 func TestShareFilterCase(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.Anonymous = true })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Anonymous = true })
 	c, _ := anonV3(t, e, "sharer", nil)
 	mallory := e.dial("mallory", "mallory", dialOpts{v5: true, noSub: true})
 	for _, f := range []string{"$SHARE/g/im/inbox/bob", "$Share/g/im/#", "$sHaRe/g/#", "$share/g/im/inbox/bob"} {
@@ -287,7 +273,7 @@ func (c *countingStore) SharesConversation(ctx context.Context, a, b string) (bo
 // refused, and a refused presence check is remembered, so a flood of
 // presence filters costs the store at most one query per user.
 func TestPresenceSubscribeLimits(t *testing.T) {
-	s := &countingStore{Store: openSQLite(t)}
+	s := &countingStore{Store: testkit.OpenSQLite(t)}
 	e := setup(t, s)
 	mallory := e.dial("mallory", "mallory", dialOpts{v5: true, noSub: true})
 	var subs []paho.SubscribeOptions
@@ -320,7 +306,7 @@ func TestPresenceSubscribeLimits(t *testing.T) {
 // 0x03 for MQTT 3.1.1); taking a session over does not count; a device that
 // left makes room.
 func TestMaxDevices(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.MaxDevices = 2 })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.MaxDevices = 2 })
 	d1 := e.dial("alice/d1", "alice", dialOpts{})
 	e.dial("alice/d2", "alice", dialOpts{v5: true})
 	raw, err := net.Dial("tcp", e.mqtt)
@@ -334,7 +320,7 @@ func TestMaxDevices(t *testing.T) {
 	if _, err := io.ReadFull(raw, ack); err != nil || ack[3] != 0x03 {
 		t.Fatalf("third device (v3): CONNACK %v, %v; want 0x03", ack, err)
 	}
-	c5, ca, err := e.connectV5("alice/d4", "alice", token(t, "alice"))
+	c5, ca, err := e.connectV5("alice/d4", "alice", testkit.Token(t, "alice"))
 	if err == nil || ca == nil || ca.ReasonCode != 0x97 {
 		t.Fatalf("third device (v5): %v %+v; want 0x97", err, ca)
 	}
@@ -411,7 +397,7 @@ func silentDevice(t testing.TB, e *env, clientID, user string) (net.Conn, *bufio
 // most UserInflightBytes; acknowledging lets the rest through.
 func TestInflightBytesBounded(t *testing.T) {
 	const body = 30000
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) {
 			o.DeviceInflightBytes = 100_000
 			o.UserInflightBytes = 150_000

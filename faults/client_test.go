@@ -13,21 +13,8 @@ import (
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/parley-im/parley/internal/testkit"
 )
-
-// event is anything that arrives on an inbox.
-type event struct {
-	Kind   string          `json:"kind"`
-	Conv   string          `json:"conv"`
-	Seq    int64           `json:"seq"`
-	ID     string          `json:"id"`
-	CID    string          `json:"cid"`
-	From   string          `json:"from"`
-	Body   json.RawMessage `json:"body"`
-	Code   string          `json:"code"`
-	After  int64           `json:"after"`
-	Before int64           `json:"before"`
-}
 
 // surfacedMsg is what a device surfaced under one seq: sender, cid and body
 // as delivered (or read over REST for a gap).
@@ -64,7 +51,7 @@ type device struct {
 	// delay makes the handler slow (a slow consumer).
 	delay time.Duration
 	// observe, when set, sees every event after it was recorded.
-	observe func(event, time.Time)
+	observe func(testkit.Event, time.Time)
 
 	acks *ackStore
 
@@ -96,7 +83,7 @@ func dialDevice(t testing.TB, addr, id, user string, mod ...func(*device)) *devi
 	}
 	inbox := "im/inbox/" + user
 	o := pahov3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetUsername(user).SetPassword(tokenFor(t, user)).SetProtocolVersion(4).
+		SetUsername(user).SetPassword(testkit.Token(t, user)).SetProtocolVersion(4).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetConnectTimeout(3 * time.Second).SetKeepAlive(10 * time.Second).SetPingTimeout(5 * time.Second).
@@ -134,7 +121,7 @@ func (d *device) handle(_ pahov3.Client, m pahov3.Message) {
 	if d.delay > 0 {
 		time.Sleep(d.delay)
 	}
-	var ev event
+	var ev testkit.Event
 	if err := json.Unmarshal(m.Payload(), &ev); err != nil {
 		d.mu.Lock()
 		d.bad++
@@ -159,7 +146,7 @@ func (d *device) conv(id string) *convLog {
 
 // record applies the client-side rules: dedup by (conv, seq), expect seqs in
 // order, remember gaps to fill over REST.
-func (d *device) record(ev event, now time.Time) {
+func (d *device) record(ev testkit.Event, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEvent = now
@@ -242,7 +229,7 @@ func (d *device) fillHoles(t testing.TB, httpAddr string) int {
 		after := h.from - 1
 		for after < h.to {
 			var page struct {
-				Messages []event `json:"messages"`
+				Messages []testkit.Event `json:"messages"`
 			}
 			code := getJSON(t, fmt.Sprintf("http://%s/v1/conversations/%s/messages?after=%d&limit=200", httpAddr, h.conv, after), d.user, &page)
 			if code != 200 || len(page.Messages) == 0 {
@@ -464,7 +451,7 @@ func doJSON(t testing.TB, method, url, user, body string, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+tokenFor(t, user))
+	req.Header.Set("Authorization", "Bearer "+testkit.Token(t, user))
 	resp, err := httpc.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)

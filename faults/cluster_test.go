@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestClusterNodeKill runs three parleyd nodes on one PostgreSQL database and
@@ -23,15 +22,7 @@ func TestClusterNodeKill(t *testing.T) {
 	sc := getScale(t)
 	rng := newRand(t)
 	db := pgtest.DB(t)
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := testkit.RunNATS(t, nil)
 	var nodes []*server
 	for i := 0; i < 3; i++ {
 		nodes = append(nodes, startServer(t, db, "PARLEY_NATS_URL="+ns.ClientURL(), fmt.Sprintf("PARLEY_NODE_ID=node%d", i)))

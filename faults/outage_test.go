@@ -40,19 +40,17 @@ func TestDatabaseOutage(t *testing.T) {
 		length := between(rng, sc.outageMin, sc.outageMax)
 		probes, slow := 0, 0
 		for time.Since(stopped) < length {
-			switch code := status(srv.url("/healthz")); code {
-			case 200:
-			case 0:
-				slow++
-			default:
-				t.Errorf("outage %d: /healthz %d during the outage", o, code)
-			}
-			switch code := status(srv.url("/readyz")); code {
-			case 503:
-			case 0:
-				slow++
-			default:
-				t.Errorf("outage %d: /readyz %d during the outage, want 503", o, code)
+			for _, p := range []struct {
+				path string
+				want int
+			}{{"/healthz", 200}, {"/readyz", 503}} {
+				switch code := status(srv.url(p.path)); code {
+				case p.want:
+				case 0:
+					slow++
+				default:
+					t.Errorf("outage %d: %s %d during the outage, want %d", o, p.path, code, p.want)
+				}
 			}
 			probes++
 			time.Sleep(250 * time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestOverload floods parleyd from one client far beyond the rate limit while
@@ -34,7 +35,7 @@ func TestOverload(t *testing.T) {
 	var latMu sync.Mutex
 	var lat []time.Duration
 	good := dialDevice(t, srv.mqtt, "good/a", "good", func(d *device) {
-		d.observe = func(ev event, at time.Time) {
+		d.observe = func(ev testkit.Event, at time.Time) {
 			if ev.Kind == "message" && ev.From == "good" {
 				if t0, ok := sentAt.LoadAndDelete(ev.CID); ok {
 					latMu.Lock()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,31 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
-
-// secret is the HS256 secret every parleyd of these tests shares.
-const secret = "faults-secret-0123456789abcdef0123"
-
-// tokenFor returns a day-long token for user.
-func tokenFor(t testing.TB, user string) string {
-	t.Helper()
-	tok, err := (&auth.Tokens{Secret: []byte(secret)}).Sign(user, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // httpc answers quickly or not at all: a probe must not hang on a stuck
 // server.
@@ -79,9 +55,9 @@ type server struct {
 // when /readyz answers 200.
 func startServer(t *testing.T, dbURL string, env ...string) *server {
 	t.Helper()
-	s := &server{t: t, mqtt: freeAddr(t), http: freeAddr(t), logPath: filepath.Join(t.TempDir(), "parleyd.log")}
+	s := &server{t: t, mqtt: testkit.FreeAddr(t), http: testkit.FreeAddr(t), logPath: filepath.Join(t.TempDir(), "parleyd.log")}
 	s.env = append(os.Environ(),
-		"PARLEY_DATABASE_URL="+dbURL, "PARLEY_JWT_SECRET="+secret,
+		"PARLEY_DATABASE_URL="+dbURL, "PARLEY_JWT_SECRET="+testkit.Secret,
 		"PARLEY_MQTT_ADDR="+s.mqtt, "PARLEY_HTTP_ADDR="+s.http, "PARLEY_WS_ADDR=", "PARLEY_TLS_ADDR=",
 		"PARLEY_DATA_DIR="+t.TempDir(), "PARLEY_LOG_LEVEL=warn", "PARLEY_RATE=0")
 	s.env = append(s.env, env...) // the last value of a key wins

@@ -277,13 +277,13 @@ func (c *Client) onInbox(payload []byte) {
 	}
 	switch w.Kind {
 	case "message":
-		m := w.message()
+		m := w.Message
 		c.matchEcho(m)
 		c.enqueue(item{msg: &m})
 	case "ephemeral":
-		c.enqueue(item{ev: Event{Kind: EventEphemeral, Message: w.message()}})
+		c.enqueue(item{ev: Event{Kind: EventEphemeral, Message: w.Message}})
 	case "error":
-		se := &ServerError{Code: w.Code, Message: w.Message, CID: w.CID, Topic: w.Topic}
+		se := &ServerError{Code: w.Code, Message: w.ErrMessage, CID: w.CID, Topic: w.Topic}
 		if !c.matchError(se) {
 			c.enqueue(item{ev: Event{Kind: EventError, Err: se}})
 		}

@@ -14,12 +14,13 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/clients/parley"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestDirect: a direct message reaches the peer and comes back to the
 // sender as the echo, with the seq and id Send returned.
 func TestDirect(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice := e.dial("alice", "phone")
 		bob := e.dial("bob", "laptop")
@@ -57,7 +58,7 @@ func TestDirect(t *testing.T) {
 // TestGroup: group creation, sends and membership changes reach every
 // member in order; a removed member gets ErrNotMember.
 func TestGroup(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
@@ -120,7 +121,7 @@ func TestGroup(t *testing.T) {
 
 // TestSendErrors: every refusal is a typed error.
 func TestSendErrors(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) { o.MaxPayload = 1024 })
 		alice := e.dial("alice", "a", func(o *parley.Options) { o.MaxPayload = -1 })
 		bob := e.dial("bob", "b")
@@ -169,7 +170,7 @@ func TestSendErrors(t *testing.T) {
 
 // TestRateLimited: sends beyond the rate get ErrRateLimited.
 func TestRateLimited(t *testing.T) {
-	e := setup(t, openSQLite(t), func(o *broker.Options) { o.Rate, o.Burst = 1, 2 })
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Rate, o.Burst = 1, 2 })
 	alice := e.dial("alice", "a")
 	ctx := ctxT(t)
 	var err error
@@ -184,7 +185,7 @@ func TestRateLimited(t *testing.T) {
 // TestDedup: a send repeated with the same cid is stored once and surfaced
 // once, on the sender's devices and the peer's, though the echo comes again.
 func TestDedup(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice := e.dial("alice", "a")
 		alice2 := e.dial("alice", "b")
@@ -219,7 +220,7 @@ func TestDedup(t *testing.T) {
 // surfaces each conversation in seq order, each message once, also across
 // its own reconnection.
 func TestOrdered(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		ctx := ctxT(t)
 		bob := e.dial("bob", "b")
@@ -283,7 +284,7 @@ func TestOrdered(t *testing.T) {
 // event; the client fills it from the REST history and surfaces every
 // message in order. Needs GET /v1/conversations/{conv}/messages.
 func TestGapFill(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s, func(o *broker.Options) { o.CatchupLimit = 5 })
 		ctx := ctxT(t)
 		bob := e.dial("bob", "phone")
@@ -334,7 +335,7 @@ func TestGapFill(t *testing.T) {
 // TestReceipts: read markers and delivery receipts reach the sender, and
 // the reader's other device.
 func TestReceipts(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
@@ -374,7 +375,7 @@ func TestReceipts(t *testing.T) {
 // flips when the watched user comes and goes; strangers' presence is
 // refused.
 func TestTypingAndPresence(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	ctx := ctxT(t)
 	alice := e.dial("alice", "a")
 	bob := e.dial("bob", "b")
@@ -406,7 +407,7 @@ func TestTypingAndPresence(t *testing.T) {
 // TestREST: history pages, conversations and sync. Needs the REST API of
 // conversations, messages and sync.
 func TestREST(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
@@ -478,7 +479,7 @@ func TestREST(t *testing.T) {
 
 // TestWebSocket: the client works over MQTT over WebSocket.
 func TestWebSocket(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	ws := func(o *parley.Options) { o.Broker = "ws://" + e.ws + "/mqtt" }
 	alice := e.dial("alice", "a", ws)
 	bob := e.dial("bob", "b", ws)
@@ -493,7 +494,7 @@ func TestWebSocket(t *testing.T) {
 
 // TestHandler: with a handler, events go to it and Events is nil.
 func TestHandler(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	got := make(chan parley.Event, 10)
 	bob := e.dial("bob", "b", func(o *parley.Options) { o.Handler = func(ev parley.Event) { got <- ev } })
 	if bob.Events() != nil {
@@ -517,7 +518,7 @@ func TestHandler(t *testing.T) {
 // TestDial: refusals are returned at once; a TokenSource is asked on every
 // connection, reconnections included.
 func TestDial(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	t.Run("BadToken", func(t *testing.T) {
 		o := e.options("alice", "a")
 		o.Token = o.Token[:len(o.Token)-4] + "AAAA"
@@ -562,7 +563,7 @@ func TestDial(t *testing.T) {
 			o.Token = ""
 			o.TokenSource = func(context.Context) (string, error) {
 				calls.Add(1)
-				return token(t, "alice"), nil
+				return testkit.Token(t, "alice"), nil
 			}
 		})
 		before := calls.Load()

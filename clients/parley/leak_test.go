@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/clients/parley"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestNoGoroutineLeak: clients that connected, sent, received, filled REST
 // requests, watched presence and lived through a broker restart leave no
 // goroutine behind after Close.
 func TestNoGoroutineLeak(t *testing.T) {
-	e := setup(t, openSQLite(t))
+	e := setup(t, testkit.OpenSQLite(t))
 	ctx := ctxT(t)
 	// Warm up what lives for the whole process (the broker's own
 	// goroutines, HTTP transports, timers).

@@ -3,8 +3,6 @@ package parley_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -13,13 +11,13 @@ import (
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/clients/parley"
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
-var testSecret = []byte("test-secret-0123456789abcdef0123")
+var testSecret = []byte(testkit.Secret)
 
 // The server the examples talk to, started by TestMain.
 var (
@@ -61,7 +59,7 @@ func startExampleServer() (stop func(), err error) {
 		return nil, err
 	}
 	b, err := broker.New(broker.Options{Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: quietLogger(), Rate: -1})
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1})
 	if err == nil {
 		err = b.Start(context.Background())
 	}
@@ -79,40 +77,6 @@ func startExampleServer() (stop func(), err error) {
 		store.Close()
 		os.RemoveAll(dir)
 	}, nil
-}
-
-func quietLogger() *slog.Logger {
-	if os.Getenv("PARLEY_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// forEachStore runs fn against a fresh SQLite store and a fresh PostgreSQL
-// store.
-func forEachStore(t *testing.T, fn func(t *testing.T, s history.Store)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, openSQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, openPostgres(t)) })
-}
-
-func openSQLite(t testing.TB) history.Store {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openPostgres(t testing.TB) history.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), pgtest.DB(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // env is a broker on loopback ports that a test may restart on the same
@@ -141,7 +105,7 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 func (e *env) start() {
 	e.t.Helper()
 	opts := broker.Options{Store: e.store, MQTTAddr: e.mqtt, WSAddr: e.ws, HTTPAddr: e.http,
-		JWTSecret: testSecret, Logger: quietLogger(), Rate: -1}
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1}
 	for _, f := range e.mod {
 		f(&opts)
 	}
@@ -196,20 +160,11 @@ func (e *env) restart(down time.Duration) {
 	e.start()
 }
 
-func token(t testing.TB, user string) string {
-	t.Helper()
-	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // options returns client options for user's device on e.
 func (e *env) options(user, device string) parley.Options {
 	return parley.Options{
-		Broker: "tcp://" + e.mqtt, HTTP: "http://" + e.http, Token: token(e.t, user), Device: device,
-		Logger: quietLogger(), MaxReconnectInterval: time.Second,
+		Broker: "tcp://" + e.mqtt, HTTP: "http://" + e.http, Token: testkit.Token(e.t, user), Device: device,
+		Logger: testkit.Logger(), MaxReconnectInterval: time.Second,
 	}
 }
 
@@ -304,17 +259,4 @@ func seqsOf(ms []parley.Message) []int64 {
 		out[i] = m.Seq
 	}
 	return out
-}
-
-// eventually polls cond every 10ms until it holds and fails the test if it
-// does not within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -206,28 +206,18 @@ type Gap struct {
 	Before int64  `json:"before"`
 }
 
-// wireEvent is anything on the inbox topic.
+// wireEvent is anything on the inbox topic: the fields of a message, and
+// those of the other kinds.
 type wireEvent struct {
-	Kind string          `json:"kind"`
-	Conv string          `json:"conv"`
-	Seq  int64           `json:"seq"`
-	ID   string          `json:"id"`
-	CID  string          `json:"cid"`
-	From string          `json:"from"`
-	TS   time.Time       `json:"ts"`
-	Type string          `json:"type"`
-	Body json.RawMessage `json:"body"`
+	Kind string `json:"kind"`
+	Message
 	// error
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Topic   string `json:"topic"`
+	Code       string `json:"code"`
+	ErrMessage string `json:"message"`
+	Topic      string `json:"topic"`
 	// read, delivered
 	User string `json:"user"`
 	// gap
 	After  int64 `json:"after"`
 	Before int64 `json:"before"`
-}
-
-func (w *wireEvent) message() Message {
-	return Message{Conv: w.Conv, Seq: w.Seq, ID: w.ID, CID: w.CID, From: w.From, TS: w.TS, Type: w.Type, Body: w.Body}
 }

@@ -101,26 +101,23 @@ func (o Options) withDefaults() Options {
 	if o.TopicPrefix == "" {
 		o.TopicPrefix = DefaultTopicPrefix
 	}
-	if o.EventBuffer <= 0 {
-		o.EventBuffer = DefaultEventBuffer
-	}
+	orDefault(&o.EventBuffer, DefaultEventBuffer)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.KeepAlive <= 0 {
-		o.KeepAlive = DefaultKeepAlive
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.MaxReconnectInterval <= 0 {
-		o.MaxReconnectInterval = DefaultMaxReconnectInterval
-	}
-	if o.ResendInterval <= 0 {
-		o.ResendInterval = DefaultResendInterval
-	}
+	orDefault(&o.KeepAlive, DefaultKeepAlive)
+	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)
+	orDefault(&o.MaxReconnectInterval, DefaultMaxReconnectInterval)
+	orDefault(&o.ResendInterval, DefaultResendInterval)
 	if o.MaxPayload == 0 {
 		o.MaxPayload = DefaultMaxPayload
 	}
 	return o
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }

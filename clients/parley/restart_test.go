@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-im/parley/clients/parley"
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestBrokerRestart is the acceptance test of the SDK: a sending and a
@@ -17,7 +18,7 @@ import (
 // every message whose Send returned successfully, exactly once, in seq
 // order.
 func TestBrokerRestart(t *testing.T) {
-	forEachStore(t, func(t *testing.T, s history.Store) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 
 		var mu sync.Mutex
@@ -83,7 +84,7 @@ func TestBrokerRestart(t *testing.T) {
 			t.Fatalf("fence: %v", err)
 		}
 		acked = append(acked, fence)
-		eventually(t, 30*time.Second, func() bool {
+		testkit.Eventually(t, 30*time.Second, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			n := len(surfaced)

@@ -64,16 +64,18 @@ func (cf *config) options(c *cli, device string) parley.Options {
 	return parley.Options{Broker: cf.url, HTTP: cf.http, Token: cf.token, Device: device, Logger: cf.logger(c)}
 }
 
-// api returns a REST client.
-func (cf *config) api(ctx context.Context, c *cli) (*parley.API, error) {
+// rest returns the REST client and a context that ends with the timeout;
+// done releases both.
+func (cf *config) rest(ctx context.Context, c *cli) (api *parley.API, rctx context.Context, done func(), err error) {
 	if err := cf.check(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	a, err := parley.NewAPI(ctx, cf.options(c, cf.device))
+	api, err = parley.NewAPI(ctx, cf.options(c, cf.device))
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, nil, nil, usagef("%v", err)
 	}
-	return a, nil
+	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	return api, rctx, func() { cancel(); api.CloseIdleConnections() }, nil
 }
 
 // dial connects as device, giving up after the timeout.

@@ -47,13 +47,11 @@ func (c *cli) group(ctx context.Context, args []string) error {
 	case fixed && len(pos) != n:
 		return usagef("group %s: want %d arguments, got %d", sub, n, len(pos))
 	}
-	api, err := cf.api(ctx, c)
+	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer api.CloseIdleConnections()
-	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
+	defer done()
 	group := strings.TrimPrefix(pos[0], "g:")
 	switch sub {
 	case "create":

@@ -43,14 +43,12 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	if *all && *before > 0 {
 		return usagef("--all pages forward: use it with --after, not --before")
 	}
-	api, err := cf.api(ctx, c)
+	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer api.CloseIdleConnections()
+	defer done()
 	conv := convArg(pos[0], api.User())
-	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
 	o := parley.HistoryOptions{After: *after, Before: *before, Limit: *limit, Forward: *all}
 	for {
 		p, err := api.History(rctx, conv, o)
@@ -91,17 +89,14 @@ func (c *cli) printMessage(asJSON bool, m parley.Message) error {
 	return err
 }
 
-// conversationJSON is a conversation as the REST API writes it.
+// conversationJSON is a conversation as the REST API writes it: the SDK's
+// Conversation with its last message in the wire format (the outer
+// LastMessage and Messages hide the SDK's). Messages stays empty: the
+// conversation list has none.
 type conversationJSON struct {
-	ID          string       `json:"id"`
-	Kind        string       `json:"kind"`
-	Peer        string       `json:"peer,omitempty"`
-	Group       string       `json:"group,omitempty"`
-	Name        string       `json:"name"`
-	LastSeq     int64        `json:"last_seq"`
-	ReadSeq     int64        `json:"read_seq"`
-	Unread      int64        `json:"unread"`
-	LastMessage *messageJSON `json:"last_message"`
+	parley.Conversation
+	LastMessage *messageJSON  `json:"last_message"`
+	Messages    []messageJSON `json:"messages,omitempty"`
 }
 
 // conversations lists the user's conversations.
@@ -118,21 +113,18 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	api, err := cf.api(ctx, c)
+	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer api.CloseIdleConnections()
-	rctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
+	defer done()
 	p, err := api.Conversations(rctx, parley.ListOptions{Limit: *limit, Cursor: *cursor})
 	if err != nil {
 		return fmt.Errorf("conversations: %w", err)
 	}
 	if cf.json {
 		for _, cv := range p.Conversations {
-			out := conversationJSON{ID: cv.ID, Kind: cv.Kind, Peer: cv.Peer, Group: cv.Group, Name: cv.Name,
-				LastSeq: cv.LastSeq, ReadSeq: cv.ReadSeq, Unread: cv.Unread}
+			out := conversationJSON{Conversation: cv}
 			if cv.LastMessage != nil {
 				m := toMessageJSON("", *cv.LastMessage)
 				out.LastMessage = &m

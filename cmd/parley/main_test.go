@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,11 +13,11 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/broker"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
-var testSecret = []byte("cli-test-secret-0123456789abcdef")
+var testSecret = []byte(testkit.Secret)
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a reader in
 // different goroutines.
@@ -43,13 +42,8 @@ func (l *lockedBuffer) String() string {
 // PARLEY_HTTP at it.
 func setup(t *testing.T) {
 	t.Helper()
-	store, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b, err := broker.New(broker.Options{Store: store, MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Rate: -1})
+	b, err := broker.New(broker.Options{Store: testkit.OpenSQLite(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,15 +62,6 @@ func setup(t *testing.T) {
 	os.Unsetenv("PARLEY_JWT_SECRET")
 }
 
-func token(t testing.TB, user string) string {
-	t.Helper()
-	tok, err := (&auth.Tokens{Secret: testSecret}).Sign(user, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // result is what one run printed and returned.
 type result struct {
 	code           int
@@ -87,7 +72,7 @@ type result struct {
 func runAs(t *testing.T, ctx context.Context, stdin io.Reader, user string, args ...string) result {
 	t.Helper()
 	if user != "" {
-		args = append(args, "--token", token(t, user))
+		args = append(args, "--token", testkit.Token(t, user))
 	}
 	if stdin == nil {
 		stdin = strings.NewReader("")
@@ -216,10 +201,10 @@ func TestSendAndListen(t *testing.T) {
 	var human, machine, errOut lockedBuffer
 	codes := make(chan int, 2)
 	go func() {
-		codes <- run(lctx, []string{"listen", "--token", token(t, "bob")}, strings.NewReader(""), &human, &errOut)
+		codes <- run(lctx, []string{"listen", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &human, &errOut)
 	}()
 	go func() {
-		codes <- run(lctx, []string{"listen", "--json", "--device", "json", "--token", token(t, "bob")}, strings.NewReader(""), &machine, &errOut)
+		codes <- run(lctx, []string{"listen", "--json", "--device", "json", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &machine, &errOut)
 	}()
 	waitFor(t, &errOut, "listening as bob/cli")
 
@@ -323,7 +308,7 @@ func TestChat(t *testing.T) {
 	var bobOut, bobErr lockedBuffer
 	bobDone := make(chan int, 1)
 	go func() {
-		bobDone <- run(ctx, []string{"chat", "alice", "--token", token(t, "bob")}, bobIn, &bobOut, &bobErr)
+		bobDone <- run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, bobIn, &bobOut, &bobErr)
 	}()
 	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
 	waitFor(t, &bobOut, "alice: before the chat")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,19 +19,10 @@ import (
 
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func waitReady(t *testing.T, httpAddr string) {
 	t.Helper()
@@ -93,7 +83,7 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	data := t.TempDir()
-	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
+	mqttAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	env := append(os.Environ(), "PARLEY_DATA_DIR="+data, "PARLEY_MQTT_ADDR="+mqttAddr, "PARLEY_HTTP_ADDR="+httpAddr,
 		"PARLEY_WS_ADDR=", "PARLEY_JWT_SECRET=", "PARLEY_DATABASE_URL=")
 	var tok string
@@ -155,7 +145,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 	for i := range mains {
 		m := NewMain()
 		m.Stderr = &bytes.Buffer{}
-		if err := m.ParseFlags("serve", []string{"-mqtt-addr", freeAddr(t), "-http-addr", freeAddr(t), "-log-level", "warn"}); err != nil {
+		if err := m.ParseFlags("serve", []string{"-mqtt-addr", testkit.FreeAddr(t), "-http-addr", testkit.FreeAddr(t), "-log-level", "warn"}); err != nil {
 			t.Fatal(err)
 		}
 		mains[i] = m

@@ -135,55 +135,41 @@ carol   deny       shared/#
 	}
 }
 
-// TestACLAllowCovers checks wildcard subscriptions against a single rule, so
-// that no later rule can grant them.
+// TestACLAllowCovers checks wildcard subscriptions against ACLs of a single
+// rule, so that no later rule can grant them.
 func TestACLAllowCovers(t *testing.T) {
-	acl := parseACL(t, "* readwrite devices/{user}/#\n")
+	own := parseACL(t, "* readwrite devices/{user}/#\n")
+	rooms := parseACL(t, "* read rooms/+/messages\n")
 	cases := []struct {
 		name   string
+		acl    *auth.ACL
 		filter string
 		want   bool
 	}{
-		{"Exact", "devices/alice/x", true},
-		{"Root", "devices/alice", true},
-		{"OwnPlus", "devices/alice/+/temp", true},
-		{"OwnHash", "devices/alice/#", true},
-		{"OwnDeepHash", "devices/alice/a/b/#", true},
-		{"AnyUser", "devices/+/temp", false},
-		{"AnyUserHash", "devices/+/#", false},
-		{"Everything", "#", false},
-		{"PlusFirst", "+/alice/x", false},
-		{"DevicesHash", "devices/#", false},
-		{"OtherUser", "devices/bob/x", false},
-		{"UserPrefix", "devices/alice2/x", false},
-		{"Sys", "$SYS/devices/alice", false},
+		{"Exact", own, "devices/alice/x", true},
+		{"Root", own, "devices/alice", true},
+		{"OwnPlus", own, "devices/alice/+/temp", true},
+		{"OwnHash", own, "devices/alice/#", true},
+		{"OwnDeepHash", own, "devices/alice/a/b/#", true},
+		{"AnyUser", own, "devices/+/temp", false},
+		{"AnyUserHash", own, "devices/+/#", false},
+		{"Everything", own, "#", false},
+		{"PlusFirst", own, "+/alice/x", false},
+		{"DevicesHash", own, "devices/#", false},
+		{"OtherUser", own, "devices/bob/x", false},
+		{"UserPrefix", own, "devices/alice2/x", false},
+		{"Sys", own, "$SYS/devices/alice", false},
+		// A single-level rule: rooms/+/messages.
+		{"SingleLevelExact", rooms, "rooms/a/messages", true},
+		{"SingleLevelPlus", rooms, "rooms/+/messages", true},
+		{"SingleLevelExtraLevel", rooms, "rooms/a/messages/x", false},
+		{"SingleLevelMissingLevel", rooms, "rooms/a", false},
+		{"SingleLevelHashForPlus", rooms, "rooms/#", false},
+		{"SingleLevelHashAtEnd", rooms, "rooms/a/#", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := acl.Allow("alice", tc.filter, false); got != tc.want {
-				t.Fatalf("Allow(alice, %q) = %v, want %v", tc.filter, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestACLAllowSingleLevelRule(t *testing.T) {
-	acl := parseACL(t, "* read rooms/+/messages\n")
-	cases := []struct {
-		name   string
-		filter string
-		want   bool
-	}{
-		{"Exact", "rooms/a/messages", true},
-		{"Plus", "rooms/+/messages", true},
-		{"ExtraLevel", "rooms/a/messages/x", false},
-		{"MissingLevel", "rooms/a", false},
-		{"HashForPlus", "rooms/#", false},
-		{"HashAtEnd", "rooms/a/#", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := acl.Allow("alice", tc.filter, false); got != tc.want {
+			if got := tc.acl.Allow("alice", tc.filter, false); got != tc.want {
 				t.Fatalf("Allow(alice, %q) = %v, want %v", tc.filter, got, tc.want)
 			}
 		})

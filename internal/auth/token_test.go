@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -21,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 var testSecret = []byte("test-secret-test-secret-test-secret!")
@@ -159,14 +159,8 @@ func TestTokensSignErrors(t *testing.T) {
 }
 
 func TestTokensVerifyRefuses(t *testing.T) {
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testkit.NewKeys(t)
+	rsaKey, ecKey := keys.RSA, keys.ECDSA
 	secretOnly := &auth.Tokens{Secret: testSecret}
 	rsaOnly := &auth.Tokens{PublicKey: &rsaKey.PublicKey}
 	valid, err := secretOnly.Sign("alice", time.Hour)
@@ -290,61 +284,29 @@ func mustSign(t testing.TB, tokens *auth.Tokens, user string, ttl time.Duration)
 }
 
 func TestTokensVerifyPublicKeys(t *testing.T) {
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edPub, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		name   string
-		pub    crypto.PublicKey
-		method jwt.SigningMethod
-		key    any
-	}{
-		{"RS256", &rsaKey.PublicKey, jwt.SigningMethodRS256, rsaKey},
-		{"ES256", &ecKey.PublicKey, jwt.SigningMethodES256, ecKey},
-		{"EdDSA", edPub, jwt.SigningMethodEdDSA, edKey},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			tokens := &auth.Tokens{Secret: testSecret, PublicKey: tc.pub}
-			tok := signJWT(t, tc.method, tc.key, expiring("alice", time.Hour))
+	for _, tc := range testkit.NewKeys(t).Algorithms() {
+		t.Run(tc.Name, func(t *testing.T) {
+			tokens := &auth.Tokens{Secret: testSecret, PublicKey: tc.Public}
+			tok := signJWT(t, tc.Method, tc.Key, expiring("alice", time.Hour))
 			user, err := tokens.Verify(tok)
 			if err != nil || user != "alice" {
-				t.Fatalf("Verify(%s token) = %q, %v; want alice", tc.name, user, err)
+				t.Fatalf("Verify(%s token) = %q, %v; want alice", tc.Name, user, err)
 			}
 			// The secret keeps working next to a public key.
 			if user, err := tokens.Verify(mustSign(t, tokens, "bob", time.Hour)); err != nil || user != "bob" {
 				t.Fatalf("Verify(HS256 token) = %q, %v; want bob", user, err)
 			}
-			expired := signJWT(t, tc.method, tc.key, expiring("alice", -time.Hour))
+			expired := signJWT(t, tc.Method, tc.Key, expiring("alice", -time.Hour))
 			if _, err := tokens.Verify(expired); !errors.Is(err, auth.ErrTokenExpired) {
-				t.Fatalf("Verify(expired %s token) error %v, want ErrTokenExpired", tc.name, err)
+				t.Fatalf("Verify(expired %s token) error %v, want ErrTokenExpired", tc.Name, err)
 			}
 		})
 	}
 }
 
 func TestParsePublicKey(t *testing.T) {
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := testkit.NewKeys(t)
+	rsaKey, ecKey, edPub := keys.RSA, keys.ECDSA, keys.Ed25519.Public()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "parley test"},

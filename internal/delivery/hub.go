@@ -32,6 +32,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -123,33 +125,17 @@ func (h *Hub) Start() error {
 	if h.Store == nil {
 		return errors.New("delivery: Hub needs a Store")
 	}
-	if h.NewDeviceBacklog <= 0 {
-		h.NewDeviceBacklog = DefaultNewDeviceBacklog
-	}
-	if h.CatchupLimit <= 0 {
-		h.CatchupLimit = DefaultCatchupLimit
-	}
-	if h.Window <= 0 {
-		h.Window = DefaultWindow
-	}
-	if h.DeviceQueue <= 0 {
-		h.DeviceQueue = DefaultDeviceQueue
-	}
-	if h.FlushInterval <= 0 {
-		h.FlushInterval = DefaultFlushInterval
-	}
-	if h.DeviceInflightBytes <= 0 {
-		h.DeviceInflightBytes = DefaultDeviceInflightBytes
-	}
-	if h.UserInflightBytes <= 0 {
-		h.UserInflightBytes = DefaultUserInflightBytes
-	}
+	orDefault(&h.NewDeviceBacklog, DefaultNewDeviceBacklog)
+	orDefault(&h.CatchupLimit, DefaultCatchupLimit)
+	orDefault(&h.Window, DefaultWindow)
+	orDefault(&h.DeviceQueue, DefaultDeviceQueue)
+	orDefault(&h.FlushInterval, DefaultFlushInterval)
+	orDefault(&h.DeviceInflightBytes, DefaultDeviceInflightBytes)
+	orDefault(&h.UserInflightBytes, DefaultUserInflightBytes)
 	if h.Log == nil {
 		h.Log = slog.Default()
 	}
-	if h.retry <= 0 {
-		h.retry = 100 * time.Millisecond
-	}
+	orDefault(&h.retry, 100*time.Millisecond)
 	h.mu.Lock()
 	h.devices = map[string]*device{}
 	h.online = map[string]map[*device]bool{}
@@ -158,6 +144,13 @@ func (h *Hub) Start() error {
 	h.wg.Add(1)
 	go h.flushLoop()
 	return nil
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Close stops the writers and the flusher and writes the cursors, bounded by
@@ -180,11 +173,7 @@ func (h *Hub) Close(ctx context.Context) error {
 func (h *Hub) Connected() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := make([]string, 0, len(h.devices))
-	for id := range h.devices {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.AppendSeq(make([]string, 0, len(h.devices)), maps.Keys(h.devices))
 }
 
 // Connect registers a device whose session was established. It claims a

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -131,9 +133,5 @@ func (h *Hub) ForgetNode(node string) {
 func (h *Hub) LocalUsers() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]string, 0, len(h.online))
-	for u := range h.online {
-		out = append(out, u)
-	}
-	return out
+	return slices.AppendSeq(make([]string, 0, len(h.online)), maps.Keys(h.online))
 }

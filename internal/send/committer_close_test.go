@@ -9,19 +9,8 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/internal/testkit"
 )
-
-// openSQLite opens a real SQLite store in a temporary directory.
-func openSQLite(t testing.TB) history.Store {
-	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 func newMessage(conv, cid string) history.NewMessage {
 	now := time.Now()
@@ -33,7 +22,7 @@ func newMessage(conv, cid string) history.NewMessage {
 // stored. After Close they fail at once.
 func TestCommitterCloseRace(t *testing.T) {
 	for round := 0; round < 20; round++ {
-		s := openSQLite(t)
+		s := testkit.OpenSQLite(t)
 		c := &Committer{Store: s, Partitions: 2, MaxBatch: 4}
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -115,13 +104,24 @@ func (g *gate) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]hist
 
 func (g *gate) held() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.calls == 1 }
 
+// heldCommitter returns a committer on a gate that holds its first commit,
+// the message "gate" of dm:alice:bob, until g.release is closed.
+func heldCommitter(t *testing.T) (*Committer, *gate) {
+	t.Helper()
+	g := &gate{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
+	c := &Committer{Store: g}
+	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
+	eventually(t, g.held)
+	return c, g
+}
+
 // queuedFor reports how many requests wait in conv's partition.
 func queuedFor(c *Committer, conv string) int { return len(c.part(conv)) }
 
 // TestCommitterQueuedWorkFinishesOnClose: work queued behind a slow commit
 // is committed before Close returns, in order.
 func TestCommitterQueuedWorkFinishesOnClose(t *testing.T) {
-	g := &gate{Store: openSQLite(t), release: make(chan struct{})}
+	g := &gate{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
 	c := &Committer{Store: g}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -172,11 +172,8 @@ func TestCommitterQueuedWorkFinishesOnClose(t *testing.T) {
 // TestCommitterCancelledSender: a sender whose context ends before the
 // commit is not stored and gets its context's error; the others are stored.
 func TestCommitterCancelledSender(t *testing.T) {
-	g := &gate{Store: openSQLite(t), release: make(chan struct{})}
-	c := &Committer{Store: g}
+	c, g := heldCommitter(t)
 	defer c.Close()
-	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
-	eventually(t, g.held)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -211,11 +208,8 @@ func TestCommitterCancelledSender(t *testing.T) {
 // TestCommitterDoOrder: an exclusive operation queued between sends runs
 // after the sends queued before it and before those queued after it.
 func TestCommitterDoOrder(t *testing.T) {
-	g := &gate{Store: openSQLite(t), release: make(chan struct{})}
-	c := &Committer{Store: g}
+	c, g := heldCommitter(t)
 	defer c.Close()
-	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
-	eventually(t, g.held)
 	var mu sync.Mutex
 	var events []string
 	note := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
