@@ -909,3 +909,70 @@ func testPruneDevices(t *testing.T, s history.Store) {
 	// Without the connected list, a future cut-off prunes every device.
 	prune(time.Now().Add(time.Hour), nil, 3)
 }
+
+// Reopen checks that seqs survive a restart: open returns the same database
+// each time it is called (a new Store over it, as a restarted node would
+// open). Messages appended before and after each close keep contiguous seqs
+// in append order, and no seq ever names a different message: every seq
+// still holds the id, cid, sender and body its Append returned.
+func Reopen(t *testing.T, open func(t *testing.T) history.Store) {
+	ctx := context.Background()
+	direct := history.DirectConvID("alice", "bob")
+	var want []history.Message
+	for run := 0; run < 3; run++ {
+		s := open(t)
+		for i := 0; i < 2; i++ {
+			from := []string{"alice", "bob"}[i]
+			m := mustAppend(t, s, NewMsg(direct, from, fmt.Sprintf("r%d-%d", run, i), fmt.Sprintf(`{"run":%d,"i":%d}`, run, i)))
+			if m.Seq != int64(len(want)+1) {
+				t.Fatalf("run %d: message %d got seq %d, want %d (the seq did not continue after reopening)", run, i, m.Seq, len(want)+1)
+			}
+			want = append(want, m)
+		}
+		// A group commit after the reopen continues the same counter.
+		batch := []history.NewMessage{
+			NewMsg(direct, "alice", fmt.Sprintf("r%d-b0", run), fmt.Sprintf(`{"run":%d,"b":0}`, run)),
+			NewMsg(direct, "bob", fmt.Sprintf("r%d-b1", run), fmt.Sprintf(`{"run":%d,"b":1}`, run)),
+		}
+		rs, err := s.AppendBatch(ctx, batch)
+		if err != nil {
+			t.Fatalf("run %d: AppendBatch: %v", run, err)
+		}
+		for i, r := range rs {
+			if r.Err != nil || !r.Created {
+				t.Fatalf("run %d: batch message %d: created %v, %v", run, i, r.Created, r.Err)
+			}
+			if r.Message.Seq != int64(len(want)+1) {
+				t.Fatalf("run %d: batch message %d got seq %d, want %d", run, i, r.Message.Seq, len(want)+1)
+			}
+			want = append(want, r.Message)
+		}
+		got, err := s.Messages(ctx, direct, 0, 1000)
+		if err != nil {
+			t.Fatalf("run %d: Messages: %v", run, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("run %d: %d messages stored, want %d", run, len(got), len(want))
+		}
+		for i, m := range got {
+			w := want[i]
+			if m.Seq != w.Seq || m.ID != w.ID || m.CID != w.CID || m.From != w.From || string(m.Body) != string(w.Body) {
+				t.Fatalf("run %d: seq %d holds id %s cid %s from %s body %s; Append returned seq %d id %s cid %s from %s body %s",
+					run, m.Seq, m.ID, m.CID, m.From, m.Body, w.Seq, w.ID, w.CID, w.From, w.Body)
+			}
+		}
+		// A retry of a message stored before the reopen is still a duplicate.
+		if run > 0 {
+			old := want[0]
+			m, created, err := s.Append(ctx, history.NewMessage{Conv: direct, ID: history.NewID(time.Now()), CID: old.CID,
+				From: old.From, TS: time.Now(), Type: history.TypeText, Body: json.RawMessage(`"retry"`)})
+			if err != nil || created || m.Seq != old.Seq || m.ID != old.ID {
+				t.Fatalf("run %d: retry of cid %s after reopen: seq %d id %s created %v %v; want the original seq %d id %s",
+					run, old.CID, m.Seq, m.ID, created, err, old.Seq, old.ID)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("run %d: Close: %v", run, err)
+		}
+	}
+}

@@ -28,6 +28,19 @@ func TestConformance(t *testing.T) {
 	historytest.Run(t, func(t *testing.T) history.Store { return open(t) })
 }
 
+// TestReopenSeqs: seqs continue across restarts and never name a different
+// message (historytest.Reopen).
+func TestReopenSeqs(t *testing.T) {
+	url := pgtest.DB(t)
+	historytest.Reopen(t, func(t *testing.T) history.Store {
+		s, err := postgres.Open(context.Background(), url, nil)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 // TestMigrateConcurrently starts several migrators on one empty database at
 // once, as several nodes starting together would: all succeed, and each
 // migration is applied once.

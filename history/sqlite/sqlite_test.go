@@ -45,6 +45,19 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestReopenSeqs: seqs continue across restarts and never name a different
+// message (historytest.Reopen).
+func TestReopenSeqs(t *testing.T) {
+	dir := t.TempDir()
+	historytest.Reopen(t, func(t *testing.T) history.Store {
+		s, err := sqlite.Open(context.Background(), dir, nil)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 // BenchmarkAppend stores one message per transaction, and 64 per
 // transaction (group commit); compare the per-message figures.
 func BenchmarkAppend(b *testing.B) { historytest.BenchAppend(b, open) }
