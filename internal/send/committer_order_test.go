@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // holdFirst is a real store whose first AppendBatch waits for release, so
@@ -36,7 +37,7 @@ func (h *holdFirst) AppendBatch(ctx context.Context, ms []history.NewMessage) ([
 // order. A committer that reordered a batch (for instance two messages of one
 // sender) would store a sender's messages out of send order.
 func TestCommitterKeepsQueueOrder(t *testing.T) {
-	s := &holdFirst{Store: openSQLite(t), entered: make(chan struct{}), release: make(chan struct{})}
+	s := &holdFirst{Store: testkit.OpenSQLite(t), entered: make(chan struct{}), release: make(chan struct{})}
 	c := &Committer{Store: s, Partitions: 1}
 	defer c.Close()
 	ctx := context.Background()
