@@ -482,6 +482,9 @@ func TestBusSlowConsumer(t *testing.T) {
 			l.gate = gate
 		}
 	})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the buses close, should the test fail
 	subscribe(t, b, "bob", true)
 	// Block B's receive goroutine, then overflow its queue.
 	users := make([]string, cap(b.in)+100)
@@ -490,7 +493,7 @@ func TestBusSlowConsumer(t *testing.T) {
 	}
 	a.Deliver(users, "dm:alice:bob", 1, 1, []byte(`x`))
 	lb.until(t, "resync after a slow consumer", func(l *fakeLocal) bool { return l.resyncs >= 1 })
-	close(gate)
+	open()
 	fence(t, a, lb)
 	if n := len(lb.snapshot().deliveries); n >= len(users) || n == 0 {
 		t.Fatalf("B handed on %d of %d deliveries, want some dropped", n, len(users))
@@ -553,4 +556,18 @@ func TestBusPrefix(t *testing.T) {
 	if len(lx.nodeUsers) != 0 {
 		t.Fatalf("X on another prefix heard of nodes %v", lx.nodeUsers)
 	}
+}
+
+// TestBusJoin: a node that joins learns at once who is on the nodes already
+// there, without waiting for their next heartbeat.
+func TestBusJoin(t *testing.T) {
+	ns := startNATS(t, 0)
+	never := func(b *Bus, _ *fakeLocal) { b.Heartbeat = time.Hour }
+	a, la := connect(t, ns.ClientURL(), "A", []string{"alice", "ann"}, never)
+	if err := a.nc.Flush(); err != nil { // A's subscriptions are on the server
+		t.Fatal(err)
+	}
+	_, lb := connect(t, ns.ClientURL(), "B", []string{"bob"}, never)
+	lb.until(t, "B learns A's users", func(l *fakeLocal) bool { return slices.Equal(l.nodeUsers["A"], []string{"alice", "ann"}) })
+	la.until(t, "A learns B's users", func(l *fakeLocal) bool { return slices.Equal(l.nodeUsers["B"], []string{"bob"}) })
 }
