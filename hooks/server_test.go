@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,8 @@ func startServer(t testing.TB) *server {
 type mqttClient struct {
 	c      *paho.Client
 	events chan wire.Delivery
+	// gone receives the reason code of a DISCONNECT from the server.
+	gone chan byte
 }
 
 // dial connects clientID with user's token (or with password when set).
@@ -93,10 +96,14 @@ func (s *server) dial(t testing.TB, clientID, user, password string) (*mqttClien
 			t.Fatal(err)
 		}
 	}
-	mc := &mqttClient{events: make(chan wire.Delivery, 100)}
+	mc := &mqttClient{events: make(chan wire.Delivery, 1000), gone: make(chan byte, 1)}
 	mc.c = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		Conn:               conn,
+		OnServerDisconnect: func(d *paho.Disconnect) { mc.gone <- d.ReasonCode },
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			if !strings.HasPrefix(pr.Packet.Topic, "im/inbox/") {
+				return true, nil // presence
+			}
 			var d wire.Delivery
 			if err := json.Unmarshal(pr.Packet.Payload, &d); err != nil {
 				t.Errorf("inbox payload %q: %v", pr.Packet.Payload, err)
@@ -214,6 +221,49 @@ func TestHooksOverTCP(t *testing.T) {
 	if _, ca, err := s.dial(t, "carol", "carol", "not-a-token"); err == nil || ca == nil || ca.ReasonCode != 0x86 {
 		t.Fatalf("connect with a bad token: %+v, %v", ca, err)
 	}
+
+	t.Run("TooManyFilters", func(t *testing.T) {
+		subs := make([]paho.SubscribeOptions, hooks.DefaultMaxSubscribeFilters+1)
+		for i := range subs {
+			subs[i] = paho.SubscribeOptions{Topic: "im/presence/alice", QoS: 1}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sa, err := alice.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
+		if sa == nil {
+			t.Fatal(err)
+		}
+		if n := len(sa.Reasons); n != len(subs) || sa.Reasons[0] >= 0x80 || sa.Reasons[n-1] != 0x8F {
+			t.Fatalf("SUBACK codes first %#x last %#x of %d", sa.Reasons[0], sa.Reasons[n-1], n)
+		}
+	})
+	t.Run("TakeOver", func(t *testing.T) {
+		bob2, _, err := s.dial(t, "bob", "bob", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case code := <-bob.gone:
+			if code != 0x8E {
+				t.Fatalf("the old session got DISCONNECT %#x, want 0x8E", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the old session was not disconnected")
+		}
+		bob2.subscribe(t, "im/inbox/bob")
+		if code := alice.publish(t, "im/send/u/bob", `{"cid":"c2","body":"to the new session"}`); code != 0 {
+			t.Fatalf("PUBACK %#x", code)
+		}
+		// The new session first catches up from the store (seq 1 again if
+		// its cursor was not saved yet), then gets seq 2.
+		d := bob2.next(t, "message")
+		if d.Seq == 1 {
+			d = bob2.next(t, "message")
+		}
+		if d.Seq != 2 || d.CID != "c2" || string(d.Body) != `"to the new session"` {
+			t.Fatalf("the new session got %+v", d)
+		}
+	})
 }
 
 func TestHooksInit(t *testing.T) {
