@@ -3,114 +3,550 @@ package send_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
-// recorder is a Deliverer that records what the send pipeline hands it.
-type recorder struct {
-	mu       sync.Mutex
-	messages []delivered
-	events   []delivered
+// faultStore wraps a real store. Before each call of a wrapped method it
+// asks fault, when set, with the method's name and the 1-based number of
+// that method's call: a non-nil error is returned instead of calling the
+// store (a store that fails the N-th call). block, when set for a method,
+// holds its calls until the channel is closed.
+type faultStore struct {
+	history.Store
+
+	mu    sync.Mutex
+	calls map[string]int
+	fault func(method string, n int) error
+	block map[string]chan struct{}
+	// results, when set, rewrites the results of a successful AppendBatch.
+	results func([]history.AppendResult)
 }
 
-type delivered struct {
-	users   []string // sorted
-	msg     history.Message
+func (f *faultStore) enter(method string) error {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[method]++
+	n := f.calls[method]
+	fault, block := f.fault, f.block[method]
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	if fault != nil {
+		return fault(method, n)
+	}
+	return nil
+}
+
+// count reports how many times method was called.
+func (f *faultStore) count(method string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[method]
+}
+
+func (f *faultStore) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
+	if err := f.enter("AppendBatch"); err != nil {
+		return nil, err
+	}
+	rs, err := f.Store.AppendBatch(ctx, ms)
+	if err == nil && f.results != nil {
+		f.results(rs)
+	}
+	return rs, err
+}
+
+func (f *faultStore) Group(ctx context.Context, id string) (history.Group, []history.Member, error) {
+	if err := f.enter("Group"); err != nil {
+		return history.Group{}, nil, err
+	}
+	return f.Store.Group(ctx, id)
+}
+
+func (f *faultStore) CreateGroup(ctx context.Context, g history.Group, ms []history.Member, m history.NewMessage) (history.Message, error) {
+	if err := f.enter("CreateGroup"); err != nil {
+		return history.Message{}, err
+	}
+	return f.Store.CreateGroup(ctx, g, ms, m)
+}
+
+func (f *faultStore) ChangeMember(ctx context.Context, c history.MemberChange) (history.Message, []history.Member, error) {
+	if err := f.enter("ChangeMember"); err != nil {
+		return history.Message{}, nil, err
+	}
+	return f.Store.ChangeMember(ctx, c)
+}
+
+func (f *faultStore) MarkRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error) {
+	if err := f.enter("MarkRead"); err != nil {
+		return 0, false, err
+	}
+	return f.Store.MarkRead(ctx, user, conv, seq)
+}
+
+// failOn returns a fault that fails the n-th call of method with err.
+func failOn(method string, n int, err error) func(string, int) error {
+	return func(m string, k int) error {
+		if m == method && k == n {
+			return err
+		}
+		return nil
+	}
+}
+
+var errOutage = errors.New("connection refused")
+
+// delivery is one call of a Deliverer.
+type delivery struct {
+	users   []string
+	msg     history.Message // a message (event false)
+	event   bool
 	payload []byte
+	qos     byte
+}
+
+// recorder is a Deliverer that records every call.
+type recorder struct {
+	mu  sync.Mutex
+	all []delivery
 }
 
 func (r *recorder) DeliverMessage(users []string, m history.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.messages = append(r.messages, delivered{users: slices.Sorted(slices.Values(users)), msg: m})
+	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), msg: m})
 }
 
-func (r *recorder) DeliverEvent(users []string, payload []byte, _ byte) {
+func (r *recorder) DeliverEvent(users []string, payload []byte, qos byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, delivered{users: slices.Sorted(slices.Values(users)), payload: payload})
+	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), event: true, payload: payload, qos: qos})
 }
 
-func (r *recorder) take() (messages, events []delivered) {
+// take returns the deliveries recorded since the last take.
+func (r *recorder) take() []delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	messages, events = r.messages, r.events
-	r.messages, r.events = nil, nil
-	return messages, events
+	all := r.all
+	r.all = nil
+	return all
 }
 
-// TestSendEchoes: a stored message is handed to every member of its
-// conversation, the sender included (the echo, which the sender's other
-// devices rely on), with the body, id and seq that the sender was answered
-// with; a retry of the same cid is echoed to the sender alone.
-func TestSendEchoes(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, t.TempDir(), nil)
+// one returns the only delivery recorded since the last take.
+func (r *recorder) one(t testing.TB) delivery {
+	t.Helper()
+	all := r.take()
+	if len(all) != 1 {
+		t.Fatalf("%d deliveries, want 1: %+v", len(all), all)
+	}
+	return all[0]
+}
+
+// fixture is a Service over a real SQLite store behind a faultStore.
+type fixture struct {
+	svc         *send.Service
+	store       *faultStore
+	rec         *recorder
+	invalidated chan string
+	registry    *prometheus.Registry
+}
+
+// setup returns a Service over a fresh SQLite store; mod, when set, changes
+// the Service before Init.
+func setup(t testing.TB, mod func(*send.Service)) *fixture {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	rec := &recorder{}
-	svc := &send.Service{Store: store, Groups: send.NewGroups(store), Deliver: rec}
-	if err := svc.Init(); err != nil {
+	t.Cleanup(func() { s.Close() })
+	fs := &faultStore{Store: s}
+	f := &fixture{store: fs, rec: &recorder{}, invalidated: make(chan string, 100), registry: prometheus.NewRegistry()}
+	f.svc = &send.Service{
+		Store:      fs,
+		Groups:     send.NewGroups(fs),
+		Deliver:    f.rec,
+		Invalidate: func(g string) { f.invalidated <- g },
+		Metrics:    metrics.NewMetrics(f.registry),
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mod != nil {
+		mod(f.svc)
+	}
+	if err := f.svc.Init(); err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Committer.Close()
+	t.Cleanup(f.svc.Committer.Close)
+	return f
+}
 
-	check := func(what string, m history.Message, want []string) {
-		t.Helper()
-		msgs, _ := rec.take()
-		if len(msgs) != 1 {
-			t.Fatalf("%s: %d messages delivered, want 1", what, len(msgs))
-		}
-		d := msgs[0]
-		if !slices.Equal(d.users, want) {
-			t.Fatalf("%s: delivered to %v, want %v (the sender's echo included)", what, d.users, want)
-		}
-		if d.msg.Conv != m.Conv || d.msg.Seq != m.Seq || d.msg.ID != m.ID || d.msg.CID != m.CID || d.msg.From != m.From || string(d.msg.Body) != string(m.Body) {
-			t.Fatalf("%s: delivered %+v, the sender was answered with %+v", what, d.msg, m)
-		}
-	}
-
-	// Direct.
-	m, created, serr := svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"cid":"d1","body":{"text":"hi bob"}}`))
-	if serr != nil || !created || m.Seq != 1 || string(m.Body) != `{"text":"hi bob"}` {
-		t.Fatalf("direct send: %+v created %v, %v", m, created, serr)
-	}
-	check("direct", m, []string{"alice", "bob"})
-
-	// Group: the creation message, then a send.
-	if _, _, err := svc.CreateGroup(ctx, "carol", send.CreateGroupRequest{ID: "crew", Name: "Crew", Members: []string{"alice", "bob"}}); err != nil {
+// group creates group id owned by owner with members, and forgets the
+// deliveries and invalidations of the creation.
+func (f *fixture) group(t testing.TB, id, owner string, members ...string) {
+	t.Helper()
+	if _, _, err := f.svc.CreateGroup(context.Background(), owner, send.CreateGroupRequest{ID: id, Name: id, Members: members}); err != nil {
 		t.Fatal(err)
 	}
-	if msgs, _ := rec.take(); len(msgs) != 1 || !slices.Equal(msgs[0].users, []string{"alice", "bob", "carol"}) {
-		t.Fatalf("group.created delivered as %+v, want once to alice, bob and carol", msgs)
-	}
-	g, created, serr := svc.Send(ctx, "alice", wire.TargetGroup, "crew", []byte(`{"cid":"g1","body":"hi crew"}`))
-	if serr != nil || !created || g.Seq != 2 {
-		t.Fatalf("group send: %+v created %v, %v", g, created, serr)
-	}
-	check("group", g, []string{"alice", "bob", "carol"})
+	f.rec.take()
+	<-f.invalidated
+}
 
-	// A retry of d1: the original, echoed to the sender only.
-	again, created, serr := svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"cid":"d1","body":"changed"}`))
-	if serr != nil || created || again.ID != m.ID || again.Seq != m.Seq {
-		t.Fatalf("retry: %+v created %v, %v; want the original %s seq %d", again, created, serr, m.ID, m.Seq)
+// received reads parley_messages_received_total{result} from the registry.
+func (f *fixture) received(t testing.TB, result string) float64 {
+	t.Helper()
+	mfs, err := f.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	msgs, events := rec.take()
-	if len(msgs) != 0 || len(events) != 1 || !slices.Equal(events[0].users, []string{"alice"}) {
-		t.Fatalf("retry delivered messages %+v and events %+v; want one echo event to alice", msgs, events)
+	for _, mf := range mfs {
+		if mf.GetName() != "parley_messages_received_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
 	}
-	var echo wire.Delivery
-	if err := json.Unmarshal(events[0].payload, &echo); err != nil || echo.Kind != "message" || echo.Seq != m.Seq || echo.ID != m.ID ||
-		echo.CID != "d1" || string(echo.Body) != `{"text":"hi bob"}` {
-		t.Fatalf("retry echo %s (%v); want the original message", events[0].payload, err)
+	return 0
+}
+
+// body decodes a delivery payload.
+func body(t testing.TB, payload []byte) wire.Delivery {
+	t.Helper()
+	var d wire.Delivery
+	if err := json.Unmarshal(payload, &d); err != nil {
+		t.Fatalf("payload %s: %v", payload, err)
+	}
+	return d
+}
+
+func TestServiceInit(t *testing.T) {
+	t.Run("ErrMissing", func(t *testing.T) {
+		if err := (&send.Service{}).Init(); err == nil || !strings.HasPrefix(err.Error(), "send:") {
+			t.Fatalf("Init of a zero Service: %v", err)
+		}
+	})
+	t.Run("Defaults", func(t *testing.T) {
+		s := &send.Service{Store: &faultStore{}, Groups: send.NewGroups(nil), Deliver: &recorder{}}
+		if err := s.Init(); err != nil {
+			t.Fatal(err)
+		}
+		if s.ReceiptGroupMax != send.DefaultReceiptGroupMax || s.MaxPayload != send.DefaultMaxPayload ||
+			s.StoreTimeout != 10*time.Second || s.Log == nil || s.Committer == nil || s.Committer.Store != s.Store {
+			t.Fatalf("defaults not applied: %+v", s)
+		}
+	})
+}
+
+// TestSendDirect: a direct message is stored and delivered to both users
+// with its body; a retry is not stored again and echoes the original to the
+// sender only.
+func TestSendDirect(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		msg, created, serr := f.svc.Send(ctx, "alice", wire.TargetUser, "bob", fmt.Appendf(nil, `{"cid":"c%d","body":{"n":%d}}`, i, i))
+		if serr != nil || !created {
+			t.Fatalf("send %d: created %v, %v", i, created, serr)
+		}
+		if msg.Seq != int64(i) || msg.Conv != "dm:alice:bob" || msg.CID != fmt.Sprintf("c%d", i) || msg.From != "alice" || msg.Type != history.TypeText {
+			t.Fatalf("send %d stored %+v", i, msg)
+		}
+		d := f.rec.one(t)
+		if d.event || !slices.Equal(d.users, []string{"alice", "bob"}) || d.msg.ID != msg.ID || string(d.msg.Body) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("send %d delivered %+v", i, d)
+		}
+	}
+	stored, err := f.store.Messages(ctx, "dm:alice:bob", 0, 10)
+	if err != nil || len(stored) != 3 || string(stored[2].Body) != `{"n":3}` {
+		t.Fatalf("store holds %+v, %v", stored, err)
+	}
+
+	msg, created, serr := f.svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"cid":"c2","body":"other"}`))
+	if serr != nil || created || msg.Seq != 2 || string(msg.Body) != `{"n":2}` {
+		t.Fatalf("retry: %+v created %v, %v", msg, created, serr)
+	}
+	d := f.rec.one(t)
+	if !d.event || d.qos != 1 || !slices.Equal(d.users, []string{"alice"}) {
+		t.Fatalf("retry delivered %+v", d)
+	}
+	if echo := body(t, d.payload); echo.Kind != "message" || echo.Seq != 2 || echo.CID != "c2" || string(echo.Body) != `{"n":2}` {
+		t.Fatalf("echo %+v", echo)
+	}
+	if got := f.received(t, "stored"); got != 3 {
+		t.Fatalf("stored counter %v, want 3", got)
+	}
+	if got := f.received(t, "duplicate"); got != 1 {
+		t.Fatalf("duplicate counter %v, want 1", got)
+	}
+}
+
+// TestSendRefused: sends that fail validation get their wire code and the cid
+// they named, and nothing is stored or delivered.
+func TestSendRefused(t *testing.T) {
+	f := setup(t, func(s *send.Service) {
+		s.MaxPayload = 64
+		s.Limiter = send.NewRateLimiter(0.0001, 1)
+	})
+	ctx := context.Background()
+	f.group(t, "team", "carol", "dave")
+	// The group creation spent carol's only token.
+	for _, tc := range []struct {
+		name, from, kind, target, payload, code, cid string
+	}{
+		{"ErrTooLarge", "alice", wire.TargetUser, "bob", `{"body":"` + strings.Repeat("x", 64) + `"}`, wire.CodeTooLarge, ""},
+		{"ErrInvalidPayload", "alice", wire.TargetUser, "bob", `{"cid":"k","body":null}`, wire.CodeInvalidPayload, "k"},
+		{"ErrSelf", "alice", wire.TargetUser, "alice", `{"cid":"k","body":1}`, wire.CodeInvalidPeer, "k"},
+		{"ErrInvalidPeer", "alice", wire.TargetUser, "b b", `{"body":1}`, wire.CodeInvalidPeer, ""},
+		{"ErrUnknownKind", "alice", "x", "bob", `{"body":1}`, wire.CodeInvalidPeer, ""},
+		{"ErrInvalidGroup", "alice", wire.TargetGroup, "a/b", `{"cid":"g","body":1}`, wire.CodeNoSuchGroup, "g"},
+		{"ErrNoSuchGroup", "erin", wire.TargetGroup, "nope", `{"body":1}`, wire.CodeNoSuchGroup, ""},
+		{"ErrNotMember", "frank", wire.TargetGroup, "team", `{"body":1}`, wire.CodeNotMember, ""},
+		{"ErrRateLimited", "carol", wire.TargetGroup, "team", `{"cid":"r","body":1}`, wire.CodeRateLimited, "r"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, created, serr := f.svc.Send(ctx, tc.from, tc.kind, tc.target, []byte(tc.payload))
+			if serr == nil || serr.Code != tc.code || serr.CID != tc.cid || created || msg.Seq != 0 {
+				t.Fatalf("Send = %+v, %v, %+v; want code %s cid %q", msg, created, serr, tc.code, tc.cid)
+			}
+			if d := f.rec.take(); len(d) != 0 {
+				t.Fatalf("delivered %+v", d)
+			}
+		})
+	}
+	if n := f.store.count("AppendBatch"); n != 0 {
+		t.Fatalf("%d AppendBatch calls for refused sends", n)
+	}
+}
+
+// TestSendGroup: a group message reaches every member; a member removed
+// behind the cache's back is refused by the store and the cache forgets the
+// group; a member added behind its back gets the message (delivered to the
+// members as of the commit).
+func TestSendGroup(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	f.group(t, "team", "alice", "bob", "carol")
+	msg, created, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"cid":"1","body":"hi"}`))
+	if serr != nil || !created || msg.Seq != 2 || msg.Conv != "g:team" {
+		t.Fatalf("Send = %+v, %v, %v", msg, created, serr)
+	}
+	if d := f.rec.one(t); !slices.Equal(d.users, []string{"alice", "bob", "carol"}) || d.msg.ID != msg.ID || string(d.msg.Body) != `"hi"` {
+		t.Fatalf("delivered %+v", d)
+	}
+
+	t.Run("AddedElsewhere", func(t *testing.T) {
+		// Another node adds dave: this node's cache still has the old list.
+		if _, _, err := f.store.Store.ChangeMember(ctx, history.MemberChange{Group: "team", Actor: "alice", User: "dave", Role: history.RoleMember,
+			MessageID: history.NewID(time.Now()), TS: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		msg, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"to four"}`))
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		if d := f.rec.one(t); !slices.Equal(d.users, []string{"alice", "bob", "carol", "dave"}) || d.msg.Seq != msg.Seq {
+			t.Fatalf("delivered %+v, want the members as of the commit", d)
+		}
+	})
+	t.Run("ReloadFails", func(t *testing.T) {
+		if _, _, err := f.store.Store.ChangeMember(ctx, history.MemberChange{Group: "team", Actor: "alice", User: "erin", Role: history.RoleMember,
+			MessageID: history.NewID(time.Now()), TS: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		// The reload after the commit fails: the cached members get it.
+		n := f.store.count("Group")
+		f.store.fault = failOn("Group", n+1, errOutage)
+		defer func() { f.store.fault = nil }()
+		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"cached"}`)); serr != nil {
+			t.Fatal(serr)
+		}
+		if d := f.rec.one(t); !slices.Equal(d.users, []string{"alice", "bob", "carol", "dave"}) {
+			t.Fatalf("delivered %+v, want the cached members", d)
+		}
+	})
+	t.Run("ErrRemovedElsewhere", func(t *testing.T) {
+		if _, _, err := f.store.Store.ChangeMember(ctx, history.MemberChange{Group: "team", Actor: "alice", User: "carol", Remove: true,
+			MessageID: history.NewID(time.Now()), TS: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		before := f.store.count("Group")
+		_, _, serr := f.svc.Send(ctx, "carol", wire.TargetGroup, "team", []byte(`{"body":"still here?"}`))
+		if serr == nil || serr.Code != wire.CodeNotMember {
+			t.Fatalf("Send by a removed member: %v", serr)
+		}
+		if d := f.rec.take(); len(d) != 0 {
+			t.Fatalf("delivered %+v", d)
+		}
+		// The cache forgot the group: the next send reads the store.
+		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`)); serr != nil {
+			t.Fatal(serr)
+		}
+		if got := f.store.count("Group") - before; got != 1 {
+			t.Fatalf("%d Group reads after the refusal, want 1", got)
+		}
+		f.rec.take()
+	})
+	t.Run("ErrGroupLoad", func(t *testing.T) {
+		f.svc.Groups.Forget("team")
+		f.store.fault = failOn("Group", f.store.count("Group")+1, errOutage)
+		defer func() { f.store.fault = nil }()
+		_, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`))
+		if serr == nil || serr.Code != wire.CodeUnavailable {
+			t.Fatalf("Send with the store down: %v", serr)
+		}
+	})
+}
+
+// TestSendStoreErrors: the committer's errors map to wire codes, and the
+// group cache forgets a group the store no longer knows.
+func TestSendStoreErrors(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	f.group(t, "team", "alice", "bob")
+	for _, tc := range []struct {
+		name string
+		err  error // of the one message
+		code string
+	}{
+		{"ErrNotFound", history.Errorf(history.ENOTFOUND, "gone"), wire.CodeNoSuchGroup},
+		{"ErrNotMember", history.Errorf(history.ENOTMEMBER, "left"), wire.CodeNotMember},
+		{"ErrInvalid", history.Errorf(history.EINVALID, "bad text"), wire.CodeInvalidPayload},
+		{"ErrUnavailable", errOutage, wire.CodeUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.store.results = func(rs []history.AppendResult) {
+				for i := range rs {
+					rs[i] = history.AppendResult{Err: tc.err}
+				}
+			}
+			defer func() { f.store.results = nil }()
+			before := f.store.count("Group")
+			_, created, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"cid":"e","body":1}`))
+			if serr == nil || serr.Code != tc.code || serr.CID != "e" || created {
+				t.Fatalf("Send = %v, created %v; want %s", serr, created, tc.code)
+			}
+			if d := f.rec.take(); len(d) != 0 {
+				t.Fatalf("delivered %+v", d)
+			}
+			f.store.results = nil
+			if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":1}`)); serr != nil {
+				t.Fatal(serr)
+			}
+			f.rec.take()
+			forgot := tc.code == wire.CodeNoSuchGroup || tc.code == wire.CodeNotMember
+			if reread := f.store.count("Group") > before; reread != forgot {
+				t.Fatalf("group re-read %v, want %v", reread, forgot)
+			}
+		})
+	}
+	t.Run("ErrBatchOutage", func(t *testing.T) {
+		f.store.fault = failOn("AppendBatch", f.store.count("AppendBatch")+1, errOutage)
+		defer func() { f.store.fault = nil }()
+		_, _, serr := f.svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
+		if serr == nil || serr.Code != wire.CodeUnavailable {
+			t.Fatalf("Send in an outage: %v", serr)
+		}
+	})
+	if got := f.received(t, "stored"); got != 4 {
+		t.Fatalf("stored counter %v, want 4", got)
+	}
+}
+
+// TestSendEphemeral: an ephemeral send is delivered at QoS 0 to the other
+// members only, with its body, and is not stored.
+func TestSendEphemeral(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	f.group(t, "team", "alice", "bob", "carol")
+	for _, tc := range []struct {
+		name, kind, target, conv string
+		others                   []string
+	}{
+		{"Direct", wire.TargetUser, "bob", "dm:alice:bob", []string{"bob"}},
+		{"Group", wire.TargetGroup, "team", "g:team", []string{"bob", "carol"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, created, serr := f.svc.Send(ctx, "alice", tc.kind, tc.target, []byte(`{"cid":"t","type":"typing","ephemeral":true,"body":{"on":true}}`))
+			if serr != nil || created || msg.Seq != 0 {
+				t.Fatalf("Send = %+v, %v, %v", msg, created, serr)
+			}
+			d := f.rec.one(t)
+			if !d.event || d.qos != 0 || !slices.Equal(d.users, tc.others) {
+				t.Fatalf("delivered %+v", d)
+			}
+			if e := body(t, d.payload); e.Kind != "ephemeral" || e.Conv != tc.conv || e.From != "alice" || e.Type != "typing" || e.CID != "t" || string(e.Body) != `{"on":true}` {
+				t.Fatalf("event %+v", e)
+			}
+		})
+	}
+	if ms, err := f.store.Messages(ctx, "dm:alice:bob", 0, 10); err != nil || len(ms) != 0 {
+		t.Fatalf("stored %+v, %v", ms, err)
+	}
+	if got := f.received(t, "ephemeral"); got != 2 {
+		t.Fatalf("ephemeral counter %v, want 2", got)
+	}
+}
+
+// TestServiceWait: Wait returns only once the sends in progress finished.
+func TestServiceWait(t *testing.T) {
+	f := setup(t, nil)
+	release := make(chan struct{})
+	f.store.block = map[string]chan struct{}{"AppendBatch": release}
+	done := make(chan *wire.Error, 1)
+	go func() {
+		_, _, serr := f.svc.Send(context.Background(), "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
+		done <- serr
+	}()
+	eventually(t, func() bool { return f.store.count("AppendBatch") == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.svc.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with a send held: %v", err)
+	}
+	close(release)
+	if err := f.svc.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case serr := <-done:
+		if serr != nil {
+			t.Fatal(serr)
+		}
+	default:
+		t.Fatal("Wait returned before the send")
+	}
+}
+
+// eventually polls cond until it holds, failing after 10s.
+func eventually(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
