@@ -26,7 +26,7 @@ func (b *Broker) Handler() http.Handler {
 		_, _ = w.Write(docs.OpenAPI)
 	})
 	b.api.Register(mux)
-	return b.cors(mux)
+	return b.cors(rest.CleanPaths(mux))
 }
 
 // cors answers CORS preflights and marks responses for the configured

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -52,6 +53,22 @@ func (b *API) Register(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
+	})
+}
+
+// CleanPaths answers a request under /v1/ whose path is not in its clean form
+// ("/v1/users/./messages", "//v1/...") with 404 not_found in the API's JSON,
+// instead of the HTML redirect of http.ServeMux.
+func CleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "//") {
+			if c := path.Clean(p); c != p && c+"/" != p {
+				writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
