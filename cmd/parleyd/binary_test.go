@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/migrations"
 )
 
 // The parleyd binary, built once for the package's tests (see TestMain).
@@ -225,6 +226,167 @@ func TestStoreErrors(t *testing.T) {
 			oneLine(t, r.stderr, append([]string{"parleyd: "}, tc.want...)...)
 			if strings.Contains(r.stderr, "hunter2") {
 				t.Fatalf("the password leaks: %s", r.stderr)
+			}
+		})
+	}
+}
+
+// TestHelpAndVersion: -h lists the subcommands and serve's flags; each
+// subcommand's -h lists only the flags it uses; version and --version print
+// the build; an unknown command or a missing USER exits 2.
+func TestHelpAndVersion(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		want    []string
+		notWant []string
+	}{
+		{"Help", []string{"-h"}, 0, []string{"parleyd [serve] [flags]", "parleyd migrate [flags]", "parleyd token [flags] USER", "parleyd version", "-mqtt-addr", "PARLEY_MQTT_ADDR", "Exit status"}, nil},
+		{"HelpCommand", []string{"help"}, 0, []string{"parleyd token [flags] USER", "parleyd version"}, nil},
+		{"ServeHelp", []string{"serve", "-h"}, 0, []string{"parleyd migrate", "-nats-url"}, nil},
+		{"TokenHelp", []string{"token", "-h"}, 0, []string{"parleyd token [flags] USER", "-ttl", "-data-dir", "-jwt-secret", "never creates a secret"},
+			[]string{"-mqtt-addr", "-nats-url", "-database-url", "-rate"}},
+		{"MigrateHelp", []string{"migrate", "-h"}, 0, []string{"parleyd migrate [flags]", "-database-url", "-data-dir"}, []string{"-mqtt-addr", "-ttl", "-jwt-secret"}},
+		{"Version", []string{"version"}, 0, []string{"parleyd ", "go1."}, nil},
+		{"DashVersion", []string{"--version"}, 0, []string{"parleyd ", "go1."}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, "", nil, tc.args...)
+			if r.code != tc.code || r.stderr != "" {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, tc.code, r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("output does not contain %q:\n%s", w, r.stdout)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(r.stdout, w) {
+					t.Errorf("output contains %q:\n%s", w, r.stdout)
+				}
+			}
+		})
+	}
+	errCases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"UnknownCommand", []string{"tokn", "alice"}, []string{`unknown command "tokn"`, "parleyd -h"}},
+		{"UnknownFlag", []string{"-bogus"}, []string{"-bogus", "parleyd -h"}},
+		{"TokenWithoutUser", []string{"token"}, []string{"USER"}},
+		{"TokenZeroTTL", []string{"token", "alice", "--ttl", "0"}, []string{"--ttl"}},
+		{"VersionArgs", []string{"version", "extra"}, []string{"extra"}},
+	}
+	for _, tc := range errCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runBin(t, "", nil, tc.args...)
+			if r.code != 2 {
+				t.Fatalf("exit %d, want 2\n%s", r.code, r.stderr)
+			}
+			oneLine(t, r.stderr, tc.want...)
+		})
+	}
+}
+
+// TestTokenNeverCreatesSecret: parleyd token without a secret fails, saying
+// where it looked and how to point it at the server's data dir, and creates
+// nothing; with the server's data dir or secret it prints a token.
+func TestTokenNeverCreatesSecret(t *testing.T) {
+	dir := t.TempDir()
+	r := runBin(t, dir, nil, "token", "alice")
+	if r.code != 1 || r.stdout != "" {
+		t.Fatalf("exit %d, stdout %q, want 1 and nothing", r.code, r.stdout)
+	}
+	oneLine(t, r.stderr, filepath.Join(dir, "data", secretFile), "-data-dir", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET")
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("token created ./data: %v", err)
+	}
+	r = runBin(t, dir, []string{"PARLEY_DATABASE_URL=postgres://parley@127.0.0.1:1/parley"}, "token", "alice")
+	if r.code != 1 {
+		t.Fatalf("with PostgreSQL: exit %d, want 1", r.code)
+	}
+	oneLine(t, r.stderr, "PARLEY_JWT_SECRET")
+
+	server := t.TempDir()
+	if err := os.WriteFile(filepath.Join(server, secretFile), []byte("the-servers-secret-the-servers-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		env  []string
+		args []string
+	}{
+		"DataDirFlag":   {nil, []string{"token", "alice", "--data-dir", server}},
+		"DataDirEnv":    {[]string{"PARLEY_DATA_DIR=" + server, "PARLEY_RATE=not-a-number"}, []string{"token", "alice"}},
+		"SecretEnv":     {[]string{"PARLEY_JWT_SECRET=the-servers-secret-the-servers-secret"}, []string{"token", "alice"}},
+		"FlagsAnyWhere": {[]string{"PARLEY_JWT_SECRET=s3cret-s3cret-s3cret-s3cret-s3cret"}, []string{"token", "-mqtt-addr", ":1", "alice", "-ttl", "1h"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := runBin(t, dir, tc.env, tc.args...)
+			if r.code != 0 || strings.Count(r.stdout, ".") != 2 {
+				t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("token created ./data: %v", err)
+	}
+}
+
+// TestMigrateOutput: parleyd migrate says what it applied, then that the
+// schema is up to date, on both stores.
+func TestMigrateOutput(t *testing.T) {
+	latest := fmt.Sprintf("%05d", migrations.Latest(migrations.SQLite()))
+	dir := t.TempDir()
+	pg := pgtest.DB(t)
+	for _, tc := range []struct {
+		name, env, store string
+	}{
+		{"SQLite", "PARLEY_DATA_DIR=" + dir, "embedded SQLite in " + dir},
+		{"Postgres", "PARLEY_DATABASE_URL=" + pg, "PostgreSQL at postgres@127.0.0.1:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, want := range []string{"applied 00001.." + latest, "up to date at " + latest} {
+				r := runBin(t, "", []string{tc.env, "PARLEY_LOG_LEVEL=warn"}, "migrate")
+				if r.code != 0 || r.stderr != "" {
+					t.Fatalf("run %d: exit %d\n%s", i+1, r.code, r.stderr)
+				}
+				oneLine(t, r.stdout, tc.store, ": "+want)
+			}
+		})
+	}
+}
+
+// TestPortInUse: an address in use ends parleyd with one line naming it and
+// its setting, exit 1, before anything else (no data dir, no secret); an
+// address that cannot be one exits 2.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tc := range []struct {
+		name, env string
+		code      int
+		want      []string
+	}{
+		{"MQTT", "PARLEY_MQTT_ADDR=" + ln.Addr().String(), 1, []string{ln.Addr().String(), "address already in use", "PARLEY_MQTT_ADDR"}},
+		{"HTTP", "PARLEY_HTTP_ADDR=" + ln.Addr().String(), 1, []string{ln.Addr().String(), "address already in use", "PARLEY_HTTP_ADDR"}},
+		{"NotAnAddress", "PARLEY_WS_ADDR=8083", 2, []string{`"8083"`, "PARLEY_WS_ADDR", "missing port"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			r := runBin(t, "", []string{tc.env, "PARLEY_DATA_DIR=" + data})
+			t.Log(r.stderr)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", r.code, tc.code, r.stderr)
+			}
+			oneLine(t, r.stderr, tc.want...)
+			if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the data dir was created before listening: %v", err)
 			}
 		})
 	}

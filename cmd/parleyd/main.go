@@ -118,7 +118,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, `
 Run 'parleyd COMMAND -h' for the flags of a command. Every flag has an
-environment variable (shown in parentheses); a flag wins over it.
+environment variable (shown as $PARLEY_...); a flag wins over it.
 Exit status: 0 success, 1 runtime error, 2 invalid flags, environment or
 configuration.`)
 }
