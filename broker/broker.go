@@ -407,12 +407,12 @@ func (b *Broker) Start(ctx context.Context) error {
 		}
 	}
 	if ln := lns["mqtt"]; ln != nil {
-		if err := b.mqtt.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		if err := b.mqtt.AddListener(&netListener{Listener: listeners.NewNet("tcp", ln), log: b.log}); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}
 	if ln := lns["tls"]; ln != nil {
-		if err := b.mqtt.AddListener(listeners.NewNet("tls", tls.NewListener(ln, b.opts.TLSConfig))); err != nil {
+		if err := b.mqtt.AddListener(&netListener{Listener: listeners.NewNet("tls", tls.NewListener(ln, b.opts.TLSConfig)), log: b.log}); err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 	}

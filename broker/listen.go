@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"log/slog"
 	"net"
+	"sync"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // DefaultConnectTimeout bounds the time from accepting a connection to its
@@ -23,4 +27,76 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 		_ = c.SetReadDeadline(time.Now().Add(l.d))
 	}
 	return c, err
+}
+
+// connSet is the connections of a listener that are still being served,
+// so that closing the listener can close them: mochi's Close waits for every
+// connection, including one that has not sent CONNECT yet (its deadline is
+// ConnectTimeout away), and only closes those that have.
+type connSet struct {
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// add adds c; false when the set is closed (c should be closed too).
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[net.Conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// closeAll closes every connection in the set and every one added later.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// netListener wraps mochi's Net listener (TCP, TLS). It logs how each
+// connection ended at debug level with a message, instead of mochi, which
+// logs each one as WARN with an empty message: a refused CONNECT (already
+// logged as "connect refused"), a client that hangs up before CONNECT. Its
+// Close also closes the connections that have not sent CONNECT yet.
+type netListener struct {
+	listeners.Listener
+	log   *slog.Logger
+	conns connSet
+}
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		if !l.conns.add(c) {
+			c.Close()
+			return nil
+		}
+		defer l.conns.remove(c)
+		if err := establish(id, c); err != nil {
+			l.log.Debug("mqtt connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+		}
+		return nil
+	})
+}
+
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.Listener.Close(closeClients)
+	l.conns.closeAll()
 }

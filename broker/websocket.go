@@ -27,6 +27,7 @@ type wsListener struct {
 	establish listeners.EstablishFn
 	upgrader  websocket.Upgrader
 	once      sync.Once
+	conns     connSet // upgraded connections, closed by Close
 	// connectTimeout bounds the wait for CONNECT after the upgrade.
 	connectTimeout time.Duration
 	// readHeaderTimeout and idleTimeout bound the upgrade request's headers
@@ -63,7 +64,10 @@ func (l *wsListener) Init(*slog.Logger) error {
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	l.establish = establish
-	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	// The broker closes the net.Listener itself before mochi closes this
+	// listener (see Broker.Close), so Serve ends with net.ErrClosed rather
+	// than http.ErrServerClosed on every clean shutdown.
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		l.log.Error("websocket listener", "error", err)
 	}
 }
@@ -74,6 +78,10 @@ func (l *wsListener) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	if !l.conns.add(c.UnderlyingConn()) {
+		return
+	}
+	defer l.conns.remove(c.UnderlyingConn())
 	// The HTTP server's deadlines end here; the connect timeout set by the
 	// listener goes on until CONNECT, then the MQTT keepalive takes over.
 	_ = c.UnderlyingConn().SetWriteDeadline(time.Time{})
@@ -87,9 +95,12 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	l.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = l.srv.Shutdown(ctx)
+		_ = l.srv.Shutdown(ctx) // does not see upgraded connections
 	})
 	closeClients(l.id)
+	// Connections that have not sent CONNECT yet are no client of mochi's,
+	// but its Close waits for them.
+	l.conns.closeAll()
 }
 
 // wsConn is a WebSocket connection as a net.Conn of binary frames.

@@ -60,3 +60,23 @@ func Ping(ctx context.Context, store string, want int64, queryRow func(ctx conte
 	}
 	return nil
 }
+
+// Report is what one migration run did: the versions it applied, in order,
+// and the schema version after it.
+type Report struct {
+	Applied []int64
+	Version int64
+}
+
+// String says what the run did, with versions as in the file names:
+// "applied 00003..00005", "applied 00005" or "up to date at 00005".
+func (r Report) String() string {
+	switch n := len(r.Applied); n {
+	case 0:
+		return fmt.Sprintf("up to date at %05d", r.Version)
+	case 1:
+		return fmt.Sprintf("applied %05d", r.Applied[0])
+	default:
+		return fmt.Sprintf("applied %05d..%05d", r.Applied[0], r.Applied[n-1])
+	}
+}

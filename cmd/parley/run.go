@@ -40,6 +40,7 @@ var commands = []command{
 	{"conversations", "", "list your conversations, most recent first", (*cli).conversations},
 	{"group", "create|show|add|remove ...", "manage groups", (*cli).group},
 	{"chat", "PEER|g:GROUP", "chat: send the lines you type, see the conversation live", (*cli).chat},
+	{"version", "", "print the version and VCS revision (also --version)", (*cli).version},
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "help", "-h", "-help", "--help":
 		c.usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		name = "version"
 	}
 	for _, cmd := range commands {
 		if cmd.name != name {

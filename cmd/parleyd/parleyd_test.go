@@ -22,7 +22,13 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 func waitReady(t *testing.T, httpAddr string) {
 	t.Helper()
@@ -181,7 +187,7 @@ func TestTwoNodesOneDatabase(t *testing.T) {
 func TestFlags(t *testing.T) {
 	m := NewMain()
 	var help bytes.Buffer
-	m.Stderr = &help
+	m.Stdout = &help
 	m.ParseFlags("serve", []string{"-h"})
 	for _, env := range []string{"PARLEY_MQTT_ADDR", "PARLEY_WS_ADDR", "PARLEY_TLS_ADDR", "PARLEY_TLS_CERT", "PARLEY_TLS_KEY",
 		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -36,18 +39,14 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool, schemaVersion: migrations.Latest(migrations.Postgres())}
 }
 
-// Open connects to the database at url, applies pending migrations and returns
-// a Store that owns its pool (Close closes it).
+// Open connects to the database at url (see Connect), applies pending
+// migrations and returns a Store that owns its pool (Close closes it).
 func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := Connect(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parse database url: %w", err)
+		return nil, err
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: open pool: %w", err)
-	}
-	if err := Migrate(ctx, pool, log); err != nil {
+	if _, err := MigrateReport(ctx, pool, log); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -56,15 +55,95 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
+// Connect returns a pool on the database at url once one connection to it
+// works. A URL that does not parse, a server that does not answer within
+// ConnectTimeout and a refused login (wrong password, missing database) are
+// errors that say so in one line and name the database
+// (user@host:port/database, see Describe) but never the password.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open pool: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	err = pool.Ping(pctx)
+	cancel()
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %s", Describe(cfg.ConnConfig), connectReason(err))
+	}
+	return pool, nil
+}
+
+// ConnectTimeout bounds Open's first connection to the database.
+const ConnectTimeout = 15 * time.Second
+
+// Describe names the database of cfg as user@host:port/database, without
+// the password: for logs and error messages.
+func Describe(cfg *pgx.ConnConfig) string {
+	host := cfg.Host
+	if strings.HasPrefix(host, "/") {
+		host = "[" + host + "]" // a Unix socket directory
+	}
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.User, host, cfg.Port, cfg.Database)
+}
+
+// connectReason says in a few words why a first connection failed: the
+// server's refusal (wrong password, no such database) or the network's.
+// pgx's own text repeats itself for every address and TLS mode it tried.
+func connectReason(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01":
+			return "wrong password or user name (" + pgErr.Message + ")"
+		case "3D000":
+			return pgErr.Message + " (create it, or fix the database name)"
+		}
+		return pgErr.Message + " (SQLSTATE " + pgErr.Code + ")"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no answer within %s", ConnectTimeout)
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error()
+	}
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		return sysErr.Err.Error() + " (is PostgreSQL running there?)"
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
 // Migrate applies every pending migration to the database behind pool, holding
 // a PostgreSQL session advisory lock while it does, so that concurrent callers
 // apply each migration exactly once. log may be nil.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	_, err := MigrateReport(ctx, pool, log)
+	return err
+}
+
+// MigrateReport is Migrate that also says what it did: the migrations it
+// applied and the schema version after them.
+func MigrateReport(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (migrations.Report, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 600))
 	if err != nil {
-		return fmt.Errorf("postgres: migration lock: %w", err)
+		return migrations.Report{}, fmt.Errorf("postgres: migration lock: %w", err)
 	}
 	opts := []goose.ProviderOption{goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true)}
 	if log != nil {
@@ -72,12 +151,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	}
 	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres(), opts...)
 	if err != nil {
-		return fmt.Errorf("postgres: migrations: %w", err)
+		return migrations.Report{}, fmt.Errorf("postgres: migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+	res, err := p.Up(ctx)
+	if err != nil {
+		return migrations.Report{}, fmt.Errorf("postgres: migrate: %w", err)
 	}
-	return nil
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return migrations.Report{}, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	r := migrations.Report{Version: v}
+	for _, m := range res {
+		r.Applied = append(r.Applied, m.Source.Version)
+	}
+	return r, nil
 }
 
 // Pool returns the store's connection pool.

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/parley-im/parley/history/historytest"
 	"github.com/parley-im/parley/history/postgres"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -91,5 +93,48 @@ func TestPingUnmigrated(t *testing.T) {
 	defer pool.Close()
 	if err := postgres.New(pool).Ping(ctx); err == nil {
 		t.Fatal("Ping on an unmigrated database succeeded")
+	}
+}
+
+// TestMigrateReport: MigrateReport reports every migration on a new
+// database and none on the next run.
+func TestMigrateReport(t *testing.T) {
+	ctx := context.Background()
+	pool, err := postgres.Connect(ctx, pgtest.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	latest := migrations.Latest(migrations.Postgres())
+	r, err := postgres.MigrateReport(ctx, pool, nil)
+	if err != nil || len(r.Applied) != int(latest) || r.Applied[0] != 1 || r.Version != latest {
+		t.Fatalf("first run: %+v, %v", r, err)
+	}
+	if r, err = postgres.MigrateReport(ctx, pool, nil); err != nil || len(r.Applied) != 0 || r.Version != latest {
+		t.Fatalf("second run: %+v, %v", r, err)
+	}
+}
+
+// TestConnectErrors: Connect says in one line why it cannot connect, naming
+// the database without the password.
+func TestConnectErrors(t *testing.T) {
+	ctx := context.Background()
+	missing := strings.Replace(pgtest.DB(t), "?", "_missing?", 1)
+	missing = strings.Replace(missing, "postgres@", "postgres:hunter2@", 1)
+	for _, tc := range []struct{ name, url, want string }{
+		{"NotAURL", "notaurl", "parse database url"},
+		{"Refused", "postgres://parley:hunter2@127.0.0.1:1/parley?sslmode=disable", "connect to parley@127.0.0.1:1/parley: connection refused"},
+		{"MissingDatabase", missing, "_missing\" does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := postgres.Connect(ctx, tc.url)
+			if err == nil {
+				pool.Close()
+				t.Fatal("connected")
+			}
+			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "hunter2") {
+				t.Fatalf("error %q: want one line containing %q and no password", msg, tc.want)
+			}
+		})
 	}
 }

@@ -37,8 +37,34 @@ var _ history.Store = (*Store)(nil)
 const tsLayout = "2006-01-02T15:04:05.000000Z07:00"
 
 // Open opens (creating when needed) the database in directory dir, applies
-// pending migrations and returns the Store. log may be nil.
+// pending migrations and returns the Store. log may be nil. A directory that
+// cannot be created and a file that is not an SQLite database are errors
+// that name the path.
 func Open(ctx context.Context, dir string, log *slog.Logger) (*Store, error) {
+	s, err := open(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.migrate(ctx, log); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Migrate applies the pending migrations to the database in directory dir
+// (creating it when needed), closes it and says what it did.
+func Migrate(ctx context.Context, dir string, log *slog.Logger) (migrations.Report, error) {
+	s, err := open(ctx, dir)
+	if err != nil {
+		return migrations.Report{}, err
+	}
+	r, err := s.migrate(ctx, log)
+	return r, errors.Join(err, s.Close())
+}
+
+// open opens the database in dir and checks that it is one.
+func open(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 	}
@@ -56,26 +82,38 @@ func Open(ctx context.Context, dir string, log *slog.Logger) (*Store, error) {
 	}
 	read.SetMaxOpenConns(4)
 	s := &Store{write: write, read: read, schemaVersion: migrations.Latest(migrations.SQLite())}
-	if err := s.migrate(ctx, log); err != nil {
+	// Connecting runs the pragmas, which read the file: a file that is not
+	// a database (or cannot be opened) fails here, named.
+	var n int64
+	if err := write.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func (s *Store) migrate(ctx context.Context, log *slog.Logger) error {
+func (s *Store) migrate(ctx context.Context, log *slog.Logger) (migrations.Report, error) {
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if log != nil {
 		opts = append(opts, goose.WithSlog(log))
 	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, s.write, migrations.SQLite(), opts...)
 	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
+		return migrations.Report{}, fmt.Errorf("sqlite: migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
+	res, err := p.Up(ctx)
+	if err != nil {
+		return migrations.Report{}, fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	return nil
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return migrations.Report{}, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	r := migrations.Report{Version: v}
+	for _, m := range res {
+		r.Applied = append(r.Applied, m.Source.Version)
+	}
+	return r, nil
 }
 
 // Close closes the database.

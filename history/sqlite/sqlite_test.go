@@ -1,12 +1,17 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/historytest"
 	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/migrations"
 )
 
 // open returns a store in a fresh directory, closed when tb ends.
@@ -61,3 +66,26 @@ func TestReopenSeqs(t *testing.T) {
 // BenchmarkAppend stores one message per transaction, and 64 per
 // transaction (group commit); compare the per-message figures.
 func BenchmarkAppend(b *testing.B) { historytest.BenchAppend(b, open) }
+
+// TestMigrate: Migrate reports every migration on a new data dir, none on
+// the next run; a file that is not a database is an error naming it.
+func TestMigrate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	latest := migrations.Latest(migrations.SQLite())
+	r, err := sqlite.Migrate(ctx, dir, nil)
+	if err != nil || len(r.Applied) != int(latest) || r.Applied[0] != 1 || r.Version != latest {
+		t.Fatalf("first run: %+v, %v", r, err)
+	}
+	if r, err = sqlite.Migrate(ctx, dir, nil); err != nil || len(r.Applied) != 0 || r.Version != latest {
+		t.Fatalf("second run: %+v, %v", r, err)
+	}
+	bad := t.TempDir()
+	path := filepath.Join(bad, sqlite.FileName)
+	if err := os.WriteFile(path, bytes.Repeat([]byte("garbage "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := sqlite.Open(ctx, bad, nil); err == nil || s != nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open on garbage: %v, %v", s, err)
+	}
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/delivery"
+	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/wire"
+)
+
+// envOr returns the value of environment variable key when set (even empty),
+// else def.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// envNum is envOr for numbers: an empty value means the default.
+func envNum(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// shownFlags are the flags each subcommand uses and lists in its -h; the
+// server's other flags are accepted by every subcommand (scripts pass the
+// same ones to all) and ignored. serve uses them all.
+var shownFlags = map[string][]string{
+	"migrate": {"data-dir", "database-url", "log-format", "log-level"},
+	"token":   {"data-dir", "jwt-secret", "ttl"},
+}
+
+// synopsis is the usage line of each subcommand.
+var synopsis = map[string]string{
+	"serve":   "parleyd [serve] [flags]",
+	"migrate": "parleyd migrate [flags]",
+	"token":   "parleyd token [flags] USER",
+}
+
+// ParseFlags reads flags for subcommand cmd ("serve", "migrate", "token") and
+// the PARLEY_* environment; flags win over the environment. -h prints the
+// usage to Stdout and returns flag.ErrHelp; any other error is a mistake in
+// the flags or the environment (exit status 2).
+func (m *Main) ParseFlags(cmd string, args []string) error {
+	fs := flag.NewFlagSet("parleyd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := m.defineFlags(fs, cmd); err != nil {
+		return err
+	}
+	parse := func(args []string) error {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			m.usage(fs, cmd)
+			return err
+		}
+		if err != nil {
+			help := "parleyd " + cmd + " -h"
+			if cmd == "serve" {
+				help = "parleyd -h"
+			}
+			return fmt.Errorf("%w (run '%s' for usage)", err, help)
+		}
+		return nil
+	}
+	if err := parse(args); err != nil {
+		return err
+	}
+	m.Args = fs.Args()
+	if cmd == "token" {
+		// Accept flags after USER too: parleyd token alice --ttl 1h.
+		if len(m.Args) > 1 {
+			if err := parse(m.Args[1:]); err != nil {
+				return err
+			}
+			m.Args = append(m.Args[:1], fs.Args()...)
+		}
+		if len(m.Args) != 1 {
+			return fmt.Errorf("token: want exactly one USER, got %d arguments (usage: %s)", len(m.Args), synopsis[cmd])
+		}
+		if m.Config.TokenTTL <= 0 {
+			return fmt.Errorf("token: --ttl must be positive, got %s", m.Config.TokenTTL)
+		}
+	} else if len(m.Args) > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", cmd, m.Args)
+	}
+	if err := m.setupLogger(); err != nil {
+		if cmd != "token" { // token does not log
+			return err
+		}
+		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, nil))
+	}
+	return nil
+}
+
+// usage prints the usage of cmd with the flags it uses.
+func (m *Main) usage(fs *flag.FlagSet, cmd string) {
+	w := m.Stdout
+	show := fs
+	if names, ok := shownFlags[cmd]; ok {
+		show = flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+		for _, name := range names {
+			f := fs.Lookup(name)
+			show.Var(f.Value, f.Name, f.Usage)
+			show.Lookup(name).DefValue = f.DefValue
+		}
+	}
+	switch cmd {
+	case "serve":
+		usage(w)
+		fmt.Fprintln(w, "\nFlags of serve:")
+	case "migrate":
+		fmt.Fprintf(w, "Usage: %s\n\nApplies the pending schema migrations to the store that serve would use\nand says which, then exits.\n\nFlags:\n", synopsis[cmd])
+	case "token":
+		fmt.Fprintf(w, "Usage: %s\n\nPrints a token for USER signed with the HS256 secret that the server uses:\nPARLEY_JWT_SECRET, or the secret the server generated in its data dir\n(embedded store). It never creates a secret. Flags may follow USER.\n\nFlags:\n", synopsis[cmd])
+	}
+	show.SetOutput(w)
+	show.PrintDefaults()
+}
+
+// defineFlags defines the flags of cmd on fs, with defaults from the
+// environment. Environment values that do not parse are errors for serve
+// only: the other subcommands do not use them.
+func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
+	c := &m.Config
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, envOr(env, def), usage+" ($"+env+")")
+	}
+	// bad reports an environment value that does not parse.
+	bad := func(err error) error {
+		if cmd != "serve" {
+			return nil
+		}
+		return err
+	}
+	str(&c.MQTTAddr, "mqtt-addr", "PARLEY_MQTT_ADDR", ":1883", "MQTT over TCP address; empty disables")
+	str(&c.WSAddr, "ws-addr", "PARLEY_WS_ADDR", ":8083", "MQTT over WebSocket address (path /mqtt); empty disables")
+	str(&c.TLSAddr, "tls-addr", "PARLEY_TLS_ADDR", ":8883", "MQTT over TLS address, used when a certificate and key are set; empty disables")
+	str(&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "TLS certificate file (PEM)")
+	str(&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "TLS private key file (PEM)")
+	str(&c.HTTPAddr, "http-addr", "PARLEY_HTTP_ADDR", ":8080", "HTTP address (health, metrics, REST API); empty disables")
+	str(&c.DatabaseURL, "database-url", "PARLEY_DATABASE_URL", "", "PostgreSQL URL; empty uses the embedded SQLite store in the data dir")
+	str(&c.DataDir, "data-dir", "PARLEY_DATA_DIR", "./data", "directory of the embedded store and the generated JWT secret")
+	if cmd == "token" {
+		str(&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", "HS256 secret to sign with; empty: the secret the server generated in the data dir")
+	} else {
+		str(&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", "HS256 secret for tokens; generated in the data dir when empty and no public key is set (embedded store only)")
+	}
+	str(&c.JWTPublicKey, "jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "", "PEM public key file verifying RS256, ES256 or EdDSA tokens")
+	str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
+	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", wire.DefaultPrefix, "first level of Parley's topics")
+	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
+	str(&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node")
+	str(&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node")
+	str(&c.NATSNKey, "nats-nkey", "PARLEY_NATS_NKEY", "", "file with an NKey user seed authenticating this node to NATS")
+	str(&c.NATSTLSCA, "nats-tls-ca", "PARLEY_NATS_TLS_CA", "", "CA certificates (PEM) verifying the NATS server; turns on TLS to NATS")
+	str(&c.NATSTLSCert, "nats-tls-cert", "PARLEY_NATS_TLS_CERT", "", "client certificate (PEM) for TLS to NATS; set with -nats-tls-key")
+	str(&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS")
+	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
+	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
+	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(send.DefaultMaxPayload)))
+	if err != nil {
+		if err := bad(fmt.Errorf("PARLEY_MAX_PAYLOAD: %w", err)); err != nil {
+			return err
+		}
+		maxPayload = send.DefaultMaxPayload
+	}
+	fs.IntVar(&c.MaxPayload, "max-payload", maxPayload, "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
+	rate, err := strconv.ParseFloat(envNum("PARLEY_RATE", "20"), 64)
+	if err != nil {
+		if err := bad(fmt.Errorf("PARLEY_RATE: %w", err)); err != nil {
+			return err
+		}
+		rate = 20
+	}
+	fs.Float64Var(&c.Rate, "rate", rate, "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
+	burst, err := strconv.ParseFloat(envNum("PARLEY_BURST", "0"), 64)
+	if err != nil {
+		if err := bad(fmt.Errorf("PARLEY_BURST: %w", err)); err != nil {
+			return err
+		}
+		burst = 0
+	}
+	fs.Float64Var(&c.Burst, "burst", burst, "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	anon, err := strconv.ParseBool(envNum("PARLEY_ANONYMOUS", "false"))
+	if err != nil {
+		if err := bad(errors.New("PARLEY_ANONYMOUS: want true or false")); err != nil {
+			return err
+		}
+		anon = false
+	}
+	fs.BoolVar(&c.Anonymous, "anonymous", anon, "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
+	ints := []struct {
+		p         *int
+		name, env string
+		def       int
+		usage     string
+	}{
+		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", delivery.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
+		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", delivery.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
+		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
+		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
+	}
+	for _, f := range ints {
+		v, err := strconv.Atoi(envNum(f.env, strconv.Itoa(f.def)))
+		if err != nil || v < 0 {
+			if err := bad(fmt.Errorf("%s: want a non-negative integer, got %q", f.env, os.Getenv(f.env))); err != nil {
+				return err
+			}
+			v = f.def
+		}
+		fs.IntVar(f.p, f.name, v, f.usage+" ($"+f.env+")")
+	}
+	ttl, err := parseTTL(envNum("PARLEY_DEVICE_TTL", "90d"))
+	if err != nil {
+		if err := bad(fmt.Errorf("PARLEY_DEVICE_TTL: %w", err)); err != nil {
+			return err
+		}
+		ttl = 90 * 24 * time.Hour
+	}
+	c.DeviceTTL = ttl
+	fs.Var((*ttlValue)(&c.DeviceTTL), "device-ttl", "forget a device (client id) and its cursors after it goes unseen this long: a `duration` such as 2160h, or whole days such as 90d; 0: never ($PARLEY_DEVICE_TTL)")
+	if cmd == "token" {
+		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
+	}
+	return nil
+}
+
+// parseTTL parses a non-negative time.ParseDuration string ("2160h") or a
+// whole number of days ("90d").
+func parseTTL(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(math.MaxInt64/(24*time.Hour)) {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, fmt.Errorf("want a duration such as 90d or 2160h, got %q", s)
+		}
+	}
+	return d, nil
+}
+
+// ttlValue is a flag.Value for parseTTL durations.
+type ttlValue time.Duration
+
+func (v *ttlValue) String() string {
+	d := time.Duration(*v)
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (v *ttlValue) Set(s string) error {
+	d, err := parseTTL(s)
+	*v = ttlValue(d)
+	return err
+}
+
+func (m *Main) setupLogger() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.Config.LogLevel)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", m.Config.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch m.Config.LogFormat {
+	case "text":
+		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, opts))
+	case "json":
+		m.Logger = slog.New(slog.NewJSONHandler(m.Stderr, opts))
+	default:
+		return fmt.Errorf("log format %q: want text or json", m.Config.LogFormat)
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+package migrations
+
+import "testing"
+
+func TestReportString(t *testing.T) {
+	cases := []struct {
+		name string
+		r    Report
+		want string
+	}{
+		{"UpToDate", Report{Version: 5}, "up to date at 00005"},
+		{"One", Report{Applied: []int64{5}, Version: 5}, "applied 00005"},
+		{"Range", Report{Applied: []int64{3, 4, 5}, Version: 5}, "applied 00003..00005"},
+		{"Empty", Report{}, "up to date at 00000"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.String(); got != tc.want {
+				t.Fatalf("String() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
