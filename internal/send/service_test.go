@@ -529,13 +529,15 @@ func TestServiceWait(t *testing.T) {
 	if err := f.svc.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Wait returned, so Send has finished: its result is on its way (the
+	// goroutine sends it after Send returns).
 	select {
 	case serr := <-done:
 		if serr != nil {
 			t.Fatal(serr)
 		}
-	default:
-		t.Fatal("Wait returned before the send")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the send did not finish after Wait returned")
 	}
 }
 
