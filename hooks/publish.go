@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 
@@ -188,11 +187,8 @@ func (m *Publish) count(result string) {
 // onRead handles a PUBLISH to PREFIX/read, acked like a send: after the
 // marker is stored, or with the error's reason code.
 func (m *Publish) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	var req wire.ReadRequest
-	var err *wire.Error
-	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
-		err = wire.Errorf(wire.CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
-	} else {
+	req, err := wire.ParseReadRequest(pk.Payload)
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Service.StoreTimeout)
 		_, err = m.Service.MarkRead(ctx, auth.UserOf(cl.ID), req.Conv, req.Seq)
 		cancel()

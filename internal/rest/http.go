@@ -173,7 +173,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid UTF-8"}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid JSON: " + err.Error()}
+		return &apiError{http.StatusBadRequest, "invalid", wire.JSONError("request body", v, err)}
 	}
 	return nil
 }
