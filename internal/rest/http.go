@@ -84,6 +84,9 @@ func (b *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		b.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
 	status, _ := wire.HTTPStatus(e.Code)
+	if s := e.RetryAfterSeconds(); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	writeError(w, &apiError{status, e.Code, e.Message})
 }
 

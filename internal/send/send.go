@@ -126,8 +126,11 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	var recipients []string
 	switch kind {
 	case wire.TargetUser:
-		if !history.ValidUserID(target) || target == from {
-			return fail(wire.CodeInvalidPeer, "invalid peer %q", target)
+		if !history.ValidUserID(target) {
+			return fail(wire.CodeInvalidPeer, "invalid user id %q (1 to 64 of A-Z a-z 0-9 . _ @ -)", target)
+		}
+		if target == from {
+			return fail(wire.CodeInvalidPeer, "you cannot send a direct message to yourself")
 		}
 		conv = history.DirectConvID(from, target)
 		recipients = []string{from, target}
@@ -139,8 +142,10 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	default:
 		return fail(wire.CodeInvalidPeer, "unknown target kind %q", kind)
 	}
-	if !m.Limiter.Allow(from, time.Now()) {
-		return fail(wire.CodeRateLimited, "too many messages, slow down")
+	if ok, wait := m.Limiter.Take(from, time.Now()); !ok {
+		e := wire.RateLimited("messages", wait)
+		e.CID = p.CID
+		return history.Message{}, false, e
 	}
 	var version int64
 	if kind == wire.TargetGroup {

@@ -148,12 +148,15 @@ type ErrorEvent struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Topic   string `json:"topic,omitempty"`
+	// RetryAfter is, for rate_limited, the seconds until the user may send
+	// again.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // ErrorPayload returns the inbox payload of the error event for e, a failed
 // publish to topic.
 func ErrorPayload(e *Error, topic string) []byte {
-	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
+	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic, RetryAfter: e.RetryAfterSeconds()})
 	return b
 }
 
