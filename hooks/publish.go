@@ -127,14 +127,14 @@ func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (p
 	if !err.Permanent() {
 		m.Log.Warn("publish not stored", "client", cl.ID, "topic", pk.TopicName, "error", err.Message)
 		if v5 && pk.FixedHeader.Qos > 0 {
-			m.ack(cl, pk, packets.ErrUnspecifiedError)
+			m.ack(cl, pk, reasonCode(err))
 		} else if pk.FixedHeader.Qos > 0 {
 			cl.Stop(errors.New("store unavailable: publish not acknowledged"))
 		}
 		return pk, packets.ErrRejectPacket
 	}
 	if v5 && pk.FixedHeader.Qos > 0 {
-		m.ack(cl, pk, reasonCode(err.Code))
+		m.ack(cl, pk, reasonCode(err))
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos == 0 {
@@ -143,13 +143,15 @@ func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (p
 	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
 }
 
-// reasonCode returns the MQTT 5 reason code of an error code (wire's table).
-func reasonCode(code string) packets.Code {
-	r := wire.ReasonCode(code)
-	return packets.Code{Code: r.Code, Reason: r.String}
+// reasonCode returns the MQTT 5 reason code of err (wire's table) with err's
+// code and message as the Reason String, e.g. "invalid_peer: you cannot send
+// a direct message to yourself".
+func reasonCode(err *wire.Error) packets.Code {
+	return packets.Code{Code: wire.ReasonCode(err.Code).Code, Reason: err.Code + ": " + err.Message}
 }
 
-// ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code.
+// ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code
+// and its Reason String.
 func (m *Publish) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 	typ := packets.Puback
 	if pk.FixedHeader.Qos == 2 {
