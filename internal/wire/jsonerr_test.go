@@ -109,3 +109,32 @@ func TestParseReadRequest(t *testing.T) {
 		}
 	})
 }
+
+func FuzzParseReadRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"conv":"dm:alice:bob","seq":3}`,
+		`{"conv":"g:team","seq":"3"}`,
+		`{"conv":5}`,
+		`{"seq":1.5,"conv":"g:x"}`,
+		`[]`,
+		`{"conv":"g:x","seq":1e400}`,
+		`{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := wire.ParseReadRequest(b)
+		if err != nil {
+			if err.Code != wire.CodeInvalidPayload || err.Message == "" {
+				t.Fatalf("ParseReadRequest(%q) = %v", b, err)
+			}
+			if strings.Contains(err.Message, "Go ") || strings.Contains(err.Message, "json: ") {
+				t.Fatalf("ParseReadRequest(%q): message %q speaks of Go", b, err.Message)
+			}
+			return
+		}
+		if req.Conv == "" {
+			t.Fatalf("ParseReadRequest(%q) accepted an empty conv", b)
+		}
+	})
+}
