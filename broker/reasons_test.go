@@ -130,6 +130,19 @@ func TestPubackReasonStrings(t *testing.T) {
 	}
 }
 
+// TestPubackACLReason: a publish the ACL refuses is answered 0x87 by the
+// MQTT layer, with a Reason String that says where a client may publish.
+func TestPubackACLReason(t *testing.T) {
+	e := setup(t, testkit.OpenSQLite(t))
+	alice := e.dialV5("alice", "alice")
+	want := "not authorized: publish to im/send/u/PEER, im/send/g/GROUP, im/read or a topic your ACL allows"
+	for _, qos := range []byte{1, 2} {
+		if code, reason := alice.publishV5("im/inbox/bob", qos, `{"body":"hi"}`); code != 0x87 || reason != want {
+			t.Fatalf("QoS %d: ack %#x %q, want 0x87 %q", qos, code, reason, want)
+		}
+	}
+}
+
 // TestRateLimitedReason: a send beyond the rate is refused 0x97 with a
 // Reason String that says when to try again, and the error event carries
 // retry_after in seconds.

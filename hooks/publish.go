@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -62,10 +63,22 @@ func MaxPacketSize(maxPayload int) uint32 {
 	return uint32(maxPayload + 16<<10)
 }
 
-// OnPacketEncode tells v5 clients the Maximum Packet Size in CONNACK.
+// OnPacketEncode tells v5 clients the Maximum Packet Size in CONNACK, and
+// explains the PUBACK/PUBREC 0x87 that the MQTT layer writes for a publish
+// the ACL refuses (its Reason String is the code's name alone).
 func (m *Publish) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80 && cl.Properties.ProtocolVersion == 5 {
-		pk.Properties.MaximumPacketSize = MaxPacketSize(m.Service.MaxPayload)
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode < 0x80 && cl.Properties.ProtocolVersion == 5 {
+			pk.Properties.MaximumPacketSize = MaxPacketSize(m.Service.MaxPayload)
+		}
+	case packets.Puback, packets.Pubrec:
+		if pk.ReasonCode == packets.ErrNotAuthorized.Code && pk.Properties.ReasonString == packets.ErrNotAuthorized.Reason {
+			read := m.Topics.Read()
+			p := strings.TrimSuffix(read, "/read")
+			pk.Properties.ReasonString = "not authorized: publish to " + p + "/send/u/PEER, " + p + "/send/g/GROUP, " +
+				read + " or a topic your ACL allows"
+		}
 	}
 	return pk
 }
