@@ -113,6 +113,7 @@ func TestPubackReasonStrings(t *testing.T) {
 		{"ReadSeqType", "im/read", `{"conv":"dm:alice:bob","seq":"1"}`, 0x99,
 			`invalid_payload: field "seq" must be an integer, got a string; a read marker is {"conv": "...", "seq": N}`},
 		{"NoSuchGroup", "im/send/g/nope", `{"body":"hi"}`, 0x87, `no_such_group: no such group "nope"`},
+		{"BadPeerID", "im/send/u/bad!id", `{"body":"hi"}`, 0x90, `invalid_peer: invalid user id "bad!id" (1 to 64 of A-Z a-z 0-9 . _ @ -)`},
 	}
 	for _, tc := range cases {
 		for _, qos := range []byte{1, 2} {

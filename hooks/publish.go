@@ -113,9 +113,9 @@ func (m *Publish) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	var err *wire.Error
 	if !valid {
 		if kind == wire.TargetUser {
-			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q", target)
+			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q (1 to 64 of A-Z a-z 0-9 . _ @ -)", target)
 		} else {
-			err = wire.Errorf(wire.CodeNoSuchGroup, "invalid group id %q", target)
+			err = wire.Errorf(wire.CodeNoSuchGroup, "invalid group id %q (1 to 64 of A-Z a-z 0-9 . _ -)", target)
 		}
 		if p, perr := wire.ParseSendPayload(pk.Payload, m.Service.MaxPayload); perr == nil {
 			err.CID = p.CID
