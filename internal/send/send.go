@@ -109,7 +109,9 @@ func (m *Service) Init() error {
 // message and whether it was new; a retry with the same cid returns the
 // original (created false) and echoes it to the sender's inbox only.
 // Ephemeral sends return a zero Message and are delivered at QoS 0 to the
-// other members' inboxes without being stored.
+// other members' inboxes without being stored. A send to oneself fails with
+// invalid_peer, one over the rate limit with rate_limited and the wait in
+// RetryAfter.
 func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.Error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
