@@ -155,8 +155,14 @@ func TestSendErrors(t *testing.T) {
 			})
 		}
 		t.Run("ErrTooLargeLocal", func(t *testing.T) {
-			if _, err := bob.Send(ctx, parley.User("alice"), strings.Repeat("x", 70000)); !errors.Is(err, parley.ErrTooLarge) {
+			_, err := bob.Send(ctx, parley.User("alice"), strings.Repeat("x", 70000))
+			var tl *parley.TooLargeError
+			if !errors.Is(err, parley.ErrTooLarge) || !errors.As(err, &tl) || tl.Limit != parley.DefaultMaxPayload {
 				t.Fatalf("Send = %v", err)
+			}
+			want := fmt.Sprintf("parley: message of %d bytes is larger than the server's limit of 65536 bytes", tl.Size)
+			if err.Error() != want {
+				t.Fatalf("Send = %q, want %q", err, want)
 			}
 		})
 		t.Run("NilBody", func(t *testing.T) {

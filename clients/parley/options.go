@@ -83,7 +83,8 @@ type Options struct {
 	// 10s.
 	ResendInterval time.Duration
 	// MaxPayload is the largest send payload Send publishes; larger ones
-	// fail with ErrTooLarge without being sent. Default 64 KiB, the server's
+	// fail with a *TooLargeError (ErrTooLarge) without being sent; set it
+	// to the server's limit when that is not the default. Default 64 KiB, the server's
 	// default; negative disables the check.
 	MaxPayload int
 }
