@@ -14,6 +14,7 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	var cf config
 	cf.flags(fs)
+	cf.dialFlags(fs)
 	presence := fs.String("presence", "", "comma-separated users whose presence to print (yourself, or users you share a conversation with)")
 	gaps := fs.Bool("gaps", false, "print gap events (the gaps are filled from history either way)")
 	pos, err := c.parseFlags(fs, "listen [flags]", args)
@@ -44,10 +45,13 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 	if !cf.json {
 		fmt.Fprintf(c.stderr, "listening as %s (Ctrl-C stops)\n", cl.ClientID())
 	}
+	conn := watchConnection(ctx, cl)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case up := <-conn:
+			fmt.Fprintln(c.stderr, notice(up))
 		case ev, ok := <-cl.Events():
 			if !ok {
 				return nil
