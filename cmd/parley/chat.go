@@ -63,8 +63,14 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	in := &chatInput{}
 	if !cf.json {
 		if restore, ok := cbreak(c.stdin, c.stdout); ok {
-			defer restore()
 			in.term, in.echo = true, c.stdout
+			defer func() {
+				// Leave the shell's prompt a line of its own after Ctrl-C.
+				if in.rest() != "" {
+					fmt.Fprintln(c.stdout)
+				}
+				restore()
+			}()
 		}
 	}
 	var shown int64 // highest seq printed
