@@ -492,9 +492,9 @@ func TestChatTyping(t *testing.T) {
 	}
 }
 
-// TestChatConnectionState: a chat says, in its own words and without log
-// lines, when the connection is lost and when it is back, and sends what
-// was typed meanwhile.
+// TestChatConnectionState: chat and listen say, in their own words and
+// without log lines, when the connection is lost and when it is back; chat
+// sends what was typed meanwhile.
 func TestChatConnectionState(t *testing.T) {
 	e := setup(t)
 	ctx := ctxT(t)
@@ -503,6 +503,9 @@ func TestChatConnectionState(t *testing.T) {
 	var out, errOut lockedBuffer
 	go run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, in, &out, &errOut)
 	waitFor(t, &errOut, "chatting in dm:alice:bob as bob/cli")
+	var listenOut, listenErr lockedBuffer
+	go run(ctx, []string{"listen", "--device", "l", "--token", testkit.Token(t, "alice")}, strings.NewReader(""), &listenOut, &listenErr)
+	waitFor(t, &listenErr, "listening as alice/l")
 
 	e.stop()
 	waitFor(t, &errOut, noticeLost)
@@ -512,8 +515,12 @@ func TestChatConnectionState(t *testing.T) {
 	e.start()
 	waitFor(t, &errOut, noticeReconnected)
 	waitFor(t, &out, "bob: typed while away")
-	if s := errOut.String(); strings.Contains(s, "level=") || strings.Contains(s, "WARN") {
-		t.Fatalf("log lines in the chat:\n%s", s)
+	waitFor(t, &listenErr, noticeReconnected)
+	waitFor(t, &listenOut, "bob: typed while away")
+	for _, s := range []string{errOut.String(), listenErr.String()} {
+		if strings.Contains(s, "level=") || strings.Contains(s, "WARN") || !strings.Contains(s, noticeLost) {
+			t.Fatalf("standard error of chat or listen:\n%s", s)
+		}
 	}
 }
 
