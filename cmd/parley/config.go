@@ -131,6 +131,15 @@ func (cf *config) dial(ctx context.Context, c *cli, o parley.Options) (*parley.C
 	return nil, fmt.Errorf("connect to %s: %w", cf.url, err)
 }
 
+// restErr shortens the error of a REST call that could not reach the
+// server to one line that says so.
+func (cf *config) restErr(err error) error {
+	if isNetwork(err) {
+		return fmt.Errorf("cannot reach %s: %s; is parleyd running?", cf.http, unreachable(err))
+	}
+	return err
+}
+
 // isNetwork reports whether err is a failure to reach the server, as
 // opposed to a refusal by it.
 func isNetwork(err error) bool {

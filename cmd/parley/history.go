@@ -63,7 +63,7 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	for {
 		p, err := api.History(rctx, conv, o)
 		if err != nil {
-			return fmt.Errorf("history of %s: %w", conv, err)
+			return fmt.Errorf("history of %s: %w", conv, cf.restErr(err))
 		}
 		msgs := p.Messages
 		descending := o.After == 0 && !o.Forward
@@ -133,7 +133,7 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	defer done()
 	p, err := api.Conversations(rctx, parley.ListOptions{Limit: *limit, Cursor: *cursor})
 	if err != nil {
-		return fmt.Errorf("conversations: %w", err)
+		return cf.restErr(err)
 	}
 	if cf.json {
 		for _, cv := range p.Conversations {

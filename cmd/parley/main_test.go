@@ -406,7 +406,7 @@ func TestRuntimeErrors(t *testing.T) {
 		t.Fatalf("send without a server: exit %d: %s", r.code, r.stderr)
 	}
 	r = runAs(t, ctx, nil, "alice", "conversations", "--http", "http://127.0.0.1:1")
-	if r.code != 1 || !strings.Contains(r.stderr, "conversations:") {
+	if want := "parley conversations: cannot reach http://127.0.0.1:1: connection refused; is parleyd running?\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("conversations without a server: exit %d: %s", r.code, r.stderr)
 	}
 }
