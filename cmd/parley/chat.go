@@ -34,13 +34,16 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	var cf config
 	cf.flags(fs)
 	cf.dialFlags(fs)
-	backlog := fs.Int("history", 20, "how many of the latest messages to show first (at most 200)")
+	backlog := fs.Int("history", 20, fmt.Sprintf("how many of the latest messages to show first, 0 to %d", maxPageLimit))
 	pos, err := c.parseFlags(fs, "chat [flags] PEER|g:GROUP", args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return usagef("want one user id or g:GROUP, got %d arguments", len(pos))
+	}
+	if *backlog < 0 || *backlog > maxPageLimit {
+		return usagef("--history must be between 0 and %d, got %d", maxPageLimit, *backlog)
 	}
 	if err := cf.check(); err != nil {
 		return err
@@ -76,7 +79,7 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	var shown int64 // highest seq printed
 	if *backlog > 0 {
 		hctx, cancel := context.WithTimeout(ctx, cf.timeout)
-		p, err := cl.History(hctx, conv, parley.HistoryOptions{Limit: min(*backlog, 200)})
+		p, err := cl.History(hctx, conv, parley.HistoryOptions{Limit: *backlog})
 		cancel()
 		switch {
 		case err == nil:

@@ -191,6 +191,7 @@ func TestUsage(t *testing.T) {
 		{"HistoryLimitHigh", []string{"history", "bob", "--limit", "201"}, "alice", 2, "", "--limit must be between 1 and 200, got 201"},
 		{"HistoryAfterNegative", []string{"history", "bob", "--after", "-3"}, "alice", 2, "", "take a seq, 0 or more"},
 		{"ConversationsLimitZero", []string{"conversations", "--limit", "0"}, "alice", 2, "", "--limit must be between 1 and 200, got 0"},
+		{"ChatHistoryNegative", []string{"chat", "bob", "--history", "-1"}, "alice", 2, "", "--history must be between 0 and 200, got -1"},
 		{"ConnectTimeoutZero", []string{"send", "--to", "bob", "hi", "--connect-timeout", "0"}, "alice", 2, "", "--connect-timeout must be positive"},
 	}
 	for _, tc := range cases {
