@@ -130,6 +130,7 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	}()
 
 	conn := watchConnection(ctx, cl)
+	var notices connNotices
 	typingShown := map[string]time.Time{} // when "(USER is typing)" was last printed
 	var lastSent int64
 	input := results
@@ -144,7 +145,9 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 		case <-drain:
 			return fmt.Errorf("the echo of #%d did not arrive within %v", lastSent, chatDrain)
 		case up := <-conn:
-			in.println(c.stderr, notice(up))
+			if n := notices.seen(up); n != "" {
+				in.println(c.stderr, n)
+			}
 		case r, ok := <-input:
 			switch {
 			case !ok:
@@ -158,6 +161,11 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 		case ev, ok := <-cl.Events():
 			if !ok {
 				return nil
+			}
+			if cl.Connected() {
+				if n := notices.seen(true); n != "" {
+					in.println(c.stderr, n)
+				}
 			}
 			switch {
 			case ev.Kind == parley.EventMessage && ev.Message.Conv == conv:

@@ -45,10 +45,21 @@ func watchConnection(ctx context.Context, cl *parley.Client) <-chan bool {
 	return ch
 }
 
-// notice returns what to print when the connection goes down or comes back.
-func notice(up bool) string {
-	if up {
+// connNotices turns connection states into notices, each change once.
+// Events that arrive show that the connection is back, maybe before
+// watchConnection says so: seen(cl.Connected()) on each keeps the notice
+// before them.
+type connNotices struct{ down bool }
+
+// seen returns the notice for the state up, or "" when it did not change.
+func (n *connNotices) seen(up bool) string {
+	switch {
+	case up && n.down:
+		n.down = false
 		return noticeReconnected
+	case !up && !n.down:
+		n.down = true
+		return noticeLost
 	}
-	return noticeLost
+	return ""
 }

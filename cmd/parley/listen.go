@@ -46,15 +46,23 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stderr, "listening as %s (Ctrl-C stops)\n", cl.ClientID())
 	}
 	conn := watchConnection(ctx, cl)
+	var notices connNotices
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case up := <-conn:
-			fmt.Fprintln(c.stderr, notice(up))
+			if n := notices.seen(up); n != "" {
+				fmt.Fprintln(c.stderr, n)
+			}
 		case ev, ok := <-cl.Events():
 			if !ok {
 				return nil
+			}
+			if cl.Connected() {
+				if n := notices.seen(true); n != "" {
+					fmt.Fprintln(c.stderr, n)
+				}
 			}
 			if err := c.printEvent(cf.json, ev); err != nil {
 				return err

@@ -576,3 +576,21 @@ func TestChatInput(t *testing.T) {
 		}
 	})
 }
+
+func TestConnNotices(t *testing.T) {
+	var n connNotices
+	for i, tc := range []struct {
+		up   bool
+		want string
+	}{
+		{true, ""},
+		{false, noticeLost},
+		{false, ""},
+		{true, noticeReconnected},
+		{true, ""},
+	} {
+		if got := n.seen(tc.up); got != tc.want {
+			t.Fatalf("step %d: seen(%v) = %q, want %q", i, tc.up, got, tc.want)
+		}
+	}
+}
