@@ -563,6 +563,17 @@ func TestDial(t *testing.T) {
 			t.Fatalf("Dial = %v", err)
 		}
 	})
+	t.Run("NoServerFailFast", func(t *testing.T) {
+		o := e.options("alice", "a")
+		o.Broker = "tcp://127.0.0.1:1"
+		o.FailFast = true
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := parley.Dial(ctx, o)
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "connect to tcp://127.0.0.1:1") {
+			t.Fatalf("Dial = %v, want the first failure before the context ends", err)
+		}
+	})
 	t.Run("TokenSource", func(t *testing.T) {
 		var calls atomic.Int32
 		alice := e.dial("alice", "ts", func(o *parley.Options) {

@@ -75,6 +75,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// ConnectTimeout bounds one connection attempt; default 10s.
 	ConnectTimeout time.Duration
+	// FailFast makes Dial return the error of the first connection attempt
+	// that fails, for network reasons too, instead of retrying until its
+	// context ends: for a command-line tool that should say at once that
+	// the server is down. Reconnections after Dial are not affected.
+	FailFast bool
 	// MaxReconnectInterval caps the exponential backoff between reconnection
 	// attempts (which starts at 1s); default 10s.
 	MaxReconnectInterval time.Duration
