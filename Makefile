@@ -15,7 +15,7 @@ build: ## build bin/parleyd and bin/parley (the CLI)
 run: build ## start parleyd on the embedded store in ./data (Ctrl-C stops it)
 	./$(BIN)/parleyd
 
-test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example (PostgreSQL binaries needed; see README)
+test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients (PostgreSQL binaries needed; see README)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
@@ -25,6 +25,7 @@ test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), m
 	@set -o pipefail; $(GO) test -json -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/... | ./$(BIN)/testsummary
 	FUZZTIME=$${FUZZTIME:-5s} bash scripts/fuzz.sh
 	bash scripts/mosquitto-example.sh
+	bash scripts/openapi-ts.sh
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)

@@ -2,7 +2,10 @@ package hooks
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -29,6 +32,15 @@ type Auth struct {
 	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+
+	mu      sync.Mutex
+	subacks map[subackKey]string // Reason Strings of SUBACKs on their way
+}
+
+// subackKey names a SUBACK on its way to a client.
+type subackKey struct {
+	cl *mqtt.Client
+	id uint16
 }
 
 // DefaultMaxSubscribeFilters is the default of Auth.MaxSubscribeFilters.
@@ -41,7 +53,7 @@ func (a *Auth) ID() string { return "parley-auth" }
 func (a *Auth) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketEncode,
-		mqtt.OnWill, mqtt.OnSubscribe, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		mqtt.OnWill, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -65,8 +77,20 @@ func (a *Auth) Init(any) error {
 // return codes: mochi answers some malformed CONNECTs with v5 reason codes
 // (0x81 malformed, 0x82 protocol error, 0x84 unsupported version), which a
 // 3.1.1 client cannot read; they become 0x01 (unacceptable protocol), and
-// the connection is closed as before.
+// the connection is closed as before. It also gives a SUBACK that refuses
+// filters of an MQTT 5 client the Reason String OnSubscribed wrote for it.
 func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Suback {
+		a.mu.Lock()
+		key := subackKey{cl, pk.PacketID}
+		text, ok := a.subacks[key]
+		delete(a.subacks, key)
+		a.mu.Unlock()
+		if ok && pk.Properties.ReasonString == "" {
+			pk.Properties.ReasonString = text
+		}
+		return pk
+	}
 	if pk.FixedHeader.Type == packets.Connack && pk.ProtocolVersion < 5 && pk.ReasonCode >= 0x80 {
 		switch pk.ReasonCode {
 		case 0x86:
@@ -97,9 +121,11 @@ var refusals = map[auth.Refusal][2]packets.Code{
 // CONNACK reason code that fits (bad credentials 0x86, not authorized 0x87
 // (also for a will topic the client may not publish to), client identifier
 // not valid 0x85, too many devices 0x97; v3: 0x04, 0x05, 0x02, 0x03) and is
-// dropped.
+// dropped. MQTT 5 clients find why in the CONNACK's Reason String ("token
+// expired", "bad signature: ...", "token invalid: ..."); the log says it for
+// every protocol version.
 func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	id, refusal, reason := a.Authorizer.Authenticate(auth.Connect{
+	id, refusal, reason, text := a.Authorizer.Authenticate(auth.Connect{
 		Session: cl, ClientID: cl.ID,
 		Username: pk.Connect.Username, HasUsername: pk.Connect.UsernameFlag,
 		Password: pk.Connect.Password, HasPassword: pk.Connect.PasswordFlag,
@@ -117,11 +143,13 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if a.Metrics != nil {
 		a.Metrics.Refused.WithLabelValues(reason).Inc()
 	}
-	a.Log.Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason)
+	a.Log.Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason, "detail", text)
 	codes := refusals[refusal]
 	code := codes[0]
 	if cl.Properties.ProtocolVersion < 5 {
 		code = codes[1]
+	} else {
+		code.Reason = text // the CONNACK's Reason String
 	}
 	if err := a.Server.SendConnack(cl, code, false, nil); err != nil {
 		return err
@@ -159,21 +187,87 @@ func (a *Auth) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets a session that went away (MaxDevices).
+// OnDisconnect forgets a session that went away (MaxDevices) and the
+// SUBACK Reason Strings it never received.
 func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if !cl.Net.Inline {
-		a.Authorizer.Gone(cl, cl.ID)
+	if cl.Net.Inline {
+		return
 	}
+	a.Authorizer.Gone(cl, cl.ID)
+	a.mu.Lock()
+	for k := range a.subacks {
+		if k.cl == cl {
+			delete(a.subacks, k)
+		}
+	}
+	a.mu.Unlock()
+}
+
+// maxRefusalsNamed bounds the filters a SUBACK's Reason String names.
+const maxRefusalsNamed = 5
+
+// OnSubscribed explains to an MQTT 5 client, in the Reason String of the
+// SUBACK on its way (see OnPacketEncode), why filters were refused: for
+// each (up to 5 are named) the filter and the rule it broke, e.g.
+// `"im/inbox/bob": you may read only your own inbox, im/inbox/alice`.
+func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline || cl.Properties.ProtocolVersion < 5 {
+		return
+	}
+	var parts []string
+	beyond, more := 0, 0
+	for i, code := range codes {
+		if code < 0x80 || i >= len(pk.Filters) {
+			continue
+		}
+		f := pk.Filters[i].Filter
+		if f == "" && code == packets.ErrTopicFilterInvalid.Code && i >= a.filterLimit() {
+			beyond++
+			continue
+		}
+		if len(parts) == maxRefusalsNamed {
+			more++
+			continue
+		}
+		var why string
+		switch code {
+		case packets.ErrNotAuthorized.Code:
+			why = a.Authorizer.ReadRefusal(cl.ID, f)
+		case packets.ErrTopicFilterInvalid.Code:
+			why = "not a valid topic filter"
+		case packets.ErrProtocolViolationInvalidSharedNoLocal.Code:
+			why = "no local is not allowed on a shared subscription"
+		default:
+			why = fmt.Sprintf("refused (reason code 0x%02X)", code)
+		}
+		parts = append(parts, fmt.Sprintf("%q: %s", f, why))
+	}
+	if more > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more refused", more))
+	}
+	if beyond > 0 {
+		noun := "filters"
+		if beyond == 1 {
+			noun = "filter"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s beyond the limit of %d per SUBSCRIBE", beyond, noun, a.filterLimit()))
+	}
+	if len(parts) == 0 {
+		return
+	}
+	a.mu.Lock()
+	if a.subacks == nil {
+		a.subacks = map[subackKey]string{}
+	}
+	a.subacks[subackKey{cl, pk.PacketID}] = strings.Join(parts, "; ")
+	a.mu.Unlock()
 }
 
 // OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters
 // (they are answered 0x8F, MQTT 3.1.1: 0x80), so that one packet cannot ask
 // for thousands of presence checks.
 func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	limit := a.MaxSubscribeFilters
-	if limit <= 0 {
-		limit = DefaultMaxSubscribeFilters
-	}
+	limit := a.filterLimit()
 	if cl.Net.Inline || len(pk.Filters) <= limit {
 		return pk
 	}
@@ -185,6 +279,13 @@ func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	}
 	pk.Filters = filters
 	return pk
+}
+
+func (a *Auth) filterLimit() int {
+	if a.MaxSubscribeFilters <= 0 {
+		return DefaultMaxSubscribeFilters
+	}
+	return a.MaxSubscribeFilters
 }
 
 func (a *Auth) logger() *slog.Logger {

@@ -2,9 +2,9 @@ package hooks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -63,10 +63,22 @@ func MaxPacketSize(maxPayload int) uint32 {
 	return uint32(maxPayload + 16<<10)
 }
 
-// OnPacketEncode tells v5 clients the Maximum Packet Size in CONNACK.
+// OnPacketEncode tells v5 clients the Maximum Packet Size in CONNACK, and
+// explains the PUBACK/PUBREC 0x87 that the MQTT layer writes for a publish
+// the ACL refuses (its Reason String is the code's name alone).
 func (m *Publish) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < 0x80 && cl.Properties.ProtocolVersion == 5 {
-		pk.Properties.MaximumPacketSize = MaxPacketSize(m.Service.MaxPayload)
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode < 0x80 && cl.Properties.ProtocolVersion == 5 {
+			pk.Properties.MaximumPacketSize = MaxPacketSize(m.Service.MaxPayload)
+		}
+	case packets.Puback, packets.Pubrec:
+		if pk.ReasonCode == packets.ErrNotAuthorized.Code && pk.Properties.ReasonString == packets.ErrNotAuthorized.Reason {
+			read := m.Topics.Read()
+			p := strings.TrimSuffix(read, "/read")
+			pk.Properties.ReasonString = "not authorized: publish to " + p + "/send/u/PEER, " + p + "/send/g/GROUP, " +
+				read + " or a topic your ACL allows"
+		}
 	}
 	return pk
 }
@@ -101,9 +113,9 @@ func (m *Publish) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	var err *wire.Error
 	if !valid {
 		if kind == wire.TargetUser {
-			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q", target)
+			err = wire.Errorf(wire.CodeInvalidPeer, "invalid user id %q (1 to 64 of A-Z a-z 0-9 . _ @ -)", target)
 		} else {
-			err = wire.Errorf(wire.CodeNoSuchGroup, "invalid group id %q", target)
+			err = wire.Errorf(wire.CodeNoSuchGroup, "invalid group id %q (1 to 64 of A-Z a-z 0-9 . _ -)", target)
 		}
 		if p, perr := wire.ParseSendPayload(pk.Payload, m.Service.MaxPayload); perr == nil {
 			err.CID = p.CID
@@ -128,14 +140,14 @@ func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (p
 	if !err.Permanent() {
 		m.Log.Warn("publish not stored", "client", cl.ID, "topic", pk.TopicName, "error", err.Message)
 		if v5 && pk.FixedHeader.Qos > 0 {
-			m.ack(cl, pk, packets.ErrUnspecifiedError)
+			m.ack(cl, pk, reasonCode(err))
 		} else if pk.FixedHeader.Qos > 0 {
 			cl.Stop(errors.New("store unavailable: publish not acknowledged"))
 		}
 		return pk, packets.ErrRejectPacket
 	}
 	if v5 && pk.FixedHeader.Qos > 0 {
-		m.ack(cl, pk, reasonCode(err.Code))
+		m.ack(cl, pk, reasonCode(err))
 		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos == 0 {
@@ -144,13 +156,15 @@ func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (p
 	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
 }
 
-// reasonCode returns the MQTT 5 reason code of an error code (wire's table).
-func reasonCode(code string) packets.Code {
-	r := wire.ReasonCode(code)
-	return packets.Code{Code: r.Code, Reason: r.String}
+// reasonCode returns the MQTT 5 reason code of err (wire's table) with err's
+// code and message as the Reason String, e.g. "invalid_peer: you cannot send
+// a direct message to yourself".
+func reasonCode(err *wire.Error) packets.Code {
+	return packets.Code{Code: wire.ReasonCode(err.Code).Code, Reason: err.Code + ": " + err.Message}
 }
 
-// ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code.
+// ack writes a PUBACK (QoS 1) or PUBREC (QoS 2) with a failure reason code
+// and its Reason String.
 func (m *Publish) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 	typ := packets.Puback
 	if pk.FixedHeader.Qos == 2 {
@@ -188,11 +202,8 @@ func (m *Publish) count(result string) {
 // onRead handles a PUBLISH to PREFIX/read, acked like a send: after the
 // marker is stored, or with the error's reason code.
 func (m *Publish) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	var req wire.ReadRequest
-	var err *wire.Error
-	if jerr := json.Unmarshal(pk.Payload, &req); jerr != nil || req.Conv == "" {
-		err = wire.Errorf(wire.CodeInvalidPayload, `a read marker is {"conv": "...", "seq": N}`)
-	} else {
+	req, err := wire.ParseReadRequest(pk.Payload)
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Service.StoreTimeout)
 		_, err = m.Service.MarkRead(ctx, auth.UserOf(cl.ID), req.Conv, req.Seq)
 		cancel()

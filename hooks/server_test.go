@@ -236,6 +236,9 @@ func TestHooksOverTCP(t *testing.T) {
 		if n := len(sa.Reasons); n != len(subs) || sa.Reasons[0] >= 0x80 || sa.Reasons[n-1] != 0x8F {
 			t.Fatalf("SUBACK codes first %#x last %#x of %d", sa.Reasons[0], sa.Reasons[n-1], n)
 		}
+		if want := "1 filter beyond the limit of 100 per SUBSCRIBE"; sa.Properties == nil || sa.Properties.ReasonString != want {
+			t.Fatalf("SUBACK reason string %+v, want %q", sa.Properties, want)
+		}
 	})
 	t.Run("TakeOver", func(t *testing.T) {
 		bob2, _, err := s.dial(t, "bob", "bob", "")

@@ -52,8 +52,9 @@ type Client struct {
 // persistent session (clean session false) and automatic reconnection, and
 // subscribes to the user's inbox (again after every reconnection). It
 // returns once the inbox subscription is in place. Until then it retries
-// connections that fail for network reasons; a refusal by the server (bad
-// token, client id not allowed) is returned at once, as is the end of ctx.
+// connections that fail for network reasons (unless Options.FailFast); a
+// refusal by the server (bad token, client id not allowed) is returned at
+// once, as is the end of ctx.
 // ctx bounds Dial only: the client lives until Close.
 func Dial(ctx context.Context, opts Options) (*Client, error) {
 	opts = opts.withDefaults()
@@ -140,6 +141,9 @@ func (c *Client) connect(ctx context.Context) error {
 		}
 		if ct, ok := tok.(*mqtt.ConnectToken); ok && refused(ct.ReturnCode()) {
 			return fmt.Errorf("parley: connect to %s as %s: refused: %w", c.opts.Broker, c.clientID, err)
+		}
+		if c.opts.FailFast {
+			return fmt.Errorf("parley: connect to %s: %w", c.opts.Broker, err)
 		}
 		c.log.Warn("parley: connect failed, retrying", "broker", c.opts.Broker, "error", err, "in", backoff)
 		select {

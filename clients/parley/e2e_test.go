@@ -155,8 +155,14 @@ func TestSendErrors(t *testing.T) {
 			})
 		}
 		t.Run("ErrTooLargeLocal", func(t *testing.T) {
-			if _, err := bob.Send(ctx, parley.User("alice"), strings.Repeat("x", 70000)); !errors.Is(err, parley.ErrTooLarge) {
+			_, err := bob.Send(ctx, parley.User("alice"), strings.Repeat("x", 70000))
+			var tl *parley.TooLargeError
+			if !errors.Is(err, parley.ErrTooLarge) || !errors.As(err, &tl) || tl.Limit != parley.DefaultMaxPayload {
 				t.Fatalf("Send = %v", err)
+			}
+			want := fmt.Sprintf("parley: message of %d bytes is larger than the server's limit of 65536 bytes", tl.Size)
+			if err.Error() != want {
+				t.Fatalf("Send = %q, want %q", err, want)
 			}
 		})
 		t.Run("NilBody", func(t *testing.T) {
@@ -555,6 +561,17 @@ func TestDial(t *testing.T) {
 		defer cancel()
 		if _, err := parley.Dial(ctx, o); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Dial = %v", err)
+		}
+	})
+	t.Run("NoServerFailFast", func(t *testing.T) {
+		o := e.options("alice", "a")
+		o.Broker = "tcp://127.0.0.1:1"
+		o.FailFast = true
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := parley.Dial(ctx, o)
+		if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "connect to tcp://127.0.0.1:1") {
+			t.Fatalf("Dial = %v, want the first failure before the context ends", err)
 		}
 	})
 	t.Run("TokenSource", func(t *testing.T) {

@@ -115,6 +115,23 @@ func (e *ServerError) Is(target error) bool {
 // permanent reports whether repeating the request cannot succeed.
 func (e *ServerError) permanent() bool { return e.Code != CodeUnavailable }
 
+// TooLargeError is returned by Send, without publishing anything, for a
+// message whose payload is larger than Options.MaxPayload (by default the
+// server's default limit). It matches ErrTooLarge with errors.Is.
+type TooLargeError struct {
+	// Size is the payload's size in bytes; Limit is Options.MaxPayload.
+	Size, Limit int
+}
+
+// Error implements error: "parley: message of 70066 bytes is larger than
+// the server's limit of 65536 bytes".
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("parley: message of %d bytes is larger than the server's limit of %d bytes", e.Size, e.Limit)
+}
+
+// Is reports whether target is ErrTooLarge.
+func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
+
 // GapError is reported in an error event when the client could not fetch
 // the messages of a gap from the REST history. The messages between After
 // and Before (exclusive) were not surfaced; the conversation goes on from

@@ -75,6 +75,11 @@ type Options struct {
 	KeepAlive time.Duration
 	// ConnectTimeout bounds one connection attempt; default 10s.
 	ConnectTimeout time.Duration
+	// FailFast makes Dial return the error of the first connection attempt
+	// that fails, for network reasons too, instead of retrying until its
+	// context ends: for a command-line tool that should say at once that
+	// the server is down. Reconnections after Dial are not affected.
+	FailFast bool
 	// MaxReconnectInterval caps the exponential backoff between reconnection
 	// attempts (which starts at 1s); default 10s.
 	MaxReconnectInterval time.Duration
@@ -83,7 +88,8 @@ type Options struct {
 	// 10s.
 	ResendInterval time.Duration
 	// MaxPayload is the largest send payload Send publishes; larger ones
-	// fail with ErrTooLarge without being sent. Default 64 KiB, the server's
+	// fail with a *TooLargeError (ErrTooLarge) without being sent; set it
+	// to the server's limit when that is not the default. Default 64 KiB, the server's
 	// default; negative disables the check.
 	MaxPayload int
 }

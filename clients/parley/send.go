@@ -59,7 +59,9 @@ type sendResult struct {
 // echo came within Options.ResendInterval; it gives up only when ctx ends
 // (returning ctx.Err()) or the client is closed (ErrClosed). Refusals are
 // returned as a *ServerError matching ErrNotMember, ErrNoSuchGroup,
-// ErrInvalidPeer, ErrInvalidPayload, ErrTooLarge or ErrRateLimited.
+// ErrInvalidPeer, ErrInvalidPayload, ErrTooLarge or ErrRateLimited; a
+// message larger than Options.MaxPayload is not sent and fails with a
+// *TooLargeError (which matches ErrTooLarge).
 //
 // With Ephemeral, Send returns once the server acknowledged the publish; the
 // returned message has no Seq and no ID. Errors the server reports after
@@ -95,7 +97,7 @@ func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOpti
 		return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
 	}
 	if max := c.opts.MaxPayload; max > 0 && len(payload) > max {
-		return Message{}, fmt.Errorf("parley: send: payload of %d bytes exceeds Options.MaxPayload %d: %w", len(payload), max, ErrTooLarge)
+		return Message{}, &TooLargeError{Size: len(payload), Limit: max}
 	}
 	kind := "u"
 	if to.group {

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-im/parley/clients/parley"
@@ -17,19 +18,32 @@ import (
 // echo of the last line to be shown.
 const chatDrain = 10 * time.Second
 
+// typingEvery is how often, at most, chat tells the other members that the
+// user is typing; typingShowEvery is how often, at most, it prints that
+// another member is typing (once per burst: the sender repeats it every
+// typingEvery while typing).
+const (
+	typingEvery     = 3 * time.Second
+	typingShowEvery = 10 * time.Second
+)
+
 // chat sends the lines read from stdin to a user or group and prints the
 // conversation as it goes, starting with its latest messages.
 func (c *cli) chat(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	var cf config
 	cf.flags(fs)
-	backlog := fs.Int("history", 20, "how many of the latest messages to show first (at most 200)")
+	cf.dialFlags(fs)
+	backlog := fs.Int("history", 20, fmt.Sprintf("how many of the latest messages to show first, 0 to %d", maxPageLimit))
 	pos, err := c.parseFlags(fs, "chat [flags] PEER|g:GROUP", args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return usagef("want one user id or g:GROUP, got %d arguments", len(pos))
+	}
+	if *backlog < 0 || *backlog > maxPageLimit {
+		return usagef("--history must be between 0 and %d, got %d", maxPageLimit, *backlog)
 	}
 	if err := cf.check(); err != nil {
 		return err
@@ -49,63 +63,75 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 
+	in := &chatInput{}
+	if !cf.json {
+		if restore, ok := cbreak(c.stdin, c.stdout); ok {
+			in.term, in.echo = true, c.stdout
+			defer func() {
+				// Leave the shell's prompt a line of its own after Ctrl-C.
+				if in.rest() != "" {
+					fmt.Fprintln(c.stdout)
+				}
+				restore()
+			}()
+		}
+	}
 	var shown int64 // highest seq printed
 	if *backlog > 0 {
 		hctx, cancel := context.WithTimeout(ctx, cf.timeout)
-		p, err := cl.History(hctx, conv, parley.HistoryOptions{Limit: min(*backlog, 200)})
+		p, err := cl.History(hctx, conv, parley.HistoryOptions{Limit: *backlog})
 		cancel()
 		switch {
 		case err == nil:
 			msgs := slices.Clone(p.Messages)
 			slices.Reverse(msgs)
 			for _, m := range msgs {
-				c.chatLine(cf.json, m)
+				c.chatLine(in, cf.json, m)
 				shown = max(shown, m.Seq)
 			}
 		case errors.Is(err, parley.ErrNotFound), errors.Is(err, parley.ErrNotMember):
 			// A conversation that has not started yet.
 		default:
-			fmt.Fprintf(c.stderr, "(history unavailable: %v)\n", err)
+			in.println(c.stderr, fmt.Sprintf("(history unavailable: %v)", err))
 		}
 	}
 	if !cf.json {
-		fmt.Fprintf(c.stderr, "chatting in %s as %s: type a message and press Enter; Ctrl-D leaves\n", conv, cl.ClientID())
+		in.println(c.stderr, fmt.Sprintf("chatting in %s as %s: type a message and press Enter; Ctrl-D leaves", conv, cl.ClientID()))
 	}
 
-	// The sender reads lines and sends them in order; the loop below prints.
+	done := make(chan struct{})
+	defer close(done)
+	lines := c.readChat(ctx, in, cl, target, done)
+	// The sender sends the lines in order; the loop below prints.
 	type sent struct {
 		seq int64
 		err error
 	}
 	results := make(chan sent)
-	done := make(chan struct{})
-	defer close(done)
 	go func() {
 		defer close(results)
-		sc := bufio.NewScanner(c.stdin)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" {
-				continue
+		for line := range lines {
+			if line.err != nil {
+				select {
+				case results <- sent{err: line.err}:
+				case <-done:
+				}
+				return
 			}
 			// No timeout: a line typed while the server is away is sent
 			// once it is back, or the user gives up with Ctrl-C.
-			m, err := cl.Send(ctx, target, line)
+			m, err := cl.Send(ctx, target, line.text)
 			select {
 			case results <- sent{m.Seq, err}:
 			case <-done:
 				return
 			}
 		}
-		if err := sc.Err(); err != nil {
-			select {
-			case results <- sent{err: fmt.Errorf("read input: %w", err)}:
-			case <-done:
-			}
-		}
 	}()
 
+	conn := watchConnection(ctx, cl)
+	var notices connNotices
+	typingShown := map[string]time.Time{} // when "(USER is typing)" was last printed
 	var lastSent int64
 	input := results
 	var drain <-chan time.Time
@@ -118,13 +144,17 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 			return nil
 		case <-drain:
 			return fmt.Errorf("the echo of #%d did not arrive within %v", lastSent, chatDrain)
+		case up := <-conn:
+			if n := notices.seen(up); n != "" {
+				in.println(c.stderr, n)
+			}
 		case r, ok := <-input:
 			switch {
 			case !ok:
 				input = nil
 				drain = time.After(chatDrain)
 			case r.err != nil:
-				fmt.Fprintf(c.stderr, "error: %v\n", r.err)
+				in.println(c.stderr, fmt.Sprintf("error: %v", r.err))
 			default:
 				lastSent = max(lastSent, r.seq)
 			}
@@ -132,37 +162,103 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 			if !ok {
 				return nil
 			}
+			if cl.Connected() {
+				if n := notices.seen(true); n != "" {
+					in.println(c.stderr, n)
+				}
+			}
 			switch {
 			case ev.Kind == parley.EventMessage && ev.Message.Conv == conv:
 				if ev.Message.Seq <= shown {
 					continue
 				}
 				shown = ev.Message.Seq
-				c.chatLine(cf.json, ev.Message)
+				delete(typingShown, ev.Message.From)
+				c.chatLine(in, cf.json, ev.Message)
 				if ev.Message.From != me {
 					rctx, cancel := context.WithTimeout(ctx, cf.timeout)
 					if err := cl.MarkRead(rctx, conv, shown); err != nil && ctx.Err() == nil {
-						fmt.Fprintf(c.stderr, "(mark read: %v)\n", err)
+						in.println(c.stderr, fmt.Sprintf("(mark read: %v)", err))
 					}
 					cancel()
 				}
 			case ev.Kind == parley.EventEphemeral && ev.Message.Conv == conv && ev.Message.Type == "typing":
-				if !cf.json {
-					fmt.Fprintf(c.stderr, "(%s is typing)\n", ev.Message.From)
+				// One notice per burst of typing, until the message comes.
+				if from := ev.Message.From; !cf.json && time.Since(typingShown[from]) > typingShowEvery {
+					typingShown[from] = time.Now()
+					in.println(c.stderr, fmt.Sprintf("(%s is typing)", from))
 				}
 			case ev.Kind == parley.EventMessage && !cf.json:
-				fmt.Fprintf(c.stderr, "(new message in %s from %s)\n", ev.Message.Conv, ev.Message.From)
+				in.println(c.stderr, fmt.Sprintf("(new message in %s from %s)", ev.Message.Conv, ev.Message.From))
 			case ev.Kind == parley.EventError:
-				fmt.Fprintf(c.stderr, "error: %s\n", errorText(ev.Err))
+				in.println(c.stderr, "error: "+errorText(ev.Err))
 			}
 		}
 	}
 }
 
-func (c *cli) chatLine(asJSON bool, m parley.Message) {
+// chatLine is a line of input, or the error that ended the input.
+type chatLine struct {
+	text string
+	err  error
+}
+
+// readChat reads what the user types until the input ends (or Ctrl-D on a
+// terminal) and returns the non-empty lines. While a line is being typed
+// it tells the other members, at most once every typingEvery. It stops
+// early when done is closed.
+func (c *cli) readChat(ctx context.Context, in *chatInput, cl *parley.Client, target parley.Target, done <-chan struct{}) <-chan chatLine {
+	// Buffered so that typing goes on while a send waits for the server.
+	lines := make(chan chatLine, 256)
+	var typingBusy atomic.Bool
+	go func() {
+		defer close(lines)
+		var lastTyping time.Time
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.stdin.Read(buf)
+			got, typing, eof := in.feed(buf[:n])
+			if err != nil {
+				got = append(got, in.rest()) // a last line without a newline
+			}
+			for _, l := range got {
+				if l = strings.TrimSpace(l); l == "" {
+					continue
+				}
+				lastTyping = time.Time{} // the next keystroke starts a new burst
+				select {
+				case lines <- chatLine{text: l}:
+				case <-done:
+					return
+				}
+			}
+			if typing && time.Since(lastTyping) >= typingEvery && typingBusy.CompareAndSwap(false, true) {
+				lastTyping = time.Now()
+				go func() {
+					defer typingBusy.Store(false)
+					tctx, cancel := context.WithTimeout(ctx, typingEvery)
+					defer cancel()
+					_ = cl.Typing(tctx, target) // best effort: a lost indicator does no harm
+				}()
+			}
+			if eof || err != nil {
+				if err != nil && err != io.EOF {
+					select {
+					case lines <- chatLine{err: fmt.Errorf("read input: %w", err)}:
+					case <-done:
+					}
+				}
+				return
+			}
+		}
+	}()
+	return lines
+}
+
+func (c *cli) chatLine(in *chatInput, asJSON bool, m parley.Message) {
 	if asJSON {
 		_ = writeJSON(c.stdout, toMessageJSON("message", m))
 		return
 	}
-	fmt.Fprintln(c.stdout, messageLine(m, false))
+	in.println(c.stdout, messageLine(m, false))
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/parley-im/parley/clients/parley"
@@ -21,6 +24,10 @@ type config struct {
 	json    bool
 	verbose bool
 	timeout time.Duration
+
+	// Set by dialFlags, for the commands that connect over MQTT.
+	connectTimeout time.Duration
+	wait           bool
 }
 
 // envOr returns the value of the environment variable env when it is set
@@ -40,7 +47,16 @@ func (cf *config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&cf.device, "device", envOr("PARLEY_DEVICE", "cli"), "device name: the MQTT client id is USER/DEVICE ($PARLEY_DEVICE)")
 	fs.BoolVar(&cf.json, "json", false, "print JSON, one object per line")
 	fs.BoolVar(&cf.verbose, "v", false, "log connection details to stderr")
-	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "give up connecting or waiting for the server after this long")
+	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "give up waiting for the server (with --wait, also connecting) after this long")
+}
+
+// defaultConnectTimeout is the default of --connect-timeout.
+const defaultConnectTimeout = 5 * time.Second
+
+// dialFlags registers the flags of the commands that connect over MQTT.
+func (cf *config) dialFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&cf.connectTimeout, "connect-timeout", defaultConnectTimeout, "give up a connection attempt after this long")
+	fs.BoolVar(&cf.wait, "wait", false, "when the server cannot be reached, keep trying until --timeout instead of failing at once")
 }
 
 // check reports missing configuration as a usage error.
@@ -51,17 +67,20 @@ func (cf *config) check() error {
 	return nil
 }
 
+// logger returns the SDK's logger: its connection diagnostics go to
+// standard error with -v, nowhere otherwise (the commands say what matters
+// in their own words).
 func (cf *config) logger(c *cli) *slog.Logger {
-	level := slog.LevelWarn
-	if cf.verbose {
-		level = slog.LevelDebug
+	if !cf.verbose {
+		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // options returns the client options for device.
 func (cf *config) options(c *cli, device string) parley.Options {
-	return parley.Options{Broker: cf.url, HTTP: cf.http, Token: cf.token, Device: device, Logger: cf.logger(c)}
+	return parley.Options{Broker: cf.url, HTTP: cf.http, Token: cf.token, Device: device, Logger: cf.logger(c),
+		ConnectTimeout: cf.connectTimeout, FailFast: !cf.wait}
 }
 
 // rest returns the REST client and a context that ends with the timeout;
@@ -78,7 +97,8 @@ func (cf *config) rest(ctx context.Context, c *cli) (api *parley.API, rctx conte
 	return api, rctx, func() { cancel(); api.CloseIdleConnections() }, nil
 }
 
-// dial connects as device, giving up after the timeout.
+// dial connects with o. Without --wait it makes one attempt, bounded by
+// --connect-timeout; with --wait it keeps trying until --timeout.
 func (cf *config) dial(ctx context.Context, c *cli, o parley.Options) (*parley.Client, error) {
 	if err := cf.check(); err != nil {
 		return nil, err
@@ -86,11 +106,62 @@ func (cf *config) dial(ctx context.Context, c *cli, o parley.Options) (*parley.C
 	if _, err := parley.TokenSubject(cf.token); err != nil {
 		return nil, usagef("%v", err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	if cf.connectTimeout <= 0 {
+		return nil, usagef("--connect-timeout must be positive, got %v", cf.connectTimeout)
+	}
+	limit := cf.timeout
+	if !cf.wait {
+		limit = cf.connectTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cl, err := parley.Dial(dctx, o)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", cf.url, err)
+	switch {
+	case err == nil:
+		return cl, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case cf.wait && dctx.Err() != nil:
+		return nil, fmt.Errorf("cannot connect to %s: still no connection after --timeout %v", cf.url, limit)
+	case dctx.Err() != nil:
+		return nil, fmt.Errorf("cannot connect to %s: no answer within --connect-timeout %v; is parleyd running? (--wait keeps trying)", cf.url, limit)
+	case isNetwork(err):
+		return nil, fmt.Errorf("cannot connect to %s: %s; is parleyd running? (--wait keeps trying)", cf.url, unreachable(err))
 	}
-	return cl, nil
+	return nil, fmt.Errorf("connect to %s: %w", cf.url, err)
+}
+
+// restErr shortens the error of a REST call that could not reach the
+// server to one line that says so.
+func (cf *config) restErr(err error) error {
+	if isNetwork(err) {
+		return fmt.Errorf("cannot reach %s: %s; is parleyd running?", cf.http, unreachable(err))
+	}
+	return err
+}
+
+// isNetwork reports whether err is a failure to reach the server, as
+// opposed to a refusal by it.
+func isNetwork(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &op) || errors.As(err, &dns)
+}
+
+// unreachable says in a few words why the server could not be reached:
+// "connection refused", "no such host", ...
+func unreachable(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Error()
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err.Error()
+	}
+	return err.Error()
 }

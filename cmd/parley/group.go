@@ -57,25 +57,25 @@ func (c *cli) group(ctx context.Context, args []string) error {
 	case "create":
 		g, err := api.CreateGroup(rctx, parley.NewGroup{ID: *id, Name: pos[0], Members: pos[1:]})
 		if err != nil {
-			return fmt.Errorf("create group: %w", err)
+			return fmt.Errorf("create group: %w", cf.restErr(err))
 		}
 		return c.printGroup(cf.json, "created ", g)
 	case "show":
 		g, err := api.Group(rctx, group)
 		if err != nil {
-			return fmt.Errorf("group %s: %w", group, err)
+			return fmt.Errorf("group %s: %w", group, cf.restErr(err))
 		}
 		return c.printGroup(cf.json, "", g)
 	case "add":
 		ch, err := api.AddMember(rctx, group, pos[1], *role)
 		if err != nil {
-			return fmt.Errorf("add %s to %s: %w", pos[1], group, err)
+			return fmt.Errorf("add %s to %s: %w", pos[1], group, cf.restErr(err))
 		}
 		return c.printChange(cf.json, ch)
 	default:
 		ch, err := api.RemoveMember(rctx, group, pos[1])
 		if err != nil {
-			return fmt.Errorf("remove %s from %s: %w", pos[1], group, err)
+			return fmt.Errorf("remove %s from %s: %w", pos[1], group, cf.restErr(err))
 		}
 		return c.printChange(cf.json, ch)
 	}

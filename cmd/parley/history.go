@@ -20,6 +20,10 @@ func convArg(arg, me string) string {
 	return parley.DirectConv(me, arg)
 }
 
+// maxPageLimit is the most messages (or conversations) one page may have:
+// the server's limit.
+const maxPageLimit = 200
+
 // history prints a page of a conversation's history, oldest first, or all
 // of it.
 func (c *cli) history(ctx context.Context, args []string) error {
@@ -28,7 +32,7 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	cf.flags(fs)
 	after := fs.Int64("after", 0, "messages after this seq, oldest first")
 	before := fs.Int64("before", 0, "messages before this seq")
-	limit := fs.Int("limit", 50, "messages per page (at most 200)")
+	limit := fs.Int("limit", 50, fmt.Sprintf("messages per page, 1 to %d", maxPageLimit))
 	all := fs.Bool("all", false, "every message from the first (or from --after), page after page")
 	pos, err := c.parseFlags(fs, "history [flags] CONV|PEER|g:GROUP", args)
 	if err != nil {
@@ -36,6 +40,12 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	}
 	if len(pos) != 1 {
 		return usagef("want one conversation (dm:A:B, g:GROUP or a user id), got %d arguments", len(pos))
+	}
+	if *limit < 1 || *limit > maxPageLimit {
+		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	}
+	if *after < 0 || *before < 0 {
+		return usagef("--after and --before take a seq, 0 or more")
 	}
 	if *after > 0 && *before > 0 {
 		return usagef("use --after or --before, not both")
@@ -53,7 +63,7 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	for {
 		p, err := api.History(rctx, conv, o)
 		if err != nil {
-			return fmt.Errorf("history of %s: %w", conv, err)
+			return fmt.Errorf("history of %s: %w", conv, cf.restErr(err))
 		}
 		msgs := p.Messages
 		descending := o.After == 0 && !o.Forward
@@ -104,7 +114,7 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("conversations", flag.ContinueOnError)
 	var cf config
 	cf.flags(fs)
-	limit := fs.Int("limit", 50, "conversations per page")
+	limit := fs.Int("limit", 50, fmt.Sprintf("conversations per page, 1 to %d", maxPageLimit))
 	cursor := fs.String("cursor", "", "the cursor printed after the previous page")
 	pos, err := c.parseFlags(fs, "conversations [flags]", args)
 	if err != nil {
@@ -113,6 +123,9 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
+	if *limit < 1 || *limit > maxPageLimit {
+		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	}
 	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {
 		return err
@@ -120,7 +133,7 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	defer done()
 	p, err := api.Conversations(rctx, parley.ListOptions{Limit: *limit, Cursor: *cursor})
 	if err != nil {
-		return fmt.Errorf("conversations: %w", err)
+		return cf.restErr(err)
 	}
 	if cf.json {
 		for _, cv := range p.Conversations {

@@ -14,6 +14,7 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
 	var cf config
 	cf.flags(fs)
+	cf.dialFlags(fs)
 	presence := fs.String("presence", "", "comma-separated users whose presence to print (yourself, or users you share a conversation with)")
 	gaps := fs.Bool("gaps", false, "print gap events (the gaps are filled from history either way)")
 	pos, err := c.parseFlags(fs, "listen [flags]", args)
@@ -44,13 +45,24 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 	if !cf.json {
 		fmt.Fprintf(c.stderr, "listening as %s (Ctrl-C stops)\n", cl.ClientID())
 	}
+	conn := watchConnection(ctx, cl)
+	var notices connNotices
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case up := <-conn:
+			if n := notices.seen(up); n != "" {
+				fmt.Fprintln(c.stderr, n)
+			}
 		case ev, ok := <-cl.Events():
 			if !ok {
 				return nil
+			}
+			if cl.Connected() {
+				if n := notices.seen(true); n != "" {
+					fmt.Fprintln(c.stderr, n)
+				}
 			}
 			if err := c.printEvent(cf.json, ev); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/testkit"
 )
@@ -38,28 +39,72 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// env is a broker on a SQLite store that a test can stop and start again
+// on the same ports.
+type env struct {
+	t          *testing.T
+	store      history.Store
+	mqtt, http string // host:port
+
+	mu sync.Mutex
+	b  *broker.Broker
+}
+
 // setup starts a broker on a SQLite store and points PARLEY_URL and
 // PARLEY_HTTP at it.
-func setup(t *testing.T) {
+func setup(t *testing.T) *env {
 	t.Helper()
-	b, err := broker.New(broker.Options{Store: testkit.OpenSQLite(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Close(ctx)
-	})
-	t.Setenv("PARLEY_URL", "tcp://"+b.Addr("mqtt").String())
-	t.Setenv("PARLEY_HTTP", "http://"+b.Addr("http").String())
+	e := &env{t: t, store: testkit.OpenSQLite(t), mqtt: "127.0.0.1:0", http: "127.0.0.1:0"}
+	e.start()
+	t.Cleanup(e.stop)
+	t.Setenv("PARLEY_URL", "tcp://"+e.mqtt)
+	t.Setenv("PARLEY_HTTP", "http://"+e.http)
 	t.Setenv("PARLEY_TOKEN", "")
 	os.Unsetenv("PARLEY_DEVICE")
 	os.Unsetenv("PARLEY_JWT_SECRET")
+	return e
+}
+
+// start starts the broker, on the ports of the previous one after the
+// first time.
+func (e *env) start() {
+	e.t.Helper()
+	opts := broker.Options{Store: e.store, MQTTAddr: e.mqtt, HTTPAddr: e.http,
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1}
+	// A port just released may still be held for a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := broker.New(opts)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		err = b.Start(context.Background())
+		if err == nil {
+			e.mu.Lock()
+			e.b, e.mqtt, e.http = b, b.Addr("mqtt").String(), b.Addr("http").String()
+			e.mu.Unlock()
+			return
+		}
+		b.Close(context.Background())
+		if time.Now().After(deadline) {
+			e.t.Fatalf("broker Start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop closes the broker (not the store).
+func (e *env) stop() {
+	e.mu.Lock()
+	b := e.b
+	e.b = nil
+	e.mu.Unlock()
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b.Close(ctx)
 }
 
 // result is what one run printed and returned.
@@ -141,6 +186,13 @@ func TestUsage(t *testing.T) {
 		{"TokenNoUser", []string{"token"}, "", 2, "", "want exactly one USER"},
 		{"ChatNoPeer", []string{"chat"}, "alice", 2, "", "want one user id"},
 		{"BadJSONBody", []string{"send", "--to", "bob", "--body-json", "{"}, "alice", 2, "", "not valid JSON"},
+		{"HistoryLimitNegative", []string{"history", "bob", "--limit", "-1"}, "alice", 2, "", "--limit must be between 1 and 200, got -1"},
+		{"HistoryLimitZero", []string{"history", "bob", "--limit", "0"}, "alice", 2, "", "--limit must be between 1 and 200, got 0"},
+		{"HistoryLimitHigh", []string{"history", "bob", "--limit", "201"}, "alice", 2, "", "--limit must be between 1 and 200, got 201"},
+		{"HistoryAfterNegative", []string{"history", "bob", "--after", "-3"}, "alice", 2, "", "take a seq, 0 or more"},
+		{"ConversationsLimitZero", []string{"conversations", "--limit", "0"}, "alice", 2, "", "--limit must be between 1 and 200, got 0"},
+		{"ChatHistoryNegative", []string{"chat", "bob", "--history", "-1"}, "alice", 2, "", "--history must be between 0 and 200, got -1"},
+		{"ConnectTimeoutZero", []string{"send", "--to", "bob", "hi", "--connect-timeout", "0"}, "alice", 2, "", "--connect-timeout must be positive"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,7 +365,8 @@ func TestChat(t *testing.T) {
 	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
 	waitFor(t, &bobOut, "alice: before the chat")
 
-	aliceIn := strings.NewReader("hi bob\nhow are you?\n")
+	// The last line needs no newline.
+	aliceIn := strings.NewReader("hi bob\nhow are you?")
 	r := runAs(t, ctx, aliceIn, "alice", "chat", "bob")
 	ok(t, r, "alice: before the chat", "alice: hi bob", "alice: how are you?")
 
@@ -354,7 +407,190 @@ func TestRuntimeErrors(t *testing.T) {
 		t.Fatalf("send without a server: exit %d: %s", r.code, r.stderr)
 	}
 	r = runAs(t, ctx, nil, "alice", "conversations", "--http", "http://127.0.0.1:1")
-	if r.code != 1 || !strings.Contains(r.stderr, "conversations:") {
+	if want := "parley conversations: cannot reach http://127.0.0.1:1: connection refused; is parleyd running?\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("conversations without a server: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestSendNoServer: without a server, send fails at once with one line and
+// no log lines; --wait keeps trying until --timeout, and sends once the
+// server is back.
+func TestSendNoServer(t *testing.T) {
+	e := setup(t)
+	ctx := ctxT(t)
+	t.Run("FailsAtOnce", func(t *testing.T) {
+		start := time.Now()
+		r := runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hi", "--url", "tcp://127.0.0.1:1")
+		took := time.Since(start)
+		want := "parley send: cannot connect to tcp://127.0.0.1:1: connection refused; is parleyd running? (--wait keeps trying)\n"
+		if r.code != 1 || r.stderr != want || took > 3*time.Second {
+			t.Fatalf("exit %d after %v, stderr %q; want exit 1 at once with %q", r.code, took, r.stderr, want)
+		}
+	})
+	t.Run("WaitGivesUp", func(t *testing.T) {
+		r := runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hi", "--url", "tcp://127.0.0.1:1", "--wait", "--timeout", "700ms")
+		want := "parley send: cannot connect to tcp://127.0.0.1:1: still no connection after --timeout 700ms\n"
+		if r.code != 1 || r.stderr != want {
+			t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, want)
+		}
+	})
+	t.Run("WaitSendsWhenBack", func(t *testing.T) {
+		e.stop()
+		res := make(chan result, 1)
+		go func() { res <- runAs(t, ctx, nil, "alice", "send", "--to", "bob", "while away", "--wait") }()
+		time.Sleep(500 * time.Millisecond)
+		e.start()
+		select {
+		case r := <-res:
+			ok(t, r, "sent dm:alice:bob #1")
+			if r.stderr != "" {
+				t.Fatalf("stderr: %s", r.stderr)
+			}
+		case <-ctx.Done():
+			t.Fatal("send --wait did not end once the server was back")
+		}
+	})
+}
+
+// TestChatTyping: a chat tells the other side while a line is being typed,
+// and shows it once per burst.
+func TestChatTyping(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	bobIn, bobInW := io.Pipe()
+	defer bobInW.Close()
+	var bobOut, bobErr lockedBuffer
+	go run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, bobIn, &bobOut, &bobErr)
+	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
+
+	aliceIn, aliceInW := io.Pipe()
+	var aliceOut, aliceErr lockedBuffer
+	aliceDone := make(chan int, 1)
+	go func() {
+		aliceDone <- run(ctx, []string{"chat", "bob", "--token", testkit.Token(t, "alice")}, aliceIn, &aliceOut, &aliceErr)
+	}()
+	waitFor(t, &aliceErr, "chatting in dm:alice:bob as alice/cli")
+	for _, part := range []string{"hel", "lo b", "ob"} {
+		if _, err := io.WriteString(aliceInW, part); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, &bobErr, "(alice is typing)")
+	if _, err := io.WriteString(aliceInW, "\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &bobOut, "alice: hello bob")
+	aliceInW.Close()
+	if code := <-aliceDone; code != 0 {
+		t.Fatalf("alice's chat exited %d: %s", code, aliceErr.String())
+	}
+	if n := strings.Count(bobErr.String(), "(alice is typing)"); n != 1 {
+		t.Fatalf("bob saw alice typing %d times:\n%s", n, bobErr.String())
+	}
+	if strings.Contains(aliceErr.String(), "is typing") {
+		t.Fatalf("alice saw her own typing:\n%s", aliceErr.String())
+	}
+}
+
+// TestChatConnectionState: chat and listen say, in their own words and
+// without log lines, when the connection is lost and when it is back; chat
+// sends what was typed meanwhile.
+func TestChatConnectionState(t *testing.T) {
+	e := setup(t)
+	ctx := ctxT(t)
+	in, inW := io.Pipe()
+	defer inW.Close()
+	var out, errOut lockedBuffer
+	go run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, in, &out, &errOut)
+	waitFor(t, &errOut, "chatting in dm:alice:bob as bob/cli")
+	var listenOut, listenErr lockedBuffer
+	go run(ctx, []string{"listen", "--device", "l", "--token", testkit.Token(t, "alice")}, strings.NewReader(""), &listenOut, &listenErr)
+	waitFor(t, &listenErr, "listening as alice/l")
+
+	e.stop()
+	waitFor(t, &errOut, noticeLost)
+	if _, err := io.WriteString(inW, "typed while away\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	waitFor(t, &errOut, noticeReconnected)
+	waitFor(t, &out, "bob: typed while away")
+	waitFor(t, &listenErr, noticeReconnected)
+	waitFor(t, &listenOut, "bob: typed while away")
+	for _, s := range []string{errOut.String(), listenErr.String()} {
+		if strings.Contains(s, "level=") || strings.Contains(s, "WARN") || !strings.Contains(s, noticeLost) {
+			t.Fatalf("standard error of chat or listen:\n%s", s)
+		}
+	}
+}
+
+// TestChatInput: what chat makes of the bytes it reads, from a pipe and
+// from a terminal (where it echoes and edits).
+func TestChatInput(t *testing.T) {
+	cases := []struct {
+		name   string
+		term   bool
+		feeds  []string
+		lines  []string
+		typing bool   // after the last feed
+		eof    bool   // after the last feed
+		echo   string // on a terminal
+	}{
+		{"PipeLines", false, []string{"a\nb\r\n"}, []string{"a", "b"}, false, false, ""},
+		{"PipePartial", false, []string{"hel"}, nil, true, false, ""},
+		{"PipeSplitLine", false, []string{"hel", "lo\nwor"}, []string{"hello"}, true, false, ""},
+		{"TermEcho", true, []string{"hi", "\n"}, []string{"hi"}, false, false, "hi\n"},
+		{"TermBackspace", true, []string{"hix\x7f", "!\n"}, []string{"hi!"}, false, false, "hix\b \b!\n"},
+		{"TermBackspaceRune", true, []string{"é\x7f\x7fa\n"}, []string{"a"}, false, false, "é\b \ba\n"},
+		{"TermBackspaceOnly", true, []string{"a", "\x7f"}, nil, false, false, "a\b \b"},
+		{"TermKillLine", true, []string{"oops\x15ok\n"}, []string{"ok"}, false, false, "oops\r\x1b[Kok\n"},
+		{"TermArrowKeys", true, []string{"a\x1b[D\x1b[Ab\n"}, []string{"ab"}, false, false, "ab\n"},
+		{"TermCtrlDEmpty", true, []string{"\x04"}, nil, false, true, ""},
+		{"TermCtrlDNotEmpty", true, []string{"a\x04"}, nil, true, false, "a"},
+		{"TermTyping", true, []string{"x\ny"}, []string{"x"}, true, false, "x\ny"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var echo bytes.Buffer
+			in := &chatInput{term: tc.term, echo: &echo}
+			var lines []string
+			var typing, eof bool
+			for _, f := range tc.feeds {
+				var got []string
+				got, typing, eof = in.feed([]byte(f))
+				lines = append(lines, got...)
+			}
+			if strings.Join(lines, "|") != strings.Join(tc.lines, "|") || typing != tc.typing || eof != tc.eof || echo.String() != tc.echo {
+				t.Fatalf("lines %q typing %v eof %v echo %q; want %q %v %v %q", lines, typing, eof, echo.String(), tc.lines, tc.typing, tc.eof, tc.echo)
+			}
+		})
+	}
+	t.Run("PrintKeepsTheLineBeingTyped", func(t *testing.T) {
+		var term bytes.Buffer
+		in := &chatInput{term: true, echo: &term}
+		in.feed([]byte("draft"))
+		in.println(&term, "08:00:00 bob: hi")
+		if want := "draft\r\x1b[K08:00:00 bob: hi\ndraft"; term.String() != want {
+			t.Fatalf("terminal shows %q, want %q", term.String(), want)
+		}
+	})
+}
+
+func TestConnNotices(t *testing.T) {
+	var n connNotices
+	for i, tc := range []struct {
+		up   bool
+		want string
+	}{
+		{true, ""},
+		{false, noticeLost},
+		{false, ""},
+		{true, noticeReconnected},
+		{true, ""},
+	} {
+		if got := n.seen(tc.up); got != tc.want {
+			t.Fatalf("step %d: seen(%v) = %q, want %q", i, tc.up, got, tc.want)
+		}
 	}
 }

@@ -20,6 +20,7 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	var cf config
 	cf.flags(fs)
+	cf.dialFlags(fs)
 	to := fs.String("to", "", "recipient: a user id, g:GROUP or a conversation id dm:A:B (required)")
 	typ := fs.String("type", "text", "message type")
 	cid := fs.String("cid", "", "client message id (default random); a send repeated with the same cid is stored once")

@@ -51,7 +51,7 @@ func TestAuthenticate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.c.Session = tc.name
-			id, r, reason := a.Authenticate(tc.c)
+			id, r, reason, _ := a.Authenticate(tc.c)
 			if id != tc.id || r != tc.r || reason != tc.reason {
 				t.Fatalf("Authenticate = %q, %v, %q; want %q, %v, %q", id, r, reason, tc.id, tc.r, tc.reason)
 			}
@@ -79,7 +79,7 @@ func TestAuthenticateAnonymous(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.c.Session = tc.name
-			id, r, reason := a.Authenticate(tc.c)
+			id, r, reason, _ := a.Authenticate(tc.c)
 			if id != tc.id || r != tc.r || reason != tc.reason {
 				t.Fatalf("Authenticate = %q, %v, %q; want %q, %v, %q", id, r, reason, tc.id, tc.r, tc.reason)
 			}
@@ -130,7 +130,7 @@ func TestMaxDevices(t *testing.T) {
 	tok := mustSign(t, tokens, "alice", time.Hour)
 	connect := func(session any, id string) auth.Refusal {
 		t.Helper()
-		_, r, _ := a.Authenticate(auth.Connect{Session: session, ClientID: id, Password: []byte(tok), HasPassword: true})
+		_, r, _, _ := a.Authenticate(auth.Connect{Session: session, ClientID: id, Password: []byte(tok), HasPassword: true})
 		return r
 	}
 	if r := connect(1, "alice/a"); r != auth.Accepted {
@@ -178,7 +178,7 @@ func TestMaxDevices(t *testing.T) {
 		a, tokens := setup(t, nil)
 		tok := mustSign(t, tokens, "bob", time.Hour)
 		for i := range auth.DefaultMaxDevices + 1 {
-			_, r, _ := a.Authenticate(auth.Connect{Session: i, ClientID: fmt.Sprintf("bob/%d", i), Password: []byte(tok), HasPassword: true})
+			_, r, _, _ := a.Authenticate(auth.Connect{Session: i, ClientID: fmt.Sprintf("bob/%d", i), Password: []byte(tok), HasPassword: true})
 			if want := i < auth.DefaultMaxDevices; (r == auth.Accepted) != want {
 				t.Fatalf("device %d: %v", i+1, r)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -101,40 +102,54 @@ type Connect struct {
 
 // Authenticate checks a CONNECT. It returns the client id the session gets
 // (anonymous clients in open mode get AnonPrefix before theirs), the refusal
-// (Accepted when none) and a short reason for logs and metrics.
-func (a *Authorizer) Authenticate(c Connect) (clientID string, r Refusal, reason string) {
+// (Accepted when none), a short reason for metrics (no_token, token_expired,
+// token_invalid, username_mismatch, client_id, will_topic, too_many_devices)
+// and a text that explains it to the client and in logs ("token expired",
+// "bad signature: ...", "token invalid: ...").
+func (a *Authorizer) Authenticate(c Connect) (clientID string, r Refusal, reason, text string) {
 	if a.Anonymous && !c.HasPassword && !c.HasUsername {
 		// Anonymous sessions get their own namespace: ':' never appears in
 		// a user id, so they cannot take over (or be taken over by) a user's.
 		id := AnonPrefix + c.ClientID
 		if c.HasWill && !a.WillAllowed(id, c.WillTopic) {
-			return id, NotAuthorized, "will_topic"
+			return id, NotAuthorized, "will_topic", willText(c.WillTopic)
 		}
-		return id, Accepted, ""
+		return id, Accepted, "", ""
 	}
 	if !c.HasPassword || len(c.Password) == 0 {
-		return c.ClientID, BadCredentials, "no_token"
+		return c.ClientID, BadCredentials, "no_token", "no token: the password must be a token for the user"
 	}
 	user, err := a.Tokens.Verify(string(c.Password))
 	if errors.Is(err, ErrTokenExpired) {
-		return c.ClientID, BadCredentials, "token_expired"
+		return c.ClientID, BadCredentials, "token_expired", "token expired: get a new token"
 	}
 	if err != nil {
-		return c.ClientID, BadCredentials, "token_invalid"
+		return c.ClientID, BadCredentials, "token_invalid", TokenText(err)
 	}
 	if len(c.Username) > 0 && !bytes.Equal(c.Username, []byte(user)) {
-		return c.ClientID, NotAuthorized, "username_mismatch"
+		return c.ClientID, NotAuthorized, "username_mismatch", fmt.Sprintf("user name %q is not the token's user %q", c.Username, user)
 	}
 	if !ValidClientID(c.ClientID, user) {
-		return c.ClientID, BadClientID, "client_id"
+		return c.ClientID, BadClientID, "client_id", fmt.Sprintf("client id %q is neither %s nor %s/DEVICE", c.ClientID, user, user)
 	}
 	if c.HasWill && !a.WillAllowed(c.ClientID, c.WillTopic) {
-		return c.ClientID, NotAuthorized, "will_topic"
+		return c.ClientID, NotAuthorized, "will_topic", willText(c.WillTopic)
 	}
 	if !a.admit(c.Session, c.ClientID, user) {
-		return c.ClientID, TooManyDevices, "too_many_devices"
+		return c.ClientID, TooManyDevices, "too_many_devices", fmt.Sprintf("too many devices: %s has %d connected", user, a.maxDevices())
 	}
-	return c.ClientID, Accepted, ""
+	return c.ClientID, Accepted, "", ""
+}
+
+func willText(topic string) string {
+	return fmt.Sprintf("will topic %q not allowed: a will must go to a topic outside Parley's that the client may publish to", topic)
+}
+
+func (a *Authorizer) maxDevices() int {
+	if a.MaxDevices <= 0 {
+		return DefaultMaxDevices
+	}
+	return a.MaxDevices
 }
 
 // WillAllowed reports whether clientID may leave a will on topic: a topic it
@@ -200,11 +215,7 @@ func (a *Authorizer) admit(session any, clientID, user string) bool {
 		ids[p.id] = true
 	}
 	delete(ids, clientID)
-	limit := a.MaxDevices
-	if limit <= 0 {
-		limit = DefaultMaxDevices
-	}
-	if len(ids) >= limit {
+	if len(ids) >= a.maxDevices() {
 		return false
 	}
 	if a.pending == nil {

@@ -77,16 +77,32 @@ func (t *Tokens) Verify(token string) (string, error) {
 	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
 		jwt.WithLeeway(tokenLeeway), jwt.WithStrictDecoding())
 	if errors.Is(err, jwt.ErrTokenExpired) {
-		return "", fmt.Errorf("%w: %v", ErrTokenExpired, err)
+		return "", fmt.Errorf("%w: %w", ErrTokenExpired, err)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+		return "", fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
 	sub, err := tok.Claims.GetSubject()
 	if err != nil || !history.ValidUserID(sub) {
 		return "", fmt.Errorf("%w: sub must be a valid user id", ErrTokenInvalid)
 	}
 	return sub, nil
+}
+
+// TokenText explains an error of Verify in a few words for people: "token
+// expired", "bad signature: ..." when the token was signed with another key,
+// else "token invalid: " and the reason.
+func TokenText(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && (errors.Is(err, jwt.ErrSignatureInvalid) ||
+		errors.Is(err, jwt.ErrECDSAVerification) || errors.Is(err, jwt.ErrEd25519Verification) || errors.Is(err, rsa.ErrVerification)):
+		return "bad signature: the token was not signed with this server's secret or key"
+	}
+	return "token invalid: " + strings.TrimPrefix(err.Error(), ErrTokenInvalid.Error()+": ")
 }
 
 // Sign returns an HS256 token for user that expires after ttl. It needs

@@ -3,6 +3,7 @@ package rest
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/wire"
@@ -114,11 +115,22 @@ func boundedLimit(r *http.Request, def, max int) (int, error) {
 	return int(n), nil
 }
 
-// convParam reads and checks the {conv} path value.
+// convParam reads and checks the {conv} path value. A direct conversation
+// may name its users in either order: dm:bob:alice is dm:alice:bob, the
+// canonical id that the answers carry.
 func convParam(r *http.Request) (string, error) {
 	conv := r.PathValue("conv")
+	if users, ok := strings.CutPrefix(conv, "dm:"); ok {
+		a, b, _ := strings.Cut(users, ":")
+		if a == b && history.ValidUserID(a) {
+			return "", &apiError{http.StatusNotFound, "not_found", "no such conversation: a direct conversation is between two different users"}
+		}
+		if history.ValidUserID(a) && history.ValidUserID(b) {
+			conv = history.DirectConvID(a, b)
+		}
+	}
 	if _, _, _, ok := history.ParseConvID(conv); !ok {
-		return "", &apiError{http.StatusNotFound, "not_found", "no such conversation"}
+		return "", &apiError{http.StatusNotFound, "not_found", "no such conversation: ids are dm:USER1:USER2 or g:GROUP"}
 	}
 	return conv, nil
 }

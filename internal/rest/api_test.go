@@ -83,7 +83,9 @@ type env struct {
 	tokens *auth.Tokens
 }
 
-func setup(t testing.TB, maxPayload int) *env {
+// setup serves the API over a fresh store; mod changes the send Service
+// before it starts (a Limiter, say).
+func setup(t testing.TB, maxPayload int, mod ...func(*send.Service)) *env {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
 	if err != nil {
@@ -93,6 +95,9 @@ func setup(t testing.TB, maxPayload int) *env {
 	ds := &downStore{Store: s}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := &send.Service{Store: ds, Groups: send.NewGroups(ds), Deliver: discard{}, MaxPayload: maxPayload, Log: log}
+	for _, f := range mod {
+		f(svc)
+	}
 	if err := svc.Init(); err != nil {
 		t.Fatal(err)
 	}

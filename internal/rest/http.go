@@ -101,6 +101,9 @@ func (b *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		b.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
 	status, _ := wire.HTTPStatus(e.Code)
+	if s := e.RetryAfterSeconds(); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
 	writeError(w, &apiError{status, e.Code, e.Message})
 }
 
@@ -190,7 +193,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error 
 		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid UTF-8"}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return &apiError{http.StatusBadRequest, "invalid", "request body is not valid JSON: " + err.Error()}
+		return &apiError{http.StatusBadRequest, "invalid", wire.JSONError("request body", v, err)}
 	}
 	return nil
 }

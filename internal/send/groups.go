@@ -138,8 +138,8 @@ func (m *Service) CreateGroup(ctx context.Context, actor string, req CreateGroup
 	if len(members) > MaxGroupMembers {
 		return history.Group{}, nil, wire.Errorf(history.EINVALID, "a group has at most %d members", MaxGroupMembers)
 	}
-	if !m.Limiter.Allow(actor, t) {
-		return history.Group{}, nil, wire.Errorf(wire.CodeRateLimited, "too many requests, slow down")
+	if ok, wait := m.Limiter.Take(actor, t); !ok {
+		return history.Group{}, nil, wire.RateLimited("requests", wait)
 	}
 	g := history.Group{ID: req.ID, Name: req.Name, CreatedBy: actor, CreatedAt: t.UTC().Truncate(time.Microsecond)}
 	created := groupCreatedBody{Name: g.Name, MemberCount: len(members)}
@@ -186,8 +186,8 @@ func (m *Service) ChangeMember(ctx context.Context, c history.MemberChange) (his
 	if !history.ValidGroupID(c.Group) {
 		return history.Message{}, nil, noSuchGroup(c.Group)
 	}
-	if !m.Limiter.Allow(c.Actor, t) {
-		return history.Message{}, nil, wire.Errorf(wire.CodeRateLimited, "too many requests, slow down")
+	if ok, wait := m.Limiter.Take(c.Actor, t); !ok {
+		return history.Message{}, nil, wire.RateLimited("requests", wait)
 	}
 	conv := history.GroupConvID(c.Group)
 	var msg history.Message

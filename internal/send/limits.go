@@ -32,8 +32,16 @@ func NewRateLimiter(rate, burst float64) *RateLimiter {
 
 // Allow takes one token from user's bucket and reports whether there was one.
 func (l *RateLimiter) Allow(user string, now time.Time) bool {
+	ok, _ := l.Take(user, now)
+	return ok
+}
+
+// Take takes one token from user's bucket and reports whether there was one;
+// when there was none, wait is how long until the bucket holds one again
+// (a request made then is allowed, unless another took the token first).
+func (l *RateLimiter) Take(user string, now time.Time) (ok bool, wait time.Duration) {
 	if l == nil || l.Rate <= 0 {
-		return true
+		return true, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -57,10 +65,10 @@ func (l *RateLimiter) Allow(user string, now time.Time) bool {
 	}
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return false, time.Duration((1 - b.tokens) / l.Rate * float64(time.Second))
 	}
 	b.tokens--
-	return true
+	return true, 0
 }
 
 // sweep forgets full buckets so that memory stays bounded by active users.

@@ -154,3 +154,34 @@ func TestRateLimiterLiteral(t *testing.T) {
 		t.Fatalf("allowed %d, want 2", got)
 	}
 }
+
+// TestRateLimiterTakeWait: a refused Take says how long until a token is
+// back, and a Take after that long is allowed.
+func TestRateLimiterTakeWait(t *testing.T) {
+	l := send.NewRateLimiter(2, 1) // one token every 500ms
+	if ok, wait := l.Take("alice", t0); !ok || wait != 0 {
+		t.Fatalf("first Take = %v, %v", ok, wait)
+	}
+	cases := []struct {
+		name  string
+		after time.Duration
+		want  time.Duration
+	}{
+		{"Empty", 0, 500 * time.Millisecond},
+		{"HalfRefilled", 200 * time.Millisecond, 300 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, wait := l.Take("alice", t0.Add(tc.after))
+			if ok || wait < tc.want-time.Millisecond || wait > tc.want+time.Millisecond {
+				t.Fatalf("Take = %v, %v; want refused, %v", ok, wait, tc.want)
+			}
+		})
+	}
+	if ok, _ := l.Take("alice", t0.Add(500*time.Millisecond)); !ok {
+		t.Fatal("Take after the wait refused")
+	}
+	if ok, wait := (*send.RateLimiter)(nil).Take("alice", t0); !ok || wait != 0 {
+		t.Fatalf("nil limiter Take = %v, %v", ok, wait)
+	}
+}

@@ -109,7 +109,9 @@ func (m *Service) Init() error {
 // message and whether it was new; a retry with the same cid returns the
 // original (created false) and echoes it to the sender's inbox only.
 // Ephemeral sends return a zero Message and are delivered at QoS 0 to the
-// other members' inboxes without being stored.
+// other members' inboxes without being stored. A send to oneself fails with
+// invalid_peer, one over the rate limit with rate_limited and the wait in
+// RetryAfter.
 func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.Error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
@@ -126,8 +128,11 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	var recipients []string
 	switch kind {
 	case wire.TargetUser:
-		if !history.ValidUserID(target) || target == from {
-			return fail(wire.CodeInvalidPeer, "invalid peer %q", target)
+		if !history.ValidUserID(target) {
+			return fail(wire.CodeInvalidPeer, "invalid user id %q (1 to 64 of A-Z a-z 0-9 . _ @ -)", target)
+		}
+		if target == from {
+			return fail(wire.CodeInvalidPeer, "you cannot send a direct message to yourself")
 		}
 		conv = history.DirectConvID(from, target)
 		recipients = []string{from, target}
@@ -139,8 +144,10 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	default:
 		return fail(wire.CodeInvalidPeer, "unknown target kind %q", kind)
 	}
-	if !m.Limiter.Allow(from, time.Now()) {
-		return fail(wire.CodeRateLimited, "too many messages, slow down")
+	if ok, wait := m.Limiter.Take(from, time.Now()); !ok {
+		e := wire.RateLimited("messages", wait)
+		e.CID = p.CID
+		return history.Message{}, false, e
 	}
 	var version int64
 	if kind == wire.TargetGroup {

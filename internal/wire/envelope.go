@@ -3,7 +3,6 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/history"
@@ -37,7 +36,7 @@ var reservedTypes = []string{"group.", "member.", "system."}
 func ParseSendPayload(b []byte, max int) (SendPayload, *Error) {
 	var p SendPayload
 	if max > 0 && len(b) > max {
-		return p, Errorf(CodeTooLarge, "payload of %d bytes exceeds the maximum of %d", len(b), max)
+		return p, Errorf(CodeTooLarge, "message of %d bytes is larger than the server's limit of %d bytes", len(b), max)
 	}
 	if !utf8.Valid(b) {
 		return p, Errorf(CodeInvalidPayload, "payload is not valid UTF-8")
@@ -53,7 +52,7 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *Error) {
 			cid = ""
 		}
 		p = SendPayload{CID: cid}
-		return p, &Error{Code: CodeInvalidPayload, Message: "payload is not valid JSON for a send: " + err.Error(), CID: cid}
+		return p, &Error{Code: CodeInvalidPayload, Message: JSONError("payload", nil, err), CID: cid}
 	}
 	fail := func(format string, args ...any) (SendPayload, *Error) {
 		e := Errorf(CodeInvalidPayload, format, args...)
@@ -103,17 +102,17 @@ func decodeSend(b []byte, p *SendPayload) error {
 	}
 	if raw, ok := fields["cid"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &p.CID); err != nil {
-			return fmt.Errorf("cid: %w", err)
+			return fieldError("cid", err)
 		}
 	}
 	if raw, ok := fields["type"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &p.Type); err != nil {
-			return fmt.Errorf("type: %w", err)
+			return fieldError("type", err)
 		}
 	}
 	if raw, ok := fields["ephemeral"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &p.Ephemeral); err != nil {
-			return fmt.Errorf("ephemeral: %w", err)
+			return fieldError("ephemeral", err)
 		}
 	}
 	if raw, ok := fields["body"]; ok {
@@ -149,12 +148,15 @@ type ErrorEvent struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Topic   string `json:"topic,omitempty"`
+	// RetryAfter is, for rate_limited, the seconds until the user may send
+	// again.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // ErrorPayload returns the inbox payload of the error event for e, a failed
 // publish to topic.
 func ErrorPayload(e *Error, topic string) []byte {
-	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic})
+	b, _ := json.Marshal(ErrorEvent{Kind: "error", CID: e.CID, Code: e.Code, Message: e.Message, Topic: topic, RetryAfter: e.RetryAfterSeconds()})
 	return b
 }
 
@@ -162,4 +164,21 @@ func ErrorPayload(e *Error, topic string) []byte {
 type ReadRequest struct {
 	Conv string `json:"conv"`
 	Seq  int64  `json:"seq"`
+}
+
+// readShape ends the error texts of ParseReadRequest.
+const readShape = `a read marker is {"conv": "...", "seq": N}`
+
+// ParseReadRequest decodes a read marker payload. Errors are
+// CodeInvalidPayload and say what is wrong (a field of the wrong type, no
+// conv, not JSON) and what a marker looks like.
+func ParseReadRequest(b []byte) (ReadRequest, *Error) {
+	var req ReadRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return ReadRequest{}, Errorf(CodeInvalidPayload, "%s; %s", JSONError("payload", &req, err), readShape)
+	}
+	if req.Conv == "" {
+		return ReadRequest{}, Errorf(CodeInvalidPayload, `field "conv" is required; %s`, readShape)
+	}
+	return req, nil
 }

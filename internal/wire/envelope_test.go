@@ -271,6 +271,9 @@ func FuzzParseSendPayload(f *testing.F) {
 			if err.Message == "" {
 				t.Fatalf("ParseSendPayload(%q): error without a message", b)
 			}
+			if strings.Contains(err.Message, "Go ") || strings.Contains(err.Message, "json: ") {
+				t.Fatalf("ParseSendPayload(%q): message %q speaks of Go", b, err.Message)
+			}
 			if !history.ValidText(err.CID) {
 				t.Fatalf("ParseSendPayload(%q): error echoes cid %q, not valid text", b, err.CID)
 			}

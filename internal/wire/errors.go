@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/parley-im/parley/history"
 )
@@ -27,6 +28,27 @@ type Error struct {
 	Code    string
 	Message string
 	CID     string
+	// RetryAfter, for rate_limited, is how long until the user may send
+	// again: REST answers carry it in Retry-After, MQTT error events in
+	// retry_after (whole seconds, rounded up).
+	RetryAfter time.Duration
+}
+
+// RetryAfterSeconds returns RetryAfter in whole seconds, rounded up, at
+// least 1 when RetryAfter is set; 0 when it is not.
+func (e *Error) RetryAfterSeconds() int {
+	if e.RetryAfter <= 0 {
+		return 0
+	}
+	return int((e.RetryAfter + time.Second - 1) / time.Second)
+}
+
+// RateLimited returns the rate_limited *Error for a request refused for
+// wait: its message says when to try again.
+func RateLimited(what string, wait time.Duration) *Error {
+	e := &Error{Code: CodeRateLimited, RetryAfter: wait}
+	e.Message = fmt.Sprintf("too many %s, slow down: try again in %d s", what, max(e.RetryAfterSeconds(), 1))
+	return e
 }
 
 // FromStore returns the *Error for an error of the store: its history code
