@@ -27,9 +27,10 @@ type fakeConn struct {
 	inflight  map[uint16]int // packet id -> payload size
 	got       []sent
 	dropped   []uint16
-	maxOut    int // most inflight deliveries seen at a Send
-	maxBytes  int // most inflight payload bytes seen at a Send
-	tooLarge  int // payloads above this many bytes fail with ErrTooLarge (0: none)
+	maxOut    int             // most inflight deliveries seen at a Send
+	maxBytes  int             // most inflight payload bytes seen at a Send
+	acking    map[uint16]bool // acknowledged, not yet out of inflight
+	tooLarge  int             // payloads above this many bytes fail with ErrTooLarge (0: none)
 	failSend  error
 	closed    bool
 	stopErr   error
@@ -92,11 +93,14 @@ func (c *fakeConn) Send(id uint16, payload []byte, qos byte) error {
 	if qos > 0 {
 		c.inflight[id] = len(payload)
 	}
-	total := 0
-	for _, n := range c.inflight {
-		total += n
+	total, out := 0, 0
+	for pid, n := range c.inflight {
+		if !c.acking[pid] { // acknowledged, on its way out of the table
+			total += n
+			out++
+		}
 	}
-	c.maxOut = max(c.maxOut, len(c.inflight))
+	c.maxOut = max(c.maxOut, out)
 	c.maxBytes = max(c.maxBytes, total)
 	c.got = append(c.got, sent{id: id, qos: qos, payload: payload})
 	onSend := c.onSend
@@ -144,9 +148,16 @@ func (c *fakeConn) Closed() bool {
 // ack acknowledges the delivery id the way mochi does: the hook sees the
 // PUBACK, then the inflight record goes.
 func (c *fakeConn) ack(h *Hub, id uint16) {
+	c.mu.Lock()
+	if c.acking == nil {
+		c.acking = map[uint16]bool{}
+	}
+	c.acking[id] = true // the PUBACK is in: no longer counted as in flight
+	c.mu.Unlock()
 	h.Acknowledge(c, id)
 	c.mu.Lock()
 	delete(c.inflight, id)
+	delete(c.acking, id)
 	c.mu.Unlock()
 }
 
