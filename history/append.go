@@ -37,11 +37,15 @@ type AppendState struct {
 	// that is absent is a group that was never created.
 	Convs map[string]ConvState
 	// Members holds the keys of the plan's Members that are current members
-	// (not removed, not left).
-	Members map[MemberKey]bool
+	// (not removed, not left), with their role and first visible seq.
+	Members map[MemberKey]MemberState
 	// Earlier holds the messages stored before under a key of the plan's
 	// CIDs.
 	Earlier map[CIDKey]Message
+	// Targets holds the messages among the plan's Targets that exist.
+	Targets map[SeqKey]TargetState
+	// Reactions holds the keys of the plan's Reactions that exist.
+	Reactions map[ReactionKey]bool
 }
 
 // ConvLast is where a conversation ends after an append: the seq and the
@@ -64,11 +68,15 @@ type ConvLast struct {
 //     the order given (sorted by id: one lock order on every node, so
 //     concurrent batches do not deadlock), and reads their ConvState, the
 //     current memberships among Members and the messages stored under CIDs.
+//     It also reads the messages of Targets (replied to or changed) and the
+//     reactions of Reactions.
 //  3. Assign decides each remaining message: ENOTFOUND (no such group),
 //     ENOTMEMBER (the sender is not a current member of the group), a
-//     duplicate (the earlier message, created false), or a new message with
-//     the next seq of its conversation. The store inserts the messages and
-//     moves each conversation to its ConvLast.
+//     duplicate (the earlier message, created false), a refused reply,
+//     mention or change (EINVALID, ENOMESSAGE, ENOTALLOWED), an op that
+//     changes nothing (Unchanged), or a new message with the next seq of its
+//     conversation. The store inserts the messages, applies Changes in order
+//     and moves each conversation to its ConvLast.
 type AppendPlan struct {
 	// Results holds one result per message, in order: the errors of step 1
 	// until Assign fills in the rest.
@@ -82,6 +90,14 @@ type AppendPlan struct {
 	// CIDs lists the client ids whose earlier messages make a message a
 	// duplicate.
 	CIDs []CIDKey
+	// Targets lists the messages that messages reply to or change.
+	Targets []SeqKey
+	// Reactions lists the reactions that react and unreact ops add or
+	// remove.
+	Reactions []ReactionKey
+	// Changes, filled in by Assign, lists what the accepted ops do to
+	// their targets, in order.
+	Changes []Change
 
 	msgs  []NewMessage
 	convs map[string]ConvRef
@@ -92,6 +108,8 @@ func PlanAppend(ms []NewMessage) *AppendPlan {
 	p := &AppendPlan{Results: make([]AppendResult, len(ms)), msgs: ms, convs: map[string]ConvRef{}}
 	members := map[MemberKey]bool{}
 	cids := map[CIDKey]bool{}
+	targets := map[SeqKey]bool{}
+	reactions := map[ReactionKey]bool{}
 	for i, nm := range ms {
 		kind, a, b, ok := ParseConvID(nm.Conv)
 		switch {
@@ -102,33 +120,100 @@ func PlanAppend(ms []NewMessage) *AppendPlan {
 			p.Results[i].Err = Errorf(ENOTMEMBER, "%q is not part of %s", nm.From, nm.Conv)
 			continue
 		}
+		if err := checkShape(nm, kind, a, b); err != nil {
+			p.Results[i].Err = err
+			continue
+		}
 		if _, ok := p.convs[nm.Conv]; !ok {
 			c := ConvRef{ID: nm.Conv, Kind: kind, A: a, B: b}
 			p.convs[nm.Conv] = c
 			p.Convs = append(p.Convs, c)
 		}
-		if k := (MemberKey{nm.Conv, nm.From}); kind == KindGroup && !members[k] {
-			members[k] = true
-			p.Members = append(p.Members, k)
+		if kind == KindGroup {
+			for _, u := range append([]string{nm.From}, nm.Mentions...) {
+				if k := (MemberKey{nm.Conv, u}); !members[k] {
+					members[k] = true
+					p.Members = append(p.Members, k)
+				}
+			}
 		}
 		if k := (CIDKey{nm.Conv, nm.From, nm.CID}); nm.CID != "" && !cids[k] {
 			cids[k] = true
 			p.CIDs = append(p.CIDs, k)
+		}
+		for _, seq := range []int64{nm.ReplyTo, nm.Target} {
+			if k := (SeqKey{nm.Conv, seq}); seq > 0 && !targets[k] {
+				targets[k] = true
+				p.Targets = append(p.Targets, k)
+			}
+		}
+		if nm.Op == OpReact || nm.Op == OpUnreact {
+			if k := (ReactionKey{nm.Conv, nm.Target, nm.From, nm.Emoji}); !reactions[k] {
+				reactions[k] = true
+				p.Reactions = append(p.Reactions, k)
+			}
 		}
 	}
 	sort.Slice(p.Convs, func(i, j int) bool { return p.Convs[i].ID < p.Convs[j].ID })
 	return p
 }
 
+// checkShape checks what a message's fields must be without the store: an
+// op's type and target, a reaction's emoji, mentions of a direct
+// conversation (its two users).
+func checkShape(nm NewMessage, kind, a, b string) error {
+	switch nm.Op {
+	case "", OpSend:
+		if nm.Target != 0 || nm.Emoji != "" {
+			return Errorf(EINVALID, "a send has no target or emoji")
+		}
+	case OpEdit, OpDelete, OpReact, OpUnreact:
+		if nm.Type != OpType(nm.Op) {
+			return Errorf(EINVALID, "op %s stores type %s, not %q", nm.Op, OpType(nm.Op), nm.Type)
+		}
+		if nm.Target < 1 {
+			return Errorf(EINVALID, "op %s needs a target seq", nm.Op)
+		}
+		if nm.ReplyTo != 0 || len(nm.Mentions) > 0 {
+			return Errorf(EINVALID, "only a send replies or mentions")
+		}
+		react := nm.Op == OpReact || nm.Op == OpUnreact
+		if react != (nm.Emoji != "") || len(nm.Emoji) > MaxEmojiLen || !ValidText(nm.Emoji) {
+			return Errorf(EINVALID, "a reaction needs an emoji of 1 to %d bytes; other ops have none", MaxEmojiLen)
+		}
+	default:
+		return Errorf(EINVALID, "unknown op %q", nm.Op)
+	}
+	if nm.ReplyTo < 0 {
+		return Errorf(EINVALID, "reply_to must be a seq")
+	}
+	if len(nm.Mentions) > MaxMentions {
+		return Errorf(EINVALID, "a message mentions at most %d users", MaxMentions)
+	}
+	for _, u := range nm.Mentions {
+		if kind == KindDirect && u != a && u != b {
+			return Errorf(EINVALID, "%q is not part of this conversation and cannot be mentioned", u)
+		}
+	}
+	return nil
+}
+
 // Assign decides the outcome of every message that PlanAppend let through,
-// given what the store read (see AppendPlan), and fills in Results. It
-// returns the messages to insert, in order, and the new end of each
-// conversation they go to, sorted by conversation id. A message repeated
-// within the batch (same CIDKey) is stored once: the repeats return it with
-// created false. st.Earlier gains the messages created.
+// given what the store read (see AppendPlan), and fills in Results and
+// Changes. It returns the messages to insert, in order, and the new end of
+// each conversation they go to, sorted by conversation id. A message
+// repeated within the batch (same CIDKey) is stored once: the repeats return
+// it with created false. A message may reply to or change one stored earlier
+// in the same batch. st's maps gain what the batch does.
 func (p *AppendPlan) Assign(st AppendState) (insert []Message, last []ConvLast) {
 	if st.Earlier == nil {
 		st.Earlier = map[CIDKey]Message{}
+	}
+	if st.Targets == nil {
+		st.Targets = map[SeqKey]TargetState{}
+	}
+	if st.Reactions == nil {
+		st.Reactions = map[ReactionKey]bool{}
 	}
 	seqs := map[string]int64{}
 	ends := map[string]int{} // conversation -> index in last
@@ -138,19 +223,53 @@ func (p *AppendPlan) Assign(st AppendState) (insert []Message, last []ConvLast) 
 		}
 		c := p.convs[nm.Conv]
 		cs, ok := st.Convs[nm.Conv]
-		switch {
-		case !ok:
+		if !ok {
 			p.Results[i].Err = NoSuchGroup(c.A)
 			continue
-		case c.Kind == KindGroup && !st.Members[MemberKey{nm.Conv, nm.From}]:
-			p.Results[i].Err = Errorf(ENOTMEMBER, "%q is not a member of group %q", nm.From, c.A)
-			continue
+		}
+		ms := MemberState{Role: RoleMember} // both users of a direct conversation
+		if c.Kind == KindGroup {
+			if ms, ok = st.Members[MemberKey{nm.Conv, nm.From}]; !ok {
+				p.Results[i].Err = Errorf(ENOTMEMBER, "%q is not a member of group %q", nm.From, c.A)
+				continue
+			}
 		}
 		p.Results[i].MemberVersion = cs.Version
 		key := CIDKey{nm.Conv, nm.From, nm.CID}
 		if m, ok := st.Earlier[key]; ok && nm.CID != "" {
 			p.Results[i].Message = m
 			continue
+		}
+		if err := p.checkSend(nm, c, ms, st); err != nil {
+			p.Results[i].Err = err
+			continue
+		}
+		var change *Change
+		if nm.Op != "" && nm.Op != OpSend {
+			tk := SeqKey{nm.Conv, nm.Target}
+			t, found := st.Targets[tk]
+			rk := ReactionKey{nm.Conv, nm.Target, nm.From, nm.Emoji}
+			changes, err := checkChange(nm, c.Kind, ms, t, found, st.Reactions[rk])
+			if err != nil {
+				p.Results[i].Err = err
+				continue
+			}
+			if !changes {
+				p.Results[i].Unchanged = true
+				continue
+			}
+			change = &Change{Op: nm.Op, Conv: nm.Conv, Target: nm.Target, User: nm.From, Emoji: nm.Emoji}
+			switch nm.Op {
+			case OpEdit:
+				change.Body = nm.Body
+			case OpDelete:
+				t.Deleted = true
+				st.Targets[tk] = t
+			case OpReact:
+				st.Reactions[rk] = true
+			case OpUnreact:
+				delete(st.Reactions, rk)
+			}
 		}
 		seq, ok := seqs[nm.Conv]
 		if !ok {
@@ -162,6 +281,11 @@ func (p *AppendPlan) Assign(st AppendState) (insert []Message, last []ConvLast) 
 		p.Results[i].Message, p.Results[i].Created = m, true
 		if nm.CID != "" {
 			st.Earlier[key] = m // a repeat later in this batch
+		}
+		st.Targets[SeqKey{m.Conv, m.Seq}] = TargetState{From: m.From, Type: m.Type, TS: m.TS}
+		if change != nil {
+			change.TS = m.TS
+			p.Changes = append(p.Changes, *change)
 		}
 		insert = append(insert, m)
 		if j, ok := ends[m.Conv]; ok {
@@ -175,11 +299,32 @@ func (p *AppendPlan) Assign(st AppendState) (insert []Message, last []ConvLast) 
 	return insert, last
 }
 
+// checkSend checks a send's reply and mentions: the message replied to must
+// be one the sender can see and not an event, the users mentioned current
+// members of the group (EINVALID).
+func (p *AppendPlan) checkSend(nm NewMessage, c ConvRef, ms MemberState, st AppendState) error {
+	if nm.ReplyTo > 0 {
+		t, ok := st.Targets[SeqKey{nm.Conv, nm.ReplyTo}]
+		if !ok || nm.ReplyTo < ms.Joined || IsEvent(t.Type) {
+			return Errorf(EINVALID, "reply_to %d is not a message of %s that you can see", nm.ReplyTo, nm.Conv)
+		}
+	}
+	if c.Kind == KindGroup {
+		for _, u := range nm.Mentions {
+			if _, ok := st.Members[MemberKey{nm.Conv, u}]; !ok {
+				return Errorf(EINVALID, "%q is not a member of group %q and cannot be mentioned", u, c.A)
+			}
+		}
+	}
+	return nil
+}
+
 // Stored returns nm as the store keeps it with seq: its time in UTC,
 // truncated to the microseconds both stores hold.
 func (nm NewMessage) Stored(seq int64) Message {
 	return Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From,
-		TS: nm.TS.UTC().Truncate(time.Microsecond), Type: nm.Type, Body: nm.Body}
+		TS: nm.TS.UTC().Truncate(time.Microsecond), Type: nm.Type, Body: nm.Body,
+		ReplyTo: nm.ReplyTo, Mentions: nm.Mentions, Target: nm.Target, Emoji: nm.Emoji}
 }
 
 // BatchAppender is a store that appends in batches.

@@ -79,7 +79,7 @@ func TestPlanAppend(t *testing.T) {
 			ms:   []history.NewMessage{nm(team, "bob", ""), nm(nope, "alice", ""), nm(team, "carol", ""), nm(team, "bob", ""), nm(dm, "alice", "")},
 			st: history.AppendState{
 				Convs:   map[string]history.ConvState{team: {Last: 7, Version: 3}, dm: {Last: 1}},
-				Members: map[history.MemberKey]bool{{Conv: team, User: "bob"}: true},
+				Members: map[history.MemberKey]history.MemberState{{Conv: team, User: "bob"}: {Role: history.RoleMember}},
 			},
 			want:    []string{"seq 8 v3", history.ENOTFOUND, history.ENOTMEMBER, "seq 9 v3", "seq 2 v0"},
 			convs:   []string{dm, nope, team},

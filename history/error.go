@@ -15,6 +15,12 @@ const (
 	EFORBIDDEN   = "forbidden"
 	EUNAVAILABLE = "unavailable"
 	EINTERNAL    = "internal"
+	// ENOMESSAGE: the message an op targets does not exist, cannot be seen
+	// or was deleted.
+	ENOMESSAGE = "no_such_message"
+	// ENOTALLOWED: the op is not allowed on its target (not the author,
+	// not an admin, edit window passed, the target is an event).
+	ENOTALLOWED = "not_allowed"
 )
 
 // Error is a domain error with a stable code and a message safe to show users.

@@ -36,14 +36,32 @@ const (
 // Message is one stored message of a conversation. Seq numbers start at 1 in
 // every conversation and increase by exactly one in commit order.
 type Message struct {
-	Conv string          `json:"conv"`
-	Seq  int64           `json:"seq"`
-	ID   string          `json:"id"`
-	CID  string          `json:"cid,omitempty"`
-	From string          `json:"from"`
-	TS   time.Time       `json:"ts"`
-	Type string          `json:"type"`
+	Conv string    `json:"conv"`
+	Seq  int64     `json:"seq"`
+	ID   string    `json:"id"`
+	CID  string    `json:"cid,omitempty"`
+	From string    `json:"from"`
+	TS   time.Time `json:"ts"`
+	Type string    `json:"type"`
+	// Body is the message's current body: the latest edit's, or JSON null
+	// once the message was deleted.
 	Body json.RawMessage `json:"body"`
+	// ReplyTo is the seq of the message this one replies to.
+	ReplyTo int64 `json:"reply_to,omitempty"`
+	// Mentions are the users the message mentions.
+	Mentions []string `json:"mentions,omitempty"`
+	// Target and Emoji belong to change events (message.edited,
+	// message.deleted, reaction.*): the seq of the changed message and the
+	// reaction's emoji.
+	Target int64  `json:"target,omitempty"`
+	Emoji  string `json:"emoji,omitempty"`
+	// EditedAt is the time of the latest edit; Deleted is set once the
+	// message was deleted for everyone.
+	EditedAt time.Time `json:"edited_at,omitzero"`
+	Deleted  bool      `json:"deleted,omitempty"`
+	// Reactions, filled by History only, counts each emoji's reactions as
+	// seen by the user who asked.
+	Reactions map[string]ReactionCount `json:"reactions,omitempty"`
 }
 
 // Group is a named group conversation. Its conversation id is "g:" + ID.
@@ -75,13 +93,29 @@ type NewMessage struct {
 	TS   time.Time
 	Type string
 	Body json.RawMessage
+
+	// Op is what the message does (see OpSend and the others); "" is a
+	// send. For an op other than send, Type must be OpType(Op) and Target
+	// names the message it changes.
+	Op      string
+	ReplyTo int64
+	// Mentions must be members of the conversation.
+	Mentions []string
+	Target   int64
+	Emoji    string
+	// EditSince, for OpEdit, is the earliest time the target may have been
+	// sent and still be edited; zero: no limit.
+	EditSince time.Time
 }
 
 // AppendResult is the outcome of one message of AppendBatch.
 type AppendResult struct {
 	Message Message
 	Created bool
-	Err     error
+	// Unchanged is set for an accepted op that changed nothing and stored
+	// no event (a repeated reaction, a second delete): Message is empty.
+	Unchanged bool
+	Err       error
 	// MemberVersion is the group's membership version when the message was
 	// stored (0 for direct conversations).
 	MemberVersion int64
@@ -181,8 +215,9 @@ type Store interface {
 	// History returns up to q.Limit messages of q.Conv that q.User may see
 	// (members see their conversations; former members up to their removal):
 	// ascending after q.After, or descending before q.Before when it is set.
-	// It also returns the user's view of the conversation. ENOTMEMBER when
-	// the user never was a member.
+	// Each message carries its current state (body, EditedAt, Deleted) and
+	// its Reactions as q.User sees them. It also returns the user's view of
+	// the conversation. ENOTMEMBER when the user never was a member.
 	History(ctx context.Context, q HistoryQuery) ([]Message, ConvHead, error)
 
 	// Conversations returns a page of user's conversations, most recently
@@ -191,7 +226,7 @@ type Store interface {
 	Conversations(ctx context.Context, user, cursor string, limit int) ([]ConversationView, string, error)
 
 	// Changes returns up to limit (at least 1) of user's conversations that
-	// changed (new messages, membership, the user's read marker) since the
+	// changed (new messages, membership, the user's read marker or settings) since the
 	// opaque token, or of all of them when since is empty, most recently
 	// active first, and the token to pass next time. more is true when
 	// further conversations of this pass remain: the token then continues
@@ -200,6 +235,14 @@ type Store interface {
 	// once; a conversation may be reported again. EINVALID for a malformed
 	// token or a limit below 1.
 	Changes(ctx context.Context, user, since string, limit int) (views []ConversationView, next string, more bool, err error)
+
+	// Counts returns user's unread and mention counts in conv (see
+	// ConversationView). ENOTMEMBER when the user never was a member.
+	Counts(ctx context.Context, user, conv string) (unread, mentions int64, err error)
+
+	// SetSettings stores user's settings of conv and returns them.
+	// ENOTMEMBER when the user never was a member.
+	SetSettings(ctx context.Context, user, conv string, s Settings) (Settings, error)
 
 	// Close releases what the store opened itself (not a caller-owned pool).
 	Close() error
@@ -231,14 +274,18 @@ func (v *ConversationView) SetParties(user string) {
 
 // ConversationView is a conversation as one user sees it.
 type ConversationView struct {
-	ID          string
-	Kind        string
-	Peer        string // direct conversations: the other user
-	Group       string // group conversations: the group id
-	Name        string // the group's name, or the peer
-	LastSeq     int64  // the last seq the user may see
-	ReadSeq     int64
-	Unread      int64 // messages from others after ReadSeq
+	ID      string
+	Kind    string
+	Peer    string // direct conversations: the other user
+	Group   string // group conversations: the group id
+	Name    string // the group's name, or the peer
+	LastSeq int64  // the last seq the user may see
+	ReadSeq int64
+	// Unread counts the messages of others after ReadSeq, not events and not
+	// deleted ones; Mentions counts those of them that mention the user.
+	Unread      int64
+	Mentions    int64
+	Settings    Settings
 	LastMessage *Message
 }
 

@@ -37,7 +37,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 	for _, k := range plan.CIDs {
 		kc, kf, kcid = append(kc, k.Conv), append(kf, k.From), append(kcid, k.CID)
 	}
-	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]bool{}, Earlier: map[history.CIDKey]history.Message{}}
+	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]history.MemberState{}, Earlier: map[history.CIDKey]history.Message{}}
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		for _, c := range plan.Convs {
@@ -56,11 +56,12 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 			return err
 		})
 		if len(mc) > 0 {
-			batch.Queue(`SELECT conv, user_id FROM members WHERE (conv, user_id) IN
+			batch.Queue(`SELECT conv, user_id, role, joined_seq FROM members WHERE (conv, user_id) IN
 				(SELECT * FROM unnest($1::text[], $2::text[])) AND left_seq IS NULL`, mc, mu).Query(func(rows pgx.Rows) error {
 				var k history.MemberKey
-				_, err := pgx.ForEachRow(rows, []any{&k.Conv, &k.User}, func() error {
-					st.Members[k] = true
+				var ms history.MemberState
+				_, err := pgx.ForEachRow(rows, []any{&k.Conv, &k.User, &ms.Role, &ms.Joined}, func() error {
+					st.Members[k] = ms
 					return nil
 				})
 				return err

@@ -228,7 +228,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 // readAppendState creates the direct conversations of plan that do not
 // exist yet and reads what plan.Assign needs.
 func readAppendState(ctx context.Context, ex execer, plan *history.AppendPlan) (history.AppendState, error) {
-	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]bool{}, Earlier: map[history.CIDKey]history.Message{}}
+	st := history.AppendState{Convs: map[string]history.ConvState{}, Members: map[history.MemberKey]history.MemberState{}, Earlier: map[history.CIDKey]history.Message{}}
 	for _, c := range plan.Convs {
 		if c.Kind == history.KindDirect {
 			res, err := ex.ExecContext(ctx, `INSERT INTO conversations (id, kind, created_at, updated_at) VALUES (?, 'direct', ?, ?) ON CONFLICT DO NOTHING`, c.ID, now(), now())
@@ -252,11 +252,15 @@ func readAppendState(ctx context.Context, ex execer, plan *history.AppendPlan) (
 		st.Convs[c.ID] = cs
 	}
 	for _, k := range plan.Members {
-		var member bool
-		if err := ex.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL)`, k.Conv, k.User).Scan(&member); err != nil {
+		var ms history.MemberState
+		err := ex.QueryRowContext(ctx, `SELECT role, joined_seq FROM members WHERE conv = ? AND user_id = ? AND left_seq IS NULL`, k.Conv, k.User).Scan(&ms.Role, &ms.Joined)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
 			return st, err
 		}
-		st.Members[k] = member
+		st.Members[k] = ms
 	}
 	for _, k := range plan.CIDs {
 		m, err := scanMessage(ex.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND sender = ? AND cid = ?`, k.Conv, k.From, k.CID))

@@ -159,3 +159,13 @@ func (i *instrumented) Changes(ctx context.Context, user, since string, limit in
 }
 
 func (i *instrumented) Close() error { return i.s.Close() }
+
+func (i *instrumented) Counts(ctx context.Context, user, conv string) (_, _ int64, err error) {
+	defer func(t time.Time) { i.observe("counts", t, err) }(time.Now())
+	return i.s.Counts(ctx, user, conv)
+}
+
+func (i *instrumented) SetSettings(ctx context.Context, user, conv string, s history.Settings) (_ history.Settings, err error) {
+	defer func(t time.Time) { i.observe("set_settings", t, err) }(time.Now())
+	return i.s.SetSettings(ctx, user, conv, s)
+}
