@@ -129,6 +129,10 @@ type Options struct {
 	// connected devices seen.
 	DeviceTTL time.Duration
 
+	// EditWindow is how long after sending a message its author may edit
+	// it (0: default DefaultEditWindow, 48h; negative: no limit).
+	EditWindow time.Duration
+
 	// Rate is the per-user send rate per second (0: default 20, negative:
 	// unlimited) with bursts of Burst (default 2×Rate).
 	Rate  float64
@@ -192,6 +196,9 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.Default()
 	}
 	orDefault(&o.MaxPayload, send.DefaultMaxPayload)
+	if o.EditWindow == 0 {
+		o.EditWindow = DefaultEditWindow
+	}
 	if o.Rate == 0 {
 		o.Rate = 20
 	}
@@ -214,6 +221,10 @@ func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
 		*v = def
 	}
 }
+
+// DefaultEditWindow is how long authors may edit their messages unless
+// Options.EditWindow says otherwise.
+const DefaultEditWindow = 48 * time.Hour
 
 // Broker is a running Parley node.
 type Broker struct {
@@ -300,7 +311,7 @@ func New(opts Options) (*Broker, error) {
 	b.committer = &send.Committer{Store: b.store, Partitions: opts.CommitPartitions}
 	b.groups = send.NewGroups(b.store)
 	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
-		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload,
+		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload, EditWindow: opts.EditWindow,
 		Metrics: b.metrics, Log: opts.Logger}
 	if opts.NATSURL != "" {
 		// Cluster mode: the bus is wired into the engines here and connects

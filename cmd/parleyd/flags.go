@@ -180,6 +180,14 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		maxPayload = send.DefaultMaxPayload
 	}
 	fs.IntVar(&c.MaxPayload, "max-payload", maxPayload, "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
+	editWindow, err := time.ParseDuration(envNum("PARLEY_EDIT_WINDOW", "48h"))
+	if err != nil {
+		if err := bad(fmt.Errorf("PARLEY_EDIT_WINDOW: %w", err)); err != nil {
+			return err
+		}
+		editWindow = 48 * time.Hour
+	}
+	fs.DurationVar(&c.EditWindow, "edit-window", editWindow, "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
 	rate, err := strconv.ParseFloat(envNum("PARLEY_RATE", "20"), 64)
 	if err != nil {
 		if err := bad(fmt.Errorf("PARLEY_RATE: %w", err)); err != nil {

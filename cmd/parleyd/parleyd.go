@@ -47,6 +47,7 @@ type Config struct {
 	Anonymous    bool
 	MaxPayload   int
 	Rate         float64
+	EditWindow   time.Duration
 	Burst        float64
 	TokenTTL     time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
@@ -121,6 +122,10 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	if c.DeviceTTL == 0 {
 		opts.DeviceTTL = -1 // 0 means never on the command line
+	}
+	opts.EditWindow = c.EditWindow
+	if c.EditWindow <= 0 {
+		opts.EditWindow = -1 // 0 is no limit on the command line
 	}
 	if c.Rate == 0 {
 		opts.Rate = -1 // 0 disables the limit on the command line

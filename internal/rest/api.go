@@ -46,6 +46,12 @@ var routes = []route{
 	{"GET", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listMessages }},
 	{"POST", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postConvMessage }},
 	{"POST", "/v1/users/{peer}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUserMessage }},
+	{"GET", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getMessage }},
+	{"PATCH", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.editMessage }},
+	{"DELETE", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMessage }},
+	{"PUT", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putReaction }},
+	{"DELETE", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteReaction }},
+	{"PUT", "/v1/conversations/{conv}/settings", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putSettings }},
 	{"POST", "/v1/conversations/{conv}/read", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
 	{"GET", "/v1/sync", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
 	{"POST", "/v1/groups", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
@@ -64,13 +70,19 @@ type conversationJSON struct {
 	LastSeq     int64          `json:"last_seq"`
 	ReadSeq     int64          `json:"read_seq"`
 	Unread      int64          `json:"unread"`
+	Mentions    int64          `json:"mentions"`
+	MutedUntil  *string        `json:"muted_until"`
+	Archived    bool           `json:"archived"`
+	Pinned      bool           `json:"pinned"`
 	LastMessage *messageJSON   `json:"last_message"`
 	Messages    *[]messageJSON `json:"messages,omitempty"`
 }
 
 func toConversationJSON(v history.ConversationView) conversationJSON {
 	c := conversationJSON{ID: v.ID, Kind: v.Kind, Peer: v.Peer, Group: v.Group, Name: v.Name,
-		LastSeq: v.LastSeq, ReadSeq: v.ReadSeq, Unread: v.Unread}
+		LastSeq: v.LastSeq, ReadSeq: v.ReadSeq, Unread: v.Unread, Mentions: v.Mentions,
+		Archived: v.Settings.Archived, Pinned: v.Settings.Pinned}
+	c.MutedUntil = toSettingsJSON("", v.Settings).MutedUntil
 	if v.LastMessage != nil {
 		m := toMessageJSON(*v.LastMessage)
 		c.LastMessage = &m
@@ -218,19 +230,10 @@ func (b *API) postConvMessage(w http.ResponseWriter, r *http.Request, user strin
 		b.fail(w, r, err)
 		return
 	}
-	kind, a, c, _ := history.ParseConvID(conv)
-	target, tkind := a, wire.TargetGroup
-	if kind == history.KindDirect {
-		tkind = wire.TargetUser
-		switch user {
-		case a:
-			target = c
-		case c:
-			target = a
-		default:
-			b.fail(w, r, &apiError{http.StatusForbidden, wire.CodeNotMember, "you are not part of " + conv})
-			return
-		}
+	tkind, target, err := convTarget(user, conv)
+	if err != nil {
+		b.fail(w, r, err)
+		return
 	}
 	b.send(w, r, user, tkind, target)
 }
@@ -247,20 +250,21 @@ func (b *API) send(w http.ResponseWriter, r *http.Request, user, kind, target st
 		b.fail(w, r, err)
 		return
 	}
-	msg, created, serr := b.Service.Send(r.Context(), user, kind, target, body)
+	out, serr := b.Service.Submit(r.Context(), user, kind, target, body)
 	if serr != nil {
 		b.fail(w, r, serr)
 		return
 	}
-	if msg.Seq == 0 { // ephemeral: delivered, not stored
+	switch {
+	case out.Ephemeral: // delivered, not stored
 		WriteJSON(w, http.StatusAccepted, map[string]any{"ephemeral": true})
-		return
+	case out.Unchanged: // an op that changed nothing
+		WriteJSON(w, http.StatusOK, map[string]any{"unchanged": true})
+	case out.Created:
+		WriteJSON(w, http.StatusCreated, toMessageJSON(out.Message))
+	default: // a retry with a cid seen before: the original
+		WriteJSON(w, http.StatusOK, toMessageJSON(out.Message))
 	}
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
-	}
-	WriteJSON(w, status, toMessageJSON(msg))
 }
 
 func (b *API) postRead(w http.ResponseWriter, r *http.Request, user string) {
@@ -285,7 +289,11 @@ func (b *API) postRead(w http.ResponseWriter, r *http.Request, user string) {
 		b.fail(w, r, serr)
 		return
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"conv": conv, "read_seq": after})
+	res := map[string]any{"conv": conv, "read_seq": after}
+	if unread, mentions, err := b.Store.Counts(r.Context(), user, conv); err == nil {
+		res["unread"], res["mentions"] = unread, mentions
+	}
+	WriteJSON(w, http.StatusOK, res)
 }
 
 // getSync returns a page of the conversations changed since the token (all

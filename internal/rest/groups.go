@@ -43,12 +43,30 @@ type messageJSON struct {
 	From string `json:"from"`
 	TS   string `json:"ts"`
 	Type string `json:"type"`
-	Body any    `json:"body"`
+	// Body is the current body: the latest edit's, null once deleted.
+	Body      any                              `json:"body"`
+	ReplyTo   int64                            `json:"reply_to,omitempty"`
+	Mentions  []string                         `json:"mentions,omitempty"`
+	Target    int64                            `json:"target,omitempty"`
+	Emoji     string                           `json:"emoji,omitempty"`
+	EditedAt  *string                          `json:"edited_at"`
+	Deleted   bool                             `json:"deleted"`
+	Reactions map[string]history.ReactionCount `json:"reactions"`
 }
 
 func toMessageJSON(m history.Message) messageJSON {
-	return messageJSON{Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
-		TS: m.TS.UTC().Format(wire.TSLayout), Type: m.Type, Body: m.Body}
+	out := messageJSON{Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
+		TS: m.TS.UTC().Format(wire.TSLayout), Type: m.Type, Body: m.Body,
+		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji,
+		Deleted: m.Deleted, Reactions: m.Reactions}
+	if !m.EditedAt.IsZero() {
+		ts := m.EditedAt.UTC().Format(wire.TSLayout)
+		out.EditedAt = &ts
+	}
+	if out.Reactions == nil {
+		out.Reactions = map[string]history.ReactionCount{}
+	}
+	return out
 }
 
 func (b *API) createGroup(w http.ResponseWriter, r *http.Request, user string) {

@@ -3,6 +3,7 @@ package send
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/parley-im/parley/internal/wire"
 
@@ -36,13 +37,59 @@ func (m *Service) MarkRead(ctx context.Context, user, conv string, seq int64) (i
 	if !moved {
 		return after, nil
 	}
-	recipients := []string{user}
+	var others []string
 	if kind == history.KindDirect {
-		recipients = []string{a, b}
+		others = []string{a, b}
 	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
-		recipients = users(ms)
+		others = users(ms)
 	}
-	payload, _ := json.Marshal(wire.Receipt{Kind: "read", Conv: conv, User: user, Seq: after})
-	m.Deliver.DeliverEvent(recipients, payload, 1)
+	others = slices.DeleteFunc(others, func(u string) bool { return u == user })
+	// The reader's own devices get its new counts with the receipt, so that
+	// every device shows what the one that read shows.
+	own := wire.Receipt{Kind: "read", Conv: conv, User: user, Seq: after}
+	if unread, mentions, err := m.Store.Counts(ctx, user, conv); err == nil {
+		own.Unread, own.Mentions = &unread, &mentions
+	} else {
+		m.Log.Warn("count unread", "conv", conv, "user", user, "error", err)
+	}
+	payload, _ := json.Marshal(own)
+	m.Deliver.DeliverEvent([]string{user}, payload, 1)
+	if len(others) > 0 {
+		payload, _ = json.Marshal(wire.Receipt{Kind: "read", Conv: conv, User: user, Seq: after})
+		m.Deliver.DeliverEvent(others, payload, 1)
+	}
 	return after, nil
+}
+
+// SetSettings stores user's settings of conv and sends them to the user's
+// devices as a settings event.
+func (m *Service) SetSettings(ctx context.Context, user, conv string, st history.Settings) (history.Settings, *wire.Error) {
+	if _, _, _, ok := history.ParseConvID(conv); !ok {
+		return st, wire.Errorf(wire.CodeInvalidPayload, "invalid conversation %q", conv)
+	}
+	out, err := m.Store.SetSettings(ctx, user, conv, st)
+	switch history.ErrorCode(err) {
+	case "":
+	case history.ENOTMEMBER:
+		return st, wire.Errorf(wire.CodeNotMember, "you are not a member of %s", conv)
+	default:
+		e, ok := wire.FromStore(err)
+		if !ok {
+			m.Log.Error("set settings", "conv", conv, "user", user, "error", err)
+		}
+		return st, e
+	}
+	m.Deliver.DeliverEvent([]string{user}, settingsPayload(conv, out), 1)
+	return out, nil
+}
+
+// settingsPayload returns the settings event of conv.
+func settingsPayload(conv string, st history.Settings) []byte {
+	ev := wire.SettingsEvent{Kind: "settings", Conv: conv, Archived: st.Archived, Pinned: st.Pinned}
+	if !st.MutedUntil.IsZero() {
+		ts := st.MutedUntil.UTC().Format(wire.TSLayout)
+		ev.MutedUntil = &ts
+	}
+	b, _ := json.Marshal(ev)
+	return b
 }

@@ -55,6 +55,9 @@ type Service struct {
 	// Limiter limits sends, group creations and membership changes per user
 	// (one bucket for all three); nil allows everything.
 	Limiter *RateLimiter
+	// EditWindow is how long after sending the author may edit a message;
+	// 0 or less: no limit. (broker.Options applies the default, 48h.)
+	EditWindow time.Duration
 	// MaxPayload bounds a send payload; default DefaultMaxPayload.
 	MaxPayload int
 	// StoreTimeout bounds one store call on the send path; default 10s.
@@ -104,25 +107,61 @@ func (m *Service) Init() error {
 	return nil
 }
 
+// Outcome is the result of an accepted payload.
+type Outcome struct {
+	// Message is the stored message or change event (zero when Ephemeral or
+	// Unchanged).
+	Message history.Message
+	// Created is false for a retry with a cid seen before: Message is the
+	// original.
+	Created bool
+	// Unchanged is set for an op that changed nothing and stored nothing (a
+	// repeated reaction, a second delete).
+	Unchanged bool
+	// Ephemeral is set for an ephemeral send: delivered, not stored.
+	Ephemeral bool
+}
+
 // Send validates payload, a send from user from to a user (kind TargetUser)
 // or group (TargetGroup), stores it and fans it out. It returns the stored
 // message and whether it was new; a retry with the same cid returns the
 // original (created false) and echoes it to the sender's inbox only.
-// Ephemeral sends return a zero Message and are delivered at QoS 0 to the
-// other members' inboxes without being stored. A send to oneself fails with
-// invalid_peer, one over the rate limit with rate_limited and the wait in
-// RetryAfter.
+// Ephemeral sends and ops that change nothing return a zero Message (see
+// Submit). A send to oneself fails with invalid_peer, one over the rate
+// limit with rate_limited and the wait in RetryAfter.
 func (m *Service) Send(ctx context.Context, from, kind, target string, payload []byte) (history.Message, bool, *wire.Error) {
+	out, err := m.Submit(ctx, from, kind, target, payload)
+	return out.Message, out.Created, err
+}
+
+// Submit is Send with the whole Outcome.
+func (m *Service) Submit(ctx context.Context, from, kind, target string, payload []byte) (Outcome, *wire.Error) {
 	m.inflight.Add(1)
 	defer m.inflight.Done()
 	p, perr := wire.ParseSendPayload(payload, m.MaxPayload)
 	if perr != nil {
-		return history.Message{}, false, perr
+		return Outcome{}, perr
 	}
-	fail := func(code, format string, args ...any) (history.Message, bool, *wire.Error) {
+	return m.apply(ctx, from, kind, target, p)
+}
+
+// Apply runs p, a payload that the caller built (the REST API), as Submit
+// runs a parsed one: it validates p (wire.SendPayload.Validate) first.
+func (m *Service) Apply(ctx context.Context, from, kind, target string, p wire.SendPayload) (Outcome, *wire.Error) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	if e := p.Validate(); e != nil {
+		e.CID = p.CID
+		return Outcome{}, e
+	}
+	return m.apply(ctx, from, kind, target, p)
+}
+
+func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.SendPayload) (Outcome, *wire.Error) {
+	fail := func(code, format string, args ...any) (Outcome, *wire.Error) {
 		e := wire.Errorf(code, format, args...)
 		e.CID = p.CID
-		return history.Message{}, false, e
+		return Outcome{}, e
 	}
 	var conv string
 	var recipients []string
@@ -147,7 +186,7 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	if ok, wait := m.Limiter.Take(from, time.Now()); !ok {
 		e := wire.RateLimited("messages", wait)
 		e.CID = p.CID
-		return history.Message{}, false, e
+		return Outcome{}, e
 	}
 	var version int64
 	if kind == wire.TargetGroup {
@@ -175,12 +214,24 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 			}
 		}
 		m.Deliver.DeliverEvent(others, mustJSON(d), 0)
-		return history.Message{}, false, nil
+		return Outcome{Ephemeral: true}, nil
 	}
 
 	t := time.Now()
-	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body}
+	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body,
+		ReplyTo: p.ReplyTo, Mentions: p.Mentions, Target: p.Target, Emoji: p.Emoji}
+	if p.Op != history.OpSend {
+		nm.Op = p.Op
+	}
+	if nm.Op == history.OpEdit && m.EditWindow > 0 {
+		nm.EditSince = t.Add(-m.EditWindow)
+	}
+	var unchanged bool
 	msg, created, err := m.Committer.Append(ctx, nm, func(res history.AppendResult) {
+		if res.Unchanged {
+			unchanged = true
+			return
+		}
 		if !res.Created {
 			// The echo goes to the sender's devices again, even those that
 			// have it: clients dedup by (conv, seq).
@@ -202,7 +253,7 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 		}
 		m.Deliver.DeliverMessage(to, res.Message)
 	})
-	switch history.ErrorCode(err) {
+	switch code := history.ErrorCode(err); code {
 	case "":
 	case history.ENOTMEMBER:
 		m.Groups.Forget(target)
@@ -210,21 +261,26 @@ func (m *Service) Send(ctx context.Context, from, kind, target string, payload [
 	case history.ENOTFOUND:
 		m.Groups.Forget(target)
 		return fail(wire.CodeNoSuchGroup, "no such group %q", target)
+	case history.ENOMESSAGE, history.ENOTALLOWED:
+		return fail(code, "%s", history.ErrorMessage(err))
 	case history.EINVALID:
-		// ParseSendPayload lets nothing through that a store refuses; should
-		// one still, this message alone fails (see Committer.appendBatch).
-		m.Log.Warn("store refused message", "conv", conv, "from", from, "error", err)
+		// A reply or mention the store refused (not visible, not a member),
+		// or, should one slip past ParseSendPayload, a value the store
+		// cannot hold: this message alone fails (see Committer.appendBatch).
 		return fail(wire.CodeInvalidPayload, "%s", history.ErrorMessage(err))
 	default:
 		m.Log.Error("store message", "conv", conv, "from", from, "error", err)
 		return fail(wire.CodeUnavailable, "the message store is unavailable, try again")
 	}
-	if created {
+	switch {
+	case unchanged:
+		m.count("unchanged")
+	case created:
 		m.count("stored")
-	} else {
+	default:
 		m.count("duplicate")
 	}
-	return msg, created, nil
+	return Outcome{Message: msg, Created: created, Unchanged: unchanged}, nil
 }
 
 func (m *Service) invalidate(group string) {

@@ -20,14 +20,21 @@ const TSLayout = "2006-01-02T15:04:05.000Z"
 
 // SendPayload is the JSON object a client publishes to a send topic.
 type SendPayload struct {
+	// Op is what the payload does: history.OpSend (the default), OpEdit,
+	// OpDelete, OpReact or OpUnreact.
+	Op        string          `json:"op"`
 	CID       string          `json:"cid"`
 	Type      string          `json:"type"`
 	Body      json.RawMessage `json:"body"`
 	Ephemeral bool            `json:"ephemeral"`
+	// ReplyTo and Mentions belong to sends.
+	ReplyTo  int64    `json:"reply_to"`
+	Mentions []string `json:"mentions"`
+	// Target is the seq of the message an edit, delete, react or unreact
+	// changes; Emoji is a reaction's.
+	Target int64  `json:"target"`
+	Emoji  string `json:"emoji"`
 }
-
-// reservedTypes are written by the server only; clients cannot forge them.
-var reservedTypes = []string{"group.", "member.", "system."}
 
 // ParseSendPayload decodes and validates a send payload of at most max bytes.
 // Unknown fields, "from" included, are ignored. The payload must be UTF-8 and
@@ -69,24 +76,100 @@ func ParseSendPayload(b []byte, max int) (SendPayload, *Error) {
 		p.CID = ""
 		return fail("cid must be valid text without U+0000")
 	}
+	if e := p.Validate(); e != nil {
+		return fail("%s", e.Message)
+	}
+	return p, nil
+}
+
+// Validate checks the fields of a decoded payload (ParseSendPayload calls
+// it; the REST API calls it on payloads it builds) and fills in the
+// defaults: op "send", type "text" for a send, and for the other ops the
+// stored event type and a null body where the op has none. Errors are
+// CodeInvalidPayload.
+func (p *SendPayload) Validate() *Error {
+	if p.Op == "" {
+		p.Op = history.OpSend
+	}
 	if !history.ValidText(p.Type) {
-		return fail("type must be valid text without U+0000")
+		return Errorf(CodeInvalidPayload, "type must be valid text without U+0000")
+	}
+	if p.Op != history.OpSend {
+		return p.validateChange()
 	}
 	if p.Type == "" {
 		p.Type = history.TypeText
 	}
 	if utf8.RuneCountInString(p.Type) > MaxTypeLen {
-		return fail("type is longer than %d characters", MaxTypeLen)
+		return Errorf(CodeInvalidPayload, "type is longer than %d characters", MaxTypeLen)
 	}
-	for _, r := range reservedTypes {
-		if len(p.Type) >= len(r) && p.Type[:len(r)] == r {
-			return fail("type %q is reserved for the server", p.Type)
-		}
+	if history.IsEvent(p.Type) {
+		return Errorf(CodeInvalidPayload, "type %q is reserved for the server", p.Type)
 	}
 	if len(p.Body) == 0 || string(p.Body) == "null" {
-		return fail("body is required")
+		return Errorf(CodeInvalidPayload, "body is required")
 	}
-	return p, nil
+	if p.Target != 0 || p.Emoji != "" {
+		return Errorf(CodeInvalidPayload, `target and emoji belong to the ops edit, delete, react and unreact, not to a send`)
+	}
+	if p.ReplyTo < 0 {
+		return Errorf(CodeInvalidPayload, "reply_to must be the seq of a message")
+	}
+	if p.Ephemeral && (p.ReplyTo != 0 || len(p.Mentions) > 0) {
+		return Errorf(CodeInvalidPayload, "an ephemeral message cannot reply or mention")
+	}
+	if len(p.Mentions) > history.MaxMentions {
+		return Errorf(CodeInvalidPayload, "a message mentions at most %d users", history.MaxMentions)
+	}
+	seen := make(map[string]bool, len(p.Mentions))
+	mentions := p.Mentions[:0:0]
+	for _, u := range p.Mentions {
+		if !history.ValidUserID(u) {
+			return Errorf(CodeInvalidPayload, "mentions: invalid user id %q", u)
+		}
+		if !seen[u] {
+			seen[u] = true
+			mentions = append(mentions, u)
+		}
+	}
+	p.Mentions = mentions
+	return nil
+}
+
+// validateChange checks the payload of an op other than send.
+func (p *SendPayload) validateChange() *Error {
+	typ := history.OpType(p.Op)
+	switch {
+	case typ == "":
+		return Errorf(CodeInvalidPayload, `unknown op %q: use "send", "edit", "delete", "react" or "unreact"`, p.Op)
+	case p.Type != "" && p.Type != typ:
+		return Errorf(CodeInvalidPayload, "op %q takes no type", p.Op)
+	case p.Ephemeral:
+		return Errorf(CodeInvalidPayload, "op %q cannot be ephemeral", p.Op)
+	case p.Target < 1:
+		return Errorf(CodeInvalidPayload, `op %q needs "target": the seq of the message`, p.Op)
+	case p.ReplyTo != 0 || len(p.Mentions) > 0:
+		return Errorf(CodeInvalidPayload, "only a send has reply_to and mentions")
+	}
+	p.Type = typ
+	react := p.Op == history.OpReact || p.Op == history.OpUnreact
+	switch {
+	case react && (p.Emoji == "" || len(p.Emoji) > history.MaxEmojiLen || !history.ValidText(p.Emoji)):
+		return Errorf(CodeInvalidPayload, "emoji must be 1 to %d bytes of text", history.MaxEmojiLen)
+	case !react && p.Emoji != "":
+		return Errorf(CodeInvalidPayload, "op %q takes no emoji", p.Op)
+	}
+	if p.Op == history.OpEdit {
+		if len(p.Body) == 0 || string(p.Body) == "null" {
+			return Errorf(CodeInvalidPayload, "body is required: the message's new body")
+		}
+		return nil
+	}
+	if len(p.Body) > 0 && string(p.Body) != "null" {
+		return Errorf(CodeInvalidPayload, "op %q takes no body", p.Op)
+	}
+	p.Body = json.RawMessage("null")
+	return nil
 }
 
 // jsonSpace is the white space JSON allows around a value.
@@ -100,19 +183,15 @@ func decodeSend(b []byte, p *SendPayload) error {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
-	if raw, ok := fields["cid"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &p.CID); err != nil {
-			return fieldError("cid", err)
-		}
-	}
-	if raw, ok := fields["type"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &p.Type); err != nil {
-			return fieldError("type", err)
-		}
-	}
-	if raw, ok := fields["ephemeral"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &p.Ephemeral); err != nil {
-			return fieldError("ephemeral", err)
+	for _, f := range []struct {
+		name string
+		dst  any
+	}{{"cid", &p.CID}, {"op", &p.Op}, {"type", &p.Type}, {"ephemeral", &p.Ephemeral},
+		{"reply_to", &p.ReplyTo}, {"mentions", &p.Mentions}, {"target", &p.Target}, {"emoji", &p.Emoji}} {
+		if raw, ok := fields[f.name]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, f.dst); err != nil {
+				return fieldError(f.name, err)
+			}
 		}
 	}
 	if raw, ok := fields["body"]; ok {
@@ -132,12 +211,28 @@ type Delivery struct {
 	TS   string          `json:"ts"`
 	Type string          `json:"type"`
 	Body json.RawMessage `json:"body"`
+	// ReplyTo and Mentions come with messages that reply or mention;
+	// Target with change events (message.edited, message.deleted,
+	// reaction.added, reaction.removed), Emoji with reaction events.
+	ReplyTo  int64    `json:"reply_to,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
+	Target   int64    `json:"target,omitempty"`
+	Emoji    string   `json:"emoji,omitempty"`
+	// EditedAt and Deleted tell the state of a message that changed before
+	// it was delivered (catch-up): its body is then the latest, or null.
+	EditedAt string `json:"edited_at,omitempty"`
+	Deleted  bool   `json:"deleted,omitempty"`
 }
 
 // MessageDelivery returns the inbox payload of a stored message.
 func MessageDelivery(m history.Message) []byte {
-	b, _ := json.Marshal(Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
-		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body})
+	d := Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
+		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body,
+		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted}
+	if !m.EditedAt.IsZero() {
+		d.EditedAt = m.EditedAt.UTC().Format(TSLayout)
+	}
+	b, _ := json.Marshal(d)
 	return b
 }
 
