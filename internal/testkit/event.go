@@ -23,4 +23,17 @@ type Event struct {
 	// presence
 	Online   bool   `json:"online"`
 	LastSeen string `json:"last_seen"`
+	// replies, mentions and changes of messages
+	ReplyTo  int64  `json:"reply_to"`
+	Target   int64  `json:"target"`
+	Emoji    string `json:"emoji"`
+	EditedAt string `json:"edited_at"`
+	Deleted  bool   `json:"deleted"`
+	// Mentions is a message's list of users, or a read event's count.
+	Mentions json.RawMessage `json:"mentions"`
+	Unread   *int64          `json:"unread"`
+	// settings
+	MutedUntil *string `json:"muted_until"`
+	Archived   bool    `json:"archived"`
+	Pinned     bool    `json:"pinned"`
 }
