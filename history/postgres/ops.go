@@ -16,7 +16,7 @@ import (
 // queueInsert). A message's mentions arrive as a JSON array (NULL: none).
 const insertMessages = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event)
 	SELECT c, s, i, nullif(ci, ''), f, t, b::json, ts, nullif(r, 0),
-		(SELECT array_agg(e.v ORDER BY e.n) FROM json_array_elements_text(mj::json) WITH ORDINALITY AS e(v, n)),
+		CASE WHEN mj IS NOT NULL THEN (SELECT array_agg(e.v ORDER BY e.n) FROM json_array_elements_text(mj::json) WITH ORDINALITY AS e(v, n)) END,
 		nullif(tg, 0), nullif(em, ''), ev
 	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
 		$9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::bool[])
