@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,12 +23,18 @@ func convArg(arg, me string) string {
 // the server's limit.
 const maxPageLimit = 200
 
+// checkRange reports a value of flag name outside lo to hi as a usage error.
+func checkRange(name string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usagef("%s must be between %d and %d, got %d", name, lo, hi, v)
+	}
+	return nil
+}
+
 // history prints a page of a conversation's history, oldest first, or all
 // of it.
 func (c *cli) history(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("history", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
+	fs, cf := commandFlags("history", false)
 	after := fs.Int64("after", 0, "messages after this seq, oldest first")
 	before := fs.Int64("before", 0, "messages before this seq")
 	limit := fs.Int("limit", 50, fmt.Sprintf("messages per page, 1 to %d", maxPageLimit))
@@ -41,8 +46,8 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return usagef("want one conversation (dm:A:B, g:GROUP or a user id), got %d arguments", len(pos))
 	}
-	if *limit < 1 || *limit > maxPageLimit {
-		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	if err := checkRange("--limit", *limit, 1, maxPageLimit); err != nil {
+		return err
 	}
 	if *after < 0 || *before < 0 {
 		return usagef("--after and --before take a seq, 0 or more")
@@ -111,9 +116,7 @@ type conversationJSON struct {
 
 // conversations lists the user's conversations.
 func (c *cli) conversations(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("conversations", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
+	fs, cf := commandFlags("conversations", false)
 	limit := fs.Int("limit", 50, fmt.Sprintf("conversations per page, 1 to %d", maxPageLimit))
 	cursor := fs.String("cursor", "", "the cursor printed after the previous page")
 	pos, err := c.parseFlags(fs, "conversations [flags]", args)
@@ -123,8 +126,8 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	if *limit < 1 || *limit > maxPageLimit {
-		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	if err := checkRange("--limit", *limit, 1, maxPageLimit); err != nil {
+		return err
 	}
 	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {
