@@ -20,8 +20,7 @@ import (
 // TestDirect: a direct message reaches the peer and comes back to the
 // sender as the echo, with the seq and id Send returned.
 func TestDirect(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "phone")
 		bob := e.dial("bob", "laptop")
 		ctx := ctxT(t)
@@ -52,8 +51,7 @@ func TestDirect(t *testing.T) {
 // TestGroup: group creation, sends and membership changes reach every
 // member in order; a removed member gets ErrNotMember.
 func TestGroup(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		carol := e.dial("carol", "c")
@@ -182,8 +180,7 @@ func TestRateLimited(t *testing.T) {
 // TestDedup: a send repeated with the same cid is stored once and surfaced
 // once, on the sender's devices and the peer's, though the echo comes again.
 func TestDedup(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		alice2 := e.dial("alice", "b")
 		bob := e.dial("bob", "b")
@@ -211,8 +208,7 @@ func TestDedup(t *testing.T) {
 // surfaces each conversation in seq order, each message once, also across
 // its own reconnection.
 func TestOrdered(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		bob := e.dial("bob", "b")
 		owner := e.dial("carol", "c")
@@ -323,8 +319,7 @@ func TestGapFill(t *testing.T) {
 // TestReceipts: read markers and delivery receipts reach the sender, and
 // the reader's other device.
 func TestReceipts(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
@@ -390,8 +385,7 @@ func TestTypingAndPresence(t *testing.T) {
 // TestREST: history pages, conversations and sync. Needs the REST API of
 // conversations, messages and sync.
 func TestREST(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
 		for i := range 5 {
