@@ -31,12 +31,9 @@ const (
 func (c *cli) chat(ctx context.Context, args []string) error {
 	fs, cf := commandFlags("chat", true)
 	backlog := fs.Int("history", 20, fmt.Sprintf("how many of the latest messages to show first, 0 to %d", maxPageLimit))
-	pos, err := c.parseFlags(fs, "chat [flags] PEER|g:GROUP", args)
+	arg, err := c.parseOneArg(fs, "chat [flags] PEER|g:GROUP", args, "user id or g:GROUP")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want one user id or g:GROUP, got %d arguments", len(pos))
 	}
 	if err := checkRange("--history", *backlog, 0, maxPageLimit); err != nil {
 		return err
@@ -48,7 +45,7 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	target, err := parley.ParseTarget(pos[0], me)
+	target, err := parley.ParseTarget(arg, me)
 	if err != nil {
 		return usagef("%v", err)
 	}

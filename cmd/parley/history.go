@@ -39,12 +39,9 @@ func (c *cli) history(ctx context.Context, args []string) error {
 	before := fs.Int64("before", 0, "messages before this seq")
 	limit := fs.Int("limit", 50, fmt.Sprintf("messages per page, 1 to %d", maxPageLimit))
 	all := fs.Bool("all", false, "every message from the first (or from --after), page after page")
-	pos, err := c.parseFlags(fs, "history [flags] CONV|PEER|g:GROUP", args)
+	arg, err := c.parseOneArg(fs, "history [flags] CONV|PEER|g:GROUP", args, "conversation (dm:A:B, g:GROUP or a user id)")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want one conversation (dm:A:B, g:GROUP or a user id), got %d arguments", len(pos))
 	}
 	if err := checkRange("--limit", *limit, 1, maxPageLimit); err != nil {
 		return err
@@ -63,7 +60,7 @@ func (c *cli) history(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	conv := convArg(pos[0], api.User())
+	conv := convArg(arg, api.User())
 	o := parley.HistoryOptions{After: *after, Before: *before, Limit: *limit, Forward: *all}
 	for {
 		p, err := api.History(rctx, conv, o)
