@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -129,7 +127,7 @@ func (l *fakeLocal) snapshot() record {
 		presence: slices.Clone(l.presence), nodeUsers: maps.Clone(l.nodeUsers), forgotten: slices.Clone(l.forgotten), groups: slices.Clone(l.groups)}
 }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testkit.Logger()
 
 // connect starts a Bus for node on the NATS server at url, with users as its
 // local users; mod, when set, changes the bus before Connect. The bus is

@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // fakeConn is a client connection that records what it is sent. Its
@@ -324,15 +322,10 @@ type env struct {
 // Start. The Hub is closed when the test ends.
 func setup(t testing.TB, opt ...func(*Hub)) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testkit.OpenSQLite(t)
 	fs := &faultStore{Store: st, calls: map[string]int{}}
 	h := &Hub{Store: fs, FlushInterval: 5 * time.Millisecond, retry: 5 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: testkit.Logger()}
 	for _, o := range opt {
 		o(h)
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -52,11 +52,7 @@ func (r *echoRecorder) take() (messages, events []echoDelivered) {
 // with; a retry of the same cid is echoed to the sender alone.
 func TestSendEchoes(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := testkit.OpenSQLite(t)
 	rec := &echoRecorder{}
 	svc := &send.Service{Store: store, Groups: send.NewGroups(store), Deliver: rec}
 	if err := svc.Init(); err != nil {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -16,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -173,11 +171,7 @@ type fixture struct {
 // the Service before Init.
 func setup(t testing.TB, mod func(*send.Service)) *fixture {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testkit.OpenSQLite(t)
 	fs := &faultStore{Store: s}
 	f := &fixture{store: fs, rec: &recorder{}, invalidated: make(chan string, 100), registry: prometheus.NewRegistry()}
 	f.svc = &send.Service{
@@ -186,7 +180,7 @@ func setup(t testing.TB, mod func(*send.Service)) *fixture {
 		Deliver:    f.rec,
 		Invalidate: func(g string) { f.invalidated <- g },
 		Metrics:    metrics.NewMetrics(f.registry),
-		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:        testkit.Logger(),
 	}
 	if mod != nil {
 		mod(f.svc)
