@@ -76,7 +76,7 @@ func commitTogether(t *testing.T, g *gatedStore, ms []history.NewMessage) ([]his
 			From: "gate", TS: time.Now(), Type: "text", Body: []byte(`1`)}, nil)
 		gate <- err
 	}()
-	eventually(t, g.held)
+	testkit.Eventually(t, 10*time.Second, g.held)
 	results := make([]history.AppendResult, len(ms))
 	var wg sync.WaitGroup
 	for i, m := range ms {
@@ -262,7 +262,7 @@ func heldCommitter(t *testing.T) (*Committer, *gatedStore) {
 	g := newGatedStore(testkit.OpenSQLite(t))
 	c := &Committer{Store: g}
 	go c.Append(context.Background(), newMessage("dm:alice:bob", "gate"), nil)
-	eventually(t, g.held)
+	testkit.Eventually(t, 10*time.Second, g.held)
 	return c, g
 }
 
@@ -282,7 +282,7 @@ func TestCommitterQueuedWorkFinishesOnClose(t *testing.T) {
 			t.Errorf("gate: %v", err)
 		}
 	}()
-	eventually(t, g.held)
+	testkit.Eventually(t, 10*time.Second, g.held)
 	var order []string
 	var omu sync.Mutex
 	for i := 0; i < 5; i++ {
@@ -300,7 +300,7 @@ func TestCommitterQueuedWorkFinishesOnClose(t *testing.T) {
 		}()
 	}
 	// All five are queued behind the gate before Close.
-	eventually(t, func() bool { return queuedFor(c, "dm:alice:bob") == 5 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return queuedFor(c, "dm:alice:bob") == 5 })
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
 	close(g.release)
@@ -336,7 +336,7 @@ func TestCommitterCancelledSender(t *testing.T) {
 		_, _, err := c.Append(context.Background(), newMessage("dm:alice:bob", "stays"), nil)
 		okc <- err
 	}()
-	eventually(t, func() bool { return queuedFor(c, "dm:alice:bob") == 2 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return queuedFor(c, "dm:alice:bob") == 2 })
 	cancel()
 	close(g.release)
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -370,7 +370,7 @@ func TestCommitterDoOrder(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 		n++
-		eventually(t, func() bool { return queuedFor(c, "dm:alice:bob") == n })
+		testkit.Eventually(t, 10*time.Second, func() bool { return queuedFor(c, "dm:alice:bob") == n })
 	}
 	step(func() {
 		c.Append(context.Background(), newMessage("dm:alice:bob", "before"), func(history.AppendResult) { note("before") })
@@ -383,18 +383,6 @@ func TestCommitterDoOrder(t *testing.T) {
 	wg.Wait()
 	if fmt.Sprint(events) != "[before op after]" {
 		t.Fatalf("order %v, want [before op after]", events)
-	}
-}
-
-// eventually polls cond until it holds, failing after 10s.
-func eventually(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -415,7 +403,7 @@ func TestCommitterKeepsQueueOrder(t *testing.T) {
 		_, _, err := c.Append(ctx, newMessage(history.DirectConvID("alice", "gate"), "gate"), nil)
 		gate <- err
 	}()
-	eventually(t, s.held)
+	testkit.Eventually(t, 10*time.Second, s.held)
 
 	// Queued strictly one after another: each Append is in the partition's
 	// queue before the next one starts.

@@ -513,7 +513,7 @@ func TestServiceWait(t *testing.T) {
 		_, _, serr := f.svc.Send(context.Background(), "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
 		done <- serr
 	}()
-	eventually(t, func() bool { return f.store.count("AppendBatch") == 1 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return f.store.count("AppendBatch") == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := f.svc.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -532,17 +532,5 @@ func TestServiceWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the send did not finish after Wait returned")
-	}
-}
-
-// eventually polls cond until it holds, failing after 10s.
-func eventually(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
