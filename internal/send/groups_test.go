@@ -89,8 +89,7 @@ func TestCreateGroup(t *testing.T) {
 		}
 	})
 	t.Run("ErrStore", func(t *testing.T) {
-		f.store.fault = failOn("CreateGroup", f.store.count("CreateGroup")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("CreateGroup")()
 		_, _, err := f.svc.CreateGroup(ctx, "alice", send.CreateGroupRequest{ID: "down", Name: "Down"})
 		if err == nil || history.ErrorCode(err) == history.ECONFLICT || history.ErrorCode(err) == history.EINVALID {
 			t.Fatalf("CreateGroup in an outage: %v", err)
@@ -147,9 +146,7 @@ func TestCreateGroupRefused(t *testing.T) {
 			}
 		})
 	}
-	if n := f.store.count("CreateGroup"); n != 1 {
-		t.Fatalf("%d CreateGroup calls, want 1", n)
-	}
+	f.store.wantCalls(t, "CreateGroup", 1)
 }
 
 // TestChangeMember: an addition reaches the members after it, a removal the
@@ -242,9 +239,7 @@ func TestChangeMemberRefused(t *testing.T) {
 		if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeUnavailable {
 			t.Fatalf("ChangeMember after Close: %v, want unavailable", err)
 		}
-		if n := f.store.count("ChangeMember"); n != 0 {
-			t.Fatalf("%d store calls after Close", n)
-		}
+		f.store.wantCalls(t, "ChangeMember", 0)
 	})
 }
 
@@ -276,8 +271,7 @@ func TestServiceGroup(t *testing.T) {
 		t.Fatalf("an outsider reads %q, a missing group %q", msgs[0], msgs[1])
 	}
 	t.Run("ErrStore", func(t *testing.T) {
-		f.store.fault = failOn("Group", f.store.count("Group")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		if _, _, err := f.svc.Group(ctx, "alice", "team"); err == nil || history.ErrorCode(err) == history.ENOTFOUND {
 			t.Fatalf("Group in an outage: %v", err)
 		}
@@ -344,8 +338,7 @@ func TestMarkRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.fault {
-				f.store.fault = failOn("MarkRead", f.store.count("MarkRead")+1, errOutage)
-				defer func() { f.store.fault = nil }()
+				defer f.store.failNext("MarkRead")()
 			}
 			after, serr := f.svc.MarkRead(ctx, tc.user, tc.conv, tc.seq)
 			if serr == nil || serr.Code != tc.code || after != 0 {

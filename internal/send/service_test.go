@@ -61,6 +61,21 @@ func (f *faultStore) count(method string) int {
 	return f.calls[method]
 }
 
+// failNext makes the next call of method fail with errOutage; the returned
+// function ends that.
+func (f *faultStore) failNext(method string) (restore func()) {
+	f.fault = failOn(method, f.count(method)+1, errOutage)
+	return func() { f.fault = nil }
+}
+
+// wantCalls fails t unless method was called n times.
+func (f *faultStore) wantCalls(t testing.TB, method string, n int) {
+	t.Helper()
+	if got := f.count(method); got != n {
+		t.Fatalf("%d %s calls, want %d", got, method, n)
+	}
+}
+
 func (f *faultStore) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	if err := f.enter("AppendBatch"); err != nil {
 		return nil, err
@@ -329,9 +344,7 @@ func TestSendRefused(t *testing.T) {
 			}
 		})
 	}
-	if n := f.store.count("AppendBatch"); n != 0 {
-		t.Fatalf("%d AppendBatch calls for refused sends", n)
-	}
+	f.store.wantCalls(t, "AppendBatch", 0)
 }
 
 // TestSendGroup: a group message reaches every member; a member removed
@@ -370,9 +383,7 @@ func TestSendGroup(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The reload after the commit fails: the cached members get it.
-		n := f.store.count("Group")
-		f.store.fault = failOn("Group", n+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"cached"}`)); serr != nil {
 			t.Fatal(serr)
 		}
@@ -404,8 +415,7 @@ func TestSendGroup(t *testing.T) {
 	})
 	t.Run("ErrGroupLoad", func(t *testing.T) {
 		f.svc.Groups.Forget("team")
-		f.store.fault = failOn("Group", f.store.count("Group")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		_, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`))
 		if serr == nil || serr.Code != wire.CodeUnavailable {
 			t.Fatalf("Send with the store down: %v", serr)
@@ -456,8 +466,7 @@ func TestSendStoreErrors(t *testing.T) {
 		})
 	}
 	t.Run("ErrBatchOutage", func(t *testing.T) {
-		f.store.fault = failOn("AppendBatch", f.store.count("AppendBatch")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("AppendBatch")()
 		_, _, serr := f.svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
 		if serr == nil || serr.Code != wire.CodeUnavailable {
 			t.Fatalf("Send in an outage: %v", serr)
