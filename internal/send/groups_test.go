@@ -84,9 +84,7 @@ func TestCreateGroup(t *testing.T) {
 		if history.ErrorCode(err) != history.ECONFLICT || !strings.Contains(err.Error(), "omit id") {
 			t.Fatalf("CreateGroup of a taken id: %v", err)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 	})
 	t.Run("ErrStore", func(t *testing.T) {
 		defer f.store.failNext("CreateGroup")()
@@ -94,15 +92,9 @@ func TestCreateGroup(t *testing.T) {
 		if err == nil || history.ErrorCode(err) == history.ECONFLICT || history.ErrorCode(err) == history.EINVALID {
 			t.Fatalf("CreateGroup in an outage: %v", err)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 	})
-	select {
-	case g := <-f.invalidated:
-		t.Fatalf("a failed creation invalidated %q", g)
-	default:
-	}
+	f.noInvalidation(t, "a failed creation")
 }
 
 // TestCreateGroupRefused: invalid requests are refused before the store.
@@ -209,16 +201,10 @@ func TestChangeMember(t *testing.T) {
 			if tc.code == history.ENOTFOUND && !strings.Contains(err.Error(), "no such group") {
 				t.Fatalf("%v does not read as for a missing group", err)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 		})
 	}
-	select {
-	case g := <-f.invalidated:
-		t.Fatalf("a refused change invalidated %q", g)
-	default:
-	}
+	f.noInvalidation(t, "a refused change")
 }
 
 func TestChangeMemberRefused(t *testing.T) {

@@ -173,6 +173,14 @@ func (r *recorder) one(t testing.TB) delivery {
 	return all[0]
 }
 
+// none fails t if anything was delivered since the last take.
+func (r *recorder) none(t testing.TB) {
+	t.Helper()
+	if d := r.take(); len(d) != 0 {
+		t.Fatalf("delivered %+v", d)
+	}
+}
+
 // fixture is a Service over a real SQLite store behind a faultStore.
 type fixture struct {
 	svc         *send.Service
@@ -216,6 +224,17 @@ func (f *fixture) group(t testing.TB, id, owner string, members ...string) {
 	}
 	f.rec.take()
 	<-f.invalidated
+}
+
+// noInvalidation fails t if a group was invalidated since the last read of
+// f.invalidated, naming what should not have invalidated it.
+func (f *fixture) noInvalidation(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case g := <-f.invalidated:
+		t.Fatalf("%s invalidated %q", what, g)
+	default:
+	}
 }
 
 // received reads parley_messages_received_total{result} from the registry.
@@ -339,9 +358,7 @@ func TestSendRefused(t *testing.T) {
 			if serr == nil || serr.Code != tc.code || serr.CID != tc.cid || created || msg.Seq != 0 {
 				t.Fatalf("Send = %+v, %v, %+v; want code %s cid %q", msg, created, serr, tc.code, tc.cid)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 		})
 	}
 	f.store.wantCalls(t, "AppendBatch", 0)
@@ -401,9 +418,7 @@ func TestSendGroup(t *testing.T) {
 		if serr == nil || serr.Code != wire.CodeNotMember {
 			t.Fatalf("Send by a removed member: %v", serr)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 		// The cache forgot the group: the next send reads the store.
 		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`)); serr != nil {
 			t.Fatal(serr)
@@ -451,9 +466,7 @@ func TestSendStoreErrors(t *testing.T) {
 			if serr == nil || serr.Code != tc.code || serr.CID != "e" || created {
 				t.Fatalf("Send = %v, created %v; want %s", serr, created, tc.code)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 			f.store.results = nil
 			if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":1}`)); serr != nil {
 				t.Fatal(serr)
