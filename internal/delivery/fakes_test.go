@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -226,6 +227,15 @@ func (c *fakeConn) seqs(t testing.TB, conv string) []int64 {
 	return out
 }
 
+// wantSeqs fails t unless the messages c got in conv are exactly the seqs
+// from..to, in order, each once.
+func (c *fakeConn) wantSeqs(t testing.TB, conv string, from, to int64) {
+	t.Helper()
+	if got := c.seqs(t, conv); !slices.Equal(got, seqRange(from, to)) {
+		t.Fatalf("got %v, want %d..%d exactly once", got, from, to)
+	}
+}
+
 // kinds returns the deliveries of kind.
 func (c *fakeConn) kinds(t testing.TB, kind string) []event {
 	t.Helper()
@@ -416,16 +426,4 @@ func seqRange(from, to int64) []int64 {
 		out = append(out, s)
 	}
 	return out
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
