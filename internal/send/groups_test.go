@@ -128,9 +128,7 @@ func TestCreateGroupRefused(t *testing.T) {
 				}
 				f.rec.take()
 			case tc.limit:
-				if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeRateLimited {
-					t.Fatalf("CreateGroup = %v, want rate_limited", err)
-				}
+				wantWireCode(t, "CreateGroup", err, wire.CodeRateLimited)
 			default:
 				if history.ErrorCode(err) != history.EINVALID {
 					t.Fatalf("CreateGroup = %v, want EINVALID", err)
@@ -212,9 +210,7 @@ func TestChangeMemberRefused(t *testing.T) {
 		f := setup(t, func(s *send.Service) { s.Limiter = send.NewRateLimiter(0.0001, 1) })
 		f.group(t, "team", "alice")
 		_, _, err := f.svc.ChangeMember(context.Background(), history.MemberChange{Group: "team", Actor: "alice", User: "bob", Role: history.RoleMember})
-		if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeRateLimited {
-			t.Fatalf("ChangeMember = %v, want rate_limited", err)
-		}
+		wantWireCode(t, "ChangeMember", err, wire.CodeRateLimited)
 	})
 	t.Run("ErrClosed", func(t *testing.T) {
 		f := setup(t, nil)
@@ -222,9 +218,7 @@ func TestChangeMemberRefused(t *testing.T) {
 		f.svc.Committer.Close()
 		_, _, err := f.svc.ChangeMember(context.Background(), history.MemberChange{Group: "team", Actor: "alice", User: "bob", Role: history.RoleMember})
 		// A closed committer is an outage to the caller: unavailable.
-		if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeUnavailable {
-			t.Fatalf("ChangeMember after Close: %v, want unavailable", err)
-		}
+		wantWireCode(t, "ChangeMember after Close", err, wire.CodeUnavailable)
 		f.store.wantCalls(t, "ChangeMember", 0)
 	})
 }
@@ -419,4 +413,13 @@ func (r *reorderStore) Group(ctx context.Context, id string) (history.Group, []h
 		<-r.hold
 	}
 	return g, ms, err
+}
+
+// wantWireCode fails t unless err, what op returned, is a *wire.Error with
+// code.
+func wantWireCode(t testing.TB, op string, err error, code string) {
+	t.Helper()
+	if serr, ok := err.(*wire.Error); !ok || serr.Code != code {
+		t.Fatalf("%s = %v, want %s", op, err, code)
+	}
 }
