@@ -40,7 +40,7 @@ func TestSendEchoes(t *testing.T) {
 
 	check := func(what string, m history.Message, want []string) {
 		t.Helper()
-		msgs, _ := split(rec.take())
+		msgs, _ := split(rec.Take())
 		if len(msgs) != 1 {
 			t.Fatalf("%s: %d messages delivered, want 1", what, len(msgs))
 		}
@@ -64,7 +64,7 @@ func TestSendEchoes(t *testing.T) {
 	if _, _, err := svc.CreateGroup(ctx, "carol", send.CreateGroupRequest{ID: "crew", Name: "Crew", Members: []string{"alice", "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	if msgs, _ := split(rec.take()); len(msgs) != 1 || !slices.Equal(msgs[0].users, []string{"alice", "bob", "carol"}) {
+	if msgs, _ := split(rec.Take()); len(msgs) != 1 || !slices.Equal(msgs[0].users, []string{"alice", "bob", "carol"}) {
 		t.Fatalf("group.created delivered as %+v, want once to alice, bob and carol", msgs)
 	}
 	g, created, serr := svc.Send(ctx, "alice", wire.TargetGroup, "crew", []byte(`{"cid":"g1","body":"hi crew"}`))
@@ -78,7 +78,7 @@ func TestSendEchoes(t *testing.T) {
 	if serr != nil || created || again.ID != m.ID || again.Seq != m.Seq {
 		t.Fatalf("retry: %+v created %v, %v; want the original %s seq %d", again, created, serr, m.ID, m.Seq)
 	}
-	msgs, events := split(rec.take())
+	msgs, events := split(rec.Take())
 	if len(msgs) != 0 || len(events) != 1 || !slices.Equal(events[0].users, []string{"alice"}) {
 		t.Fatalf("retry delivered messages %+v and events %+v; want one echo event to alice", msgs, events)
 	}

@@ -126,7 +126,7 @@ func TestCreateGroupRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				f.rec.take()
+				f.rec.Take()
 			case tc.limit:
 				wantWireCode(t, "CreateGroup", err, wire.CodeRateLimited)
 			default:
@@ -167,7 +167,7 @@ func TestChangeMember(t *testing.T) {
 	if _, _, serr := f.svc.Send(ctx, "carol", wire.TargetGroup, "team", []byte(`{"body":"hello"}`)); serr != nil {
 		t.Fatal(serr)
 	}
-	f.rec.take()
+	f.rec.Take()
 
 	msg, after, err = change(history.MemberChange{Actor: "alice", User: "bob", Remove: true})
 	if err != nil || msg.Type != history.TypeMemberRemoved || len(after) != 2 {
@@ -273,7 +273,7 @@ func TestMarkRead(t *testing.T) {
 			}
 		}
 	}
-	f.rec.take()
+	f.rec.Take()
 	for _, tc := range []struct {
 		name, conv string
 		seq, want  int64
@@ -289,7 +289,7 @@ func TestMarkRead(t *testing.T) {
 			if serr != nil || after != tc.want {
 				t.Fatalf("MarkRead = %d, %v; want %d", after, serr, tc.want)
 			}
-			got := f.rec.take()
+			got := f.rec.Take()
 			if tc.to == nil {
 				if len(got) != 0 {
 					t.Fatalf("announced %+v", got)
@@ -324,7 +324,7 @@ func TestMarkRead(t *testing.T) {
 			if serr == nil || serr.Code != tc.code || after != 0 {
 				t.Fatalf("MarkRead = %d, %v; want %s", after, serr, tc.code)
 			}
-			if got := f.rec.take(); len(got) != 0 {
+			if got := f.rec.Take(); len(got) != 0 {
 				t.Fatalf("announced %+v", got)
 			}
 		})

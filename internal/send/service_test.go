@@ -137,46 +137,30 @@ type delivery struct {
 }
 
 // recorder is a Deliverer that records every call.
-type recorder struct {
-	mu  sync.Mutex
-	all []delivery
-}
+type recorder struct{ testkit.Log[delivery] }
 
 func (r *recorder) DeliverMessage(users []string, m history.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), msg: m})
+	r.Add(delivery{users: slices.Sorted(slices.Values(users)), msg: m})
 }
 
 func (r *recorder) DeliverEvent(users []string, payload []byte, qos byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), event: true, payload: payload, qos: qos})
+	r.Add(delivery{users: slices.Sorted(slices.Values(users)), event: true, payload: payload, qos: qos})
 }
 
-// take returns the deliveries recorded since the last take.
-func (r *recorder) take() []delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	all := r.all
-	r.all = nil
-	return all
-}
-
-// one returns the only delivery recorded since the last take.
+// one returns the only delivery recorded since the last Take.
 func (r *recorder) one(t testing.TB) delivery {
 	t.Helper()
-	all := r.take()
+	all := r.Take()
 	if len(all) != 1 {
 		t.Fatalf("%d deliveries, want 1: %+v", len(all), all)
 	}
 	return all[0]
 }
 
-// none fails t if anything was delivered since the last take.
+// none fails t if anything was delivered since the last Take.
 func (r *recorder) none(t testing.TB) {
 	t.Helper()
-	if d := r.take(); len(d) != 0 {
+	if d := r.Take(); len(d) != 0 {
 		t.Fatalf("delivered %+v", d)
 	}
 }
@@ -222,7 +206,7 @@ func (f *fixture) group(t testing.TB, id, owner string, members ...string) {
 	if _, _, err := f.svc.CreateGroup(context.Background(), owner, send.CreateGroupRequest{ID: id, Name: id, Members: members}); err != nil {
 		t.Fatal(err)
 	}
-	f.rec.take()
+	f.rec.Take()
 	<-f.invalidated
 }
 
@@ -426,7 +410,7 @@ func TestSendGroup(t *testing.T) {
 		if got := f.store.count("Group") - before; got != 1 {
 			t.Fatalf("%d Group reads after the refusal, want 1", got)
 		}
-		f.rec.take()
+		f.rec.Take()
 	})
 	t.Run("ErrGroupLoad", func(t *testing.T) {
 		f.svc.Groups.Forget("team")
@@ -471,7 +455,7 @@ func TestSendStoreErrors(t *testing.T) {
 			if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":1}`)); serr != nil {
 				t.Fatal(serr)
 			}
-			f.rec.take()
+			f.rec.Take()
 			forgot := tc.code == wire.CodeNoSuchGroup || tc.code == wire.CodeNotMember
 			if reread := f.store.count("Group") > before; reread != forgot {
 				t.Fatalf("group re-read %v, want %v", reread, forgot)
