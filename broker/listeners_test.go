@@ -1,13 +1,8 @@
 package broker_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/url"
 	"testing"
@@ -19,21 +14,6 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // TestListeners: the same conversation works over TCP, WebSocket (/mqtt) and
 // TLS, with listeners handed in as net.Listeners.
 func TestListeners(t *testing.T) {
@@ -41,7 +21,8 @@ func TestListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := selfSigned(t)
+	pki := newPKI(t)
+	cert := pki.issue(t, x509.ExtKeyUsageServerAuth)
 	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) {
 		o.TLSListener = tlsLn
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -57,11 +38,8 @@ func TestListeners(t *testing.T) {
 		t.Cleanup(func() { c.Disconnect(0) })
 		return c
 	}
-	pool := x509.NewCertPool()
-	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
-	pool.AddCert(leaf)
 	ws := dial("alice/ws", (&url.URL{Scheme: "ws", Host: e.ws, Path: broker.WebsocketPath}).String(), nil)
-	tl := dial("alice/tls", "ssl://"+tlsLn.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	tl := dial("alice/tls", "ssl://"+tlsLn.Addr().String(), &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
 	for i, c := range []pahov3.Client{ws, tl} {
 		got := make(chan struct{}, 10)
 		c.Subscribe("im/inbox/alice", 1, func(pahov3.Client, pahov3.Message) { got <- struct{}{} }).Wait()

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,16 +78,6 @@ func (p *testPKI) issue(t *testing.T, usage x509.ExtKeyUsage) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// writeFile writes b to a file in a temporary directory and returns its path.
-func writeFile(t *testing.T, name string, b []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // mutualTLSNATS starts a NATS server that admits the NKey user pub over
 // mutual TLS: its certificate and the clients' are issued by pki.
 func mutualTLSNATS(t *testing.T, pki *testPKI, pub string) *natsserver.Server {
@@ -106,13 +95,8 @@ func mutualTLSNATS(t *testing.T, pki *testPKI, pub string) *natsserver.Server {
 // userSeed returns a new NKey user's public key and seed.
 func userSeed(t *testing.T) (string, []byte) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	seed, _ := kp.Seed()
-	return pub, seed
+	u := testkit.NewNATSUser(t)
+	return u.Pub, []byte(u.Seed)
 }
 
 // operatorNATS starts a NATS server in operator (JWT) mode with one account
@@ -130,28 +114,16 @@ func operatorNATS(t *testing.T) (*natsserver.Server, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	akp, _ := nkeys.CreateAccount()
-	apub, _ := akp.PublicKey()
-	ajwt, err := jwt.NewAccountClaims(apub).Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	u := testkit.NewNATSUser(t)
+	ajwt, err := jwt.NewAccountClaims(u.AccountPub).Encode(okp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resolver := &natsserver.MemAccResolver{}
-	if err := resolver.Store(apub, ajwt); err != nil {
+	if err := resolver.Store(u.AccountPub, ajwt); err != nil {
 		t.Fatal(err)
 	}
-	return testkit.RunNATS(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{op}, AccountResolver: resolver}), creds
+	return testkit.RunNATS(t, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{op}, AccountResolver: resolver}), u.Creds
 }
 
 // crossNode checks that two nodes started with mod deliver to each other.
@@ -183,7 +155,7 @@ func TestClusterSecuredNATS(t *testing.T) {
 		pki := newPKI(t)
 		pub, seed := userSeed(t)
 		ns := mutualTLSNATS(t, pki, pub)
-		seedFile := writeFile(t, "node.nk", seed)
+		seedFile := testkit.WriteFile(t, "node.nk", seed)
 		client := pki.issue(t, x509.ExtKeyUsageClientAuth)
 		crossNode(t, func(o *broker.Options) {
 			o.NATSURL = ns.ClientURL()
@@ -193,7 +165,7 @@ func TestClusterSecuredNATS(t *testing.T) {
 	})
 	t.Run("Creds", func(t *testing.T) {
 		ns, creds := operatorNATS(t)
-		credsFile := writeFile(t, "node.creds", creds)
+		credsFile := testkit.WriteFile(t, "node.creds", creds)
 		crossNode(t, func(o *broker.Options) {
 			o.NATSURL = ns.ClientURL()
 			o.NATSCredsFile = credsFile
@@ -210,7 +182,7 @@ func TestClusterNATSRefused(t *testing.T) {
 	_, otherSeed := userSeed(t)
 	ns := mutualTLSNATS(t, pki, pub)
 	opServer, creds := operatorNATS(t)
-	seedFile, otherSeedFile := writeFile(t, "node.nk", seed), writeFile(t, "other.nk", otherSeed)
+	seedFile, otherSeedFile := testkit.WriteFile(t, "node.nk", seed), testkit.WriteFile(t, "other.nk", otherSeed)
 	client := pki.issue(t, x509.ExtKeyUsageClientAuth)
 	goodTLS := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
 	otherPKI := newPKI(t)
@@ -231,11 +203,11 @@ func TestClusterNATSRefused(t *testing.T) {
 		{"NoCredsInOperatorMode", opServer.ClientURL(), "", "", nil, false, "natsbus: connect"},
 		{"PasswordRedacted", "nats://parley:hunter2@" + strings.TrimPrefix(opServer.ClientURL(), "nats://"), "", "", nil, false, "xxxxx"},
 		{"MissingCredsFile", opServer.ClientURL(), missing, "", nil, true, missing},
-		{"GarbageCredsFile", opServer.ClientURL(), writeFile(t, "garbage.creds", []byte("not a creds file")), "", nil, true, "no valid user JWT"},
+		{"GarbageCredsFile", opServer.ClientURL(), testkit.WriteFile(t, "garbage.creds", []byte("not a creds file")), "", nil, true, "no valid user JWT"},
 		{"SeedAsCredsFile", opServer.ClientURL(), seedFile, "", nil, true, "no valid user JWT"},
 		{"MissingNKeyFile", ns.ClientURL(), "", missing, goodTLS, true, missing},
-		{"GarbageNKeyFile", ns.ClientURL(), "", writeFile(t, "garbage.nk", []byte("SUgarbage")), goodTLS, true, "NKey seed file"},
-		{"CredsAndNKey", opServer.ClientURL(), writeFile(t, "node.creds", creds), seedFile, nil, true, "not both"},
+		{"GarbageNKeyFile", ns.ClientURL(), "", testkit.WriteFile(t, "garbage.nk", []byte("SUgarbage")), goodTLS, true, "NKey seed file"},
+		{"CredsAndNKey", opServer.ClientURL(), testkit.WriteFile(t, "node.creds", creds), seedFile, nil, true, "not both"},
 		{"TLSWithoutURL", "", "", "", goodTLS, true, "without NATSURL"},
 	}
 	for _, tc := range cases {

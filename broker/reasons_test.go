@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,29 +15,11 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-// logBuffer collects a broker's log lines; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestConnackReasonStrings: a refused MQTT 5 CONNECT learns why in the
 // CONNACK's Reason String (an expired token apart from a forged one), and
 // the server log says it for MQTT 5 and 3.1.1 alike.
 func TestConnackReasonStrings(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	e := setup(t, testkit.OpenSQLite(t), func(o *brokerOptions) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})

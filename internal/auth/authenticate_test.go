@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // setup returns an Authorizer with an HS256 secret and its Tokens.
@@ -209,11 +209,7 @@ func (s *countingStore) SharesConversation(ctx context.Context, a, b string) (bo
 // conversation with, as the store says, and the answer is kept for a while.
 func TestPresenceContacts(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testkit.OpenSQLite(t)
 	now := time.Now()
 	if _, _, err := s.Append(ctx, history.NewMessage{Conv: history.DirectConvID("alice", "bob"), ID: history.NewID(now), From: "alice", TS: now, Type: history.TypeText, Body: []byte(`1`)}); err != nil {
 		t.Fatal(err)

@@ -2,69 +2,24 @@ package cluster
 
 import (
 	"crypto/tls"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nkeys"
+
+	"github.com/parley-im/parley/internal/testkit"
 )
 
-// writeFile writes b to a file in a temporary directory and returns its path.
-func writeFile(t testing.TB, name string, b []byte) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// testKeys is an account and one of its users, with a .creds file's
-// contents for the user.
-type testKeys struct {
-	account           nkeys.KeyPair
-	user              nkeys.KeyPair
-	userPub, userSeed string
-	userJWT           string
-	creds             []byte
-}
-
-func newKeys(t testing.TB) testKeys {
-	t.Helper()
-	akp, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err := jwt.FormatUserConfig(ujwt, useed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testKeys{account: akp, user: ukp, userPub: upub, userSeed: string(useed), userJWT: ujwt, creds: creds}
-}
-
 func TestAuthOptions(t *testing.T) {
-	k := newKeys(t)
-	apub, _ := k.account.PublicKey()
-	accountJWT, err := jwt.NewAccountClaims(apub).Encode(k.account)
+	k := testkit.NewNATSUser(t)
+	accountJWT, err := jwt.NewAccountClaims(k.AccountPub).Encode(k.Account)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A user JWT followed by no seed.
-	credsNoSeed := k.creds[:strings.Index(string(k.creds), "************************* IMPORTANT")]
+	credsNoSeed := k.Creds[:strings.Index(string(k.Creds), "************************* IMPORTANT")]
 	for _, tc := range []struct {
 		name     string
 		auth     Auth
@@ -72,17 +27,17 @@ func TestAuthOptions(t *testing.T) {
 		contains string // in the error; "" for none
 	}{
 		{"Zero", Auth{}, 0, ""},
-		{"Creds", Auth{CredsFile: writeFile(t, "u.creds", k.creds)}, 1, ""},
-		{"NKey", Auth{NKeyFile: writeFile(t, "u.nk", []byte(k.userSeed))}, 1, ""},
+		{"Creds", Auth{CredsFile: testkit.WriteFile(t, "u.creds", k.Creds)}, 1, ""},
+		{"NKey", Auth{NKeyFile: testkit.WriteFile(t, "u.nk", []byte(k.Seed))}, 1, ""},
 		{"TLS", Auth{TLS: &tls.Config{MinVersion: tls.VersionTLS12}}, 1, ""},
-		{"NKeyAndTLS", Auth{NKeyFile: writeFile(t, "u.nk", []byte(k.userSeed)), TLS: &tls.Config{MinVersion: tls.VersionTLS12}}, 2, ""},
+		{"NKeyAndTLS", Auth{NKeyFile: testkit.WriteFile(t, "u.nk", []byte(k.Seed)), TLS: &tls.Config{MinVersion: tls.VersionTLS12}}, 2, ""},
 		{"ErrBoth", Auth{CredsFile: "a.creds", NKeyFile: "a.nk"}, 0, "not both"},
 		{"ErrCredsMissing", Auth{CredsFile: filepath.Join(t.TempDir(), "missing.creds")}, 0, "missing.creds"},
-		{"ErrCredsGarbage", Auth{CredsFile: writeFile(t, "garbage.creds", []byte("hello"))}, 0, "garbage.creds"},
-		{"ErrCredsAccountJWT", Auth{CredsFile: writeFile(t, "account.creds", []byte(strings.Replace(string(k.creds), k.userJWT, accountJWT, 1)))}, 0, "no valid user JWT"},
-		{"ErrCredsNoSeed", Auth{CredsFile: writeFile(t, "noseed.creds", credsNoSeed)}, 0, "no user NKey seed"},
+		{"ErrCredsGarbage", Auth{CredsFile: testkit.WriteFile(t, "garbage.creds", []byte("hello"))}, 0, "garbage.creds"},
+		{"ErrCredsAccountJWT", Auth{CredsFile: testkit.WriteFile(t, "account.creds", []byte(strings.Replace(string(k.Creds), k.JWT, accountJWT, 1)))}, 0, "no valid user JWT"},
+		{"ErrCredsNoSeed", Auth{CredsFile: testkit.WriteFile(t, "noseed.creds", credsNoSeed)}, 0, "no user NKey seed"},
 		{"ErrNKeyMissing", Auth{NKeyFile: filepath.Join(t.TempDir(), "missing.nk")}, 0, "missing.nk"},
-		{"ErrNKeyGarbage", Auth{NKeyFile: writeFile(t, "garbage.nk", []byte("SUnot-a-seed"))}, 0, "garbage.nk"},
+		{"ErrNKeyGarbage", Auth{NKeyFile: testkit.WriteFile(t, "garbage.nk", []byte("SUnot-a-seed"))}, 0, "garbage.nk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts, err := tc.auth.Options()
@@ -102,26 +57,17 @@ func TestAuthOptions(t *testing.T) {
 // TestBusNKey: a bus authenticates with an NKey seed file to a server that
 // lists the key, and is refused with another key.
 func TestBusNKey(t *testing.T) {
-	k, other := newKeys(t), newKeys(t)
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Nkeys: []*natsserver.NkeyUser{{Nkey: k.userPub}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
+	k, other := testkit.NewNATSUser(t), testkit.NewNATSUser(t)
+	ns := testkit.RunNATS(t, &natsserver.Options{Nkeys: []*natsserver.NkeyUser{{Nkey: k.Pub}}})
 
 	l := &fakeLocal{}
-	refused := &Bus{Node: "X", Local: l, ForgetGroup: l.forgetGroup, Log: quiet, Auth: Auth{NKeyFile: writeFile(t, "other.nk", []byte(other.userSeed))}}
+	refused := &Bus{Node: "X", Local: l, ForgetGroup: l.forgetGroup, Log: quiet, Auth: Auth{NKeyFile: testkit.WriteFile(t, "other.nk", []byte(other.Seed))}}
 	if err := refused.Connect(ns.ClientURL()); err == nil || !strings.Contains(err.Error(), "natsbus: connect") {
 		refused.Close()
 		t.Fatalf("Connect with an unknown key: %v", err)
 	}
 
-	seed := writeFile(t, "node.nk", []byte(k.userSeed))
+	seed := testkit.WriteFile(t, "node.nk", []byte(k.Seed))
 	auth := func(b *Bus, _ *fakeLocal) { b.Auth = Auth{NKeyFile: seed} }
 	a, _ := connect(t, ns.ClientURL(), "A", nil, auth)
 	b, lb := connect(t, ns.ClientURL(), "B", nil, auth)

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -14,25 +12,9 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-)
 
-// startNATS runs an embedded NATS server on port (0: any free port).
-func startNATS(t testing.TB, port int) *natsserver.Server {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
+	"github.com/parley-im/parley/internal/testkit"
+)
 
 // localDelivery is one DeliverLocal call.
 type localDelivery struct {
@@ -145,7 +127,7 @@ func (l *fakeLocal) snapshot() record {
 		presence: slices.Clone(l.presence), nodeUsers: maps.Clone(l.nodeUsers), forgotten: slices.Clone(l.forgotten), groups: slices.Clone(l.groups)}
 }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testkit.Logger()
 
 // connect starts a Bus for node on the NATS server at url, with users as its
 // local users; mod, when set, changes the bus before Connect. The bus is
@@ -168,7 +150,7 @@ func connect(t testing.TB, url, node string, users []string, mod func(*Bus, *fak
 // bob, and waits until each has heard of the other.
 func pair(t testing.TB, mod func(*Bus, *fakeLocal)) (a, b *Bus, la, lb *fakeLocal) {
 	t.Helper()
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	a, la = connect(t, ns.ClientURL(), "A", []string{"alice"}, mod)
 	b, lb = connect(t, ns.ClientURL(), "B", []string{"bob"}, mod)
 	la.until(t, "A hears of B", func(l *fakeLocal) bool { return slices.Equal(l.nodeUsers["B"], []string{"bob"}) })
@@ -261,7 +243,7 @@ func TestBusConnectRefused(t *testing.T) {
 // TestBusDefaults: Connect fills in the documented defaults, and Close may
 // be called twice.
 func TestBusDefaults(t *testing.T) {
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	l := &fakeLocal{}
 	b := &Bus{Node: "A", Local: l, ForgetGroup: l.forgetGroup}
 	if err := b.Connect(ns.ClientURL()); err != nil {
@@ -416,7 +398,7 @@ func TestBusControl(t *testing.T) {
 // after three heartbeats; a node that comes back is announced again.
 func TestBusLeaseExpiry(t *testing.T) {
 	short := func(b *Bus, _ *fakeLocal) { b.Heartbeat = 20 * time.Millisecond }
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	_, la := connect(t, ns.ClientURL(), "A", []string{"alice"}, short)
 	b, _ := connect(t, ns.ClientURL(), "B", []string{"bob"}, short)
 	la.until(t, "A hears of B", func(l *fakeLocal) bool { return slices.Equal(l.nodeUsers["B"], []string{"bob"}) })
@@ -446,7 +428,7 @@ func TestBusLeaseExpiry(t *testing.T) {
 // TestBusServerRestart: when the NATS server restarts, every node catches
 // its devices up from the store (Resync), and deliveries flow again.
 func TestBusServerRestart(t *testing.T) {
-	first := startNATS(t, 0)
+	first := testkit.RunNATS(t, nil)
 	port := first.Addr().(*net.TCPAddr).Port
 	a, la := connect(t, first.ClientURL(), "A", []string{"alice"}, nil)
 	b, lb := connect(t, first.ClientURL(), "B", []string{"bob"}, nil)
@@ -458,7 +440,7 @@ func TestBusServerRestart(t *testing.T) {
 
 	first.Shutdown()
 	first.WaitForShutdown()
-	startNATS(t, port)
+	testkit.RunNATS(t, &natsserver.Options{Port: port})
 	for _, l := range []*fakeLocal{la, lb} {
 		l.until(t, "resync after the restart", func(l *fakeLocal) bool { return l.resyncs >= 1 })
 	}
@@ -527,7 +509,7 @@ func TestBusDropRate(t *testing.T) {
 
 // TestBusSweep: the periodic sweep catches every device up from the store.
 func TestBusSweep(t *testing.T) {
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	_, l := connect(t, ns.ClientURL(), "A", nil, func(b *Bus, _ *fakeLocal) { b.Sweep = 10 * time.Millisecond })
 	l.until(t, "three sweeps", func(l *fakeLocal) bool { return l.resyncs >= 3 })
 }
@@ -535,7 +517,7 @@ func TestBusSweep(t *testing.T) {
 // TestBusPrefix: buses with different prefixes share a server without
 // hearing each other.
 func TestBusPrefix(t *testing.T) {
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	a, la := connect(t, ns.ClientURL(), "A", []string{"alice"}, func(b *Bus, _ *fakeLocal) { b.Prefix = "one" })
 	_, lx := connect(t, ns.ClientURL(), "X", []string{"xavier"}, func(b *Bus, _ *fakeLocal) { b.Prefix = "two" })
 	b, lb := connect(t, ns.ClientURL(), "B", []string{"bob"}, func(b *Bus, _ *fakeLocal) { b.Prefix = "one" })
@@ -561,7 +543,7 @@ func TestBusPrefix(t *testing.T) {
 // TestBusJoin: a node that joins learns at once who is on the nodes already
 // there, without waiting for their next heartbeat.
 func TestBusJoin(t *testing.T) {
-	ns := startNATS(t, 0)
+	ns := testkit.RunNATS(t, nil)
 	never := func(b *Bus, _ *fakeLocal) { b.Heartbeat = time.Hour }
 	a, la := connect(t, ns.ClientURL(), "A", []string{"alice", "ann"}, never)
 	if err := a.nc.Flush(); err != nil { // A's subscriptions are on the server

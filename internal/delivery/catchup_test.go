@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,9 +21,7 @@ func TestCatchUpThenLive(t *testing.T) {
 	alice := e.connect("alice/phone", 1)
 	bob := e.connect("bob/phone", 1)
 	waitFor(t, "3 messages to bob", func() bool { return len(bob.seqs(t, dm)) == 3 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 3)) {
-		t.Fatalf("bob got %v, want 1..3", got)
-	}
+	bob.wantSeqs(t, dm, 1, 3)
 	for _, ev := range bob.events(t) {
 		if ev.qos != 1 || ev.id < 1<<15 {
 			t.Fatalf("delivery %+v: want QoS 1 with a packet id", ev)
@@ -57,9 +56,7 @@ func TestNewDeviceBacklog(t *testing.T) {
 	e.sendN(dm, "alice", 10)
 	bob := e.connect("bob/phone", 1)
 	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(8, 10)) {
-		t.Fatalf("got %v, want 8..10", got)
-	}
+	bob.wantSeqs(t, dm, 8, 10)
 	waitFor(t, "starting cursor 7", func() bool { return e.cursor("bob/phone", dm) == 7 })
 }
 
@@ -76,9 +73,7 @@ func TestReturningDevice(t *testing.T) {
 	e.sendN(dm, "alice", 5)
 	again := e.connect("bob/phone", 1)
 	waitFor(t, "5 messages", func() bool { return len(again.seqs(t, dm)) == 5 })
-	if got := again.seqs(t, dm); !equal(got, seqRange(3, 7)) {
-		t.Fatalf("got %v, want 3..7", got)
-	}
+	again.wantSeqs(t, dm, 3, 7)
 }
 
 // TestCatchUpRetriesWithBackoff: while the store fails, the catch-up is
@@ -100,9 +95,7 @@ func TestCatchUpRetriesWithBackoff(t *testing.T) {
 	})
 	bob := e.connect("bob/phone", 1)
 	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 3)) {
-		t.Fatalf("got %v, want 1..3", got)
-	}
+	bob.wantSeqs(t, dm, 1, 3)
 	if n := e.store.count("Device"); n != 4 {
 		t.Fatalf("%d Device calls, want 4 (3 failures, 1 success)", n)
 	}
@@ -140,9 +133,7 @@ func TestSecondPassStoreFailure(t *testing.T) {
 	m5 := e.send(dm, "alice", "live")
 	e.hub.DeliverMessage([]string{"bob"}, m5)
 	waitFor(t, "5 messages", func() bool { return len(bob.seqs(t, dm)) >= 5 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 5)) {
-		t.Fatalf("got %v, want 1..5 exactly once", got)
-	}
+	bob.wantSeqs(t, dm, 1, 5)
 }
 
 // TestMessagesFailureMidConversation: a failed page read resumes after the
@@ -159,9 +150,7 @@ func TestMessagesFailureMidConversation(t *testing.T) {
 	bob := e.connect("bob/phone", 1)
 	waitFor(t, "64 in flight", func() bool { return bob.Inflight() == 64 })
 	drain(t, e.hub, bob, dm, 250)
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 250)) {
-		t.Fatalf("got %d deliveries, want 1..250 exactly once", len(got))
-	}
+	bob.wantSeqs(t, dm, 1, 250)
 	if n := e.store.count("Messages"); n != 4 {
 		t.Fatalf("%d Messages calls, want 4 (3 pages and a failed one)", n)
 	}
@@ -179,9 +168,7 @@ func TestGapEvent(t *testing.T) {
 	if evs[0].Kind != "gap" || evs[0].Conv != dm || evs[0].After != 0 || evs[0].Before != 8 {
 		t.Fatalf("first delivery %+v, want a gap after 0 before 8", evs[0])
 	}
-	if got := bob.seqs(t, dm); !equal(got, seqRange(8, 12)) {
-		t.Fatalf("got %v, want 8..12", got)
-	}
+	bob.wantSeqs(t, dm, 8, 12)
 	waitFor(t, "cursor past the gap", func() bool { return e.cursor("bob/phone", dm) == 7 })
 	bob.ackAll(e.hub)
 	waitFor(t, "cursor 12", func() bool { return e.cursor("bob/phone", dm) == 12 })
@@ -253,7 +240,7 @@ func TestDroppedResync(t *testing.T) {
 	before := e.store.count("Device")
 	e.hub.Dropped(bob)
 	waitFor(t, "2 and 3 again", func() bool { return len(bob.seqs(t, dm)) == 5 })
-	if got := bob.seqs(t, dm); !equal(got, []int64{1, 2, 3, 2, 3}) {
+	if got := bob.seqs(t, dm); !slices.Equal(got, []int64{1, 2, 3, 2, 3}) {
 		t.Fatalf("got %v, want 1 2 3 then 2 3 again", got)
 	}
 	if e.store.count("Device") <= before {
@@ -277,9 +264,7 @@ func TestGapInLiveStream(t *testing.T) {
 	m4 := e.send(dm, "alice", "4")
 	e.hub.DeliverMessage([]string{"bob"}, m4)
 	waitFor(t, "4", func() bool { return len(bob.seqs(t, dm)) >= 4 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 4)) {
-		t.Fatalf("got %v, want 1..4", got)
-	}
+	bob.wantSeqs(t, dm, 1, 4)
 }
 
 // TestQueueOverflow: live messages beyond Queue, while the writer waits for
@@ -295,9 +280,7 @@ func TestQueueOverflow(t *testing.T) {
 		e.hub.DeliverMessage([]string{"bob"}, m)
 	}
 	drain(t, e.hub, bob, dm, 8)
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 8)) {
-		t.Fatalf("got %v, want 1..8", got)
-	}
+	bob.wantSeqs(t, dm, 1, 8)
 	if e.store.count("Device") < 2 {
 		t.Fatal("the overflow caused no catch-up")
 	}
@@ -337,9 +320,7 @@ func TestResubscribe(t *testing.T) {
 	m2 := e.send(dm, "alice", "back")
 	e.hub.DeliverMessage([]string{"bob"}, m2)
 	waitFor(t, "the live message", func() bool { return len(bob.seqs(t, dm)) == 2 })
-	if got := bob.seqs(t, dm); !equal(got, seqRange(1, 2)) {
-		t.Fatalf("got %v, want 1 2", got)
-	}
+	bob.wantSeqs(t, dm, 1, 2)
 }
 
 // TestGroupFirstSeen: a live message of a conversation new to the device
@@ -364,7 +345,7 @@ func TestGroupFirstSeen(t *testing.T) {
 	}
 	e.hub.DeliverMessage([]string{"alice", "bob"}, added)
 	waitFor(t, "the member.added message", func() bool { return len(bob.seqs(t, "g:team")) == 1 })
-	if got := bob.seqs(t, "g:team"); !equal(got, []int64{added.Seq}) {
+	if got := bob.seqs(t, "g:team"); !slices.Equal(got, []int64{added.Seq}) {
 		t.Fatalf("got %v, want only %d (nothing from before bob joined)", got, added.Seq)
 	}
 }

@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // fakeConn is a client connection that records what it is sent. Its
@@ -228,6 +227,15 @@ func (c *fakeConn) seqs(t testing.TB, conv string) []int64 {
 	return out
 }
 
+// wantSeqs fails t unless the messages c got in conv are exactly the seqs
+// from..to, in order, each once.
+func (c *fakeConn) wantSeqs(t testing.TB, conv string, from, to int64) {
+	t.Helper()
+	if got := c.seqs(t, conv); !slices.Equal(got, seqRange(from, to)) {
+		t.Fatalf("got %v, want %d..%d exactly once", got, from, to)
+	}
+}
+
 // kinds returns the deliveries of kind.
 func (c *fakeConn) kinds(t testing.TB, kind string) []event {
 	t.Helper()
@@ -324,15 +332,10 @@ type env struct {
 // Start. The Hub is closed when the test ends.
 func setup(t testing.TB, opt ...func(*Hub)) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testkit.OpenSQLite(t)
 	fs := &faultStore{Store: st, calls: map[string]int{}}
 	h := &Hub{Store: fs, FlushInterval: 5 * time.Millisecond, retry: 5 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: testkit.Logger()}
 	for _, o := range opt {
 		o(h)
 	}
@@ -423,16 +426,4 @@ func seqRange(from, to int64) []int64 {
 		out = append(out, s)
 	}
 	return out
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -120,9 +120,7 @@ func TestWindow(t *testing.T) {
 			bob.ack(e.hub, bob.pendingIDs()[0])
 			waitFor(t, "one more", func() bool { return bob.count() == tc.want+1 })
 			drain(t, e.hub, bob, dm, 10)
-			if got := bob.seqs(t, dm); !equal(got, seqRange(1, 10)) {
-				t.Fatalf("got %v", got)
-			}
+			bob.wantSeqs(t, dm, 1, 10)
 			if bob.maxOut != tc.want {
 				t.Fatalf("%d in flight at most, want %d", bob.maxOut, tc.want)
 			}
@@ -222,7 +220,7 @@ func TestTooLarge(t *testing.T) {
 	e.hub.Connect(bob)
 	e.hub.Subscribe(bob, 1)
 	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
-	if got := bob.seqs(t, dm); !equal(got, []int64{1, 3}) {
+	if got := bob.seqs(t, dm); !slices.Equal(got, []int64{1, 3}) {
 		t.Fatalf("got %v, want 1 3", got)
 	}
 	bob.ackAll(e.hub)

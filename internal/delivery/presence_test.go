@@ -4,16 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // presenceLog records the presence the Hub publishes, as "user on|off".
-type presenceLog struct {
-	mu  sync.Mutex
-	got []string
-}
+type presenceLog struct{ testkit.Log[string] }
 
 func (p *presenceLog) publish(user string, payload []byte) error {
 	var v struct {
@@ -31,19 +29,8 @@ func (p *presenceLog) publish(user string, payload []byte) error {
 	if v.Online {
 		state = "on"
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.got = append(p.got, user+" "+state)
+	p.Add(user + " " + state)
 	return nil
-}
-
-// take returns what was published since the last take.
-func (p *presenceLog) take() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	got := p.got
-	p.got = nil
-	return got
 }
 
 func setupPresence(t *testing.T) (*env, *presenceLog) {
@@ -60,11 +47,11 @@ func TestPresenceLocal(t *testing.T) {
 	laptop := e.connect("bob/laptop", 1)
 	e.hub.Disconnect(phone)
 	e.hub.Disconnect(phone) // twice: nothing
-	if got := log.take(); !slices.Equal(got, []string{"bob on"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"bob on"}) {
 		t.Fatalf("published %v, want bob on once", got)
 	}
 	e.hub.Disconnect(laptop)
-	if got := log.take(); !slices.Equal(got, []string{"bob off"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"bob off"}) {
 		t.Fatalf("published %v, want bob off", got)
 	}
 }
@@ -78,34 +65,34 @@ func TestPresenceNodes(t *testing.T) {
 	h := e.hub
 	h.SetPresence("carol", "n2", true)
 	h.SetPresence("carol", "n3", true)
-	if got := log.take(); !slices.Equal(got, []string{"carol on"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"carol on"}) {
 		t.Fatalf("published %v, want carol on once", got)
 	}
 	dave := e.connect("dave/phone", 1)
 	h.SetNodeUsers("n2", []string{"carol", "dave", "erin"})
-	if got := log.take(); !slices.Equal(got, []string{"dave on", "erin on"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"dave on", "erin on"}) {
 		t.Fatalf("published %v, want dave on (his device here), then erin on", got)
 	}
 	h.SetNodeUsers("n2", []string{"dave"}) // carol and erin left n2; carol is still on n3
-	if got := log.take(); !slices.Equal(got, []string{"erin off"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"erin off"}) {
 		t.Fatalf("published %v, want erin off", got)
 	}
 	h.ForgetNode("n2") // dave is still here
 	h.ForgetNode("n3")
-	if got := log.take(); !slices.Equal(got, []string{"carol off"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"carol off"}) {
 		t.Fatalf("published %v, want carol off", got)
 	}
 	h.SetPresence("dave", "n3", true)
 	e.hub.Disconnect(dave) // present on n3
-	if got := log.take(); len(got) != 0 {
+	if got := log.Take(); len(got) != 0 {
 		t.Fatalf("published %v, want nothing", got)
 	}
 	h.ForgetNode("n3")
-	if got := log.take(); !slices.Equal(got, []string{"dave off"}) {
+	if got := log.Take(); !slices.Equal(got, []string{"dave off"}) {
 		t.Fatalf("published %v, want dave off", got)
 	}
 	h.SetPresence("nobody", "n4", false)
-	if got := log.take(); len(got) != 0 {
+	if got := log.Take(); len(got) != 0 {
 		t.Fatalf("published %v for a user never present", got)
 	}
 }

@@ -26,38 +26,36 @@ type Metrics struct {
 // NewMetrics creates the collectors and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		Received: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_messages_received_total",
-			Help: "Messages received from clients, by result (stored, duplicate, ephemeral, or an error code).",
-		}, []string{"result"}),
-		Delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "parley_messages_delivered_total",
-			Help: "PUBLISH packets written to clients on Parley's topics (deliveries, events, resends).",
-		}),
+		Received: counterVec("parley_messages_received_total", "result",
+			"Messages received from clients, by result (stored, duplicate, ephemeral, or an error code)."),
+		Delivered: counter("parley_messages_delivered_total",
+			"PUBLISH packets written to clients on Parley's topics (deliveries, events, resends)."),
 		StoreLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "parley_store_latency_seconds",
 			Help:    "Latency of store operations.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}, []string{"op"}),
-		StoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_store_errors_total",
-			Help: "Store operations that failed because the store was unavailable or broken.",
-		}, []string{"op"}),
-		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_connections_refused_total",
-			Help: "CONNECT packets refused, by reason.",
-		}, []string{"reason"}),
+		StoreErrors: counterVec("parley_store_errors_total", "op",
+			"Store operations that failed because the store was unavailable or broken."),
+		Refused: counterVec("parley_connections_refused_total", "reason",
+			"CONNECT packets refused, by reason."),
+		Catchups: counter("parley_catchups_total",
+			"Catch-up passes started for devices (after a connect, a gap or an overflow)."),
+		Pruned: counter("parley_devices_pruned_total",
+			"Devices (client ids) forgotten, with their cursors, after going unseen for the device TTL."),
 	}
-	m.Catchups = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "parley_catchups_total",
-		Help: "Catch-up passes started for devices (after a connect, a gap or an overflow).",
-	})
-	m.Pruned = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "parley_devices_pruned_total",
-		Help: "Devices (client ids) forgotten, with their cursors, after going unseen for the device TTL.",
-	})
 	reg.MustRegister(m.Received, m.Delivered, m.StoreLatency, m.StoreErrors, m.Refused, m.Catchups, m.Pruned)
 	return m
+}
+
+// counter is a new counter called name.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+// counterVec is a new counter called name with one label.
+func counterVec(name, label, help string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
 }
 
 // InstrumentStore returns a history.Store that records the latency and the

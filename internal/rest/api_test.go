@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,10 +16,10 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // downStore wraps a real store; while down is set, the reads of the REST
@@ -87,13 +86,9 @@ type env struct {
 // before it starts (a Limiter, say).
 func setup(t testing.TB, maxPayload int, mod ...func(*send.Service)) *env {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testkit.OpenSQLite(t)
 	ds := &downStore{Store: s}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Logger()
 	svc := &send.Service{Store: ds, Groups: send.NewGroups(ds), Deliver: discard{}, MaxPayload: maxPayload, Log: log}
 	for _, f := range mod {
 		f(svc)

@@ -4,45 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
-// echoRecorder is a Deliverer that records what the send pipeline hands it.
-type echoRecorder struct {
-	mu       sync.Mutex
-	messages []echoDelivered
-	events   []echoDelivered
-}
-
-type echoDelivered struct {
-	users   []string // sorted
-	msg     history.Message
-	payload []byte
-}
-
-func (r *echoRecorder) DeliverMessage(users []string, m history.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.messages = append(r.messages, echoDelivered{users: slices.Sorted(slices.Values(users)), msg: m})
-}
-
-func (r *echoRecorder) DeliverEvent(users []string, payload []byte, _ byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, echoDelivered{users: slices.Sorted(slices.Values(users)), payload: payload})
-}
-
-func (r *echoRecorder) take() (messages, events []echoDelivered) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	messages, events = r.messages, r.events
-	r.messages, r.events = nil, nil
+// split separates the message deliveries from the event deliveries.
+func split(all []delivery) (messages, events []delivery) {
+	for _, d := range all {
+		if d.event {
+			events = append(events, d)
+		} else {
+			messages = append(messages, d)
+		}
+	}
 	return messages, events
 }
 
@@ -52,12 +30,8 @@ func (r *echoRecorder) take() (messages, events []echoDelivered) {
 // with; a retry of the same cid is echoed to the sender alone.
 func TestSendEchoes(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	rec := &echoRecorder{}
+	store := testkit.OpenSQLite(t)
+	rec := &recorder{}
 	svc := &send.Service{Store: store, Groups: send.NewGroups(store), Deliver: rec}
 	if err := svc.Init(); err != nil {
 		t.Fatal(err)
@@ -66,16 +40,16 @@ func TestSendEchoes(t *testing.T) {
 
 	check := func(what string, m history.Message, want []string) {
 		t.Helper()
-		msgs, _ := rec.take()
+		msgs, _ := split(rec.Take())
 		if len(msgs) != 1 {
-			t.Fatalf("%s: %d messages echoDelivered, want 1", what, len(msgs))
+			t.Fatalf("%s: %d messages delivered, want 1", what, len(msgs))
 		}
 		d := msgs[0]
 		if !slices.Equal(d.users, want) {
-			t.Fatalf("%s: echoDelivered to %v, want %v (the sender's echo included)", what, d.users, want)
+			t.Fatalf("%s: delivered to %v, want %v (the sender's echo included)", what, d.users, want)
 		}
 		if d.msg.Conv != m.Conv || d.msg.Seq != m.Seq || d.msg.ID != m.ID || d.msg.CID != m.CID || d.msg.From != m.From || string(d.msg.Body) != string(m.Body) {
-			t.Fatalf("%s: echoDelivered %+v, the sender was answered with %+v", what, d.msg, m)
+			t.Fatalf("%s: delivered %+v, the sender was answered with %+v", what, d.msg, m)
 		}
 	}
 
@@ -90,8 +64,8 @@ func TestSendEchoes(t *testing.T) {
 	if _, _, err := svc.CreateGroup(ctx, "carol", send.CreateGroupRequest{ID: "crew", Name: "Crew", Members: []string{"alice", "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	if msgs, _ := rec.take(); len(msgs) != 1 || !slices.Equal(msgs[0].users, []string{"alice", "bob", "carol"}) {
-		t.Fatalf("group.created echoDelivered as %+v, want once to alice, bob and carol", msgs)
+	if msgs, _ := split(rec.Take()); len(msgs) != 1 || !slices.Equal(msgs[0].users, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("group.created delivered as %+v, want once to alice, bob and carol", msgs)
 	}
 	g, created, serr := svc.Send(ctx, "alice", wire.TargetGroup, "crew", []byte(`{"cid":"g1","body":"hi crew"}`))
 	if serr != nil || !created || g.Seq != 2 {
@@ -104,9 +78,9 @@ func TestSendEchoes(t *testing.T) {
 	if serr != nil || created || again.ID != m.ID || again.Seq != m.Seq {
 		t.Fatalf("retry: %+v created %v, %v; want the original %s seq %d", again, created, serr, m.ID, m.Seq)
 	}
-	msgs, events := rec.take()
+	msgs, events := split(rec.Take())
 	if len(msgs) != 0 || len(events) != 1 || !slices.Equal(events[0].users, []string{"alice"}) {
-		t.Fatalf("retry echoDelivered messages %+v and events %+v; want one echo event to alice", msgs, events)
+		t.Fatalf("retry delivered messages %+v and events %+v; want one echo event to alice", msgs, events)
 	}
 	var echo wire.Delivery
 	if err := json.Unmarshal(events[0].payload, &echo); err != nil || echo.Kind != "message" || echo.Seq != m.Seq || echo.ID != m.ID ||

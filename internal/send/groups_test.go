@@ -84,26 +84,17 @@ func TestCreateGroup(t *testing.T) {
 		if history.ErrorCode(err) != history.ECONFLICT || !strings.Contains(err.Error(), "omit id") {
 			t.Fatalf("CreateGroup of a taken id: %v", err)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 	})
 	t.Run("ErrStore", func(t *testing.T) {
-		f.store.fault = failOn("CreateGroup", f.store.count("CreateGroup")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("CreateGroup")()
 		_, _, err := f.svc.CreateGroup(ctx, "alice", send.CreateGroupRequest{ID: "down", Name: "Down"})
 		if err == nil || history.ErrorCode(err) == history.ECONFLICT || history.ErrorCode(err) == history.EINVALID {
 			t.Fatalf("CreateGroup in an outage: %v", err)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 	})
-	select {
-	case g := <-f.invalidated:
-		t.Fatalf("a failed creation invalidated %q", g)
-	default:
-	}
+	f.noInvalidation(t, "a failed creation")
 }
 
 // TestCreateGroupRefused: invalid requests are refused before the store.
@@ -135,11 +126,9 @@ func TestCreateGroupRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				f.rec.take()
+				f.rec.Take()
 			case tc.limit:
-				if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeRateLimited {
-					t.Fatalf("CreateGroup = %v, want rate_limited", err)
-				}
+				wantWireCode(t, "CreateGroup", err, wire.CodeRateLimited)
 			default:
 				if history.ErrorCode(err) != history.EINVALID {
 					t.Fatalf("CreateGroup = %v, want EINVALID", err)
@@ -147,9 +136,7 @@ func TestCreateGroupRefused(t *testing.T) {
 			}
 		})
 	}
-	if n := f.store.count("CreateGroup"); n != 1 {
-		t.Fatalf("%d CreateGroup calls, want 1", n)
-	}
+	f.store.wantCalls(t, "CreateGroup", 1)
 }
 
 // TestChangeMember: an addition reaches the members after it, a removal the
@@ -180,7 +167,7 @@ func TestChangeMember(t *testing.T) {
 	if _, _, serr := f.svc.Send(ctx, "carol", wire.TargetGroup, "team", []byte(`{"body":"hello"}`)); serr != nil {
 		t.Fatal(serr)
 	}
-	f.rec.take()
+	f.rec.Take()
 
 	msg, after, err = change(history.MemberChange{Actor: "alice", User: "bob", Remove: true})
 	if err != nil || msg.Type != history.TypeMemberRemoved || len(after) != 2 {
@@ -212,16 +199,10 @@ func TestChangeMember(t *testing.T) {
 			if tc.code == history.ENOTFOUND && !strings.Contains(err.Error(), "no such group") {
 				t.Fatalf("%v does not read as for a missing group", err)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 		})
 	}
-	select {
-	case g := <-f.invalidated:
-		t.Fatalf("a refused change invalidated %q", g)
-	default:
-	}
+	f.noInvalidation(t, "a refused change")
 }
 
 func TestChangeMemberRefused(t *testing.T) {
@@ -229,9 +210,7 @@ func TestChangeMemberRefused(t *testing.T) {
 		f := setup(t, func(s *send.Service) { s.Limiter = send.NewRateLimiter(0.0001, 1) })
 		f.group(t, "team", "alice")
 		_, _, err := f.svc.ChangeMember(context.Background(), history.MemberChange{Group: "team", Actor: "alice", User: "bob", Role: history.RoleMember})
-		if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeRateLimited {
-			t.Fatalf("ChangeMember = %v, want rate_limited", err)
-		}
+		wantWireCode(t, "ChangeMember", err, wire.CodeRateLimited)
 	})
 	t.Run("ErrClosed", func(t *testing.T) {
 		f := setup(t, nil)
@@ -239,12 +218,8 @@ func TestChangeMemberRefused(t *testing.T) {
 		f.svc.Committer.Close()
 		_, _, err := f.svc.ChangeMember(context.Background(), history.MemberChange{Group: "team", Actor: "alice", User: "bob", Role: history.RoleMember})
 		// A closed committer is an outage to the caller: unavailable.
-		if serr, ok := err.(*wire.Error); !ok || serr.Code != wire.CodeUnavailable {
-			t.Fatalf("ChangeMember after Close: %v, want unavailable", err)
-		}
-		if n := f.store.count("ChangeMember"); n != 0 {
-			t.Fatalf("%d store calls after Close", n)
-		}
+		wantWireCode(t, "ChangeMember after Close", err, wire.CodeUnavailable)
+		f.store.wantCalls(t, "ChangeMember", 0)
 	})
 }
 
@@ -276,8 +251,7 @@ func TestServiceGroup(t *testing.T) {
 		t.Fatalf("an outsider reads %q, a missing group %q", msgs[0], msgs[1])
 	}
 	t.Run("ErrStore", func(t *testing.T) {
-		f.store.fault = failOn("Group", f.store.count("Group")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		if _, _, err := f.svc.Group(ctx, "alice", "team"); err == nil || history.ErrorCode(err) == history.ENOTFOUND {
 			t.Fatalf("Group in an outage: %v", err)
 		}
@@ -299,7 +273,7 @@ func TestMarkRead(t *testing.T) {
 			}
 		}
 	}
-	f.rec.take()
+	f.rec.Take()
 	for _, tc := range []struct {
 		name, conv string
 		seq, want  int64
@@ -315,7 +289,7 @@ func TestMarkRead(t *testing.T) {
 			if serr != nil || after != tc.want {
 				t.Fatalf("MarkRead = %d, %v; want %d", after, serr, tc.want)
 			}
-			got := f.rec.take()
+			got := f.rec.Take()
 			if tc.to == nil {
 				if len(got) != 0 {
 					t.Fatalf("announced %+v", got)
@@ -359,14 +333,13 @@ func TestMarkRead(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.fault {
-				f.store.fault = failOn("MarkRead", f.store.count("MarkRead")+1, errOutage)
-				defer func() { f.store.fault = nil }()
+				defer f.store.failNext("MarkRead")()
 			}
 			after, serr := f.svc.MarkRead(ctx, tc.user, tc.conv, tc.seq)
 			if serr == nil || serr.Code != tc.code || after != 0 {
 				t.Fatalf("MarkRead = %d, %v; want %s", after, serr, tc.code)
 			}
-			if got := f.rec.take(); len(got) != 0 {
+			if got := f.rec.Take(); len(got) != 0 {
 				t.Fatalf("announced %+v", got)
 			}
 		})
@@ -455,4 +428,13 @@ func (r *reorderStore) Group(ctx context.Context, id string) (history.Group, []h
 		<-r.hold
 	}
 	return g, ms, err
+}
+
+// wantWireCode fails t unless err, what op returned, is a *wire.Error with
+// code.
+func wantWireCode(t testing.TB, op string, err error, code string) {
+	t.Helper()
+	if serr, ok := err.(*wire.Error); !ok || serr.Code != code {
+		t.Fatalf("%s = %v, want %s", op, err, code)
+	}
 }

@@ -3,14 +3,12 @@ package send_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -23,11 +21,7 @@ import (
 // conversation.
 func FuzzReadRequest(f *testing.F) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, f.TempDir(), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { s.Close() })
+	s := testkit.OpenSQLite(f)
 	now := time.Now()
 	for i := 0; i < 3; i++ {
 		if _, _, err := s.Append(ctx, history.NewMessage{Conv: "dm:alice:bob", ID: history.NewID(now), From: "alice", TS: now, Type: "text", Body: json.RawMessage(`1`)}); err != nil {
@@ -45,7 +39,7 @@ func FuzzReadRequest(f *testing.F) {
 	}
 	last := map[string]int64{"dm:alice:bob": 3, "g:team": 2}
 	m := &send.Service{Store: s, Groups: send.NewGroups(s), Deliver: discard{},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: testkit.Logger()}
 	if err := m.Init(); err != nil {
 		f.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -16,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/history"
-	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/send"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -61,6 +59,21 @@ func (f *faultStore) count(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[method]
+}
+
+// failNext makes the next call of method fail with errOutage; the returned
+// function ends that.
+func (f *faultStore) failNext(method string) (restore func()) {
+	f.fault = failOn(method, f.count(method)+1, errOutage)
+	return func() { f.fault = nil }
+}
+
+// wantCalls fails t unless method was called n times.
+func (f *faultStore) wantCalls(t testing.TB, method string, n int) {
+	t.Helper()
+	if got := f.count(method); got != n {
+		t.Fatalf("%d %s calls, want %d", got, method, n)
+	}
 }
 
 func (f *faultStore) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
@@ -124,40 +137,32 @@ type delivery struct {
 }
 
 // recorder is a Deliverer that records every call.
-type recorder struct {
-	mu  sync.Mutex
-	all []delivery
-}
+type recorder struct{ testkit.Log[delivery] }
 
 func (r *recorder) DeliverMessage(users []string, m history.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), msg: m})
+	r.Add(delivery{users: slices.Sorted(slices.Values(users)), msg: m})
 }
 
 func (r *recorder) DeliverEvent(users []string, payload []byte, qos byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all = append(r.all, delivery{users: slices.Sorted(slices.Values(users)), event: true, payload: payload, qos: qos})
+	r.Add(delivery{users: slices.Sorted(slices.Values(users)), event: true, payload: payload, qos: qos})
 }
 
-// take returns the deliveries recorded since the last take.
-func (r *recorder) take() []delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	all := r.all
-	r.all = nil
-	return all
-}
-
-// one returns the only delivery recorded since the last take.
+// one returns the only delivery recorded since the last Take.
 func (r *recorder) one(t testing.TB) delivery {
 	t.Helper()
-	all := r.take()
+	all := r.Take()
 	if len(all) != 1 {
 		t.Fatalf("%d deliveries, want 1: %+v", len(all), all)
 	}
 	return all[0]
+}
+
+// none fails t if anything was delivered since the last Take.
+func (r *recorder) none(t testing.TB) {
+	t.Helper()
+	if d := r.Take(); len(d) != 0 {
+		t.Fatalf("delivered %+v", d)
+	}
 }
 
 // fixture is a Service over a real SQLite store behind a faultStore.
@@ -173,11 +178,7 @@ type fixture struct {
 // the Service before Init.
 func setup(t testing.TB, mod func(*send.Service)) *fixture {
 	t.Helper()
-	s, err := sqlite.Open(context.Background(), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testkit.OpenSQLite(t)
 	fs := &faultStore{Store: s}
 	f := &fixture{store: fs, rec: &recorder{}, invalidated: make(chan string, 100), registry: prometheus.NewRegistry()}
 	f.svc = &send.Service{
@@ -186,7 +187,7 @@ func setup(t testing.TB, mod func(*send.Service)) *fixture {
 		Deliver:    f.rec,
 		Invalidate: func(g string) { f.invalidated <- g },
 		Metrics:    metrics.NewMetrics(f.registry),
-		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:        testkit.Logger(),
 	}
 	if mod != nil {
 		mod(f.svc)
@@ -205,8 +206,19 @@ func (f *fixture) group(t testing.TB, id, owner string, members ...string) {
 	if _, _, err := f.svc.CreateGroup(context.Background(), owner, send.CreateGroupRequest{ID: id, Name: id, Members: members}); err != nil {
 		t.Fatal(err)
 	}
-	f.rec.take()
+	f.rec.Take()
 	<-f.invalidated
+}
+
+// noInvalidation fails t if a group was invalidated since the last read of
+// f.invalidated, naming what should not have invalidated it.
+func (f *fixture) noInvalidation(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case g := <-f.invalidated:
+		t.Fatalf("%s invalidated %q", what, g)
+	default:
+	}
 }
 
 // received reads parley_messages_received_total{result} from the registry.
@@ -330,14 +342,10 @@ func TestSendRefused(t *testing.T) {
 			if serr == nil || serr.Code != tc.code || serr.CID != tc.cid || created || msg.Seq != 0 {
 				t.Fatalf("Send = %+v, %v, %+v; want code %s cid %q", msg, created, serr, tc.code, tc.cid)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 		})
 	}
-	if n := f.store.count("AppendBatch"); n != 0 {
-		t.Fatalf("%d AppendBatch calls for refused sends", n)
-	}
+	f.store.wantCalls(t, "AppendBatch", 0)
 }
 
 // TestSendGroup: a group message reaches every member; a member removed
@@ -376,9 +384,7 @@ func TestSendGroup(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The reload after the commit fails: the cached members get it.
-		n := f.store.count("Group")
-		f.store.fault = failOn("Group", n+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"cached"}`)); serr != nil {
 			t.Fatal(serr)
 		}
@@ -396,9 +402,7 @@ func TestSendGroup(t *testing.T) {
 		if serr == nil || serr.Code != wire.CodeNotMember {
 			t.Fatalf("Send by a removed member: %v", serr)
 		}
-		if d := f.rec.take(); len(d) != 0 {
-			t.Fatalf("delivered %+v", d)
-		}
+		f.rec.none(t)
 		// The cache forgot the group: the next send reads the store.
 		if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`)); serr != nil {
 			t.Fatal(serr)
@@ -406,12 +410,11 @@ func TestSendGroup(t *testing.T) {
 		if got := f.store.count("Group") - before; got != 1 {
 			t.Fatalf("%d Group reads after the refusal, want 1", got)
 		}
-		f.rec.take()
+		f.rec.Take()
 	})
 	t.Run("ErrGroupLoad", func(t *testing.T) {
 		f.svc.Groups.Forget("team")
-		f.store.fault = failOn("Group", f.store.count("Group")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("Group")()
 		_, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":"x"}`))
 		if serr == nil || serr.Code != wire.CodeUnavailable {
 			t.Fatalf("Send with the store down: %v", serr)
@@ -447,14 +450,12 @@ func TestSendStoreErrors(t *testing.T) {
 			if serr == nil || serr.Code != tc.code || serr.CID != "e" || created {
 				t.Fatalf("Send = %v, created %v; want %s", serr, created, tc.code)
 			}
-			if d := f.rec.take(); len(d) != 0 {
-				t.Fatalf("delivered %+v", d)
-			}
+			f.rec.none(t)
 			f.store.results = nil
 			if _, _, serr := f.svc.Send(ctx, "bob", wire.TargetGroup, "team", []byte(`{"body":1}`)); serr != nil {
 				t.Fatal(serr)
 			}
-			f.rec.take()
+			f.rec.Take()
 			forgot := tc.code == wire.CodeNoSuchGroup || tc.code == wire.CodeNotMember
 			if reread := f.store.count("Group") > before; reread != forgot {
 				t.Fatalf("group re-read %v, want %v", reread, forgot)
@@ -462,8 +463,7 @@ func TestSendStoreErrors(t *testing.T) {
 		})
 	}
 	t.Run("ErrBatchOutage", func(t *testing.T) {
-		f.store.fault = failOn("AppendBatch", f.store.count("AppendBatch")+1, errOutage)
-		defer func() { f.store.fault = nil }()
+		defer f.store.failNext("AppendBatch")()
 		_, _, serr := f.svc.Send(ctx, "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
 		if serr == nil || serr.Code != wire.CodeUnavailable {
 			t.Fatalf("Send in an outage: %v", serr)
@@ -519,7 +519,7 @@ func TestServiceWait(t *testing.T) {
 		_, _, serr := f.svc.Send(context.Background(), "alice", wire.TargetUser, "bob", []byte(`{"body":1}`))
 		done <- serr
 	}()
-	eventually(t, func() bool { return f.store.count("AppendBatch") == 1 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return f.store.count("AppendBatch") == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := f.svc.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -538,17 +538,5 @@ func TestServiceWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the send did not finish after Wait returned")
-	}
-}
-
-// eventually polls cond until it holds, failing after 10s.
-func eventually(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

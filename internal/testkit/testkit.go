@@ -1,8 +1,10 @@
 // Package testkit holds what the tests of several packages share: a store
 // per test (SQLite in a temporary directory, or a fresh PostgreSQL database
 // from pgtest), tokens signed with the test secret, a quiet logger, free
-// loopback ports, an embedded NATS server, key pairs for signed tokens, the
-// inbox event as a test decodes it, and polling for a condition.
+// loopback ports, an embedded NATS server and NATS account credentials, key
+// pairs for signed tokens, the inbox event as a test decodes it, polling for
+// a condition, files in a temporary directory and a buffer that goroutines
+// may share.
 //
 // It is for tests only: nothing outside _test.go files imports it.
 package testkit
