@@ -173,7 +173,8 @@ func TestBodyCap(t *testing.T) {
 		huge := `{"name":"x","members":["` + strings.Repeat("a", 2<<20) + `"]}`
 		for _, r := range broker.Routes() {
 			method, path, _ := strings.Cut(r, " ")
-			path = strings.NewReplacer("{conv}", "g:team", "{peer}", "bob", "{id}", "team", "{user}", "bob").Replace(path)
+			path = strings.NewReplacer("{conv}", "g:team", "{peer}", "bob", "{id}", "team", "{user}", "bob", "{seq}", "1", "{emoji}", "x").Replace(path)
+			readsNoBody := method == "GET" || method == "DELETE" || strings.HasSuffix(r, "/reactions/{emoji}")
 			for _, chunked := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/chunked=%v", r, chunked), func(t *testing.T) {
 					var body io.Reader = strings.NewReader(huge)
@@ -185,14 +186,14 @@ func TestBodyCap(t *testing.T) {
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
 						// The server may close before reading it all.
-						if chunked || method == "GET" || method == "DELETE" {
+						if chunked || readsNoBody {
 							return
 						}
 						t.Fatal(err)
 					}
 					defer resp.Body.Close()
 					raw, _ := io.ReadAll(resp.Body)
-					if chunked && (method == "GET" || method == "DELETE") {
+					if chunked && readsNoBody {
 						return // a route that reads no body ignores an undeclared one
 					}
 					var out apiErr
