@@ -182,6 +182,12 @@ var authzTopics = []mqttRow{
 	{name: "PubDirect", topic: "im/send/u/erin", payload: `{"cid":"d{n}","body":"hi erin"}`, want: [4]string{"ok", "ok", "ok", "ok"}},
 	{name: "PubDirectSelf", topic: "im/send/u/{self}", payload: `{"cid":"s{n}","body":1}`, want: [4]string{"invalid_peer", "invalid_peer", "invalid_peer", "invalid_peer"}},
 	{name: "PubDirectBadID", topic: "im/send/u/bad!id", payload: `{"cid":"b{n}","body":1}`, want: [4]string{"invalid_peer", "invalid_peer", "invalid_peer", "invalid_peer"}},
+	{name: "PubEdit", topic: "im/send/g/team", payload: `{"op":"edit","cid":"e{n}","target":2,"body":"edited"}`, want: [4]string{"ok", "not_allowed", "not_member", "not_member"}},
+	{name: "PubReact", topic: "im/send/g/team", payload: `{"op":"react","cid":"r{n}","target":2,"emoji":"👍{n}"}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
+	{name: "PubDeleteEvent", topic: "im/send/g/team", payload: `{"op":"delete","cid":"x{n}","target":1}`, want: [4]string{"not_allowed", "not_allowed", "not_member", "not_member"}},
+	{name: "PubDeleteOthers", topic: "im/send/g/team", payload: `{"op":"delete","cid":"x{n}","target":2}`, want: [4]string{"ok", "not_allowed", "not_member", "not_member"}},
+	{name: "PubEditUnknown", topic: "im/send/g/team", payload: `{"op":"edit","cid":"x{n}","target":99,"body":1}`, want: [4]string{"no_such_message", "no_such_message", "not_member", "not_member"}},
+	{name: "PubMentionStranger", topic: "im/send/g/team", payload: `{"cid":"x{n}","body":1,"mentions":["dave"]}`, want: [4]string{"invalid_payload", "invalid_payload", "not_member", "not_member"}},
 	{name: "PubReadGroup", topic: "im/read", payload: `{"conv":"g:team","seq":1}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
 	{name: "PubReadDirect", topic: "im/read", payload: `{"conv":"dm:alice:bob","seq":1}`, want: [4]string{"ok", "ok", "not_member", "not_member"}},
 	{name: "PubOwnInbox", topic: "im/inbox/{self}", payload: `{"kind":"message","conv":"dm:alice:bob","seq":99,"body":"forged"}`, want: [4]string{"acl", "acl", "acl", "acl"}},
@@ -249,16 +255,23 @@ func TestAuthzTopics(t *testing.T) {
 		})
 	}
 	a.checkWatchers(t)
-	// The group received exactly the owner's and the member's sends (two per
-	// protocol version), after the four messages of its story.
+	// The group received exactly, after the four messages of its story, per
+	// protocol version: the owner's and the member's sends and reactions,
+	// the owner's edit, and the owner's delete of its message 2 (once: the
+	// second delete changes nothing).
 	var page messagesOut
-	if code := a.do("GET", "/v1/conversations/g:team/messages?after=4", "alice", "", &page); code != 200 || len(page.Messages) != 4 {
-		t.Errorf("g:team after seq 4: status %d, %d messages, want the 4 sends of owner and member", code, len(page.Messages))
+	if code := a.do("GET", "/v1/conversations/g:team/messages?after=4", "alice", "", &page); code != 200 {
+		t.Errorf("g:team after seq 4: status %d", code)
 	}
+	types := map[string]int{}
 	for _, m := range page.Messages {
+		types[m.Type]++
 		if m.From != "alice" && m.From != "bob" {
 			t.Errorf("g:team has a message from %s", m.From)
 		}
+	}
+	if want := map[string]int{"text": 4, "message.edited": 2, "reaction.added": 4, "message.deleted": 1}; fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Errorf("g:team after seq 4 holds %v, want %v", types, want)
 	}
 }
 
@@ -508,6 +521,30 @@ var authzRoutes = []restRow{
 		want: want6([4]string{"201", "201", "201", "201"}, unauth)},
 	{route: "POST /v1/users/{peer}/messages", name: "Self", path: "/v1/users/{self}/messages", body: `{"body":1}`,
 		want: want6([4]string{"400 invalid_peer", "400 invalid_peer", "400 invalid_peer", "400 invalid_peer"}, unauth)},
+	{route: "GET /v1/conversations/{conv}/messages/{seq}", name: "Group", path: "/v1/conversations/g:{g}/messages/2",
+		want: want6([4]string{"200", "200", "200", "403 not_member"}, unauth)},
+	{route: "GET /v1/conversations/{conv}/messages/{seq}", name: "AfterRemoval", path: "/v1/conversations/g:{g}/messages/4",
+		want: want6([4]string{"200", "200", "404 no_such_message", "403 not_member"}, unauth)},
+	{route: "GET /v1/conversations/{conv}/messages/{seq}", name: "Direct", path: "/v1/conversations/dm:alice:bob/messages/1",
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PATCH /v1/conversations/{conv}/messages/{seq}", name: "Group", path: "/v1/conversations/g:{g}/messages/2", body: `{"body":"edited"}`,
+		want: want6([4]string{"200", "403 not_allowed", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PATCH /v1/conversations/{conv}/messages/{seq}", name: "Event", path: "/v1/conversations/g:{g}/messages/1", body: `{"body":"edited"}`,
+		want: want6([4]string{"403 not_allowed", "403 not_allowed", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PATCH /v1/conversations/{conv}/messages/{seq}", name: "Direct", path: "/v1/conversations/dm:alice:bob/messages/1", body: `{"body":"edited"}`,
+		want: want6([4]string{"200", "403 not_allowed", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/conversations/{conv}/messages/{seq}", name: "Group", path: "/v1/conversations/g:{g}/messages/2",
+		want: want6([4]string{"200", "403 not_allowed", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/conversations/{conv}/messages/{seq}", name: "Unknown", path: "/v1/conversations/g:{g}/messages/99",
+		want: want6([4]string{"404 no_such_message", "404 no_such_message", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PUT /v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", name: "Group", path: "/v1/conversations/g:{g}/messages/2/reactions/%F0%9F%91%8D",
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "DELETE /v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", name: "Group", path: "/v1/conversations/g:{g}/messages/2/reactions/%F0%9F%91%8D",
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
+	{route: "PUT /v1/conversations/{conv}/settings", name: "Group", path: "/v1/conversations/g:{g}/settings", body: `{"archived":true}`,
+		want: want6([4]string{"200", "200", "200", "403 not_member"}, unauth)},
+	{route: "PUT /v1/conversations/{conv}/settings", name: "Direct", path: "/v1/conversations/dm:alice:bob/settings", body: `{"pinned":true}`,
+		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
 	{route: "POST /v1/conversations/{conv}/read", name: "Group", path: "/v1/conversations/g:{g}/read", body: `{"seq":1}`,
 		want: want6([4]string{"200", "200", "403 not_member", "403 not_member"}, unauth)},
 	{route: "POST /v1/conversations/{conv}/read", name: "Direct", path: "/v1/conversations/dm:alice:bob/read", body: `{"seq":1}`,

@@ -322,12 +322,27 @@ func TestMarkRead(t *testing.T) {
 				}
 				return
 			}
-			if len(got) != 1 || !got[0].event || got[0].qos != 1 || !slices.Equal(got[0].users, tc.to) {
-				t.Fatalf("announced %+v, want to %v", got, tc.to)
+			// The reader's devices first, with its counts; then the others,
+			// without.
+			others := slices.DeleteFunc(slices.Clone(tc.to), func(u string) bool { return u == "bob" })
+			want := [][]string{{"bob"}}
+			if len(others) > 0 {
+				want = append(want, others)
 			}
-			var r wire.Receipt
-			if err := json.Unmarshal(got[0].payload, &r); err != nil || r.Kind != "read" || r.Conv != tc.conv || r.User != "bob" || r.Seq != tc.want {
-				t.Fatalf("receipt %s (%v)", got[0].payload, err)
+			if len(got) != len(want) {
+				t.Fatalf("announced %+v, want to %v", got, want)
+			}
+			for i, d := range got {
+				if !d.event || d.qos != 1 || !slices.Equal(d.users, want[i]) {
+					t.Fatalf("announcement %d: %+v, want to %v", i, d, want[i])
+				}
+				var r wire.Receipt
+				if err := json.Unmarshal(d.payload, &r); err != nil || r.Kind != "read" || r.Conv != tc.conv || r.User != "bob" || r.Seq != tc.want {
+					t.Fatalf("receipt %s (%v)", d.payload, err)
+				}
+				if own := i == 0; own != (r.Unread != nil && r.Mentions != nil) {
+					t.Fatalf("receipt %d to %v: %s; counts go to the reader's devices only", i, d.users, d.payload)
+				}
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,34 @@ func TestParseSendPayloadOK(t *testing.T) {
 	}
 }
 
+// TestParseSendPayloadOps: the ops other than send, their defaults and
+// mentions deduplicated.
+func TestParseSendPayloadOps(t *testing.T) {
+	cases := []struct {
+		payload                     string
+		op, typ, body, emoji, ments string
+		target, reply               int64
+	}{
+		{`{"body":1,"reply_to":3,"mentions":["bob","al","bob"]}`, "send", "text", "1", "", "[bob al]", 0, 3},
+		{`{"op":"send","body":1}`, "send", "text", "1", "", "[]", 0, 0},
+		{`{"op":"edit","target":4,"body":{"t":"x"}}`, "edit", "message.edited", `{"t":"x"}`, "", "[]", 4, 0},
+		{`{"op":"delete","target":4}`, "delete", "message.deleted", "null", "", "[]", 4, 0},
+		{`{"op":"delete","target":4,"body":null}`, "delete", "message.deleted", "null", "", "[]", 4, 0},
+		{`{"op":"react","target":4,"emoji":"👍"}`, "react", "reaction.added", "null", "👍", "[]", 4, 0},
+		{`{"op":"unreact","target":4,"emoji":"👍","type":"reaction.removed"}`, "unreact", "reaction.removed", "null", "👍", "[]", 4, 0},
+	}
+	for _, c := range cases {
+		p, err := wire.ParseSendPayload([]byte(c.payload), 0)
+		if err != nil {
+			t.Errorf("%s: %v", c.payload, err)
+			continue
+		}
+		if p.Op != c.op || p.Type != c.typ || string(p.Body) != c.body || p.Emoji != c.emoji || p.Target != c.target || p.ReplyTo != c.reply || fmt.Sprint(p.Mentions) != c.ments {
+			t.Errorf("%s: got %+v (body %s)", c.payload, p, p.Body)
+		}
+	}
+}
+
 func TestParseSendPayloadErrors(t *testing.T) {
 	cid65 := strings.Repeat("é", wire.MaxCIDLen+1)
 	type33 := strings.Repeat("é", wire.MaxTypeLen+1)
@@ -98,6 +127,26 @@ func TestParseSendPayloadErrors(t *testing.T) {
 		{"Type33Runes", `{"cid":"c1","type":"` + type33 + `","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
 		{"ReservedGroup", `{"cid":"c1","type":"group.created","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
 		{"ReservedMember", `{"cid":"c1","type":"member.added","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedMessage", `{"cid":"c1","type":"message.edited","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReservedReaction", `{"cid":"c1","type":"reaction.added","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"UnknownOp", `{"cid":"c1","op":"shout","target":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"OpNotString", `{"cid":"c1","op":1,"target":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EditNoTarget", `{"cid":"c1","op":"edit","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EditNoBody", `{"cid":"c1","op":"edit","target":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EditWithType", `{"cid":"c1","op":"edit","target":1,"body":1,"type":"text"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EditEphemeral", `{"cid":"c1","op":"edit","target":1,"body":1,"ephemeral":true}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EditReply", `{"cid":"c1","op":"edit","target":1,"body":1,"reply_to":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"DeleteWithBody", `{"cid":"c1","op":"delete","target":1,"body":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"DeleteWithEmoji", `{"cid":"c1","op":"delete","target":1,"emoji":"x"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReactNoEmoji", `{"cid":"c1","op":"react","target":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReactLongEmoji", `{"cid":"c1","op":"react","target":1,"emoji":"` + strings.Repeat("👍", 9) + `"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReactNegativeTarget", `{"cid":"c1","op":"unreact","target":-1,"emoji":"x"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"SendWithTarget", `{"cid":"c1","body":1,"target":1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReplyNegative", `{"cid":"c1","body":1,"reply_to":-1}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"ReplyNotNumber", `{"cid":"c1","body":1,"reply_to":"1"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"MentionBadID", `{"cid":"c1","body":1,"mentions":["bad id"]}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"MentionsNotArray", `{"cid":"c1","body":1,"mentions":"bob"}`, 0, wire.CodeInvalidPayload, "c1"},
+		{"EphemeralReply", `{"cid":"c1","body":1,"ephemeral":true,"reply_to":2}`, 0, wire.CodeInvalidPayload, "c1"},
 		{"ReservedSystem", `{"cid":"c1","type":"system.notice","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
 		{"ReservedBarePrefix", `{"cid":"c1","type":"member.","body":1}`, 0, wire.CodeInvalidPayload, "c1"},
 		{"TypeNotString", `{"cid":"c1","type":5,"body":1}`, 0, wire.CodeInvalidPayload, "c1"},
