@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	t.Run("MemberVersion", func(t *testing.T) { testMemberVersion(t, open(t)) })
 	t.Run("PruneDevices", func(t *testing.T) { testPruneDevices(t, open(t)) })
 	runRules(t, open)
+	runOps(t, open)
 }
 
 // NewMsg returns a NewMessage from from in conv with a fresh id.

@@ -146,7 +146,7 @@ func testConversations(t *testing.T, s history.Store) {
 		mustAppend(t, s, NewMsg(conv, fmt.Sprintf("u%d", i), "", `"how are you"`))
 		time.Sleep(2 * time.Millisecond)
 	}
-	createGroup(t, s, "club", "u1", "alice")
+	createGroup(t, s, "club", "u1", "alice") // group.created is an event: never unread
 	if _, _, err := s.MarkRead(ctx, "alice", convs[4], 1); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func testConversations(t *testing.T, s history.Store) {
 		t.Fatalf("%d conversations, want 6", len(got))
 	}
 	if got[0].ID != "g:club" || got[0].Kind != history.KindGroup || got[0].Group != "club" || got[0].Name != "Group club" ||
-		got[0].LastSeq != 1 || got[0].Unread != 1 || got[0].LastMessage == nil || got[0].LastMessage.Type != history.TypeGroupCreated {
+		got[0].LastSeq != 1 || got[0].Unread != 0 || got[0].LastMessage == nil || got[0].LastMessage.Type != history.TypeGroupCreated {
 		t.Fatalf("first = %+v", got[0])
 	}
 	v := got[1]

@@ -16,9 +16,10 @@ func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Mess
 
 // AppendBatch implements history.Store in two pipelined round trips plus the
 // commit: first the conversations are created (direct ones on first use) and
-// locked in id order, with the senders' memberships and earlier cids read;
-// then the new messages are inserted with one multi-row statement and the
-// conversations' last seqs set with another. history.AppendPlan decides
+// locked in id order, with the senders' memberships, earlier cids, the
+// messages replied to or changed and the reactions added or removed read;
+// then the new messages are inserted with one multi-row statement, the ops'
+// changes applied and the conversations' last seqs set with another. history.AppendPlan decides
 // what each message becomes.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	plan := history.PlanAppend(ms)
@@ -80,6 +81,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 				return rows.Err()
 			})
 		}
+		queueOpReads(batch, plan, &st)
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return err
 		}
@@ -88,24 +90,13 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		if len(insert) == 0 {
 			return nil
 		}
-		var ins struct {
-			conv, id, cid, from, typ, body []string
-			seq                            []int64
-			ts                             []time.Time
-		}
-		for _, m := range insert {
-			ins.conv, ins.seq, ins.id = append(ins.conv, m.Conv), append(ins.seq, m.Seq), append(ins.id, m.ID)
-			ins.cid, ins.from, ins.typ = append(ins.cid, m.CID), append(ins.from, m.From), append(ins.typ, m.Type)
-			ins.body, ins.ts = append(ins.body, string(m.Body)), append(ins.ts, m.TS)
-		}
 		ucID, ucSeq, ucTS := make([]string, len(last)), make([]int64, len(last)), make([]time.Time, len(last))
 		for i, l := range last {
 			ucID[i], ucSeq[i], ucTS[i] = l.Conv, l.Seq, l.TS
 		}
 		b2 := &pgx.Batch{}
-		b2.Queue(`INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at)
-			SELECT c, s, i, nullif(ci, ''), f, t, b::json, ts FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
-			AS x(c, s, i, ci, f, t, b, ts)`, ins.conv, ins.seq, ins.id, ins.cid, ins.from, ins.typ, ins.body, ins.ts)
+		queueInsert(b2, insert)
+		queueChanges(b2, plan.Changes)
 		b2.Queue(`UPDATE conversations SET last_seq = x.s, updated_at = x.ts, changed_xid = pg_current_xact_id()::text::bigint
 			FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS x(id, s, ts) WHERE conversations.id = x.id`, ucID, ucSeq, ucTS)
 		return tx.SendBatch(ctx, b2).Close()

@@ -213,7 +213,8 @@ func translate(err error) error {
 	return fmt.Errorf("postgres: %w", err)
 }
 
-const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::text, created_at`
+const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::text, created_at,
+	coalesce(reply_to, 0), mentions, coalesce(target, 0), coalesce(emoji, ''), edited_at, deleted`
 
 // memberRows selects history.MemberRows, in the order of the struct's
 // fields; the caller appends the condition.
@@ -223,25 +224,22 @@ const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0)
 func scanMessage(row pgx.Row) (history.Message, error) {
 	var m history.Message
 	var body string
-	err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &m.TS)
+	var edited *time.Time
+	err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &m.TS,
+		&m.ReplyTo, &m.Mentions, &m.Target, &m.Emoji, &edited, &m.Deleted)
 	m.Body = []byte(body)
 	m.TS = m.TS.UTC()
-	return m, err
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
+	if edited != nil {
+		m.EditedAt = edited.UTC()
 	}
-	return &s
+	return m, err
 }
 
 // queueMessage queues on batch the writes that store nm as message seq of
 // its conversation and move the conversation to it, and returns the message.
 func queueMessage(batch *pgx.Batch, nm history.NewMessage, seq int64) history.Message {
 	m := nm.Stored(seq)
-	batch.Queue(`INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS)
+	queueInsert(batch, []history.Message{m})
 	batch.Queue(`UPDATE conversations SET last_seq = $2, updated_at = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE id = $1`, m.Conv, m.Seq, m.TS)
 	return m
 }

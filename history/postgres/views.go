@@ -38,8 +38,10 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, collectMessage)
-		return err
+		if out, err = pgx.CollectRows(rows, collectMessage); err != nil {
+			return err
+		}
+		return addReactions(ctx, tx, q.Conv, q.User, out)
 	})
 	return out, h, err
 }
@@ -48,11 +50,10 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 // caller appends the condition, order and limit.
 const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	coalesce(m.left_seq, c.last_seq),
-	m.read_seq,
-	(SELECT count(*) FROM messages x WHERE x.conv = c.id AND x.seq > m.read_seq
-		AND x.seq <= coalesce(m.left_seq, c.last_seq) AND x.sender <> $1),
+	m.read_seq, ` + countsColumn + `, m.muted_until, m.archived, m.pinned,
 	c.updated_at,
-	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at
+	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at,
+	coalesce(lm.reply_to, 0), lm.mentions, coalesce(lm.target, 0), coalesce(lm.emoji, ''), lm.edited_at, lm.deleted
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
@@ -85,15 +86,15 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 	var positions []string
 	var v history.ConversationView
 	var updated time.Time
-	var lconv, lid, lcid, lfrom, ltype, lbody *string
-	var lseq *int64
-	var lts *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &updated,
-		&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts}, func() error {
-		v.LastMessage = nil
-		if lconv != nil {
-			v.LastMessage = &history.Message{Conv: *lconv, Seq: *lseq, ID: *lid, CID: *lcid, From: *lfrom, Type: *ltype, Body: []byte(*lbody), TS: lts.UTC()}
-		}
+	var counts []int64
+	var muted *time.Time
+	var archived, pinned bool
+	var lm lastMessage
+	_, err = pgx.ForEachRow(rows, append([]any{&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &counts, &muted, &archived, &pinned, &updated},
+		lm.targets()...), func() error {
+		v.Unread, v.Mentions = counts[0], counts[1]
+		v.Settings = settings(muted, archived, pinned)
+		v.LastMessage = lm.message()
 		views = append(views, v)
 		positions = append(positions, strconv.FormatInt(updated.UnixMicro(), 10))
 		return nil

@@ -153,17 +153,22 @@ func translate(err error) error {
 	return fmt.Errorf("sqlite: %w", err)
 }
 
-const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body, created_at`
+const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body, created_at,
+	coalesce(reply_to, 0), coalesce(mentions, ''), coalesce(target, 0), coalesce(emoji, ''), coalesce(edited_at, ''), deleted`
 
 type scanner interface{ Scan(...any) error }
 
 func scanMessage(row scanner) (history.Message, error) {
 	var m history.Message
-	var body, ts string
-	if err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &ts); err != nil {
+	var body, ts, mentions, edited string
+	if err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &ts,
+		&m.ReplyTo, &mentions, &m.Target, &m.Emoji, &edited, &m.Deleted); err != nil {
 		return m, err
 	}
 	m.Body = []byte(body)
+	if err := scanExtra(&m, mentions, edited); err != nil {
+		return m, err
+	}
 	t, err := time.Parse(tsLayout, ts)
 	m.TS = t.UTC()
 	return m, err
@@ -204,10 +209,12 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		}
 		insert, last := plan.Assign(st)
 		for _, m := range insert {
-			if _, err := ex.ExecContext(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS.Format(tsLayout)); err != nil {
+			if _, err := ex.ExecContext(ctx, insertSQL, messageArgs(m)...); err != nil {
 				return err
 			}
+		}
+		if err := applyChanges(ctx, ex, plan.Changes); err != nil {
+			return err
 		}
 		for _, l := range last {
 			if err := moveConv(ctx, ex, l); err != nil {
@@ -272,7 +279,7 @@ func readAppendState(ctx context.Context, ex execer, plan *history.AppendPlan) (
 		}
 		st.Earlier[k] = m
 	}
-	return st, nil
+	return st, readOpState(ctx, ex, plan, &st)
 }
 
 // execer is a transaction, or a transaction that reuses prepared statements.
@@ -326,8 +333,7 @@ func (p *preparedTx) close() {
 // conversation to it and counts the change.
 func insertMessage(ctx context.Context, tx execer, nm history.NewMessage, seq int64) (history.Message, error) {
 	m := nm.Stored(seq)
-	_, err := tx.ExecContext(ctx, `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS.Format(tsLayout))
+	_, err := tx.ExecContext(ctx, insertSQL, messageArgs(m)...)
 	if err != nil {
 		return history.Message{}, err
 	}

@@ -31,7 +31,13 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 		query = `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?`
 	}
 	out, err := collectMessages(tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit))
-	return out, h, translate(err)
+	if err == nil {
+		err = addReactions(ctx, tx, q.Conv, q.User, out)
+	}
+	if err != nil {
+		return nil, h, translate(err)
+	}
+	return out, h, nil
 }
 
 // collectMessages scans the messages that a query of messageColumns
@@ -57,11 +63,11 @@ func collectMessages(rows *sql.Rows, err error) ([]history.Message, error) {
 // takes at most ?4.
 const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	coalesce(m.left_seq, c.last_seq),
-	m.read_seq,
-	(SELECT count(*) FROM messages x WHERE x.conv = c.id AND x.seq > m.read_seq
-		AND x.seq <= coalesce(m.left_seq, c.last_seq) AND x.sender <> ?1),
+	m.read_seq, ` + countsColumns + `,
+	coalesce(m.muted_until, ''), m.archived, m.pinned,
 	c.updated_at,
-	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at
+	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
+	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
@@ -88,17 +94,27 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 	var positions []string
 	for rows.Next() {
 		var v history.ConversationView
-		var at string
-		var lconv, lid, lcid, lfrom, ltype, lbody, lts sql.NullString
-		var lseq sql.NullInt64
-		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &at,
-			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts); err != nil {
+		var at, muted string
+		var archived, pinned bool
+		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited sql.NullString
+		var lseq, lreply, ltarget sql.NullInt64
+		var ldeleted sql.NullBool
+		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at,
+			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted); err != nil {
+			return nil, history.Position{}, false, err
+		}
+		var err error
+		if v.Settings, err = settings(muted, archived, pinned); err != nil {
 			return nil, history.Position{}, false, err
 		}
 		if lconv.Valid {
 			ts, _ := time.Parse(tsLayout, lts.String)
 			v.LastMessage = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
-				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: ts.UTC()}
+				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: ts.UTC(),
+				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
+			if err := scanExtra(v.LastMessage, lmentions.String, ledited.String); err != nil {
+				return nil, history.Position{}, false, err
+			}
 		}
 		views = append(views, v)
 		positions = append(positions, at)
