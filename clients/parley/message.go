@@ -118,7 +118,7 @@ func (m Message) IsEvent() bool {
 //
 // A change event updates the message it targets, if msgs holds it, and is
 // not added: TypeEdited sets Body and EditedAt, TypeDeleted sets Deleted
-// and a null Body (and drops its reactions), TypeReactionAdded and
+// and a null Body (its reactions stay, as on the server), TypeReactionAdded and
 // TypeReactionRemoved count the emoji up or down. Any other message is
 // inserted at its seq, replacing a message with the same seq.
 //
@@ -151,7 +151,6 @@ func Apply(msgs []Message, m Message, me string) []Message {
 	case TypeDeleted:
 		t.Body = json.RawMessage("null")
 		t.Deleted = true
-		t.Reactions = nil
 	case TypeReactionAdded, TypeReactionRemoved:
 		if m.Emoji == "" {
 			return msgs
