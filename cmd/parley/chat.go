@@ -292,7 +292,7 @@ func (c *cli) chatLine(in *chatInput, asJSON bool, m parley.Message, msgs []parl
 	if m.Type == parley.TypeReactionAdded || m.Type == parley.TypeReactionRemoved {
 		if i, ok := slices.BinarySearchFunc(msgs, m.Target, func(x parley.Message, seq int64) int { return cmp.Compare(x.Seq, seq) }); ok {
 			if r := reactionsText(msgs[i].Reactions); r != "" {
-				line += " →" + r
+				line += " → " + strings.TrimSpace(r)
 			} else {
 				line += " → no reactions"
 			}
