@@ -240,7 +240,7 @@ func TestRESTConversationsAndRead(t *testing.T) {
 			t.Fatalf("page 1 = %d %+v", code, list)
 		}
 		g := list.Conversations[0]
-		if g.ID != "g:club" || g.Kind != "group" || g.Group != "club" || g.Name != "The Club" || g.LastSeq != 1 || g.Unread != 1 || g.LastMessage == nil {
+		if g.ID != "g:club" || g.Kind != "group" || g.Group != "club" || g.Name != "The Club" || g.LastSeq != 1 || g.Unread != 0 || g.LastMessage == nil {
 			t.Fatalf("group = %+v", g)
 		}
 		if code := e.do("GET", "/v1/conversations?limit=1&cursor="+*list.Next, "alice", "", &list); code != 200 {

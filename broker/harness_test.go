@@ -77,6 +77,8 @@ type client struct {
 	events chan event
 	v3     pahov3.Client
 	v5     *paho.Client
+	// seen is the highest seq per conversation that nextMessage returned.
+	seen map[string]int64
 }
 
 func parseEvent(t testing.TB, topic string, qos byte, payload []byte) event {

@@ -1,8 +1,8 @@
 package faults_test
 
 import (
-	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-im/parley/internal/pgtest"
 )
 
 // load is the workload of the crash and outage tests: four users with six
@@ -19,7 +21,9 @@ import (
 type load struct {
 	t       *testing.T
 	srv     *server
+	db      string // the store's URL, which verify reads
 	sc      scale
+	rng     *rand.Rand
 	devices []*device
 	members map[string][]string // conv -> member users
 	senders []*sender
@@ -27,9 +31,13 @@ type load struct {
 	wg      sync.WaitGroup
 }
 
-func newLoad(t *testing.T, srv *server, sc scale) *load {
+// startLoad starts parleyd on database db and, at the scale of the run
+// (getScale), the load of the crash and outage tests on it.
+func startLoad(t *testing.T, db string) *load {
 	t.Helper()
-	l := &load{t: t, srv: srv, sc: sc, stop: make(chan struct{}), members: map[string][]string{
+	sc := getScale(t)
+	srv := startServer(t, db)
+	l := &load{t: t, srv: srv, db: db, sc: sc, rng: newRand(t), stop: make(chan struct{}), members: map[string][]string{
 		"dm:alice:bob":  {"alice", "bob"},
 		"dm:carol:dave": {"carol", "dave"},
 		"g:crew":        {"alice", "bob", "carol", "dave"},
@@ -52,6 +60,7 @@ func newLoad(t *testing.T, srv *server, sc scale) *load {
 		l.senders = append(l.senders, &sender{dev: dev[s.dev], topic: s.topic, conv: s.conv,
 			prefix: strings.ReplaceAll(s.dev, "/", "."), interval: sc.sendInterval, ackWait: 2 * time.Second})
 	}
+	l.start()
 	return l
 }
 
@@ -82,17 +91,12 @@ type storeMsg struct {
 // each conversation's last_seq, straight from PostgreSQL.
 func readStore(t testing.TB, url string) (map[string][]storeMsg, map[string]int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect to the store: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := pgtest.Connect(t, url)
+	defer done()
 	rows, _ := conn.Query(ctx, `SELECT conv, seq, id, coalesce(cid, ''), sender FROM messages ORDER BY conv, seq`)
 	msgs := map[string][]storeMsg{}
 	var m storeMsg
-	_, err = pgx.ForEachRow(rows, []any{&m.conv, &m.seq, &m.id, &m.cid, &m.sender}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&m.conv, &m.seq, &m.id, &m.cid, &m.sender}, func() error {
 		msgs[m.conv] = append(msgs[m.conv], m)
 		return nil
 	})
@@ -151,14 +155,28 @@ func (r *report) log(t *testing.T, name string) {
 	}
 }
 
+// check verifies the run against the store (see verify), records in the
+// report what the test itself counted (note: kills, outages), logs it as name
+// and fails the test when no message was acknowledged.
+func (l *load) check(name string, note func(*report)) *report {
+	l.t.Helper()
+	r := l.verify()
+	note(r)
+	r.log(l.t, name)
+	if r.acked == 0 {
+		l.t.Error("no message was acknowledged: the load did not run")
+	}
+	return r
+}
+
 // verify stops the load, waits until every device has every stored message
 // of its conversations, and checks the run against the store.
-func (l *load) verify(dbURL string) *report {
+func (l *load) verify() *report {
 	t := l.t
 	t.Helper()
 	l.stopAndWait()
 	r := &report{errs: map[string]int{}, rss: l.srv.rss()}
-	msgs, last := readStore(t, dbURL)
+	msgs, last := readStore(t, l.db)
 
 	// The store: per conversation seqs 1..N, N = last_seq.
 	for conv, ms := range msgs {

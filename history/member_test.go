@@ -35,24 +35,14 @@ func roster(s string) []history.Member {
 
 func TestRoleOf(t *testing.T) {
 	members := team(t)
-	cases := []struct {
-		name string
-		user string
-		want string
-	}{
+	roleOf := func(user string) string { return history.RoleOf(members, user) }
+	runTable(t, "RoleOf", roleOf, []tableCase[string, string]{
 		{"Owner", "owner", history.RoleOwner},
 		{"Admin", "admin", history.RoleAdmin},
 		{"Member", "member", history.RoleMember},
 		{"Stranger", "stranger", ""},
 		{"Empty", "", ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := history.RoleOf(members, tc.user); got != tc.want {
-				t.Fatalf("RoleOf(%q) = %q, want %q", tc.user, got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 func TestCheckMemberChange(t *testing.T) {

@@ -141,13 +141,10 @@ func checkChange(nm NewMessage, kind string, ms MemberState, t TargetState, ok, 
 	}
 	switch nm.Op {
 	case OpDelete:
-		if t.Deleted {
-			return false, nil
-		}
 		if t.From != nm.From && !(kind == KindGroup && (ms.Role == RoleOwner || ms.Role == RoleAdmin)) {
 			return false, Errorf(ENOTALLOWED, "only the author or a group admin may delete message %d", nm.Target)
 		}
-		return true, nil
+		return !t.Deleted, nil
 	}
 	if t.Deleted {
 		return false, Errorf(ENOMESSAGE, "message %d was deleted", nm.Target)

@@ -71,6 +71,14 @@ func (a *API) CloseIdleConnections() {
 	}
 }
 
+// get is do for a GET of path with the query q, if any.
+func (a *API) get(ctx context.Context, path string, q url.Values, out any) error {
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return a.do(ctx, http.MethodGet, path, nil, out)
+}
+
 // do sends a request with the token and decodes a 2xx JSON answer into out.
 // Errors are *ServerError for HTTP errors, others for transport failures.
 func (a *API) do(ctx context.Context, method, path string, in, out any) error {
@@ -226,15 +234,11 @@ func (a *API) History(ctx context.Context, conv string, o HistoryOptions) (Messa
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
-	path := "/v1/conversations/" + url.PathEscape(conv) + "/messages"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
 	var out struct {
 		Messages []Message `json:"messages"`
 		Next     cursor    `json:"next"`
 	}
-	if err := a.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if err := a.get(ctx, "/v1/conversations/"+url.PathEscape(conv)+"/messages", q, &out); err != nil {
 		return MessagePage{}, err
 	}
 	p := MessagePage{Messages: out.Messages}
@@ -307,15 +311,11 @@ func (a *API) Conversations(ctx context.Context, o ListOptions) (ConversationPag
 	if o.Cursor != "" {
 		q.Set("cursor", o.Cursor)
 	}
-	path := "/v1/conversations"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
 	var out struct {
 		Conversations []Conversation `json:"conversations"`
 		Next          cursor         `json:"next"`
 	}
-	if err := a.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if err := a.get(ctx, "/v1/conversations", q, &out); err != nil {
 		return ConversationPage{}, err
 	}
 	return ConversationPage{Conversations: out.Conversations, Next: string(out.Next)}, nil
@@ -337,16 +337,16 @@ type SyncResult struct {
 // since (GET /v1/sync?since=); "" asks for a snapshot. While More is set,
 // call it again with Next for the next page.
 func (a *API) Sync(ctx context.Context, since string) (SyncResult, error) {
-	path := "/v1/sync"
+	q := url.Values{}
 	if since != "" {
-		path += "?since=" + url.QueryEscape(since)
+		q.Set("since", since)
 	}
 	var out struct {
 		Conversations []Conversation `json:"conversations"`
 		Next          cursor         `json:"next"`
 		More          bool           `json:"more"`
 	}
-	if err := a.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+	if err := a.get(ctx, "/v1/sync", q, &out); err != nil {
 		return SyncResult{}, err
 	}
 	return SyncResult{Conversations: out.Conversations, Next: string(out.Next), More: out.More}, nil

@@ -20,15 +20,11 @@ import (
 // TestDirect: a direct message reaches the peer and comes back to the
 // sender as the echo, with the seq and id Send returned.
 func TestDirect(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "phone")
 		bob := e.dial("bob", "laptop")
 		ctx := ctxT(t)
-		m, err := alice.Send(ctx, parley.User("bob"), "hi bob")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := mustSend(t, ctx, alice, parley.User("bob"), "hi bob")
 		if m.Conv != "dm:alice:bob" || m.Seq != 1 || m.ID == "" || m.From != "alice" || m.Text() != "hi bob" || m.Type != "text" {
 			t.Fatalf("Send returned %+v", m)
 		}
@@ -40,10 +36,7 @@ func TestDirect(t *testing.T) {
 			t.Fatalf("alice's echo %+v", echo)
 		}
 		// A reply with a JSON body and a type.
-		r, err := bob.Send(ctx, parley.User("alice"), map[string]any{"lat": 1.5}, parley.WithType("location"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustSend(t, ctx, bob, parley.User("alice"), map[string]any{"lat": 1.5}, parley.WithType("location"))
 		if r.Seq != 2 || r.Type != "location" {
 			t.Fatalf("reply %+v", r)
 		}
@@ -58,8 +51,7 @@ func TestDirect(t *testing.T) {
 // TestGroup: group creation, sends and membership changes reach every
 // member in order; a removed member gets ErrNotMember.
 func TestGroup(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		carol := e.dial("carol", "c")
@@ -71,10 +63,7 @@ func TestGroup(t *testing.T) {
 		if g.ID != "team" || g.Conv != "g:team" || g.CreatedBy != "alice" || len(g.Members) != 3 || g.Members[0] != (parley.Member{User: "alice", Role: "owner"}) {
 			t.Fatalf("CreateGroup = %+v", g)
 		}
-		m, err := bob.Send(ctx, parley.Group("team"), "hello team")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := mustSend(t, ctx, bob, parley.Group("team"), "hello team")
 		if m.Conv != "g:team" || m.Seq != 2 {
 			t.Fatalf("Send = %+v", m)
 		}
@@ -191,20 +180,13 @@ func TestRateLimited(t *testing.T) {
 // TestDedup: a send repeated with the same cid is stored once and surfaced
 // once, on the sender's devices and the peer's, though the echo comes again.
 func TestDedup(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		alice2 := e.dial("alice", "b")
 		bob := e.dial("bob", "b")
 		ctx := ctxT(t)
-		first, err := alice.Send(ctx, parley.User("bob"), "once", parley.WithCID("cid-1"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		again, err := alice.Send(ctx, parley.User("bob"), "twice?", parley.WithCID("cid-1"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		first := mustSend(t, ctx, alice, parley.User("bob"), "once", parley.WithCID("cid-1"))
+		again := mustSend(t, ctx, alice, parley.User("bob"), "twice?", parley.WithCID("cid-1"))
 		if again.ID != first.ID || again.Seq != first.Seq || again.Text() != "once" {
 			t.Fatalf("retry = %+v, want %+v", again, first)
 		}
@@ -226,8 +208,7 @@ func TestDedup(t *testing.T) {
 // surfaces each conversation in seq order, each message once, also across
 // its own reconnection.
 func TestOrdered(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		bob := e.dial("bob", "b")
 		owner := e.dial("carol", "c")
@@ -298,10 +279,7 @@ func TestGapFill(t *testing.T) {
 		alice := e.dial("alice", "a")
 		var acked []parley.Message
 		for i := range 23 {
-			m, err := alice.Send(ctx, parley.User("bob"), i)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := mustSend(t, ctx, alice, parley.User("bob"), i)
 			acked = append(acked, m)
 		}
 		var gaps atomic.Int32
@@ -341,16 +319,12 @@ func TestGapFill(t *testing.T) {
 // TestReceipts: read markers and delivery receipts reach the sender, and
 // the reader's other device.
 func TestReceipts(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		bob2 := e.dial("bob", "tablet")
-		m, err := alice.Send(ctx, parley.User("bob"), "read me")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := mustSend(t, ctx, alice, parley.User("bob"), "read me")
 		messages(t, bob, m.Conv, 1)
 		d := nextEvent(t, alice, parley.EventDelivered)
 		if d.Receipt != (parley.Receipt{Conv: m.Conv, User: "bob", Seq: 1}) {
@@ -387,9 +361,7 @@ func TestTypingAndPresence(t *testing.T) {
 	ctx := ctxT(t)
 	alice := e.dial("alice", "a")
 	bob := e.dial("bob", "b")
-	if _, err := alice.Send(ctx, parley.User("bob"), "hi"); err != nil {
-		t.Fatal(err)
-	}
+	mustSend(t, ctx, alice, parley.User("bob"), "hi")
 	if err := alice.Typing(ctx, parley.User("bob")); err != nil {
 		t.Fatal(err)
 	}
@@ -415,14 +387,11 @@ func TestTypingAndPresence(t *testing.T) {
 // TestREST: history pages, conversations and sync. Needs the REST API of
 // conversations, messages and sync.
 func TestREST(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := ctxT(t)
 		alice := e.dial("alice", "a")
 		for i := range 5 {
-			if _, err := alice.Send(ctx, parley.User("bob"), i); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ctx, alice, parley.User("bob"), i)
 		}
 		p, err := alice.History(ctx, "dm:alice:bob", parley.HistoryOptions{Forward: true, Limit: 3})
 		if err != nil {
@@ -472,9 +441,7 @@ func TestREST(t *testing.T) {
 		if len(snap.Conversations) != 1 || snap.Next == "" || len(snap.Conversations[0].Messages) == 0 {
 			t.Fatalf("snapshot %+v", snap)
 		}
-		if _, err := alice.Send(ctx, parley.User("carol"), "new"); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctx, alice, parley.User("carol"), "new")
 		ch, err := alice.Sync(ctx, snap.Next)
 		if err != nil {
 			t.Fatal(err)
@@ -491,10 +458,7 @@ func TestWebSocket(t *testing.T) {
 	ws := func(o *parley.Options) { o.Broker = "ws://" + e.ws + "/mqtt" }
 	alice := e.dial("alice", "a", ws)
 	bob := e.dial("bob", "b", ws)
-	m, err := alice.Send(ctxT(t), parley.User("bob"), "over ws")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustSend(t, ctxT(t), alice, parley.User("bob"), "over ws")
 	if got := messages(t, bob, m.Conv, 1)[0]; got.ID != m.ID {
 		t.Fatalf("got %+v", got)
 	}
@@ -509,10 +473,7 @@ func TestHandler(t *testing.T) {
 		t.Fatal("Events() is not nil with a handler")
 	}
 	alice := e.dial("alice", "a")
-	m, err := alice.Send(ctxT(t), parley.User("bob"), "to the handler")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustSend(t, ctxT(t), alice, parley.User("bob"), "to the handler")
 	select {
 	case ev := <-got:
 		if ev.Kind != parley.EventMessage || ev.Message.ID != m.ID {
@@ -594,8 +555,6 @@ func TestDial(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if _, err := alice.Send(ctxT(t), parley.User("bob"), "after restart"); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ctxT(t), alice, parley.User("bob"), "after restart")
 	})
 }

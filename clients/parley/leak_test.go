@@ -18,19 +18,14 @@ func TestNoGoroutineLeak(t *testing.T) {
 	// Warm up what lives for the whole process (the broker's own
 	// goroutines, HTTP transports, timers).
 	warm := e.dial("warm", "w")
-	if _, err := warm.Send(ctx, parley.User("bob"), "warm up"); err != nil {
-		t.Fatal(err)
-	}
+	mustSend(t, ctx, warm, parley.User("bob"), "warm up")
 	warm.Close()
 	baseline := settle(runtime.NumGoroutine())
 
 	for range 3 {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
-		m, err := alice.Send(ctx, parley.User("bob"), "hi")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := mustSend(t, ctx, alice, parley.User("bob"), "hi")
 		messages(t, bob, m.Conv, 1)
 		if err := bob.Presence(ctx, "alice"); err != nil {
 			t.Fatal(err)

@@ -253,6 +253,22 @@ func noMessage(t testing.TB, c *parley.Client, d time.Duration) {
 	}
 }
 
+// forEachStore runs f as a subtest per store (see testkit.ForEachStore) with
+// a broker set up on that store.
+func forEachStore(t *testing.T, f func(t *testing.T, e *env)) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) { f(t, setup(t, s)) })
+}
+
+// mustSend sends body to to as c and fails the test if the send fails.
+func mustSend(t testing.TB, ctx context.Context, c *parley.Client, to parley.Target, body any, opts ...parley.SendOption) parley.Message {
+	t.Helper()
+	m, err := c.Send(ctx, to, body, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func seqsOf(ms []parley.Message) []int64 {
 	out := make([]int64, len(ms))
 	for i, m := range ms {

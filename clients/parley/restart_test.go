@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/clients/parley"
-	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -18,8 +17,7 @@ import (
 // every message whose Send returned successfully, exactly once, in seq
 // order.
 func TestBrokerRestart(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 
 		var mu sync.Mutex
 		var surfaced []parley.Message

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -31,20 +30,14 @@ const (
 // chat sends the lines read from stdin to a user or group and prints the
 // conversation as it goes, starting with its latest messages.
 func (c *cli) chat(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
-	cf.dialFlags(fs)
+	fs, cf := commandFlags("chat", true)
 	backlog := fs.Int("history", 20, fmt.Sprintf("how many of the latest messages to show first, 0 to %d", maxPageLimit))
-	pos, err := c.parseFlags(fs, "chat [flags] PEER|g:GROUP", args)
+	arg, err := c.parseOneArg(fs, "chat [flags] PEER|g:GROUP", args, "user id or g:GROUP")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("want one user id or g:GROUP, got %d arguments", len(pos))
-	}
-	if *backlog < 0 || *backlog > maxPageLimit {
-		return usagef("--history must be between 0 and %d, got %d", maxPageLimit, *backlog)
+	if err := checkRange("--history", *backlog, 0, maxPageLimit); err != nil {
+		return err
 	}
 	if err := cf.check(); err != nil {
 		return err
@@ -53,7 +46,7 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	target, err := parley.ParseTarget(pos[0], me)
+	target, err := parley.ParseTarget(arg, me)
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -185,10 +178,8 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 			if !ok {
 				return nil
 			}
-			if cl.Connected() {
-				if n := notices.seen(true); n != "" {
-					in.println(c.stderr, n)
-				}
+			if n := notices.eventArrived(cl.Connected()); n != "" {
+				in.println(c.stderr, n)
 			}
 			switch {
 			case ev.Kind == parley.EventMessage && ev.Message.Conv == conv:

@@ -50,6 +50,19 @@ func (cf *config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&cf.timeout, "timeout", 30*time.Second, "give up waiting for the server (with --wait, also connecting) after this long")
 }
 
+// commandFlags returns the flag set of command name with the connection and
+// output flags on it, and with dial also the flags of the commands that
+// connect over MQTT.
+func commandFlags(name string, dial bool) (*flag.FlagSet, *config) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cf := &config{}
+	cf.flags(fs)
+	if dial {
+		cf.dialFlags(fs)
+	}
+	return fs, cf
+}
+
 // defaultConnectTimeout is the default of --connect-timeout.
 const defaultConnectTimeout = 5 * time.Second
 

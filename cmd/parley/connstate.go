@@ -47,8 +47,8 @@ func watchConnection(ctx context.Context, cl *parley.Client) <-chan bool {
 
 // connNotices turns connection states into notices, each change once.
 // Events that arrive show that the connection is back, maybe before
-// watchConnection says so: seen(cl.Connected()) on each keeps the notice
-// before them.
+// watchConnection says so: eventArrived on each keeps the notice before
+// them.
 type connNotices struct{ down bool }
 
 // seen returns the notice for the state up, or "" when it did not change.
@@ -62,4 +62,15 @@ func (n *connNotices) seen(up bool) string {
 		return noticeLost
 	}
 	return ""
+}
+
+// eventArrived returns the notice due before an event that arrived while
+// the client's connection state was connected, or "". An event shows that
+// the connection is back but not that it is lost: the client may have
+// received it before it lost the connection.
+func (n *connNotices) eventArrived(connected bool) string {
+	if !connected {
+		return ""
+	}
+	return n.seen(true)
 }

@@ -20,9 +20,7 @@ func (c *cli) group(ctx context.Context, args []string) error {
 		return usagef("want a subcommand: create, show, add or remove")
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("group "+sub, flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
+	fs, cf := commandFlags("group "+sub, false)
 	var id, role *string
 	switch sub {
 	case "create":

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,25 +23,28 @@ func convArg(arg, me string) string {
 // the server's limit.
 const maxPageLimit = 200
 
+// checkRange reports a value of flag name outside lo to hi as a usage error.
+func checkRange(name string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usagef("%s must be between %d and %d, got %d", name, lo, hi, v)
+	}
+	return nil
+}
+
 // history prints a page of a conversation's history, oldest first, or all
 // of it.
 func (c *cli) history(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("history", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
+	fs, cf := commandFlags("history", false)
 	after := fs.Int64("after", 0, "messages after this seq, oldest first")
 	before := fs.Int64("before", 0, "messages before this seq")
 	limit := fs.Int("limit", 50, fmt.Sprintf("messages per page, 1 to %d", maxPageLimit))
 	all := fs.Bool("all", false, "every message from the first (or from --after), page after page")
-	pos, err := c.parseFlags(fs, "history [flags] CONV|PEER|g:GROUP", args)
+	arg, err := c.parseOneArg(fs, "history [flags] CONV|PEER|g:GROUP", args, "conversation (dm:A:B, g:GROUP or a user id)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("want one conversation (dm:A:B, g:GROUP or a user id), got %d arguments", len(pos))
-	}
-	if *limit < 1 || *limit > maxPageLimit {
-		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	if err := checkRange("--limit", *limit, 1, maxPageLimit); err != nil {
+		return err
 	}
 	if *after < 0 || *before < 0 {
 		return usagef("--after and --before take a seq, 0 or more")
@@ -58,7 +60,7 @@ func (c *cli) history(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	conv := convArg(pos[0], api.User())
+	conv := convArg(arg, api.User())
 	o := parley.HistoryOptions{After: *after, Before: *before, Limit: *limit, Forward: *all}
 	for {
 		p, err := api.History(rctx, conv, o)
@@ -111,9 +113,7 @@ type conversationJSON struct {
 
 // conversations lists the user's conversations.
 func (c *cli) conversations(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("conversations", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
+	fs, cf := commandFlags("conversations", false)
 	limit := fs.Int("limit", 50, fmt.Sprintf("conversations per page, 1 to %d", maxPageLimit))
 	cursor := fs.String("cursor", "", "the cursor printed after the previous page")
 	pos, err := c.parseFlags(fs, "conversations [flags]", args)
@@ -123,8 +123,8 @@ func (c *cli) conversations(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected arguments %q", pos)
 	}
-	if *limit < 1 || *limit > maxPageLimit {
-		return usagef("--limit must be between 1 and %d, got %d", maxPageLimit, *limit)
+	if err := checkRange("--limit", *limit, 1, maxPageLimit); err != nil {
+		return err
 	}
 	api, rctx, done, err := cf.rest(ctx, c)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 
@@ -11,10 +10,7 @@ import (
 
 // listen prints every event until interrupted.
 func (c *cli) listen(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
-	cf.dialFlags(fs)
+	fs, cf := commandFlags("listen", true)
 	presence := fs.String("presence", "", "comma-separated users whose presence to print (yourself, or users you share a conversation with)")
 	gaps := fs.Bool("gaps", false, "print gap events (the gaps are filled from history either way)")
 	pos, err := c.parseFlags(fs, "listen [flags]", args)
@@ -59,10 +55,8 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 			if !ok {
 				return nil
 			}
-			if cl.Connected() {
-				if n := notices.seen(true); n != "" {
-					fmt.Fprintln(c.stderr, n)
-				}
+			if n := notices.eventArrived(cl.Connected()); n != "" {
+				fmt.Fprintln(c.stderr, n)
 			}
 			if err := c.printEvent(cf.json, ev); err != nil {
 				return err

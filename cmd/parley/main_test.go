@@ -20,25 +20,6 @@ import (
 
 var testSecret = []byte(testkit.Secret)
 
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader in
-// different goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // env is a broker on a SQLite store that a test can stop and start again
 // on the same ports.
 type env struct {
@@ -122,9 +103,27 @@ func runAs(t *testing.T, ctx context.Context, stdin io.Reader, user string, args
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	var out, errOut lockedBuffer
+	var out, errOut testkit.Buffer
 	code := run(ctx, args, stdin, &out, &errOut)
 	return result{code, out.String(), errOut.String()}
+}
+
+// proc is a command running in the background.
+type proc struct {
+	in          *io.PipeWriter // its standard input, closed when the test ends
+	out, errOut testkit.Buffer
+	done        chan int // its exit code
+}
+
+// background runs the program as user with args until it ends or ctx does.
+func background(t *testing.T, ctx context.Context, user string, args ...string) *proc {
+	t.Helper()
+	in, inW := io.Pipe()
+	t.Cleanup(func() { inW.Close() })
+	p := &proc{in: inW, done: make(chan int, 1)}
+	args = append(args, "--token", testkit.Token(t, user))
+	go func() { p.done <- run(ctx, args, in, &p.out, &p.errOut) }()
+	return p
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -147,7 +146,7 @@ func ok(t *testing.T, r result, want ...string) {
 }
 
 // waitFor polls buf until it contains want.
-func waitFor(t *testing.T, buf *lockedBuffer, want string) {
+func waitFor(t *testing.T, buf *testkit.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(buf.String(), want) {
@@ -258,15 +257,9 @@ func TestSendAndListen(t *testing.T) {
 	setup(t)
 	ctx := ctxT(t)
 	lctx, stop := context.WithCancel(ctx)
-	var human, machine, errOut lockedBuffer
-	codes := make(chan int, 2)
-	go func() {
-		codes <- run(lctx, []string{"listen", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &human, &errOut)
-	}()
-	go func() {
-		codes <- run(lctx, []string{"listen", "--json", "--device", "json", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &machine, &errOut)
-	}()
-	waitFor(t, &errOut, "listening as bob/cli")
+	human := background(t, lctx, "bob", "listen")
+	machine := background(t, lctx, "bob", "listen", "--json", "--device", "json")
+	waitFor(t, &human.errOut, "listening as bob/cli")
 
 	r := runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hello", "bob")
 	ok(t, r, "sent dm:alice:bob #1 (id ")
@@ -283,22 +276,22 @@ func TestSendAndListen(t *testing.T) {
 	ok(t, runAs(t, ctx, strings.NewReader("from stdin\n"), "alice", "send", "--to", "dm:alice:bob", "-"), "#3")
 	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "--ephemeral", "--type", "typing", "true"), "sent ephemeral typing to dm:alice:bob")
 
-	waitFor(t, &human, "dm:alice:bob #3 alice: from stdin")
-	waitFor(t, &human, "alice is typing")
-	if h := human.String(); !strings.Contains(h, "dm:alice:bob #1 alice: hello bob") || !strings.Contains(h, `dm:alice:bob #2 alice [point] {"x":1}`) {
+	waitFor(t, &human.out, "dm:alice:bob #3 alice: from stdin")
+	waitFor(t, &human.out, "alice is typing")
+	if h := human.out.String(); !strings.Contains(h, "dm:alice:bob #1 alice: hello bob") || !strings.Contains(h, `dm:alice:bob #2 alice [point] {"x":1}`) {
 		t.Fatalf("listen printed:\n%s", h)
 	}
-	waitFor(t, &machine, `"body":"from stdin"`)
-	for _, line := range strings.Split(strings.TrimSpace(machine.String()), "\n") {
+	waitFor(t, &machine.out, `"body":"from stdin"`)
+	for _, line := range strings.Split(strings.TrimSpace(machine.out.String()), "\n") {
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev["kind"] == nil {
 			t.Fatalf("listen --json printed %q", line)
 		}
 	}
 	stop()
-	for range 2 {
-		if code := <-codes; code != 0 {
-			t.Fatalf("listen exited %d: %s", code, errOut.String())
+	for _, l := range []*proc{human, machine} {
+		if code := <-l.done; code != 0 {
+			t.Fatalf("listen exited %d: %s", code, l.errOut.String())
 		}
 	}
 }
@@ -364,37 +357,32 @@ func TestChat(t *testing.T) {
 	ctx := ctxT(t)
 	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "before the chat"))
 
-	bobIn, bobInW := io.Pipe()
-	var bobOut, bobErr lockedBuffer
-	bobDone := make(chan int, 1)
-	go func() {
-		bobDone <- run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, bobIn, &bobOut, &bobErr)
-	}()
-	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
-	waitFor(t, &bobOut, "alice: before the chat")
+	bob := background(t, ctx, "bob", "chat", "alice")
+	waitFor(t, &bob.errOut, "chatting in dm:alice:bob as bob/cli")
+	waitFor(t, &bob.out, "alice: before the chat")
 
 	// The last line needs no newline.
 	aliceIn := strings.NewReader("hi bob\nhow are you?")
 	r := runAs(t, ctx, aliceIn, "alice", "chat", "bob")
 	ok(t, r, "alice: before the chat", "alice: hi bob", "alice: how are you?")
 
-	waitFor(t, &bobOut, "alice: how are you?")
-	if _, err := io.WriteString(bobInW, "fine, thanks\n"); err != nil {
+	waitFor(t, &bob.out, "alice: how are you?")
+	if _, err := io.WriteString(bob.in, "fine, thanks\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &bobOut, "bob: fine, thanks")
-	bobInW.Close()
+	waitFor(t, &bob.out, "bob: fine, thanks")
+	bob.in.Close()
 	select {
-	case code := <-bobDone:
+	case code := <-bob.done:
 		if code != 0 {
-			t.Fatalf("bob's chat exited %d: %s", code, bobErr.String())
+			t.Fatalf("bob's chat exited %d: %s", code, bob.errOut.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("bob's chat did not end with its input")
 	}
-	lines := strings.Split(strings.TrimSpace(bobOut.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(bob.out.String()), "\n")
 	if len(lines) != 4 {
-		t.Fatalf("bob's chat printed %d lines:\n%s", len(lines), bobOut.String())
+		t.Fatalf("bob's chat printed %d lines:\n%s", len(lines), bob.out.String())
 	}
 
 	r = runAs(t, ctx, strings.NewReader("anyone?\n"), "alice", "chat", "g:nope")
@@ -465,39 +453,31 @@ func TestSendNoServer(t *testing.T) {
 func TestChatTyping(t *testing.T) {
 	setup(t)
 	ctx := ctxT(t)
-	bobIn, bobInW := io.Pipe()
-	defer bobInW.Close()
-	var bobOut, bobErr lockedBuffer
-	go run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, bobIn, &bobOut, &bobErr)
-	waitFor(t, &bobErr, "chatting in dm:alice:bob as bob/cli")
+	bob := background(t, ctx, "bob", "chat", "alice")
+	waitFor(t, &bob.errOut, "chatting in dm:alice:bob as bob/cli")
 
-	aliceIn, aliceInW := io.Pipe()
-	var aliceOut, aliceErr lockedBuffer
-	aliceDone := make(chan int, 1)
-	go func() {
-		aliceDone <- run(ctx, []string{"chat", "bob", "--token", testkit.Token(t, "alice")}, aliceIn, &aliceOut, &aliceErr)
-	}()
-	waitFor(t, &aliceErr, "chatting in dm:alice:bob as alice/cli")
+	alice := background(t, ctx, "alice", "chat", "bob")
+	waitFor(t, &alice.errOut, "chatting in dm:alice:bob as alice/cli")
 	for _, part := range []string{"hel", "lo b", "ob"} {
-		if _, err := io.WriteString(aliceInW, part); err != nil {
+		if _, err := io.WriteString(alice.in, part); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, &bobErr, "(alice is typing)")
-	if _, err := io.WriteString(aliceInW, "\n"); err != nil {
+	waitFor(t, &bob.errOut, "(alice is typing)")
+	if _, err := io.WriteString(alice.in, "\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &bobOut, "alice: hello bob")
-	aliceInW.Close()
-	if code := <-aliceDone; code != 0 {
-		t.Fatalf("alice's chat exited %d: %s", code, aliceErr.String())
+	waitFor(t, &bob.out, "alice: hello bob")
+	alice.in.Close()
+	if code := <-alice.done; code != 0 {
+		t.Fatalf("alice's chat exited %d: %s", code, alice.errOut.String())
 	}
-	if n := strings.Count(bobErr.String(), "(alice is typing)"); n != 1 {
-		t.Fatalf("bob saw alice typing %d times:\n%s", n, bobErr.String())
+	if n := strings.Count(bob.errOut.String(), "(alice is typing)"); n != 1 {
+		t.Fatalf("bob saw alice typing %d times:\n%s", n, bob.errOut.String())
 	}
-	if strings.Contains(aliceErr.String(), "is typing") {
-		t.Fatalf("alice saw her own typing:\n%s", aliceErr.String())
+	if strings.Contains(alice.errOut.String(), "is typing") {
+		t.Fatalf("alice saw her own typing:\n%s", alice.errOut.String())
 	}
 }
 
@@ -507,26 +487,22 @@ func TestChatTyping(t *testing.T) {
 func TestChatConnectionState(t *testing.T) {
 	e := setup(t)
 	ctx := ctxT(t)
-	in, inW := io.Pipe()
-	defer inW.Close()
-	var out, errOut lockedBuffer
-	go run(ctx, []string{"chat", "alice", "--token", testkit.Token(t, "bob")}, in, &out, &errOut)
-	waitFor(t, &errOut, "chatting in dm:alice:bob as bob/cli")
-	var listenOut, listenErr lockedBuffer
-	go run(ctx, []string{"listen", "--device", "l", "--token", testkit.Token(t, "alice")}, strings.NewReader(""), &listenOut, &listenErr)
-	waitFor(t, &listenErr, "listening as alice/l")
+	chat := background(t, ctx, "bob", "chat", "alice")
+	waitFor(t, &chat.errOut, "chatting in dm:alice:bob as bob/cli")
+	listen := background(t, ctx, "alice", "listen", "--device", "l")
+	waitFor(t, &listen.errOut, "listening as alice/l")
 
 	e.stop()
-	waitFor(t, &errOut, noticeLost)
-	if _, err := io.WriteString(inW, "typed while away\n"); err != nil {
+	waitFor(t, &chat.errOut, noticeLost)
+	if _, err := io.WriteString(chat.in, "typed while away\n"); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
-	waitFor(t, &errOut, noticeReconnected)
-	waitFor(t, &out, "bob: typed while away")
-	waitFor(t, &listenErr, noticeReconnected)
-	waitFor(t, &listenOut, "bob: typed while away")
-	for _, s := range []string{errOut.String(), listenErr.String()} {
+	waitFor(t, &chat.errOut, noticeReconnected)
+	waitFor(t, &chat.out, "bob: typed while away")
+	waitFor(t, &listen.errOut, noticeReconnected)
+	waitFor(t, &listen.out, "bob: typed while away")
+	for _, s := range []string{chat.errOut.String(), listen.errOut.String()} {
 		if strings.Contains(s, "level=") || strings.Contains(s, "WARN") || !strings.Contains(s, noticeLost) {
 			t.Fatalf("standard error of chat or listen:\n%s", s)
 		}
@@ -600,6 +576,14 @@ func TestConnNotices(t *testing.T) {
 		if got := n.seen(tc.up); got != tc.want {
 			t.Fatalf("step %d: seen(%v) = %q, want %q", i, tc.up, got, tc.want)
 		}
+	}
+	// An event shows that the connection is back, never that it is lost.
+	n.seen(false)
+	if got := n.eventArrived(false); got != "" {
+		t.Fatalf("event while disconnected: %q, want none", got)
+	}
+	if got := n.eventArrived(true); got != noticeReconnected {
+		t.Fatalf("event while connected: %q, want %q", got, noticeReconnected)
 	}
 }
 

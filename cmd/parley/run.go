@@ -108,6 +108,19 @@ PARLEY_HTTP (REST API, default http://localhost:8080), PARLEY_TOKEN (your token)
 PARLEY_DEVICE (default "cli"). Run 'parley COMMAND -h' for a command's flags.`)
 }
 
+// parseOneArg is parseFlags for a command that takes exactly one
+// positional argument, described as what in the usage error.
+func (c *cli) parseOneArg(fs *flag.FlagSet, synopsis string, args []string, what string) (string, error) {
+	pos, err := c.parseFlags(fs, synopsis, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usagef("want one %s, got %d arguments", what, len(pos))
+	}
+	return pos[0], nil
+}
+
 // parseFlags parses args with fs, allowing flags after positional
 // arguments ("send hi --to bob"); everything after "--" is positional. It
 // returns the positional arguments. -h prints the usage to stdout and

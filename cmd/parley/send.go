@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -17,10 +16,7 @@ import (
 const sendDeviceSuffix = "-send"
 
 func (c *cli) send(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	var cf config
-	cf.flags(fs)
-	cf.dialFlags(fs)
+	fs, cf := commandFlags("send", true)
 	to := fs.String("to", "", "recipient: a user id, g:GROUP or a conversation id dm:A:B (required)")
 	typ := fs.String("type", "text", "message type")
 	cid := fs.String("cid", "", "client message id (default random); a send repeated with the same cid is stored once")

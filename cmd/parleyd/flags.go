@@ -27,14 +27,6 @@ func envOr(key, def string) string {
 	return def
 }
 
-// envNum is envOr for numbers: an empty value means the default.
-func envNum(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 // shownFlags are the flags each subcommand uses and lists in its -h; the
 // server's other flags are accepted by every subcommand (scripts pass the
 // same ones to all) and ignored. serve uses them all.
@@ -139,13 +131,6 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	str := func(p *string, name, env, def, usage string) {
 		fs.StringVar(p, name, envOr(env, def), usage+" ($"+env+")")
 	}
-	// bad reports an environment value that does not parse.
-	bad := func(err error) error {
-		if cmd != "serve" {
-			return nil
-		}
-		return err
-	}
 	str(&c.MQTTAddr, "mqtt-addr", "PARLEY_MQTT_ADDR", ":1883", "MQTT over TCP address; empty disables")
 	str(&c.WSAddr, "ws-addr", "PARLEY_WS_ADDR", ":8083", "MQTT over WebSocket address (path /mqtt); empty disables")
 	str(&c.TLSAddr, "tls-addr", "PARLEY_TLS_ADDR", ":8883", "MQTT over TLS address, used when a certificate and key are set; empty disables")
@@ -172,46 +157,13 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	str(&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS")
 	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
 	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
-	maxPayload, err := strconv.Atoi(envNum("PARLEY_MAX_PAYLOAD", strconv.Itoa(send.DefaultMaxPayload)))
-	if err != nil {
-		if err := bad(fmt.Errorf("PARLEY_MAX_PAYLOAD: %w", err)); err != nil {
-			return err
-		}
-		maxPayload = send.DefaultMaxPayload
-	}
-	fs.IntVar(&c.MaxPayload, "max-payload", maxPayload, "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
-	editWindow, err := time.ParseDuration(envNum("PARLEY_EDIT_WINDOW", "48h"))
-	if err != nil {
-		if err := bad(fmt.Errorf("PARLEY_EDIT_WINDOW: %w", err)); err != nil {
-			return err
-		}
-		editWindow = 48 * time.Hour
-	}
-	fs.DurationVar(&c.EditWindow, "edit-window", editWindow, "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
-	rate, err := strconv.ParseFloat(envNum("PARLEY_RATE", "20"), 64)
-	if err != nil {
-		if err := bad(fmt.Errorf("PARLEY_RATE: %w", err)); err != nil {
-			return err
-		}
-		rate = 20
-	}
-	fs.Float64Var(&c.Rate, "rate", rate, "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
-	burst, err := strconv.ParseFloat(envNum("PARLEY_BURST", "0"), 64)
-	if err != nil {
-		if err := bad(fmt.Errorf("PARLEY_BURST: %w", err)); err != nil {
-			return err
-		}
-		burst = 0
-	}
-	fs.Float64Var(&c.Burst, "burst", burst, "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
-	anon, err := strconv.ParseBool(envNum("PARLEY_ANONYMOUS", "false"))
-	if err != nil {
-		if err := bad(errors.New("PARLEY_ANONYMOUS: want true or false")); err != nil {
-			return err
-		}
-		anon = false
-	}
-	fs.BoolVar(&c.Anonymous, "anonymous", anon, "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
+	// envErr is the first environment value that does not parse.
+	var envErr error
+	fs.IntVar(&c.MaxPayload, "max-payload", envValue(&envErr, "PARLEY_MAX_PAYLOAD", send.DefaultMaxPayload, strconv.Atoi), "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
+	fs.DurationVar(&c.EditWindow, "edit-window", envValue(&envErr, "PARLEY_EDIT_WINDOW", 48*time.Hour, time.ParseDuration), "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
+	fs.Float64Var(&c.Rate, "rate", envValue(&envErr, "PARLEY_RATE", 20, parseFloat), "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
+	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	fs.BoolVar(&c.Anonymous, "anonymous", envValue(&envErr, "PARLEY_ANONYMOUS", false, parseBool), "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
 	ints := []struct {
 		p         *int
 		name, env string
@@ -224,28 +176,53 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}
 	for _, f := range ints {
-		v, err := strconv.Atoi(envNum(f.env, strconv.Itoa(f.def)))
-		if err != nil || v < 0 {
-			if err := bad(fmt.Errorf("%s: want a non-negative integer, got %q", f.env, os.Getenv(f.env))); err != nil {
-				return err
-			}
-			v = f.def
-		}
-		fs.IntVar(f.p, f.name, v, f.usage+" ($"+f.env+")")
+		fs.IntVar(f.p, f.name, envValue(&envErr, f.env, f.def, parseNonNegative), f.usage+" ($"+f.env+")")
 	}
-	ttl, err := parseTTL(envNum("PARLEY_DEVICE_TTL", "90d"))
-	if err != nil {
-		if err := bad(fmt.Errorf("PARLEY_DEVICE_TTL: %w", err)); err != nil {
-			return err
-		}
-		ttl = 90 * 24 * time.Hour
-	}
-	c.DeviceTTL = ttl
+	c.DeviceTTL = envValue(&envErr, "PARLEY_DEVICE_TTL", 90*24*time.Hour, parseTTL)
 	fs.Var((*ttlValue)(&c.DeviceTTL), "device-ttl", "forget a device (client id) and its cursors after it goes unseen this long: a `duration` such as 2160h, or whole days such as 90d; 0: never ($PARLEY_DEVICE_TTL)")
 	if cmd == "token" {
 		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
 	}
-	return nil
+	if cmd != "serve" {
+		return nil // the other subcommands do not use these values
+	}
+	return envErr
+}
+
+// envValue returns environment variable env read by parse, or def when it is
+// unset or empty. When the value does not parse it returns def and records
+// the error, named after env, in *errp unless *errp already holds one.
+func envValue[T any](errp *error, env string, def T, parse func(string) (T, error)) T {
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	v, err := parse(s)
+	if err != nil {
+		if *errp == nil {
+			*errp = fmt.Errorf("%s: %w", env, err)
+		}
+		return def
+	}
+	return v
+}
+
+func parseFloat(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, errors.New("want true or false")
+	}
+	return b, nil
+}
+
+func parseNonNegative(s string) (int, error) {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("want a non-negative integer, got %q", s)
+	}
+	return v, nil
 }
 
 // parseTTL parses a non-negative time.ParseDuration string ("2160h") or a

@@ -123,8 +123,11 @@ func (m *Main) options() (broker.Options, error) {
 	if c.DeviceTTL == 0 {
 		opts.DeviceTTL = -1 // 0 means never on the command line
 	}
+	if c.EditWindow < 0 {
+		return opts, configErrorf("edit window (PARLEY_EDIT_WINDOW) %s is negative: use 0 for no limit", c.EditWindow)
+	}
 	opts.EditWindow = c.EditWindow
-	if c.EditWindow <= 0 {
+	if c.EditWindow == 0 {
 		opts.EditWindow = -1 // 0 is no limit on the command line
 	}
 	if c.Rate == 0 {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/url"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,29 +18,10 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-// syncBuffer is a bytes.Buffer safe for a child process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is the real parleyd binary serving, with its standard error.
 type server struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testkit.Buffer
 	done   chan error
 }
 
@@ -50,7 +29,7 @@ type server struct {
 // banner.
 func startBin(t *testing.T, env ...string) *server {
 	t.Helper()
-	s := &server{cmd: exec.Command(parleydBin(t)), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{cmd: exec.Command(parleydBin(t)), stderr: &testkit.Buffer{}, done: make(chan error, 1)}
 	s.cmd.Dir = t.TempDir()
 	s.cmd.Env = binEnv(env...)
 	s.cmd.Stderr = s.stderr

@@ -7,11 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/migrations"
 )
 
 // Run runs the conformance suite against the stores that open returns.
@@ -45,6 +47,21 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	runOps(t, open)
 }
 
+// MigrateTwice checks a store's migration report: migrate, run on a new
+// database, applies every migration in fsys (see migrations.Latest); run
+// again, it applies none and reports the same version.
+func MigrateTwice(t *testing.T, fsys fs.FS, migrate func() (migrations.Report, error)) {
+	t.Helper()
+	latest := migrations.Latest(fsys)
+	r, err := migrate()
+	if err != nil || len(r.Applied) != int(latest) || r.Applied[0] != 1 || r.Version != latest {
+		t.Fatalf("first run: %+v, %v", r, err)
+	}
+	if r, err = migrate(); err != nil || len(r.Applied) != 0 || r.Version != latest {
+		t.Fatalf("second run: %+v, %v", r, err)
+	}
+}
+
 // NewMsg returns a NewMessage from from in conv with a fresh id.
 func NewMsg(conv, from, cid, body string) history.NewMessage {
 	return history.NewMessage{Conv: conv, ID: history.NewID(time.Now()), CID: cid, From: from,
@@ -61,6 +78,17 @@ func mustAppend(t *testing.T, s history.Store, nm history.NewMessage) history.Me
 		t.Fatalf("Append(%s, cid %q): created = false, want true", nm.Conv, nm.CID)
 	}
 	return m
+}
+
+// allMessages returns every message of conv (up to 1000), failing t when the
+// store cannot read them.
+func allMessages(t *testing.T, s history.Store, conv string) []history.Message {
+	t.Helper()
+	msgs, err := s.Messages(context.Background(), conv, 0, 1000)
+	if err != nil {
+		t.Fatalf("Messages(%s): %v", conv, err)
+	}
+	return msgs
 }
 
 func wantCode(t *testing.T, err error, code string) {
@@ -108,9 +136,8 @@ func testAppendIdempotent(t *testing.T, s history.Store) {
 	if m.Seq != 3 {
 		t.Fatalf("bob's seq = %d, want 3", m.Seq)
 	}
-	msgs, err := s.Messages(ctx, conv, 0, 100)
-	if err != nil || len(msgs) != 3 {
-		t.Fatalf("Messages = %d, %v; want 3", len(msgs), err)
+	if msgs := allMessages(t, s, conv); len(msgs) != 3 {
+		t.Fatalf("Messages = %d, want 3", len(msgs))
 	}
 }
 
@@ -153,10 +180,7 @@ func testAppendConcurrent(t *testing.T, s history.Store) {
 	for err := range errs {
 		t.Fatalf("concurrent Append: %v", err)
 	}
-	msgs, err := s.Messages(ctx, conv, 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs := allMessages(t, s, conv)
 	// Exactly the cids sent, each once, under the id its Append returned,
 	// with its own body, at seqs 1..N, and each writer's cids in the order
 	// it sent them.
@@ -286,12 +310,10 @@ func testAppendBatch(t *testing.T, s history.Store) {
 	if string(rs[4].Message.Body) != `"old"` || string(rs[5].Message.Body) != `1` {
 		t.Fatalf("retries returned %s and %s, want the originals", rs[4].Message.Body, rs[5].Message.Body)
 	}
-	msgs, _ := s.Messages(ctx, dm, 0, 100)
-	if len(msgs) != 3 {
+	if msgs := allMessages(t, s, dm); len(msgs) != 3 {
 		t.Fatalf("dm holds %d messages, want 3", len(msgs))
 	}
-	msgs, _ = s.Messages(ctx, "g:g", 0, 100)
-	if len(msgs) != 3 || msgs[2].From != "alice" {
+	if msgs := allMessages(t, s, "g:g"); len(msgs) != 3 || msgs[2].From != "alice" {
 		t.Fatalf("group holds %d messages", len(msgs))
 	}
 	st, _ := s.Device(ctx, "zed/1", "zed")

@@ -87,7 +87,7 @@ func queueOpReads(batch *pgx.Batch, plan *history.AppendPlan, st *history.Append
 // queueChanges queues on batch, after the insert of the batch's messages,
 // what the accepted ops do to their targets, in order. A delete erases the
 // body of the message and of its edits (their events): the store keeps JSON
-// null.
+// null; its reactions go too.
 func queueChanges(batch *pgx.Batch, cs []history.Change) {
 	for _, c := range cs {
 		switch c.Op {
@@ -96,6 +96,7 @@ func queueChanges(batch *pgx.Batch, cs []history.Change) {
 		case history.OpDelete:
 			batch.Queue(`UPDATE messages SET body = 'null', deleted = true WHERE conv = $1 AND seq = $2`, c.Conv, c.Target)
 			batch.Queue(`UPDATE messages SET body = 'null' WHERE conv = $1 AND target = $2 AND type = $3`, c.Conv, c.Target, history.TypeMessageEdited)
+			batch.Queue(`DELETE FROM reactions WHERE conv = $1 AND seq = $2`, c.Conv, c.Target)
 		case history.OpReact:
 			batch.Queue(`INSERT INTO reactions (conv, seq, user_id, emoji, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
 				c.Conv, c.Target, c.User, c.Emoji, c.TS)

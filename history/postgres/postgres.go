@@ -21,6 +21,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/internal/migrate"
 	"github.com/parley-im/parley/migrations"
 )
 
@@ -145,27 +146,7 @@ func MigrateReport(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (m
 	if err != nil {
 		return migrations.Report{}, fmt.Errorf("postgres: migration lock: %w", err)
 	}
-	opts := []goose.ProviderOption{goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true)}
-	if log != nil {
-		opts = append(opts, goose.WithSlog(log))
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.Postgres(), opts...)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("postgres: migrations: %w", err)
-	}
-	res, err := p.Up(ctx)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("postgres: migrate: %w", err)
-	}
-	v, err := p.GetDBVersion(ctx)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("postgres: migrate: %w", err)
-	}
-	r := migrations.Report{Version: v}
-	for _, m := range res {
-		r.Applied = append(r.Applied, m.Source.Version)
-	}
-	return r, nil
+	return migrate.Up(ctx, "postgres", goose.DialectPostgres, db, migrations.Postgres(), log, goose.WithSessionLocker(locker))
 }
 
 // Pool returns the store's connection pool.

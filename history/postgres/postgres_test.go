@@ -26,6 +26,18 @@ func open(tb testing.TB) *postgres.Store {
 	})
 }
 
+// connect returns a pool on the database at url (see postgres.Connect),
+// closed when t ends.
+func connect(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := postgres.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 func TestConformance(t *testing.T) {
 	historytest.Run(t, func(t *testing.T) history.Store { return open(t) })
 }
@@ -70,11 +82,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Fatalf("migrator %d: %v", i, err)
 		}
 	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := connect(t, url)
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id = 1`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("migration 1 applied %d times (%v), want once", n, err)
@@ -85,13 +93,8 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 func TestPingUnmigrated(t *testing.T) {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.DB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := postgres.New(pool).Ping(ctx); err == nil {
+	pool := connect(t, pgtest.DB(t))
+	if err := postgres.New(pool).Ping(context.Background()); err == nil {
 		t.Fatal("Ping on an unmigrated database succeeded")
 	}
 }
@@ -99,20 +102,10 @@ func TestPingUnmigrated(t *testing.T) {
 // TestMigrateReport: MigrateReport reports every migration on a new
 // database and none on the next run.
 func TestMigrateReport(t *testing.T) {
-	ctx := context.Background()
-	pool, err := postgres.Connect(ctx, pgtest.DB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	latest := migrations.Latest(migrations.Postgres())
-	r, err := postgres.MigrateReport(ctx, pool, nil)
-	if err != nil || len(r.Applied) != int(latest) || r.Applied[0] != 1 || r.Version != latest {
-		t.Fatalf("first run: %+v, %v", r, err)
-	}
-	if r, err = postgres.MigrateReport(ctx, pool, nil); err != nil || len(r.Applied) != 0 || r.Version != latest {
-		t.Fatalf("second run: %+v, %v", r, err)
-	}
+	pool := connect(t, pgtest.DB(t))
+	historytest.MigrateTwice(t, migrations.Postgres(), func() (migrations.Report, error) {
+		return postgres.MigrateReport(context.Background(), pool, nil)
+	})
 }
 
 // TestConnectErrors: Connect says in one line why it cannot connect, naming

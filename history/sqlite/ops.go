@@ -91,7 +91,8 @@ func readOpState(ctx context.Context, ex execer, plan *history.AppendPlan, st *h
 
 // applyChanges applies what the accepted ops do to their targets, in order,
 // after the batch's messages were inserted. A delete erases the body of the
-// message and of its edits (their events): the store keeps JSON null.
+// message and of its edits (their events): the store keeps JSON null; its
+// reactions go too.
 func applyChanges(ctx context.Context, ex execer, cs []history.Change) error {
 	for _, c := range cs {
 		var err error
@@ -101,6 +102,9 @@ func applyChanges(ctx context.Context, ex execer, cs []history.Change) error {
 		case history.OpDelete:
 			if _, err = ex.ExecContext(ctx, `UPDATE messages SET body = 'null', deleted = 1 WHERE conv = ? AND seq = ?`, c.Conv, c.Target); err == nil {
 				_, err = ex.ExecContext(ctx, `UPDATE messages SET body = 'null' WHERE conv = ? AND target = ? AND type = ?`, c.Conv, c.Target, history.TypeMessageEdited)
+			}
+			if err == nil {
+				_, err = ex.ExecContext(ctx, `DELETE FROM reactions WHERE conv = ? AND seq = ?`, c.Conv, c.Target)
 			}
 		case history.OpReact:
 			_, err = ex.ExecContext(ctx, `INSERT INTO reactions (conv, seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,

@@ -19,6 +19,7 @@ import (
 	sqlite3 "modernc.org/sqlite"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/internal/migrate"
 	"github.com/parley-im/parley/migrations"
 )
 
@@ -93,27 +94,7 @@ func open(ctx context.Context, dir string) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context, log *slog.Logger) (migrations.Report, error) {
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	if log != nil {
-		opts = append(opts, goose.WithSlog(log))
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.write, migrations.SQLite(), opts...)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("sqlite: migrations: %w", err)
-	}
-	res, err := p.Up(ctx)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	v, err := p.GetDBVersion(ctx)
-	if err != nil {
-		return migrations.Report{}, fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	r := migrations.Report{Version: v}
-	for _, m := range res {
-		r.Applied = append(r.Applied, m.Source.Version)
-	}
-	return r, nil
+	return migrate.Up(ctx, "sqlite", goose.DialectSQLite3, s.write, migrations.SQLite(), log)
 }
 
 // Close closes the database.

@@ -137,15 +137,27 @@ func unavailable(tb testing.TB, err error) {
 	tb.Skipf("pgtest: SKIPPING, no PostgreSQL (set PARLEY_TEST_DATABASE_URL or install the server binaries): %v", err)
 }
 
-func createDB(tb testing.TB, base string) string {
+// Connect opens a connection to the database at url for a test's checks,
+// failing tb when it cannot, and returns it with a context that gives them 30
+// seconds. Call done when finished: it closes the connection.
+func Connect(tb testing.TB, url string) (ctx context.Context, conn *pgx.Conn, done func()) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
+		cancel()
 		tb.Fatalf("pgtest: connect: %v", err)
 	}
-	defer conn.Close(ctx)
+	return ctx, conn, func() {
+		conn.Close(ctx)
+		cancel()
+	}
+}
+
+func createDB(tb testing.TB, base string) string {
+	tb.Helper()
+	ctx, conn, done := Connect(tb, base)
+	defer done()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "parley_test_" + hex.EncodeToString(b[:])

@@ -88,7 +88,7 @@ func (b *API) change(w http.ResponseWriter, r *http.Request, user string, p wire
 		p.CID = r.URL.Query().Get("cid")
 	}
 	if len(p.CID) > 0 && (len([]rune(p.CID)) > wire.MaxCIDLen || !history.ValidText(p.CID)) {
-		b.fail(w, r, badRequest("cid must be 1 to 64 characters of text"))
+		b.fail(w, r, &apiError{http.StatusBadRequest, wire.CodeInvalidPayload, "cid must be 1 to 64 characters of text"})
 		return
 	}
 	if _, serr := b.Service.Apply(r.Context(), user, kind, target, p); serr != nil {
@@ -111,6 +111,12 @@ func (b *API) editMessage(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	if err := decode(w, r, &req, false); err != nil {
 		b.fail(w, r, err)
+		return
+	}
+	if len(req.Body) > b.MaxPayload {
+		// The bound of an MQTT send payload, so that no edit stores more
+		// than a send could.
+		b.fail(w, r, wire.Errorf(wire.CodeTooLarge, "body of %d bytes is larger than the server's limit of %d bytes", len(req.Body), b.MaxPayload))
 		return
 	}
 	b.change(w, r, user, wire.SendPayload{Op: history.OpEdit, CID: req.CID, Body: req.Body})

@@ -3,6 +3,8 @@ package history_test
 import (
 	"encoding/base32"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,47 +12,128 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-func TestValidIDs(t *testing.T) {
-	max := strings.Repeat("a", history.MaxIDLen)
-	cases := []struct {
-		name                string
-		id                  string
-		user, device, group bool
-	}{
-		{"Empty", "", false, false, false},
-		{"OneChar", "a", true, true, true},
-		{"OneDigit", "7", true, true, true},
-		{"MaxLen", max, true, true, true},
-		{"TooLong", max + "a", false, false, false},
-		{"AllowedChars", "AZaz09._-", true, true, true},
-		{"At", "alice@example.com", true, false, false},
-		{"OnlyAt", "@", true, false, false},
-		{"OnlyDot", ".", true, true, true},
-		{"Space", "al ice", false, false, false},
-		{"Slash", "a/b", false, false, false},
-		{"Plus", "+", false, false, false},
-		{"Hash", "#", false, false, false},
-		{"Colon", "a:b", false, false, false},
-		{"Star", "b*b", false, false, false},
-		{"Dollar", "$SYS", false, false, false},
-		{"NUL", "a\x00", false, false, false},
-		{"Newline", "a\n", false, false, false},
-		{"NonASCII", "é", false, false, false},
-		{"NonASCIIShortInRunes", strings.Repeat("é", 40), false, false, false},
-	}
+// tableCase is one case of a table test of a function of one argument: its
+// name, the argument and the result wanted.
+type tableCase[In any, Out comparable] struct {
+	name string
+	in   In
+	want Out
+}
+
+// runTable runs f (named fname in failures) on each case's argument in a
+// subtest named after the case, and fails it unless f returns the case's want.
+func runTable[In any, Out comparable](t *testing.T, fname string, f func(In) Out, cases []tableCase[In, Out]) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := history.ValidUserID(tc.id); got != tc.user {
-				t.Errorf("ValidUserID(%q) = %v, want %v", tc.id, got, tc.user)
-			}
-			if got := history.ValidDeviceID(tc.id); got != tc.device {
-				t.Errorf("ValidDeviceID(%q) = %v, want %v", tc.id, got, tc.device)
-			}
-			if got := history.ValidGroupID(tc.id); got != tc.group {
-				t.Errorf("ValidGroupID(%q) = %v, want %v", tc.id, got, tc.group)
+			if got := f(tc.in); got != tc.want {
+				t.Fatalf("%s(%s) = %+v, want %+v", fname, show(tc.in), got, tc.want)
 			}
 		})
 	}
+}
+
+// show formats a table argument for a failure: an error as its text, any
+// other value as Go syntax.
+func show(v any) string {
+	if err, ok := v.(error); ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("%#v", v)
+}
+
+func TestErrorCodeAndMessage(t *testing.T) {
+	notFound := history.Errorf(history.ENOTFOUND, "group %q not found", "team")
+	type coded struct{ code, message string }
+	codeAndMessage := func(err error) coded { return coded{history.ErrorCode(err), history.ErrorMessage(err)} }
+	runTable(t, "ErrorCode, ErrorMessage", codeAndMessage, []tableCase[error, coded]{
+		{"Nil", nil, coded{"", "the message store is unavailable, try again"}},
+		{"Error", notFound, coded{history.ENOTFOUND, `group "team" not found`}},
+		{"Wrapped", fmt.Errorf("load group: %w", notFound), coded{history.ENOTFOUND, `group "team" not found`}},
+		{"Joined", errors.Join(errors.New("other"), history.Errorf(history.ECONFLICT, "taken")), coded{history.ECONFLICT, "taken"}},
+		{"Plain", errors.New("dial tcp: connection refused"), coded{history.EUNAVAILABLE, "the message store is unavailable, try again"}},
+	})
+}
+
+func TestErrorString(t *testing.T) {
+	e := history.Errorf(history.EINVALID, "role must be %q", "member")
+	if got, want := e.Error(), `invalid: role must be "member"`; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestTranslate(t *testing.T) {
+	noRows := errors.New("no rows")
+	other := errors.New("disk full")
+	conflict := history.Errorf(history.ECONFLICT, "taken")
+	cases := []struct {
+		name string
+		err  error
+		code string
+		ok   bool
+	}{
+		{"Nil", nil, "", true},
+		{"Error", fmt.Errorf("wrapped: %w", conflict), history.ECONFLICT, true},
+		{"NoRows", fmt.Errorf("scan: %w", noRows), history.ENOTFOUND, true},
+		{"Other", other, history.EUNAVAILABLE, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, ok := history.Translate(tc.err, noRows)
+			if ok != tc.ok || history.ErrorCode(out) != tc.code {
+				t.Fatalf("Translate(%v) = %v, %v; want code %q, %v", tc.err, out, ok, tc.code, tc.ok)
+			}
+			if !ok && out != tc.err {
+				t.Fatalf("Translate(%v) changed an error it does not handle: %v", tc.err, out)
+			}
+		})
+	}
+}
+
+func TestValidText(t *testing.T) {
+	runTable(t, "ValidText", history.ValidText, []tableCase[string, bool]{
+		{"Empty", "", true},
+		{"ASCII", "hello", true},
+		{"Unicode", "héllo 世界 🙂", true},
+		{"Controls", "a\tb\nc\x01", true},
+		{"Replacement", "\ufffd", true},
+		{"NUL", "a\x00b", false},
+		{"OnlyNUL", "\x00", false},
+		{"TrailingNUL", "x\x00", false},
+		{"InvalidUTF8", "a\xffb", false},
+		{"Truncated", "\xe4\xb8", false},
+		{"Surrogate", "\xed\xa0\x80", false},
+	})
+}
+
+func TestValidIDs(t *testing.T) {
+	max := strings.Repeat("a", history.MaxIDLen)
+	type validAs struct{ user, device, group bool }
+	valid := func(id string) validAs {
+		return validAs{history.ValidUserID(id), history.ValidDeviceID(id), history.ValidGroupID(id)}
+	}
+	runTable(t, "ValidUserID, ValidDeviceID, ValidGroupID", valid, []tableCase[string, validAs]{
+		{"Empty", "", validAs{false, false, false}},
+		{"OneChar", "a", validAs{true, true, true}},
+		{"OneDigit", "7", validAs{true, true, true}},
+		{"MaxLen", max, validAs{true, true, true}},
+		{"TooLong", max + "a", validAs{false, false, false}},
+		{"AllowedChars", "AZaz09._-", validAs{true, true, true}},
+		{"At", "alice@example.com", validAs{true, false, false}},
+		{"OnlyAt", "@", validAs{true, false, false}},
+		{"OnlyDot", ".", validAs{true, true, true}},
+		{"Space", "al ice", validAs{false, false, false}},
+		{"Slash", "a/b", validAs{false, false, false}},
+		{"Plus", "+", validAs{false, false, false}},
+		{"Hash", "#", validAs{false, false, false}},
+		{"Colon", "a:b", validAs{false, false, false}},
+		{"Star", "b*b", validAs{false, false, false}},
+		{"Dollar", "$SYS", validAs{false, false, false}},
+		{"NUL", "a\x00", validAs{false, false, false}},
+		{"Newline", "a\n", validAs{false, false, false}},
+		{"NonASCII", "é", validAs{false, false, false}},
+		{"NonASCIIShortInRunes", strings.Repeat("é", 40), validAs{false, false, false}},
+	})
 }
 
 func TestDirectConvID(t *testing.T) {
