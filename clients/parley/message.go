@@ -118,9 +118,10 @@ func (m Message) IsEvent() bool {
 //
 // A change event updates the message it targets, if msgs holds it, and is
 // not added: TypeEdited sets Body and EditedAt, TypeDeleted sets Deleted
-// and a null Body (its reactions stay, as on the server), TypeReactionAdded and
-// TypeReactionRemoved count the emoji up or down. Any other message is
-// inserted at its seq, replacing a message with the same seq.
+// and a null Body and drops its reactions (as the server does),
+// TypeReactionAdded and TypeReactionRemoved count the emoji up or down. Any
+// other message is inserted at its seq, replacing a message with the same
+// seq.
 //
 // Apply copies the message it changes (and its Reactions), so a message
 // shared with another list is not changed under it. Messages read over REST
@@ -151,6 +152,7 @@ func Apply(msgs []Message, m Message, me string) []Message {
 	case TypeDeleted:
 		t.Body = json.RawMessage("null")
 		t.Deleted = true
+		t.Reactions = nil
 	case TypeReactionAdded, TypeReactionRemoved:
 		if m.Emoji == "" {
 			return msgs

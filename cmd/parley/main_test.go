@@ -594,7 +594,7 @@ func TestChanges(t *testing.T) {
 	ctx := ctxT(t)
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var listenOut, listenErr lockedBuffer
+	var listenOut, listenErr testkit.Buffer
 	go run(lctx, []string{"listen", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &listenOut, &listenErr)
 	waitFor(t, &listenErr, "listening as bob/cli")
 
@@ -647,7 +647,7 @@ func TestChatCommands(t *testing.T) {
 
 	aliceIn, aliceInW := io.Pipe()
 	defer aliceInW.Close()
-	var aliceOut, aliceErr lockedBuffer
+	var aliceOut, aliceErr testkit.Buffer
 	go run(ctx, []string{"chat", "bob", "--token", testkit.Token(t, "alice")}, aliceIn, &aliceOut, &aliceErr)
 	waitFor(t, &aliceErr, "chatting in dm:alice:bob as alice/cli")
 	waitFor(t, &aliceOut, "#1 ")
