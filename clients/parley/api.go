@@ -268,8 +268,18 @@ type Conversation struct {
 	LastSeq int64 `json:"last_seq"`
 	// ReadSeq is the user's read marker.
 	ReadSeq int64 `json:"read_seq"`
-	// Unread counts messages from others above the read marker.
+	// Unread counts the messages of others above the read marker, not
+	// counting events (edits, deletes, reactions, membership) and deleted
+	// messages.
 	Unread int64 `json:"unread"`
+	// Mentions counts the unread messages that mention the user.
+	Mentions int64 `json:"mentions"`
+	// MutedUntil, Archived and Pinned are the user's settings of the
+	// conversation (see SetSettings); MutedUntil is zero when it is not
+	// muted.
+	MutedUntil time.Time `json:"muted_until,omitzero"`
+	Archived   bool      `json:"archived"`
+	Pinned     bool      `json:"pinned"`
 	// LastMessage is the latest message, nil when there is none.
 	LastMessage *Message `json:"last_message"`
 	// Messages are the new messages, in results of Sync when they are few.

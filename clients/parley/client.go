@@ -274,27 +274,57 @@ func (c *Client) onPublish(_ mqtt.Client, m mqtt.Message) {
 }
 
 func (c *Client) onInbox(payload []byte) {
-	var w wireEvent
-	if err := json.Unmarshal(payload, &w); err != nil {
+	var k struct {
+		Kind string `json:"kind"`
+	}
+	if err := json.Unmarshal(payload, &k); err != nil {
 		c.log.Warn("parley: malformed inbox event", "payload", string(payload), "error", err)
 		return
 	}
-	switch w.Kind {
-	case "message":
-		m := w.Message
+	var w wireEvent
+	switch k.Kind {
+	case "message", "ephemeral":
+	default:
+		if err := json.Unmarshal(payload, &w); err != nil {
+			c.log.Warn("parley: malformed inbox event", "payload", string(payload), "error", err)
+			return
+		}
+	}
+	switch k.Kind {
+	case "message", "ephemeral":
+		var m Message
+		if err := json.Unmarshal(payload, &m); err != nil {
+			c.log.Warn("parley: malformed inbox message", "payload", string(payload), "error", err)
+			return
+		}
+		if k.Kind == "ephemeral" {
+			c.enqueue(item{ev: Event{Kind: EventEphemeral, Message: m}})
+			return
+		}
 		c.matchEcho(m)
 		c.enqueue(item{msg: &m})
-	case "ephemeral":
-		c.enqueue(item{ev: Event{Kind: EventEphemeral, Message: w.Message}})
 	case "error":
 		se := &ServerError{Code: w.Code, Message: w.ErrMessage, CID: w.CID, Topic: w.Topic}
 		if !c.matchError(se) {
 			c.enqueue(item{ev: Event{Kind: EventError, Err: se}})
 		}
 	case "read", "delivered":
-		c.enqueue(item{ev: Event{Kind: EventKind(w.Kind), Receipt: Receipt{Conv: w.Conv, User: w.User, Seq: w.Seq}}})
+		r := Receipt{Conv: w.Conv, User: w.User, Seq: w.Seq}
+		if w.Unread != nil {
+			r.HasCounts, r.Unread = true, *w.Unread
+			if w.Mentions != nil {
+				r.Mentions = *w.Mentions
+			}
+		}
+		c.enqueue(item{ev: Event{Kind: EventKind(w.Kind), Receipt: r}})
 	case "gap":
 		c.enqueue(item{gap: &Gap{Conv: w.Conv, After: w.After, Before: w.Before}})
+	case "settings":
+		st := Settings{Conv: w.Conv, Archived: w.Archived, Pinned: w.Pinned}
+		if w.MutedUntil != nil {
+			st.MutedUntil = *w.MutedUntil
+		}
+		c.enqueue(item{ev: Event{Kind: EventSettings, Settings: st}})
 	default:
 		// Kinds added later are ignored, as the protocol asks.
 	}

@@ -67,12 +67,41 @@
 // The user's own messages, sent from this device or another one, are
 // surfaced too, so every device shows the whole conversation.
 //
+// # Replies, mentions, edits, deletes and reactions
+//
+// Reply (or the option ReplyTo) sends a reply to a message of the same
+// conversation; Mention names users who count it in their mentions:
+//
+//	r, err := c.Reply(ctx, parley.Group("team"), 12, "agreed, @bob", parley.Mention("bob"))
+//
+// Edit, Delete, React and Unreact change message seq of a conversation.
+// Each accepted change is a message of its own (an event of type
+// TypeEdited, TypeDeleted, TypeReactionAdded or TypeReactionRemoved, whose
+// Target is the seq it changes), which reaches every device like any
+// message; Apply folds such events into the messages an application shows:
+//
+//	if _, err := c.React(ctx, parley.User("bob"), 12, "👍"); errors.Is(err, parley.ErrNoSuchMessage) { ... }
+//	...
+//	case parley.EventMessage:
+//		shown = parley.Apply(shown, ev.Message, c.User())
+//
+// History, Message and Sync return messages with their current state
+// (latest body, EditedAt, Deleted, Reactions). Refusals match
+// ErrNotAllowed (not the author, not an admin, edit window passed, the
+// target is an event) and ErrNoSuchMessage.
+//
+// Conversations carry the user's Unread and Mentions counts and settings
+// (SetSettings: muted, archived, pinned); a read marker moved on one
+// device reaches the user's other devices as an EventRead with the new
+// counts (Receipt.HasCounts), a settings change as EventSettings.
+//
 // # The rest
 //
 // MarkRead sets a read marker, Typing sends a typing indicator, Presence
-// watches a user's presence. History, Conversations and Sync read over REST,
-// as do CreateGroup, Group, AddMember and RemoveMember; NewAPI gives these
-// without an MQTT connection.
+// watches a user's presence. History, Message, Conversations and Sync read
+// over REST; CreateGroup, Group, AddMember, RemoveMember, SetSettings and
+// the changes Edit, Delete, React and Unreact write over REST; NewAPI gives
+// these without an MQTT connection.
 //
 // A Client is safe for concurrent use. Close disconnects and releases every
 // goroutine and connection it started.

@@ -32,6 +32,17 @@ var (
 	// ErrUnavailable: the server's store is unavailable. Send retries this
 	// by itself; other calls return it. Code unavailable.
 	ErrUnavailable = errors.New("parley: server unavailable")
+	// ErrNoSuchMessage: the message an edit, delete or reaction names does
+	// not exist, is not visible to the user, or (for an edit or a reaction)
+	// was deleted; also GET of one message. Code no_such_message (HTTP
+	// 404).
+	ErrNoSuchMessage = errors.New("parley: no such message")
+	// ErrNotAllowed: the user may not make that change: an edit by someone
+	// other than the author or after the server's edit window, a delete by
+	// someone who is neither the author nor a group admin or owner, or a
+	// change of an event (membership, edit, reaction) instead of a message.
+	// Code not_allowed (HTTP 403).
+	ErrNotAllowed = errors.New("parley: not allowed")
 
 	// ErrInvalid: a REST request was malformed (code invalid).
 	ErrInvalid = errors.New("parley: invalid request")
@@ -58,6 +69,8 @@ const (
 	CodeInvalidPeer    = "invalid_peer"
 	CodeRateLimited    = "rate_limited"
 	CodeUnavailable    = "unavailable"
+	CodeNoSuchMessage  = "no_such_message"
+	CodeNotAllowed     = "not_allowed"
 	CodeInvalid        = "invalid"
 	CodeUnauthorized   = "unauthorized"
 	CodeForbidden      = "forbidden"
@@ -73,6 +86,8 @@ var sentinels = map[string]error{
 	CodeInvalidPeer:    ErrInvalidPeer,
 	CodeRateLimited:    ErrRateLimited,
 	CodeUnavailable:    ErrUnavailable,
+	CodeNoSuchMessage:  ErrNoSuchMessage,
+	CodeNotAllowed:     ErrNotAllowed,
 	CodeInvalid:        ErrInvalid,
 	CodeUnauthorized:   ErrUnauthorized,
 	CodeForbidden:      ErrForbidden,

@@ -171,3 +171,65 @@ func ExampleAPI_History() {
 	// #2 gina: two
 	// #3 gina: three
 }
+
+// A reply, an edit, a reaction and a delete; the other user's client folds
+// the change events into the messages it shows.
+func ExampleApply() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ivy, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("ivy"), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ivy.Close()
+	jay, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("jay"), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer jay.Close()
+
+	m, err := ivy.Send(ctx, parley.User("jay"), "lunch at 12?")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := jay.Reply(ctx, parley.User("ivy"), m.Seq, "sure"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := ivy.Edit(ctx, parley.User("jay"), m.Seq, "lunch at 1?"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := jay.React(ctx, parley.User("ivy"), m.Seq, "👍"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := jay.Edit(ctx, parley.User("ivy"), m.Seq, "mine now"); errors.Is(err, parley.ErrNotAllowed) {
+		fmt.Println("jay may not edit ivy's message")
+	}
+
+	// jay's client: 4 messages, of which 2 change the first one.
+	var shown []parley.Message
+	for n := 0; n < 4; {
+		ev := <-jay.Events()
+		if ev.Kind == parley.EventMessage {
+			shown = parley.Apply(shown, ev.Message, jay.User())
+			n++
+		}
+	}
+	for _, s := range shown {
+		line := fmt.Sprintf("#%d %s: %s", s.Seq, s.From, s.Text())
+		if s.ReplyTo != 0 {
+			line += fmt.Sprintf(" (reply to #%d)", s.ReplyTo)
+		}
+		if !s.EditedAt.IsZero() {
+			line += " (edited)"
+		}
+		if r, ok := s.Reactions["👍"]; ok {
+			line += fmt.Sprintf(" 👍 %d, mine: %v", r.Count, r.Me)
+		}
+		fmt.Println(line)
+	}
+	// Output:
+	// jay may not edit ivy's message
+	// #1 ivy: lunch at 1? (edited) 👍 1, mine: true
+	// #2 jay: sure (reply to #1)
+}

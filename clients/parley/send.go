@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,14 +16,34 @@ type SendOption func(*sendConfig)
 
 type sendConfig struct {
 	typ       string
+	typSet    bool
 	ephemeral bool
 	cid       string
+	replyTo   int64
+	mentions  []string
 }
 
 // WithType sets the message type (at most 32 characters; default "text").
 // Types starting with "group.", "member." or "system." are reserved for the
 // server.
-func WithType(t string) SendOption { return func(c *sendConfig) { c.typ = t } }
+func WithType(t string) SendOption {
+	return func(c *sendConfig) { c.typ, c.typSet = t, true }
+}
+
+// ReplyTo makes the message a reply to message seq of the same
+// conversation (see Client.Reply). The server refuses, with
+// ErrInvalidPayload, a seq that is not a message the user can see, or an
+// event; ephemeral messages cannot reply.
+func ReplyTo(seq int64) SendOption { return func(c *sendConfig) { c.replyTo = seq } }
+
+// Mention mentions users in the message: they must be members of the
+// conversation (at most 50 users; repeats count once), else the server
+// refuses the send with ErrInvalidPayload. A mention counts in the
+// mentioned user's Conversation.Mentions while unread. Ephemeral messages
+// cannot mention. Mention adds to the users of earlier Mention options.
+func Mention(users ...string) SendOption {
+	return func(c *sendConfig) { c.mentions = append(c.mentions, users...) }
+}
 
 // Ephemeral sends the message without storing it: it gets no seq, goes only
 // to the members connected at that moment, and not back to the sender.
@@ -34,6 +55,20 @@ func Ephemeral() SendOption { return func(c *sendConfig) { c.ephemeral = true } 
 // same user is not stored again: Send returns the original. Use it to retry
 // a send across restarts of the program.
 func WithCID(cid string) SendOption { return func(c *sendConfig) { c.cid = cid } }
+
+// sendPayload is what a client publishes to a send topic (and POSTs for
+// the ops, see API.Edit).
+type sendPayload struct {
+	Op        string          `json:"op,omitempty"`
+	CID       string          `json:"cid"`
+	Type      string          `json:"type,omitempty"`
+	Body      json.RawMessage `json:"body,omitempty"`
+	Ephemeral bool            `json:"ephemeral,omitempty"`
+	ReplyTo   int64           `json:"reply_to,omitempty"`
+	Mentions  []string        `json:"mentions,omitempty"`
+	Target    int64           `json:"target,omitempty"`
+	Emoji     string          `json:"emoji,omitempty"`
+}
 
 // sendWaiter is a Send waiting for its echo or error.
 type sendWaiter struct {
@@ -59,7 +94,8 @@ type sendResult struct {
 // echo came within Options.ResendInterval; it gives up only when ctx ends
 // (returning ctx.Err()) or the client is closed (ErrClosed). Refusals are
 // returned as a *ServerError matching ErrNotMember, ErrNoSuchGroup,
-// ErrInvalidPeer, ErrInvalidPayload, ErrTooLarge or ErrRateLimited; a
+// ErrInvalidPeer, ErrInvalidPayload (also for a ReplyTo or Mention the
+// server refuses), ErrTooLarge or ErrRateLimited; a
 // message larger than Options.MaxPayload is not sent and fails with a
 // *TooLargeError (which matches ErrTooLarge).
 //
@@ -87,12 +123,8 @@ func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOpti
 	if cfg.cid == "" {
 		cfg.cid = newCID()
 	}
-	payload, err := json.Marshal(struct {
-		CID       string          `json:"cid"`
-		Type      string          `json:"type"`
-		Body      json.RawMessage `json:"body"`
-		Ephemeral bool            `json:"ephemeral,omitempty"`
-	}{cfg.cid, cfg.typ, raw, cfg.ephemeral})
+	payload, err := json.Marshal(sendPayload{CID: cfg.cid, Type: cfg.typ, Body: raw, Ephemeral: cfg.ephemeral,
+		ReplyTo: cfg.replyTo, Mentions: cfg.mentions})
 	if err != nil {
 		return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
 	}
@@ -294,4 +326,15 @@ func newCID() string {
 func (c *Client) Typing(ctx context.Context, to Target) error {
 	_, err := c.Send(ctx, to, true, WithType("typing"), Ephemeral())
 	return err
+}
+
+// Reply sends body as a reply to message replyTo of the conversation with
+// to: Send with the option ReplyTo(replyTo) (and opts, such as Mention).
+// The server refuses with ErrInvalidPayload a replyTo that is not a message
+// of that conversation the user can see.
+func (c *Client) Reply(ctx context.Context, to Target, replyTo int64, body any, opts ...SendOption) (Message, error) {
+	if replyTo < 1 {
+		return Message{}, fmt.Errorf("parley: reply: the seq of a message is required: %w", ErrInvalidPayload)
+	}
+	return c.Send(ctx, to, body, append(slices.Clone(opts), ReplyTo(replyTo))...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,18 +70,24 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 			}()
 		}
 	}
-	var shown int64 // highest seq printed
+	var shown int64           // highest seq printed
+	var msgs []parley.Message // the messages printed, with the changes since folded in
 	if *backlog > 0 {
 		hctx, cancel := context.WithTimeout(ctx, cf.timeout)
 		p, err := cl.History(hctx, conv, parley.HistoryOptions{Limit: *backlog})
 		cancel()
 		switch {
 		case err == nil:
-			msgs := slices.Clone(p.Messages)
-			slices.Reverse(msgs)
-			for _, m := range msgs {
-				c.chatLine(in, cf.json, m)
+			page := slices.Clone(p.Messages)
+			slices.Reverse(page)
+			for _, m := range page {
+				c.chatLine(in, cf.json, m, nil)
 				shown = max(shown, m.Seq)
+				if !m.IsChange() {
+					// The page has the messages' state: their change
+					// events are not folded in again.
+					msgs = parley.Apply(msgs, m, me)
+				}
 			}
 		case errors.Is(err, parley.ErrNotFound), errors.Is(err, parley.ErrNotMember):
 			// A conversation that has not started yet.
@@ -90,6 +97,7 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	}
 	if !cf.json {
 		in.println(c.stderr, fmt.Sprintf("chatting in %s as %s: type a message and press Enter; Ctrl-D leaves", conv, cl.ClientID()))
+		in.println(c.stderr, "("+chatCommandHelp+")")
 	}
 
 	done := make(chan struct{})
@@ -97,8 +105,9 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 	lines := c.readChat(ctx, in, cl, target, done)
 	// The sender sends the lines in order; the loop below prints.
 	type sent struct {
-		seq int64
-		err error
+		seq  int64
+		err  error
+		note string
 	}
 	results := make(chan sent)
 	go func() {
@@ -111,11 +120,23 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 				}
 				return
 			}
-			// No timeout: a line typed while the server is away is sent
-			// once it is back, or the user gives up with Ctrl-C.
-			m, err := cl.Send(ctx, target, line.text)
+			var r sent
+			cmd, err := parseChatCommand(line.text)
+			switch {
+			case err != nil:
+				r.err = err
+			case cmd.op == "help":
+				r.note = "(" + chatCommandHelp + ")"
+			default:
+				// No timeout: a line typed while the server is away is
+				// sent once it is back, or the user gives up with Ctrl-C.
+				r.seq, r.err = runChatCommand(ctx, cl, target, cmd)
+				if r.err == nil && r.seq == 0 && cmd.op != "send" {
+					r.note = fmt.Sprintf("(/%s #%d: nothing to change)", cmd.op, cmd.seq)
+				}
+			}
 			select {
-			case results <- sent{m.Seq, err}:
+			case results <- r:
 			case <-done:
 				return
 			}
@@ -148,6 +169,8 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 				drain = time.After(chatDrain)
 			case r.err != nil:
 				in.println(c.stderr, fmt.Sprintf("error: %v", r.err))
+			case r.note != "":
+				in.println(c.stderr, r.note)
 			default:
 				lastSent = max(lastSent, r.seq)
 			}
@@ -165,8 +188,9 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 				}
 				shown = ev.Message.Seq
 				delete(typingShown, ev.Message.From)
-				c.chatLine(in, cf.json, ev.Message)
-				if ev.Message.From != me {
+				msgs = parley.Apply(msgs, ev.Message, me)
+				c.chatLine(in, cf.json, ev.Message, msgs)
+				if ev.Message.From != me && !ev.Message.IsChange() {
 					rctx, cancel := context.WithTimeout(ctx, cf.timeout)
 					if err := cl.MarkRead(rctx, conv, shown); err != nil && ctx.Err() == nil {
 						in.println(c.stderr, fmt.Sprintf("(mark read: %v)", err))
@@ -246,10 +270,24 @@ func (c *cli) readChat(ctx context.Context, in *chatInput, cl *parley.Client, ta
 	return lines
 }
 
-func (c *cli) chatLine(in *chatInput, asJSON bool, m parley.Message) {
+// chatLine prints a message of the conversation, after its seq. For a
+// change event of a message in msgs (those printed, with the changes
+// folded in) it adds the message's state after the change: its reactions,
+// or its new text.
+func (c *cli) chatLine(in *chatInput, asJSON bool, m parley.Message, msgs []parley.Message) {
 	if asJSON {
 		_ = writeJSON(c.stdout, toMessageJSON("message", m))
 		return
 	}
-	in.println(c.stdout, messageLine(m, false))
+	line := fmt.Sprintf("#%d %s", m.Seq, messageLine(m, false))
+	if m.Type == parley.TypeReactionAdded || m.Type == parley.TypeReactionRemoved {
+		if i, ok := slices.BinarySearchFunc(msgs, m.Target, func(x parley.Message, seq int64) int { return cmp.Compare(x.Seq, seq) }); ok {
+			if r := reactionsText(msgs[i].Reactions); r != "" {
+				line += " → " + strings.TrimSpace(r)
+			} else {
+				line += " → no reactions"
+			}
+		}
+	}
+	in.println(c.stdout, line)
 }

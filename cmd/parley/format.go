@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-im/parley/clients/parley"
@@ -32,11 +35,24 @@ type messageJSON struct {
 	TS   string          `json:"ts"`
 	Type string          `json:"type"`
 	Body json.RawMessage `json:"body"`
+
+	ReplyTo   int64                      `json:"reply_to,omitempty"`
+	Mentions  []string                   `json:"mentions,omitempty"`
+	Target    int64                      `json:"target,omitempty"`
+	Emoji     string                     `json:"emoji,omitempty"`
+	EditedAt  string                     `json:"edited_at,omitempty"`
+	Deleted   bool                       `json:"deleted,omitempty"`
+	Reactions map[string]parley.Reaction `json:"reactions,omitempty"`
 }
 
 func toMessageJSON(kind string, m parley.Message) messageJSON {
-	return messageJSON{Kind: kind, Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
-		TS: m.TS.UTC().Format(tsLayout), Type: m.Type, Body: m.Body}
+	out := messageJSON{Kind: kind, Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
+		TS: m.TS.UTC().Format(tsLayout), Type: m.Type, Body: m.Body,
+		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted, Reactions: m.Reactions}
+	if !m.EditedAt.IsZero() {
+		out.EditedAt = m.EditedAt.UTC().Format(tsLayout)
+	}
+	return out
 }
 
 // writeJSON writes v as one line of JSON.
@@ -50,16 +66,50 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // messageLine formats a stored message for people; withConv adds the
-// conversation and seq (listen, history) where chat leaves them out.
+// conversation and seq (listen) where history and chat put the seq first.
+// A reply shows the seq it replies to ("bob ↪ 12: ..."), a message its
+// state ("(edited)", "(deleted)") and reactions ("[👍 2 🎉 1]"), a change
+// event what it changed ("alice edited #3: ...").
 func messageLine(m parley.Message, withConv bool) string {
 	head := clock(m.TS) + " "
 	if withConv {
 		head += fmt.Sprintf("%s #%d ", m.Conv, m.Seq)
 	}
-	if m.Type == "text" {
-		return head + m.From + ": " + m.Text()
+	if m.IsChange() {
+		return head + changeLine(m)
 	}
-	return head + m.From + " [" + m.Type + "] " + string(m.Body)
+	line := head + m.From
+	if m.ReplyTo > 0 {
+		line += fmt.Sprintf(" ↪ %d", m.ReplyTo)
+	}
+	switch {
+	case m.Deleted:
+		line += ": (deleted)"
+	case m.Type == "text":
+		line += ": " + m.Text()
+	default:
+		line += " [" + m.Type + "] " + string(m.Body)
+	}
+	if !m.EditedAt.IsZero() && !m.Deleted {
+		line += " (edited)"
+	}
+	if len(m.Mentions) > 0 {
+		line += " (mentions " + strings.Join(m.Mentions, ", ") + ")"
+	}
+	return line + reactionsText(m.Reactions)
+}
+
+// reactionsText formats reactions as "  [👍 2 🎉 1]", emoji in byte order;
+// "" when there are none.
+func reactionsText(rs map[string]parley.Reaction) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(rs))
+	for _, e := range slices.Sorted(maps.Keys(rs)) {
+		parts = append(parts, fmt.Sprintf("%s %d", e, rs[e].Count))
+	}
+	return "  [" + strings.Join(parts, " ") + "]"
 }
 
 // eventLine formats an event for people.
@@ -75,7 +125,26 @@ func eventLine(ev parley.Event) string {
 		return fmt.Sprintf("%s %s %s [ephemeral %s] %s", clock(m.TS), m.Conv, m.From, m.Type, m.Body)
 	case parley.EventRead:
 		r := ev.Receipt
+		if r.HasCounts {
+			return fmt.Sprintf("%s %s read up to #%d (unread %d, mentions %d)", r.Conv, r.User, r.Seq, r.Unread, r.Mentions)
+		}
 		return fmt.Sprintf("%s %s read up to #%d", r.Conv, r.User, r.Seq)
+	case parley.EventSettings:
+		st := ev.Settings
+		var marks []string
+		if !st.MutedUntil.IsZero() {
+			marks = append(marks, "muted until "+st.MutedUntil.Local().Format(time.DateTime))
+		}
+		if st.Archived {
+			marks = append(marks, "archived")
+		}
+		if st.Pinned {
+			marks = append(marks, "pinned")
+		}
+		if len(marks) == 0 {
+			marks = append(marks, "not muted, archived or pinned")
+		}
+		return fmt.Sprintf("%s settings: %s", st.Conv, strings.Join(marks, ", "))
 	case parley.EventDelivered:
 		r := ev.Receipt
 		return fmt.Sprintf("%s delivered to %s up to #%d", r.Conv, r.User, r.Seq)
@@ -114,7 +183,18 @@ func eventJSON(ev parley.Event) any {
 		return toMessageJSON(string(ev.Kind), ev.Message)
 	case parley.EventRead, parley.EventDelivered:
 		r := ev.Receipt
-		return map[string]any{"kind": ev.Kind, "conv": r.Conv, "user": r.User, "seq": r.Seq}
+		out := map[string]any{"kind": ev.Kind, "conv": r.Conv, "user": r.User, "seq": r.Seq}
+		if r.HasCounts {
+			out["unread"], out["mentions"] = r.Unread, r.Mentions
+		}
+		return out
+	case parley.EventSettings:
+		st := ev.Settings
+		var muted any
+		if !st.MutedUntil.IsZero() {
+			muted = st.MutedUntil.UTC().Format(tsLayout)
+		}
+		return map[string]any{"kind": ev.Kind, "conv": st.Conv, "muted_until": muted, "archived": st.Archived, "pinned": st.Pinned}
 	case parley.EventPresence:
 		p := ev.Presence
 		return map[string]any{"kind": ev.Kind, "user": p.User, "online": p.Online, "last_seen": p.LastSeen.UTC().Format(tsLayout)}

@@ -3,12 +3,16 @@
 // manages groups, and chats interactively.
 //
 //	parley token USER                    print a token (needs the server's secret)
-//	parley send --to PEER|g:GROUP TEXT   send a message
+//	parley send --to PEER|g:GROUP TEXT   send a message (--reply-to SEQ, --mention USERS)
+//	parley edit CONV|PEER SEQ TEXT       replace the text of your message SEQ
+//	parley delete CONV|PEER SEQ          delete message SEQ for everyone
+//	parley react CONV|PEER SEQ EMOJI     react to message SEQ (--remove takes it back)
 //	parley listen [--json]               print events as they arrive
 //	parley history CONV|PEER|g:GROUP     print a conversation's messages
 //	parley conversations                 list your conversations
 //	parley group create|show|add|remove  manage groups
-//	parley chat PEER|g:GROUP             chat: type lines, see the conversation live
+//	parley chat PEER|g:GROUP             chat: type lines (and /reply, /edit, /delete,
+//	                                     /react), see the conversation live
 //
 // Configuration comes from flags and the environment: PARLEY_URL (MQTT
 // broker, default tcp://localhost:1883), PARLEY_HTTP (REST API, default

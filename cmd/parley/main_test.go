@@ -191,6 +191,14 @@ func TestUsage(t *testing.T) {
 		{"HistoryAfterNegative", []string{"history", "bob", "--after", "-3"}, "alice", 2, "", "take a seq, 0 or more"},
 		{"ConversationsLimitZero", []string{"conversations", "--limit", "0"}, "alice", 2, "", "--limit must be between 1 and 200, got 0"},
 		{"ChatHistoryNegative", []string{"chat", "bob", "--history", "-1"}, "alice", 2, "", "--history must be between 0 and 200, got -1"},
+		{"EditNoArgs", []string{"edit", "bob", "1"}, "alice", 2, "", "want a conversation, a SEQ and the new TEXT"},
+		{"EditBadSeq", []string{"edit", "bob", "x", "hi"}, "alice", 2, "", `SEQ must be the seq of a message (1 or more), got "x"`},
+		{"DeleteArgs", []string{"delete", "bob"}, "alice", 2, "", "want a conversation and a SEQ, got 1 arguments"},
+		{"DeleteSeqZero", []string{"delete", "bob", "0"}, "alice", 2, "", "SEQ must be the seq of a message"},
+		{"ReactNoEmoji", []string{"react", "bob", "1"}, "alice", 2, "", "want a conversation, a SEQ and an EMOJI"},
+		{"ReactHelp", []string{"react", "-h"}, "", 0, "-remove", ""},
+		{"HelpListsChanges", []string{"help"}, "", 0, "parley react CONV|PEER|g:GROUP SEQ EMOJI", ""},
+		{"SendReplyToNegative", []string{"send", "--to", "bob", "--reply-to", "-1", "hi"}, "alice", 2, "", "--reply-to takes the seq"},
 		{"ConnectTimeoutZero", []string{"send", "--to", "bob", "hi", "--connect-timeout", "0"}, "alice", 2, "", "--connect-timeout must be positive"},
 	}
 	for _, tc := range cases {
@@ -576,5 +584,119 @@ func TestConnNotices(t *testing.T) {
 	}
 	if got := n.eventArrived(true); got != noticeReconnected {
 		t.Fatalf("event while connected: %q, want %q", got, noticeReconnected)
+	}
+}
+
+// TestChanges: edit, delete and react change messages; history, listen and
+// send --reply-to show replies, edits, deletes and reactions.
+func TestChanges(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var listenOut, listenErr testkit.Buffer
+	go run(lctx, []string{"listen", "--token", testkit.Token(t, "bob")}, strings.NewReader(""), &listenOut, &listenErr)
+	waitFor(t, &listenErr, "listening as bob/cli")
+
+	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "helo"), "sent dm:alice:bob #1")
+	ok(t, runAs(t, ctx, nil, "bob", "send", "--to", "alice", "--reply-to", "1", "--mention", "alice", "hi @alice"), "sent dm:alice:bob #2")
+	ok(t, runAs(t, ctx, nil, "alice", "edit", "bob", "1", "hello", "bob"), "alice edited #1: hello bob (dm:alice:bob #3)")
+	ok(t, runAs(t, ctx, nil, "bob", "react", "dm:alice:bob", "1", "👍"), "bob reacted 👍 to #1 (dm:alice:bob #4)")
+	ok(t, runAs(t, ctx, nil, "bob", "react", "alice", "#1", "👍"), "dm:alice:bob #1: nothing to change (you had already reacted with it)")
+	ok(t, runAs(t, ctx, nil, "alice", "react", "bob", "1", "🎉"), "#5")
+	ok(t, runAs(t, ctx, nil, "alice", "react", "--remove", "bob", "1", "🎉"), "alice took back 🎉 from #1 (dm:alice:bob #6)")
+	r := runAs(t, ctx, nil, "alice", "react", "bob", "1", "🎉", "--json")
+	ok(t, r, `"type":"reaction.added"`, `"target":1`, `"emoji":"🎉"`, `"seq":7`)
+
+	r = runAs(t, ctx, nil, "bob", "history", "alice")
+	ok(t, r, "#1 ", "alice: hello bob (edited)  [🎉 1 👍 1]", "#2 ", "bob ↪ 1: hi @alice (mentions alice)", "#3 ", "alice edited #1: hello bob", "bob reacted 👍 to #1")
+	waitFor(t, &listenOut, "dm:alice:bob #7 alice reacted 🎉 to #1")
+	waitFor(t, &listenOut, "dm:alice:bob #2 bob ↪ 1: hi @alice")
+
+	r = runAs(t, ctx, nil, "bob", "edit", "alice", "1", "mine")
+	if r.code != 1 || !strings.Contains(r.stderr, "not_allowed") {
+		t.Fatalf("edit of another's message: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "bob", "delete", "alice", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "parley delete: delete dm:alice:bob #1: parley: not_allowed") {
+		t.Fatalf("delete of another's message: exit %d: %s", r.code, r.stderr)
+	}
+	r = runAs(t, ctx, nil, "alice", "edit", "bob", "42", "x")
+	if r.code != 1 || !strings.Contains(r.stderr, "no_such_message") {
+		t.Fatalf("edit of a missing message: exit %d: %s", r.code, r.stderr)
+	}
+	ok(t, runAs(t, ctx, nil, "alice", "delete", "bob", "1"), "alice deleted #1 (dm:alice:bob #8)")
+	ok(t, runAs(t, ctx, nil, "alice", "delete", "bob", "1"), "nothing to change (already deleted)")
+	r = runAs(t, ctx, nil, "bob", "history", "alice", "--json")
+	ok(t, r, `"deleted":true`)
+	r = runAs(t, ctx, nil, "bob", "history", "alice")
+	ok(t, r, "alice: (deleted)", "alice edited #1\n", "alice deleted #1")
+	if strings.Contains(r.stdout, "hello bob") {
+		t.Fatalf("the deleted text is still shown:\n%s", r.stdout)
+	}
+	ok(t, runAs(t, ctx, nil, "bob", "conversations", "--json"), `"mentions":0`, `"pinned":false`)
+}
+
+// TestChatCommands: /reply, /react, /edit, /delete in chat, and their
+// errors; the other side sees replies, reactions with their totals, edits
+// and deletes.
+func TestChatCommands(t *testing.T) {
+	setup(t)
+	ctx := ctxT(t)
+	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "lunch?"))
+
+	aliceIn, aliceInW := io.Pipe()
+	defer aliceInW.Close()
+	var aliceOut, aliceErr testkit.Buffer
+	go run(ctx, []string{"chat", "bob", "--token", testkit.Token(t, "alice")}, aliceIn, &aliceOut, &aliceErr)
+	waitFor(t, &aliceErr, "chatting in dm:alice:bob as alice/cli")
+	waitFor(t, &aliceOut, "#1 ")
+
+	in := strings.NewReader("/reply 1 sure\n/react 1 👍\n/react 1 👍\n/edit 1 not mine\n/bogus\n/delete 2\n//slash\n")
+	r := runAs(t, ctx, in, "bob", "chat", "alice")
+	ok(t, r, "#1 ", "alice: lunch?", "#2 ", "bob ↪ 1: sure", "#3 ", "bob reacted 👍 to #1 → [👍 1]", "#4 ", "bob deleted #2", "#5 ", "bob: /slash")
+	for _, want := range []string{"(/react #1: nothing to change)", "error: /edit #1: parley: not_allowed", "error: unknown command /bogus", "/reply SEQ TEXT"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("bob's chat stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	waitFor(t, &aliceOut, "#2 ")
+	waitFor(t, &aliceOut, "bob ↪ 1: sure")
+	waitFor(t, &aliceOut, "bob reacted 👍 to #1 → [👍 1]")
+	waitFor(t, &aliceOut, "bob deleted #2")
+	if _, err := io.WriteString(aliceInW, "/edit 1 lunch at noon?\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &aliceOut, "alice edited #1: lunch at noon?")
+}
+
+func TestParseChatCommand(t *testing.T) {
+	cases := []struct {
+		line string
+		want chatCommand
+		err  string
+	}{
+		{"hello", chatCommand{op: "send", text: "hello"}, ""},
+		{"//etc/passwd", chatCommand{op: "send", text: "/etc/passwd"}, ""},
+		{"/reply 3 yes  indeed", chatCommand{op: "reply", seq: 3, text: "yes  indeed"}, ""},
+		{"/edit #4 fixed", chatCommand{op: "edit", seq: 4, text: "fixed"}, ""},
+		{"/delete 5", chatCommand{op: "delete", seq: 5}, ""},
+		{"/react 6 👍", chatCommand{op: "react", seq: 6, emoji: "👍"}, ""},
+		{"/unreact 6 👍", chatCommand{op: "unreact", seq: 6, emoji: "👍"}, ""},
+		{"/help", chatCommand{op: "help"}, ""},
+		{"/reply x hi", chatCommand{}, "want the seq of a message"},
+		{"/reply 3", chatCommand{}, "/reply: want SEQ TEXT"},
+		{"/delete 5 now", chatCommand{}, "/delete takes only a SEQ"},
+		{"/react 6", chatCommand{}, "/react: want SEQ EMOJI"},
+		{"/frob", chatCommand{}, "unknown command /frob"},
+	}
+	for _, tc := range cases {
+		got, err := parseChatCommand(tc.line)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want %q", tc.line, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%q = %+v, %v; want %+v", tc.line, got, err, tc.want)
+		}
 	}
 }

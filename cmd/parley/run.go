@@ -34,12 +34,15 @@ type command struct {
 
 var commands = []command{
 	{"token", "USER", "print a token for USER, signed with the server's secret", (*cli).token},
-	{"send", "--to PEER|g:GROUP TEXT...", "send a message and print it as stored", (*cli).send},
+	{"send", "--to PEER|g:GROUP TEXT...", "send a message (--reply-to SEQ, --mention USERS) and print it as stored", (*cli).send},
+	{"edit", "CONV|PEER|g:GROUP SEQ TEXT...", "replace the text of your message SEQ", (*cli).edit},
+	{"delete", "CONV|PEER|g:GROUP SEQ", "delete message SEQ for everyone (yours, or any as a group admin)", (*cli).deleteCmd},
+	{"react", "CONV|PEER|g:GROUP SEQ EMOJI", "react to message SEQ (--remove takes the reaction back)", (*cli).react},
 	{"listen", "", "print events as they arrive (Ctrl-C stops)", (*cli).listen},
 	{"history", "CONV|PEER|g:GROUP", "print a conversation's messages", (*cli).history},
 	{"conversations", "", "list your conversations, most recent first", (*cli).conversations},
 	{"group", "create|show|add|remove ...", "manage groups", (*cli).group},
-	{"chat", "PEER|g:GROUP", "chat: send the lines you type, see the conversation live", (*cli).chat},
+	{"chat", "PEER|g:GROUP", "chat: send the lines you type (/reply, /edit, /delete, /react), see the conversation live", (*cli).chat},
 	{"version", "", "print the version and VCS revision (also --version)", (*cli).version},
 }
 

@@ -22,12 +22,17 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	cid := fs.String("cid", "", "client message id (default random); a send repeated with the same cid is stored once")
 	bodyJSON := fs.Bool("body-json", false, "TEXT is a JSON value, sent as the body as it is")
 	ephemeral := fs.Bool("ephemeral", false, "send without storing: only members online now get it")
+	replyTo := fs.Int64("reply-to", 0, "reply to the message with this seq in the conversation")
+	mention := fs.String("mention", "", "comma-separated users the message mentions (members of the conversation)")
 	pos, err := c.parseFlags(fs, "send --to PEER|g:GROUP [flags] TEXT...   (TEXT \"-\" reads standard input)", args)
 	if err != nil {
 		return err
 	}
 	if *to == "" {
 		return usagef("--to is required")
+	}
+	if *replyTo < 0 {
+		return usagef("--reply-to takes the seq of a message, 1 or more")
 	}
 	if len(pos) == 0 {
 		return usagef("no message text")
@@ -71,6 +76,14 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	}
 	if *ephemeral {
 		opts = append(opts, parley.Ephemeral())
+	}
+	if *replyTo != 0 {
+		opts = append(opts, parley.ReplyTo(*replyTo))
+	}
+	for _, u := range strings.Split(*mention, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			opts = append(opts, parley.Mention(u))
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
