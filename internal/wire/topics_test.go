@@ -225,3 +225,12 @@ func FuzzParseSend(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkTopicsParseSend(b *testing.B) {
+	t := wire.Topics{}
+	for i := 0; i < b.N; i++ {
+		if _, _, ok, valid := t.ParseSend("im/send/u/bob"); !ok || !valid {
+			b.Fatal("not a send topic")
+		}
+	}
+}
