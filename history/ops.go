@@ -71,6 +71,42 @@ type ReactionCount struct {
 	Me    bool `json:"me"`
 }
 
+// PageReactions fills in the Reactions of a page of one conversation's
+// messages (contiguous seqs, in either order) from the counts a store reads
+// for the seqs Lo to Hi.
+type PageReactions struct {
+	// Lo and Hi are the lowest and highest seq of the page.
+	Lo, Hi int64
+	msgs   []Message
+	index  map[int64]int
+}
+
+// NewPageReactions returns the PageReactions of msgs, a page that is not
+// empty.
+func NewPageReactions(msgs []Message) *PageReactions {
+	p := &PageReactions{Lo: msgs[0].Seq, Hi: msgs[len(msgs)-1].Seq, msgs: msgs, index: make(map[int64]int, len(msgs))}
+	if p.Lo > p.Hi {
+		p.Lo, p.Hi = p.Hi, p.Lo
+	}
+	for i, m := range msgs {
+		p.index[m.Seq] = i
+	}
+	return p
+}
+
+// Add sets the count rc of emoji on the message seq of the page; a seq not
+// on the page is passed over.
+func (p *PageReactions) Add(seq int64, emoji string, rc ReactionCount) {
+	i, ok := p.index[seq]
+	if !ok {
+		return
+	}
+	if p.msgs[i].Reactions == nil {
+		p.msgs[i].Reactions = map[string]ReactionCount{}
+	}
+	p.msgs[i].Reactions[emoji] = rc
+}
+
 // Settings are a user's own settings of a conversation.
 type Settings struct {
 	// MutedUntil, when not zero, mutes the conversation until then (push

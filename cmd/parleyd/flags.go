@@ -128,35 +128,40 @@ func (m *Main) usage(fs *flag.FlagSet, cmd string) {
 // only: the other subcommands do not use them.
 func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	c := &m.Config
-	str := func(p *string, name, env, def, usage string) {
-		fs.StringVar(p, name, envOr(env, def), usage+" ($"+env+")")
-	}
-	str(&c.MQTTAddr, "mqtt-addr", "PARLEY_MQTT_ADDR", ":1883", "MQTT over TCP address; empty disables")
-	str(&c.WSAddr, "ws-addr", "PARLEY_WS_ADDR", ":8083", "MQTT over WebSocket address (path /mqtt); empty disables")
-	str(&c.TLSAddr, "tls-addr", "PARLEY_TLS_ADDR", ":8883", "MQTT over TLS address, used when a certificate and key are set; empty disables")
-	str(&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "TLS certificate file (PEM)")
-	str(&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "TLS private key file (PEM)")
-	str(&c.HTTPAddr, "http-addr", "PARLEY_HTTP_ADDR", ":8080", "HTTP address (health, metrics, REST API); empty disables")
-	str(&c.DatabaseURL, "database-url", "PARLEY_DATABASE_URL", "", "PostgreSQL URL; empty uses the embedded SQLite store in the data dir")
-	str(&c.DataDir, "data-dir", "PARLEY_DATA_DIR", "./data", "directory of the embedded store and the generated JWT secret")
+	jwtSecretUsage := "HS256 secret for tokens; generated in the data dir when empty and no public key is set (embedded store only)"
 	if cmd == "token" {
-		str(&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", "HS256 secret to sign with; empty: the secret the server generated in the data dir")
-	} else {
-		str(&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", "HS256 secret for tokens; generated in the data dir when empty and no public key is set (embedded store only)")
+		jwtSecretUsage = "HS256 secret to sign with; empty: the secret the server generated in the data dir"
 	}
-	str(&c.JWTPublicKey, "jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "", "PEM public key file verifying RS256, ES256 or EdDSA tokens")
-	str(&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error")
-	str(&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json")
-	str(&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", wire.DefaultPrefix, "first level of Parley's topics")
-	str(&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any")
-	str(&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node")
-	str(&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node")
-	str(&c.NATSNKey, "nats-nkey", "PARLEY_NATS_NKEY", "", "file with an NKey user seed authenticating this node to NATS")
-	str(&c.NATSTLSCA, "nats-tls-ca", "PARLEY_NATS_TLS_CA", "", "CA certificates (PEM) verifying the NATS server; turns on TLS to NATS")
-	str(&c.NATSTLSCert, "nats-tls-cert", "PARLEY_NATS_TLS_CERT", "", "client certificate (PEM) for TLS to NATS; set with -nats-tls-key")
-	str(&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS")
-	str(&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname")
-	str(&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them")
+	strs := []struct {
+		p                     *string
+		name, env, def, usage string
+	}{
+		{&c.MQTTAddr, "mqtt-addr", "PARLEY_MQTT_ADDR", ":1883", "MQTT over TCP address; empty disables"},
+		{&c.WSAddr, "ws-addr", "PARLEY_WS_ADDR", ":8083", "MQTT over WebSocket address (path /mqtt); empty disables"},
+		{&c.TLSAddr, "tls-addr", "PARLEY_TLS_ADDR", ":8883", "MQTT over TLS address, used when a certificate and key are set; empty disables"},
+		{&c.TLSCert, "tls-cert", "PARLEY_TLS_CERT", "", "TLS certificate file (PEM)"},
+		{&c.TLSKey, "tls-key", "PARLEY_TLS_KEY", "", "TLS private key file (PEM)"},
+		{&c.HTTPAddr, "http-addr", "PARLEY_HTTP_ADDR", ":8080", "HTTP address (health, metrics, REST API); empty disables"},
+		{&c.DatabaseURL, "database-url", "PARLEY_DATABASE_URL", "", "PostgreSQL URL; empty uses the embedded SQLite store in the data dir"},
+		{&c.DataDir, "data-dir", "PARLEY_DATA_DIR", "./data", "directory of the embedded store and the generated JWT secret"},
+		{&c.JWTSecret, "jwt-secret", "PARLEY_JWT_SECRET", "", jwtSecretUsage},
+		{&c.JWTPublicKey, "jwt-public-key", "PARLEY_JWT_PUBLIC_KEY", "", "PEM public key file verifying RS256, ES256 or EdDSA tokens"},
+		{&c.LogLevel, "log-level", "PARLEY_LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+		{&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json"},
+		{&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", wire.DefaultPrefix, "first level of Parley's topics"},
+		{&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any"},
+		{&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node"},
+		{&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node"},
+		{&c.NATSNKey, "nats-nkey", "PARLEY_NATS_NKEY", "", "file with an NKey user seed authenticating this node to NATS"},
+		{&c.NATSTLSCA, "nats-tls-ca", "PARLEY_NATS_TLS_CA", "", "CA certificates (PEM) verifying the NATS server; turns on TLS to NATS"},
+		{&c.NATSTLSCert, "nats-tls-cert", "PARLEY_NATS_TLS_CERT", "", "client certificate (PEM) for TLS to NATS; set with -nats-tls-key"},
+		{&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS"},
+		{&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname"},
+		{&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them"},
+	}
+	for _, f := range strs {
+		fs.StringVar(f.p, f.name, envOr(f.env, f.def), f.usage+" ($"+f.env+")")
+	}
 	// envErr is the first environment value that does not parse.
 	var envErr error
 	fs.IntVar(&c.MaxPayload, "max-payload", envValue(&envErr, "PARLEY_MAX_PAYLOAD", send.DefaultMaxPayload, strconv.Atoi), "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")

@@ -24,27 +24,45 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 			t.Fatalf("Ping: %v", err)
 		}
 	})
-	t.Run("AppendDirect", func(t *testing.T) { testAppendDirect(t, open(t)) })
-	t.Run("AppendIdempotent", func(t *testing.T) { testAppendIdempotent(t, open(t)) })
-	t.Run("AppendConcurrentSeq", func(t *testing.T) { testAppendConcurrent(t, open(t)) })
-	t.Run("AppendInvalid", func(t *testing.T) { testAppendInvalid(t, open(t)) })
-	t.Run("AppendBatch", func(t *testing.T) { testAppendBatch(t, open(t)) })
-	t.Run("Messages", func(t *testing.T) { testMessages(t, open(t)) })
-	t.Run("Groups", func(t *testing.T) { testGroups(t, open(t)) })
-	t.Run("GroupErrors", func(t *testing.T) { testGroupErrors(t, open(t)) })
-	t.Run("Device", func(t *testing.T) { testDevice(t, open(t)) })
-	t.Run("Cursors", func(t *testing.T) { testCursors(t, open(t)) })
-	t.Run("MarkRead", func(t *testing.T) { testMarkRead(t, open(t)) })
-	t.Run("SharesConversation", func(t *testing.T) { testShares(t, open(t)) })
-	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
-	t.Run("Conversations", func(t *testing.T) { testConversations(t, open(t)) })
-	t.Run("Changes", func(t *testing.T) { testChanges(t, open(t)) })
-	t.Run("ChangesPaging", func(t *testing.T) { testChangesPaging(t, open(t)) })
-	t.Run("ClaimFencesCursors", func(t *testing.T) { testClaim(t, open(t)) })
-	t.Run("MemberVersion", func(t *testing.T) { testMemberVersion(t, open(t)) })
-	t.Run("PruneDevices", func(t *testing.T) { testPruneDevices(t, open(t)) })
-	runRules(t, open)
-	runOps(t, open)
+	runCases(t, open, baseCases)
+	runCases(t, open, rulesCases)
+	runCases(t, open, opsCases)
+}
+
+// storeCase is one subtest of the suite: run on a fresh store.
+type storeCase struct {
+	name string
+	run  func(t *testing.T, s history.Store)
+}
+
+// runCases runs each of cases as a subtest on a store of its own.
+func runCases(t *testing.T, open func(t *testing.T) history.Store, cases []storeCase) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.run(t, open(t)) })
+	}
+}
+
+// baseCases are the cases of messages, groups, devices, cursors and reads.
+var baseCases = []storeCase{
+	{"AppendDirect", testAppendDirect},
+	{"AppendIdempotent", testAppendIdempotent},
+	{"AppendConcurrentSeq", testAppendConcurrent},
+	{"AppendInvalid", testAppendInvalid},
+	{"AppendBatch", testAppendBatch},
+	{"Messages", testMessages},
+	{"Groups", testGroups},
+	{"GroupErrors", testGroupErrors},
+	{"Device", testDevice},
+	{"Cursors", testCursors},
+	{"MarkRead", testMarkRead},
+	{"SharesConversation", testShares},
+	{"History", testHistory},
+	{"Conversations", testConversations},
+	{"Changes", testChanges},
+	{"ChangesPaging", testChangesPaging},
+	{"ClaimFencesCursors", testClaim},
+	{"MemberVersion", testMemberVersion},
+	{"PruneDevices", testPruneDevices},
 }
 
 // MigrateTwice checks a store's migration report: migrate, run on a new

@@ -10,18 +10,18 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-// runOps runs the cases of messages that live: replies, mentions, edits,
+// opsCases are the cases of messages that live: replies, mentions, edits,
 // deletes, reactions, unread and mention counts, conversation settings.
-func runOps(t *testing.T, open func(t *testing.T) history.Store) {
-	t.Run("OpReply", func(t *testing.T) { testOpReply(t, open(t)) })
-	t.Run("OpMentions", func(t *testing.T) { testOpMentions(t, open(t)) })
-	t.Run("OpEdit", func(t *testing.T) { testOpEdit(t, open(t)) })
-	t.Run("OpDelete", func(t *testing.T) { testOpDelete(t, open(t)) })
-	t.Run("OpReact", func(t *testing.T) { testOpReact(t, open(t)) })
-	t.Run("OpRetry", func(t *testing.T) { testOpRetry(t, open(t)) })
-	t.Run("OpSameBatch", func(t *testing.T) { testOpSameBatch(t, open(t)) })
-	t.Run("Counts", func(t *testing.T) { testCounts(t, open(t)) })
-	t.Run("Settings", func(t *testing.T) { testSettings(t, open(t)) })
+var opsCases = []storeCase{
+	{"OpReply", testOpReply},
+	{"OpMentions", testOpMentions},
+	{"OpEdit", testOpEdit},
+	{"OpDelete", testOpDelete},
+	{"OpReact", testOpReact},
+	{"OpRetry", testOpRetry},
+	{"OpSameBatch", testOpSameBatch},
+	{"Counts", testCounts},
+	{"Settings", testSettings},
 }
 
 // Op returns the NewMessage of op (history.OpEdit and the others) by from

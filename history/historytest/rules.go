@@ -9,15 +9,15 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-// runRules runs the cases that pin down the shared rules of package history
+// rulesCases are the cases that pin down the shared rules of package history
 // (history.AppendPlan, history.MemberPlan, history.HistoryQuery.Range,
 // history.Page) as every store applies them.
-func runRules(t *testing.T, open func(t *testing.T) history.Store) {
-	t.Run("AppendBatchNothingValid", func(t *testing.T) { testAppendBatchNothingValid(t, open(t)) })
-	t.Run("AppendBatchManyConvs", func(t *testing.T) { testAppendBatchManyConvs(t, open(t)) })
-	t.Run("ChangeMemberRole", func(t *testing.T) { testChangeMemberRole(t, open(t)) })
-	t.Run("HistoryBounds", func(t *testing.T) { testHistoryBounds(t, open(t)) })
-	t.Run("ConversationsCursor", func(t *testing.T) { testConversationsCursor(t, open(t)) })
+var rulesCases = []storeCase{
+	{"AppendBatchNothingValid", testAppendBatchNothingValid},
+	{"AppendBatchManyConvs", testAppendBatchManyConvs},
+	{"ChangeMemberRole", testChangeMemberRole},
+	{"HistoryBounds", testHistoryBounds},
+	{"ConversationsCursor", testConversationsCursor},
 }
 
 func testAppendBatchNothingValid(t *testing.T, s history.Store) {

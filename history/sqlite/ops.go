@@ -198,16 +198,9 @@ func addReactions(ctx context.Context, q querier, conv, user string, msgs []hist
 	if len(msgs) == 0 {
 		return nil
 	}
-	lo, hi := msgs[0].Seq, msgs[len(msgs)-1].Seq
-	if lo > hi {
-		lo, hi = hi, lo
-	}
-	index := make(map[int64]int, len(msgs))
-	for i, m := range msgs {
-		index[m.Seq] = i
-	}
+	page := history.NewPageReactions(msgs)
 	rows, err := q.QueryContext(ctx, `SELECT seq, emoji, count(*), max(user_id = ?4) FROM reactions
-		WHERE conv = ?1 AND seq BETWEEN ?2 AND ?3 GROUP BY seq, emoji`, conv, lo, hi, user)
+		WHERE conv = ?1 AND seq BETWEEN ?2 AND ?3 GROUP BY seq, emoji`, conv, page.Lo, page.Hi, user)
 	if err != nil {
 		return err
 	}
@@ -219,14 +212,7 @@ func addReactions(ctx context.Context, q querier, conv, user string, msgs []hist
 		if err := rows.Scan(&seq, &emoji, &rc.Count, &rc.Me); err != nil {
 			return err
 		}
-		i, ok := index[seq]
-		if !ok {
-			continue
-		}
-		if msgs[i].Reactions == nil {
-			msgs[i].Reactions = map[string]history.ReactionCount{}
-		}
-		msgs[i].Reactions[emoji] = rc
+		page.Add(seq, emoji, rc)
 	}
 	return rows.Err()
 }

@@ -22,6 +22,16 @@ func open(tb testing.TB) history.Store {
 	})
 }
 
+// openIn opens the store of dir; the caller closes it.
+func openIn(tb testing.TB, dir string) *sqlite.Store {
+	tb.Helper()
+	s, err := sqlite.Open(context.Background(), dir, nil)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
 	historytest.Run(t, func(t *testing.T) history.Store { return open(t) })
 }
@@ -30,19 +40,13 @@ func TestConformance(t *testing.T) {
 func TestReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := sqlite.Open(ctx, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openIn(t, dir)
 	conv := history.DirectConvID("alice", "bob")
 	if _, _, err := s.Append(ctx, historytest.NewMsg(conv, "alice", "c1", `"hi"`)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = sqlite.Open(ctx, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openIn(t, dir)
 	defer s.Close()
 	msgs, err := s.Messages(ctx, conv, 0, 10)
 	if err != nil || len(msgs) != 1 || msgs[0].CID != "c1" {
@@ -54,13 +58,7 @@ func TestReopen(t *testing.T) {
 // message (historytest.Reopen).
 func TestReopenSeqs(t *testing.T) {
 	dir := t.TempDir()
-	historytest.Reopen(t, func(t *testing.T) history.Store {
-		s, err := sqlite.Open(context.Background(), dir, nil)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	})
+	historytest.Reopen(t, func(t *testing.T) history.Store { return openIn(t, dir) })
 }
 
 // BenchmarkAppend stores one message per transaction, and 64 per

@@ -52,10 +52,8 @@ func TestCatchUpThenLive(t *testing.T) {
 // TestNewDeviceBacklog: a device that never connected gets only the latest
 // NewDeviceBacklog messages, and its cursor starts below them.
 func TestNewDeviceBacklog(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.NewDeviceBacklog = 3 })
-	e.sendN(dm, "alice", 10)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
+	e, bob := backlog(t, 10, func(h *Hub) { h.NewDeviceBacklog = 3 })
+	bob.waitMessages(t, dm, 3)
 	bob.wantSeqs(t, dm, 8, 10)
 	waitFor(t, "starting cursor 7", func() bool { return e.cursor("bob/phone", dm) == 7 })
 }
@@ -63,16 +61,14 @@ func TestNewDeviceBacklog(t *testing.T) {
 // TestReturningDevice: a device that connected before gets everything after
 // its cursor, however many (up to CatchupLimit), not the backlog.
 func TestReturningDevice(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.NewDeviceBacklog = 2 })
-	e.sendN(dm, "alice", 2)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
+	e, bob := backlog(t, 2, func(h *Hub) { h.NewDeviceBacklog = 2 })
+	bob.waitMessages(t, dm, 2)
 	bob.ackAll(e.hub)
-	waitFor(t, "cursor 2", func() bool { return e.cursor("bob/phone", dm) == 2 })
+	e.waitCursor("bob/phone", dm, 2)
 	e.hub.Disconnect(bob)
 	e.sendN(dm, "alice", 5)
 	again := e.connect("bob/phone", 1)
-	waitFor(t, "5 messages", func() bool { return len(again.seqs(t, dm)) == 5 })
+	again.waitMessages(t, dm, 5)
 	again.wantSeqs(t, dm, 3, 7)
 }
 
@@ -94,7 +90,7 @@ func TestCatchUpRetriesWithBackoff(t *testing.T) {
 		return nil
 	})
 	bob := e.connect("bob/phone", 1)
-	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
+	bob.waitMessages(t, dm, 3)
 	bob.wantSeqs(t, dm, 1, 3)
 	if n := e.store.count("Device"); n != 4 {
 		t.Fatalf("%d Device calls, want 4 (3 failures, 1 success)", n)
@@ -160,10 +156,8 @@ func TestMessagesFailureMidConversation(t *testing.T) {
 // naming what it did not get, then the last CatchupLimit messages; its
 // cursor moves past the gap.
 func TestGapEvent(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.CatchupLimit = 5 })
-	e.sendN(dm, "alice", 12)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "5 messages", func() bool { return len(bob.seqs(t, dm)) == 5 })
+	e, bob := backlog(t, 12, func(h *Hub) { h.CatchupLimit = 5 })
+	bob.waitMessages(t, dm, 5)
 	evs := bob.events(t)
 	if evs[0].Kind != "gap" || evs[0].Conv != dm || evs[0].After != 0 || evs[0].Before != 8 {
 		t.Fatalf("first delivery %+v, want a gap after 0 before 8", evs[0])
@@ -171,16 +165,14 @@ func TestGapEvent(t *testing.T) {
 	bob.wantSeqs(t, dm, 8, 12)
 	waitFor(t, "cursor past the gap", func() bool { return e.cursor("bob/phone", dm) == 7 })
 	bob.ackAll(e.hub)
-	waitFor(t, "cursor 12", func() bool { return e.cursor("bob/phone", dm) == 12 })
+	e.waitCursor("bob/phone", dm, 12)
 }
 
 // TestOutOfOrderAcks: the cursor is the frontier of acknowledged seqs: it
 // moves only when every seq up to it was acknowledged.
 func TestOutOfOrderAcks(t *testing.T) {
-	e := setup(t)
-	e.sendN(dm, "alice", 3)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
+	e, bob := backlog(t, 3)
+	bob.waitMessages(t, dm, 3)
 	ids := map[int64]uint16{}
 	for _, ev := range bob.events(t) {
 		ids[ev.Seq] = ev.id
@@ -232,10 +224,8 @@ func TestFrontier(t *testing.T) {
 // TestDroppedResync: after the broker dropped a packet to the client, the
 // device catches up again from what it acknowledged.
 func TestDroppedResync(t *testing.T) {
-	e := setup(t)
-	e.sendN(dm, "alice", 3)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
+	e, bob := backlog(t, 3)
+	bob.waitMessages(t, dm, 3)
 	bob.ack(e.hub, bob.events(t)[0].id)
 	before := e.store.count("Device")
 	e.hub.Dropped(bob)
@@ -255,7 +245,7 @@ func TestGapInLiveStream(t *testing.T) {
 	e := setup(t)
 	ms := e.sendN(dm, "alice", 1)
 	bob := e.connect("bob/phone", 1)
-	waitFor(t, "1 message", func() bool { return len(bob.seqs(t, dm)) == 1 })
+	bob.waitMessages(t, dm, 1)
 	ms = append(ms, e.sendN(dm, "alice", 2)...)
 	e.hub.DeliverMessage([]string{"bob"}, ms[2]) // 3 without 2
 	waitFor(t, "2 and 3", func() bool { return len(bob.seqs(t, dm)) == 3 })

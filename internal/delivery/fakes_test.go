@@ -227,6 +227,12 @@ func (c *fakeConn) seqs(t testing.TB, conv string) []int64 {
 	return out
 }
 
+// waitMessages waits until c got exactly n messages of conv.
+func (c *fakeConn) waitMessages(t testing.TB, conv string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d messages of %s to %s", n, conv, c.id), func() bool { return len(c.seqs(t, conv)) == n })
+}
+
 // wantSeqs fails t unless the messages c got in conv are exactly the seqs
 // from..to, in order, each once.
 func (c *fakeConn) wantSeqs(t testing.TB, conv string, from, to int64) {
@@ -385,6 +391,15 @@ func (e *env) connect(id string, qos byte) *fakeConn {
 	return c
 }
 
+// backlog sets up a hub with opt in which alice sends n messages to bob
+// before bob/phone connects (Receive Maximum 1), and returns both.
+func backlog(t testing.TB, n int, opt ...func(*Hub)) (*env, *fakeConn) {
+	t.Helper()
+	e := setup(t, opt...)
+	e.sendN(dm, "alice", n)
+	return e, e.connect("bob/phone", 1)
+}
+
 // cursor returns the stored cursor of device in conv (0 when none).
 func (e *env) cursor(device, conv string) int64 {
 	e.t.Helper()
@@ -393,6 +408,12 @@ func (e *env) cursor(device, conv string) int64 {
 		e.t.Fatal(err)
 	}
 	return st.Cursors[conv]
+}
+
+// waitCursor waits until the stored cursor of device in conv is seq.
+func (e *env) waitCursor(device, conv string, seq int64) {
+	e.t.Helper()
+	waitFor(e.t, fmt.Sprintf("cursor %d of %s in %s", seq, device, conv), func() bool { return e.cursor(device, conv) == seq })
 }
 
 // waitFor polls cond until it holds, failing the test after 10s.

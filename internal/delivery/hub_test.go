@@ -50,10 +50,8 @@ func TestDefaults(t *testing.T) {
 // still in the client's inflight table with the same payload, moves the
 // cursor.
 func TestForgedAcknowledgement(t *testing.T) {
-	e := setup(t)
-	e.sendN(dm, "alice", 2)
-	bob := e.connect("bob/phone", 1)
-	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
+	e, bob := backlog(t, 2)
+	bob.waitMessages(t, dm, 2)
 	evs := bob.events(t)
 	t.Run("UnknownID", func(t *testing.T) {
 		e.hub.Acknowledge(bob, 7) // never sent
@@ -195,9 +193,7 @@ func TestInflightBytes(t *testing.T) {
 // TestReconcile: deliveries the broker expired stop counting against the
 // window.
 func TestReconcile(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.Window = 2 })
-	e.sendN(dm, "alice", 3)
-	bob := e.connect("bob/phone", 1)
+	e, bob := backlog(t, 3, func(h *Hub) { h.Window = 2 })
 	waitFor(t, "a full window", func() bool { return bob.count() == 2 })
 	ids := bob.pendingIDs()
 	bob.expire(ids[0])
@@ -219,12 +215,12 @@ func TestTooLarge(t *testing.T) {
 	bob.tooLarge = 300
 	e.hub.Connect(bob)
 	e.hub.Subscribe(bob, 1)
-	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
+	bob.waitMessages(t, dm, 2)
 	if got := bob.seqs(t, dm); !slices.Equal(got, []int64{1, 3}) {
 		t.Fatalf("got %v, want 1 3", got)
 	}
 	bob.ackAll(e.hub)
-	waitFor(t, "cursor 3", func() bool { return e.cursor("bob/phone", dm) == 3 })
+	e.waitCursor("bob/phone", dm, 3)
 	if n := e.hub.bytes.get("bob"); n != 0 {
 		t.Fatalf("%d bytes in flight", n)
 	}
@@ -253,13 +249,13 @@ func TestQoS0(t *testing.T) {
 	e := setup(t)
 	e.sendN(dm, "alice", 3)
 	bob := e.connect("bob/phone", 0)
-	waitFor(t, "3 messages", func() bool { return len(bob.seqs(t, dm)) == 3 })
+	bob.waitMessages(t, dm, 3)
 	for _, ev := range bob.events(t) {
 		if ev.qos != 0 || ev.id != 0 {
 			t.Fatalf("delivery %+v, want QoS 0 without a packet id", ev)
 		}
 	}
-	waitFor(t, "cursor 3", func() bool { return e.cursor("bob/phone", dm) == 3 })
+	e.waitCursor("bob/phone", dm, 3)
 	e.hub.DeliverEvent([]string{"bob"}, []byte(`{"kind":"typing"}`), 1)
 	waitFor(t, "the event", func() bool { return len(bob.kinds(t, "typing")) == 1 })
 	if ev := bob.kinds(t, "typing")[0]; ev.qos != 0 {
@@ -349,7 +345,7 @@ func TestClaimFails(t *testing.T) {
 		return nil
 	})
 	bob := e.connect("bob/phone", 1)
-	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
+	bob.waitMessages(t, dm, 2)
 }
 
 // TestCursorWriteFails: cursors that could not be written are kept and
@@ -370,7 +366,7 @@ func TestCursorWriteFails(t *testing.T) {
 	waitFor(t, "2 messages", func() bool { return bob.count() == 2 })
 	bob.ackAll(e.hub)
 	<-failing
-	waitFor(t, "cursor 2", func() bool { return e.cursor("bob/phone", dm) == 2 })
+	e.waitCursor("bob/phone", dm, 2)
 	if n := e.store.count("SaveCursors"); n < 4 {
 		t.Fatalf("%d SaveCursors calls, want the 3 failures and a success", n)
 	}
@@ -379,9 +375,7 @@ func TestCursorWriteFails(t *testing.T) {
 // TestCloseWritesCursors: Close writes the cursors acknowledged since the
 // last flush.
 func TestCloseWritesCursors(t *testing.T) {
-	e := setup(t, func(h *Hub) { h.FlushInterval = 1 << 40 })
-	e.sendN(dm, "alice", 2)
-	bob := e.connect("bob/phone", 1)
+	e, bob := backlog(t, 2, func(h *Hub) { h.FlushInterval = 1 << 40 })
 	waitFor(t, "2 messages", func() bool { return bob.count() == 2 })
 	bob.ackAll(e.hub)
 	if c := e.cursor("bob/phone", dm); c != 0 {
@@ -485,7 +479,7 @@ func TestResync(t *testing.T) {
 	waitFor(t, "live", func() bool { return !syncing(e.hub, "bob/phone") })
 	e.sendN(dm, "alice", 2) // stored, never fanned out here
 	e.hub.Resync()
-	waitFor(t, "2 messages", func() bool { return len(bob.seqs(t, dm)) == 2 })
+	bob.waitMessages(t, dm, 2)
 	if carol.count() != 0 {
 		t.Fatal("a device that never subscribed got deliveries")
 	}

@@ -147,6 +147,16 @@ func convParam(r *http.Request) (string, error) {
 	return conv, nil
 }
 
+// convBody reads the {conv} path value (convParam) and decodes the JSON
+// request body into v.
+func convBody(w http.ResponseWriter, r *http.Request, v any) (string, error) {
+	conv, err := convParam(r)
+	if err != nil {
+		return "", err
+	}
+	return conv, decode(w, r, v, false)
+}
+
 func (b *API) listConversations(w http.ResponseWriter, r *http.Request, user string) {
 	limit, err := limitParam(r)
 	if err != nil {
@@ -268,15 +278,11 @@ func (b *API) send(w http.ResponseWriter, r *http.Request, user, kind, target st
 }
 
 func (b *API) postRead(w http.ResponseWriter, r *http.Request, user string) {
-	conv, err := convParam(r)
-	if err != nil {
-		b.fail(w, r, err)
-		return
-	}
 	var req struct {
 		Seq *int64 `json:"seq"`
 	}
-	if err := decode(w, r, &req, false); err != nil {
+	conv, err := convBody(w, r, &req)
+	if err != nil {
 		b.fail(w, r, err)
 		return
 	}

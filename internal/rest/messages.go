@@ -36,6 +36,17 @@ func seqParam(r *http.Request) (int64, error) {
 	return seq, nil
 }
 
+// convSeqParams reads the {conv} and {seq} path values (convParam,
+// seqParam).
+func convSeqParams(r *http.Request) (string, int64, error) {
+	conv, err := convParam(r)
+	if err != nil {
+		return "", 0, err
+	}
+	seq, err := seqParam(r)
+	return conv, seq, err
+}
+
 // message returns message seq of conv as user sees it: 404 no_such_message
 // when it does not exist or the user cannot see it.
 func (b *API) message(r *http.Request, user, conv string, seq int64) (history.Message, error) {
@@ -51,18 +62,16 @@ func (b *API) message(r *http.Request, user, conv string, seq int64) (history.Me
 
 // getMessage answers one message with its current state.
 func (b *API) getMessage(w http.ResponseWriter, r *http.Request, user string) {
-	conv, err := convParam(r)
+	conv, seq, err := convSeqParams(r)
+	var m history.Message
 	if err == nil {
-		var seq int64
-		if seq, err = seqParam(r); err == nil {
-			var m history.Message
-			if m, err = b.message(r, user, conv, seq); err == nil {
-				WriteJSON(w, http.StatusOK, toMessageJSON(m))
-				return
-			}
-		}
+		m, err = b.message(r, user, conv, seq)
 	}
-	b.fail(w, r, err)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, toMessageJSON(m))
 }
 
 // change runs op on message {seq} of {conv} through the send pipeline,
@@ -70,15 +79,12 @@ func (b *API) getMessage(w http.ResponseWriter, r *http.Request, user string) {
 // message's state after the change: 200, also when the change was a retry
 // (same cid) or changed nothing (a repeated reaction, a second delete).
 func (b *API) change(w http.ResponseWriter, r *http.Request, user string, p wire.SendPayload) {
-	conv, err := convParam(r)
+	conv, seq, err := convSeqParams(r)
 	if err != nil {
 		b.fail(w, r, err)
 		return
 	}
-	if p.Target, err = seqParam(r); err != nil {
-		b.fail(w, r, err)
-		return
-	}
+	p.Target = seq
 	kind, target, err := convTarget(user, conv)
 	if err != nil {
 		b.fail(w, r, err)
@@ -155,17 +161,13 @@ func toSettingsJSON(conv string, s history.Settings) settingsJSON {
 // RFC 3339 time or null, "archived": bool, "pinned": bool}; fields left out
 // are false or null.
 func (b *API) putSettings(w http.ResponseWriter, r *http.Request, user string) {
-	conv, err := convParam(r)
-	if err != nil {
-		b.fail(w, r, err)
-		return
-	}
 	var req struct {
 		MutedUntil *string `json:"muted_until"`
 		Archived   bool    `json:"archived"`
 		Pinned     bool    `json:"pinned"`
 	}
-	if err := decode(w, r, &req, false); err != nil {
+	conv, err := convBody(w, r, &req)
+	if err != nil {
 		b.fail(w, r, err)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -384,4 +385,28 @@ func FuzzParseSendPayload(f *testing.F) {
 			t.Fatalf("ParseSendPayload(%q): body %q is not valid JSON", b, p.Body)
 		}
 	})
+}
+
+var sinkMsg wire.SendPayload
+
+func BenchmarkParseSendPayload(b *testing.B) {
+	payload := []byte(`{"cid":"0123456789abcdef","type":"text","body":{"text":"` + strings.Repeat("x", 160) + `"}}`)
+	b.SetBytes(int64(len(payload)))
+	for i := 0; i < b.N; i++ {
+		p, err := wire.ParseSendPayload(payload, send.DefaultMaxPayload)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sinkMsg = p
+	}
+}
+
+func BenchmarkMessageDelivery(b *testing.B) {
+	m := history.Message{Conv: "dm:alice:bob", Seq: 42, ID: history.NewID(time.Now()), CID: "0123456789abcdef",
+		From: "alice", TS: time.Now(), Type: "text", Body: []byte(`{"text":"` + strings.Repeat("x", 160) + `"}`)}
+	for i := 0; i < b.N; i++ {
+		if len(wire.MessageDelivery(m)) == 0 {
+			b.Fatal("empty")
+		}
+	}
 }

@@ -5,216 +5,165 @@ import (
 	"testing"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 	"github.com/parley-im/parley/internal/wire"
 )
 
+// inboxIn is the input of Topics.Inbox.
+type inboxIn struct {
+	topics wire.Topics
+	user   string
+}
+
+// prefixed is a topic or filter checked under a prefix ("": the default).
+type prefixed struct{ prefix, topic string }
+
+// sendOut, inboxOut and stripOut are the results of ParseSend, ParseInbox
+// and StripShare.
+type sendOut struct {
+	kind, target string
+	ok, valid    bool
+}
+
+type inboxOut struct {
+	user string
+	ok   bool
+}
+
+type stripOut struct {
+	filter string
+	shared bool
+}
+
 func TestTopicsInbox(t *testing.T) {
-	cases := []struct {
-		name   string
-		topics wire.Topics
-		user   string
-		want   string
-	}{
-		{"DefaultPrefix", wire.Topics{}, "alice", "im/inbox/alice"},
-		{"ExplicitDefault", wire.Topics{Prefix: wire.DefaultPrefix}, "alice", "im/inbox/alice"},
-		{"CustomPrefix", wire.Topics{Prefix: "chat"}, "bob@example.com", "chat/inbox/bob@example.com"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.topics.Inbox(tc.user); got != tc.want {
-				t.Fatalf("Inbox(%q) = %q, want %q", tc.user, got, tc.want)
-			}
-		})
-	}
+	testkit.RunCases(t, "Inbox", []testkit.Case[inboxIn, string]{
+		{Name: "DefaultPrefix", In: inboxIn{wire.Topics{}, "alice"}, Want: "im/inbox/alice"},
+		{Name: "ExplicitDefault", In: inboxIn{wire.Topics{Prefix: wire.DefaultPrefix}, "alice"}, Want: "im/inbox/alice"},
+		{Name: "CustomPrefix", In: inboxIn{wire.Topics{Prefix: "chat"}, "bob@example.com"}, Want: "chat/inbox/bob@example.com"},
+	}, func(in inboxIn) string { return in.topics.Inbox(in.user) })
 }
 
 func TestTopicsParseSend(t *testing.T) {
 	long := strings.Repeat("a", history.MaxIDLen)
-	cases := []struct {
-		name      string
-		prefix    string
-		topic     string
-		kind      string
-		target    string
-		ok, valid bool
-	}{
-		{"User", "", "im/send/u/bob", wire.TargetUser, "bob", true, true},
-		{"UserWithAt", "", "im/send/u/bob@example.com", wire.TargetUser, "bob@example.com", true, true},
-		{"UserMaxLen", "", "im/send/u/" + long, wire.TargetUser, long, true, true},
-		{"Group", "", "im/send/g/team-1", wire.TargetGroup, "team-1", true, true},
-		{"InvalidPeer", "", "im/send/u/b*b", wire.TargetUser, "b*b", true, false},
-		{"PeerTooLong", "", "im/send/u/" + long + "a", wire.TargetUser, long + "a", true, false},
-		{"EmptyPeer", "", "im/send/u/", wire.TargetUser, "", true, false},
-		{"PeerWithLevels", "", "im/send/u/bob/phone", wire.TargetUser, "bob/phone", true, false},
-		{"PeerWildcard", "", "im/send/u/+", wire.TargetUser, "+", true, false},
-		{"GroupWithAt", "", "im/send/g/a@b", wire.TargetGroup, "a@b", true, false},
-		{"InvalidGroup", "", "im/send/g/te am", wire.TargetGroup, "te am", true, false},
-		{"UnknownKind", "", "im/send/x/bob", "", "", false, false},
-		{"NoTarget", "", "im/send/u", "", "", false, false},
-		{"NoKind", "", "im/send/", "", "", false, false},
-		{"Inbox", "", "im/inbox/bob", "", "", false, false},
-		{"OtherPrefix", "", "chat/send/u/bob", "", "", false, false},
-		{"PrefixOfPrefix", "", "imx/send/u/bob", "", "", false, false},
-		{"LeadingSlash", "", "/im/send/u/bob", "", "", false, false},
-		{"Empty", "", "", "", "", false, false},
-		{"CustomUser", "chat", "chat/send/u/bob", wire.TargetUser, "bob", true, true},
-		{"CustomGroup", "chat", "chat/send/g/team", wire.TargetGroup, "team", true, true},
-		{"CustomInvalidPeer", "chat", "chat/send/u/b*b", wire.TargetUser, "b*b", true, false},
-		{"CustomIgnoresDefault", "chat", "im/send/u/bob", "", "", false, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			kind, target, ok, valid := wire.Topics{Prefix: tc.prefix}.ParseSend(tc.topic)
-			if kind != tc.kind || target != tc.target || ok != tc.ok || valid != tc.valid {
-				t.Fatalf("ParseSend(%q) = %q, %q, %v, %v; want %q, %q, %v, %v",
-					tc.topic, kind, target, ok, valid, tc.kind, tc.target, tc.ok, tc.valid)
-			}
-		})
-	}
+	testkit.RunCases(t, "ParseSend", []testkit.Case[prefixed, sendOut]{
+		{Name: "User", In: prefixed{"", "im/send/u/bob"}, Want: sendOut{wire.TargetUser, "bob", true, true}},
+		{Name: "UserWithAt", In: prefixed{"", "im/send/u/bob@example.com"}, Want: sendOut{wire.TargetUser, "bob@example.com", true, true}},
+		{Name: "UserMaxLen", In: prefixed{"", "im/send/u/" + long}, Want: sendOut{wire.TargetUser, long, true, true}},
+		{Name: "Group", In: prefixed{"", "im/send/g/team-1"}, Want: sendOut{wire.TargetGroup, "team-1", true, true}},
+		{Name: "InvalidPeer", In: prefixed{"", "im/send/u/b*b"}, Want: sendOut{wire.TargetUser, "b*b", true, false}},
+		{Name: "PeerTooLong", In: prefixed{"", "im/send/u/" + long + "a"}, Want: sendOut{wire.TargetUser, long + "a", true, false}},
+		{Name: "EmptyPeer", In: prefixed{"", "im/send/u/"}, Want: sendOut{wire.TargetUser, "", true, false}},
+		{Name: "PeerWithLevels", In: prefixed{"", "im/send/u/bob/phone"}, Want: sendOut{wire.TargetUser, "bob/phone", true, false}},
+		{Name: "PeerWildcard", In: prefixed{"", "im/send/u/+"}, Want: sendOut{wire.TargetUser, "+", true, false}},
+		{Name: "GroupWithAt", In: prefixed{"", "im/send/g/a@b"}, Want: sendOut{wire.TargetGroup, "a@b", true, false}},
+		{Name: "InvalidGroup", In: prefixed{"", "im/send/g/te am"}, Want: sendOut{wire.TargetGroup, "te am", true, false}},
+		{Name: "UnknownKind", In: prefixed{"", "im/send/x/bob"}, Want: sendOut{"", "", false, false}},
+		{Name: "NoTarget", In: prefixed{"", "im/send/u"}, Want: sendOut{"", "", false, false}},
+		{Name: "NoKind", In: prefixed{"", "im/send/"}, Want: sendOut{"", "", false, false}},
+		{Name: "Inbox", In: prefixed{"", "im/inbox/bob"}, Want: sendOut{"", "", false, false}},
+		{Name: "OtherPrefix", In: prefixed{"", "chat/send/u/bob"}, Want: sendOut{"", "", false, false}},
+		{Name: "PrefixOfPrefix", In: prefixed{"", "imx/send/u/bob"}, Want: sendOut{"", "", false, false}},
+		{Name: "LeadingSlash", In: prefixed{"", "/im/send/u/bob"}, Want: sendOut{"", "", false, false}},
+		{Name: "Empty", In: prefixed{"", ""}, Want: sendOut{"", "", false, false}},
+		{Name: "CustomUser", In: prefixed{"chat", "chat/send/u/bob"}, Want: sendOut{wire.TargetUser, "bob", true, true}},
+		{Name: "CustomGroup", In: prefixed{"chat", "chat/send/g/team"}, Want: sendOut{wire.TargetGroup, "team", true, true}},
+		{Name: "CustomInvalidPeer", In: prefixed{"chat", "chat/send/u/b*b"}, Want: sendOut{wire.TargetUser, "b*b", true, false}},
+		{Name: "CustomIgnoresDefault", In: prefixed{"chat", "im/send/u/bob"}, Want: sendOut{"", "", false, false}},
+	}, func(in prefixed) sendOut {
+		var o sendOut
+		o.kind, o.target, o.ok, o.valid = wire.Topics{Prefix: in.prefix}.ParseSend(in.topic)
+		return o
+	})
 }
 
 func TestTopicsParseInbox(t *testing.T) {
-	cases := []struct {
-		name   string
-		prefix string
-		topic  string
-		user   string
-		ok     bool
-	}{
-		{"User", "", "im/inbox/alice", "alice", true},
-		{"UserWithAt", "", "im/inbox/alice@example.com", "alice@example.com", true},
-		{"PlusWildcard", "", "im/inbox/+", "", false},
-		{"HashWildcard", "", "im/inbox/#", "", false},
-		{"ExtraLevel", "", "im/inbox/alice/x", "", false},
-		{"Empty", "", "im/inbox/", "", false},
-		{"NoUser", "", "im/inbox", "", false},
-		{"SendTopic", "", "im/send/u/alice", "", false},
-		{"OtherPrefix", "", "chat/inbox/alice", "", false},
-		{"InvalidUser", "", "im/inbox/al ice", "", false},
-		{"CustomPrefix", "chat", "chat/inbox/alice", "alice", true},
-		{"CustomIgnoresDefault", "chat", "im/inbox/alice", "", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			user, ok := wire.Topics{Prefix: tc.prefix}.ParseInbox(tc.topic)
-			if user != tc.user || ok != tc.ok {
-				t.Fatalf("ParseInbox(%q) = %q, %v; want %q, %v", tc.topic, user, ok, tc.user, tc.ok)
-			}
-		})
-	}
+	testkit.RunCases(t, "ParseInbox", []testkit.Case[prefixed, inboxOut]{
+		{Name: "User", In: prefixed{"", "im/inbox/alice"}, Want: inboxOut{"alice", true}},
+		{Name: "UserWithAt", In: prefixed{"", "im/inbox/alice@example.com"}, Want: inboxOut{"alice@example.com", true}},
+		{Name: "PlusWildcard", In: prefixed{"", "im/inbox/+"}, Want: inboxOut{"", false}},
+		{Name: "HashWildcard", In: prefixed{"", "im/inbox/#"}, Want: inboxOut{"", false}},
+		{Name: "ExtraLevel", In: prefixed{"", "im/inbox/alice/x"}, Want: inboxOut{"", false}},
+		{Name: "Empty", In: prefixed{"", "im/inbox/"}, Want: inboxOut{"", false}},
+		{Name: "NoUser", In: prefixed{"", "im/inbox"}, Want: inboxOut{"", false}},
+		{Name: "SendTopic", In: prefixed{"", "im/send/u/alice"}, Want: inboxOut{"", false}},
+		{Name: "OtherPrefix", In: prefixed{"", "chat/inbox/alice"}, Want: inboxOut{"", false}},
+		{Name: "InvalidUser", In: prefixed{"", "im/inbox/al ice"}, Want: inboxOut{"", false}},
+		{Name: "CustomPrefix", In: prefixed{"chat", "chat/inbox/alice"}, Want: inboxOut{"alice", true}},
+		{Name: "CustomIgnoresDefault", In: prefixed{"chat", "im/inbox/alice"}, Want: inboxOut{"", false}},
+	}, func(in prefixed) inboxOut {
+		var o inboxOut
+		o.user, o.ok = wire.Topics{Prefix: in.prefix}.ParseInbox(in.topic)
+		return o
+	})
 }
 
 func TestTopicsOwns(t *testing.T) {
-	cases := []struct {
-		name   string
-		prefix string
-		topic  string
-		want   bool
-	}{
-		{"Prefix", "", "im", true},
-		{"Inbox", "", "im/inbox/alice", true},
-		{"AnyLevel", "", "im/whatever", true},
-		{"Filter", "", "im/#", true},
-		{"PrefixOfWord", "", "imx/inbox/alice", false},
-		{"Other", "", "sensors/temp", false},
-		{"Wildcard", "", "#", false},
-		{"Empty", "", "", false},
-		{"LeadingSlash", "", "/im/inbox/alice", false},
-		{"Shared", "", "$share/g/im/inbox/a", false},
-		{"CustomPrefix", "chat", "chat/inbox/alice", true},
-		{"CustomIgnoresDefault", "chat", "im/inbox/alice", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := (wire.Topics{Prefix: tc.prefix}).Owns(tc.topic); got != tc.want {
-				t.Fatalf("Owns(%q) = %v, want %v", tc.topic, got, tc.want)
-			}
-		})
-	}
+	testkit.RunCases(t, "Owns", []testkit.Case[prefixed, bool]{
+		{Name: "Prefix", In: prefixed{"", "im"}, Want: true},
+		{Name: "Inbox", In: prefixed{"", "im/inbox/alice"}, Want: true},
+		{Name: "AnyLevel", In: prefixed{"", "im/whatever"}, Want: true},
+		{Name: "Filter", In: prefixed{"", "im/#"}, Want: true},
+		{Name: "PrefixOfWord", In: prefixed{"", "imx/inbox/alice"}, Want: false},
+		{Name: "Other", In: prefixed{"", "sensors/temp"}, Want: false},
+		{Name: "Wildcard", In: prefixed{"", "#"}, Want: false},
+		{Name: "Empty", In: prefixed{"", ""}, Want: false},
+		{Name: "LeadingSlash", In: prefixed{"", "/im/inbox/alice"}, Want: false},
+		{Name: "Shared", In: prefixed{"", "$share/g/im/inbox/a"}, Want: false},
+		{Name: "CustomPrefix", In: prefixed{"chat", "chat/inbox/alice"}, Want: true},
+		{Name: "CustomIgnoresDefault", In: prefixed{"chat", "im/inbox/alice"}, Want: false},
+	}, func(in prefixed) bool { return wire.Topics{Prefix: in.prefix}.Owns(in.topic) })
 }
 
 func TestTopicsMayOverlap(t *testing.T) {
-	cases := []struct {
-		name   string
-		prefix string
-		filter string
-		want   bool
-	}{
-		{"Hash", "", "#", true},
-		{"PlusInbox", "", "+/inbox/a", true},
-		{"PlusOnly", "", "+", true},
-		{"PrefixHash", "", "im/#", true},
-		{"PrefixPlus", "", "im/+/alice", true},
-		{"Sensors", "", "sensors/#", false},
-		{"PrefixOfWord", "", "imx/#", false},
-		{"SysTopics", "", "$SYS/#", false},
-		{"CustomHash", "chat", "#", true},
-		{"CustomPrefixHash", "chat", "chat/#", true},
-		{"CustomIgnoresDefault", "chat", "im/#", false},
+	testkit.RunCases(t, "MayOverlap", []testkit.Case[prefixed, bool]{
+		{Name: "Hash", In: prefixed{"", "#"}, Want: true},
+		{Name: "PlusInbox", In: prefixed{"", "+/inbox/a"}, Want: true},
+		{Name: "PlusOnly", In: prefixed{"", "+"}, Want: true},
+		{Name: "PrefixHash", In: prefixed{"", "im/#"}, Want: true},
+		{Name: "PrefixPlus", In: prefixed{"", "im/+/alice"}, Want: true},
+		{Name: "Sensors", In: prefixed{"", "sensors/#"}, Want: false},
+		{Name: "PrefixOfWord", In: prefixed{"", "imx/#"}, Want: false},
+		{Name: "SysTopics", In: prefixed{"", "$SYS/#"}, Want: false},
+		{Name: "CustomHash", In: prefixed{"chat", "#"}, Want: true},
+		{Name: "CustomPrefixHash", In: prefixed{"chat", "chat/#"}, Want: true},
+		{Name: "CustomIgnoresDefault", In: prefixed{"chat", "im/#"}, Want: false},
 		// Wildcards at the first level never match topics starting with $.
-		{"DollarPrefixHash", "$parley", "#", false},
-		{"DollarPrefixPlus", "$parley", "+/inbox/a", false},
-		{"DollarPrefixOwn", "$parley", "$parley/+/a", true},
-		{"DollarPrefixOther", "$parley", "$SYS/#", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := (wire.Topics{Prefix: tc.prefix}).MayOverlap(tc.filter); got != tc.want {
-				t.Fatalf("MayOverlap(%q) with prefix %q = %v, want %v", tc.filter, tc.prefix, got, tc.want)
-			}
-		})
-	}
+		{Name: "DollarPrefixHash", In: prefixed{"$parley", "#"}, Want: false},
+		{Name: "DollarPrefixPlus", In: prefixed{"$parley", "+/inbox/a"}, Want: false},
+		{Name: "DollarPrefixOwn", In: prefixed{"$parley", "$parley/+/a"}, Want: true},
+		{Name: "DollarPrefixOther", In: prefixed{"$parley", "$SYS/#"}, Want: false},
+	}, func(in prefixed) bool { return wire.Topics{Prefix: in.prefix}.MayOverlap(in.topic) })
 }
 
 func TestHasWildcards(t *testing.T) {
-	cases := []struct {
-		name   string
-		filter string
-		want   bool
-	}{
-		{"Hash", "#", true},
-		{"PlusFirst", "+/inbox/a", true},
-		{"HashLast", "im/#", true},
-		{"PlusMiddle", "im/+/alice", true},
-		{"Plain", "im/inbox/a", false},
-		{"Empty", "", false},
-		{"Shared", "$share/g/im/inbox/a", false},
-		{"SharedWildcard", "$share/g/im/#", true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := wire.HasWildcards(tc.filter); got != tc.want {
-				t.Fatalf("HasWildcards(%q) = %v, want %v", tc.filter, got, tc.want)
-			}
-		})
-	}
+	testkit.RunCases(t, "HasWildcards", []testkit.Case[string, bool]{
+		{Name: "Hash", In: "#", Want: true},
+		{Name: "PlusFirst", In: "+/inbox/a", Want: true},
+		{Name: "HashLast", In: "im/#", Want: true},
+		{Name: "PlusMiddle", In: "im/+/alice", Want: true},
+		{Name: "Plain", In: "im/inbox/a", Want: false},
+		{Name: "Empty", In: "", Want: false},
+		{Name: "Shared", In: "$share/g/im/inbox/a", Want: false},
+		{Name: "SharedWildcard", In: "$share/g/im/#", Want: true},
+	}, wire.HasWildcards)
 }
 
 func TestStripShare(t *testing.T) {
-	cases := []struct {
-		name   string
-		filter string
-		want   string
-		shared bool
-	}{
-		{"Shared", "$share/g/im/inbox/a", "im/inbox/a", true},
-		{"SharedHash", "$share/g/#", "#", true},
-		{"SharedSingleLevel", "$share/group/sensors", "sensors", true},
-		{"NoFilter", "$share/g", "", true},
-		{"Plain", "im/inbox/a", "im/inbox/a", false},
-		{"Hash", "#", "#", false},
-		{"SimilarPrefix", "$sharex/g/a", "$sharex/g/a", false},
-		{"Sys", "$SYS/broker", "$SYS/broker", false},
-		{"Empty", "", "", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, shared := wire.StripShare(tc.filter)
-			if got != tc.want || shared != tc.shared {
-				t.Fatalf("StripShare(%q) = %q, %v; want %q, %v", tc.filter, got, shared, tc.want, tc.shared)
-			}
-		})
-	}
+	testkit.RunCases(t, "StripShare", []testkit.Case[string, stripOut]{
+		{Name: "Shared", In: "$share/g/im/inbox/a", Want: stripOut{"im/inbox/a", true}},
+		{Name: "SharedHash", In: "$share/g/#", Want: stripOut{"#", true}},
+		{Name: "SharedSingleLevel", In: "$share/group/sensors", Want: stripOut{"sensors", true}},
+		{Name: "NoFilter", In: "$share/g", Want: stripOut{"", true}},
+		{Name: "Plain", In: "im/inbox/a", Want: stripOut{"im/inbox/a", false}},
+		{Name: "Hash", In: "#", Want: stripOut{"#", false}},
+		{Name: "SimilarPrefix", In: "$sharex/g/a", Want: stripOut{"$sharex/g/a", false}},
+		{Name: "Sys", In: "$SYS/broker", Want: stripOut{"$SYS/broker", false}},
+		{Name: "Empty", In: "", Want: stripOut{"", false}},
+	}, func(filter string) stripOut {
+		var o stripOut
+		o.filter, o.shared = wire.StripShare(filter)
+		return o
+	})
 }
 
 // TestSharedInboxFilter follows a shared subscription filter through the
@@ -275,4 +224,13 @@ func FuzzParseSend(f *testing.F) {
 			t.Fatalf("ParseSend(%q): valid target %q contains a topic separator or wildcard", topic, target)
 		}
 	})
+}
+
+func BenchmarkTopicsParseSend(b *testing.B) {
+	t := wire.Topics{}
+	for i := 0; i < b.N; i++ {
+		if _, _, ok, valid := t.ParseSend("im/send/u/bob"); !ok || !valid {
+			b.Fatal("not a send topic")
+		}
+	}
 }
