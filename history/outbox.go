@@ -1,0 +1,84 @@
+package history
+
+import (
+	"context"
+	"time"
+)
+
+// Outbox kinds: what an outbox row refers to.
+const (
+	// OutboxMessage refers to the stored message (Conv, Seq): a send, an
+	// edit, a delete, a reaction or a membership message. Its event is
+	// built from the message as it is when read, so a delete erases the
+	// bodies of undelivered events too.
+	OutboxMessage = "message"
+	// OutboxRead is a read marker: User read Conv up to Seq.
+	OutboxRead = "read"
+)
+
+// OutboxEvent is one row of the outbox, the transactional record of every
+// stored change that sinks (webhooks, push, Kafka) consume. Stores write
+// the rows in the same transaction as the change.
+type OutboxEvent struct {
+	// Pos orders the outbox: positions increase in commit order, so that a
+	// reader that saw Pos p never later sees a new row below p.
+	Pos  int64
+	ID   string // stable event id: the message's id, or a new id for a read
+	Kind string // OutboxMessage or OutboxRead
+	Conv string
+	Seq  int64
+	User string // OutboxRead: the reader
+	TS   time.Time
+	// Message is the stored message of an OutboxMessage row as it is now
+	// (its body null once deleted); nil when the message is gone.
+	Message *Message
+}
+
+// PushTarget is a user to notify of a new message: none of its devices
+// acknowledged the message, the conversation is not muted, and it has push
+// tokens.
+type PushTarget struct {
+	User   string
+	Tokens []PushToken
+	// Unread is the user's total unread count over its conversations, the
+	// badge of a notification.
+	Unread int64
+}
+
+// PushToken is a device's registration with a push provider.
+type PushToken struct {
+	Device   string // the client id, USER/DEVICE
+	Provider string // "fcm", "apns" or "webhook"
+	Token    string
+}
+
+// Outboxer is the part of a Store that serves the outbox and push: sinks'
+// progress, pruning, push tokens and the push decision. Both stores
+// implement it.
+type Outboxer interface {
+	// Outbox returns up to limit events with Pos > after, in Pos order.
+	Outbox(ctx context.Context, after int64, limit int) ([]OutboxEvent, error)
+	// OutboxHead returns the highest Pos written so far (0 when none).
+	OutboxHead(ctx context.Context) (int64, error)
+	// SinkPosition returns the Pos up to which sink consumed the outbox;
+	// ok is false for a sink never seen.
+	SinkPosition(ctx context.Context, sink string) (pos int64, ok bool, err error)
+	// SaveSinkPosition records that sink consumed the outbox up to pos.
+	SaveSinkPosition(ctx context.Context, sink string, pos int64) error
+	// PruneOutbox deletes the events with Pos <= upTo, at most limit of
+	// them, and returns how many it deleted.
+	PruneOutbox(ctx context.Context, upTo int64, limit int) (int, error)
+
+	// SetPushToken registers (or replaces) the push token of device (a
+	// client id USER/DEVICE) of user.
+	SetPushToken(ctx context.Context, user string, t PushToken) error
+	// DeletePushToken removes device's push token; removing a missing one
+	// succeeds. When token is not empty, only that token is removed (an
+	// invalid-token answer must not remove a newer registration).
+	DeletePushToken(ctx context.Context, device, token string) error
+	// PushTargets returns the users among users, members of conv, to notify
+	// of message seq: no device of theirs acknowledged seq (a cursor at or
+	// past it), conv is not muted for them at now, and they have push
+	// tokens. Users without tokens are left out.
+	PushTargets(ctx context.Context, conv string, seq int64, users []string, now time.Time) ([]PushTarget, error)
+}
