@@ -82,3 +82,14 @@ type Outboxer interface {
 	// tokens. Users without tokens are left out.
 	PushTargets(ctx context.Context, conv string, seq int64, users []string, now time.Time) ([]PushTarget, error)
 }
+
+// Leaser is a store that can elect one node of a cluster to serve a sink:
+// PostgreSQL, with a session advisory lock. A store without it serves one
+// node only, which always leads.
+type Leaser interface {
+	// TryLead tries to become the leader of name without waiting. When it
+	// succeeds, lost is closed if the leadership ends (the connection that
+	// holds it broke) and release gives it up; when another node leads,
+	// ok is false.
+	TryLead(ctx context.Context, name string) (ok bool, lost <-chan struct{}, release func(), err error)
+}
