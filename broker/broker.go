@@ -30,6 +30,7 @@ import (
 	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/outbox"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -159,6 +160,20 @@ type Options struct {
 	// nodes: a test knob (export_test.go) showing that losses are repaired.
 	clusterDropRate float64
 
+	// WebhookURLs receive every stored change (message, edit, delete,
+	// reaction, membership change, read marker) as a signed POST, at least
+	// once and in seq order per conversation (see docs/events.md).
+	WebhookURLs []string
+	// WebhookSecret signs webhook requests (Parley-Signature).
+	WebhookSecret []byte
+	// OutboxPoll is how often an idle sink reads the outbox; default
+	// 200ms. OutboxMinBackoff is the first wait after a failed delivery
+	// (default 1s; it doubles up to 5 min). OutboxPruneEvery is the time
+	// between outbox prunes (default 1 min).
+	OutboxPoll       time.Duration
+	OutboxMinBackoff time.Duration
+	OutboxPruneEvery time.Duration
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives Parley's metrics; default a new registry served on
@@ -245,6 +260,8 @@ type Broker struct {
 	http       *http.Server
 	httpLn     net.Listener
 
+	events *events // the outbox's sinks; nil without an outbox
+
 	stopPruning context.CancelFunc // set by Start
 	pruned      chan struct{}      // closed when the pruning loop ends
 
@@ -329,6 +346,10 @@ func New(opts Options) (*Broker, error) {
 	}
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	var err error
+	if b.events, err = newEvents(opts, outbox.NewMetrics(b.registry)); err != nil {
+		return nil, err
 	}
 	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger}
 	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
@@ -463,6 +484,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.stopPruning, b.pruned = cancel, make(chan struct{})
 		go b.pruneDevices(ctx)
 	}
+	b.events.start()
 	return nil
 }
 
@@ -492,6 +514,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		stopPruning()
 		<-pruned
 	}
+	b.events.close()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownTimeout)
