@@ -150,6 +150,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.LogFormat, "log-format", "PARLEY_LOG_FORMAT", "text", "log format: text or json"},
 		{&c.TopicPrefix, "topic-prefix", "PARLEY_TOPIC_PREFIX", wire.DefaultPrefix, "first level of Parley's topics"},
 		{&c.CORSOrigins, "cors-origins", "PARLEY_CORS_ORIGINS", "", "comma-separated browser origins allowed to call the REST API; * for any"},
+		{&c.WebhookURL, "webhook-url", "PARLEY_WEBHOOK_URL", "", "comma-separated URLs that receive every stored change as a signed POST (docs/events.md)"},
+		{&c.WebhookSecret, "webhook-secret", "PARLEY_WEBHOOK_SECRET", "", "secret that signs webhook and moderation requests (Parley-Signature)"},
 		{&c.NATSURL, "nats-url", "PARLEY_NATS_URL", "", "NATS server(s) for cluster mode (needs PostgreSQL); empty: one node"},
 		{&c.NATSCreds, "nats-creds", "PARLEY_NATS_CREDS", "", "NATS credentials file (.creds: user JWT and NKey seed) authenticating this node"},
 		{&c.NATSNKey, "nats-nkey", "PARLEY_NATS_NKEY", "", "file with an NKey user seed authenticating this node to NATS"},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -37,19 +38,22 @@ type Config struct {
 	TopicPrefix  string
 	ACLFile      string
 	CORSOrigins  string
-	NATSURL      string
-	NATSCreds    string
-	NATSNKey     string
-	NATSTLSCA    string
-	NATSTLSCert  string
-	NATSTLSKey   string
-	NodeID       string
-	Anonymous    bool
-	MaxPayload   int
-	Rate         float64
-	EditWindow   time.Duration
-	Burst        float64
-	TokenTTL     time.Duration
+	// WebhookURL is a comma-separated list of webhook receivers.
+	WebhookURL    string
+	WebhookSecret string
+	NATSURL       string
+	NATSCreds     string
+	NATSNKey      string
+	NATSTLSCA     string
+	NATSTLSCert   string
+	NATSTLSKey    string
+	NodeID        string
+	Anonymous     bool
+	MaxPayload    int
+	Rate          float64
+	EditWindow    time.Duration
+	Burst         float64
+	TokenTTL      time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
@@ -179,6 +183,19 @@ func (m *Main) options() (broker.Options, error) {
 			opts.CORSOrigins = append(opts.CORSOrigins, o)
 		}
 	}
+	for _, u := range strings.Split(c.WebhookURL, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return opts, configErrorf("webhook URL (PARLEY_WEBHOOK_URL) %q is not an http or https URL", u)
+		}
+		opts.WebhookURLs = append(opts.WebhookURLs, u)
+	}
+	if len(opts.WebhookURLs) > 0 && c.WebhookSecret == "" {
+		return opts, configErrorf("PARLEY_WEBHOOK_SECRET is required with PARLEY_WEBHOOK_URL: receivers verify the signature")
+	}
+	opts.WebhookSecret = []byte(c.WebhookSecret)
 	if c.TLSCert != "" || c.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
