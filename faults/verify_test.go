@@ -31,12 +31,13 @@ type load struct {
 	wg      sync.WaitGroup
 }
 
-// startLoad starts parleyd on database db and, at the scale of the run
-// (getScale), the load of the crash and outage tests on it.
-func startLoad(t *testing.T, db string) *load {
+// startLoad starts parleyd on database db, with the PARLEY_* variables of
+// env, and, at the scale of the run (getScale), the load of the crash and
+// outage tests on it.
+func startLoad(t *testing.T, db string, env ...string) *load {
 	t.Helper()
 	sc := getScale(t)
-	srv := startServer(t, db)
+	srv := startServer(t, db, env...)
 	l := &load{t: t, srv: srv, db: db, sc: sc, rng: newRand(t), stop: make(chan struct{}), members: map[string][]string{
 		"dm:alice:bob":  {"alice", "bob"},
 		"dm:carol:dave": {"carol", "dave"},
