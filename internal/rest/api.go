@@ -54,6 +54,8 @@ var routes = []route{
 	{"PUT", "/v1/conversations/{conv}/settings", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putSettings }},
 	{"POST", "/v1/conversations/{conv}/read", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
 	{"GET", "/v1/sync", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
+	{"PUT", "/v1/devices/{device}/push", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putPush }},
+	{"DELETE", "/v1/devices/{device}/push", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deletePush }},
 	{"POST", "/v1/groups", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
 	{"GET", "/v1/groups/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
 	{"PUT", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},

@@ -33,6 +33,10 @@ type API struct {
 	Tokens *auth.Tokens
 	// MaxPayload bounds a send's body; default send.DefaultMaxPayload.
 	MaxPayload int
+	// Push stores devices' push tokens; nil: the push routes answer 404.
+	Push history.Outboxer
+	// PushProviders are the providers a token may name (those configured).
+	PushProviders []string
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }
