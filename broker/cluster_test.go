@@ -205,3 +205,48 @@ func TestClusterPresence(t *testing.T) {
 	c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
 	want(true)
 }
+
+// TestClusterMessageChanges: edits, reactions, deletes and settings made on
+// one node reach the devices on the others, and each node's REST API shows
+// the same state and counts.
+func TestClusterMessageChanges(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	alice := c.nodes[0].dial("alice", "alice", dialOpts{v5: true})
+	bob := c.nodes[1].dial("bob/a", "bob", dialOpts{})
+	bob2 := c.nodes[0].dial("bob/b", "bob", dialOpts{})
+	alice.post("im/send/u/bob", `{"cid":"a1","body":"hi","mentions":["bob"]}`)
+	alice.post("im/send/u/bob", `{"op":"edit","cid":"a2","target":1,"body":"hi!"}`)
+	bob.post("im/send/u/alice", `{"op":"react","cid":"b1","target":1,"emoji":"👍"}`)
+	for _, want := range []string{"text", "message.edited", "reaction.added"} {
+		if m := bob2.nextMessage(); m.Type != want {
+			t.Fatalf("bob/b on node 0 got %+v, want %s", m, want)
+		}
+	}
+	if m := alice.nextMessage(); m.Type != "reaction.added" || m.Emoji != "👍" {
+		t.Fatalf("alice got %+v", m)
+	}
+	for i, n := range c.nodes {
+		m := n.message("alice", "dm:alice:bob", 1)
+		if m.Body != "hi!" || m.EditedAt == nil || m.Reactions["👍"].Count != float64(1) {
+			t.Fatalf("node %d shows %+v", i, m)
+		}
+		if cv := n.conversation("bob", "dm:alice:bob"); cv.Unread != 1 || cv.Mentions != 1 {
+			t.Fatalf("node %d: bob's counts %+v", i, cv)
+		}
+	}
+	if st := c.nodes[1].do("PUT", "/v1/conversations/dm:alice:bob/settings", "bob", `{"archived":true}`, nil); st != 200 {
+		t.Fatalf("settings: %d", st)
+	}
+	if ev := bob2.nextKind("settings"); !ev.Archived {
+		t.Fatalf("bob/b settings event %+v", ev)
+	}
+	alice.post("im/send/u/bob", `{"op":"delete","cid":"a3","target":1}`)
+	for _, want := range []string{"message.edited", "reaction.added", "message.deleted"} { // (seq 1 came with bob/a's post)
+		if m := bob.nextMessage(); m.Type != want || m.Target != 1 {
+			t.Fatalf("bob/a on node 1 got %+v, want %s", m, want)
+		}
+	}
+	if cv := c.nodes[0].conversation("bob", "dm:alice:bob"); cv.Unread != 0 || cv.Mentions != 0 || !cv.Archived {
+		t.Fatalf("bob's conversation after the delete %+v", cv)
+	}
+}
