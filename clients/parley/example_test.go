@@ -69,12 +69,7 @@ func ExampleOptions_handler() {
 		log.Fatal(err)
 	}
 	defer carol.Close()
-	dave, err := parley.Dial(ctx, parley.Options{
-		Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("dave"), Device: "desk",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
+	dave := exampleDial(ctx, "dave")
 	defer dave.Close()
 
 	if _, err := dave.Send(ctx, parley.User("carol"), map[string]any{"lat": 48.85, "lon": 2.35}, parley.WithType("location")); err != nil {
@@ -96,15 +91,9 @@ func ExampleClient_Send_group() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	erin, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("erin"), Device: "a"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	erin := exampleDial(ctx, "erin")
 	defer erin.Close()
-	mallory, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("mallory"), Device: "a"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	mallory := exampleDial(ctx, "mallory")
 	defer mallory.Close()
 
 	g, err := erin.CreateGroup(ctx, parley.NewGroup{ID: "book-club", Name: "Book club", Members: []string{"frank"}})
@@ -135,10 +124,7 @@ func ExampleAPI_History() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	gina, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("gina"), Device: "a"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	gina := exampleDial(ctx, "gina")
 	defer gina.Close()
 	for _, s := range []string{"one", "two", "three"} {
 		if _, err := gina.Send(ctx, parley.User("hank"), s); err != nil {
@@ -178,15 +164,9 @@ func ExampleApply() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	ivy, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("ivy"), Device: "a"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	ivy := exampleDial(ctx, "ivy")
 	defer ivy.Close()
-	jay, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken("jay"), Device: "a"})
-	if err != nil {
-		log.Fatal(err)
-	}
+	jay := exampleDial(ctx, "jay")
 	defer jay.Close()
 
 	m, err := ivy.Send(ctx, parley.User("jay"), "lunch at 12?")
@@ -232,4 +212,14 @@ func ExampleApply() {
 	// jay may not edit ivy's message
 	// #1 ivy: lunch at 1? (edited) 👍 1, mine: true
 	// #2 jay: sure (reply to #1)
+}
+
+// exampleDial connects device "a" of user to the example server as Example
+// does, and exits when it cannot.
+func exampleDial(ctx context.Context, user string) *parley.Client {
+	c, err := parley.Dial(ctx, parley.Options{Broker: exampleBroker, HTTP: exampleHTTP, Token: exampleToken(user), Device: "a"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c
 }

@@ -36,8 +36,7 @@ func fold(t *testing.T, c *parley.Client, me, conv string, msgs []parley.Message
 // TestReplyAndMentions: a reply and its mentions reach the peer; a reply
 // to a missing message or a mention of a stranger is refused.
 func TestReplyAndMentions(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		ctx := ctxT(t)
@@ -76,8 +75,7 @@ func TestReplyAndMentions(t *testing.T) {
 // device as an event that Apply folds into the state the REST API reports,
 // and each refusal is the right error.
 func TestEditDeleteReact(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		// A device of bob that is offline while everything happens.
@@ -270,8 +268,7 @@ func TestGroupOps(t *testing.T) {
 // list and on the read event of the reader's other device; settings reach
 // the user's other device and the list.
 func TestCountsAndSettings(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "a")
 		bob := e.dial("bob", "b")
 		bob2 := e.dial("bob", "tablet")

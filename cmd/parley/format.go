@@ -24,31 +24,18 @@ func clock(t time.Time) string {
 	return t.Local().Format("15:04:05")
 }
 
-// messageJSON is a message as on the wire, with its kind.
+// messageJSON is a message as on the wire, with its kind: the SDK's Message
+// with its times in the wire format (the outer TS and EditedAt hide the
+// SDK's).
 type messageJSON struct {
-	Kind string          `json:"kind,omitempty"`
-	Conv string          `json:"conv"`
-	Seq  int64           `json:"seq,omitempty"`
-	ID   string          `json:"id,omitempty"`
-	CID  string          `json:"cid,omitempty"`
-	From string          `json:"from"`
-	TS   string          `json:"ts"`
-	Type string          `json:"type"`
-	Body json.RawMessage `json:"body"`
-
-	ReplyTo   int64                      `json:"reply_to,omitempty"`
-	Mentions  []string                   `json:"mentions,omitempty"`
-	Target    int64                      `json:"target,omitempty"`
-	Emoji     string                     `json:"emoji,omitempty"`
-	EditedAt  string                     `json:"edited_at,omitempty"`
-	Deleted   bool                       `json:"deleted,omitempty"`
-	Reactions map[string]parley.Reaction `json:"reactions,omitempty"`
+	Kind string `json:"kind,omitempty"`
+	parley.Message
+	TS       string `json:"ts"`
+	EditedAt string `json:"edited_at,omitempty"`
 }
 
 func toMessageJSON(kind string, m parley.Message) messageJSON {
-	out := messageJSON{Kind: kind, Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
-		TS: m.TS.UTC().Format(tsLayout), Type: m.Type, Body: m.Body,
-		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted, Reactions: m.Reactions}
+	out := messageJSON{Kind: kind, Message: m, TS: m.TS.UTC().Format(tsLayout)}
 	if !m.EditedAt.IsZero() {
 		out.EditedAt = m.EditedAt.UTC().Format(tsLayout)
 	}

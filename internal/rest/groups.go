@@ -34,33 +34,20 @@ type memberChangeJSON struct {
 	Message messageJSON      `json:"message"`
 }
 
-// messageJSON is a stored message on the wire, the same fields as on MQTT.
+// messageJSON is a stored message on the wire: the fields it has on MQTT,
+// without the kind, and its state, which the REST API always writes (the
+// outer EditedAt and Deleted hide the Delivery's).
 type messageJSON struct {
-	Conv string `json:"conv"`
-	Seq  int64  `json:"seq"`
-	ID   string `json:"id"`
-	CID  string `json:"cid,omitempty"`
-	From string `json:"from"`
-	TS   string `json:"ts"`
-	Type string `json:"type"`
-	// Body is the current body: the latest edit's, null once deleted.
-	Body      any                              `json:"body"`
-	ReplyTo   int64                            `json:"reply_to,omitempty"`
-	Mentions  []string                         `json:"mentions,omitempty"`
-	Target    int64                            `json:"target,omitempty"`
-	Emoji     string                           `json:"emoji,omitempty"`
+	wire.Delivery
 	EditedAt  *string                          `json:"edited_at"`
 	Deleted   bool                             `json:"deleted"`
 	Reactions map[string]history.ReactionCount `json:"reactions"`
 }
 
 func toMessageJSON(m history.Message) messageJSON {
-	out := messageJSON{Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID, From: m.From,
-		TS: m.TS.UTC().Format(wire.TSLayout), Type: m.Type, Body: m.Body,
-		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji,
-		Deleted: m.Deleted, Reactions: m.Reactions}
-	if !m.EditedAt.IsZero() {
-		ts := m.EditedAt.UTC().Format(wire.TSLayout)
+	out := messageJSON{Delivery: wire.StoredDelivery(m), Deleted: m.Deleted, Reactions: m.Reactions}
+	out.Kind = ""
+	if ts := out.Delivery.EditedAt; ts != "" {
 		out.EditedAt = &ts
 	}
 	if out.Reactions == nil {

@@ -202,7 +202,7 @@ func decodeSend(b []byte, p *SendPayload) error {
 
 // Delivery is the JSON object of a message on an inbox topic.
 type Delivery struct {
-	Kind string          `json:"kind"` // "message" or "ephemeral"
+	Kind string          `json:"kind,omitempty"` // "message" or "ephemeral"; none in REST items
 	Conv string          `json:"conv"`
 	Seq  int64           `json:"seq,omitempty"`
 	ID   string          `json:"id,omitempty"`
@@ -226,14 +226,19 @@ type Delivery struct {
 
 // MessageDelivery returns the inbox payload of a stored message.
 func MessageDelivery(m history.Message) []byte {
+	b, _ := json.Marshal(StoredDelivery(m))
+	return b
+}
+
+// StoredDelivery returns the Delivery of a stored message, of kind "message".
+func StoredDelivery(m history.Message) Delivery {
 	d := Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
 		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body,
 		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted}
 	if !m.EditedAt.IsZero() {
 		d.EditedAt = m.EditedAt.UTC().Format(TSLayout)
 	}
-	b, _ := json.Marshal(d)
-	return b
+	return d
 }
 
 // ErrorEvent is the JSON object of an error on the sender's inbox.
