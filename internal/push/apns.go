@@ -154,6 +154,8 @@ func (a *APNs) providerToken() (string, error) {
 		"iss": a.teamID,
 		"iat": now.Unix(),
 	})
+	// Apple documents the header as exactly {"alg": "ES256", "kid": ...}.
+	delete(t.Header, "typ")
 	t.Header["kid"] = a.keyID
 	s, err := t.SignedString(a.key)
 	if err != nil {

@@ -143,13 +143,8 @@ func (s *apnsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, 403, "InvalidProviderToken")
 		return
 	}
-	if tok.Header["alg"] != "ES256" || tok.Header["kid"] != apnsKeyID {
-		t.Errorf("provider token header %v, want alg ES256 kid %s", tok.Header, apnsKeyID)
-	}
-	for k := range tok.Header {
-		if k != "alg" && k != "kid" && k != "typ" {
-			t.Errorf("provider token header field %q", k)
-		}
+	if tok.Header["alg"] != "ES256" || tok.Header["kid"] != apnsKeyID || len(tok.Header) != 2 {
+		t.Errorf("provider token header %v, want exactly alg ES256 and kid %s", tok.Header, apnsKeyID)
 	}
 	if len(claims) != 2 {
 		t.Errorf("provider token claims %v, want iss and iat only", claims)

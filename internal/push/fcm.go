@@ -189,8 +189,12 @@ func (f *FCM) accessToken(ctx context.Context) (string, error) {
 }
 
 // dropToken forgets the cached access token if it is still tok.
-func (f *FCM) dropToken(tok string) {
-	f.lock <- struct{}{}
+func (f *FCM) dropToken(ctx context.Context, tok string) {
+	select {
+	case f.lock <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
 	if f.access == tok {
 		f.access = ""
 	}
@@ -432,7 +436,7 @@ func (f *FCM) Send(ctx context.Context, token string, n Notification) error {
 	case resp.StatusCode == http.StatusUnauthorized && e.Reason != "THIRD_PARTY_AUTH_ERROR":
 		// The access token was refused (revoked, or expired early): get
 		// a new one on the next attempt.
-		f.dropToken(access)
+		f.dropToken(ctx, access)
 		e.Retryable = true
 	}
 	if e.Message == "" && e.Reason == "" {
