@@ -70,6 +70,23 @@ func (g *Groups) Load(ctx context.Context, group string) (groupEntry, error) {
 	return e, nil
 }
 
+// Users returns the users of conversation conv: both users of a direct
+// conversation, the current members of a group (from the cache).
+func (g *Groups) Users(ctx context.Context, conv string) ([]string, error) {
+	kind, a, b, ok := history.ParseConvID(conv)
+	switch {
+	case !ok:
+		return nil, history.Errorf(history.EINVALID, "invalid conversation %q", conv)
+	case kind == history.KindDirect:
+		return []string{a, b}, nil
+	}
+	e, err := g.Load(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	return users(e.members), nil
+}
+
 // Forget drops group from the cache.
 func (g *Groups) Forget(group string) {
 	g.mu.Lock()
