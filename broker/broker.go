@@ -166,6 +166,27 @@ type Options struct {
 	WebhookURLs []string
 	// WebhookSecret signs webhook requests (Parley-Signature).
 	WebhookSecret []byte
+	// Push notifications reach devices that are not connected (see
+	// docs/events.md). A device registers its token with PUT
+	// /v1/devices/{device}/push for a configured provider: "fcm" with
+	// FCMCredentialsFile (a service-account JSON), "apns" with the APNs*
+	// fields, "webhook" with WebhookURLs (a push.notify event to the
+	// webhooks). PushDelay (default 5s) is how long a message may go
+	// unacknowledged by all of a user's devices before they are notified;
+	// PushHidePreview leaves the message text out of notifications.
+	PushDelay          time.Duration
+	PushHidePreview    bool
+	FCMCredentialsFile string
+	// FCMEndpoint defaults to https://fcm.googleapis.com.
+	FCMEndpoint string
+	// APNsKeyFile is the .p8 token key; APNsKeyID and APNsTeamID identify
+	// it, APNsTopic is the app's bundle id; APNsEndpoint defaults to
+	// production (https://api.push.apple.com).
+	APNsKeyFile, APNsKeyID, APNsTeamID, APNsTopic, APNsEndpoint string
+	// PushHTTPClient, when set, is the HTTP client of the FCM and APNs
+	// providers (tests point it at local servers).
+	PushHTTPClient *http.Client
+
 	// OutboxPoll is how often an idle sink reads the outbox; default
 	// 200ms. OutboxMinBackoff is the first wait after a failed delivery
 	// (default 1s; it doubles up to 5 min). OutboxPruneEvery is the time
@@ -347,11 +368,16 @@ func New(opts Options) (*Broker, error) {
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	var err error
-	if b.events, err = newEvents(opts, outbox.NewMetrics(b.registry)); err != nil {
+	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users)
+	if err != nil {
 		return nil, err
 	}
-	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger}
+	b.events = events
+	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger,
+		PushProviders: providers}
+	if ob, ok := opts.Store.(history.Outboxer); ok && len(providers) > 0 {
+		b.api.Push = ob
+	}
 	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

@@ -3,10 +3,13 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/outbox"
+	"github.com/parley-im/parley/internal/push"
 )
 
 // events runs the outbox: a dispatcher per configured sink and the pruner.
@@ -17,29 +20,70 @@ type events struct {
 	done        sync.WaitGroup
 }
 
-// newEvents builds the sinks of opts over the store's outbox.
-func newEvents(opts Options, m *outbox.Metrics) (*events, error) {
+// pushProviders returns the push providers that opts configure, by name.
+func pushProviders(opts Options) (map[string]push.Provider, error) {
+	ps := map[string]push.Provider{}
+	if opts.FCMCredentialsFile != "" {
+		f, err := push.NewFCM(opts.FCMCredentialsFile, push.FCMOptions{Endpoint: opts.FCMEndpoint, HTTPClient: opts.PushHTTPClient})
+		if err != nil {
+			return nil, fmt.Errorf("broker: FCM: %w", err)
+		}
+		ps[f.Name()] = f
+	}
+	if opts.APNsKeyFile != "" {
+		a, err := push.NewAPNs(push.APNsConfig{KeyFile: opts.APNsKeyFile, KeyID: opts.APNsKeyID, TeamID: opts.APNsTeamID,
+			Topic: opts.APNsTopic, Endpoint: opts.APNsEndpoint, HTTPClient: opts.PushHTTPClient})
+		if err != nil {
+			return nil, fmt.Errorf("broker: APNs: %w", err)
+		}
+		ps[a.Name()] = a
+	}
+	return ps, nil
+}
+
+// newEvents builds the sinks of opts over the store's outbox, and returns
+// the names of the push providers that devices may register for.
+func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, string) ([]string, error)) (*events, []string, error) {
+	providers, err := pushProviders(opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	ob, ok := opts.Store.(history.Outboxer)
 	if !ok {
-		if len(opts.WebhookURLs) > 0 {
-			return nil, errors.New("broker: webhooks need a store with an outbox (history.Outboxer)")
+		if len(opts.WebhookURLs) > 0 || len(providers) > 0 {
+			return nil, nil, errors.New("broker: webhooks and push need a store with an outbox (history.Outboxer)")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	leaser, _ := opts.Store.(history.Leaser)
 	e := &events{}
 	var sinks []outbox.Sink
+	var webhooks []*outbox.Webhook
 	for _, u := range opts.WebhookURLs {
-		sinks = append(sinks, &outbox.Webhook{URL: u, Secret: opts.WebhookSecret})
+		w := &outbox.Webhook{URL: u, Secret: opts.WebhookSecret}
+		webhooks = append(webhooks, w)
+		sinks = append(sinks, w)
 	}
 	var names []string
+	for name := range providers {
+		names = append(names, name)
+	}
+	if len(webhooks) > 0 {
+		names = append(names, "webhook")
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		sinks = append(sinks, &outbox.Push{Store: ob, Users: users, Providers: providers, Webhooks: webhooks,
+			Delay: opts.PushDelay, Preview: !opts.PushHidePreview, Metrics: m, Log: opts.Logger})
+	}
+	var sinkNames []string
 	for _, s := range sinks {
-		names = append(names, s.Name())
+		sinkNames = append(sinkNames, s.Name())
 		e.dispatchers = append(e.dispatchers, &outbox.Dispatcher{Store: ob, Sink: s, Leaser: leaser,
 			Poll: opts.OutboxPoll, MinBackoff: opts.OutboxMinBackoff, Metrics: m, Log: opts.Logger})
 	}
-	e.pruner = &outbox.Pruner{Store: ob, Sinks: names, Every: opts.OutboxPruneEvery, Log: opts.Logger}
-	return e, nil
+	e.pruner = &outbox.Pruner{Store: ob, Sinks: sinkNames, Every: opts.OutboxPruneEvery, Log: opts.Logger}
+	return e, names, nil
 }
 
 // start runs the dispatchers and the pruner until close.
