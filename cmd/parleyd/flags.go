@@ -160,6 +160,13 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS"},
 		{&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname"},
 		{&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them"},
+		{&c.FCMCredentials, "fcm-credentials", "PARLEY_FCM_CREDENTIALS", "", "Firebase service-account JSON file: push notifications over FCM"},
+		{&c.FCMEndpoint, "fcm-endpoint", "PARLEY_FCM_ENDPOINT", "", "FCM endpoint; empty: https://fcm.googleapis.com"},
+		{&c.APNsKeyFile, "apns-key-file", "PARLEY_APNS_KEY_FILE", "", "APNs token key (.p8): push notifications over APNs"},
+		{&c.APNsKeyID, "apns-key-id", "PARLEY_APNS_KEY_ID", "", "the APNs key's id"},
+		{&c.APNsTeamID, "apns-team-id", "PARLEY_APNS_TEAM_ID", "", "the Apple developer team id"},
+		{&c.APNsTopic, "apns-topic", "PARLEY_APNS_TOPIC", "", "the app's bundle id"},
+		{&c.APNsEndpoint, "apns-endpoint", "PARLEY_APNS_ENDPOINT", "", "APNs endpoint; empty: https://api.push.apple.com (https://api.sandbox.push.apple.com for development builds)"},
 	}
 	for _, f := range strs {
 		fs.StringVar(f.p, f.name, envOr(f.env, f.def), f.usage+" ($"+f.env+")")
@@ -170,6 +177,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	fs.DurationVar(&c.EditWindow, "edit-window", envValue(&envErr, "PARLEY_EDIT_WINDOW", 48*time.Hour, time.ParseDuration), "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
 	fs.Float64Var(&c.Rate, "rate", envValue(&envErr, "PARLEY_RATE", 20, parseFloat), "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
 	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
+	fs.DurationVar(&c.PushDelay, "push-delay", envValue(&envErr, "PARLEY_PUSH_DELAY", 5*time.Second, time.ParseDuration), "how long a message may go unacknowledged by all of a user's devices before they get a push notification ($PARLEY_PUSH_DELAY)")
+	fs.BoolVar(&c.PushPreview, "push-preview", envValue(&envErr, "PARLEY_PUSH_PREVIEW", true, parseBool), "show the message's text in push notifications ($PARLEY_PUSH_PREVIEW)")
 	fs.BoolVar(&c.Anonymous, "anonymous", envValue(&envErr, "PARLEY_ANONYMOUS", false, parseBool), "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
 	ints := []struct {
 		p         *int

@@ -41,19 +41,24 @@ type Config struct {
 	// WebhookURL is a comma-separated list of webhook receivers.
 	WebhookURL    string
 	WebhookSecret string
-	NATSURL       string
-	NATSCreds     string
-	NATSNKey      string
-	NATSTLSCA     string
-	NATSTLSCert   string
-	NATSTLSKey    string
-	NodeID        string
-	Anonymous     bool
-	MaxPayload    int
-	Rate          float64
-	EditWindow    time.Duration
-	Burst         float64
-	TokenTTL      time.Duration
+	// Push notifications.
+	PushDelay                                                   time.Duration
+	PushPreview                                                 bool
+	FCMCredentials, FCMEndpoint                                 string
+	APNsKeyFile, APNsKeyID, APNsTeamID, APNsTopic, APNsEndpoint string
+	NATSURL                                                     string
+	NATSCreds                                                   string
+	NATSNKey                                                    string
+	NATSTLSCA                                                   string
+	NATSTLSCert                                                 string
+	NATSTLSKey                                                  string
+	NodeID                                                      string
+	Anonymous                                                   bool
+	MaxPayload                                                  int
+	Rate                                                        float64
+	EditWindow                                                  time.Duration
+	Burst                                                       float64
+	TokenTTL                                                    time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
@@ -196,6 +201,15 @@ func (m *Main) options() (broker.Options, error) {
 		return opts, configErrorf("PARLEY_WEBHOOK_SECRET is required with PARLEY_WEBHOOK_URL: receivers verify the signature")
 	}
 	opts.WebhookSecret = []byte(c.WebhookSecret)
+	if c.PushDelay < 0 {
+		return opts, configErrorf("push delay (PARLEY_PUSH_DELAY) %s is negative", c.PushDelay)
+	}
+	opts.PushDelay, opts.PushHidePreview = c.PushDelay, !c.PushPreview
+	opts.FCMCredentialsFile, opts.FCMEndpoint = c.FCMCredentials, c.FCMEndpoint
+	opts.APNsKeyFile, opts.APNsKeyID, opts.APNsTeamID, opts.APNsTopic, opts.APNsEndpoint = c.APNsKeyFile, c.APNsKeyID, c.APNsTeamID, c.APNsTopic, c.APNsEndpoint
+	if c.APNsKeyFile != "" && (c.APNsKeyID == "" || c.APNsTeamID == "" || c.APNsTopic == "") {
+		return opts, configErrorf("APNs needs PARLEY_APNS_KEY_ID, PARLEY_APNS_TEAM_ID and PARLEY_APNS_TOPIC with PARLEY_APNS_KEY_FILE")
+	}
 	if c.TLSCert != "" || c.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
