@@ -147,7 +147,10 @@ func New(cfg Config) (*Sink, error) {
 		// Idempotent (the default) with acks=all, as idempotency requires.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(linger),
-		kgo.RecordDeliveryTimeout(timeout),
+		// No kgo.RecordDeliveryTimeout: franz-go measures it from the
+		// record's timestamp, which is the event's ts (possibly old when
+		// the sink catches up); Deliver bounds itself with a context.
+		//
 		// Let a timed out or canceled Deliver fail records that are in
 		// flight. The idempotent producer still keeps its own retries free
 		// of duplicates; a record failed while in flight may have been
@@ -221,6 +224,12 @@ func Record(ev outbox.Event) (*kgo.Record, error) {
 // after a failed one fails too. Records of other partitions that follow
 // the first failure may already be written: the dispatcher offers evs[n:]
 // again and those become duplicates with the same id (at least once).
+//
+// Deliver gives up when ctx is done or Config.DeliveryTimeout has passed,
+// failing the records not yet acknowledged, including ones in flight whose
+// fate is unknown (they may have been written). franz-go notices this at
+// its next retry, which can wait for a metadata refresh: Deliver returns
+// a few seconds after the deadline at most.
 func (s *Sink) Deliver(ctx context.Context, evs []outbox.Event) (int, error) {
 	if len(evs) == 0 {
 		return 0, nil
