@@ -3,9 +3,17 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -479,4 +487,39 @@ func TestNoBroker(t *testing.T) {
 		t.Fatalf("Deliver took %v", d)
 	}
 	t.Logf("%v after %v", err, time.Since(start))
+}
+
+func TestTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "kfake"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	c := cluster(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}))
+	s := newSink(t, c, Config{TLS: &tls.Config{RootCAs: roots}})
+	evs := events(20, 3)
+	deliverAll(t, s, evs, 20)
+
+	plainText := newSink(t, c, Config{DeliveryTimeout: time.Second})
+	if n, err := plainText.Deliver(context.Background(), evs); err == nil || n != 0 {
+		t.Fatalf("Deliver without TLS = %d, %v", n, err)
+	}
 }
