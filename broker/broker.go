@@ -187,6 +187,11 @@ type Options struct {
 	// providers (tests point it at local servers).
 	PushHTTPClient *http.Client
 
+	// KafkaBrokers, when set, exports every event to the Kafka topic
+	// KafkaTopic (default "parley.events"), keyed by conversation.
+	KafkaBrokers []string
+	KafkaTopic   string
+
 	// OutboxPoll is how often an idle sink reads the outbox; default
 	// 200ms. OutboxMinBackoff is the first wait after a failed delivery
 	// (default 1s; it doubles up to 5 min). OutboxPruneEvery is the time

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/outbox"
+	"github.com/parley-im/parley/internal/outbox/kafka"
 	"github.com/parley-im/parley/internal/push"
 )
 
@@ -16,6 +17,7 @@ import (
 type events struct {
 	dispatchers []*outbox.Dispatcher
 	pruner      *outbox.Pruner
+	closers     []func() error // sinks to close after the dispatchers stop
 	stop        context.CancelFunc
 	done        sync.WaitGroup
 }
@@ -50,7 +52,7 @@ func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, stri
 	}
 	ob, ok := opts.Store.(history.Outboxer)
 	if !ok {
-		if len(opts.WebhookURLs) > 0 || len(providers) > 0 {
+		if len(opts.WebhookURLs) > 0 || len(providers) > 0 || len(opts.KafkaBrokers) > 0 {
 			return nil, nil, errors.New("broker: webhooks and push need a store with an outbox (history.Outboxer)")
 		}
 		return nil, nil, nil
@@ -63,6 +65,14 @@ func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, stri
 		w := &outbox.Webhook{URL: u, Secret: opts.WebhookSecret}
 		webhooks = append(webhooks, w)
 		sinks = append(sinks, w)
+	}
+	if len(opts.KafkaBrokers) > 0 {
+		k, err := kafka.New(kafka.Config{Brokers: opts.KafkaBrokers, Topic: opts.KafkaTopic})
+		if err != nil {
+			return nil, nil, fmt.Errorf("broker: Kafka: %w", err)
+		}
+		e.closers = append(e.closers, k.Close)
+		sinks = append(sinks, k)
 	}
 	var names []string
 	for name := range providers {
@@ -103,9 +113,14 @@ func (e *events) start() {
 
 // close stops the dispatchers and the pruner and waits for them.
 func (e *events) close() {
-	if e == nil || e.stop == nil {
+	if e == nil {
 		return
 	}
-	e.stop()
-	e.done.Wait()
+	if e.stop != nil {
+		e.stop()
+		e.done.Wait()
+	}
+	for _, c := range e.closers {
+		c()
+	}
 }

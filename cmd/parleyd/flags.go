@@ -160,6 +160,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS"},
 		{&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname"},
 		{&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them"},
+		{&c.KafkaBrokers, "kafka-brokers", "PARLEY_KAFKA_BROKERS", "", "comma-separated Kafka brokers (host:port): export every event to PARLEY_KAFKA_TOPIC"},
+		{&c.KafkaTopic, "kafka-topic", "PARLEY_KAFKA_TOPIC", "parley.events", "Kafka topic of the event export"},
 		{&c.FCMCredentials, "fcm-credentials", "PARLEY_FCM_CREDENTIALS", "", "Firebase service-account JSON file: push notifications over FCM"},
 		{&c.FCMEndpoint, "fcm-endpoint", "PARLEY_FCM_ENDPOINT", "", "FCM endpoint; empty: https://fcm.googleapis.com"},
 		{&c.APNsKeyFile, "apns-key-file", "PARLEY_APNS_KEY_FILE", "", "APNs token key (.p8): push notifications over APNs"},

@@ -39,8 +39,9 @@ type Config struct {
 	ACLFile      string
 	CORSOrigins  string
 	// WebhookURL is a comma-separated list of webhook receivers.
-	WebhookURL    string
-	WebhookSecret string
+	WebhookURL               string
+	WebhookSecret            string
+	KafkaBrokers, KafkaTopic string
 	// Push notifications.
 	PushDelay                                                   time.Duration
 	PushPreview                                                 bool
@@ -201,6 +202,12 @@ func (m *Main) options() (broker.Options, error) {
 		return opts, configErrorf("PARLEY_WEBHOOK_SECRET is required with PARLEY_WEBHOOK_URL: receivers verify the signature")
 	}
 	opts.WebhookSecret = []byte(c.WebhookSecret)
+	for _, b := range strings.Split(c.KafkaBrokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			opts.KafkaBrokers = append(opts.KafkaBrokers, b)
+		}
+	}
+	opts.KafkaTopic = c.KafkaTopic
 	if c.PushDelay < 0 {
 		return opts, configErrorf("push delay (PARLEY_PUSH_DELAY) %s is negative", c.PushDelay)
 	}
