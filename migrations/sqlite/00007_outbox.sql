@@ -31,7 +31,13 @@ CREATE TABLE push_tokens (
 );
 CREATE INDEX push_tokens_user ON push_tokens (user_id);
 
+-- PushTargets looks up a user's devices (their cursors tell whether any
+-- acknowledged a message). user_id never changes, so the index costs a
+-- device's first connection only.
+CREATE INDEX devices_user ON devices (user_id);
+
 -- +goose Down
+DROP INDEX devices_user;
 DROP TABLE push_tokens;
 DROP TABLE sink_positions;
 DROP TABLE outbox;
