@@ -20,8 +20,8 @@ func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Mess
 // messages replied to or changed and the reactions added or removed read;
 // then the new messages are inserted with one multi-row statement, the ops'
 // changes applied and the conversations' last seqs set with another, and,
-// last, the outbox rows of the new messages written (see queueOutbox). history.AppendPlan decides
-// what each message becomes.
+// last, the outbox rows of the new messages written (see queueOutbox).
+// history.AppendPlan decides what each message becomes.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	plan := history.PlanAppend(ms)
 	ids := make([]string, len(plan.Convs)) // sorted: one lock order for every node, no deadlocks
