@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	runCases(t, open, baseCases)
 	runCases(t, open, rulesCases)
 	runCases(t, open, opsCases)
+	runCases(t, open, outboxCases)
 }
 
 // storeCase is one subtest of the suite: run on a fresh store.

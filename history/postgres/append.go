@@ -19,8 +19,9 @@ func (s *Store) Append(ctx context.Context, nm history.NewMessage) (history.Mess
 // locked in id order, with the senders' memberships, earlier cids, the
 // messages replied to or changed and the reactions added or removed read;
 // then the new messages are inserted with one multi-row statement, the ops'
-// changes applied and the conversations' last seqs set with another. history.AppendPlan decides
-// what each message becomes.
+// changes applied and the conversations' last seqs set with another, and,
+// last, the outbox rows of the new messages written (see queueOutbox).
+// history.AppendPlan decides what each message becomes.
 func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]history.AppendResult, error) {
 	plan := history.PlanAppend(ms)
 	ids := make([]string, len(plan.Convs)) // sorted: one lock order for every node, no deadlocks
@@ -99,6 +100,9 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		queueChanges(b2, plan.Changes)
 		b2.Queue(`UPDATE conversations SET last_seq = x.s, updated_at = x.ts, changed_xid = pg_current_xact_id()::text::bigint
 			FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS x(id, s, ts) WHERE conversations.id = x.id`, ucID, ucSeq, ucTS)
+		// Last: the outbox lock and rows (see queueOutbox), in this
+		// pipelined batch, held from here to COMMIT.
+		queueOutbox(b2, messageRows(insert...))
 		return tx.SendBatch(ctx, b2).Close()
 	})
 	if err != nil {

@@ -259,6 +259,7 @@ func (s *Store) CreateGroup(ctx context.Context, g history.Group, members []hist
 		batch.Queue(`INSERT INTO groups (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)`, g.ID, g.Name, g.CreatedBy, g.CreatedAt.UTC())
 		batch.Queue(`INSERT INTO members (conv, user_id, role, joined_seq) SELECT $1, u, r, 1 FROM unnest($2::text[], $3::text[]) AS x(u, r)`, nm.Conv, users, roles)
 		msg = queueMessage(batch, nm, 1)
+		queueOutbox(batch, messageRows(msg)) // last: see queueOutbox
 		return tx.SendBatch(ctx, batch).Close()
 	})
 	return msg, err
@@ -329,6 +330,7 @@ func (s *Store) ChangeMember(ctx context.Context, c history.MemberChange) (histo
 			batch.Queue(`UPDATE members SET role = $3 WHERE conv = $1 AND user_id = $2`, conv, c.User, c.Role)
 		}
 		msg = queueMessage(batch, plan.Message, plan.Seq)
+		queueOutbox(batch, messageRows(msg)) // last: see queueOutbox
 		return tx.SendBatch(ctx, batch).Close()
 	})
 	if err != nil {

@@ -132,8 +132,12 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 		if after, moved, err = history.MarkReadRule(conv, member, read, last, seq); err != nil || !moved {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE members SET read_seq = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE conv = $1 AND user_id = $2`, conv, user, seq)
-		return err
+		// The marker and its outbox row (last: see queueOutbox) in one round trip.
+		batch := &pgx.Batch{}
+		batch.Queue(`UPDATE members SET read_seq = $3, changed_xid = pg_current_xact_id()::text::bigint WHERE conv = $1 AND user_id = $2`, conv, user, seq)
+		now := time.Now()
+		queueOutbox(batch, []outboxRow{{id: history.NewID(now), kind: history.OutboxRead, conv: conv, seq: seq, user: user, ts: now}})
+		return tx.SendBatch(ctx, batch).Close()
 	})
 	return after, moved, err
 }

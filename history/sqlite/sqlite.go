@@ -194,6 +194,9 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 				return err
 			}
 		}
+		if err := writeMessageEvents(ctx, ex, insert...); err != nil {
+			return err
+		}
 		if err := applyChanges(ctx, ex, plan.Changes); err != nil {
 			return err
 		}
@@ -310,8 +313,8 @@ func (p *preparedTx) close() {
 	}
 }
 
-// insertMessage writes nm as message seq of its conversation, moves the
-// conversation to it and counts the change.
+// insertMessage writes nm as message seq of its conversation and its outbox
+// row, moves the conversation to it and counts the change.
 func insertMessage(ctx context.Context, tx execer, nm history.NewMessage, seq int64) (history.Message, error) {
 	m := nm.Stored(seq)
 	_, err := tx.ExecContext(ctx, insertSQL, messageArgs(m)...)
@@ -319,6 +322,9 @@ func insertMessage(ctx context.Context, tx execer, nm history.NewMessage, seq in
 		return history.Message{}, err
 	}
 	if err := moveConv(ctx, tx, history.ConvLast{Conv: m.Conv, Seq: m.Seq, TS: m.TS}); err != nil {
+		return history.Message{}, err
+	}
+	if err := writeMessageEvents(ctx, tx, m); err != nil {
 		return history.Message{}, err
 	}
 	return m, countChange(ctx, tx)

@@ -82,3 +82,9 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("Open on garbage: %v, %v", s, err)
 	}
 }
+
+// TestOutboxConcurrent: concurrent writers and a polling reader see the
+// outbox in commit order (SQLite's single writer).
+func TestOutboxConcurrent(t *testing.T) {
+	historytest.OutboxConcurrent(t, open(t), 8, 30)
+}

@@ -174,6 +174,9 @@ func (s *Store) MarkRead(ctx context.Context, user, conv string, seq int64) (int
 		if _, err := tx.ExecContext(ctx, `UPDATE members SET read_seq = ?, changed_xid = (SELECT n FROM changes) + 1 WHERE conv = ? AND user_id = ?`, seq, conv, user); err != nil {
 			return err
 		}
+		if err := writeReadEvent(ctx, tx, user, conv, seq); err != nil {
+			return err
+		}
 		return countChange(ctx, tx)
 	})
 	return after, moved, err

@@ -1,0 +1,241 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/parley-im/parley/history"
+)
+
+var _ history.Outboxer = (*Store)(nil)
+
+// insertOutboxSQL inserts one outbox row. SQLite commits one writer at a
+// time, so AUTOINCREMENT positions are handed out in commit order: a reader
+// that saw pos p never later sees a new row below p.
+const insertOutboxSQL = `INSERT INTO outbox (id, kind, conv, seq, user_id, ts) VALUES (?, ?, ?, ?, ?, ?)`
+
+// writeMessageEvents writes the outbox rows of stored messages ms, in order.
+func writeMessageEvents(ctx context.Context, ex execer, ms ...history.Message) error {
+	for _, m := range ms {
+		if _, err := ex.ExecContext(ctx, insertOutboxSQL, m.ID, history.OutboxMessage, m.Conv, m.Seq, nil, m.TS.UTC().Format(tsLayout)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeReadEvent writes the outbox row of user's read marker moved to seq
+// in conv.
+func writeReadEvent(ctx context.Context, ex execer, user, conv string, seq int64) error {
+	now := time.Now()
+	_, err := ex.ExecContext(ctx, insertOutboxSQL, history.NewID(now), history.OutboxRead, conv, seq, user, now.UTC().Format(tsLayout))
+	return err
+}
+
+// Outbox implements history.Outboxer: one query, the events' messages as
+// they are now joined in (all NULL when a message is gone).
+func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.OutboxEvent, error) {
+	if limit < 1 {
+		return nil, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
+		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
+		coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted
+		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
+		WHERE o.pos > ? ORDER BY o.pos LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []history.OutboxEvent
+	for rows.Next() {
+		var e history.OutboxEvent
+		var ts string
+		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited sql.NullString
+		var lseq, lreply, ltarget sql.NullInt64
+		var ldeleted sql.NullBool
+		if err := rows.Scan(&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts,
+			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted); err != nil {
+			return nil, translate(err)
+		}
+		t, err := time.Parse(tsLayout, ts)
+		if err != nil {
+			return nil, translate(err)
+		}
+		e.TS = t.UTC()
+		if lconv.Valid {
+			mts, err := time.Parse(tsLayout, lts.String)
+			if err != nil {
+				return nil, translate(err)
+			}
+			e.Message = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
+				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: mts.UTC(),
+				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
+			if err := scanExtra(e.Message, lmentions.String, ledited.String); err != nil {
+				return nil, translate(err)
+			}
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return out, nil
+}
+
+// OutboxHead implements history.Outboxer: AUTOINCREMENT's record of the
+// highest position ever inserted, which pruning does not lower.
+func (s *Store) OutboxHead(ctx context.Context) (int64, error) {
+	var head int64
+	err := s.read.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).Scan(&head)
+	return head, translate(err)
+}
+
+// SinkPosition implements history.Outboxer.
+func (s *Store) SinkPosition(ctx context.Context, sink string) (int64, bool, error) {
+	var pos int64
+	err := s.read.QueryRowContext(ctx, `SELECT pos FROM sink_positions WHERE sink = ?`, sink).Scan(&pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, translate(err)
+	}
+	return pos, true, nil
+}
+
+// SaveSinkPosition implements history.Outboxer. It stores pos as given,
+// even below the position saved before.
+func (s *Store) SaveSinkPosition(ctx context.Context, sink string, pos int64) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO sink_positions (sink, pos, updated_at) VALUES (?1, ?2, ?3)
+		ON CONFLICT (sink) DO UPDATE SET pos = ?2, updated_at = ?3`, sink, pos, now())
+	return translate(err)
+}
+
+// PruneOutbox implements history.Outboxer.
+func (s *Store) PruneOutbox(ctx context.Context, upTo int64, limit int) (int, error) {
+	if limit < 1 {
+		return 0, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	}
+	res, err := s.write.ExecContext(ctx, `DELETE FROM outbox WHERE pos IN (SELECT pos FROM outbox WHERE pos <= ? ORDER BY pos LIMIT ?)`, upTo, limit)
+	if err != nil {
+		return 0, translate(err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), translate(err)
+}
+
+// checkPushToken refuses a token of a device that is not user's (a client
+// id USER/DEVICE, or USER itself) and an empty provider or token.
+func checkPushToken(user string, t history.PushToken) error {
+	if t.Device != user && !strings.HasPrefix(t.Device, user+"/") {
+		return history.Errorf(history.EINVALID, "device %q is not a device of user %q", t.Device, user)
+	}
+	if t.Provider == "" || t.Token == "" {
+		return history.Errorf(history.EINVALID, "push token of %q: provider and token are required", t.Device)
+	}
+	return nil
+}
+
+// SetPushToken implements history.Outboxer.
+func (s *Store) SetPushToken(ctx context.Context, user string, t history.PushToken) error {
+	if err := checkPushToken(user, t); err != nil {
+		return err
+	}
+	_, err := s.write.ExecContext(ctx, `INSERT INTO push_tokens (device, user_id, provider, token, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+		ON CONFLICT (device) DO UPDATE SET user_id = ?2, provider = ?3, token = ?4, updated_at = ?5`, t.Device, user, t.Provider, t.Token, now())
+	return translate(err)
+}
+
+// DeletePushToken implements history.Outboxer.
+func (s *Store) DeletePushToken(ctx context.Context, device, token string) error {
+	_, err := s.write.ExecContext(ctx, `DELETE FROM push_tokens WHERE device = ?1 AND (?2 = '' OR token = ?2)`, device, token)
+	return translate(err)
+}
+
+// pushTargetsQuery selects, among users ?3 (a JSON array), the current
+// members of conv ?1 who have push tokens, have not muted it at ?4, and
+// none of whose devices acknowledged seq ?2, with their total unread counts
+// (as ConversationView.Unread, summed over all their conversations).
+const pushTargetsQuery = `SELECT m.user_id,
+		(SELECT count(*) FROM members um JOIN conversations c ON c.id = um.conv
+			JOIN messages x ON x.conv = um.conv AND x.seq > um.read_seq AND x.seq >= um.joined_seq
+				AND x.seq <= coalesce(um.left_seq, c.last_seq)
+			WHERE um.user_id = m.user_id AND x.sender <> m.user_id AND NOT x.event AND NOT x.deleted)
+	FROM members m
+	WHERE m.conv = ?1 AND m.user_id IN (SELECT value FROM json_each(?3)) AND m.left_seq IS NULL
+		AND (m.muted_until IS NULL OR m.muted_until <= ?4)
+		AND EXISTS (SELECT 1 FROM push_tokens p WHERE p.user_id = m.user_id)
+		AND NOT EXISTS (SELECT 1 FROM devices d JOIN cursors k ON k.device = d.id
+			WHERE d.user_id = m.user_id AND k.conv = ?1 AND k.seq >= ?2)
+	ORDER BY m.user_id`
+
+// PushTargets implements history.Outboxer in two queries of one read
+// transaction: the targets with their unread counts, then their tokens.
+func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users []string, now time.Time) ([]history.PushTarget, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	list, _ := json.Marshal(users) // strings always marshal
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer tx.Rollback()
+	targets, err := pushTargets(ctx, tx, conv, seq, string(list), now)
+	if err != nil || len(targets) == 0 {
+		return nil, translate(err)
+	}
+	names, _ := json.Marshal(targetUsers(targets))
+	rows, err := tx.QueryContext(ctx, `SELECT user_id, device, provider, token FROM push_tokens
+		WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device`, string(names))
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	tokens := map[string][]history.PushToken{}
+	for rows.Next() {
+		var user string
+		var pt history.PushToken
+		if err := rows.Scan(&user, &pt.Device, &pt.Provider, &pt.Token); err != nil {
+			return nil, translate(err)
+		}
+		tokens[user] = append(tokens[user], pt)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	for i := range targets {
+		targets[i].Tokens = tokens[targets[i].User]
+	}
+	return targets, nil
+}
+
+func pushTargets(ctx context.Context, tx *sql.Tx, conv string, seq int64, users string, now time.Time) ([]history.PushTarget, error) {
+	rows, err := tx.QueryContext(ctx, pushTargetsQuery, conv, seq, users, now.UTC().Format(tsLayout))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []history.PushTarget
+	for rows.Next() {
+		var t history.PushTarget
+		if err := rows.Scan(&t.User, &t.Unread); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func targetUsers(ts []history.PushTarget) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.User
+	}
+	return out
+}
