@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,5 +249,49 @@ func TestClusterMessageChanges(t *testing.T) {
 	}
 	if cv := c.nodes[0].conversation("bob", "dm:alice:bob"); cv.Unread != 0 || cv.Mentions != 0 || !cv.Archived {
 		t.Fatalf("bob's conversation after the delete %+v", cv)
+	}
+}
+
+// TestClusterWebhookTakeover: one node at a time serves the webhook; when
+// it goes away another takes over within seconds, and the receiver gets
+// every event, in seq order per conversation.
+func TestClusterWebhookTakeover(t *testing.T) {
+	secret := []byte("s")
+	rcv := newReceiver(t, secret)
+	c := startCluster(t, 2, func(o *broker.Options) {
+		o.WebhookURLs, o.WebhookSecret = []string{rcv.srv.URL}, secret
+		o.OutboxPoll, o.OutboxMinBackoff = 20*time.Millisecond, 20*time.Millisecond
+	})
+	alice := c.nodes[1].dial("alice", "alice", dialOpts{})
+	for i := range 5 {
+		alice.post("im/send/u/bob", fmt.Sprintf(`{"cid":"a%d","body":%d}`, i, i))
+	}
+	rcv.waitFor(5)
+	// The node that serves the sink is the one that reports its lag.
+	serving := func(e *env) bool {
+		body, _ := e.get("/metrics")
+		return strings.Contains(body, `parley_outbox_lag_events{sink="webhook:`)
+	}
+	leader := -1
+	for i, n := range c.nodes {
+		if serving(n) {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no node reports serving the webhook")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c.nodes[leader].b.Close(ctx)
+	cancel()
+	other := c.nodes[1-leader]
+	for i := range 5 {
+		if st := other.do("POST", "/v1/users/bob/messages", "alice", fmt.Sprintf(`{"cid":"t%d","body":%d}`, i, i), nil); st != 201 {
+			t.Fatalf("send on the other node: %d", st)
+		}
+	}
+	checkOrder(t, rcv.waitFor(10))
+	if !serving(other) {
+		t.Fatal("the other node delivered but does not report serving the sink")
 	}
 }
