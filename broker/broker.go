@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -138,6 +140,21 @@ type Options struct {
 	Rate  float64
 	Burst float64
 
+	// ModerationURL turns on the moderation hook: every send (ephemeral
+	// included) and edit is POSTed there before it is stored, and the answer
+	// allows, rejects or replaces it (see docs/moderation.md). Empty: off.
+	ModerationURL string
+	// ModerationTimeout bounds one moderation call; default
+	// DefaultModerationTimeout (2s).
+	ModerationTimeout time.Duration
+	// ModerationFailClosed refuses a send or edit (code unavailable) when
+	// the moderation call fails (timeout, unreachable, non-2xx, garbage);
+	// false (the default) stores it as sent.
+	ModerationFailClosed bool
+	// WebhookSecret signs the requests of the moderation hook (header
+	// Parley-Signature, see internal/signature); empty: unsigned.
+	WebhookSecret []byte
+
 	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
 	// each other over NATS (see docs/architecture.md). Empty: one node.
 	NATSURL string
@@ -212,6 +229,7 @@ func (o Options) withDefaults() Options {
 	if o.DeviceTTL == 0 {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
+	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
 	return o
 }
 
@@ -221,6 +239,9 @@ func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
 		*v = def
 	}
 }
+
+// DefaultModerationTimeout is the default Options.ModerationTimeout.
+const DefaultModerationTimeout = moderation.DefaultTimeout
 
 // DefaultEditWindow is how long authors may edit their messages unless
 // Options.EditWindow says otherwise.
@@ -273,6 +294,9 @@ func New(opts Options) (*Broker, error) {
 	if _, err := natsAuth.Options(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if u, err := url.Parse(opts.ModerationURL); opts.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return nil, fmt.Errorf("broker: moderation URL %q must be an http or https URL", opts.ModerationURL)
+	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
 	}
@@ -313,6 +337,14 @@ func New(opts Options) (*Broker, error) {
 	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
 		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload, EditWindow: opts.EditWindow,
 		Metrics: b.metrics, Log: opts.Logger}
+	if opts.ModerationURL != "" {
+		if len(opts.WebhookSecret) == 0 {
+			b.log.Warn("moderation requests are not signed: set a webhook secret (PARLEY_WEBHOOK_SECRET)")
+		}
+		mod := moderation.New(opts.ModerationURL, opts.WebhookSecret, opts.ModerationTimeout, opts.ModerationFailClosed,
+			opts.Logger, b.registry)
+		b.messenger.Moderate = mod.Check
+	}
 	if opts.NATSURL != "" {
 		// Cluster mode: the bus is wired into the engines here and connects
 		// in Start.

@@ -158,6 +158,9 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.NATSTLSKey, "nats-tls-key", "PARLEY_NATS_TLS_KEY", "", "client certificate's private key (PEM) for TLS to NATS"},
 		{&c.NodeID, "node-id", "PARLEY_NODE_ID", "", "this node's id in the cluster; default the hostname"},
 		{&c.ACLFile, "acl-file", "PARLEY_ACL_FILE", "", "ACL file for plain MQTT topics outside the prefix; none denies them"},
+		{&c.ModerationURL, "moderation-url", "PARLEY_MODERATION_URL", "", "moderation hook: sends and edits are POSTed here before they are stored; empty disables"},
+		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
+		{&c.WebhookSecret, "webhook-secret", "PARLEY_WEBHOOK_SECRET", "", "secret signing webhook and moderation requests (header Parley-Signature)"},
 	}
 	for _, f := range strs {
 		fs.StringVar(f.p, f.name, envOr(f.env, f.def), f.usage+" ($"+f.env+")")
@@ -166,6 +169,7 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	var envErr error
 	fs.IntVar(&c.MaxPayload, "max-payload", envValue(&envErr, "PARLEY_MAX_PAYLOAD", send.DefaultMaxPayload, strconv.Atoi), "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
 	fs.DurationVar(&c.EditWindow, "edit-window", envValue(&envErr, "PARLEY_EDIT_WINDOW", 48*time.Hour, time.ParseDuration), "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
+	fs.DurationVar(&c.ModerationTimeout, "moderation-timeout", envValue(&envErr, "PARLEY_MODERATION_TIMEOUT", 2*time.Second, time.ParseDuration), "bound of one moderation call; 0 means the default ($PARLEY_MODERATION_TIMEOUT)")
 	fs.Float64Var(&c.Rate, "rate", envValue(&envErr, "PARLEY_RATE", 20, parseFloat), "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
 	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
 	fs.BoolVar(&c.Anonymous, "anonymous", envValue(&envErr, "PARLEY_ANONYMOUS", false, parseBool), "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
