@@ -45,19 +45,12 @@ type Config struct {
 	NATSTLSCert  string
 	NATSTLSKey   string
 	NodeID       string
-	// ModerationURL, ModerationTimeout and ModerationFail ("open" or
-	// "closed") configure the moderation hook; WebhookSecret signs its
-	// requests.
-	ModerationURL     string
-	ModerationTimeout time.Duration
-	ModerationFail    string
-	WebhookSecret     string
-	Anonymous         bool
-	MaxPayload        int
-	Rate              float64
-	EditWindow        time.Duration
-	Burst             float64
-	TokenTTL          time.Duration
+	Anonymous    bool
+	MaxPayload   int
+	Rate         float64
+	EditWindow   time.Duration
+	Burst        float64
+	TokenTTL     time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
@@ -66,6 +59,14 @@ type Config struct {
 	CatchupLimit     int
 	ReceiptGroupMax  int
 	MaxDevices       int
+
+	// ModerationURL, ModerationTimeout and ModerationFail ("open" or
+	// "closed") configure the moderation hook; WebhookSecret signs its
+	// requests.
+	ModerationURL     string
+	ModerationTimeout time.Duration
+	ModerationFail    string
+	WebhookSecret     string
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
