@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/outbox"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
@@ -139,6 +141,18 @@ type Options struct {
 	Rate  float64
 	Burst float64
 
+	// ModerationURL turns on the moderation hook: every send (ephemeral
+	// included) and edit is POSTed there before it is stored, and the answer
+	// allows, rejects or replaces it (see docs/moderation.md). Empty: off.
+	ModerationURL string
+	// ModerationTimeout bounds one moderation call; default
+	// DefaultModerationTimeout (2s).
+	ModerationTimeout time.Duration
+	// ModerationFailClosed refuses a send or edit (code unavailable) when
+	// the moderation call fails (timeout, unreachable, non-2xx, garbage);
+	// false (the default) stores it as sent.
+	ModerationFailClosed bool
+
 	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
 	// each other over NATS (see docs/architecture.md). Empty: one node.
 	NATSURL string
@@ -164,7 +178,8 @@ type Options struct {
 	// reaction, membership change, read marker) as a signed POST, at least
 	// once and in seq order per conversation (see docs/events.md).
 	WebhookURLs []string
-	// WebhookSecret signs webhook requests (Parley-Signature).
+	// WebhookSecret signs webhook requests and those of the moderation hook
+	// (header Parley-Signature, see docs/events.md); webhooks require it.
 	WebhookSecret []byte
 	// Push notifications reach devices that are not connected (see
 	// docs/events.md). A device registers its token with PUT
@@ -253,6 +268,7 @@ func (o Options) withDefaults() Options {
 	if o.DeviceTTL == 0 {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
+	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
 	return o
 }
 
@@ -262,6 +278,9 @@ func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
 		*v = def
 	}
 }
+
+// DefaultModerationTimeout is the default Options.ModerationTimeout.
+const DefaultModerationTimeout = moderation.DefaultTimeout
 
 // DefaultEditWindow is how long authors may edit their messages unless
 // Options.EditWindow says otherwise.
@@ -316,8 +335,14 @@ func New(opts Options) (*Broker, error) {
 	if _, err := natsAuth.Options(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if u, err := url.Parse(opts.ModerationURL); opts.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return nil, fmt.Errorf("broker: moderation URL %q must be an http or https URL", opts.ModerationURL)
+	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
+	}
+	if len(opts.WebhookURLs) > 0 && len(opts.WebhookSecret) == 0 {
+		return nil, errors.New("broker: webhooks need a WebhookSecret to sign their requests")
 	}
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}
@@ -356,6 +381,14 @@ func New(opts Options) (*Broker, error) {
 	b.messenger = &send.Service{Store: b.store, Groups: b.groups,
 		Deliver: b.hub, Committer: b.committer, ReceiptGroupMax: opts.ReceiptGroupMax, Limiter: limiter, MaxPayload: opts.MaxPayload, EditWindow: opts.EditWindow,
 		Metrics: b.metrics, Log: opts.Logger}
+	if opts.ModerationURL != "" {
+		if len(opts.WebhookSecret) == 0 {
+			b.log.Warn("moderation requests are not signed: set a webhook secret (PARLEY_WEBHOOK_SECRET)")
+		}
+		mod := moderation.New(opts.ModerationURL, opts.WebhookSecret, opts.ModerationTimeout, opts.ModerationFailClosed,
+			opts.Logger, b.registry)
+		b.messenger.Moderate = mod.Check
+	}
 	if opts.NATSURL != "" {
 		// Cluster mode: the bus is wired into the engines here and connects
 		// in Start.

@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/parley-im/parley/internal/outbox"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/signature"
 )
 
 // hookLog is a webhook receiver that verifies every signature and records
@@ -28,9 +28,8 @@ type hookLog struct {
 
 func (h *hookLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	sig := r.Header.Get(outbox.SignatureHeader)
-	var ts int64
-	if _, err := fmt.Sscanf(sig, "t=%d,", &ts); err != nil || sig != outbox.Signature(h.secret, time.Unix(ts, 0), body) {
+	sig := r.Header.Get(signature.Header)
+	if err := signature.Verify(h.secret, sig, body, time.Minute, time.Now()); err != nil {
 		h.t.Errorf("bad webhook signature %q", sig)
 		w.WriteHeader(400)
 		return

@@ -169,6 +169,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.APNsTeamID, "apns-team-id", "PARLEY_APNS_TEAM_ID", "", "the Apple developer team id"},
 		{&c.APNsTopic, "apns-topic", "PARLEY_APNS_TOPIC", "", "the app's bundle id"},
 		{&c.APNsEndpoint, "apns-endpoint", "PARLEY_APNS_ENDPOINT", "", "APNs endpoint; empty: https://api.push.apple.com (https://api.sandbox.push.apple.com for development builds)"},
+		{&c.ModerationURL, "moderation-url", "PARLEY_MODERATION_URL", "", "moderation hook: sends and edits are POSTed here before they are stored; empty disables"},
+		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
 	}
 	for _, f := range strs {
 		fs.StringVar(f.p, f.name, envOr(f.env, f.def), f.usage+" ($"+f.env+")")
@@ -177,6 +179,7 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	var envErr error
 	fs.IntVar(&c.MaxPayload, "max-payload", envValue(&envErr, "PARLEY_MAX_PAYLOAD", send.DefaultMaxPayload, strconv.Atoi), "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
 	fs.DurationVar(&c.EditWindow, "edit-window", envValue(&envErr, "PARLEY_EDIT_WINDOW", 48*time.Hour, time.ParseDuration), "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
+	fs.DurationVar(&c.ModerationTimeout, "moderation-timeout", envValue(&envErr, "PARLEY_MODERATION_TIMEOUT", 2*time.Second, time.ParseDuration), "bound of one moderation call; 0 means the default ($PARLEY_MODERATION_TIMEOUT)")
 	fs.Float64Var(&c.Rate, "rate", envValue(&envErr, "PARLEY_RATE", 20, parseFloat), "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
 	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
 	fs.DurationVar(&c.PushDelay, "push-delay", envValue(&envErr, "PARLEY_PUSH_DELAY", 5*time.Second, time.ParseDuration), "how long a message may go unacknowledged by all of a user's devices before they get a push notification ($PARLEY_PUSH_DELAY)")

@@ -68,6 +68,13 @@ type Config struct {
 	CatchupLimit     int
 	ReceiptGroupMax  int
 	MaxDevices       int
+
+	// ModerationURL, ModerationTimeout and ModerationFail ("open" or
+	// "closed") configure the moderation hook; WebhookSecret signs its
+	// requests.
+	ModerationURL     string
+	ModerationTimeout time.Duration
+	ModerationFail    string
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
@@ -142,6 +149,9 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	if c.Rate == 0 {
 		opts.Rate = -1 // 0 disables the limit on the command line
+	}
+	if err := moderationOptions(c, &opts); err != nil {
+		return opts, err
 	}
 	var err error
 	if m.storeDesc, err = describeStore(c); err != nil {
@@ -323,4 +333,27 @@ func (m *Main) Close() error {
 		m.store = nil
 	}
 	return errors.Join(errs...)
+}
+
+// moderationOptions checks the moderation hook's settings and sets them in
+// opts.
+func moderationOptions(c Config, opts *broker.Options) error {
+	switch c.ModerationFail {
+	case "open", "":
+	case "closed":
+		opts.ModerationFailClosed = true
+	default:
+		return configErrorf("moderation fail mode (PARLEY_MODERATION_FAIL) %q: want open or closed", c.ModerationFail)
+	}
+	if c.ModerationTimeout < 0 {
+		return configErrorf("moderation timeout (PARLEY_MODERATION_TIMEOUT) %s is negative", c.ModerationTimeout)
+	}
+	if u, err := url.Parse(c.ModerationURL); c.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return configErrorf("moderation URL (PARLEY_MODERATION_URL) %q: want an http or https URL", c.ModerationURL)
+	}
+	opts.ModerationURL, opts.ModerationTimeout = c.ModerationURL, c.ModerationTimeout
+	if c.WebhookSecret != "" {
+		opts.WebhookSecret = []byte(c.WebhookSecret)
+	}
+	return nil
 }

@@ -3,29 +3,14 @@ package outbox
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/parley-im/parley/internal/signature"
 )
-
-// SignatureHeader is the header that signs webhook requests.
-const SignatureHeader = "Parley-Signature"
-
-// Signature returns the Parley-Signature value of body sent at t:
-// "t=UNIX,v1=HEX", HEX being HMAC-SHA256(secret, "UNIX." + body).
-func Signature(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
-}
 
 // Webhook is a sink that POSTs each event as JSON to URL, signed with
 // Secret. A 2xx answer delivers the event; anything else (or no answer
@@ -71,7 +56,7 @@ func (w *Webhook) Post(ctx context.Context, ev Event) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Parley-Webhook")
-	req.Header.Set(SignatureHeader, Signature(w.Secret, time.Now(), body))
+	req.Header.Set(signature.Header, signature.Sign(w.Secret, time.Now(), body))
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

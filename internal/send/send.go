@@ -6,12 +6,15 @@ package send
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/wire"
 
 	"github.com/parley-im/parley/history"
@@ -62,6 +65,12 @@ type Service struct {
 	MaxPayload int
 	// StoreTimeout bounds one store call on the send path; default 10s.
 	StoreTimeout time.Duration
+	// Moderate, when set, is asked about every send (ephemeral included)
+	// and edit before it is stored or delivered (moderation.Client.Check):
+	// Reject refuses it with wire.CodeRejected, Replace stores it with the
+	// verdict's body, an error refuses it with wire.CodeUnavailable. It runs
+	// on the caller's goroutine, so senders do not wait for each other.
+	Moderate func(ctx context.Context, r moderation.Request) (moderation.Verdict, error)
 	// Metrics, when set, counts messages.
 	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
@@ -204,9 +213,19 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 		}
 		recipients = users(members)
 	}
+	t := time.Now()
+	id := history.NewID(t)
+	if m.Moderate != nil && (p.Op == history.OpSend || p.Op == history.OpEdit) {
+		body, e := m.moderate(ctx, id, t, conv, from, p)
+		if e != nil {
+			e.CID = p.CID
+			return Outcome{}, e
+		}
+		p.Body = body
+	}
 	if p.Ephemeral {
 		m.count("ephemeral")
-		d := wire.Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: time.Now().UTC().Format(wire.TSLayout), Type: p.Type, Body: p.Body}
+		d := wire.Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: t.UTC().Format(wire.TSLayout), Type: p.Type, Body: p.Body}
 		others := make([]string, 0, len(recipients))
 		for _, u := range recipients {
 			if u != from {
@@ -217,8 +236,7 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 		return Outcome{Ephemeral: true}, nil
 	}
 
-	t := time.Now()
-	nm := history.NewMessage{Conv: conv, ID: history.NewID(t), CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body,
+	nm := history.NewMessage{Conv: conv, ID: id, CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body,
 		ReplyTo: p.ReplyTo, Mentions: p.Mentions, Target: p.Target, Emoji: p.Emoji}
 	if p.Op != history.OpSend {
 		nm.Op = p.Op
@@ -281,6 +299,36 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 		m.count("duplicate")
 	}
 	return Outcome{Message: msg, Created: created, Unchanged: unchanged}, nil
+}
+
+// moderate asks Moderate about p, a send or an edit by from in conv that
+// will be stored as id at t, and returns the body to store: p's, or the
+// verdict's replacement.
+func (m *Service) moderate(ctx context.Context, id string, t time.Time, conv, from string, p wire.SendPayload) (json.RawMessage, *wire.Error) {
+	r := moderation.Request{ID: id, Type: moderation.TypeMessageCreated, TS: t.UTC(), Conv: conv, From: from, CID: p.CID,
+		MsgType: p.Type, Body: p.Body, Ephemeral: p.Ephemeral, ReplyTo: p.ReplyTo, Mentions: p.Mentions}
+	if p.Op == history.OpEdit {
+		r.Type, r.Target = moderation.TypeMessageEdited, p.Target
+	}
+	v, err := m.Moderate(ctx, r)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeUnavailable, "the moderation service is unavailable, try again")
+	}
+	switch v.Action {
+	case moderation.Reject:
+		if v.Reason == "" {
+			return nil, wire.Errorf(wire.CodeRejected, "the message was rejected by moderation")
+		}
+		return nil, wire.Errorf(wire.CodeRejected, "the message was rejected by moderation: %s", v.Reason)
+	case moderation.Replace:
+		// The replacement must be a body the sender could have sent.
+		if len(v.Body) > m.MaxPayload || !utf8.Valid(v.Body) || !json.Valid(v.Body) || string(v.Body) == "null" {
+			m.Log.Warn("moderation: replacement body refused: not JSON, null or too large", "conv", conv, "from", from, "id", id, "bytes", len(v.Body))
+			return nil, wire.Errorf(wire.CodeUnavailable, "the moderation service is unavailable, try again")
+		}
+		return v.Body, nil
+	}
+	return p.Body, nil
 }
 
 func (m *Service) invalidate(group string) {

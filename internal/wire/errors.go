@@ -24,6 +24,8 @@ const (
 	// CodeNotAllowed: the op is not allowed on its target (not the author,
 	// not an admin, edit window passed, the target is an event).
 	CodeNotAllowed = history.ENOTALLOWED
+	// CodeRejected: the moderation hook refused the send or edit.
+	CodeRejected = "rejected"
 )
 
 // Error is the one error of Parley's engines as clients see it: a stable
@@ -118,6 +120,7 @@ var codes = map[string]codeInfo{
 	CodeUnavailable:    {unspecified, http.StatusServiceUnavailable},
 	CodeNoSuchMessage:  {Reason{0x83, "implementation specific error"}, http.StatusNotFound},
 	CodeNotAllowed:     {Reason{0x87, "not authorized"}, http.StatusForbidden},
+	CodeRejected:       {Reason{0x87, "not authorized"}, http.StatusUnprocessableEntity},
 	history.EINVALID:   {Reason{0x99, "payload format invalid"}, http.StatusBadRequest},
 	history.ENOTFOUND:  {unspecified, http.StatusNotFound},
 	history.ECONFLICT:  {unspecified, http.StatusConflict},
@@ -128,8 +131,8 @@ var unspecified = Reason{0x80, "unspecified error"}
 
 // ReasonCode returns the MQTT 5 PUBACK/PUBREC reason code for an error code:
 // 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
-// authorized (not_member, no_such_group, not_allowed), 0x83 implementation
-// specific error (no_such_message), 0x90 topic name invalid
+// authorized (not_member, no_such_group, not_allowed, rejected), 0x83
+// implementation specific error (no_such_message), 0x90 topic name invalid
 // (invalid_peer), 0x97 quota exceeded (rate_limited), and 0x80 unspecified
 // error for unavailable and any unknown code.
 func ReasonCode(code string) Reason {
