@@ -56,7 +56,12 @@ type authzEnv struct {
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	t.Helper()
-	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){withACL(t, "* readwrite devices/{user}/#\n")}, mod...)...)
+	// A webhook (which also offers the "webhook" push provider) so that the
+	// push routes serve.
+	hook := newReceiver(t, []byte("s"))
+	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){withACL(t, "* readwrite devices/{user}/#\n"), func(o *broker.Options) {
+		o.WebhookURLs, o.WebhookSecret = []string{hook.srv.URL}, []byte("s")
+	}}, mod...)...)
 	a := &authzEnv{env: e, watch: map[string]*client{}}
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})
@@ -543,6 +548,10 @@ var authzRoutes = []restRow{
 	{route: "POST /v1/conversations/{conv}/read", name: "NoSuchGroup", path: "/v1/conversations/g:nosuch/read", body: `{"seq":0}`, want: same("403 not_member")},
 	{route: "GET /v1/sync", path: "/v1/sync", want: same("200"), check: convsCheck},
 	{route: "POST /v1/groups", path: "/v1/groups", body: `{"name":"mine"}`, want: same("201")},
+	{route: "PUT /v1/devices/{device}/push", name: "Own", path: "/v1/devices/phone/push", body: `{"provider":"webhook","token":"t-{self}"}`, want: same("200")},
+	{route: "PUT /v1/devices/{device}/push", name: "OthersDevice", path: "/v1/devices/bob%2Fphone/push", body: `{"provider":"webhook","token":"t"}`, want: same("400 invalid")},
+	{route: "PUT /v1/devices/{device}/push", name: "UnknownProvider", path: "/v1/devices/phone/push", body: `{"provider":"fcm","token":"t"}`, want: same("400 invalid")},
+	{route: "DELETE /v1/devices/{device}/push", name: "Own", path: "/v1/devices/phone/push", want: same("200")},
 	{route: "GET /v1/groups/{id}", path: "/v1/groups/{g}", want: [4]string{"200", "200", "404 not_found", "404 not_found"}, check: groupCheck},
 	{route: "GET /v1/groups/{id}", name: "NoSuchGroup", path: "/v1/groups/nosuch", want: same("404 not_found")},
 	{route: "PUT /v1/groups/{id}/members/{user}", name: "Add", path: "/v1/groups/{g}/members/frank", body: `{"role":"member"}`, want: [4]string{"200", "403 forbidden", "404 not_found", "404 not_found"}},

@@ -44,7 +44,7 @@ func FuzzREST(f *testing.F) {
 	routes := broker.Routes()
 	h := e.b.Handler()
 	tok := testkit.Token(f, "alice")
-	defaults := strings.NewReplacer("{conv}", "g:g1", "{peer}", "bob", "{id}", "g1", "{user}", "bob", "{seq}", "1", "{emoji}", "%F0%9F%91%8D")
+	defaults := strings.NewReplacer("{conv}", "g:g1", "{peer}", "bob", "{id}", "g1", "{user}", "bob", "{seq}", "1", "{emoji}", "%F0%9F%91%8D", "{device}", "phone")
 
 	for i := range routes {
 		f.Add(uint8(i), "", "", []byte(nil))
@@ -74,7 +74,7 @@ func FuzzREST(f *testing.F) {
 		path := defaults.Replace(pattern)
 		if param != "" {
 			p := url.PathEscape(param)
-			path = strings.NewReplacer("{conv}", p, "{peer}", p, "{id}", p, "{user}", "bob", "{seq}", "1", "{emoji}", p).Replace(pattern)
+			path = strings.NewReplacer("{conv}", p, "{peer}", p, "{id}", p, "{user}", "bob", "{seq}", "1", "{emoji}", p, "{device}", p).Replace(pattern)
 		}
 		target := path
 		if query != "" {

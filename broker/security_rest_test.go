@@ -168,12 +168,13 @@ func TestGroupChangesRateLimited(t *testing.T) {
 // too_large in the usual error form, declared or chunked.
 func TestBodyCap(t *testing.T) {
 	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+		hook := newReceiver(t, []byte("s")) // the push routes serve with a webhook
+		e := setup(t, s, func(o *broker.Options) { o.WebhookURLs, o.WebhookSecret = []string{hook.srv.URL}, []byte("s") })
 		e.do("POST", "/v1/groups", "alice", `{"id":"team","name":"T"}`, nil)
 		huge := `{"name":"x","members":["` + strings.Repeat("a", 2<<20) + `"]}`
 		for _, r := range broker.Routes() {
 			method, path, _ := strings.Cut(r, " ")
-			path = strings.NewReplacer("{conv}", "g:team", "{peer}", "bob", "{id}", "team", "{user}", "bob", "{seq}", "1", "{emoji}", "x").Replace(path)
+			path = strings.NewReplacer("{conv}", "g:team", "{peer}", "bob", "{id}", "team", "{user}", "bob", "{seq}", "1", "{emoji}", "x", "{device}", "phone").Replace(path)
 			readsNoBody := method == "GET" || method == "DELETE" || strings.HasSuffix(r, "/reactions/{emoji}")
 			for _, chunked := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/chunked=%v", r, chunked), func(t *testing.T) {
