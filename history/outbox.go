@@ -77,9 +77,9 @@ type Outboxer interface {
 	// invalid-token answer must not remove a newer registration).
 	DeletePushToken(ctx context.Context, device, token string) error
 	// PushTargets returns the users among users, members of conv, to notify
-	// of message seq: no device of theirs acknowledged seq (a cursor at or
-	// past it), conv is not muted for them at now, and they have push
-	// tokens. Users without tokens are left out.
+	// of message seq: the message was not deleted, no device of theirs
+	// acknowledged seq (a cursor at or past it), conv is not muted for them
+	// at now, and they have push tokens. Users without tokens are left out.
 	PushTargets(ctx context.Context, conv string, seq int64, users []string, now time.Time) ([]PushTarget, error)
 }
 

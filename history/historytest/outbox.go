@@ -440,8 +440,16 @@ func testPushTargets(t *testing.T, s history.Store) {
 	}
 	// An earlier seq that bob's phone acknowledged too; a later one that
 	// neither did.
-	if got := pushTargets(t, o, "g:g", msg.Seq+1, []string{"bob"}, now); len(got) != 1 {
+	next := mustAppend(t, s, NewMsg("g:g", "dave", "", `"later"`))
+	if got := pushTargets(t, o, "g:g", next.Seq, []string{"bob"}, now); len(got) != 1 {
 		t.Fatalf("bob for an unacknowledged seq: %+v", got)
+	}
+	// Deleted before the push delay passed: nobody is notified.
+	del := history.NewMessage{Conv: "g:g", ID: history.NewID(time.Now()), From: "dave", TS: time.Now(),
+		Op: history.OpDelete, Type: history.TypeMessageDeleted, Target: next.Seq, Body: []byte("null")}
+	mustAppend(t, s, del)
+	if got := pushTargets(t, o, "g:g", next.Seq, []string{"bob"}, now); len(got) != 0 {
+		t.Fatalf("targets of a deleted message: %+v", got)
 	}
 	if got := pushTargets(t, o, "g:g", msg.Seq-1, []string{"bob", "dave"}, now); len(got) != 0 {
 		t.Fatalf("targets for an acknowledged seq: %+v", got)

@@ -180,7 +180,7 @@ func (s *Store) DeletePushToken(ctx context.Context, device, token string) error
 
 // pushTargetsQuery selects, among users $3, the current members of conv $1
 // who have push tokens, have not muted it at $4, and none of whose devices
-// acknowledged seq $2, with their total unread counts (as
+// acknowledged seq $2, unless that message was deleted meanwhile, with their total unread counts (as
 // ConversationView.Unread, summed over all their conversations).
 const pushTargetsQuery = `SELECT m.user_id,
 		(SELECT count(*) FROM members um JOIN conversations c ON c.id = um.conv
@@ -193,6 +193,7 @@ const pushTargetsQuery = `SELECT m.user_id,
 		AND EXISTS (SELECT 1 FROM push_tokens p WHERE p.user_id = m.user_id)
 		AND NOT EXISTS (SELECT 1 FROM devices d JOIN cursors k ON k.device = d.id
 			WHERE d.user_id = m.user_id AND k.conv = $1 AND k.seq >= $2)
+		AND EXISTS (SELECT 1 FROM messages w WHERE w.conv = $1 AND w.seq = $2 AND NOT w.deleted)
 	ORDER BY m.user_id`
 
 // PushTargets implements history.Outboxer in two queries: the targets with

@@ -172,6 +172,7 @@ const pushTargetsQuery = `SELECT m.user_id,
 		AND EXISTS (SELECT 1 FROM push_tokens p WHERE p.user_id = m.user_id)
 		AND NOT EXISTS (SELECT 1 FROM devices d JOIN cursors k ON k.device = d.id
 			WHERE d.user_id = m.user_id AND k.conv = ?1 AND k.seq >= ?2)
+		AND EXISTS (SELECT 1 FROM messages w WHERE w.conv = ?1 AND w.seq = ?2 AND NOT w.deleted)
 	ORDER BY m.user_id`
 
 // PushTargets implements history.Outboxer in two queries of one read

@@ -38,7 +38,8 @@ type Event struct {
 	// marker).
 	Seq int64 `json:"seq"`
 	// Data is the message as inbox deliveries carry it (see
-	// docs/protocol.md), or for read {"conv","user","seq"}.
+	// docs/protocol.md), as it is when the event is delivered (a deleted
+	// message's body is null), or for read {"kind":"read","conv","user","seq"}.
 	Data json.RawMessage `json:"data"`
 }
 
@@ -49,7 +50,7 @@ type Event struct {
 // again later, after a backoff.
 type Sink interface {
 	// Name identifies the sink's progress in the store; keep it stable
-	// across restarts ("webhook:https://...", "kafka", "push").
+	// across restarts ("webhook:https://...", "kafka:parley.events", "push").
 	Name() string
 	Deliver(ctx context.Context, evs []Event) (n int, err error)
 }

@@ -36,7 +36,12 @@ func (w *Webhook) Deliver(ctx context.Context, evs []Event) (int, error) {
 	return len(evs), nil
 }
 
-// Post sends one event.
+// noRedirects refuses to follow a redirect: Go would turn the POST into a
+// GET without the body, and a 2xx to that would count as delivered.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Post sends one event. A redirect is not followed: it fails the delivery
+// (the receiver's URL must be the final one).
 func (w *Webhook) Post(ctx context.Context, ev Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -48,7 +53,7 @@ func (w *Webhook) Post(ctx context.Context, ev Event) error {
 		if timeout <= 0 {
 			timeout = 10 * time.Second
 		}
-		client = &http.Client{Timeout: timeout}
+		client = &http.Client{Timeout: timeout, CheckRedirect: noRedirects}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
