@@ -1,14 +1,17 @@
 package faults_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parley-im/parley/history/sqlite"
 	"github.com/parley-im/parley/internal/outbox"
 	"github.com/parley-im/parley/internal/pgtest"
 	"github.com/parley-im/parley/internal/signature"
@@ -82,9 +85,18 @@ func TestWebhookCrash(t *testing.T) {
 	time.Sleep(sc.tail)
 	l.check("webhook-crash", func(r *report) { r.kills = srv.kills })
 
+	msgs, _ := readStore(t, l.db)
+	h.check(msgs, srv.kills)
+}
+
+// check waits until every stored message reached the webhook (a membership
+// message or a send), once at least, and checks that per conversation the
+// first arrivals came in seq order.
+func (h *hookLog) check(msgs map[string][]storeMsg, kills int) {
+	t := h.t
+	t.Helper()
 	// Every stored message reaches the webhook (a membership message or a
 	// send), once at least.
-	msgs, _ := readStore(t, l.db)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		h.mu.Lock()
@@ -128,5 +140,62 @@ func TestWebhookCrash(t *testing.T) {
 	for _, ms := range msgs {
 		total += len(ms)
 	}
-	t.Logf("webhook: %d stored messages, %d deliveries, %d redeliveries (same id) across %d kills", total, len(h.got), dups, srv.kills)
+	t.Logf("webhook: %d stored messages, %d deliveries, %d redeliveries (same id) across %d kills", total, len(h.got), dups, kills)
+}
+
+// TestWebhookCrashSQLite: the same on the embedded store: parleyd killed
+// (SIGKILL) under a steady load, the webhook still gets an event for every
+// stored message, per conversation in seq order.
+func TestWebhookCrashSQLite(t *testing.T) {
+	secret := "hook-secret"
+	h := &hookLog{t: t, secret: []byte(secret), count: map[string]int{}}
+	rcv := httptest.NewServer(h)
+	defer rcv.Close()
+	dir := t.TempDir()
+	srv := startServer(t, "", "PARLEY_DATA_DIR="+dir, "PARLEY_WEBHOOK_URL="+rcv.URL, "PARLEY_WEBHOOK_SECRET="+secret)
+	sc := getScale(t)
+	rng := newRand(t)
+	alice := dialDevice(t, srv.mqtt, "alice/a", "alice")
+	carol := dialDevice(t, srv.mqtt, "carol/a", "carol")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range []*sender{
+		{dev: alice, topic: "im/send/u/bob", conv: "dm:alice:bob", prefix: "alice.a", interval: sc.sendInterval, ackWait: 2 * time.Second},
+		{dev: carol, topic: "im/send/u/dave", conv: "dm:carol:dave", prefix: "carol.a", interval: sc.sendInterval, ackWait: 2 * time.Second},
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.run(stop, 60*time.Second) }()
+	}
+	for range sc.kills {
+		time.Sleep(between(rng, sc.killGapMin, sc.killGapMax))
+		srv.kill()
+		time.Sleep(between(rng, 0, 500*time.Millisecond))
+		srv.start()
+	}
+	time.Sleep(sc.tail)
+	close(stop)
+	wg.Wait()
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(10000)&_pragma=query_only(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT conv, seq, id FROM messages ORDER BY conv, seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := map[string][]storeMsg{}
+	for rows.Next() {
+		var m storeMsg
+		if err := rows.Scan(&m.conv, &m.seq, &m.id); err != nil {
+			t.Fatal(err)
+		}
+		msgs[m.conv] = append(msgs[m.conv], m)
+	}
+	rows.Close()
+	if len(msgs["dm:alice:bob"]) == 0 || len(msgs["dm:carol:dave"]) == 0 {
+		t.Fatalf("nothing stored: %v", msgs)
+	}
+	h.check(msgs, srv.kills)
 }
