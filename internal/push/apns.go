@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -235,35 +234,21 @@ func (a *APNs) Send(ctx context.Context, token string, n Notification) error {
 		h.Set("apns-collapse-id", apnsCollapseID(key))
 	}
 	h.Set("content-type", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return transportError(ctx, "apns", err)
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if resp.StatusCode == http.StatusOK {
-		return nil
-	}
-	if err != nil {
-		return transportError(ctx, "apns", err)
+	rb, e, err := exchange(ctx, a.client, "apns", req, now)
+	if e == nil {
+		return err
 	}
 	var ae struct {
 		Reason string `json:"reason"`
 	}
 	_ = json.Unmarshal(rb, &ae)
-	e := &Error{
-		Provider:   "apns",
-		Status:     resp.StatusCode,
-		Reason:     ae.Reason,
-		Retryable:  retryableStatus(resp.StatusCode),
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
-	}
+	e.Reason = ae.Reason
 	switch {
-	case resp.StatusCode == http.StatusGone,
-		resp.StatusCode == http.StatusBadRequest && (ae.Reason == "BadDeviceToken" || ae.Reason == "DeviceTokenNotForTopic"):
+	case e.Status == http.StatusGone,
+		e.Status == http.StatusBadRequest && (ae.Reason == "BadDeviceToken" || ae.Reason == "DeviceTokenNotForTopic"):
 		e.Retryable = false
 		e.Err = ErrInvalidToken
-	case resp.StatusCode == http.StatusForbidden && ae.Reason == "ExpiredProviderToken":
+	case e.Status == http.StatusForbidden && ae.Reason == "ExpiredProviderToken":
 		a.expireToken(bearer)
 		e.Retryable = true
 	}

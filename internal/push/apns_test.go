@@ -184,33 +184,32 @@ func (s *apnsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.sends = append(s.sends, apnsSeen{token: token, jwt: bearer, iat: iat, header: h.Clone(), body: b})
 	s.mu.Unlock()
 
-	switch token {
-	case "gone":
-		s.reply(w, 410, "Unregistered")
-	case "expired":
-		s.reply(w, 410, "ExpiredToken")
-	case "baddevice":
-		s.reply(w, 400, "BadDeviceToken")
-	case "nottopic":
-		s.reply(w, 400, "DeviceTokenNotForTopic")
-	case "badexpiration":
-		s.reply(w, 400, "BadExpirationDate")
-	case "many":
-		s.reply(w, 429, "TooManyRequests")
-	case "internal":
-		s.reply(w, 500, "InternalServerError")
-	case "busy":
-		w.Header().Set("Retry-After", "5")
-		s.reply(w, 503, "ServiceUnavailable")
-	case "shutdown":
-		s.reply(w, 503, "Shutdown")
-	case "refuse-jwt":
-		s.reply(w, 403, "ExpiredProviderToken")
-	case "invalid-jwt":
-		s.reply(w, 403, "InvalidProviderToken")
-	default:
-		s.reply(w, 200, "")
+	for _, c := range apnsErrors {
+		if c.token == token {
+			if c.retryAfter != 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(c.retryAfter/time.Second)))
+			}
+			s.reply(w, c.status, c.reason)
+			return
+		}
 	}
+	s.reply(w, 200, "")
+}
+
+// apnsErrors are the device tokens that the fake server refuses after
+// checking the request.
+var apnsErrors = []sendError{
+	{"gone", true, false, 410, "Unregistered", 0},
+	{"expired", true, false, 410, "ExpiredToken", 0},
+	{"baddevice", true, false, 400, "BadDeviceToken", 0},
+	{"nottopic", true, false, 400, "DeviceTokenNotForTopic", 0},
+	{"badexpiration", false, false, 400, "BadExpirationDate", 0},
+	{"invalid-jwt", false, false, 403, "InvalidProviderToken", 0},
+	{"refuse-jwt", false, true, 403, "ExpiredProviderToken", 0},
+	{"many", false, true, 429, "TooManyRequests", 0},
+	{"internal", false, true, 500, "InternalServerError", 0},
+	{"busy", false, true, 503, "ServiceUnavailable", 5 * time.Second},
+	{"shutdown", false, true, 503, "Shutdown", 0},
 }
 
 func (s *apnsServer) seen() []apnsSeen {
@@ -274,39 +273,7 @@ func TestAPNsSend(t *testing.T) {
 
 func TestAPNsErrors(t *testing.T) {
 	a, _ := newTestAPNs(t)
-	for _, c := range []struct {
-		token      string
-		invalid    bool
-		retryable  bool
-		status     int
-		reason     string
-		retryAfter time.Duration
-	}{
-		{"gone", true, false, 410, "Unregistered", 0},
-		{"expired", true, false, 410, "ExpiredToken", 0},
-		{"baddevice", true, false, 400, "BadDeviceToken", 0},
-		{"nottopic", true, false, 400, "DeviceTokenNotForTopic", 0},
-		{"badexpiration", false, false, 400, "BadExpirationDate", 0},
-		{"invalid-jwt", false, false, 403, "InvalidProviderToken", 0},
-		{"refuse-jwt", false, true, 403, "ExpiredProviderToken", 0},
-		{"many", false, true, 429, "TooManyRequests", 0},
-		{"internal", false, true, 500, "InternalServerError", 0},
-		{"busy", false, true, 503, "ServiceUnavailable", 5 * time.Second},
-		{"shutdown", false, true, 503, "Shutdown", 0},
-	} {
-		t.Run(c.token, func(t *testing.T) {
-			err := a.Send(context.Background(), c.token, Notification{Title: "t", Conv: "c", Seq: 1})
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("%v is not an *Error", err)
-			}
-			if errors.Is(err, ErrInvalidToken) != c.invalid || Retryable(err) != c.retryable ||
-				e.Status != c.status || e.Reason != c.reason || RetryAfter(err) != c.retryAfter || e.Provider != "apns" {
-				t.Errorf("%v: invalid %v retryable %v status %d reason %q retry after %v; want %+v",
-					err, errors.Is(err, ErrInvalidToken), Retryable(err), e.Status, e.Reason, RetryAfter(err), c)
-			}
-		})
-	}
+	checkSendErrors(t, a, apnsErrors)
 	payload := Notification{Title: "t", Body: strings.Repeat("x", 5000)}
 	err := a.Send(context.Background(), apnsToken, payload)
 	if var413 := (*Error)(nil); !errors.As(err, &var413) || var413.Status != 413 || var413.Reason != "PayloadTooLarge" || Retryable(err) {
@@ -317,91 +284,70 @@ func TestAPNsErrors(t *testing.T) {
 	}
 }
 
+// sendOK sends a notification to apnsToken through a and returns the
+// request that s saw.
+func sendOK(t *testing.T, a *APNs, s *apnsServer) apnsSeen {
+	t.Helper()
+	if err := a.Send(context.Background(), apnsToken, Notification{Title: "t", Conv: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	seen := s.seen()
+	return seen[len(seen)-1]
+}
+
 func TestAPNsProviderTokenReused(t *testing.T) {
 	a, s := newTestAPNs(t)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.Send(ctx, apnsToken, Notification{Title: "t", Conv: "c"}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	send := func() apnsSeen {
-		t.Helper()
-		if err := a.Send(ctx, apnsToken, Notification{Title: "t", Conv: "c"}); err != nil {
-			t.Fatal(err)
-		}
-		seen := s.seen()
-		return seen[len(seen)-1]
-	}
-	first := send()
+	sendConcurrently(t, a, apnsToken, 8)
+	first := sendOK(t, a, s)
 	for _, r := range s.seen() {
 		if r.jwt != first.jwt {
 			t.Fatal("concurrent sends signed different provider tokens")
 		}
 	}
 	s.clock.Advance(49 * time.Minute)
-	if r := send(); r.jwt != first.jwt {
+	if r := sendOK(t, a, s); r.jwt != first.jwt {
 		t.Error("provider token replaced after 49 minutes")
 	}
 	s.clock.Advance(time.Minute)
-	second := send()
+	second := sendOK(t, a, s)
 	if second.jwt == first.jwt || second.iat != s.clock.Now().Unix() {
 		t.Errorf("provider token not renewed after 50 minutes (iat %d)", second.iat)
 	}
-	if r := send(); r.jwt != second.jwt {
+	if r := sendOK(t, a, s); r.jwt != second.jwt {
 		t.Error("renewed provider token not reused")
 	}
 }
 
 func TestAPNsExpiredProviderToken(t *testing.T) {
 	a, s := newTestAPNs(t)
-	ctx := context.Background()
-	if err := a.Send(ctx, apnsToken, Notification{Title: "t"}); err != nil {
-		t.Fatal(err)
+	first := sendOK(t, a, s).jwt
+	// refused has the provider token refused as expired, then returns the
+	// one of the next send.
+	refused := func() string {
+		t.Helper()
+		if err := a.Send(context.Background(), "refuse-jwt", Notification{Title: "t"}); !Retryable(err) {
+			t.Fatalf("ExpiredProviderToken: %v, want retryable", err)
+		}
+		return sendOK(t, a, s).jwt
 	}
-	first := s.seen()[0].jwt
 	// Refused within 20 minutes of its issue: kept (a new one would be
 	// refused as TooManyProviderTokenUpdates).
 	s.clock.Advance(10 * time.Minute)
-	if err := a.Send(ctx, "refuse-jwt", Notification{Title: "t"}); !Retryable(err) {
-		t.Fatalf("ExpiredProviderToken: %v, want retryable", err)
-	}
-	if err := a.Send(ctx, apnsToken, Notification{Title: "t"}); err != nil {
-		t.Fatal(err)
-	}
-	if seen := s.seen(); seen[len(seen)-1].jwt != first {
+	if refused() != first {
 		t.Error("provider token replaced within 20 minutes")
 	}
 	// Refused later: replaced by the next send.
 	s.clock.Advance(15 * time.Minute)
-	if err := a.Send(ctx, "refuse-jwt", Notification{Title: "t"}); !Retryable(err) {
-		t.Fatalf("ExpiredProviderToken: %v, want retryable", err)
-	}
-	if err := a.Send(ctx, apnsToken, Notification{Title: "t"}); err != nil {
-		t.Fatal(err)
-	}
-	if seen := s.seen(); seen[len(seen)-1].jwt == first {
+	if refused() == first {
 		t.Error("refused provider token not replaced after 25 minutes")
 	}
 }
 
 func TestAPNsTransportErrors(t *testing.T) {
 	a, _ := newTestAPNs(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := a.Send(ctx, apnsToken, Notification{Title: "t"}); err == nil || Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled context: %v, want a non-retryable context.Canceled", err)
-	}
-	a.endpoint = "https://127.0.0.1:1"
-	if err := a.Send(context.Background(), apnsToken, Notification{Title: "t"}); err == nil || !Retryable(err) {
-		t.Errorf("unreachable endpoint: %v, want retryable", err)
-	}
+	unreachable, _ := newTestAPNs(t)
+	unreachable.endpoint = "https://127.0.0.1:1"
+	checkTransportErrors(t, a, unreachable, apnsToken)
 }
 
 // TestAPNsHTTP2Only checks that the default APNs transport never falls

@@ -246,14 +246,8 @@ func (f *FCM) requestToken(ctx context.Context, now time.Time) (string, time.Tim
 	}
 	jerr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK {
-		e := &Error{
-			Provider:   "fcm",
-			Status:     resp.StatusCode,
-			Reason:     tr.Error,
-			Message:    "OAuth token request",
-			Retryable:  retryableStatus(resp.StatusCode),
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
-		}
+		e := statusError("fcm", resp, now)
+		e.Reason, e.Message = tr.Error, "OAuth token request"
 		if tr.ErrorDescription != "" {
 			e.Message += ": " + tr.ErrorDescription
 		}
@@ -266,11 +260,6 @@ func (f *FCM) requestToken(ctx context.Context, now time.Time) (string, time.Tim
 		return "", time.Time{}, &Error{Provider: "fcm", Status: resp.StatusCode, Message: "OAuth token request: token_type " + tr.TokenType}
 	}
 	return tr.AccessToken, now.Add(time.Duration(tr.ExpiresIn) * time.Second), nil
-}
-
-// retryableStatus reports whether an HTTP status is worth a retry.
-func retryableStatus(code int) bool {
-	return code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500
 }
 
 // fcmRequest is the body of messages:send.
@@ -394,28 +383,13 @@ func (f *FCM) Send(ctx context.Context, token string, n Notification) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+access)
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return transportError(ctx, "fcm", err)
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-	if resp.StatusCode == http.StatusOK {
-		return nil
-	}
-	if err != nil {
-		return transportError(ctx, "fcm", err)
+	rb, e, err := exchange(ctx, f.client, "fcm", req, now)
+	if e == nil {
+		return err
 	}
 	var fe fcmError
 	_ = json.Unmarshal(rb, &fe)
-	e := &Error{
-		Provider:   "fcm",
-		Status:     resp.StatusCode,
-		Reason:     fe.Error.Status,
-		Message:    fe.Error.Message,
-		Retryable:  retryableStatus(resp.StatusCode),
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
-	}
+	e.Reason, e.Message = fe.Error.Status, fe.Error.Message
 	namesToken := strings.Contains(strings.ToLower(fe.Error.Message), "registration token")
 	for _, d := range fe.Error.Details {
 		if d.ErrorCode != "" {
@@ -429,11 +403,11 @@ func (f *FCM) Send(ctx context.Context, token string, n Notification) error {
 	}
 	switch {
 	case e.Reason == "UNREGISTERED",
-		resp.StatusCode == http.StatusNotFound && fe.Error.Status == "NOT_FOUND",
-		resp.StatusCode == http.StatusBadRequest && fe.Error.Status == "INVALID_ARGUMENT" && namesToken:
+		e.Status == http.StatusNotFound && fe.Error.Status == "NOT_FOUND",
+		e.Status == http.StatusBadRequest && fe.Error.Status == "INVALID_ARGUMENT" && namesToken:
 		e.Retryable = false
 		e.Err = ErrInvalidToken
-	case resp.StatusCode == http.StatusUnauthorized && e.Reason != "THIRD_PARTY_AUTH_ERROR":
+	case e.Status == http.StatusUnauthorized && e.Reason != "THIRD_PARTY_AUTH_ERROR":
 		// The access token was refused (revoked, or expired early): get
 		// a new one on the next attempt.
 		f.dropToken(ctx, access)

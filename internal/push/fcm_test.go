@@ -426,14 +426,7 @@ func TestFCMSend(t *testing.T) {
 
 func TestFCMErrors(t *testing.T) {
 	f, s := newTestFCM(t)
-	for _, c := range []struct {
-		token      string
-		invalid    bool
-		retryable  bool
-		status     int
-		reason     string
-		retryAfter time.Duration
-	}{
+	checkSendErrors(t, f, []sendError{
 		{"tok-unregistered", true, false, 404, "UNREGISTERED", 0},
 		{"tok-notfound", true, false, 404, "NOT_FOUND", 0},
 		{"tok-malformed", true, false, 400, "INVALID_ARGUMENT", 0},
@@ -443,23 +436,7 @@ func TestFCMErrors(t *testing.T) {
 		{"tok-unavailable", false, true, 503, "UNAVAILABLE", 7 * time.Second},
 		{"tok-internal", false, true, 500, "INTERNAL", 0},
 		{"tok-gateway", false, true, 502, "", 0},
-	} {
-		t.Run(c.token, func(t *testing.T) {
-			err := f.Send(context.Background(), c.token, Notification{Title: "t", Conv: "c", Seq: 1})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("%v is not an *Error", err)
-			}
-			if errors.Is(err, ErrInvalidToken) != c.invalid || Retryable(err) != c.retryable ||
-				e.Status != c.status || e.Reason != c.reason || RetryAfter(err) != c.retryAfter || e.Provider != "fcm" {
-				t.Errorf("%v: invalid %v retryable %v status %d reason %q retry after %v; want %+v",
-					err, errors.Is(err, ErrInvalidToken), Retryable(err), e.Status, e.Reason, RetryAfter(err), c)
-			}
-		})
-	}
+	})
 	if calls, _ := s.stats(); calls != 1 {
 		t.Errorf("%d token requests, want 1 (errors keep the access token)", calls)
 	}
@@ -482,17 +459,7 @@ func TestFCMAccessTokenCached(t *testing.T) {
 			t.Errorf("bearer %q, want %q", got, wantBearer)
 		}
 	}
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.Send(ctx, "fcm-token", Notification{Title: "t", Conv: "c"}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	sendConcurrently(t, f, "fcm-token", 8)
 	send("ya29.test-1")
 	if calls, _ := s.stats(); calls != 1 {
 		t.Fatalf("%d token requests for 9 sends, want 1", calls)
@@ -553,23 +520,13 @@ func TestFCMTokenEndpointErrors(t *testing.T) {
 
 func TestFCMTransportErrors(t *testing.T) {
 	f, _ := newTestFCM(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := f.Send(ctx, "fcm-token", Notification{Title: "t"})
-	if err == nil || Retryable(err) || !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled context: %v, want a non-retryable context.Canceled", err)
-	}
-
 	s, client := newFCMServer(t)
-	f, err = NewFCM(s.credentials(t), FCMOptions{Endpoint: "https://127.0.0.1:1", HTTPClient: client})
+	unreachable, err := NewFCM(s.credentials(t), FCMOptions{Endpoint: "https://127.0.0.1:1", HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.now = s.clock.Now
-	err = f.Send(context.Background(), "fcm-token", Notification{Title: "t"})
-	if err == nil || !Retryable(err) || errors.Is(err, ErrInvalidToken) {
-		t.Errorf("unreachable endpoint: %v, want retryable", err)
-	}
+	unreachable.now = s.clock.Now
+	checkTransportErrors(t, f, unreachable, "fcm-token")
 }
 
 func TestNewFCMConfig(t *testing.T) {

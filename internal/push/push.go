@@ -22,6 +22,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -157,6 +158,43 @@ func RetryAfter(err error) time.Duration {
 // context is done.
 func transportError(ctx context.Context, provider string, err error) error {
 	return &Error{Provider: provider, Retryable: ctx.Err() == nil, Err: err}
+}
+
+// exchange sends a provider's request and reads the answer. It returns a
+// nil *Error when the provider accepted the request (200 OK), with a nil
+// error, or when no complete answer came, with the transport error.
+// Otherwise it returns the body of the answer and the statusError of it,
+// for the caller to complete from the body.
+func exchange(ctx context.Context, client *http.Client, provider string, req *http.Request, now time.Time) ([]byte, *Error, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, transportError(ctx, provider, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if resp.StatusCode == http.StatusOK {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, transportError(ctx, provider, err)
+	}
+	return body, statusError(provider, resp, now), nil
+}
+
+// statusError is the *Error of an answer that is not 200 OK: its status,
+// whether the status is worth a retry, and the delay asked for.
+func statusError(provider string, resp *http.Response, now time.Time) *Error {
+	return &Error{
+		Provider:   provider,
+		Status:     resp.StatusCode,
+		Retryable:  retryableStatus(resp.StatusCode),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+	}
+}
+
+// retryableStatus reports whether an HTTP status is worth a retry.
+func retryableStatus(code int) bool {
+	return code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500
 }
 
 // parseRetryAfter reads a Retry-After header: seconds or an HTTP date.

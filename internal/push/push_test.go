@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -124,6 +125,68 @@ func jsonEqual(t *testing.T, got []byte, want string) {
 		wi, _ := json.MarshalIndent(w, "", "  ")
 		t.Errorf("body:\n%s\nwant:\n%s", gi, wi)
 	}
+}
+
+// sendError is an error answer of a fake server, chosen by the device
+// token, and what Send must make of it.
+type sendError struct {
+	token      string
+	invalid    bool
+	retryable  bool
+	status     int
+	reason     string
+	retryAfter time.Duration
+}
+
+// checkSendErrors sends through p to the token of each case and checks the
+// *Error that Send returns.
+func checkSendErrors(t *testing.T, p Provider, cases []sendError) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.token, func(t *testing.T) {
+			err := p.Send(context.Background(), c.token, Notification{Title: "t", Conv: "c", Seq: 1})
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("%v is not an *Error", err)
+			}
+			if errors.Is(err, ErrInvalidToken) != c.invalid || Retryable(err) != c.retryable ||
+				e.Status != c.status || e.Reason != c.reason || RetryAfter(err) != c.retryAfter || e.Provider != p.Name() {
+				t.Errorf("%v: invalid %v retryable %v status %d reason %q retry after %v; want %+v",
+					err, errors.Is(err, ErrInvalidToken), Retryable(err), e.Status, e.Reason, RetryAfter(err), c)
+			}
+		})
+	}
+}
+
+// checkTransportErrors checks that a send through p with a cancelled
+// context fails for good, and that a send through unreachable, whose server
+// does not answer, can be retried.
+func checkTransportErrors(t *testing.T, p, unreachable Provider, token string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Send(ctx, token, Notification{Title: "t"}); err == nil || Retryable(err) || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v, want a non-retryable context.Canceled", err)
+	}
+	if err := unreachable.Send(context.Background(), token, Notification{Title: "t"}); err == nil || !Retryable(err) || errors.Is(err, ErrInvalidToken) {
+		t.Errorf("unreachable endpoint: %v, want retryable", err)
+	}
+}
+
+// sendConcurrently makes n sends through p to token at the same time.
+func sendConcurrently(t *testing.T, p Provider, token string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Send(context.Background(), token, Notification{Title: "t", Conv: "c"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestErrorClassification(t *testing.T) {
