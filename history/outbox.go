@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -92,4 +93,51 @@ type Leaser interface {
 	// holds it broke) and release gives it up; when another node leads,
 	// ok is false.
 	TryLead(ctx context.Context, name string) (ok bool, lost <-chan struct{}, release func(), err error)
+}
+
+// CheckOutboxLimit refuses (EINVALID) a limit of Outbox or PruneOutbox
+// below 1.
+func CheckOutboxLimit(limit int) error {
+	if limit < 1 {
+		return Errorf(EINVALID, "limit %d: want at least 1", limit)
+	}
+	return nil
+}
+
+// CheckPushToken refuses (EINVALID) a token of a device that is not user's
+// (a client id USER/DEVICE, or USER itself) and an empty provider or token.
+func CheckPushToken(user string, t PushToken) error {
+	if t.Device != user && !strings.HasPrefix(t.Device, user+"/") {
+		return Errorf(EINVALID, "device %q is not a device of user %q", t.Device, user)
+	}
+	if t.Provider == "" || t.Token == "" {
+		return Errorf(EINVALID, "push token of %q: provider and token are required", t.Device)
+	}
+	return nil
+}
+
+// TargetUsers returns the users of targets, in order: the users whose
+// tokens PushTargets reads once it has the targets.
+func TargetUsers(targets []PushTarget) []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.User
+	}
+	return out
+}
+
+// WithTokens fills in the targets' tokens (by user) and leaves out those
+// without any (deleted between the reads of the targets and the tokens);
+// nil when none is left. It reuses the array of targets.
+func WithTokens(targets []PushTarget, tokens map[string][]PushToken) []PushTarget {
+	out := targets[:0]
+	for _, t := range targets {
+		if t.Tokens = tokens[t.User]; len(t.Tokens) > 0 {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

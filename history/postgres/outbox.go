@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,8 +79,8 @@ func queueOutbox(batch *pgx.Batch, rows []outboxRow) {
 // Outbox implements history.Outboxer: one query, the events' messages as
 // they are now joined in (all NULL when a message is gone).
 func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.OutboxEvent, error) {
-	if limit < 1 {
-		return nil, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	if err := history.CheckOutboxLimit(limit); err != nil {
+		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
 		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at,
@@ -139,8 +138,8 @@ func (s *Store) SaveSinkPosition(ctx context.Context, sink string, pos int64) er
 
 // PruneOutbox implements history.Outboxer.
 func (s *Store) PruneOutbox(ctx context.Context, upTo int64, limit int) (int, error) {
-	if limit < 1 {
-		return 0, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	if err := history.CheckOutboxLimit(limit); err != nil {
+		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE pos IN (SELECT pos FROM outbox WHERE pos <= $1 ORDER BY pos LIMIT $2)`, upTo, limit)
 	if err != nil {
@@ -149,21 +148,9 @@ func (s *Store) PruneOutbox(ctx context.Context, upTo int64, limit int) (int, er
 	return int(tag.RowsAffected()), nil
 }
 
-// checkPushToken refuses a token of a device that is not user's (a client
-// id USER/DEVICE, or USER itself) and an empty provider or token.
-func checkPushToken(user string, t history.PushToken) error {
-	if t.Device != user && !strings.HasPrefix(t.Device, user+"/") {
-		return history.Errorf(history.EINVALID, "device %q is not a device of user %q", t.Device, user)
-	}
-	if t.Provider == "" || t.Token == "" {
-		return history.Errorf(history.EINVALID, "push token of %q: provider and token are required", t.Device)
-	}
-	return nil
-}
-
 // SetPushToken implements history.Outboxer.
 func (s *Store) SetPushToken(ctx context.Context, user string, t history.PushToken) error {
-	if err := checkPushToken(user, t); err != nil {
+	if err := history.CheckPushToken(user, t); err != nil {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO push_tokens (device, user_id, provider, token, updated_at) VALUES ($1, $2, $3, $4, now())
@@ -217,11 +204,7 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.User
-	}
-	rows, err = s.pool.Query(ctx, `SELECT user_id, device, provider, token FROM push_tokens WHERE user_id = ANY($1) ORDER BY user_id, device`, names)
+	rows, err = s.pool.Query(ctx, `SELECT user_id, device, provider, token FROM push_tokens WHERE user_id = ANY($1) ORDER BY user_id, device`, history.TargetUsers(targets))
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -234,20 +217,5 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 	}); err != nil {
 		return nil, translate(err)
 	}
-	return withTokens(targets, tokens), nil
-}
-
-// withTokens fills in the targets' tokens and leaves out those left without
-// any (deleted between the queries).
-func withTokens(targets []history.PushTarget, tokens map[string][]history.PushToken) []history.PushTarget {
-	out := targets[:0]
-	for _, t := range targets {
-		if t.Tokens = tokens[t.User]; len(t.Tokens) > 0 {
-			out = append(out, t)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return history.WithTokens(targets, tokens), nil
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/parley-im/parley/history"
@@ -39,8 +38,8 @@ func writeReadEvent(ctx context.Context, ex execer, user, conv string, seq int64
 // Outbox implements history.Outboxer: one query, the events' messages as
 // they are now joined in (all NULL when a message is gone).
 func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.OutboxEvent, error) {
-	if limit < 1 {
-		return nil, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	if err := history.CheckOutboxLimit(limit); err != nil {
+		return nil, err
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
 		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
@@ -118,8 +117,8 @@ func (s *Store) SaveSinkPosition(ctx context.Context, sink string, pos int64) er
 
 // PruneOutbox implements history.Outboxer.
 func (s *Store) PruneOutbox(ctx context.Context, upTo int64, limit int) (int, error) {
-	if limit < 1 {
-		return 0, history.Errorf(history.EINVALID, "limit %d: want at least 1", limit)
+	if err := history.CheckOutboxLimit(limit); err != nil {
+		return 0, err
 	}
 	res, err := s.write.ExecContext(ctx, `DELETE FROM outbox WHERE pos IN (SELECT pos FROM outbox WHERE pos <= ? ORDER BY pos LIMIT ?)`, upTo, limit)
 	if err != nil {
@@ -129,21 +128,9 @@ func (s *Store) PruneOutbox(ctx context.Context, upTo int64, limit int) (int, er
 	return int(n), translate(err)
 }
 
-// checkPushToken refuses a token of a device that is not user's (a client
-// id USER/DEVICE, or USER itself) and an empty provider or token.
-func checkPushToken(user string, t history.PushToken) error {
-	if t.Device != user && !strings.HasPrefix(t.Device, user+"/") {
-		return history.Errorf(history.EINVALID, "device %q is not a device of user %q", t.Device, user)
-	}
-	if t.Provider == "" || t.Token == "" {
-		return history.Errorf(history.EINVALID, "push token of %q: provider and token are required", t.Device)
-	}
-	return nil
-}
-
 // SetPushToken implements history.Outboxer.
 func (s *Store) SetPushToken(ctx context.Context, user string, t history.PushToken) error {
-	if err := checkPushToken(user, t); err != nil {
+	if err := history.CheckPushToken(user, t); err != nil {
 		return err
 	}
 	_, err := s.write.ExecContext(ctx, `INSERT INTO push_tokens (device, user_id, provider, token, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -191,7 +178,7 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 	if err != nil || len(targets) == 0 {
 		return nil, translate(err)
 	}
-	names, _ := json.Marshal(targetUsers(targets))
+	names, _ := json.Marshal(history.TargetUsers(targets))
 	rows, err := tx.QueryContext(ctx, `SELECT user_id, device, provider, token FROM push_tokens
 		WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device`, string(names))
 	if err != nil {
@@ -210,10 +197,7 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 	if err := rows.Err(); err != nil {
 		return nil, translate(err)
 	}
-	for i := range targets {
-		targets[i].Tokens = tokens[targets[i].User]
-	}
-	return targets, nil
+	return history.WithTokens(targets, tokens), nil
 }
 
 func pushTargets(ctx context.Context, tx *sql.Tx, conv string, seq int64, users string, now time.Time) ([]history.PushTarget, error) {
@@ -231,12 +215,4 @@ func pushTargets(ctx context.Context, tx *sql.Tx, conv string, seq int64, users 
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-func targetUsers(ts []history.PushTarget) []string {
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.User
-	}
-	return out
 }
