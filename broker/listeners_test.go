@@ -21,8 +21,8 @@ func TestListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pki := newPKI(t)
-	cert := pki.issue(t, x509.ExtKeyUsageServerAuth)
+	pki := testkit.NewPKI(t)
+	cert := pki.Issue(t, x509.ExtKeyUsageServerAuth)
 	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) {
 		o.TLSListener = tlsLn
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -39,7 +39,7 @@ func TestListeners(t *testing.T) {
 		return c
 	}
 	ws := dial("alice/ws", (&url.URL{Scheme: "ws", Host: e.ws, Path: broker.WebsocketPath}).String(), nil)
-	tl := dial("alice/tls", "ssl://"+tlsLn.Addr().String(), &tls.Config{RootCAs: pki.pool, ServerName: "localhost"})
+	tl := dial("alice/tls", "ssl://"+tlsLn.Addr().String(), &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"})
 	for i, c := range []pahov3.Client{ws, tl} {
 		got := make(chan struct{}, 10)
 		c.Subscribe("im/inbox/alice", 1, func(pahov3.Client, pahov3.Message) { got <- struct{}{} }).Wait()

@@ -2,15 +2,9 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,69 +19,16 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-// testPKI is a throwaway certificate authority.
-type testPKI struct {
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	pool *x509.CertPool
-}
-
-func newPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testPKI{key: key, cert: cert, pool: pool}
-}
-
-// issue returns a certificate for 127.0.0.1 signed by the CA, for a server
-// or a client.
-func (p *testPKI) issue(t *testing.T, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "parley test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // mutualTLSNATS starts a NATS server that admits the NKey user pub over
 // mutual TLS: its certificate and the clients' are issued by pki.
-func mutualTLSNATS(t *testing.T, pki *testPKI, pub string) *natsserver.Server {
+func mutualTLSNATS(t *testing.T, pki *testkit.PKI, pub string) *natsserver.Server {
 	t.Helper()
 	return testkit.RunNATS(t, &natsserver.Options{
 		Nkeys: []*natsserver.NkeyUser{{Nkey: pub}},
 		TLS:   true, TLSVerify: true, TLSTimeout: 2,
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{pki.issue(t, x509.ExtKeyUsageServerAuth)},
-			ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+			Certificates: []tls.Certificate{pki.Issue(t, x509.ExtKeyUsageServerAuth)},
+			ClientCAs:    pki.Pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
 		},
 	})
 }
@@ -152,15 +93,15 @@ func crossNode(t *testing.T, mod func(*broker.Options)) {
 // deliver to each other.
 func TestClusterSecuredNATS(t *testing.T) {
 	t.Run("NKeyOverMutualTLS", func(t *testing.T) {
-		pki := newPKI(t)
+		pki := testkit.NewPKI(t)
 		pub, seed := userSeed(t)
 		ns := mutualTLSNATS(t, pki, pub)
 		seedFile := testkit.WriteFile(t, "node.nk", seed)
-		client := pki.issue(t, x509.ExtKeyUsageClientAuth)
+		client := pki.Issue(t, x509.ExtKeyUsageClientAuth)
 		crossNode(t, func(o *broker.Options) {
 			o.NATSURL = ns.ClientURL()
 			o.NATSNKeyFile = seedFile
-			o.NATSTLSConfig = &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
+			o.NATSTLSConfig = &tls.Config{RootCAs: pki.Pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
 		})
 	})
 	t.Run("Creds", func(t *testing.T) {
@@ -177,15 +118,15 @@ func TestClusterSecuredNATS(t *testing.T) {
 // wrong does not start, with an error that says why; unreadable files are
 // refused by New.
 func TestClusterNATSRefused(t *testing.T) {
-	pki := newPKI(t)
+	pki := testkit.NewPKI(t)
 	pub, seed := userSeed(t)
 	_, otherSeed := userSeed(t)
 	ns := mutualTLSNATS(t, pki, pub)
 	opServer, creds := operatorNATS(t)
 	seedFile, otherSeedFile := testkit.WriteFile(t, "node.nk", seed), testkit.WriteFile(t, "other.nk", otherSeed)
-	client := pki.issue(t, x509.ExtKeyUsageClientAuth)
-	goodTLS := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
-	otherPKI := newPKI(t)
+	client := pki.Issue(t, x509.ExtKeyUsageClientAuth)
+	goodTLS := &tls.Config{RootCAs: pki.Pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}
+	otherPKI := testkit.NewPKI(t)
 	missing := filepath.Join(t.TempDir(), "missing.creds")
 	cases := []struct {
 		name     string
@@ -198,8 +139,8 @@ func TestClusterNATSRefused(t *testing.T) {
 	}{
 		{"NoCredentials", ns.ClientURL(), "", "", goodTLS, false, "Authorization Violation"},
 		{"WrongNKey", ns.ClientURL(), "", otherSeedFile, goodTLS, false, "Authorization Violation"},
-		{"NoClientCertificate", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}, false, "natsbus: connect"},
-		{"UntrustedServer", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: otherPKI.pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}, false, "certificate"},
+		{"NoClientCertificate", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: pki.Pool, MinVersion: tls.VersionTLS12}, false, "natsbus: connect"},
+		{"UntrustedServer", ns.ClientURL(), "", seedFile, &tls.Config{RootCAs: otherPKI.Pool, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}, false, "certificate"},
 		{"NoCredsInOperatorMode", opServer.ClientURL(), "", "", nil, false, "natsbus: connect"},
 		{"PasswordRedacted", "nats://parley:hunter2@" + strings.TrimPrefix(opServer.ClientURL(), "nats://"), "", "", nil, false, "xxxxx"},
 		{"MissingCredsFile", opServer.ClientURL(), missing, "", nil, true, missing},

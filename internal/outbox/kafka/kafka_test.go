@@ -3,17 +3,11 @@ package kafka
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -25,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/parley-im/parley/internal/outbox"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 const partitions = 6
@@ -490,31 +485,9 @@ func TestNoBroker(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "kfake"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	c := cluster(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}))
-	s := newSink(t, c, Config{TLS: &tls.Config{RootCAs: roots}})
+	pki := testkit.NewPKI(t)
+	c := cluster(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.Issue(t, x509.ExtKeyUsageServerAuth)}}))
+	s := newSink(t, c, Config{TLS: &tls.Config{RootCAs: pki.Pool}})
 	evs := events(20, 3)
 	deliverAll(t, s, evs, 20)
 
