@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 const (
@@ -56,10 +57,7 @@ func newTestAPNs(t *testing.T) (*APNs, *apnsServer) {
 	key := testP256Key(t)
 	s := &apnsServer{t: t, clock: newClock(), pub: &key.PublicKey}
 	srv, client := startH2(t, s, true)
-	p := filepath.Join(t.TempDir(), "AuthKey_"+apnsKeyID+".p8")
-	if err := os.WriteFile(p, pkcs8PEM(t, key), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := testkit.WriteFile(t, "AuthKey_"+apnsKeyID+".p8", pkcs8PEM(t, key))
 	a, err := NewAPNs(APNsConfig{KeyFile: p, KeyID: apnsKeyID, TeamID: apnsTeamID, Topic: apnsTopic, Endpoint: srv.URL, HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
@@ -373,17 +371,10 @@ func TestAPNsHTTP2Only(t *testing.T) {
 
 func TestNewAPNsConfig(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	p256 := pkcs8PEM(t, testP256Key(t))
-	good := write("good.p8", p256)
-	rsaFile := write("rsa.p8", pkcs8PEM(t, testRSAKey(t)))
-	garbage := write("garbage.p8", []byte("not a key"))
+	good := testkit.WriteFile(t, "good.p8", p256)
+	rsaFile := testkit.WriteFile(t, "rsa.p8", pkcs8PEM(t, testRSAKey(t)))
+	garbage := testkit.WriteFile(t, "garbage.p8", []byte("not a key"))
 	base := APNsConfig{KeyFile: good, KeyID: apnsKeyID, TeamID: apnsTeamID, Topic: apnsTopic}
 	for name, c := range map[string]struct {
 		mod func(*APNsConfig)

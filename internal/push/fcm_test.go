@@ -12,7 +12,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 const (
@@ -343,11 +344,7 @@ func (s *fcmServer) credentials(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "service-account.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testkit.WriteFile(t, "service-account.json", b)
 }
 
 func newTestFCM(t *testing.T) (*FCM, *fcmServer) {
@@ -557,11 +554,7 @@ func TestNewFCMConfig(t *testing.T) {
 		"ec key":       {good(func(m map[string]string) { m["private_key"] = ecPEM }), false},
 		"bad uri":      {good(func(m map[string]string) { m["token_uri"] = "/token" }), false},
 	} {
-		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
-		if err := os.WriteFile(p, c.json, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		f, err := NewFCM(p, FCMOptions{})
+		f, err := NewFCM(testkit.WriteFile(t, strings.ReplaceAll(name, " ", "_")+".json", c.json), FCMOptions{})
 		if (err == nil) != c.ok {
 			t.Errorf("%s: %v, want ok %v", name, err, c.ok)
 		}
