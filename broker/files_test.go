@@ -278,4 +278,3 @@ func TestUnreferencedUploadCollected(t *testing.T) {
 		})
 	})
 }
-

@@ -155,4 +155,3 @@ func Bucket(tb testing.TB, endpoint, name string) {
 		tb.Fatal(err)
 	}
 }
-
