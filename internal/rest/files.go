@@ -4,7 +4,6 @@ import (
 	"errors"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -149,5 +148,5 @@ func (b *API) postFileURL(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	f.Close()
 	exp := time.Now().Add(b.Files.URLTTL).UTC()
-	WriteJSON(w, http.StatusOK, map[string]string{"url": b.fileURL(id), "expires_at": exp.Format(wire.TSLayout), "max_age": strconv.Itoa(int(b.Files.URLTTL.Seconds()))})
+	WriteJSON(w, http.StatusOK, map[string]string{"url": b.fileURL(id), "expires_at": exp.Format(wire.TSLayout)})
 }
