@@ -114,8 +114,8 @@ func pngImage(t testing.TB, w, h int) []byte {
 // TestAttachments runs the acceptance of attachments on both stores and
 // both blob stores.
 func TestAttachments(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
-		forEachBlobStore(t, func(t *testing.T, blobs func(*broker.Options)) {
+	forEachBlobStore(t, func(t *testing.T, blobs func(*broker.Options)) {
+		testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
 			e := setup(t, store, blobs, func(o *broker.Options) { o.MaxUpload = 1 << 20 })
 			bob := e.dial("bob/phone", "bob", dialOpts{})
 			pic := pngImage(t, 640, 480)
@@ -258,8 +258,8 @@ func TestAttachments(t *testing.T) {
 // TestUnreferencedUploadCollected: an upload no message refers to within
 // UploadTTL is deleted.
 func TestUnreferencedUploadCollected(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
-		forEachBlobStore(t, func(t *testing.T, blobs func(*broker.Options)) {
+	forEachBlobStore(t, func(t *testing.T, blobs func(*broker.Options)) {
+		testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
 			e := setup(t, store, blobs, func(o *broker.Options) { o.UploadTTL = 1 })
 			s, up, _ := e.postFile("alice", "application/pdf", []byte("%PDF-1.4"))
 			if s != 201 {
