@@ -206,7 +206,7 @@ func TestBodyCap(t *testing.T) {
 					mustUnmarshal(t, raw, &out)
 					if upload && chunked {
 						// An upload must declare its length.
-						if resp.StatusCode != 411 {
+						if resp.StatusCode != 400 || out.Error.Code != "invalid_payload" {
 							t.Fatalf("%d %s", resp.StatusCode, raw)
 						}
 						return

@@ -60,8 +60,8 @@ func (b *API) fileURL(id string) string {
 // postUpload stores the request body as a file of the user: Content-Type
 // and Content-Length are required; 413 beyond the limit.
 func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
-	if r.ContentLength < 0 || r.Header.Get("Content-Length") == "" {
-		writeError(w, &apiError{http.StatusLengthRequired, wire.CodeInvalidPayload, "Content-Length is required"})
+	if r.ContentLength < 0 {
+		writeError(w, &apiError{http.StatusBadRequest, wire.CodeInvalidPayload, "Content-Length is required: send the file with its length, not chunked"})
 		return
 	}
 	if r.ContentLength > b.Files.MaxUpload {
