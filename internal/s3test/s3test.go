@@ -53,6 +53,7 @@ var (
 	endpoint string
 	startErr error
 	cmd      *exec.Cmd
+	dataDir  string
 )
 
 // Endpoint returns the URL of a running S3 server shared by the tests of the
@@ -75,11 +76,16 @@ func Endpoint(tb testing.TB) string {
 	return endpoint
 }
 
-// Stop stops the server, if one was started.
+// Stop stops the server, if one was started, and removes its data.
 func Stop() {
 	if cmd != nil && cmd.Process != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
+		cmd = nil
+	}
+	if dataDir != "" {
+		os.RemoveAll(dataDir)
+		dataDir = ""
 	}
 }
 
@@ -97,6 +103,7 @@ func start(bin string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	dataDir = dir
 	var ports [4]int
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
@@ -129,8 +136,8 @@ func start(bin string) (string, error) {
 			return url, nil
 		}
 		if time.Now().After(deadline) {
-			Stop()
 			b, _ := os.ReadFile(filepath.Join(dir, "weed.log"))
+			Stop()
 			return "", fmt.Errorf("weed did not serve S3 within 90s: %v\n%s", err, tail(b))
 		}
 		time.Sleep(300 * time.Millisecond)
