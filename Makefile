@@ -15,10 +15,11 @@ build: ## build bin/parleyd and bin/parley (the CLI)
 run: build ## start parleyd on the embedded store in ./data (Ctrl-C stops it)
 	./$(BIN)/parleyd
 
-test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients (PostgreSQL binaries needed; see README)
+test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients (PostgreSQL binaries needed; builds SeaweedFS into bin/weed for the S3 tests; see README)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
+	bash scripts/install-weed.sh
 	@echo "$(GO) test -count=1 -timeout 30m ./..."
 	@set -o pipefail; $(GO) test -json -count=1 -timeout 30m ./... | ./$(BIN)/testsummary
 	@echo "$(GO) test -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/..."

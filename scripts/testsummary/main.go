@@ -35,9 +35,9 @@ type event struct {
 }
 
 // required matches the skip reasons that fail the run unless
-// PARLEY_ALLOW_SKIPS=1: tests that need PostgreSQL (internal/pgtest) or the
-// Mosquitto clients.
-var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto`)
+// PARLEY_ALLOW_SKIPS=1: tests that need PostgreSQL (internal/pgtest), the
+// Mosquitto clients or SeaweedFS (internal/s3test).
+var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto|seaweedfs`)
 
 type key struct{ pkg, test string }
 
