@@ -132,6 +132,13 @@ func (d *Dispatcher) serve(ctx context.Context, lost <-chan struct{}) {
 			n, err = d.Sink.Deliver(ctx, evs)
 		}
 		if ctx.Err() != nil {
+			// Shutting down: keep what was delivered, so that a restart
+			// does not deliver it again.
+			if n > 0 {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				d.Store.SaveSinkPosition(sctx, d.Sink.Name(), at[n-1])
+				cancel()
+			}
 			return
 		}
 		next := pos

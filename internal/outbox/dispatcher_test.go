@@ -73,7 +73,11 @@ func TestDispatcherDeadLetter(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { d.Run(runCtx); close(done) }()
-	testkit.Eventually(t, 10*time.Second, func() bool { return len(sink.bodies()) == 3 })
+	head, _ := ob.OutboxHead(ctx)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		pos, _, _ := ob.SinkPosition(ctx, "flaky")
+		return len(sink.bodies()) == 3 && pos == head
+	})
 	cancel()
 	<-done
 	if got := sink.bodies(); got[0] != "one" || got[1] != "two" || got[2] != "three" {
@@ -85,7 +89,6 @@ func TestDispatcherDeadLetter(t *testing.T) {
 	if n := testutil.ToFloat64(m.Failures.WithLabelValues("flaky")); n < 2 {
 		t.Fatalf("failures %v, want retries before the dead letter", n)
 	}
-	head, _ := ob.OutboxHead(ctx)
 	if pos, ok, err := ob.SinkPosition(ctx, "flaky"); err != nil || !ok || pos != head {
 		t.Fatalf("saved position %d (%v, %v), want the head %d", pos, ok, err, head)
 	}
