@@ -236,6 +236,11 @@ type Options struct {
 	// between two collections (default 10 min).
 	UploadTTL        time.Duration
 	FileCollectEvery time.Duration
+	// UploadDir holds resumable uploads in progress (the tus protocol on
+	// /v1/uploads, docs/api.md); default BlobDir/partial, or with S3 a
+	// directory under the system's temporary directory. In cluster mode,
+	// share it between the nodes or route an upload's requests to one node.
+	UploadDir string
 	// FileURLSecret signs file URLs (?sig=), valid FileURLTTL (default 1h);
 	// default JWTSecret.
 	FileURLSecret []byte
