@@ -296,9 +296,11 @@ func (b *API) getUpload(w http.ResponseWriter, r *http.Request, user string) {
 	_, _ = w.Write([]byte(resp.Body))
 }
 
-// tusWriter turns tusd's plain-text error answers into the API's error form:
-// {"error":{"code","message"}}, with the status tusd chose (5xx: 503
-// unavailable).
+// tusWriter turns tusd's plain-text error answers into the API's error form
+// and its one table of codes: 404 not_found, 409 conflict (a PATCH at
+// another offset than the upload's), 413 too_large, any other 4xx 400
+// invalid (a missing Tus-Resumable header too, 412 in tus), any 5xx 503
+// unavailable.
 type tusWriter struct {
 	http.ResponseWriter
 	limit  int64 // MaxUpload, for the message of too_large
@@ -344,6 +346,8 @@ func (w *tusWriter) flush(method string) {
 		code = history.ECONFLICT
 	case status >= 500:
 		status, code = http.StatusServiceUnavailable, wire.CodeUnavailable
+	default:
+		status = http.StatusBadRequest
 	}
 	if method == "HEAD" {
 		w.ResponseWriter.WriteHeader(status)
