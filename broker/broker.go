@@ -440,14 +440,19 @@ func New(opts Options) (*Broker, error) {
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users)
+	var err error
+	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
+		return nil, err
+	}
+	var imageURL func(string) string
+	if b.files != nil {
+		imageURL = func(id string) string { return "/v1/files/" + id + "?" + b.files.Sign(id, time.Now()) }
+	}
+	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users, imageURL)
 	if err != nil {
 		return nil, err
 	}
 	b.events = events
-	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
-		return nil, err
-	}
 	if b.files != nil {
 		b.messenger.Attach = b.files.Resolve
 	}
