@@ -47,8 +47,8 @@ type Push struct {
 	// URL of a file, relative to the server: a notification of one message
 	// with an image attachment carries its thumbnail's as Data["image"].
 	ImageURL func(fileID string) string
-	Metrics *Metrics
-	Log     *slog.Logger
+	Metrics  *Metrics
+	Log      *slog.Logger
 
 	mu       sync.Mutex
 	notified map[pushKey]time.Time // when (user, conv) was last notified
