@@ -24,7 +24,7 @@ import (
 // disagree, and checks that the document is served.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	pathRe := regexp.MustCompile(`^  (/\S+):\s*$`)
-	methodRe := regexp.MustCompile(`^    (get|post|put|delete|patch):\s*$`)
+	methodRe := regexp.MustCompile(`^    (get|head|post|put|delete|patch):\s*$`)
 	var documented []string
 	path := ""
 	sc := bufio.NewScanner(bytes.NewReader(docs.OpenAPI))

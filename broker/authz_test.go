@@ -53,8 +53,9 @@ type authzEnv struct {
 	watch map[string]*client
 	n     int
 	// files are uploads of alice attached in group "files" before carol's
-	// removal ({file}) and after it ({later}).
-	file, later string
+	// removal ({file}) and after it ({later}); partial is a resumable upload
+	// of alice in progress ({partial}).
+	file, later, partial string
 }
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
@@ -68,6 +69,7 @@ func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	}}, mod...)...)
 	a := &authzEnv{env: e, watch: map[string]*client{}}
 	a.file, a.later = a.files(t)
+	a.partial = strings.TrimPrefix(e.tusCreate("alice", "text/plain", 10), "/v1/uploads/")
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})
 	}
@@ -453,6 +455,7 @@ type restRow struct {
 	name    string
 	path    string
 	body    string
+	header  []string // extra request headers: name, value...
 	want    [4]string
 	noToken [2]string
 	// check, when set, looks at a 2xx reply.
@@ -546,6 +549,13 @@ func groupCheck(t *testing.T, user string, body []byte) {
 	}
 }
 
+// The headers of a tus creation of 10 bytes of text and of a PATCH at
+// offset 0.
+var (
+	tusCreateHeader = []string{"Tus-Resumable", "1.0.0", "Upload-Length", "10", "Upload-Metadata", "content_type dGV4dC9wbGFpbg=="}
+	tusPatchHeader  = []string{"Tus-Resumable", "1.0.0", "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"}
+)
+
 var authzRoutes = []restRow{
 	{route: "GET /v1/conversations", path: "/v1/conversations", want: same("200"), check: convsCheck},
 	{route: "GET /v1/conversations/{conv}/messages", name: "Group", path: "/v1/conversations/g:{g}/messages", want: [4]string{"200", "200", "200", "403 not_member"}, check: historyCheck},
@@ -593,6 +603,15 @@ var authzRoutes = []restRow{
 	{route: "GET /v1/files/{id}", name: "BadSignature", path: "/v1/files/{later}?exp=9999999999&sig=00", want: same("404 not_found"), noToken: [2]string{"404 not_found", "404 not_found"}},
 	{route: "POST /v1/files/{id}/url", name: "BeforeRemoval", path: "/v1/files/{file}/url", want: [4]string{"200", "200", "200", "404 not_found"}},
 	{route: "POST /v1/files/{id}/url", name: "AfterRemoval", path: "/v1/files/{later}/url", want: [4]string{"200", "200", "404 not_found", "404 not_found"}},
+	// Resumable uploads (tus): an upload in progress answers its owner
+	// only; {fresh} is a new upload of alice for each request. HEAD
+	// answers have no body: the status only.
+	{route: "POST /v1/uploads", name: "Resumable", path: "/v1/uploads", header: tusCreateHeader, want: same("201")},
+	{route: "HEAD /v1/uploads/{id}", path: "/v1/uploads/{partial}", want: [4]string{"200", "404", "404", "404"}},
+	{route: "PATCH /v1/uploads/{id}", path: "/v1/uploads/{partial}", header: tusPatchHeader, want: [4]string{"204", "404 not_found", "404 not_found", "404 not_found"}},
+	{route: "DELETE /v1/uploads/{id}", path: "/v1/uploads/{fresh}", header: tusPatchHeader, want: [4]string{"204", "404 not_found", "404 not_found", "404 not_found"}},
+	{route: "GET /v1/uploads/{id}", name: "Finished", path: "/v1/uploads/{file}", want: [4]string{"200", "404 not_found", "404 not_found", "404 not_found"}},
+	{route: "GET /v1/uploads/{id}", name: "InProgress", path: "/v1/uploads/{partial}", want: [4]string{"409 conflict", "404 not_found", "404 not_found", "404 not_found"}},
 	// Not a route: a listed path with another method.
 	{name: "GET /v1/groups", path: "/v1/groups", want: same("404 not_found"), noToken: [2]string{"404 not_found", "404 not_found"}},
 }
@@ -641,10 +660,17 @@ func TestAuthzREST(t *testing.T) {
 					if self == "" {
 						self = "anonymous"
 					}
-					rp := strings.NewReplacer("{g}", g, "{self}", self, "{file}", a.file, "{later}", a.later)
+					fresh := ""
+					if strings.Contains(row.path, "{fresh}") {
+						fresh = strings.TrimPrefix(a.tusCreate("alice", "text/plain", 10), "/v1/uploads/")
+					}
+					rp := strings.NewReplacer("{g}", g, "{self}", self, "{file}", a.file, "{later}", a.later, "{partial}", a.partial, "{fresh}", fresh)
 					req, err := http.NewRequest(row.method(), a.http+rp.Replace(row.path), strings.NewReader(rp.Replace(row.body)))
 					if err != nil {
 						t.Fatal(err)
+					}
+					for i := 0; i+1 < len(row.header); i += 2 {
+						req.Header.Set(row.header[i], row.header[i+1])
 					}
 					switch k.kind {
 					case "Anonymous":
@@ -664,6 +690,12 @@ func TestAuthzREST(t *testing.T) {
 					if got := strconv.Itoa(resp.StatusCode); got != wantStatus {
 						t.Fatalf("status %s, want %s: %s", got, want, body)
 					}
+					if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="parley"`) {
+						t.Errorf("401 without WWW-Authenticate: %q", resp.Header.Get("WWW-Authenticate"))
+					}
+					if row.method() == "HEAD" {
+						return // no body
+					}
 					if resp.StatusCode < 300 {
 						if row.check != nil {
 							row.check(t, k.user, body)
@@ -677,9 +709,6 @@ func TestAuthzREST(t *testing.T) {
 					mustUnmarshal(t, body, &e)
 					if len(reply) != 1 || reply["error"] == nil || e.Error.Code != wantCode || e.Error.Message == "" {
 						t.Errorf("error reply %s, want only {\"error\":{\"code\":%q,...}}", body, wantCode)
-					}
-					if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="parley"`) {
-						t.Errorf("401 without WWW-Authenticate: %q", resp.Header.Get("WWW-Authenticate"))
 					}
 					switch {
 					case k.kind == "Anonymous" && wantStatus == "401" && !strings.Contains(e.Error.Message, "missing"):

@@ -236,6 +236,11 @@ type Options struct {
 	// between two collections (default 10 min).
 	UploadTTL        time.Duration
 	FileCollectEvery time.Duration
+	// UploadDir holds resumable uploads in progress (the tus protocol on
+	// /v1/uploads, docs/api.md); default BlobDir/partial, or with S3 a
+	// directory under the system's temporary directory. In cluster mode,
+	// share it between the nodes or route an upload's requests to one node.
+	UploadDir string
 	// FileURLSecret signs file URLs (?sig=), valid FileURLTTL (default 1h);
 	// default JWTSecret.
 	FileURLSecret []byte
@@ -435,14 +440,19 @@ func New(opts Options) (*Broker, error) {
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users)
+	var err error
+	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
+		return nil, err
+	}
+	var imageURL func(string) string
+	if b.files != nil {
+		imageURL = func(id string) string { return "/v1/files/" + id + "?" + b.files.Sign(id, time.Now()) }
+	}
+	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users, imageURL)
 	if err != nil {
 		return nil, err
 	}
 	b.events = events
-	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
-		return nil, err
-	}
 	if b.files != nil {
 		b.messenger.Attach = b.files.Resolve
 	}

@@ -45,7 +45,8 @@ func pushProviders(opts Options) (map[string]push.Provider, error) {
 
 // newEvents builds the sinks of opts over the store's outbox, and returns
 // the names of the push providers that devices may register for.
-func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, string) ([]string, error)) (*events, []string, error) {
+// imageURL, when set, signs the URL of a thumbnail for push previews.
+func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, string) ([]string, error), imageURL func(string) string) (*events, []string, error) {
 	providers, err := pushProviders(opts)
 	if err != nil {
 		return nil, nil, err
@@ -84,7 +85,7 @@ func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, stri
 	sort.Strings(names)
 	if len(names) > 0 {
 		sinks = append(sinks, &outbox.Push{Store: ob, Users: users, Providers: providers, Webhooks: webhooks,
-			Delay: opts.PushDelay, Preview: !opts.PushHidePreview, Metrics: m, Log: opts.Logger})
+			Delay: opts.PushDelay, Preview: !opts.PushHidePreview, ImageURL: imageURL, Metrics: m, Log: opts.Logger})
 	}
 	var sinkNames []string
 	for _, s := range sinks {

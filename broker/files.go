@@ -30,6 +30,7 @@ func newFiles(opts Options, store history.Store, reg prometheus.Registerer) (*fi
 	}
 	var blobs blob.Store
 	tmp := opts.BlobDir
+	partial := opts.UploadDir
 	if opts.S3Endpoint != "" {
 		s3, err := blob.NewS3(blob.S3Config{Endpoint: opts.S3Endpoint, Bucket: opts.S3Bucket, Region: opts.S3Region})
 		if err != nil {
@@ -37,12 +38,18 @@ func newFiles(opts Options, store history.Store, reg prometheus.Registerer) (*fi
 		}
 		blobs = s3
 		tmp = ""
+		if partial == "" {
+			partial = filepath.Join(os.TempDir(), "parley-partial")
+		}
 	} else {
 		if err := os.MkdirAll(filepath.Join(opts.BlobDir, "tmp"), 0o750); err != nil {
 			return nil, fmt.Errorf("broker: blob dir: %w", err)
 		}
 		blobs = &blob.Dir{Path: opts.BlobDir}
 		tmp = filepath.Join(opts.BlobDir, "tmp")
+		if partial == "" {
+			partial = filepath.Join(opts.BlobDir, "partial")
+		}
 	}
 	secret := opts.FileURLSecret
 	if len(secret) == 0 {
@@ -54,7 +61,7 @@ func newFiles(opts Options, store history.Store, reg prometheus.Registerer) (*fi
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
 	}
-	f := &files.Service{Store: us, Blobs: blobs, TempDir: tmp, MaxUpload: opts.MaxUpload, MaxPixels: opts.MaxImagePixels,
+	f := &files.Service{Store: us, Blobs: blobs, TempDir: tmp, PartialDir: partial, MaxUpload: opts.MaxUpload, MaxPixels: opts.MaxImagePixels,
 		UnreferencedTTL: opts.UploadTTL, CollectEvery: opts.FileCollectEvery, URLSecret: secret, URLTTL: opts.FileURLTTL,
 		Registry: reg, Log: opts.Logger}
 	return f, f.Init()

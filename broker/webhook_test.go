@@ -712,3 +712,73 @@ func TestModerationConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestAttachmentsInEvents: a message's attachments are in every read path:
+// a conversation's last message (GET /v1/conversations, /v1/sync), the
+// webhook event, and the push notification of an image carries a signed
+// URL of its thumbnail that works without a token.
+func TestAttachmentsInEvents(t *testing.T) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		secret := []byte("s")
+		rcv := newReceiver(t, secret)
+		e := setup(t, s, func(o *broker.Options) {
+			o.WebhookURLs, o.WebhookSecret = []string{rcv.srv.URL}, secret
+			o.BlobDir = t.TempDir()
+			o.PushDelay, o.OutboxPoll = 500*time.Millisecond, 20*time.Millisecond
+		})
+		if st := e.do("PUT", "/v1/devices/gw/push", "bob", `{"provider":"webhook","token":"bob-gw"}`, nil); st != 200 {
+			t.Fatalf("register: %d", st)
+		}
+		code, up, _ := e.postFile("alice", "image/png", pngImage(t, 640, 480))
+		if code != 201 || up.Thumbnail == "" {
+			t.Fatalf("upload = %d %+v", code, up)
+		}
+		var sent messageOut
+		if code := e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"look","attachments":[{"id":"`+up.ID+`","name":"cat.png"}]}`, &sent); code != 201 {
+			t.Fatalf("send = %d", code)
+		}
+		type file struct{ ID, Name, Thumbnail string }
+		check := func(where string, files []file) {
+			t.Helper()
+			if len(files) != 1 || files[0].ID != up.ID || files[0].Name != "cat.png" || files[0].Thumbnail != up.Thumbnail {
+				t.Errorf("%s: attachments %+v, want %s cat.png", where, files, up.ID)
+			}
+		}
+
+		var convs struct {
+			Conversations []struct {
+				ID          string
+				LastMessage struct{ Attachments []file } `json:"last_message"`
+			}
+		}
+		e.do("GET", "/v1/conversations", "bob", "", &convs)
+		if len(convs.Conversations) != 1 {
+			t.Fatalf("conversations %+v", convs)
+		}
+		check("GET /v1/conversations last_message", convs.Conversations[0].LastMessage.Attachments)
+		convs.Conversations = nil
+		e.do("GET", "/v1/sync", "bob", "", &convs)
+		if len(convs.Conversations) != 1 {
+			t.Fatalf("sync %+v", convs)
+		}
+		check("GET /v1/sync last_message", convs.Conversations[0].LastMessage.Attachments)
+
+		testkit.Eventually(t, 10*time.Second, func() bool { return len(pushNotifications(rcv)) >= 1 })
+		for _, ev := range rcv.events() {
+			if ev.Type == "message.created" {
+				var d struct{ Attachments []file }
+				mustUnmarshal(t, ev.Data, &d)
+				check("webhook message.created", d.Attachments)
+			}
+		}
+		var note struct{ Image string }
+		mustUnmarshal(t, pushNotifications(rcv)[0].Data, &note)
+		if !strings.HasPrefix(note.Image, "/v1/files/"+up.Thumbnail+"?exp=") {
+			t.Fatalf("push.notify image %q, want a signed URL of %s", note.Image, up.Thumbnail)
+		}
+		resp, body := e.getFile(note.Image, "")
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(body) == 0 {
+			t.Fatalf("GET the preview without a token = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	})
+}

@@ -1,6 +1,10 @@
 package parley_test
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -52,4 +56,52 @@ func TestAttachments(t *testing.T) {
 			t.Fatalf("attach another's upload: %v", err)
 		}
 	})
+}
+
+// flakyFile is a file whose first read through fails at failAt: the
+// transfer breaks midway, as on a dropped link.
+type flakyFile struct {
+	*bytes.Reader
+	failAt int64
+	failed bool
+}
+
+func (f *flakyFile) Read(p []byte) (int, error) {
+	pos, _ := f.Seek(0, io.SeekCurrent)
+	if !f.failed && pos+int64(len(p)) > f.failAt {
+		if pos >= f.failAt {
+			f.failed = true
+			return 0, errors.New("link dropped")
+		}
+		p = p[:f.failAt-pos]
+	}
+	return f.Reader.Read(p)
+}
+
+// TestUploadResumable: Upload sends a large seekable file as a resumable
+// upload, and resumes it from the server's offset when the transfer fails
+// midway.
+func TestUploadResumable(t *testing.T) {
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.BlobDir = t.TempDir() })
+	alice := e.dial("alice", "a")
+	data := make([]byte, parley.ResumableThreshold+3<<20)
+	rand.Read(data)
+	sum := sha256.Sum256(data)
+	f := &flakyFile{Reader: bytes.NewReader(data), failAt: 5 << 20}
+	up, err := alice.Upload(ctxT(t), "application/octet-stream", f, int64(len(data)))
+	if err != nil || up.SHA256 != hex.EncodeToString(sum[:]) || up.Size != int64(len(data)) {
+		t.Fatalf("Upload = %+v, %v", up, err)
+	}
+	if !f.failed {
+		t.Fatal("the transfer never failed")
+	}
+	rc, err := alice.Download(ctxT(t), up.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("Download: %d bytes, not the file", len(got))
+	}
 }

@@ -175,6 +175,7 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.S3Endpoint, "s3-endpoint", "PARLEY_S3_ENDPOINT", "", "S3-compatible server URL for uploaded files (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: PARLEY_BLOB_DIR"},
 		{&c.S3Bucket, "s3-bucket", "PARLEY_S3_BUCKET", "", "S3 bucket of uploaded files (it must exist)"},
 		{&c.S3Region, "s3-region", "PARLEY_S3_REGION", "", "S3 region; empty: us-east-1"},
+		{&c.UploadDir, "upload-dir", "PARLEY_UPLOAD_DIR", "", "directory of resumable uploads in progress; empty: BLOB_DIR/partial, or DATA_DIR/partial with S3"},
 		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
 	}
 	for _, f := range strs {

@@ -66,9 +66,10 @@ type Config struct {
 	DeviceTTL time.Duration
 
 	// Attachments: BlobDir (default DATA_DIR/blobs) or S3Endpoint and
-	// S3Bucket; MaxUpload in bytes.
-	BlobDir, S3Endpoint, S3Bucket, S3Region string
-	MaxUpload                               int
+	// S3Bucket; MaxUpload in bytes; UploadDir holds resumable uploads in
+	// progress.
+	BlobDir, S3Endpoint, S3Bucket, S3Region, UploadDir string
+	MaxUpload                                          int
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -150,8 +151,12 @@ func (m *Main) options() (broker.Options, error) {
 		opts.DeviceTTL = -1 // 0 means never on the command line
 	}
 	opts.BlobDir, opts.S3Endpoint, opts.S3Bucket, opts.S3Region, opts.MaxUpload = c.BlobDir, c.S3Endpoint, c.S3Bucket, c.S3Region, int64(c.MaxUpload)
+	opts.UploadDir = c.UploadDir
 	if c.S3Endpoint != "" {
 		opts.BlobDir = ""
+		if opts.UploadDir == "" {
+			opts.UploadDir = filepath.Join(c.DataDir, "partial")
+		}
 		if c.S3Bucket == "" {
 			return opts, configErrorf("PARLEY_S3_BUCKET is required with PARLEY_S3_ENDPOINT")
 		}

@@ -209,10 +209,11 @@ type lastMessage struct {
 	mentions                              []string
 	ts, edited                            *time.Time
 	deleted                               *bool
+	attachments                           *string // JSON, as messageColumns
 }
 
 func (l *lastMessage) targets() []any {
-	return []any{&l.conv, &l.seq, &l.id, &l.cid, &l.from, &l.typ, &l.body, &l.ts, &l.reply, &l.mentions, &l.target, &l.emoji, &l.edited, &l.deleted}
+	return []any{&l.conv, &l.seq, &l.id, &l.cid, &l.from, &l.typ, &l.body, &l.ts, &l.reply, &l.mentions, &l.target, &l.emoji, &l.edited, &l.deleted, &l.attachments}
 }
 
 // message returns the scanned message, nil when there is none.
@@ -224,6 +225,9 @@ func (l *lastMessage) message() *history.Message {
 		ReplyTo: *l.reply, Mentions: slices.Clone(l.mentions), Target: *l.target, Emoji: *l.emoji, Deleted: *l.deleted}
 	if l.edited != nil {
 		m.EditedAt = l.edited.UTC()
+	}
+	if l.attachments != nil {
+		_ = json.Unmarshal([]byte(*l.attachments), &m.Attachments) // written by insertMessages
 	}
 	return m
 }

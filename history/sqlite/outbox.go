@@ -43,7 +43,7 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
 		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
-		coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted
+		coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')
 		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
 		WHERE o.pos > ? ORDER BY o.pos LIMIT ?`, after, limit)
 	if err != nil {
@@ -54,11 +54,11 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 	for rows.Next() {
 		var e history.OutboxEvent
 		var ts string
-		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited sql.NullString
+		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
 		var lseq, lreply, ltarget sql.NullInt64
 		var ldeleted sql.NullBool
 		if err := rows.Scan(&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts,
-			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted); err != nil {
+			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
 			return nil, translate(err)
 		}
 		t, err := time.Parse(tsLayout, ts)
@@ -75,6 +75,9 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: mts.UTC(),
 				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
 			if err := scanExtra(e.Message, lmentions.String, ledited.String); err != nil {
+				return nil, translate(err)
+			}
+			if err := scanAttachments(e.Message, lfiles.String); err != nil {
 				return nil, translate(err)
 			}
 		}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"time"
 
 	"github.com/parley-im/parley/history"
@@ -118,4 +119,13 @@ func (s *Store) ForgetUserUploads(ctx context.Context, owner string) ([]history.
 		return err
 	})
 	return out, err
+}
+
+// scanAttachments sets the attachments of m from their column (JSON, ""
+// for none), for the reads that scan a joined message column by column.
+func scanAttachments(m *history.Message, attachments string) error {
+	if attachments == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(attachments), &m.Attachments)
 }

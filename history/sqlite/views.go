@@ -67,7 +67,7 @@ const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	coalesce(m.muted_until, ''), m.archived, m.pinned,
 	c.updated_at,
 	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
-	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted
+	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
@@ -96,11 +96,11 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 		var v history.ConversationView
 		var at, muted string
 		var archived, pinned bool
-		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited sql.NullString
+		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
 		var lseq, lreply, ltarget sql.NullInt64
 		var ldeleted sql.NullBool
 		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at,
-			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted); err != nil {
+			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
 			return nil, history.Position{}, false, err
 		}
 		var err error
@@ -113,6 +113,9 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: ts.UTC(),
 				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
 			if err := scanExtra(v.LastMessage, lmentions.String, ledited.String); err != nil {
+				return nil, history.Position{}, false, err
+			}
+			if err := scanAttachments(v.LastMessage, lfiles.String); err != nil {
 				return nil, history.Position{}, false, err
 			}
 		}

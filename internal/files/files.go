@@ -17,7 +17,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,11 @@ type Service struct {
 	Blobs blob.Store
 	// TempDir holds uploads while they are received; default os.TempDir().
 	TempDir string
+	// PartialDir holds the resumable uploads in progress (the tus protocol,
+	// served by internal/rest): their bytes so far and their state, one
+	// "ID" and one "ID.info" file each. Collect deletes those not written
+	// to for UnreferencedTTL. Default TempDir/partial.
+	PartialDir string
 	// MaxUpload bounds an upload in bytes; default DefaultMaxUpload.
 	MaxUpload int64
 	// MaxPixels bounds the pixels of an image; default DefaultMaxPixels.
@@ -85,6 +92,12 @@ func (s *Service) Init() error {
 	}
 	if s.TempDir == "" {
 		s.TempDir = os.TempDir()
+	}
+	if s.PartialDir == "" {
+		s.PartialDir = filepath.Join(s.TempDir, "partial")
+	}
+	if err := os.MkdirAll(s.PartialDir, 0o750); err != nil {
+		return fmt.Errorf("files: %w", err)
 	}
 	if s.MaxUpload <= 0 {
 		s.MaxUpload = DefaultMaxUpload
@@ -124,6 +137,11 @@ func (s *Service) Init() error {
 // store fails.
 func (s *Service) Put(ctx context.Context, owner, contentType string, size int64, r io.Reader) (history.Upload, *wire.Error) {
 	u, err := s.put(ctx, owner, contentType, size, r)
+	return s.result(owner, u, err)
+}
+
+// result counts the outcome of an upload and turns err into a *wire.Error.
+func (s *Service) result(owner string, u history.Upload, err error) (history.Upload, *wire.Error) {
 	var we *wire.Error
 	switch {
 	case err == nil:
@@ -167,38 +185,75 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	}
 	u := history.Upload{ID: history.NewUploadID(), Owner: owner, Size: size, ContentType: contentType,
 		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}
+	return u, s.store(ctx, &u, tmp)
+}
+
+// PutFile stores the whole file at path, received by a resumable upload
+// of owner, as upload id: the same checks, hash, thumbnail and record as
+// Put. The caller removes the file afterwards. Errors are as Put's.
+func (s *Service) PutFile(ctx context.Context, id, owner, contentType, path string) (history.Upload, *wire.Error) {
+	u, err := s.putFile(ctx, id, owner, contentType, path)
+	return s.result(owner, u, err)
+}
+
+func (s *Service) putFile(ctx context.Context, id, owner, contentType, path string) (history.Upload, error) {
+	if !history.ValidUploadID(id) || len(id) != 33 {
+		return history.Upload{}, fmt.Errorf("files: invalid upload id %q", id)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return history.Upload{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return history.Upload{}, err
+	}
+	if size > s.MaxUpload {
+		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
+	}
+	u := history.Upload{ID: id, Owner: owner, Size: size, ContentType: contentType,
+		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}
+	return u, s.store(ctx, &u, f)
+}
+
+// store measures and thumbnails the image in f (u's bytes, hashed), puts
+// f and the thumbnail into the blob store and records u.
+func (s *Service) store(ctx context.Context, u *history.Upload, f *os.File) error {
 	var thumb []byte
-	if IsImage(contentType) {
-		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-			return history.Upload{}, err
+	var err error
+	if IsImage(u.ContentType) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
 		}
-		u.Width, u.Height, thumb, err = thumbnail(tmp, contentType, s.MaxPixels)
+		u.Width, u.Height, thumb, err = thumbnail(f, u.ContentType, s.MaxPixels)
 		if errors.Is(err, errImage) {
-			return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "%s", err.Error()[len("files: "):])
+			return wire.Errorf(wire.CodeInvalidPayload, "%s", err.Error()[len("files: "):])
 		}
 		if err != nil {
-			return history.Upload{}, err
+			return err
 		}
 		u.Thumbnail, u.ThumbSize, u.ThumbType = history.ThumbnailID(u.ID), int64(len(thumb)), "image/jpeg"
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return history.Upload{}, err
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
 	}
-	if err := s.Blobs.Put(ctx, u.ID, tmp, size, contentType); err != nil {
-		return history.Upload{}, err
+	if err := s.Blobs.Put(ctx, u.ID, f, u.Size, u.ContentType); err != nil {
+		return err
 	}
 	if thumb != nil {
 		if err := s.Blobs.Put(ctx, u.Thumbnail, bytes.NewReader(thumb), u.ThumbSize, u.ThumbType); err != nil {
-			s.deleteBlobs(u)
-			return history.Upload{}, err
+			s.deleteBlobs(*u)
+			return err
 		}
 	}
-	if err := s.Store.CreateUpload(ctx, u); err != nil {
-		s.deleteBlobs(u)
-		return history.Upload{}, err
+	if err := s.Store.CreateUpload(ctx, *u); err != nil {
+		s.deleteBlobs(*u)
+		return err
 	}
-	s.uploadBytes.Add(float64(size + u.ThumbSize))
-	return u, nil
+	s.uploadBytes.Add(float64(u.Size + u.ThumbSize))
+	return nil
 }
 
 // Resolve returns the attachments of a send by owner: each ref must name
@@ -302,9 +357,10 @@ func (s *Service) mac(id, exp string) string {
 
 // Collect deletes the uploads that no message refers to (history.
 // UploadStore.CollectUploads: unreferenced for UnreferencedTTL, or whose
-// messages were deleted) and their blobs, and returns how many it deleted.
+// messages were deleted) and their blobs, and the resumable uploads in
+// progress abandoned for UnreferencedTTL, and returns how many it deleted.
 func (s *Service) Collect(ctx context.Context) (int, error) {
-	total := 0
+	total := s.collectPartial(time.Now().Add(-s.UnreferencedTTL))
 	for {
 		us, err := s.Store.CollectUploads(ctx, time.Now().Add(-s.UnreferencedTTL), 500)
 		if err != nil {
@@ -318,6 +374,36 @@ func (s *Service) Collect(ctx context.Context) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// collectPartial deletes the resumable uploads in progress whose data was
+// last written before staleBefore, and returns how many it deleted.
+func (s *Service) collectPartial(staleBefore time.Time) int {
+	infos, err := filepath.Glob(filepath.Join(s.PartialDir, "*.info"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, info := range infos {
+		id := strings.TrimSuffix(filepath.Base(info), ".info")
+		last := time.Time{}
+		for _, p := range []string{info, filepath.Join(s.PartialDir, id)} {
+			if st, err := os.Stat(p); err == nil && st.ModTime().After(last) {
+				last = st.ModTime()
+			}
+		}
+		if last.After(staleBefore) {
+			continue
+		}
+		for _, suffix := range []string{"", ".lock", ".stop", ".info"} {
+			if err := os.Remove(filepath.Join(s.PartialDir, id+suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.Log.Warn("delete an abandoned upload", "id", id, "error", err)
+			}
+		}
+		s.deleted.Inc()
+		n++
+	}
+	return n
 }
 
 // DeleteUser deletes every file of owner (account deletion).

@@ -43,8 +43,12 @@ type Push struct {
 	// Preview puts the message's text into the notification; without it the
 	// body says only that there are new messages.
 	Preview bool
-	Metrics *Metrics
-	Log     *slog.Logger
+	// ImageURL, when set (and with Preview), returns a short-lived signed
+	// URL of a file, relative to the server: a notification of one message
+	// with an image attachment carries its thumbnail's as Data["image"].
+	ImageURL func(fileID string) string
+	Metrics  *Metrics
+	Log      *slog.Logger
 
 	mu       sync.Mutex
 	notified map[pushKey]time.Time // when (user, conv) was last notified
@@ -169,22 +173,31 @@ func (p *Push) recently(k pushKey, now time.Time, d time.Duration) bool {
 }
 
 // notification is what a user sees of n messages ending with m.
-func (p *Push) notification(m pushMsg, n int, unread int64) push.Notification {
+func (p *Push) notification(m pushMsg, count int, unread int64) push.Notification {
 	title := m.d.From
 	if kind, g, _, _ := history.ParseConvID(m.ev.Conv); kind == history.KindGroup {
 		title = m.d.From + " in " + g
 	}
 	body := "New message"
-	if n > 1 {
-		body = strconv.Itoa(n) + " new messages"
+	if count > 1 {
+		body = strconv.Itoa(count) + " new messages"
 	}
-	if p.Preview && n == 1 {
+	if p.Preview && count == 1 {
 		if text := previewText(m.d.Body); text != "" {
 			body = text
 		}
 	}
-	return push.Notification{Title: title, Body: body, Conv: m.ev.Conv, Seq: m.ev.Seq, Badge: int(unread), CollapseKey: m.ev.Conv,
+	n := push.Notification{Title: title, Body: body, Conv: m.ev.Conv, Seq: m.ev.Seq, Badge: int(unread), CollapseKey: m.ev.Conv,
 		Data: map[string]string{"conv": m.ev.Conv, "seq": strconv.FormatInt(m.ev.Seq, 10), "id": m.ev.ID}}
+	if p.Preview && p.ImageURL != nil && count == 1 {
+		for _, a := range m.d.Attachments {
+			if a.Thumbnail != "" {
+				n.Data["image"] = p.ImageURL(a.Thumbnail)
+				break
+			}
+		}
+	}
+	return n
 }
 
 // previewText is the text of a body: a JSON string, or the "text" field of
@@ -214,8 +227,12 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 	}
 	var err error
 	if tok.Provider == "webhook" {
-		data, _ := json.Marshal(map[string]any{"user": user, "device": tok.Device, "token": tok.Token,
-			"title": n.Title, "body": n.Body, "badge": n.Badge, "conv": n.Conv, "seq": n.Seq})
+		note := map[string]any{"user": user, "device": tok.Device, "token": tok.Token,
+			"title": n.Title, "body": n.Body, "badge": n.Badge, "conv": n.Conv, "seq": n.Seq}
+		if img := n.Data["image"]; img != "" {
+			note["image"] = img
+		}
+		data, _ := json.Marshal(note)
 		pe := Event{ID: "push:" + ev.ID + ":" + tok.Device, Type: TypePushNotify, TS: time.Now().UTC(), Conv: ev.Conv, Seq: ev.Seq, Data: data}
 		for _, w := range p.Webhooks {
 			if werr := w.Post(ctx, pe); werr != nil {

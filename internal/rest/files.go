@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/files"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -18,20 +19,34 @@ var fileRoutes = []route{
 	{"POST", "/v1/uploads", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUpload }},
 	{"GET", "/v1/files/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getFile }},
 	{"POST", "/v1/files/{id}/url", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postFileURL }},
+	// Resumable uploads (tus.go); POST /v1/uploads with a Tus-Resumable
+	// header creates one.
+	{"HEAD", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.headUpload }},
+	{"PATCH", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.patchUpload }},
+	{"DELETE", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteUpload }},
+	{"GET", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getUpload }},
 }
 
 // registerFiles adds fileRoutes to mux; without Files they answer 404.
 func (b *API) registerFiles(mux *http.ServeMux) {
+	if b.Files != nil {
+		t, err := newTus(b)
+		if err != nil {
+			b.Log.Error("resumable uploads are off", "error", err)
+		}
+		b.tus = t
+	}
 	for _, rt := range fileRoutes {
 		h := b.auth(rt.handle(b))
 		switch {
-		case b.Files == nil:
+		case b.Files == nil || (b.tus == nil && strings.HasPrefix(rt.pattern, "/v1/uploads/")):
 			h = func(w http.ResponseWriter, r *http.Request) {
 				writeError(w, &apiError{http.StatusNotFound, "not_found", "file uploads are not enabled on this server"})
 			}
-		case rt.pattern == "/v1/uploads":
-			// The handler bounds the body itself: a large cap of its own.
-		case rt.method == "GET":
+		case rt.pattern == "/v1/uploads" || rt.method == "PATCH":
+			// The handler bounds the body itself: a large cap of its own
+			// (tusd's, up to the upload's length, for a PATCH).
+		case rt.method == "GET" && rt.pattern == "/v1/files/{id}":
 			h = capBody(maxBody, b.signedOr(h))
 		default:
 			h = capBody(maxBody, h)
@@ -60,6 +75,10 @@ func (b *API) fileURL(id string) string {
 // postUpload stores the request body as a file of the user: Content-Type
 // and Content-Length are required; 413 beyond the limit.
 func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
+	if r.Header.Get("Tus-Resumable") != "" && b.tus != nil {
+		b.postTus(w, r, user)
+		return
+	}
 	if r.ContentLength < 0 {
 		writeError(w, &apiError{http.StatusBadRequest, wire.CodeInvalidPayload, "Content-Length is required: send the file with its length, not chunked"})
 		return
@@ -80,8 +99,12 @@ func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
 		writeError(w, &apiError{status, we.Code, we.Message})
 		return
 	}
-	WriteJSON(w, http.StatusCreated, uploadJSON{ID: u.ID, Size: u.Size, ContentType: u.ContentType, SHA256: u.SHA256,
-		URL: b.fileURL(u.ID), Width: u.Width, Height: u.Height, Thumbnail: u.Thumbnail})
+	WriteJSON(w, http.StatusCreated, b.toUploadJSON(u))
+}
+
+func (b *API) toUploadJSON(u history.Upload) uploadJSON {
+	return uploadJSON{ID: u.ID, Size: u.Size, ContentType: u.ContentType, SHA256: u.SHA256,
+		URL: b.fileURL(u.ID), Width: u.Width, Height: u.Height, Thumbnail: u.Thumbnail}
 }
 
 // signedOr serves a request that carries a valid signed URL (?exp=&sig=)

@@ -42,6 +42,8 @@ type API struct {
 	Files *files.Service
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+
+	tus *tusServer // resumable uploads, with Files
 }
 
 // Register adds the routes of the API to mux, each behind bearer-token
