@@ -295,3 +295,28 @@ func TestClusterWebhookTakeover(t *testing.T) {
 		t.Fatal("the other node delivered but does not report serving the sink")
 	}
 }
+
+// TestClusterFiles: with a blob store all nodes share, a file uploaded on
+// one node and attached to a message is served by every node to members,
+// and to nobody else.
+func TestClusterFiles(t *testing.T) {
+	blobs := t.TempDir()
+	c := startCluster(t, 2, func(o *broker.Options) { o.BlobDir = blobs })
+	st, up, ae := c.nodes[0].postFile("alice", "text/plain", []byte("shared notes"))
+	if st != 201 {
+		t.Fatalf("upload on node 0: %d %+v", st, ae)
+	}
+	body := fmt.Sprintf(`{"cid":"f1","body":"see file","attachments":[{"id":%q,"name":"notes.txt"}]}`, up.ID)
+	if st := c.nodes[0].do("POST", "/v1/users/bob/messages", "alice", body, nil); st != 201 {
+		t.Fatalf("send with the file: %d", st)
+	}
+	for i, n := range c.nodes {
+		resp, b := n.getFile("/v1/files/"+up.ID, "bob")
+		if resp.StatusCode != 200 || string(b) != "shared notes" {
+			t.Fatalf("node %d serves bob %d %q", i, resp.StatusCode, b)
+		}
+		if resp, _ := n.getFile("/v1/files/"+up.ID, "carol"); resp.StatusCode != 404 {
+			t.Fatalf("node %d serves carol, a stranger: %d", i, resp.StatusCode)
+		}
+	}
+}
