@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/history"
@@ -37,6 +38,16 @@ type API struct {
 	Push history.Outboxer
 	// PushProviders are the providers a token may name (those configured).
 	PushProviders []string
+	// Privacy serves search, retention, blocks, account deletion and
+	// export; nil: those routes answer 404.
+	Privacy history.Privacy
+	// Retention is the server's retention (PARLEY_RETENTION), for the
+	// effective retention of PUT .../retention answers; 0: none.
+	Retention time.Duration
+	// OnBlock, when set, is told of every block and unblock (a, b).
+	OnBlock func(a, b string)
+	// Disconnect, when set, disconnects every device of a deleted user.
+	Disconnect func(user string)
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }
