@@ -177,6 +177,9 @@ func TestBodyCap(t *testing.T) {
 			path = strings.NewReplacer("{conv}", "g:team", "{peer}", "bob", "{id}", "team", "{user}", "bob", "{seq}", "1", "{emoji}", "x", "{device}", "phone").Replace(path)
 			readsNoBody := method == "GET" || method == "DELETE" || strings.HasSuffix(r, "/reactions/{emoji}")
 			for _, chunked := range []bool{false, true} {
+				if chunked && r == "DELETE /v1/users/me" {
+					continue // it reads no body and would delete the caller
+				}
 				t.Run(fmt.Sprintf("%s/chunked=%v", r, chunked), func(t *testing.T) {
 					var body io.Reader = strings.NewReader(huge)
 					if chunked {

@@ -43,6 +43,10 @@ func (b *API) changeBlock(w http.ResponseWriter, r *http.Request, user string, b
 		b.fail(w, r, err)
 		return
 	}
+	if _, err := readBody(w, r, maxBody); err != nil { // none is expected: bound it
+		b.fail(w, r, err)
+		return
+	}
 	if block {
 		err = p.Block(r.Context(), user, other, time.Now())
 	} else {
