@@ -717,13 +717,13 @@ func blocksCheck(t *testing.T, user string, body []byte) {
 // exportCheck: the export holds the caller's messages only.
 func exportCheck(t *testing.T, user string, body []byte) {
 	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
-	if len(lines) < 2 || !strings.Contains(lines[len(lines)-1], `"end"`) {
+	if len(lines) < 2 || lines[len(lines)-1] != `{"record":"end"}` {
 		t.Fatalf("%s: export %s", user, body)
 	}
 	for _, l := range lines {
-		var line struct{ Kind, From string }
+		var line struct{ Record, From string }
 		mustUnmarshal(t, []byte(l), &line)
-		if line.Kind == "message" && line.From != user {
+		if line.Record == "message" && line.From != user {
 			t.Errorf("%s exports a message from %s", user, line.From)
 		}
 	}

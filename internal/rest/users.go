@@ -73,19 +73,19 @@ func (b *API) exportMe(w http.ResponseWriter, r *http.Request, user string) {
 	w.Header().Set("Content-Disposition", `attachment; filename="parley-export.jsonl"`)
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	_ = enc.Encode(map[string]any{"kind": "user", "user": user, "exported_at": time.Now().UTC().Format(wire.TSLayout)})
+	_ = enc.Encode(map[string]any{"record": "user", "user": user, "exported_at": time.Now().UTC().Format(wire.TSLayout)})
 	n := 0
 	err = p.Export(r.Context(), user, func(it history.ExportItem) error {
 		var line any
 		if it.Conversation != nil {
 			c := toConversationJSON(*it.Conversation)
 			line = struct {
-				Kind string `json:"kind"`
+				Record string `json:"record"`
 				conversationJSON
 			}{"conversation", c}
 		} else {
 			line = struct {
-				Kind string `json:"kind"`
+				Record string `json:"record"`
 				messageJSON
 			}{"message", toMessageJSON(*it.Message)}
 		}
@@ -100,8 +100,8 @@ func (b *API) exportMe(w http.ResponseWriter, r *http.Request, user string) {
 	if err != nil {
 		// The status is sent: end the stream with an error line.
 		b.Log.Error("export", "user", user, "error", err)
-		_ = enc.Encode(map[string]any{"kind": "error", "error": map[string]string{"code": wire.CodeUnavailable, "message": "the export failed, try again"}})
+		_ = enc.Encode(map[string]any{"record": "error", "error": map[string]string{"code": wire.CodeUnavailable, "message": "the export failed, try again"}})
 		return
 	}
-	_ = enc.Encode(map[string]any{"kind": "end"})
+	_ = enc.Encode(map[string]any{"record": "end"})
 }
