@@ -267,16 +267,16 @@ func TestDeleteAccount(t *testing.T) {
 		}
 		checks := map[string]string{
 			`SELECT count(*) FROM messages WHERE sender = 'alice' AND (deleted = false OR CAST(body AS TEXT) <> 'null') AND event = false`: "0",
-			`SELECT count(*) FROM messages WHERE sender = 'alice' AND type = 'message.deleted'`:                                          "2",
-			`SELECT count(*) FROM members WHERE user_id = 'alice' AND conv = 'g:g'`:                                                      "0",
-			`SELECT count(*) FROM members WHERE user_id = 'alice' AND read_seq <> 0`:                                                     "0",
-			`SELECT count(*) FROM reactions WHERE user_id = 'alice'`:                                                                     "0",
-			`SELECT count(*) FROM blocks WHERE user_id = 'alice' OR blocked = 'alice'`:                                                   "0",
-			`SELECT count(*) FROM push_tokens WHERE user_id = 'alice'`:                                                                   "0",
-			`SELECT count(*) FROM devices WHERE user_id = 'alice'`:                                                                       "0",
-			`SELECT count(*) FROM cursors WHERE device LIKE 'alice%'`:                                                                    "0",
-			`SELECT count(*) FROM users WHERE id = 'alice' AND tokens_valid_after IS NOT NULL`:                                           "1",
-			`SELECT CAST(body AS TEXT) FROM messages WHERE sender = 'bob' AND conv = 'dm:alice:bob' AND event = false`:                  `"bob's words"`,
+			`SELECT count(*) FROM messages WHERE sender = 'alice' AND type = 'message.deleted'`:                                            "2",
+			`SELECT count(*) FROM members WHERE user_id = 'alice' AND conv = 'g:g'`:                                                        "0",
+			`SELECT count(*) FROM members WHERE user_id = 'alice' AND read_seq <> 0`:                                                       "0",
+			`SELECT count(*) FROM reactions WHERE user_id = 'alice'`:                                                                       "0",
+			`SELECT count(*) FROM blocks WHERE user_id = 'alice' OR blocked = 'alice'`:                                                     "0",
+			`SELECT count(*) FROM push_tokens WHERE user_id = 'alice'`:                                                                     "0",
+			`SELECT count(*) FROM devices WHERE user_id = 'alice'`:                                                                         "0",
+			`SELECT count(*) FROM cursors WHERE device LIKE 'alice%'`:                                                                      "0",
+			`SELECT count(*) FROM users WHERE id = 'alice' AND tokens_valid_after IS NOT NULL`:                                             "1",
+			`SELECT CAST(body AS TEXT) FROM messages WHERE sender = 'bob' AND conv = 'dm:alice:bob' AND event = false`:                     `"bob's words"`,
 		}
 		for query, want := range checks {
 			if got := q(query); got != want {

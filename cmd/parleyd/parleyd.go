@@ -58,16 +58,17 @@ type Config struct {
 	MaxPayload                                                  int
 	Rate                                                        float64
 	EditWindow                                                  time.Duration
-	// Retention, SearchLanguage and DMPolicy: see broker.Options and
-	// postgres.Store.SetSearchLanguage.
-	Retention      time.Duration
-	SearchLanguage string
-	DMPolicy       string
 	Burst                                                       float64
 	TokenTTL                                                    time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
+
+	// Retention, SearchLanguage and DMPolicy: see broker.Options and
+	// postgres.Store.SetSearchLanguage.
+	Retention      time.Duration
+	SearchLanguage string
+	DMPolicy       string
 
 	NewDeviceBacklog int
 	CatchupLimit     int
