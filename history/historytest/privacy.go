@@ -111,6 +111,9 @@ func testSearchEditsDeletes(t *testing.T, s history.Store) {
 		t.Fatal(r.Err)
 	}
 	wantHits(t, "deleted text", search(t, p, "bob", "notice"))
+	// Escapes that PostgreSQL's json cannot decode are indexed too.
+	esc := mustAppend(t, s, NewMsg(ab, "alice", "", `{"t":"escaped\u0000word","\u0000":"\ud800","n":[1e400]}`))
+	wantHits(t, "escaped body", search(t, p, "bob", "escaped"), history.SeqKey{Conv: ab, Seq: esc.Seq})
 }
 
 func testSearchPaging(t *testing.T, s history.Store) {
