@@ -40,7 +40,6 @@ func fillSearch(b *testing.B, rows int) *postgres.Store {
 		// the INSERT rather than by the trigger row by row.
 		`DROP INDEX messages_search`, `DROP INDEX messages_id`, `DROP INDEX messages_sender`,
 		`ALTER TABLE messages DISABLE TRIGGER messages_search`,
-		`ALTER TABLE messages SET UNLOGGED`,
 		`INSERT INTO messages (conv, seq, id, sender, type, body, created_at, search)
 			SELECT conv, seq, 'id' || i, sender, 'text', json_build_object('text', txt), ts, to_tsvector('simple', txt)
 			FROM (SELECT i, ` + conv + ` AS conv, i / 100000 + 1 AS seq,
@@ -50,8 +49,7 @@ func fillSearch(b *testing.B, rows int) *postgres.Store {
 					'dinner','office','coffee','train','report','budget','design','review','party','music'])[i % 20 + 1]
 				|| ' ' || 'w' || (i * 7919 % 5000) || 'x ' || 'w' || (i * 104729 % 5000) || 'x '
 				|| 'w' || (i * 15485863 % 5000) || 'x ' || 'w' || (i * 32452843 % 5000) || 'x' AS txt
-				FROM (SELECT i, i % 100000 AS c FROM generate_series(0, ` + n + ` - 1) i) g) x`,
-		`ALTER TABLE messages SET LOGGED`,
+				FROM (SELECT i, (i % 100000)::int AS c FROM generate_series(0::bigint, ` + n + ` - 1) i) g) x`,
 		`ALTER TABLE messages ENABLE TRIGGER messages_search`,
 		`SET maintenance_work_mem = '1GB'`,
 		`CREATE INDEX messages_search ON messages USING gin (search)`,
