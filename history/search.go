@@ -65,40 +65,40 @@ func SearchTerms(q string) ([]string, error) {
 func SearchText(body json.RawMessage) string {
 	var b strings.Builder
 	dec := json.NewDecoder(bytes.NewReader(body))
-	// Keys and values alternate inside objects: track which a string is.
-	type frame struct {
-		object bool
-		key    bool // the next token of an object is a key
-	}
+	// Keys and values alternate inside objects: key is set in an object's
+	// frame when its next token is a key.
+	type frame struct{ object, key bool }
 	var stack []frame
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			break
 		}
-		isKey := len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].key
+		top := len(stack) - 1
 		switch v := tok.(type) {
 		case json.Delim:
 			switch v {
 			case '{':
 				stack = append(stack, frame{object: true, key: true})
-				continue
 			case '[':
 				stack = append(stack, frame{})
-				continue
 			default:
-				stack = stack[:len(stack)-1]
+				stack = stack[:top]
+				if top > 0 && stack[top-1].object {
+					stack[top-1].key = true // the value ended
+				}
 			}
+			continue
 		case string:
-			if !isKey {
+			if top < 0 || !stack[top].object || !stack[top].key {
 				if b.Len() > 0 {
 					b.WriteByte('\n')
 				}
 				b.WriteString(strings.ReplaceAll(v, "\x00", ""))
 			}
 		}
-		if len(stack) > 0 && stack[len(stack)-1].object {
-			stack[len(stack)-1].key = !isKey
+		if top >= 0 && stack[top].object {
+			stack[top].key = !stack[top].key
 		}
 	}
 	return b.String()
