@@ -2,13 +2,11 @@
 -- Search, retention, blocks and account deletion.
 
 -- message_search is the FTS5 index of messages' string values (not keys,
--- numbers or booleans; json_tree's 'text' leaves), one row per message
--- that is neither an event nor deleted, with the message's rowid. The
--- triggers keep it current on insert, edit, delete and expiry. (SQLite
--- keeps a table's rowids through VACUUM only with an INTEGER PRIMARY KEY;
--- Parley never runs VACUUM. Run `parleyd` migrations again, or rebuild
--- with INSERT INTO message_search(message_search) VALUES('rebuild') is not
--- possible for this table: do not VACUUM the database.)
+-- numbers or booleans: json_tree's 'text' leaves), one row per message that
+-- is neither an event nor deleted, under the message's rowid. The triggers
+-- keep it current on insert, edit, delete and expiry. SQLite keeps the
+-- rowids of a table without an INTEGER PRIMARY KEY only until a VACUUM:
+-- Parley never runs one, and operators must not (see docs/architecture.md).
 CREATE VIRTUAL TABLE message_search USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
 -- +goose StatementBegin
 CREATE TRIGGER messages_search_insert AFTER INSERT ON messages
