@@ -612,6 +612,17 @@ var authzRoutes = []restRow{
 	{route: "DELETE /v1/uploads/{id}", path: "/v1/uploads/{fresh}", header: tusPatchHeader, want: [4]string{"204", "404 not_found", "404 not_found", "404 not_found"}},
 	{route: "GET /v1/uploads/{id}", name: "Finished", path: "/v1/uploads/{file}", want: [4]string{"200", "404 not_found", "404 not_found", "404 not_found"}},
 	{route: "GET /v1/uploads/{id}", name: "InProgress", path: "/v1/uploads/{partial}", want: [4]string{"409 conflict", "404 not_found", "404 not_found", "404 not_found"}},
+	{route: "GET /v1/search", path: "/v1/search?q=removal", want: same("200"), check: searchCheck},
+	{route: "GET /v1/search", name: "NoWords", path: "/v1/search?q=%20", want: same("400 invalid")},
+	{route: "PUT /v1/conversations/{conv}/retention", name: "Group", path: "/v1/conversations/g:{g}/retention", body: `{"seconds":86400}`, want: [4]string{"200", "403 not_allowed", "403 not_member", "403 not_member"}},
+	{route: "PUT /v1/conversations/{conv}/retention", name: "Direct", path: "/v1/conversations/dm:alice:bob/retention", body: `{"seconds":0}`, want: [4]string{"200", "200", "403 not_member", "403 not_member"}},
+	{route: "PUT /v1/blocks/{user}", path: "/v1/blocks/erin", want: same("200")},
+	{route: "PUT /v1/blocks/{user}", name: "Self", path: "/v1/blocks/{self}", want: same("400 invalid_peer")},
+	{route: "GET /v1/blocks", path: "/v1/blocks", want: same("200"), check: blocksCheck},
+	{route: "DELETE /v1/blocks/{user}", path: "/v1/blocks/erin", want: same("200")},
+	{route: "GET /v1/users/me/export", path: "/v1/users/me/export", want: same("200"), check: exportCheck},
+	// Last of the routes: it deletes the caller.
+	{route: "DELETE /v1/users/me", path: "/v1/users/me", want: same("200")},
 	// Not a route: a listed path with another method.
 	{name: "GET /v1/groups", path: "/v1/groups", want: same("404 not_found"), noToken: [2]string{"404 not_found", "404 not_found"}},
 }
@@ -641,7 +652,13 @@ func TestAuthzREST(t *testing.T) {
 		}
 	}
 	kinds := append(slices.Clone(authzKinds), struct{ kind, user string }{"Anonymous", ""}, struct{ kind, user string }{"Expired", "alice"})
+	checked := false
 	for _, row := range authzRoutes {
+		if row.route == "DELETE /v1/users/me" && !checked {
+			// Account deletion disconnects the watchers: check them first.
+			a.checkWatchers(t)
+			checked = true
+		}
 		name := row.route
 		if name == "" {
 			name = row.name
@@ -720,5 +737,57 @@ func TestAuthzREST(t *testing.T) {
 			}
 		})
 	}
-	a.checkWatchers(t)
+	if !checked {
+		a.checkWatchers(t)
+	}
+}
+
+// searchCheck: search results are the caller's, and a removed member finds
+// nothing of a group after its removal.
+func searchCheck(t *testing.T, user string, body []byte) {
+	var out struct {
+		Results []struct {
+			Conv    string
+			Seq     int64
+			Message messageOut
+		}
+	}
+	mustUnmarshal(t, body, &out)
+	for _, r := range out.Results {
+		switch {
+		case strings.HasPrefix(r.Conv, "g:team") && user == "dave":
+			t.Errorf("dave, a stranger, finds %s/%d", r.Conv, r.Seq)
+		case strings.HasPrefix(r.Conv, "g:team") && user == "carol" && r.Seq > 3:
+			t.Errorf("carol, removed at seq 3, finds %s/%d", r.Conv, r.Seq)
+		case strings.HasPrefix(r.Conv, "dm:") && !strings.Contains(r.Conv, ":"+user):
+			t.Errorf("%s finds %s", user, r.Conv)
+		}
+	}
+	if user != "dave" && len(out.Results) == 0 {
+		t.Errorf("%s finds nothing", user)
+	}
+}
+
+// blocksCheck: the caller's blocks are erin, blocked by the row before.
+func blocksCheck(t *testing.T, user string, body []byte) {
+	var out struct{ Blocks []struct{ User string } }
+	mustUnmarshal(t, body, &out)
+	if len(out.Blocks) != 1 || out.Blocks[0].User != "erin" {
+		t.Errorf("%s: blocks %s", user, body)
+	}
+}
+
+// exportCheck: the export holds the caller's messages only.
+func exportCheck(t *testing.T, user string, body []byte) {
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if len(lines) < 2 || lines[len(lines)-1] != `{"record":"end"}` {
+		t.Fatalf("%s: export %s", user, body)
+	}
+	for _, l := range lines {
+		var line struct{ Record, From string }
+		mustUnmarshal(t, []byte(l), &line)
+		if line.Record == "message" && line.From != user {
+			t.Errorf("%s exports a message from %s", user, line.From)
+		}
+	}
 }

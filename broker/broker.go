@@ -245,6 +245,18 @@ type Options struct {
 	// default JWTSecret.
 	FileURLSecret []byte
 	FileURLTTL    time.Duration
+	// Retention deletes messages older than this (PARLEY_RETENTION); a
+	// conversation's own retention (PUT .../retention) applies when
+	// shorter. 0: none. A background job deletes them every RetentionEvery
+	// (default 1 min) in transactions of at most RetentionBatch messages
+	// (default 500).
+	Retention      time.Duration
+	RetentionEvery time.Duration
+	RetentionBatch int
+	// DMPolicy is "open" (default: anyone may send a direct message to
+	// anyone) or "contacts" (a direct conversation's first message between
+	// users who share no group is refused with not_allowed).
+	DMPolicy string
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -300,6 +312,8 @@ func (o Options) withDefaults() Options {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
 	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
+	orDefault(&o.RetentionEvery, DefaultRetentionEvery)
+	orDefault(&o.RetentionBatch, DefaultRetentionBatch)
 	return o
 }
 
@@ -326,6 +340,7 @@ type Broker struct {
 	tokens     *auth.Tokens
 	messenger  *send.Service
 	api        *rest.API
+	privacy    history.Privacy // nil: the store has no search, retention, blocks
 	authorizer *auth.Authorizer
 	hub        *delivery.Hub
 	committer  *send.Committer
@@ -343,6 +358,8 @@ type Broker struct {
 
 	stopPruning context.CancelFunc // set by Start
 	pruned      chan struct{}      // closed when the pruning loop ends
+	stopExpiry  context.CancelFunc // stops the retention job
+	expired     chan struct{}      // closed when the retention job ends
 
 	mu        sync.Mutex
 	addrs     map[string]net.Addr
@@ -460,6 +477,9 @@ func New(opts Options) (*Broker, error) {
 		PushProviders: providers, Files: b.files}
 	if ob, ok := opts.Store.(history.Outboxer); ok && len(providers) > 0 {
 		b.api.Push = ob
+	}
+	if err := b.setupPrivacy(); err != nil {
+		return nil, err
 	}
 	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(authHook, nil); err != nil {
@@ -593,6 +613,11 @@ func (b *Broker) Start(ctx context.Context) error {
 		b.stopPruning, b.pruned = cancel, make(chan struct{})
 		go b.pruneDevices(ctx)
 	}
+	if b.privacy != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		b.stopExpiry, b.expired = cancel, make(chan struct{})
+		go b.expireMessages(ctx)
+	}
 	b.events.start()
 	b.startFiles()
 	return nil
@@ -619,6 +644,7 @@ func (b *Broker) Close(ctx context.Context) error {
 	b.closed = true
 	started := b.started
 	stopPruning, pruned, stopFiles := b.stopPruning, b.pruned, b.stopFiles
+	stopExpiry, expired := b.stopExpiry, b.expired
 	b.mu.Unlock()
 	if stopFiles != nil {
 		stopFiles()
@@ -626,6 +652,10 @@ func (b *Broker) Close(ctx context.Context) error {
 	if stopPruning != nil {
 		stopPruning()
 		<-pruned
+	}
+	if stopExpiry != nil {
+		stopExpiry()
+		<-expired
 	}
 	b.events.close()
 	if _, ok := ctx.Deadline(); !ok {

@@ -192,6 +192,7 @@ func TestClusterPresence(t *testing.T) {
 	alice := c.nodes[0].dial("alice", "alice", dialOpts{v5: true})
 	bob := c.nodes[1].dial("bob", "bob", dialOpts{v5: true})
 	bob.send("im/send/u/alice", 1, `{"body":"hi"}`)
+	alice.send("im/send/u/bob", 1, `{"body":"hi"}`) // contacts: both wrote
 	if code := alice.subscribe("im/presence/bob", 1); code != 1 {
 		t.Fatalf("subscribe presence: %#x", code)
 	}

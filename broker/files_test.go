@@ -278,3 +278,28 @@ func TestUnreferencedUploadCollected(t *testing.T) {
 		})
 	})
 }
+
+// TestDeleteAccountFiles: deleting an account deletes the files it
+// uploaded: a member who could download one before gets 404 after.
+func TestDeleteAccountFiles(t *testing.T) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		e := setup(t, s, func(o *broker.Options) { o.BlobDir = t.TempDir() })
+		st, up, ae := e.postFile("alice", "text/plain", []byte("alice's notes"))
+		if st != 201 {
+			t.Fatalf("upload: %d %+v", st, ae)
+		}
+		body := fmt.Sprintf(`{"cid":"f1","body":"notes","attachments":[{"id":%q,"name":"n.txt"}]}`, up.ID)
+		if st := e.do("POST", "/v1/users/bob/messages", "alice", body, nil); st != 201 {
+			t.Fatalf("send: %d", st)
+		}
+		if resp, _ := e.getFile("/v1/files/"+up.ID, "bob"); resp.StatusCode != 200 {
+			t.Fatalf("bob downloads before: %d", resp.StatusCode)
+		}
+		if st := e.do("DELETE", "/v1/users/me", "alice", "", nil); st != 200 {
+			t.Fatalf("delete account: %d", st)
+		}
+		if resp, _ := e.getFile("/v1/files/"+up.ID, "bob"); resp.StatusCode != 404 {
+			t.Fatalf("bob downloads after alice's account was deleted: %d", resp.StatusCode)
+		}
+	})
+}

@@ -84,6 +84,9 @@ func FuzzREST(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, route uint8, param, query string, body []byte) {
 		method, pattern, _ := strings.Cut(routes[int(route)%len(routes)], " ")
+		if method == "DELETE" && pattern == "/v1/users/me" {
+			return // it would delete the caller, leaving nothing to fuzz
+		}
 		path := defaults.Replace(pattern)
 		if param != "" {
 			p := url.PathEscape(param)
@@ -106,6 +109,9 @@ func FuzzREST(f *testing.F) {
 		}
 		if method == "HEAD" {
 			return // no body: the status is the answer
+		}
+		if pattern == "/v1/users/me/export" && rec.Code == 200 {
+			return // JSON lines, not one JSON value
 		}
 		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 			t.Fatalf("%s %s: Content-Type %q", method, target, ct)

@@ -152,14 +152,19 @@ func TestIdempotent(t *testing.T) {
 	})
 }
 
-// TestEphemeral: ephemeral sends reach online members at QoS 0, are not
-// stored and take no seq.
+// TestEphemeral: ephemeral sends reach online members who are contacts
+// (here: they share a group) at QoS 0, are not stored and take no seq; to a
+// stranger they are accepted and reach nobody.
 func TestEphemeral(t *testing.T) {
 	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
 		e := setup(t, s)
 		alice, bob := e.dialV5("alice", "alice"), e.dialV5("bob", "bob")
+		carol := e.dialV5("carol", "carol")
+		e.do("POST", "/v1/groups", "alice", `{"id":"pair","name":"P","members":["bob"]}`, nil)
+		alice.nextKind("message") // group.created
+		alice.send("im/send/u/carol", 1, `{"type":"typing","body":true,"ephemeral":true}`)
 		alice.send("im/send/u/bob", 1, `{"type":"typing","body":true,"ephemeral":true}`)
-		ev := bob.next()
+		ev := bob.nextKind("ephemeral")
 		if ev.Kind != "ephemeral" || ev.From != "alice" || ev.Conv != "dm:alice:bob" || ev.Seq != 0 || ev.Type != "typing" || ev.qos != 0 {
 			t.Fatalf("ephemeral = %+v", ev)
 		}
@@ -172,6 +177,7 @@ func TestEphemeral(t *testing.T) {
 		if len(msgs) != 1 {
 			t.Fatalf("stored %d messages, want 1", len(msgs))
 		}
+		carol.quiet(200 * time.Millisecond) // a stranger sees no typing
 	})
 }
 

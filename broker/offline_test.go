@@ -280,7 +280,12 @@ func TestPresence(t *testing.T) {
 	if code := carol.subscribe("im/presence/bob", 1); code != 0x87 {
 		t.Fatalf("stranger subscribing to presence: %#x", code)
 	}
-	alice.send("im/send/u/bob", 1, `{"body":"now we share a conversation"}`)
+	alice.send("im/send/u/bob", 1, `{"body":"one message to a stranger"}`)
+	if code := alice.subscribe("im/presence/bob", 1); code != 0x87 {
+		t.Fatalf("presence after one message to a stranger: %#x", code)
+	}
+	bob.send("im/send/u/alice", 1, `{"body":"a reply: now we are contacts"}`)
+	time.Sleep(5100 * time.Millisecond) // the refusal above is remembered for 5 s
 	if code := alice.subscribe("im/presence/bob", 1); code != 1 {
 		t.Fatalf("contact subscribing to presence: %#x", code)
 	}

@@ -182,6 +182,9 @@ func TestBodyCap(t *testing.T) {
 			readsNoBody := method == "GET" || method == "DELETE" || method == "HEAD" || strings.HasSuffix(r, "/reactions/{emoji}") || strings.HasSuffix(r, "/url")
 			upload := r == "POST /v1/uploads"
 			for _, chunked := range []bool{false, true} {
+				if chunked && r == "DELETE /v1/users/me" {
+					continue // it reads no body and would delete the caller
+				}
 				t.Run(fmt.Sprintf("%s/chunked=%v", r, chunked), func(t *testing.T) {
 					var body io.Reader = strings.NewReader(huge)
 					if chunked {

@@ -526,7 +526,9 @@ func TestModeration(t *testing.T) {
 			t.Fatalf("edit request = %+v", last)
 		}
 
-		// Ephemeral sends are moderated too.
+		// Ephemeral sends are moderated too. (bob writes back first: typing
+		// reaches contacts only.)
+		bob.send("im/send/u/alice", 1, `{"cid":"b1","body":"hi"}`)
 		alice.send("im/send/u/bob", 1, `{"cid":"x1","ephemeral":true,"body":"spam typing"}`)
 		if ev := alice.nextKind("error"); ev.Code != "rejected" || ev.CID != "x1" {
 			t.Fatalf("ephemeral reject = %+v", ev)

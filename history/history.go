@@ -299,11 +299,15 @@ type ConversationView struct {
 type ConvHead struct {
 	Conv string
 	// First is the first seq the user sees: 1 for direct conversations, the
-	// seq of the group.created or member.added message for groups.
+	// seq of the group.created or member.added message for groups, or the
+	// first message that retention kept when that is later.
 	First int64
 	// Last is the conversation's last seq, or, for a former member, the seq
 	// of the message that recorded the removal.
 	Last int64
+	// ExpiredBefore, when not 0, is First because retention deleted the
+	// messages before it that the user could otherwise see.
+	ExpiredBefore int64
 }
 
 // DeviceState is what the store knows of a device when it connects.

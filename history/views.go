@@ -18,6 +18,9 @@ type MemberRow struct {
 	Left int64
 	// Last is the conversation's last seq.
 	Last int64
+	// ExpiredBefore is the conversation's first seq that retention kept
+	// (0: nothing expired).
+	ExpiredBefore int64
 }
 
 // Head returns the part of the conversation that the user may see: members
@@ -31,6 +34,9 @@ func (r MemberRow) Head() ConvHead {
 	}
 	if r.Left > 0 {
 		h.Last = r.Left
+	}
+	if r.ExpiredBefore > h.First {
+		h.First, h.ExpiredBefore = r.ExpiredBefore, r.ExpiredBefore
 	}
 	return h
 }

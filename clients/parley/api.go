@@ -218,6 +218,9 @@ type MessagePage struct {
 	// Next is the value to pass again as After (ascending pages) or Before
 	// (descending pages) for the next page; 0 when there is none.
 	Next int64
+	// ExpiredBefore, when not 0, is the first seq that the conversation's
+	// retention kept: the messages before it were deleted.
+	ExpiredBefore int64
 }
 
 // History returns a page of messages of conv (GET
@@ -235,13 +238,14 @@ func (a *API) History(ctx context.Context, conv string, o HistoryOptions) (Messa
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
 	var out struct {
-		Messages []Message `json:"messages"`
-		Next     cursor    `json:"next"`
+		Messages      []Message `json:"messages"`
+		Next          cursor    `json:"next"`
+		ExpiredBefore int64     `json:"expired_before"`
 	}
 	if err := a.get(ctx, "/v1/conversations/"+url.PathEscape(conv)+"/messages", q, &out); err != nil {
 		return MessagePage{}, err
 	}
-	p := MessagePage{Messages: out.Messages}
+	p := MessagePage{Messages: out.Messages, ExpiredBefore: out.ExpiredBefore}
 	if out.Next != "" {
 		n, err := strconv.ParseInt(string(out.Next), 10, 64)
 		if err != nil {

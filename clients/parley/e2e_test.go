@@ -362,6 +362,9 @@ func TestTypingAndPresence(t *testing.T) {
 	alice := e.dial("alice", "a")
 	bob := e.dial("bob", "b")
 	mustSend(t, ctx, alice, parley.User("bob"), "hi")
+	mustSend(t, ctx, bob, parley.User("alice"), "hi") // contacts: both wrote
+	nextEvent(t, bob, parley.EventMessage)
+	nextEvent(t, bob, parley.EventMessage)
 	if err := alice.Typing(ctx, parley.User("bob")); err != nil {
 		t.Fatal(err)
 	}

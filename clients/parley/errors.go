@@ -43,6 +43,9 @@ var (
 	// change of an event (membership, edit, reaction) instead of a message.
 	// Code not_allowed (HTTP 403).
 	ErrNotAllowed = errors.New("parley: not allowed")
+	// ErrBlocked: a direct send between two users one of whom blocks the
+	// other; nothing was stored. Code blocked (HTTP 403).
+	ErrBlocked = errors.New("parley: blocked")
 
 	// ErrInvalid: a REST request was malformed (code invalid).
 	ErrInvalid = errors.New("parley: invalid request")
@@ -71,6 +74,7 @@ const (
 	CodeUnavailable    = "unavailable"
 	CodeNoSuchMessage  = "no_such_message"
 	CodeNotAllowed     = "not_allowed"
+	CodeBlocked        = "blocked"
 	CodeInvalid        = "invalid"
 	CodeUnauthorized   = "unauthorized"
 	CodeForbidden      = "forbidden"
@@ -88,6 +92,7 @@ var sentinels = map[string]error{
 	CodeUnavailable:    ErrUnavailable,
 	CodeNoSuchMessage:  ErrNoSuchMessage,
 	CodeNotAllowed:     ErrNotAllowed,
+	CodeBlocked:        ErrBlocked,
 	CodeInvalid:        ErrInvalid,
 	CodeUnauthorized:   ErrUnauthorized,
 	CodeForbidden:      ErrForbidden,

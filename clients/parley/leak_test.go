@@ -27,6 +27,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		bob := e.dial("bob", "b")
 		m := mustSend(t, ctx, alice, parley.User("bob"), "hi")
 		messages(t, bob, m.Conv, 1)
+		mustSend(t, ctx, bob, parley.User("alice"), "hi") // contacts: both wrote
 		if err := bob.Presence(ctx, "alice"); err != nil {
 			t.Fatal(err)
 		}

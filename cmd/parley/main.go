@@ -11,6 +11,7 @@
 //	parley listen [--json]               print events as they arrive
 //	parley history CONV|PEER|g:GROUP     print a conversation's messages
 //	parley conversations                 list your conversations
+//	parley search WORDS...               search your messages
 //	parley group create|show|add|remove  manage groups
 //	parley chat PEER|g:GROUP             chat: type lines (and /reply, /edit, /delete,
 //	                                     /react), see the conversation live

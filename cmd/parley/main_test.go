@@ -276,6 +276,7 @@ func TestSendAndListen(t *testing.T) {
 		t.Fatalf("send --json printed %s (%v)", r.stdout, err)
 	}
 	ok(t, runAs(t, ctx, strings.NewReader("from stdin\n"), "alice", "send", "--to", "dm:alice:bob", "-"), "#3")
+	ok(t, runAs(t, ctx, nil, "bob", "send", "--to", "alice", "hi alice")) // typing reaches contacts only
 	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "--ephemeral", "--type", "typing", "true"), "sent ephemeral typing to dm:alice:bob")
 
 	waitFor(t, &human.out, "dm:alice:bob #3 alice: from stdin")
@@ -455,6 +456,9 @@ func TestSendNoServer(t *testing.T) {
 func TestChatTyping(t *testing.T) {
 	setup(t)
 	ctx := ctxT(t)
+	// Typing reaches contacts only: both write first.
+	ok(t, runAs(t, ctx, nil, "alice", "send", "--to", "bob", "hi"))
+	ok(t, runAs(t, ctx, nil, "bob", "send", "--to", "alice", "hi"))
 	bob := background(t, ctx, "bob", "chat", "alice")
 	waitFor(t, &bob.errOut, "chatting in dm:alice:bob as bob/cli")
 

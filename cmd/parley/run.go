@@ -42,6 +42,7 @@ var commands = []command{
 	{"listen", "", "print events as they arrive (Ctrl-C stops)", (*cli).listen},
 	{"history", "CONV|PEER|g:GROUP", "print a conversation's messages", (*cli).history},
 	{"conversations", "", "list your conversations, most recent first", (*cli).conversations},
+	{"search", "WORDS...", "search your messages, newest first (--conv, --from, --limit)", (*cli).search},
 	{"group", "create|show|add|remove ...", "manage groups", (*cli).group},
 	{"chat", "PEER|g:GROUP", "chat: send the lines you type (/reply, /edit, /delete, /react), see the conversation live", (*cli).chat},
 	{"version", "", "print the version and VCS revision (also --version)", (*cli).version},

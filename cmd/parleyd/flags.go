@@ -34,6 +34,7 @@ func envOr(key, def string) string {
 var shownFlags = map[string][]string{
 	"migrate": {"data-dir", "database-url", "log-format", "log-level"},
 	"token":   {"data-dir", "jwt-secret", "ttl"},
+	"user":    {"data-dir", "database-url", "log-format", "log-level"},
 }
 
 // synopsis is the usage line of each subcommand.
@@ -41,6 +42,7 @@ var synopsis = map[string]string{
 	"serve":   "parleyd [serve] [flags]",
 	"migrate": "parleyd migrate [flags]",
 	"token":   "parleyd token [flags] USER",
+	"user":    "parleyd user delete [flags] USER",
 }
 
 // ParseFlags reads flags for subcommand cmd ("serve", "migrate", "token") and
@@ -73,7 +75,25 @@ func (m *Main) ParseFlags(cmd string, args []string) error {
 		return err
 	}
 	m.Args = fs.Args()
-	if cmd == "token" {
+	if cmd == "user" {
+		// parleyd user delete [flags] USER [flags]
+		if len(m.Args) > 0 && m.Args[0] == "delete" {
+			if err := parse(m.Args[1:]); err != nil {
+				return err
+			}
+			rest := fs.Args()
+			if len(rest) > 1 {
+				if err := parse(rest[1:]); err != nil {
+					return err
+				}
+				rest = append(rest[:1], fs.Args()...)
+			}
+			m.Args = append([]string{"delete"}, rest...)
+		}
+		if len(m.Args) != 2 || m.Args[0] != "delete" {
+			return fmt.Errorf("user: want delete USER (usage: %s)", synopsis[cmd])
+		}
+	} else if cmd == "token" {
 		// Accept flags after USER too: parleyd token alice --ttl 1h.
 		if len(m.Args) > 1 {
 			if err := parse(m.Args[1:]); err != nil {
@@ -117,6 +137,8 @@ func (m *Main) usage(fs *flag.FlagSet, cmd string) {
 		fmt.Fprintln(w, "\nFlags of serve:")
 	case "migrate":
 		fmt.Fprintf(w, "Usage: %s\n\nApplies the pending schema migrations to the store that serve would use\nand says which, then exits.\n\nFlags:\n", synopsis[cmd])
+	case "user":
+		fmt.Fprintf(w, "Usage: %s\n\nDeletes USER's account in the store, as DELETE /v1/users/me does: its\nmessages become deleted events, its memberships, cursors, devices, push\ntokens and blocks go, and its tokens issued until now stop working. Devices\nconnected to a running server stay connected until they reconnect.\n\nFlags:\n", synopsis[cmd])
 	case "token":
 		fmt.Fprintf(w, "Usage: %s\n\nPrints a token for USER signed with the HS256 secret that the server uses:\nPARLEY_JWT_SECRET, or the secret the server generated in its data dir\n(embedded store). It never creates a secret. Flags may follow USER.\n\nFlags:\n", synopsis[cmd])
 	}
@@ -177,6 +199,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.S3Region, "s3-region", "PARLEY_S3_REGION", "", "S3 region; empty: us-east-1"},
 		{&c.UploadDir, "upload-dir", "PARLEY_UPLOAD_DIR", "", "directory of resumable uploads in progress; empty: BLOB_DIR/partial, or DATA_DIR/partial with S3"},
 		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
+		{&c.SearchLanguage, "search-language", "PARLEY_SEARCH_LANGUAGE", "simple", "PostgreSQL text search configuration of message search (simple, english, ...); SQLite always uses its unicode61 tokenizer"},
+		{&c.DMPolicy, "dm-policy", "PARLEY_DM_POLICY", "open", "direct messages from strangers: open (anyone) or contacts (a first message needs a shared group, else not_allowed)"},
 	}
 	for _, f := range strs {
 		fs.StringVar(f.p, f.name, envOr(f.env, f.def), f.usage+" ($"+f.env+")")
@@ -185,6 +209,7 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	var envErr error
 	fs.IntVar(&c.MaxPayload, "max-payload", envValue(&envErr, "PARLEY_MAX_PAYLOAD", send.DefaultMaxPayload, strconv.Atoi), "maximum send payload in bytes ($PARLEY_MAX_PAYLOAD)")
 	fs.DurationVar(&c.EditWindow, "edit-window", envValue(&envErr, "PARLEY_EDIT_WINDOW", 48*time.Hour, time.ParseDuration), "how long authors may edit their messages; 0 means no limit ($PARLEY_EDIT_WINDOW)")
+	fs.DurationVar(&c.Retention, "retention", envValue(&envErr, "PARLEY_RETENTION", 0, time.ParseDuration), "delete messages older than this, e.g. 720h; a conversation's own shorter retention wins; 0: keep forever ($PARLEY_RETENTION)")
 	fs.DurationVar(&c.ModerationTimeout, "moderation-timeout", envValue(&envErr, "PARLEY_MODERATION_TIMEOUT", 2*time.Second, time.ParseDuration), "bound of one moderation call; 0 means the default ($PARLEY_MODERATION_TIMEOUT)")
 	fs.Float64Var(&c.Rate, "rate", envValue(&envErr, "PARLEY_RATE", 20, parseFloat), "messages per second per user; 0 disables the limit ($PARLEY_RATE)")
 	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")

@@ -37,6 +37,7 @@ var commands = []struct{ name, args, help string }{
 	{"serve", "[flags]", "run the server (the default when no command is given)"},
 	{"migrate", "[flags]", "apply pending schema migrations to the store and exit"},
 	{"token", "[flags] USER", "print a token for USER, signed with the server's HS256 secret"},
+	{"user", "delete [flags] USER", "delete USER's account: messages erased, data removed, tokens revoked"},
 	{"version", "", "print the version and VCS revision (also parleyd --version)"},
 }
 
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 {
 		switch a := args[0]; a {
-		case "serve", "migrate", "token":
+		case "serve", "migrate", "token", "user":
 			cmd, args = a, args[1:]
 		case "version", "-version", "--version":
 			if len(args) > 1 {
@@ -87,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = m.Migrate(ctx)
 	case "token":
 		err = m.Token()
+	case "user":
+		err = m.DeleteUser(ctx, m.Args[1])
 	default:
 		if err = m.Run(ctx); err == nil {
 			<-ctx.Done()

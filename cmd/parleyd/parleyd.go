@@ -70,6 +70,11 @@ type Config struct {
 	// progress.
 	BlobDir, S3Endpoint, S3Bucket, S3Region, UploadDir string
 	MaxUpload                                          int
+	// Retention, SearchLanguage and DMPolicy: see broker.Options and
+	// postgres.Store.SetSearchLanguage.
+	Retention      time.Duration
+	SearchLanguage string
+	DMPolicy       string
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -118,6 +123,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.store, err = m.openStore(ctx); err != nil {
+		return err
+	}
+	if err := m.setSearchLanguage(ctx); err != nil {
 		return err
 	}
 	opts.Store = m.store
@@ -172,6 +180,16 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	if c.Rate == 0 {
 		opts.Rate = -1 // 0 disables the limit on the command line
+	}
+	if c.Retention < 0 {
+		return opts, configErrorf("retention (PARLEY_RETENTION) %s is negative: use 0 for none", c.Retention)
+	}
+	opts.Retention = c.Retention
+	switch c.DMPolicy {
+	case "open", "contacts":
+		opts.DMPolicy = c.DMPolicy
+	default:
+		return opts, configErrorf("direct message policy (PARLEY_DM_POLICY) %q: want open or contacts", c.DMPolicy)
 	}
 	if err := moderationOptions(c, &opts); err != nil {
 		return opts, err

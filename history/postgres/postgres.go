@@ -204,7 +204,7 @@ const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::te
 
 // memberRows selects history.MemberRows, in the order of the struct's
 // fields; the caller appends the condition.
-const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
+const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq, c.expired_before
 	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
 
 func scanMessage(row pgx.Row) (history.Message, error) {

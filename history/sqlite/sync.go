@@ -13,12 +13,12 @@ import (
 
 // memberRows selects history.MemberRows (see scanMemberRow); the caller
 // appends the condition.
-const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq
+const memberRows = `SELECT m.conv, c.kind, m.joined_seq, coalesce(m.left_seq, 0), c.last_seq, c.expired_before
 	FROM members m JOIN conversations c ON c.id = m.conv WHERE `
 
 func scanMemberRow(row scanner) (history.MemberRow, error) {
 	var r history.MemberRow
-	err := row.Scan(&r.Conv, &r.Kind, &r.Joined, &r.Left, &r.Last)
+	err := row.Scan(&r.Conv, &r.Kind, &r.Joined, &r.Left, &r.Last, &r.ExpiredBefore)
 	return r, err
 }
 

@@ -28,6 +28,10 @@ type Authorizer struct {
 	// Store answers whether two users share a conversation (presence
 	// subscriptions); without it only a user's own presence is readable.
 	Store history.Store
+	// Privacy, when set, decides presence by contacts (history.Relation):
+	// users who share a group or both wrote in their direct conversation,
+	// and neither blocks the other.
+	Privacy history.Privacy
 	// Anonymous lets clients without credentials connect (open mode): their
 	// sessions live under client ids prefixed with AnonPrefix, Parley's
 	// topics stay closed to them, and topics outside the prefix are open to
@@ -272,7 +276,30 @@ func (a *Authorizer) Devices(user string) int {
 	return len(a.sessions[user])
 }
 
-// shares reports whether users x and y share a conversation, from memory
+// contactOf asks the store whether x and y are contacts: with Privacy,
+// users who share a group or both wrote in their
+// direct conversation, and neither blocks the other; otherwise users who
+// share a conversation.
+func (a *Authorizer) contactOf(ctx context.Context, x, y string) (bool, error) {
+	if a.Privacy != nil {
+		r, err := a.Privacy.Relation(ctx, x, y)
+		return r.Contacts(), err
+	}
+	return a.Store.SharesConversation(ctx, x, y)
+}
+
+// Forget drops the cached contact answers of x and y, after a block.
+func (a *Authorizer) Forget(x, y string) {
+	key := [2]string{x, y}
+	if y < x {
+		key = [2]string{y, x}
+	}
+	a.mu.Lock()
+	delete(a.contacts, key)
+	a.mu.Unlock()
+}
+
+// shares reports whether users x and y are contacts (see contactOf), from memory
 // when asked recently (a yes is kept for contactTTL, a no for noContactTTL).
 func (a *Authorizer) shares(x, y string) bool {
 	if a.Store == nil {
@@ -291,7 +318,7 @@ func (a *Authorizer) shares(x, y string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	yes, err := a.Store.SharesConversation(ctx, x, y)
+	yes, err := a.contactOf(ctx, x, y)
 	if err != nil {
 		return false
 	}

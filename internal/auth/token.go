@@ -26,6 +26,9 @@ type Tokens struct {
 	// PublicKey verifies RS256 (*rsa.PublicKey), ES256 (*ecdsa.PublicKey) or
 	// EdDSA (ed25519.PublicKey) tokens; nil disables them.
 	PublicKey crypto.PublicKey
+	// Revocations, when set, refuses the tokens of deleted accounts
+	// issued before the deletion (ErrTokenRevoked).
+	Revocations *Revocations
 }
 
 // tokenLeeway is the clock skew Verify tolerates on exp, nbf and iat.
@@ -85,6 +88,15 @@ func (t *Tokens) Verify(token string) (string, error) {
 	sub, err := tok.Claims.GetSubject()
 	if err != nil || !history.ValidUserID(sub) {
 		return "", fmt.Errorf("%w: sub must be a valid user id", ErrTokenInvalid)
+	}
+	if t.Revocations != nil {
+		var iat time.Time
+		if d, err := tok.Claims.GetIssuedAt(); err == nil && d != nil {
+			iat = d.Time
+		}
+		if t.Revocations.Revoked(sub, iat) {
+			return "", fmt.Errorf("%w: %w: issued before the account was deleted", ErrTokenInvalid, ErrTokenRevoked)
+		}
 	}
 	return sub, nil
 }

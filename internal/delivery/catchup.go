@@ -104,7 +104,9 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		}
 	}
 	// Never below the first message the user may see: a re-added member
-	// does not get what was sent while they were away.
+	// does not get what was sent while they were away, and nobody gets what
+	// retention deleted (the device is told, with an expired event).
+	expired := h.ExpiredBefore > 0 && from < h.ExpiredBefore-1
 	if from < h.First-1 {
 		from = h.First - 1
 		if f := d.acked[h.Conv]; f != nil && f.seq < from {
@@ -116,6 +118,11 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		d.acked[h.Conv] = &frontier{seq: from}
 	}
 	d.mu.Unlock()
+	if expired {
+		if err := d.write(item{payload: expiredEvent(h.Conv, h.ExpiredBefore), qos: d.qos}); err != nil {
+			return err
+		}
+	}
 	if h.Last <= from {
 		return nil
 	}
@@ -170,6 +177,18 @@ func gapEvent(conv string, after, before int64) []byte {
 		After  int64  `json:"after"`
 		Before int64  `json:"before"`
 	}{"gap", conv, after, before})
+	return b
+}
+
+// expiredEvent is the inbox payload telling a device that retention deleted
+// the messages of conv before expiredBefore: they are not delivered, and
+// history starts at expiredBefore.
+func expiredEvent(conv string, expiredBefore int64) []byte {
+	b, _ := json.Marshal(struct {
+		Kind          string `json:"kind"`
+		Conv          string `json:"conv"`
+		ExpiredBefore int64  `json:"expired_before"`
+	}{"expired", conv, expiredBefore})
 	return b
 }
 

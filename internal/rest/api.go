@@ -60,6 +60,13 @@ var routes = []route{
 	{"GET", "/v1/groups/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
 	{"PUT", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},
 	{"DELETE", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMember }},
+	{"GET", "/v1/search", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.search }},
+	{"PUT", "/v1/conversations/{conv}/retention", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putRetention }},
+	{"GET", "/v1/blocks", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listBlocks }},
+	{"PUT", "/v1/blocks/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putBlock }},
+	{"DELETE", "/v1/blocks/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteBlock }},
+	{"DELETE", "/v1/users/me", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMe }},
+	{"GET", "/v1/users/me/export", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.exportMe }},
 }
 
 // conversationJSON is a conversation on the wire.
@@ -233,7 +240,12 @@ func (b *API) listMessages(w http.ResponseWriter, r *http.Request, user string) 
 			next = strconv.FormatInt(last, 10)
 		}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"messages": toMessagesJSON(msgs), "next": next})
+	res := map[string]any{"messages": toMessagesJSON(msgs), "next": next}
+	if h.ExpiredBefore > 0 {
+		// Retention deleted the messages before it (docs/api.md).
+		res["expired_before"] = h.ExpiredBefore
+	}
+	WriteJSON(w, http.StatusOK, res)
 }
 
 func (b *API) postConvMessage(w http.ResponseWriter, r *http.Request, user string) {

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-im/parley/history"
@@ -40,6 +42,20 @@ type API struct {
 	PushProviders []string
 	// Files stores and serves attachments; nil: the file routes answer 404.
 	Files *files.Service
+	// Privacy serves search, retention, blocks, account deletion and
+	// export; nil: those routes answer 404.
+	Privacy history.Privacy
+	// Retention is the server's retention (PARLEY_RETENTION), for the
+	// effective retention of PUT .../retention answers; 0: none.
+	Retention time.Duration
+	// OnBlock, when set, is told of every block and unblock (a, b).
+	OnBlock func(a, b string)
+	// Disconnect, when set, disconnects every device of a deleted user.
+	Disconnect func(user string)
+	// DeleteUser, when set, deletes an account with everything it owns
+	// (the broker's: messages, files, tokens, connections); otherwise
+	// DELETE /v1/users/me uses Service, Tokens and Disconnect.
+	DeleteUser func(ctx context.Context, user string) (int, error)
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 

@@ -74,6 +74,11 @@ type Service struct {
 	// Attach, when set, resolves the attachments of a send by from
 	// (files.Service.Resolve); nil refuses sends with attachments.
 	Attach func(ctx context.Context, from string, refs []wire.AttachmentRef) ([]history.Attachment, *wire.Error)
+	// Privacy, when set, answers blocks and contacts for direct sends
+	// (see checkDirect); nil: no blocks, DMPolicy "open".
+	Privacy history.Privacy
+	// DMPolicy is DMOpen (default) or DMContacts.
+	DMPolicy string
 	// Metrics, when set, counts messages.
 	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
@@ -200,6 +205,14 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 		e.CID = p.CID
 		return Outcome{}, e
 	}
+	quiet := false
+	if kind == wire.TargetUser {
+		var e *wire.Error
+		if quiet, e = m.checkDirect(ctx, from, target, p); e != nil {
+			e.CID = p.CID
+			return Outcome{}, e
+		}
+	}
 	var version int64
 	if kind == wire.TargetGroup {
 		members, v, err := m.Groups.MembersOf(ctx, target, from)
@@ -231,7 +244,7 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 		d := wire.Delivery{Kind: "ephemeral", Conv: conv, CID: p.CID, From: from, TS: t.UTC().Format(wire.TSLayout), Type: p.Type, Body: p.Body}
 		others := make([]string, 0, len(recipients))
 		for _, u := range recipients {
-			if u != from {
+			if u != from && !quiet {
 				others = append(others, u)
 			}
 		}

@@ -26,6 +26,9 @@ const (
 	CodeNotAllowed = history.ENOTALLOWED
 	// CodeRejected: the moderation hook refused the send or edit.
 	CodeRejected = "rejected"
+	// CodeBlocked: a direct send between two users one of whom blocks the
+	// other.
+	CodeBlocked = "blocked"
 )
 
 // Error is the one error of Parley's engines as clients see it: a stable
@@ -121,6 +124,7 @@ var codes = map[string]codeInfo{
 	CodeNoSuchMessage:  {Reason{0x83, "implementation specific error"}, http.StatusNotFound},
 	CodeNotAllowed:     {Reason{0x87, "not authorized"}, http.StatusForbidden},
 	CodeRejected:       {Reason{0x87, "not authorized"}, http.StatusUnprocessableEntity},
+	CodeBlocked:        {Reason{0x87, "not authorized"}, http.StatusForbidden},
 	history.EINVALID:   {Reason{0x99, "payload format invalid"}, http.StatusBadRequest},
 	history.ENOTFOUND:  {unspecified, http.StatusNotFound},
 	history.ECONFLICT:  {unspecified, http.StatusConflict},
@@ -131,7 +135,7 @@ var unspecified = Reason{0x80, "unspecified error"}
 
 // ReasonCode returns the MQTT 5 PUBACK/PUBREC reason code for an error code:
 // 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
-// authorized (not_member, no_such_group, not_allowed, rejected), 0x83
+// authorized (not_member, no_such_group, not_allowed, rejected, blocked), 0x83
 // implementation specific error (no_such_message), 0x90 topic name invalid
 // (invalid_peer), 0x97 quota exceeded (rate_limited), and 0x80 unspecified
 // error for unavailable and any unknown code.
