@@ -4,9 +4,9 @@
 // grouped by their reason.
 //
 // It exits 1 when a test or package failed, and when tests were skipped for
-// want of PostgreSQL or Mosquitto, unless PARLEY_ALLOW_SKIPS=1 is set: a
-// local `make test` without PostgreSQL then fails instead of silently running
-// half the suite. Lines that are not JSON (such as build errors) are passed
+// want of PostgreSQL, Mosquitto or Chromium, unless PARLEY_ALLOW_SKIPS=1 is
+// set: a local `make test` without PostgreSQL then fails instead of silently
+// running half the suite. Lines that are not JSON (such as build errors) are passed
 // through.
 //
 //	go test -json ./... | go run ./scripts/testsummary
@@ -35,9 +35,9 @@ type event struct {
 }
 
 // required matches the skip reasons that fail the run unless
-// PARLEY_ALLOW_SKIPS=1: tests that need PostgreSQL (internal/pgtest) or the
-// Mosquitto clients.
-var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto`)
+// PARLEY_ALLOW_SKIPS=1: tests that need PostgreSQL (internal/pgtest), the
+// Mosquitto clients or Chromium (the web client's browser tests).
+var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto|chromium`)
 
 type key struct{ pkg, test string }
 
@@ -163,9 +163,9 @@ func (s *summary) report(allowSkips bool) int {
 	}
 	if missing > 0 {
 		if allowSkips {
-			fmt.Fprintf(s.out, "test summary: %d tests that need PostgreSQL or Mosquitto were skipped (allowed by PARLEY_ALLOW_SKIPS=1)\n", missing)
+			fmt.Fprintf(s.out, "test summary: %d tests that need PostgreSQL, Mosquitto or Chromium were skipped (allowed by PARLEY_ALLOW_SKIPS=1)\n", missing)
 		} else {
-			fmt.Fprintf(s.out, "test summary: FAIL: %d tests that need PostgreSQL or Mosquitto were skipped; install them (see README) or set PARLEY_ALLOW_SKIPS=1\n", missing)
+			fmt.Fprintf(s.out, "test summary: FAIL: %d tests that need PostgreSQL, Mosquitto or Chromium were skipped; install them (see README) or set PARLEY_ALLOW_SKIPS=1\n", missing)
 			status = 1
 		}
 	}
