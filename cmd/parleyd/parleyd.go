@@ -58,11 +58,11 @@ type Config struct {
 	// Web serves the web client; DevLogin its development sign-in
 	// (embedded store only).
 	Web, DevLogin bool
-	MaxPayload                                                  int
-	Rate                                                        float64
-	EditWindow                                                  time.Duration
-	Burst                                                       float64
-	TokenTTL                                                    time.Duration
+	MaxPayload    int
+	Rate          float64
+	EditWindow    time.Duration
+	Burst         float64
+	TokenTTL      time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
