@@ -55,14 +55,11 @@ type Config struct {
 	NATSTLSKey                                                  string
 	NodeID                                                      string
 	Anonymous                                                   bool
-	// Web serves the web client; DevLogin its development sign-in
-	// (embedded store only).
-	Web, DevLogin bool
-	MaxPayload    int
-	Rate          float64
-	EditWindow    time.Duration
-	Burst         float64
-	TokenTTL      time.Duration
+	MaxPayload                                                  int
+	Rate                                                        float64
+	EditWindow                                                  time.Duration
+	Burst                                                       float64
+	TokenTTL                                                    time.Duration
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
@@ -78,6 +75,10 @@ type Config struct {
 	ModerationURL     string
 	ModerationTimeout time.Duration
 	ModerationFail    string
+
+	// Web serves the web client; DevLogin its development sign-in
+	// (embedded store only).
+	Web, DevLogin bool
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
