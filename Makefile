@@ -15,11 +15,12 @@ build: ## build bin/parleyd and bin/parley (the CLI)
 run: build ## start parleyd on the embedded store in ./data with the web client and its development sign-in at http://localhost:8080/ (Ctrl-C stops it)
 	PARLEY_DEV_LOGIN=$${PARLEY_DEV_LOGIN:-true} ./$(BIN)/parleyd
 
-test: build ## run every test: unit, end-to-end, browser, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients, web build (PostgreSQL, Chromium and npm needed; see README)
+test: build ## run every test: unit, end-to-end, browser, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients, web build (PostgreSQL, Chromium and npm needed; builds SeaweedFS into bin/weed for the S3 tests; see README)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
 	bash scripts/web.sh check
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
+	bash scripts/install-weed.sh
 	@echo "$(GO) test -count=1 -timeout 30m ./..."
 	@set -o pipefail; $(GO) test -json -count=1 -timeout 30m ./... | ./$(BIN)/testsummary
 	@echo "$(GO) test -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/..."

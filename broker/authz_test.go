@@ -52,6 +52,9 @@ type authzEnv struct {
 	*env
 	watch map[string]*client
 	n     int
+	// files are uploads of alice attached in group "files" before carol's
+	// removal ({file}) and after it ({later}).
+	file, later string
 }
 
 func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
@@ -61,8 +64,10 @@ func authzSetup(t *testing.T, mod ...func(*broker.Options)) *authzEnv {
 	hook := newReceiver(t, []byte("s"))
 	e := setup(t, testkit.OpenSQLite(t), append([]func(*broker.Options){withACL(t, "* readwrite devices/{user}/#\n"), func(o *broker.Options) {
 		o.WebhookURLs, o.WebhookSecret = []string{hook.srv.URL}, []byte("s")
+		o.BlobDir = t.TempDir()
 	}}, mod...)...)
 	a := &authzEnv{env: e, watch: map[string]*client{}}
+	a.file, a.later = a.files(t)
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		a.watch[u] = e.dial(u+"/watch", u, dialOpts{v5: true})
 	}
@@ -87,6 +92,27 @@ func (a *authzEnv) group(t *testing.T, id string, extra ...string) {
 	if code := a.do("POST", "/v1/conversations/g:"+id+"/messages", "alice", `{"body":"after the removal"}`, nil); code != 201 {
 		t.Fatalf("send to %s: %d", id, code)
 	}
+}
+
+// files tells the story of group "files" with an attachment before carol's
+// removal and one after it, and returns the two upload ids.
+func (a *authzEnv) files(t *testing.T) (before, after string) {
+	t.Helper()
+	if code := a.do("POST", "/v1/groups", "alice", `{"id":"files","name":"F","members":["bob","carol"]}`, nil); code != 201 {
+		t.Fatalf("create group files: %d", code)
+	}
+	send := func() string {
+		_, up, _ := a.postFile("alice", "text/plain", []byte("secret"))
+		if code := a.do("POST", "/v1/conversations/g:files/messages", "alice", `{"body":"f","attachments":[{"id":"`+up.ID+`","name":"f.txt"}]}`, nil); code != 201 {
+			t.Fatalf("send a file to files: %d", code)
+		}
+		return up.ID
+	}
+	before = send()
+	if code := a.do("DELETE", "/v1/groups/files/members/carol", "alice", "", nil); code != 200 {
+		t.Fatalf("remove carol from files: %d", code)
+	}
+	return before, send()
 }
 
 // checkWatchers drains the watchers and checks that nobody received what is
@@ -559,6 +585,14 @@ var authzRoutes = []restRow{
 	{route: "DELETE /v1/groups/{id}/members/{user}", name: "Remove", path: "/v1/groups/{g}/members/gina", want: [4]string{"200", "403 forbidden", "404 not_found", "404 not_found"}},
 	{route: "DELETE /v1/groups/{id}/members/{user}", name: "RemoveOwner", path: "/v1/groups/{g}/members/alice", want: [4]string{"403 forbidden", "403 forbidden", "404 not_found", "404 not_found"}},
 	{route: "DELETE /v1/groups/{id}/members/{user}", name: "Leave", path: "/v1/groups/{g}/members/{self}", want: [4]string{"403 forbidden", "200", "404 not_found", "404 not_found"}},
+	// No Content-Type: refused after authentication.
+	{route: "POST /v1/uploads", name: "NoContentType", path: "/v1/uploads", body: "hello", want: same("400 invalid_payload")},
+	{route: "GET /v1/files/{id}", name: "BeforeRemoval", path: "/v1/files/{file}", want: [4]string{"200", "200", "200", "404 not_found"}},
+	{route: "GET /v1/files/{id}", name: "AfterRemoval", path: "/v1/files/{later}", want: [4]string{"200", "200", "404 not_found", "404 not_found"}},
+	{route: "GET /v1/files/{id}", name: "Unknown", path: "/v1/files/fnope", want: same("404 not_found")},
+	{route: "GET /v1/files/{id}", name: "BadSignature", path: "/v1/files/{later}?exp=9999999999&sig=00", want: same("404 not_found"), noToken: [2]string{"404 not_found", "404 not_found"}},
+	{route: "POST /v1/files/{id}/url", name: "BeforeRemoval", path: "/v1/files/{file}/url", want: [4]string{"200", "200", "200", "404 not_found"}},
+	{route: "POST /v1/files/{id}/url", name: "AfterRemoval", path: "/v1/files/{later}/url", want: [4]string{"200", "200", "404 not_found", "404 not_found"}},
 	// Not a route: a listed path with another method.
 	{name: "GET /v1/groups", path: "/v1/groups", want: same("404 not_found"), noToken: [2]string{"404 not_found", "404 not_found"}},
 }
@@ -607,7 +641,7 @@ func TestAuthzREST(t *testing.T) {
 					if self == "" {
 						self = "anonymous"
 					}
-					rp := strings.NewReplacer("{g}", g, "{self}", self)
+					rp := strings.NewReplacer("{g}", g, "{self}", self, "{file}", a.file, "{later}", a.later)
 					req, err := http.NewRequest(row.method(), a.http+rp.Replace(row.path), strings.NewReader(rp.Replace(row.body)))
 					if err != nil {
 						t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/delivery"
+	"github.com/parley-im/parley/internal/files"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/outbox"
@@ -223,6 +224,31 @@ type Options struct {
 	OutboxMinBackoff time.Duration
 	OutboxPruneEvery time.Duration
 
+	// BlobDir, or else S3Endpoint, turns on attachments (POST /v1/uploads,
+	// GET /v1/files/{id}): files are stored under BlobDir, or in bucket
+	// S3Bucket of the S3-compatible server at S3Endpoint (credentials from
+	// the standard AWS variables; S3Region default us-east-1). Both empty:
+	// the file routes answer 404. In cluster mode use S3 or a shared
+	// directory, so that any node serves any file.
+	BlobDir    string
+	S3Endpoint string
+	S3Bucket   string
+	S3Region   string
+	// MaxUpload bounds an upload in bytes; default DefaultMaxUpload (25
+	// MiB). MaxImagePixels bounds the pixels of an uploaded image (default
+	// 50 million): bigger ones are refused before they are decoded.
+	MaxUpload      int64
+	MaxImagePixels int64
+	// UploadTTL is how long an upload may wait for a message to refer to it
+	// before it is deleted (default 24h); FileCollectEvery is the time
+	// between two collections (default 10 min).
+	UploadTTL        time.Duration
+	FileCollectEvery time.Duration
+	// FileURLSecret signs file URLs (?sig=), valid FileURLTTL (default 1h);
+	// default JWTSecret.
+	FileURLSecret []byte
+	FileURLTTL    time.Duration
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives Parley's metrics; default a new registry served on
@@ -314,6 +340,9 @@ type Broker struct {
 	httpLn     net.Listener
 
 	events *events // the outbox's sinks; nil without an outbox
+
+	files     *files.Service // attachments; nil when off
+	stopFiles func()         // set by Start when files is set
 
 	stopPruning context.CancelFunc // set by Start
 	pruned      chan struct{}      // closed when the pruning loop ends
@@ -422,8 +451,14 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.events = events
+	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
+		return nil, err
+	}
+	if b.files != nil {
+		b.messenger.Attach = b.files.Resolve
+	}
 	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger,
-		PushProviders: providers}
+		PushProviders: providers, Files: b.files}
 	if ob, ok := opts.Store.(history.Outboxer); ok && len(providers) > 0 {
 		b.api.Push = ob
 	}
@@ -560,6 +595,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		go b.pruneDevices(ctx)
 	}
 	b.events.start()
+	b.startFiles()
 	return nil
 }
 
@@ -583,8 +619,11 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 	b.closed = true
 	started := b.started
-	stopPruning, pruned := b.stopPruning, b.pruned
+	stopPruning, pruned, stopFiles := b.stopPruning, b.pruned, b.stopFiles
 	b.mu.Unlock()
+	if stopFiles != nil {
+		stopFiles()
+	}
 	if stopPruning != nil {
 		stopPruning()
 		<-pruned

@@ -34,7 +34,7 @@ var statusOfCode = map[string]int{
 // when not.
 func FuzzREST(f *testing.F) {
 	const maxPayload = 4096
-	e := setup(f, testkit.OpenSQLite(f), func(o *broker.Options) { o.MaxPayload = maxPayload })
+	e := setup(f, testkit.OpenSQLite(f), func(o *broker.Options) { o.MaxPayload, o.BlobDir, o.MaxUpload = maxPayload, f.TempDir(), 1<<16 })
 	if code := e.do("POST", "/v1/groups", "alice", `{"id":"g1","name":"G","members":["bob"]}`, nil); code != 201 {
 		f.Fatalf("create group: %d", code)
 	}
@@ -68,6 +68,12 @@ func FuzzREST(f *testing.F) {
 	f.Add(uint8(8), "", "", []byte(`{"role":"owner"}`))
 	f.Add(uint8(8), "g1/members/x", "", []byte(``))
 	f.Add(uint8(9), "../../v1/groups", "", []byte(nil))
+	// The file routes follow the others (see rest.Routes).
+	n := uint8(len(routes))
+	f.Add(n-3, "", "", []byte("\x89PNG\r\n\x1a\n"))
+	f.Add(n-2, "f0123456789abcdef0123456789abcdef", "exp=1&sig=zz", []byte(nil))
+	f.Add(n-2, "f0123456789abcdef0123456789abcdeft", "", []byte(nil))
+	f.Add(n-1, "..", "", []byte(nil))
 
 	f.Fuzz(func(t *testing.T, route uint8, param, query string, body []byte) {
 		method, pattern, _ := strings.Cut(routes[int(route)%len(routes)], " ")

@@ -19,10 +19,15 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
+	"github.com/parley-im/parley/internal/s3test"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	s3test.Stop()
+	os.Exit(code)
+}
 
 var testSecret = []byte(testkit.Secret)
 

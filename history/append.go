@@ -324,7 +324,7 @@ func (p *AppendPlan) checkSend(nm NewMessage, c ConvRef, ms MemberState, st Appe
 func (nm NewMessage) Stored(seq int64) Message {
 	return Message{Conv: nm.Conv, Seq: seq, ID: nm.ID, CID: nm.CID, From: nm.From,
 		TS: nm.TS.UTC().Truncate(time.Microsecond), Type: nm.Type, Body: nm.Body,
-		ReplyTo: nm.ReplyTo, Mentions: nm.Mentions, Target: nm.Target, Emoji: nm.Emoji}
+		ReplyTo: nm.ReplyTo, Mentions: nm.Mentions, Target: nm.Target, Emoji: nm.Emoji, Attachments: nm.Attachments}
 }
 
 // BatchAppender is a store that appends in batches.

@@ -59,6 +59,8 @@ type Message struct {
 	// message was deleted for everyone.
 	EditedAt time.Time `json:"edited_at,omitzero"`
 	Deleted  bool      `json:"deleted,omitempty"`
+	// Attachments are the files the message refers to (none once deleted).
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Reactions, filled by History only, counts each emoji's reactions as
 	// seen by the user who asked.
 	Reactions map[string]ReactionCount `json:"reactions,omitempty"`
@@ -103,6 +105,9 @@ type NewMessage struct {
 	Mentions []string
 	Target   int64
 	Emoji    string
+	// Attachments (sends only) are recorded with the message: each must be
+	// an upload of From (see UploadStore).
+	Attachments []Attachment
 	// EditSince, for OpEdit, is the earliest time the target may have been
 	// sent and still be edited; zero: no limit.
 	EditSince time.Time

@@ -56,6 +56,9 @@ type Message struct {
 	// Deleted reports that the message was deleted for everyone; Body is
 	// then null. Set like EditedAt.
 	Deleted bool `json:"deleted,omitempty"`
+	// Attachments are the files of the message (see Attach and
+	// API.Download); none once it is deleted.
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Reactions are the message's reactions by emoji, as the REST API
 	// returns them (History, Message, Sync); deliveries over MQTT do not
 	// carry them: reactions arrive as TypeReactionAdded and

@@ -21,6 +21,7 @@ type sendConfig struct {
 	cid       string
 	replyTo   int64
 	mentions  []string
+	files     []AttachmentRef
 }
 
 // WithType sets the message type (at most 32 characters; default "text").
@@ -68,6 +69,8 @@ type sendPayload struct {
 	Mentions  []string        `json:"mentions,omitempty"`
 	Target    int64           `json:"target,omitempty"`
 	Emoji     string          `json:"emoji,omitempty"`
+	// Attachments name uploads of the sender (see API.Upload).
+	Attachments []AttachmentRef `json:"attachments,omitempty"`
 }
 
 // sendWaiter is a Send waiting for its echo or error.
@@ -124,7 +127,7 @@ func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOpti
 		cfg.cid = newCID()
 	}
 	payload, err := json.Marshal(sendPayload{CID: cfg.cid, Type: cfg.typ, Body: raw, Ephemeral: cfg.ephemeral,
-		ReplyTo: cfg.replyTo, Mentions: cfg.mentions})
+		ReplyTo: cfg.replyTo, Mentions: cfg.mentions, Attachments: cfg.files})
 	if err != nil {
 		return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
 	}

@@ -3,7 +3,8 @@
 // manages groups, and chats interactively.
 //
 //	parley token USER                    print a token (needs the server's secret)
-//	parley send --to PEER|g:GROUP TEXT   send a message (--reply-to SEQ, --mention USERS)
+//	parley send --to PEER|g:GROUP TEXT   send a message (--reply-to SEQ, --mention USERS, --file PATH)
+//	parley download FILE-ID [-o PATH]    write a file of a message
 //	parley edit CONV|PEER SEQ TEXT       replace the text of your message SEQ
 //	parley delete CONV|PEER SEQ          delete message SEQ for everyone
 //	parley react CONV|PEER SEQ EMOJI     react to message SEQ (--remove takes it back)

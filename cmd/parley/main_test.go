@@ -29,13 +29,15 @@ type env struct {
 
 	mu sync.Mutex
 	b  *broker.Broker
+	// blobs is the directory of uploaded files.
+	blobs string
 }
 
 // setup starts a broker on a SQLite store and points PARLEY_URL and
 // PARLEY_HTTP at it.
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, store: testkit.OpenSQLite(t), mqtt: "127.0.0.1:0", http: "127.0.0.1:0"}
+	e := &env{t: t, store: testkit.OpenSQLite(t), mqtt: "127.0.0.1:0", http: "127.0.0.1:0", blobs: t.TempDir()}
 	e.start()
 	t.Cleanup(e.stop)
 	t.Setenv("PARLEY_URL", "tcp://"+e.mqtt)
@@ -51,7 +53,7 @@ func setup(t *testing.T) *env {
 func (e *env) start() {
 	e.t.Helper()
 	opts := broker.Options{Store: e.store, MQTTAddr: e.mqtt, HTTPAddr: e.http,
-		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1}
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1, BlobDir: e.blobs}
 	// A port just released may still be held for a moment.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

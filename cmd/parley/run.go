@@ -34,7 +34,8 @@ type command struct {
 
 var commands = []command{
 	{"token", "USER", "print a token for USER, signed with the server's secret", (*cli).token},
-	{"send", "--to PEER|g:GROUP TEXT...", "send a message (--reply-to SEQ, --mention USERS) and print it as stored", (*cli).send},
+	{"send", "--to PEER|g:GROUP TEXT...", "send a message (--reply-to SEQ, --mention USERS, --file PATH) and print it as stored", (*cli).send},
+	{"download", "FILE-ID", "write a file of a message to standard output (-o PATH: to a file)", (*cli).download},
 	{"edit", "CONV|PEER|g:GROUP SEQ TEXT...", "replace the text of your message SEQ", (*cli).edit},
 	{"delete", "CONV|PEER|g:GROUP SEQ", "delete message SEQ for everyone (yours, or any as a group admin)", (*cli).deleteCmd},
 	{"react", "CONV|PEER|g:GROUP SEQ EMOJI", "react to message SEQ (--remove takes the reaction back)", (*cli).react},

@@ -24,6 +24,8 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	ephemeral := fs.Bool("ephemeral", false, "send without storing: only members online now get it")
 	replyTo := fs.Int64("reply-to", 0, "reply to the message with this seq in the conversation")
 	mention := fs.String("mention", "", "comma-separated users the message mentions (members of the conversation)")
+	var files fileList
+	fs.Var(&files, "file", "attach the file at this `path` (uploaded first; repeat for more)")
 	pos, err := c.parseFlags(fs, "send --to PEER|g:GROUP [flags] TEXT...   (TEXT \"-\" reads standard input)", args)
 	if err != nil {
 		return err
@@ -34,7 +36,7 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	if *replyTo < 0 {
 		return usagef("--reply-to takes the seq of a message, 1 or more")
 	}
-	if len(pos) == 0 {
+	if len(pos) == 0 && len(files) == 0 {
 		return usagef("no message text")
 	}
 	text := strings.Join(pos, " ")
@@ -63,6 +65,10 @@ func (c *cli) send(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("--to: %v", err)
 	}
+	refs, err := cf.uploadFiles(ctx, c, files)
+	if err != nil {
+		return err
+	}
 	o := cf.options(c, cf.device+sendDeviceSuffix)
 	o.Handler = func(parley.Event) {} // only the result of the send matters
 	cl, err := cf.dial(ctx, c, o)
@@ -84,6 +90,9 @@ func (c *cli) send(ctx context.Context, args []string) error {
 		if u = strings.TrimSpace(u); u != "" {
 			opts = append(opts, parley.Mention(u))
 		}
+	}
+	if len(refs) > 0 {
+		opts = append(opts, parley.Attach(refs...))
 	}
 	sctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()

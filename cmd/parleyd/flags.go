@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/send"
@@ -170,6 +171,10 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.APNsTopic, "apns-topic", "PARLEY_APNS_TOPIC", "", "the app's bundle id"},
 		{&c.APNsEndpoint, "apns-endpoint", "PARLEY_APNS_ENDPOINT", "", "APNs endpoint; empty: https://api.push.apple.com (https://api.sandbox.push.apple.com for development builds)"},
 		{&c.ModerationURL, "moderation-url", "PARLEY_MODERATION_URL", "", "moderation hook: sends and edits are POSTed here before they are stored; empty disables"},
+		{&c.BlobDir, "blob-dir", "PARLEY_BLOB_DIR", "", "directory of uploaded files; empty: DATA_DIR/blobs (unless PARLEY_S3_ENDPOINT is set)"},
+		{&c.S3Endpoint, "s3-endpoint", "PARLEY_S3_ENDPOINT", "", "S3-compatible server URL for uploaded files (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); empty: PARLEY_BLOB_DIR"},
+		{&c.S3Bucket, "s3-bucket", "PARLEY_S3_BUCKET", "", "S3 bucket of uploaded files (it must exist)"},
+		{&c.S3Region, "s3-region", "PARLEY_S3_REGION", "", "S3 region; empty: us-east-1"},
 		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
 	}
 	for _, f := range strs {
@@ -196,6 +201,7 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.NewDeviceBacklog, "new-device-backlog", "PARLEY_NEW_DEVICE_BACKLOG", delivery.DefaultNewDeviceBacklog, "latest messages per conversation sent to a device on its first connect"},
 		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", delivery.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
 		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
+		{&c.MaxUpload, "max-upload", "PARLEY_MAX_UPLOAD", broker.DefaultMaxUpload, "maximum size of an uploaded file in bytes; larger uploads get 413"},
 		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 	}
 	for _, f := range ints {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,11 @@ type Config struct {
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
+
+	// Attachments: BlobDir (default DATA_DIR/blobs) or S3Endpoint and
+	// S3Bucket; MaxUpload in bytes.
+	BlobDir, S3Endpoint, S3Bucket, S3Region string
+	MaxUpload                               int
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -121,6 +127,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Broker, err = broker.New(opts); err != nil {
 		return err
 	}
+	if err := m.Broker.CheckBlobs(ctx); err != nil {
+		return err
+	}
 	if err := m.Broker.Start(ctx); err != nil {
 		return err
 	}
@@ -154,6 +163,15 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	if c.DeviceTTL == 0 {
 		opts.DeviceTTL = -1 // 0 means never on the command line
+	}
+	opts.BlobDir, opts.S3Endpoint, opts.S3Bucket, opts.S3Region, opts.MaxUpload = c.BlobDir, c.S3Endpoint, c.S3Bucket, c.S3Region, int64(c.MaxUpload)
+	if c.S3Endpoint != "" {
+		opts.BlobDir = ""
+		if c.S3Bucket == "" {
+			return opts, configErrorf("PARLEY_S3_BUCKET is required with PARLEY_S3_ENDPOINT")
+		}
+	} else if opts.BlobDir == "" {
+		opts.BlobDir = filepath.Join(c.DataDir, "blobs")
 	}
 	if c.EditWindow < 0 {
 		return opts, configErrorf("edit window (PARLEY_EDIT_WINDOW) %s is negative: use 0 for no limit", c.EditWindow)

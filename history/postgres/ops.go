@@ -12,15 +12,16 @@ import (
 	"github.com/parley-im/parley/history"
 )
 
-// insertMessages inserts messages of x(...) from unnest of 13 arrays (see
-// queueInsert). A message's mentions arrive as a JSON array (NULL: none).
-const insertMessages = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event)
+// insertMessages inserts messages of x(...) from unnest of 14 arrays (see
+// queueInsert). A message's mentions arrive as a JSON array (NULL: none),
+// its attachments as a JSON array (NULL: none).
+const insertMessages = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event, attachments)
 	SELECT c, s, i, nullif(ci, ''), f, t, b::json, ts, nullif(r, 0),
 		CASE WHEN mj IS NOT NULL THEN (SELECT array_agg(e.v ORDER BY e.n) FROM json_array_elements_text(mj::json) WITH ORDINALITY AS e(v, n)) END,
-		nullif(tg, 0), nullif(em, ''), ev
+		nullif(tg, 0), nullif(em, ''), ev, aj::json
 	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
-		$9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::bool[])
-	AS x(c, s, i, ci, f, t, b, ts, r, mj, tg, em, ev)`
+		$9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::bool[], $14::text[])
+	AS x(c, s, i, ci, f, t, b, ts, r, mj, tg, em, ev, aj)`
 
 // queueInsert queues on batch one statement that inserts ms, each with
 // event set when its type is an event's (history.IsEvent).
@@ -32,7 +33,18 @@ func queueInsert(batch *pgx.Batch, ms []history.Message) {
 	mentions := make([]*string, n)
 	emoji := make([]string, n)
 	event := make([]bool, n)
+	attachments := make([]*string, n)
+	var fileConv, fileID []string
+	var fileSeq []int64
 	for i, m := range ms {
+		if len(m.Attachments) > 0 {
+			b, _ := json.Marshal(m.Attachments) // strings and numbers always marshal
+			s := string(b)
+			attachments[i] = &s
+			for _, a := range m.Attachments {
+				fileConv, fileSeq, fileID = append(fileConv, m.Conv), append(fileSeq, m.Seq), append(fileID, a.ID)
+			}
+		}
 		conv[i], seq[i], id[i], cid[i], from[i], typ[i], body[i], ts[i] = m.Conv, m.Seq, m.ID, m.CID, m.From, m.Type, string(m.Body), m.TS
 		reply[i], target[i], emoji[i], event[i] = m.ReplyTo, m.Target, m.Emoji, history.IsEvent(m.Type)
 		if len(m.Mentions) > 0 {
@@ -41,7 +53,10 @@ func queueInsert(batch *pgx.Batch, ms []history.Message) {
 			mentions[i] = &s
 		}
 	}
-	batch.Queue(insertMessages, conv, seq, id, cid, from, typ, body, ts, reply, mentions, target, emoji, event)
+	batch.Queue(insertMessages, conv, seq, id, cid, from, typ, body, ts, reply, mentions, target, emoji, event, attachments)
+	if len(fileID) > 0 {
+		queueFiles(batch, fileConv, fileSeq, fileID)
+	}
 }
 
 // queueOpReads queues on batch, after the conversation locks, the reads of
@@ -97,6 +112,7 @@ func queueChanges(batch *pgx.Batch, cs []history.Change) {
 			batch.Queue(`UPDATE messages SET body = 'null', deleted = true WHERE conv = $1 AND seq = $2`, c.Conv, c.Target)
 			batch.Queue(`UPDATE messages SET body = 'null' WHERE conv = $1 AND target = $2 AND type = $3`, c.Conv, c.Target, history.TypeMessageEdited)
 			batch.Queue(`DELETE FROM reactions WHERE conv = $1 AND seq = $2`, c.Conv, c.Target)
+			queueForgetFiles(batch, c.Conv, c.Target)
 		case history.OpReact:
 			batch.Queue(`INSERT INTO reactions (conv, seq, user_id, emoji, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
 				c.Conv, c.Target, c.User, c.Emoji, c.TS)

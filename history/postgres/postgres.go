@@ -5,6 +5,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,6 +183,10 @@ func translate(err error) error {
 		switch {
 		case pe.Code == "23505":
 			return history.Errorf(history.ECONFLICT, "already exists")
+		case pe.Code == "23503" && pe.TableName == "message_files":
+			// An attachment whose upload was collected meanwhile: this
+			// message alone fails (see send.Committer).
+			return history.Errorf(history.EINVALID, "an attached file is gone")
 		case strings.HasPrefix(pe.Code, "22"):
 			// A data exception (such as 22021, U+0000 in text): a value of
 			// the request is at fault, not the database, so send.Committer
@@ -195,7 +200,7 @@ func translate(err error) error {
 }
 
 const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body::text, created_at,
-	coalesce(reply_to, 0), mentions, coalesce(target, 0), coalesce(emoji, ''), edited_at, deleted`
+	coalesce(reply_to, 0), mentions, coalesce(target, 0), coalesce(emoji, ''), edited_at, deleted, attachments::text`
 
 // memberRows selects history.MemberRows, in the order of the struct's
 // fields; the caller appends the condition.
@@ -206,8 +211,12 @@ func scanMessage(row pgx.Row) (history.Message, error) {
 	var m history.Message
 	var body string
 	var edited *time.Time
+	var attachments *string
 	err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &m.TS,
-		&m.ReplyTo, &m.Mentions, &m.Target, &m.Emoji, &edited, &m.Deleted)
+		&m.ReplyTo, &m.Mentions, &m.Target, &m.Emoji, &edited, &m.Deleted, &attachments)
+	if err == nil && attachments != nil {
+		err = json.Unmarshal([]byte(*attachments), &m.Attachments)
+	}
 	m.Body = []byte(body)
 	m.TS = m.TS.UTC()
 	if edited != nil {

@@ -11,8 +11,8 @@ import (
 )
 
 // insertSQL inserts one message with every column; see messageArgs.
-const insertSQL = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertSQL = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event, attachments)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // messageArgs returns the arguments of insertSQL for m: its mentions as a
 // JSON array (NULL: none), event set when its type is an event's
@@ -23,7 +23,11 @@ func messageArgs(m history.Message) []any {
 		b, _ := json.Marshal(m.Mentions) // strings always marshal
 		mentions = string(b)
 	}
-	var reply, target any
+	var reply, target, attachments any
+	if len(m.Attachments) > 0 {
+		b, _ := json.Marshal(m.Attachments) // strings and numbers always marshal
+		attachments = string(b)
+	}
 	if m.ReplyTo != 0 {
 		reply = m.ReplyTo
 	}
@@ -31,7 +35,7 @@ func messageArgs(m history.Message) []any {
 		target = m.Target
 	}
 	return []any{m.Conv, m.Seq, m.ID, nullable(m.CID), m.From, m.Type, string(m.Body), m.TS.Format(tsLayout),
-		reply, mentions, target, nullable(m.Emoji), history.IsEvent(m.Type)}
+		reply, mentions, target, nullable(m.Emoji), history.IsEvent(m.Type), attachments}
 }
 
 // scanExtra completes a message scanned with messageColumns from its
@@ -105,6 +109,9 @@ func applyChanges(ctx context.Context, ex execer, cs []history.Change) error {
 			}
 			if err == nil {
 				_, err = ex.ExecContext(ctx, `DELETE FROM reactions WHERE conv = ? AND seq = ?`, c.Conv, c.Target)
+			}
+			if err == nil {
+				err = forgetFiles(ctx, ex, c.Conv, c.Target)
 			}
 		case history.OpReact:
 			_, err = ex.ExecContext(ctx, `INSERT INTO reactions (conv, seq, user_id, emoji, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,

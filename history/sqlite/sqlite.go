@@ -7,6 +7,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,16 +136,21 @@ func translate(err error) error {
 }
 
 const messageColumns = `conv, seq, id, coalesce(cid, ''), sender, type, body, created_at,
-	coalesce(reply_to, 0), coalesce(mentions, ''), coalesce(target, 0), coalesce(emoji, ''), coalesce(edited_at, ''), deleted`
+	coalesce(reply_to, 0), coalesce(mentions, ''), coalesce(target, 0), coalesce(emoji, ''), coalesce(edited_at, ''), deleted, coalesce(attachments, '')`
 
 type scanner interface{ Scan(...any) error }
 
 func scanMessage(row scanner) (history.Message, error) {
 	var m history.Message
-	var body, ts, mentions, edited string
+	var body, ts, mentions, edited, attachments string
 	if err := row.Scan(&m.Conv, &m.Seq, &m.ID, &m.CID, &m.From, &m.Type, &body, &ts,
-		&m.ReplyTo, &mentions, &m.Target, &m.Emoji, &edited, &m.Deleted); err != nil {
+		&m.ReplyTo, &mentions, &m.Target, &m.Emoji, &edited, &m.Deleted, &attachments); err != nil {
 		return m, err
+	}
+	if attachments != "" {
+		if err := json.Unmarshal([]byte(attachments), &m.Attachments); err != nil {
+			return m, err
+		}
 	}
 	m.Body = []byte(body)
 	if err := scanExtra(&m, mentions, edited); err != nil {
@@ -191,6 +197,9 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		insert, last := plan.Assign(st)
 		for _, m := range insert {
 			if _, err := ex.ExecContext(ctx, insertSQL, messageArgs(m)...); err != nil {
+				return err
+			}
+			if err := insertFiles(ctx, ex, m); err != nil {
 				return err
 			}
 		}

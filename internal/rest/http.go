@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/files"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
@@ -37,6 +38,8 @@ type API struct {
 	Push history.Outboxer
 	// PushProviders are the providers a token may name (those configured).
 	PushProviders []string
+	// Files stores and serves attachments; nil: the file routes answer 404.
+	Files *files.Service
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }
@@ -55,6 +58,7 @@ func (b *API) Register(mux *http.ServeMux) {
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.pattern, capBody(limit, b.auth(rt.handle(b))))
 	}
+	b.registerFiles(mux)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such route"})
 	})
@@ -78,9 +82,9 @@ func CleanPaths(next http.Handler) http.Handler {
 
 // Routes lists the REST routes as "METHOD /pattern", for tests and tooling.
 func Routes() []string {
-	out := make([]string, len(routes))
-	for i, r := range routes {
-		out[i] = r.method + " " + r.pattern
+	out := make([]string, 0, len(routes)+len(fileRoutes))
+	for _, r := range append(routes[:len(routes):len(routes)], fileRoutes...) {
+		out = append(out, r.method+" "+r.pattern)
 	}
 	return out
 }

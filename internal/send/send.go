@@ -71,6 +71,9 @@ type Service struct {
 	// verdict's body, an error refuses it with wire.CodeUnavailable. It runs
 	// on the caller's goroutine, so senders do not wait for each other.
 	Moderate func(ctx context.Context, r moderation.Request) (moderation.Verdict, error)
+	// Attach, when set, resolves the attachments of a send by from
+	// (files.Service.Resolve); nil refuses sends with attachments.
+	Attach func(ctx context.Context, from string, refs []wire.AttachmentRef) ([]history.Attachment, *wire.Error)
 	// Metrics, when set, counts messages.
 	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
@@ -238,6 +241,17 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 
 	nm := history.NewMessage{Conv: conv, ID: id, CID: p.CID, From: from, TS: t, Type: p.Type, Body: p.Body,
 		ReplyTo: p.ReplyTo, Mentions: p.Mentions, Target: p.Target, Emoji: p.Emoji}
+	if len(p.Attachments) > 0 {
+		if m.Attach == nil {
+			return fail(wire.CodeInvalidPayload, "attachments are not enabled on this server")
+		}
+		as, e := m.Attach(ctx, from, p.Attachments)
+		if e != nil {
+			e.CID = p.CID
+			return Outcome{}, e
+		}
+		nm.Attachments = as
+	}
 	if p.Op != history.OpSend {
 		nm.Op = p.Op
 	}

@@ -34,7 +34,20 @@ type SendPayload struct {
 	// changes; Emoji is a reaction's.
 	Target int64  `json:"target"`
 	Emoji  string `json:"emoji"`
+	// Attachments (sends only) name uploads of the sender; see
+	// AttachmentRef.
+	Attachments []AttachmentRef `json:"attachments"`
 }
+
+// AttachmentRef is a file a send refers to: the id of an upload of the
+// sender (POST /v1/uploads) and the name shown for it.
+type AttachmentRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// MaxAttachmentNameLen bounds an attachment's name, in characters.
+const MaxAttachmentNameLen = 255
 
 // ParseSendPayload decodes and validates a send payload of at most max bytes.
 // Unknown fields, "from" included, are ignored. The payload must be UTF-8 and
@@ -118,6 +131,9 @@ func (p *SendPayload) Validate() *Error {
 	if p.Ephemeral && (p.ReplyTo != 0 || len(p.Mentions) > 0) {
 		return Errorf(CodeInvalidPayload, "an ephemeral message cannot reply or mention")
 	}
+	if e := p.validateAttachments(); e != nil {
+		return e
+	}
 	if len(p.Mentions) > history.MaxMentions {
 		return Errorf(CodeInvalidPayload, "a message mentions at most %d users", history.MaxMentions)
 	}
@@ -148,8 +164,8 @@ func (p *SendPayload) validateChange() *Error {
 		return Errorf(CodeInvalidPayload, "op %q cannot be ephemeral", p.Op)
 	case p.Target < 1:
 		return Errorf(CodeInvalidPayload, `op %q needs "target": the seq of the message`, p.Op)
-	case p.ReplyTo != 0 || len(p.Mentions) > 0:
-		return Errorf(CodeInvalidPayload, "only a send has reply_to and mentions")
+	case p.ReplyTo != 0 || len(p.Mentions) > 0 || len(p.Attachments) > 0:
+		return Errorf(CodeInvalidPayload, "only a send has reply_to, mentions and attachments")
 	}
 	p.Type = typ
 	react := p.Op == history.OpReact || p.Op == history.OpUnreact
@@ -172,6 +188,33 @@ func (p *SendPayload) validateChange() *Error {
 	return nil
 }
 
+// validateAttachments checks the attachments of a send: at most
+// history.MaxAttachments, each an upload id once with a name of valid text.
+func (p *SendPayload) validateAttachments() *Error {
+	if len(p.Attachments) == 0 {
+		return nil
+	}
+	if p.Ephemeral {
+		return Errorf(CodeInvalidPayload, "an ephemeral message cannot have attachments")
+	}
+	if len(p.Attachments) > history.MaxAttachments {
+		return Errorf(CodeInvalidPayload, "a message has at most %d attachments", history.MaxAttachments)
+	}
+	seen := make(map[string]bool, len(p.Attachments))
+	for _, a := range p.Attachments {
+		switch {
+		case !history.ValidUploadID(a.ID) || len(a.ID) != 33:
+			return Errorf(CodeInvalidPayload, "attachments: no upload %q", a.ID)
+		case seen[a.ID]:
+			return Errorf(CodeInvalidPayload, "attachments: upload %q is attached twice", a.ID)
+		case !history.ValidText(a.Name) || utf8.RuneCountInString(a.Name) > MaxAttachmentNameLen:
+			return Errorf(CodeInvalidPayload, "attachments: a name is valid text of at most %d characters", MaxAttachmentNameLen)
+		}
+		seen[a.ID] = true
+	}
+	return nil
+}
+
 // jsonSpace is the white space JSON allows around a value.
 const jsonSpace = " \t\r\n"
 
@@ -187,7 +230,8 @@ func decodeSend(b []byte, p *SendPayload) error {
 		name string
 		dst  any
 	}{{"cid", &p.CID}, {"op", &p.Op}, {"type", &p.Type}, {"ephemeral", &p.Ephemeral},
-		{"reply_to", &p.ReplyTo}, {"mentions", &p.Mentions}, {"target", &p.Target}, {"emoji", &p.Emoji}} {
+		{"reply_to", &p.ReplyTo}, {"mentions", &p.Mentions}, {"target", &p.Target}, {"emoji", &p.Emoji},
+		{"attachments", &p.Attachments}} {
 		if raw, ok := fields[f.name]; ok && string(raw) != "null" {
 			if err := json.Unmarshal(raw, f.dst); err != nil {
 				return fieldError(f.name, err)
@@ -222,6 +266,8 @@ type Delivery struct {
 	// it was delivered (catch-up): its body is then the latest, or null.
 	EditedAt string `json:"edited_at,omitempty"`
 	Deleted  bool   `json:"deleted,omitempty"`
+	// Attachments are the files of a message that has some.
+	Attachments []history.Attachment `json:"attachments,omitempty"`
 }
 
 // MessageDelivery returns the inbox payload of a stored message.
@@ -234,7 +280,8 @@ func MessageDelivery(m history.Message) []byte {
 func StoredDelivery(m history.Message) Delivery {
 	d := Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
 		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body,
-		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted}
+		ReplyTo: m.ReplyTo, Mentions: m.Mentions, Target: m.Target, Emoji: m.Emoji, Deleted: m.Deleted,
+		Attachments: m.Attachments}
 	if !m.EditedAt.IsZero() {
 		d.EditedAt = m.EditedAt.UTC().Format(TSLayout)
 	}

@@ -1,0 +1,367 @@
+// Package files is the attachments engine: it stores uploads (hashing them,
+// measuring images and making their thumbnails), resolves the attachments
+// of a send, decides who may read a file, signs short-lived URLs and
+// collects the files that no message refers to. It knows nothing of HTTP:
+// internal/rest serves it. The bytes live in a blob.Store, what they are in
+// the message store (history.UploadStore).
+package files
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/blob"
+	"github.com/parley-im/parley/internal/wire"
+)
+
+// Defaults of Service.
+const (
+	// DefaultMaxUpload bounds an upload: 25 MiB.
+	DefaultMaxUpload = 25 << 20
+	// DefaultUnreferencedTTL is how long an upload may wait for a message
+	// to refer to it before it is collected.
+	DefaultUnreferencedTTL = 24 * time.Hour
+	// DefaultCollectEvery is the time between two collections.
+	DefaultCollectEvery = 10 * time.Minute
+	// DefaultURLTTL is how long a signed URL is valid.
+	DefaultURLTTL = time.Hour
+)
+
+// ErrNotFound is returned for a file that does not exist or that the user
+// may not read: the two are not told apart.
+var ErrNotFound = errors.New("files: not found")
+
+// Service stores and serves uploaded files. Set the required fields, then
+// call Init once.
+type Service struct {
+	// Store records uploads and who may read them; required.
+	Store history.UploadStore
+	// Blobs holds the bytes; required.
+	Blobs blob.Store
+	// TempDir holds uploads while they are received; default os.TempDir().
+	TempDir string
+	// MaxUpload bounds an upload in bytes; default DefaultMaxUpload.
+	MaxUpload int64
+	// MaxPixels bounds the pixels of an image; default DefaultMaxPixels.
+	MaxPixels int64
+	// UnreferencedTTL is how long an upload may wait for a message; default
+	// DefaultUnreferencedTTL.
+	UnreferencedTTL time.Duration
+	// CollectEvery is the time between collections in Run; default
+	// DefaultCollectEvery.
+	CollectEvery time.Duration
+	// URLSecret signs URLs (HMAC-SHA256); required.
+	URLSecret []byte
+	// URLTTL is how long a signed URL is valid; default DefaultURLTTL.
+	URLTTL time.Duration
+	// Registry, when set, receives the metrics parley_upload_bytes_total,
+	// parley_uploads_total and parley_files_deleted_total.
+	Registry prometheus.Registerer
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+
+	uploadBytes prometheus.Counter
+	uploads     *prometheus.CounterVec
+	deleted     prometheus.Counter
+}
+
+// Init checks the required fields and applies the defaults.
+func (s *Service) Init() error {
+	if s.Store == nil || s.Blobs == nil || len(s.URLSecret) == 0 {
+		return errors.New("files: Service needs Store, Blobs and URLSecret")
+	}
+	if s.TempDir == "" {
+		s.TempDir = os.TempDir()
+	}
+	if s.MaxUpload <= 0 {
+		s.MaxUpload = DefaultMaxUpload
+	}
+	if s.MaxPixels <= 0 {
+		s.MaxPixels = DefaultMaxPixels
+	}
+	if s.UnreferencedTTL <= 0 {
+		s.UnreferencedTTL = DefaultUnreferencedTTL
+	}
+	if s.CollectEvery <= 0 {
+		s.CollectEvery = DefaultCollectEvery
+	}
+	if s.URLTTL <= 0 {
+		s.URLTTL = DefaultURLTTL
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	s.uploadBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_upload_bytes_total", Help: "Bytes of files uploaded and stored (thumbnails included)."})
+	s.uploads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_uploads_total", Help: "Uploads by result: stored, too_large, invalid, failed."}, []string{"result"})
+	s.deleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_files_deleted_total", Help: "Files deleted: unreferenced, of deleted messages or of deleted accounts."})
+	if s.Registry != nil {
+		for _, c := range []prometheus.Collector{s.uploadBytes, s.uploads, s.deleted} {
+			if err := s.Registry.Register(c); err != nil {
+				return fmt.Errorf("files: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Put stores the upload of owner: size bytes of contentType read from r.
+// Errors are *wire.Error: too_large beyond MaxUpload or when r holds more
+// than size bytes, invalid_payload for a short body or an image that cannot
+// be decoded or has too many pixels, unavailable when the blob or message
+// store fails.
+func (s *Service) Put(ctx context.Context, owner, contentType string, size int64, r io.Reader) (history.Upload, *wire.Error) {
+	u, err := s.put(ctx, owner, contentType, size, r)
+	var we *wire.Error
+	switch {
+	case err == nil:
+		s.uploads.WithLabelValues("stored").Inc()
+		return u, nil
+	case errors.As(err, &we):
+	default:
+		s.Log.Error("store upload", "owner", owner, "error", err)
+		we = wire.Errorf(wire.CodeUnavailable, "the file store is unavailable, try again")
+	}
+	result := map[string]string{wire.CodeTooLarge: "too_large", wire.CodeInvalidPayload: "invalid"}[we.Code]
+	if result == "" {
+		result = "failed"
+	}
+	s.uploads.WithLabelValues(result).Inc()
+	return history.Upload{}, we
+}
+
+func (s *Service) put(ctx context.Context, owner, contentType string, size int64, r io.Reader) (history.Upload, error) {
+	if size > s.MaxUpload {
+		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
+	}
+	tmp, err := os.CreateTemp(s.TempDir, "parley-upload-*")
+	if err != nil {
+		return history.Upload{}, err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
+	if err != nil {
+		return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "cannot read the file: %v", err)
+	}
+	switch {
+	case n > size:
+		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "the body is longer than its Content-Length of %d bytes", size)
+	case n < size:
+		return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "the body has %d bytes, not its Content-Length of %d", n, size)
+	}
+	u := history.Upload{ID: history.NewUploadID(), Owner: owner, Size: size, ContentType: contentType,
+		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}
+	var thumb []byte
+	if IsImage(contentType) {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return history.Upload{}, err
+		}
+		u.Width, u.Height, thumb, err = thumbnail(tmp, contentType, s.MaxPixels)
+		if errors.Is(err, errImage) {
+			return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "%s", err.Error()[len("files: "):])
+		}
+		if err != nil {
+			return history.Upload{}, err
+		}
+		u.Thumbnail, u.ThumbSize, u.ThumbType = history.ThumbnailID(u.ID), int64(len(thumb)), "image/jpeg"
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return history.Upload{}, err
+	}
+	if err := s.Blobs.Put(ctx, u.ID, tmp, size, contentType); err != nil {
+		return history.Upload{}, err
+	}
+	if thumb != nil {
+		if err := s.Blobs.Put(ctx, u.Thumbnail, bytes.NewReader(thumb), u.ThumbSize, u.ThumbType); err != nil {
+			s.deleteBlobs(u)
+			return history.Upload{}, err
+		}
+	}
+	if err := s.Store.CreateUpload(ctx, u); err != nil {
+		s.deleteBlobs(u)
+		return history.Upload{}, err
+	}
+	s.uploadBytes.Add(float64(size + u.ThumbSize))
+	return u, nil
+}
+
+// Resolve returns the attachments of a send by owner: each ref must name
+// an upload of owner (invalid_payload otherwise, for unknown ids too);
+// unavailable when the store fails.
+func (s *Service) Resolve(ctx context.Context, owner string, refs []wire.AttachmentRef) ([]history.Attachment, *wire.Error) {
+	out := make([]history.Attachment, 0, len(refs))
+	for _, ref := range refs {
+		u, err := s.Store.Upload(ctx, ref.ID)
+		switch history.ErrorCode(err) {
+		case "":
+		case history.ENOTFOUND:
+			return nil, wire.Errorf(wire.CodeInvalidPayload, "attachments: no upload %q", ref.ID)
+		default:
+			s.Log.Error("load upload", "id", ref.ID, "error", err)
+			return nil, wire.Errorf(wire.CodeUnavailable, "the message store is unavailable, try again")
+		}
+		if u.Owner != owner {
+			return nil, wire.Errorf(wire.CodeInvalidPayload, "attachments: no upload %q", ref.ID)
+		}
+		out = append(out, u.Attachment(ref.Name))
+	}
+	return out, nil
+}
+
+// File is a file opened for reading.
+type File struct {
+	io.ReadSeekCloser
+	ID          string
+	Size        int64
+	ContentType string
+	// ETag is the file's strong entity tag: its SHA-256 (or its id for a
+	// thumbnail), quoted.
+	ETag    string
+	ModTime time.Time
+}
+
+// Open opens file id (an upload or a thumbnail) for user: ErrNotFound when
+// it does not exist or user may not read it (history.UploadStore.FileFor).
+// user "" skips the check: the caller verified a signed URL.
+func (s *Service) Open(ctx context.Context, user, id string) (*File, error) {
+	if !history.ValidUploadID(id) {
+		return nil, ErrNotFound
+	}
+	var u history.Upload
+	var err error
+	if user == "" {
+		u, err = s.Store.Upload(ctx, id)
+		if history.ErrorCode(err) == history.ENOTFOUND && len(id) == 34 {
+			u, err = s.Store.Upload(ctx, id[:33])
+		}
+	} else {
+		u, err = s.Store.FileFor(ctx, user, id)
+	}
+	if history.ErrorCode(err) == history.ENOTFOUND {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := &File{ID: id, Size: u.Size, ContentType: u.ContentType, ETag: `"` + u.SHA256 + `"`, ModTime: u.CreatedAt}
+	if id != u.ID {
+		if id != u.Thumbnail {
+			return nil, ErrNotFound
+		}
+		f.Size, f.ContentType, f.ETag = u.ThumbSize, u.ThumbType, `"`+id+`"`
+	}
+	rc, err := s.Blobs.Open(ctx, id)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.ReadSeekCloser = rc
+	return f, nil
+}
+
+// Sign returns the query of a URL that lets anyone read file id until
+// URLTTL from now: "exp=UNIX&sig=HEX".
+func (s *Service) Sign(id string, now time.Time) string {
+	exp := strconv.FormatInt(now.Add(s.URLTTL).Unix(), 10)
+	return "exp=" + exp + "&sig=" + s.mac(id, exp)
+}
+
+// Verify reports whether sig signs file id until exp (Unix seconds, as
+// text) and exp is not past at now.
+func (s *Service) Verify(id, exp, sig string, now time.Time) bool {
+	t, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || now.Unix() > t {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(s.mac(id, exp)))
+}
+
+func (s *Service) mac(id, exp string) string {
+	m := hmac.New(sha256.New, s.URLSecret)
+	m.Write([]byte("parley-file\x00" + id + "\x00" + exp))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Collect deletes the uploads that no message refers to (history.
+// UploadStore.CollectUploads: unreferenced for UnreferencedTTL, or whose
+// messages were deleted) and their blobs, and returns how many it deleted.
+func (s *Service) Collect(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		us, err := s.Store.CollectUploads(ctx, time.Now().Add(-s.UnreferencedTTL), 500)
+		if err != nil {
+			return total, err
+		}
+		for _, u := range us {
+			s.deleteBlobs(u)
+		}
+		total += len(us)
+		if len(us) < 500 {
+			return total, nil
+		}
+	}
+}
+
+// DeleteUser deletes every file of owner (account deletion).
+func (s *Service) DeleteUser(ctx context.Context, owner string) error {
+	us, err := s.Store.ForgetUserUploads(ctx, owner)
+	if err != nil {
+		return err
+	}
+	for _, u := range us {
+		s.deleteBlobs(u)
+	}
+	return nil
+}
+
+// deleteBlobs deletes the blobs of u, whose record is gone; a failure leaves
+// an orphan blob behind and is logged.
+func (s *Service) deleteBlobs(u history.Upload) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, key := range []string{u.ID, u.Thumbnail} {
+		if key == "" {
+			continue
+		}
+		if err := s.Blobs.Delete(ctx, key); err != nil {
+			s.Log.Warn("delete file", "id", key, "error", err)
+		}
+	}
+	s.deleted.Inc()
+}
+
+// Run collects every CollectEvery until ctx is done.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.CollectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.Collect(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Warn("collect files", "error", err)
+		} else if n > 0 {
+			s.Log.Info("collected files", "deleted", n)
+		}
+	}
+}

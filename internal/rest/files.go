@@ -1,0 +1,152 @@
+package rest
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/parley-im/parley/internal/files"
+	"github.com/parley-im/parley/internal/wire"
+)
+
+// fileRoutes are the routes of attachments (docs/api.md#files). Uploads
+// have their own body cap (files.Service.MaxUpload); GET /v1/files/{id}
+// also accepts a signed URL instead of a bearer token.
+var fileRoutes = []route{
+	{"POST", "/v1/uploads", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUpload }},
+	{"GET", "/v1/files/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getFile }},
+	{"POST", "/v1/files/{id}/url", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postFileURL }},
+}
+
+// registerFiles adds fileRoutes to mux; without Files they answer 404.
+func (b *API) registerFiles(mux *http.ServeMux) {
+	for _, rt := range fileRoutes {
+		h := b.auth(rt.handle(b))
+		switch {
+		case b.Files == nil:
+			h = func(w http.ResponseWriter, r *http.Request) {
+				writeError(w, &apiError{http.StatusNotFound, "not_found", "file uploads are not enabled on this server"})
+			}
+		case rt.pattern == "/v1/uploads":
+			// The handler bounds the body itself: a large cap of its own.
+		case rt.method == "GET":
+			h = capBody(maxBody, b.signedOr(h))
+		default:
+			h = capBody(maxBody, h)
+		}
+		mux.HandleFunc(rt.method+" "+rt.pattern, h)
+	}
+}
+
+// uploadJSON is an upload on the wire.
+type uploadJSON struct {
+	ID          string `json:"id"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type"`
+	SHA256      string `json:"sha256"`
+	URL         string `json:"url"`
+	Width       int    `json:"width,omitempty"`
+	Height      int    `json:"height,omitempty"`
+	Thumbnail   string `json:"thumbnail,omitempty"`
+}
+
+// fileURL returns the signed URL path of file id.
+func (b *API) fileURL(id string) string {
+	return "/v1/files/" + id + "?" + b.Files.Sign(id, time.Now())
+}
+
+// postUpload stores the request body as a file of the user: Content-Type
+// and Content-Length are required; 413 beyond the limit.
+func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
+	if r.ContentLength < 0 {
+		writeError(w, &apiError{http.StatusBadRequest, wire.CodeInvalidPayload, "Content-Length is required: send the file with its length, not chunked"})
+		return
+	}
+	if r.ContentLength > b.Files.MaxUpload {
+		w.Header().Set("Connection", "close")
+		writeError(w, tooLarge(b.Files.MaxUpload))
+		return
+	}
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.Contains(ct, "/") || len(ct) > 255 {
+		writeError(w, &apiError{http.StatusBadRequest, wire.CodeInvalidPayload, "Content-Type is required: the file's media type, such as image/png"})
+		return
+	}
+	u, we := b.Files.Put(r.Context(), user, ct, r.ContentLength, http.MaxBytesReader(w, r.Body, b.Files.MaxUpload))
+	if we != nil {
+		status, _ := wire.HTTPStatus(we.Code)
+		writeError(w, &apiError{status, we.Code, we.Message})
+		return
+	}
+	WriteJSON(w, http.StatusCreated, uploadJSON{ID: u.ID, Size: u.Size, ContentType: u.ContentType, SHA256: u.SHA256,
+		URL: b.fileURL(u.ID), Width: u.Width, Height: u.Height, Thumbnail: u.Thumbnail})
+}
+
+// signedOr serves a request that carries a valid signed URL (?exp=&sig=)
+// without a bearer token, and passes any other to h. A request with a
+// signature that does not verify gets 404, as a file it may not read.
+func (b *API) signedOr(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if !q.Has("sig") {
+			h(w, r)
+			return
+		}
+		id := r.PathValue("id")
+		if !b.Files.Verify(id, q.Get("exp"), q.Get("sig"), time.Now()) {
+			writeError(w, &apiError{http.StatusNotFound, "not_found", "no such file, or the link has expired"})
+			return
+		}
+		b.serveFile(w, r, "", id)
+	}
+}
+
+func (b *API) getFile(w http.ResponseWriter, r *http.Request, user string) {
+	b.serveFile(w, r, user, r.PathValue("id"))
+}
+
+// serveFile streams file id to user ("" for a signed URL) with Range,
+// ETag and caching headers (http.ServeContent).
+func (b *API) serveFile(w http.ResponseWriter, r *http.Request, user, id string) {
+	f, err := b.Files.Open(r.Context(), user, id)
+	if errors.Is(err, files.ErrNotFound) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such file"})
+		return
+	}
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", f.ContentType)
+	h.Set("ETag", f.ETag)
+	// A file never changes: private caches may keep it; the access check
+	// is redone when they revalidate.
+	h.Set("Cache-Control", "private, max-age=86400")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	if !files.IsImage(f.ContentType) {
+		h.Set("Content-Disposition", "attachment")
+	}
+	http.ServeContent(w, r, "", f.ModTime, f)
+}
+
+// postFileURL answers a signed URL of a file the user may read.
+func (b *API) postFileURL(w http.ResponseWriter, r *http.Request, user string) {
+	id := r.PathValue("id")
+	f, err := b.Files.Open(r.Context(), user, id)
+	if errors.Is(err, files.ErrNotFound) {
+		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such file"})
+		return
+	}
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	f.Close()
+	exp := time.Now().Add(b.Files.URLTTL).UTC()
+	WriteJSON(w, http.StatusOK, map[string]string{"url": b.fileURL(id), "expires_at": exp.Format(wire.TSLayout)})
+}
