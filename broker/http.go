@@ -69,7 +69,7 @@ func (b *Broker) cors(next http.Handler) http.Handler {
 
 // webConfig tells the web client where MQTT over WebSocket listens.
 func (b *Broker) webConfig() web.Config {
-	c := web.Config{MQTTPath: WebsocketPath, TopicPrefix: b.opts.TopicPrefix, DevLogin: b.opts.DevLogin}
+	c := web.Config{MQTTPath: WebsocketPath, TopicPrefix: b.opts.TopicPrefix, DevLogin: b.opts.DevLogin, Files: b.files != nil}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = wire.DefaultPrefix
 	}

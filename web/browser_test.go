@@ -1,10 +1,14 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +87,29 @@ func TestBrowser(t *testing.T) {
 			p.waitText(`li[data-seq="1"]`, "Message deleted")
 			p.waitText("#messages blockquote", "alice: message deleted")
 		}
+	})
+
+	t.Run("Image", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		img := image.NewRGBA(image.Rect(0, 0, 160, 120))
+		for x := range 160 {
+			for y := range 120 {
+				img.Set(x, y, color.RGBA{uint8(x), uint8(y * 2), 200, 255})
+			}
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		file := testkit.WriteFile(t, "gradient.png", buf.Bytes())
+		alice.do(chromedp.SetUploadFiles(chromedp.ID("attach-input"), []string{file}))
+		alice.waitJS(`document.querySelector("#composer-bar img.preview-thumb")?.naturalWidth === 160`)
+		alice.send("A picture")
+		for _, p := range []*page{alice, bob} {
+			p.waitText("#messages", "A picture")
+			p.waitJS(`[...document.querySelectorAll("#messages img.thumb")].some(i => i.alt === "gradient.png" && i.naturalWidth === 160)`)
+		}
+		bob.screenshot("image")
 	})
 
 	t.Run("OfflineAndBack", func(t *testing.T) {
@@ -169,6 +196,7 @@ func startServer(t *testing.T) string {
 	b, err := broker.New(broker.Options{
 		Store: testkit.OpenSQLite(t), WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		JWTSecret: []byte(testkit.Secret), Logger: testkit.Logger(), Rate: -1, Web: true, DevLogin: true,
+		BlobDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("broker.New: %v", err)
@@ -278,9 +306,22 @@ func (p *page) waitText(sel, text string) {
 	p.waitJS(fmt.Sprintf(`[...document.querySelectorAll(%s)].some(e => e.textContent.includes(%s))`, s, x))
 }
 
+// click clicks the first element matching sel with the mouse. A live
+// update may replace the element between finding and clicking it (the
+// conversation list is drawn again on every message): then it tries again.
 func (p *page) click(sel string) {
 	p.t.Helper()
-	p.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+	var err error
+	for range 5 {
+		ctx, cancel := context.WithTimeout(p.ctx, wait)
+		err = chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.fail(fmt.Errorf("click %s: %w", sel, err))
 }
 
 // openChat starts a direct conversation with peer.

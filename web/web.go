@@ -34,6 +34,8 @@ type Config struct {
 	TopicPrefix string `json:"topic_prefix"`
 	// DevLogin says that POST /dev/login issues tokens (development only).
 	DevLogin bool `json:"dev_login"`
+	// Files says that the server stores attachments (POST /v1/uploads).
+	Files bool `json:"files"`
 }
 
 // Handler serves the client's files and, at /config.json, config() as

@@ -12,13 +12,14 @@ interface Config {
   mqtt_path: string;
   topic_prefix: string;
   dev_login: boolean;
+  files: boolean;
 }
 
 const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉"];
 const TYPING_EVERY = 3000; // ms between typing events sent
 const TYPING_SHOWN = 6000; // ms a typing event is shown
 
-let cfg: Config = { mqtt_port: 8083, mqtt_path: "/mqtt", topic_prefix: "im", dev_login: false };
+let cfg: Config = { mqtt_port: 8083, mqtt_path: "/mqtt", topic_prefix: "im", dev_login: false, files: false };
 
 const app = {
   user: "",
@@ -315,11 +316,13 @@ function onMessage(m: Msg): void {
     c.last_message = m;
   }
   watchPresence(c);
+  // A thread being loaded takes the message too: the page in flight may
+  // have been read before it was stored.
   const th = app.threads.get(m.conv);
-  if (th?.loaded) {
+  if (th?.loaded || th?.loading) {
     const newest = th.newest;
     if (th.add(m) && isChange(m)) refreshTarget(m.conv, th.apply(m));
-    if (newest > 0 && m.seq > newest + 1) void fillAfter(m.conv, newest);
+    if (th.loaded && newest > 0 && m.seq > newest + 1) void fillAfter(m.conv, newest);
   }
   if (fresh && m.from !== app.user && !isEvent(m) && m.seq > c.read_seq) {
     c.unread++;
@@ -644,8 +647,8 @@ function renderConv(): void {
       h(
         "div",
         { class: "composer-row" },
-        h("button", { id: "attach-btn", type: "button", "aria-label": "Attach images", title: "Attach images", onclick: () => file.click() }, "📎"),
-        file,
+        cfg.files ? h("button", { id: "attach-btn", type: "button", "aria-label": "Attach images", title: "Attach images", onclick: () => file.click() }, "📎") : null,
+        cfg.files ? file : null,
         input,
         h("button", { id: "send-btn", type: "submit" }, "Send"),
       ),
@@ -809,7 +812,7 @@ function messageItem(c: Conv, m: Msg, receiptText: string, reply: Msg | undefine
       m.failed ? h("span", { class: "error" }, " · not sent: " + m.failed) : null,
       receiptText ? h("span", { class: "receipt", id: "receipt" }, " · " + receiptText) : null,
     ),
-    m.reactions && Object.keys(m.reactions).length
+    !m.deleted && m.reactions && Object.keys(m.reactions).length
       ? h(
           "div",
           { class: "reactions" },
@@ -843,7 +846,13 @@ function attachment(a: Attachment): HTMLElement {
     });
     return link;
   }
-  const img = h("img", { alt: a.name, class: "thumb", width: a.width ? Math.min(a.width, 240) : false, "data-file": a.id });
+  // Reserve the image's box (at most 240 px) so that loading it moves nothing.
+  const w = a.width && a.height ? Math.min(a.width, 240, Math.round((a.width * 240) / a.height)) : 0;
+  const img = h("img", { alt: a.name, class: "thumb", width: w || false, height: w ? Math.round((a.height! * w) / a.width!) : false, "data-file": a.id });
+  img.addEventListener("load", () => {
+    const log = document.getElementById("messages");
+    if (log && log.scrollHeight - log.scrollTop - log.clientHeight < 300) log.scrollTop = log.scrollHeight;
+  });
   const id = a.thumbnail ?? a.id;
   if (!fileURLs.has(id)) fileURLs.set(id, api().file(id));
   fileURLs.get(id)!.then((u) => (img.src = u)).catch(() => (img.alt = a.name + " (not available)"));

@@ -119,6 +119,7 @@ export class Thread {
         t.deleted = true;
         t.body = null;
         t.attachments = [];
+        t.reactions = {};
         return null;
       default:
         return t.seq; // reactions: counts and "me" come from the server
