@@ -4,10 +4,10 @@
 // grouped by their reason.
 //
 // It exits 1 when a test or package failed, and when tests were skipped for
-// want of PostgreSQL, Mosquitto, SeaweedFS or Chromium, unless PARLEY_ALLOW_SKIPS=1 is
-// set: a local `make test` without PostgreSQL then fails instead of silently
-// running half the suite. Lines that are not JSON (such as build errors) are passed
-// through.
+// want of PostgreSQL, Mosquitto, SeaweedFS or Chromium, unless
+// PARLEY_ALLOW_SKIPS=1 is set: a local `make test` without PostgreSQL then
+// fails instead of silently running half the suite. Lines that are not JSON
+// (such as build errors) are passed through.
 //
 //	go test -json ./... | go run ./scripts/testsummary
 package main
