@@ -234,9 +234,10 @@ function watchPresence(conv: Conv): void {
   app.presenceSubs.add(peer);
   app.client.subscribe(topic("presence/" + peer), { qos: 1 }, (err, granted) => {
     if (err || !granted || granted.some((g) => g.qos >= 128)) {
-      // Refused: a conversation just begun may not count yet; try later.
+      // Refused: a conversation just begun may not count yet (the server
+      // remembers a no for 5 s); try again later, or at its next message.
       app.presenceSubs.delete(peer);
-      setTimeout(() => watchPresence(conv), 6000);
+      if (conv.last_seq > 0) setTimeout(() => watchPresence(conv), 6000);
     }
   });
 }
