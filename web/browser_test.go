@@ -9,9 +9,12 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +176,28 @@ func TestBrowser(t *testing.T) {
 		alice.screenshot("members")
 		alice.click("#members-dialog .close")
 		carol.waitText("#messages", "alice added dave")
+	})
+
+	t.Run("ScrollBackHistory", func(t *testing.T) {
+		alice.t = t
+		// erin sends 120 messages over the REST API; alice opens the
+		// conversation at the latest and scrolls up to the first.
+		token := devToken(t, srv, "erin")
+		for i := 1; i <= 120; i++ {
+			restPost(t, srv+"/v1/users/alice/messages", token, fmt.Sprintf(`{"cid":"h%d","body":"history %d"}`, i, i))
+		}
+		alice.click(`[data-conv="dm:alice:erin"]`)
+		alice.waitText("#messages", "history 120")
+		alice.waitJS(`document.querySelectorAll("#messages .body").length < 120`)
+		for range 10 {
+			alice.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("messages").scrollTop = 0`))
+			time.Sleep(200 * time.Millisecond)
+		}
+		alice.waitJS(`(() => {
+			const bodies = [...document.querySelectorAll("#messages .body")].map(b => b.textContent);
+			return bodies.length === 120 && bodies[0] === "history 1" && bodies[119] === "history 120";
+		})()`)
+		alice.waitText("#messages", "Beginning of the conversation")
 	})
 
 	t.Run("PhoneSize", func(t *testing.T) {
@@ -363,4 +388,36 @@ func (p *page) screenshot(name string) {
 	if err := os.WriteFile(filepath.Join("..", "docs", "web", name+".png"), png, 0o644); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// devToken signs user in with POST /dev/login and returns its token.
+func devToken(t *testing.T, srv, user string) string {
+	t.Helper()
+	var r struct{ Token string }
+	if err := json.Unmarshal(restPost(t, srv+"/dev/login", "", `{"user":"`+user+`"}`), &r); err != nil || r.Token == "" {
+		t.Fatalf("dev login %s: %v", user, err)
+	}
+	return r.Token
+}
+
+// restPost posts body and returns the answer, failing on a status >= 300.
+func restPost(t *testing.T, url, token, body string) []byte {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("POST %s = %d %s", url, resp.StatusCode, b)
+	}
+	return b
 }
