@@ -4,7 +4,7 @@ BIN := bin
 # bash, so that recipes can set -o pipefail.
 SHELL := /bin/bash
 
-.PHONY: help build run test lint fmt bench soak fuzz
+.PHONY: help build run test lint fmt bench soak fuzz web screenshots
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -12,12 +12,13 @@ build: ## build bin/parleyd and bin/parley (the CLI)
 	$(GO) build -o $(BIN)/parleyd ./cmd/parleyd
 	$(GO) build -o $(BIN)/parley ./cmd/parley
 
-run: build ## start parleyd on the embedded store in ./data (Ctrl-C stops it)
-	./$(BIN)/parleyd
+run: build ## start parleyd on the embedded store in ./data with the web client and its development sign-in at http://localhost:8080/ (Ctrl-C stops it)
+	PARLEY_DEV_LOGIN=$${PARLEY_DEV_LOGIN:-true} ./$(BIN)/parleyd
 
-test: build ## run every test: unit, end-to-end, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients (PostgreSQL binaries needed; builds SeaweedFS into bin/weed for the S3 tests; see README)
+test: build ## run every test: unit, end-to-end, browser, faults, race, fuzz (bounded), mosquitto example, OpenAPI clients, web build (PostgreSQL, Chromium and npm needed; builds SeaweedFS into bin/weed for the S3 tests; see README)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
+	bash scripts/web.sh check
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
 	bash scripts/install-weed.sh
 	@echo "$(GO) test -count=1 -timeout 30m ./..."
@@ -41,6 +42,12 @@ bench: ## load test: Parley (SQLite, PostgreSQL) against plain mochi-mqtt, ~1 mi
 
 soak: ## long fault suite: kill -9, database outages, overload (PostgreSQL binaries needed), up to an hour
 	PARLEY_FAULT_SCALE=long $(GO) test -count=1 -timeout 60m -v ./faults/
+
+web: ## rebuild the web client (web/src -> web/dist, committed) with the pinned esbuild and TypeScript (npm needed)
+	bash scripts/web.sh
+
+screenshots: ## refresh the screenshots of docs/web.md (docs/web/*.png) from the browser tests (Chromium needed)
+	$(GO) test -count=1 -run TestBrowser ./web -screenshots
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	bash scripts/fuzz.sh

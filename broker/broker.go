@@ -82,6 +82,14 @@ type Options struct {
 	// CORSOrigins lists the browser origins allowed to call the REST API;
 	// "*" allows any. Empty: no CORS headers.
 	CORSOrigins []string
+	// Web serves the web chat client (package web, docs/web.md) at "/" on
+	// the HTTP listener; it speaks MQTT over the WebSocket listener's port on
+	// the page's host. False: no client.
+	Web bool
+	// DevLogin serves POST /dev/login, which issues a token for any user
+	// name: for development only, since anyone may then sign in as anyone.
+	// It needs JWTSecret. False: no such route.
+	DevLogin bool
 
 	// JWTSecret verifies HS256 tokens; JWTPublicKey verifies RS256, ES256 or
 	// EdDSA tokens. At least one is required.
@@ -394,6 +402,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if len(opts.WebhookURLs) > 0 && len(opts.WebhookSecret) == 0 {
 		return nil, errors.New("broker: webhooks need a WebhookSecret to sign their requests")
+	}
+	if opts.DevLogin && len(opts.JWTSecret) == 0 {
+		return nil, errors.New("broker: DevLogin needs a JWTSecret to sign its tokens")
 	}
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, log: opts.Logger, addrs: map[string]net.Addr{}}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -10,10 +11,13 @@ import (
 
 	"github.com/parley-im/parley/docs"
 	"github.com/parley-im/parley/internal/rest"
+	"github.com/parley-im/parley/internal/wire"
+	"github.com/parley-im/parley/web"
 )
 
 // Handler returns the HTTP handler: GET /healthz, GET /readyz, GET /metrics
-// and the REST API under /v1 (see docs/api.md).
+// and the REST API under /v1 (see docs/api.md); with Options.Web the web
+// client at "/", with Options.DevLogin POST /dev/login (see docs/web.md).
 func (b *Broker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -26,6 +30,12 @@ func (b *Broker) Handler() http.Handler {
 		_, _ = w.Write(docs.OpenAPI)
 	})
 	b.api.Register(mux)
+	if b.opts.Web {
+		mux.Handle("/", web.Handler(b.webConfig))
+	}
+	if b.opts.DevLogin {
+		mux.HandleFunc("POST /dev/login", b.devLogin)
+	}
 	return b.cors(rest.CleanPaths(mux))
 }
 
@@ -55,6 +65,18 @@ func (b *Broker) cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// webConfig tells the web client where MQTT over WebSocket listens.
+func (b *Broker) webConfig() web.Config {
+	c := web.Config{MQTTPath: WebsocketPath, TopicPrefix: b.opts.TopicPrefix, DevLogin: b.opts.DevLogin, Files: b.files != nil}
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = wire.DefaultPrefix
+	}
+	if a, ok := b.Addr("ws").(*net.TCPAddr); ok {
+		c.MQTTPort = a.Port
+	}
+	return c
 }
 
 func (b *Broker) readyz(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,15 @@ func (m *Main) banner() {
 			fmt.Fprintf(w, "  %-5s %s%s%s\n", l.name, l.scheme, hostPort(a), l.path)
 		}
 	}
+	if a := m.Broker.Addr("http"); a != nil && c.Web {
+		fmt.Fprintf(w, "Web client: http://%s/", hostPort(a))
+		if m.Broker.Addr("ws") == nil {
+			fmt.Fprint(w, " (but MQTT over WebSocket is off: set PARLEY_WS_ADDR)")
+		} else if c.DevLogin && c.DatabaseURL == "" {
+			fmt.Fprint(w, " (development sign-in: any user name)")
+		}
+		fmt.Fprintln(w)
+	}
 	if c.NATSURL != "" {
 		fmt.Fprintf(w, "Cluster mode: node %s, NATS %s\n", c.NodeID, redactURLs(c.NATSURL))
 	}

@@ -215,6 +215,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	fs.Float64Var(&c.Burst, "burst", envValue(&envErr, "PARLEY_BURST", 0, parseFloat), "burst of the rate limit; 0 means twice the rate ($PARLEY_BURST)")
 	fs.DurationVar(&c.PushDelay, "push-delay", envValue(&envErr, "PARLEY_PUSH_DELAY", 5*time.Second, time.ParseDuration), "how long a message may go unacknowledged by all of a user's devices before they get a push notification ($PARLEY_PUSH_DELAY)")
 	fs.BoolVar(&c.PushPreview, "push-preview", envValue(&envErr, "PARLEY_PUSH_PREVIEW", true, parseBool), "show the message's text in push notifications ($PARLEY_PUSH_PREVIEW)")
+	fs.BoolVar(&c.Web, "web", envValue(&envErr, "PARLEY_WEB", true, parseBool), "serve the web chat client at / on the HTTP address (docs/web.md) ($PARLEY_WEB)")
+	fs.BoolVar(&c.DevLogin, "dev-login", envValue(&envErr, "PARLEY_DEV_LOGIN", false, parseBool), "development sign-in: POST /dev/login issues a token for any user name; embedded store only, never in production ($PARLEY_DEV_LOGIN)")
 	fs.BoolVar(&c.Anonymous, "anonymous", envValue(&envErr, "PARLEY_ANONYMOUS", false, parseBool), "open mode: clients without credentials may use topics outside the prefix as a plain MQTT broker ($PARLEY_ANONYMOUS)")
 	ints := []struct {
 		p         *int

@@ -87,6 +87,10 @@ type Config struct {
 	ModerationURL     string
 	ModerationTimeout time.Duration
 	ModerationFail    string
+
+	// Web serves the web client; DevLogin its development sign-in
+	// (embedded store only).
+	Web, DevLogin bool
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
@@ -154,6 +158,17 @@ func (m *Main) options() (broker.Options, error) {
 		TopicPrefix: c.TopicPrefix, MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
 		MaxDevices: c.MaxDevices, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
+		Web: c.Web,
+	}
+	if c.DevLogin {
+		switch {
+		case c.DatabaseURL != "":
+			m.Logger.Warn("development sign-in (PARLEY_DEV_LOGIN) is off: it exists only on the embedded store")
+		case c.JWTPublicKey != "" && c.JWTSecret == "":
+			m.Logger.Warn("development sign-in (PARLEY_DEV_LOGIN) is off: it signs with the HS256 secret and only a public key is set")
+		default:
+			opts.DevLogin = true
+		}
 	}
 	if c.DeviceTTL == 0 {
 		opts.DeviceTTL = -1 // 0 means never on the command line

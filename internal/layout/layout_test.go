@@ -50,6 +50,10 @@ func TestImportDirection(t *testing.T) {
 				if mochi {
 					t.Errorf("%s imports %s: only broker and hooks touch mochi-mqtt", pkg, d)
 				}
+			case pkg == "/web":
+				if strings.Contains(d, ".") {
+					t.Errorf("web imports %s: it embeds the client and imports the standard library only", d)
+				}
 			case pkg == "/hooks":
 				if isOwn && (own == "/broker" || strings.HasPrefix(own, "/cmd")) {
 					t.Errorf("hooks imports %s", d)

@@ -4,10 +4,10 @@
 // grouped by their reason.
 //
 // It exits 1 when a test or package failed, and when tests were skipped for
-// want of PostgreSQL or Mosquitto, unless PARLEY_ALLOW_SKIPS=1 is set: a
-// local `make test` without PostgreSQL then fails instead of silently running
-// half the suite. Lines that are not JSON (such as build errors) are passed
-// through.
+// want of PostgreSQL, Mosquitto, SeaweedFS or Chromium, unless
+// PARLEY_ALLOW_SKIPS=1 is set: a local `make test` without PostgreSQL then
+// fails instead of silently running half the suite. Lines that are not JSON
+// (such as build errors) are passed through.
 //
 //	go test -json ./... | go run ./scripts/testsummary
 package main
@@ -36,8 +36,9 @@ type event struct {
 
 // required matches the skip reasons that fail the run unless
 // PARLEY_ALLOW_SKIPS=1: tests that need PostgreSQL (internal/pgtest), the
-// Mosquitto clients or SeaweedFS (internal/s3test).
-var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto|seaweedfs`)
+// Mosquitto clients, SeaweedFS (internal/s3test) or Chromium (the web
+// client's browser tests).
+var required = regexp.MustCompile(`(?i)pgtest|postgres|mosquitto|seaweedfs|chromium`)
 
 type key struct{ pkg, test string }
 
@@ -163,9 +164,9 @@ func (s *summary) report(allowSkips bool) int {
 	}
 	if missing > 0 {
 		if allowSkips {
-			fmt.Fprintf(s.out, "test summary: %d tests that need PostgreSQL or Mosquitto were skipped (allowed by PARLEY_ALLOW_SKIPS=1)\n", missing)
+			fmt.Fprintf(s.out, "test summary: %d tests that need PostgreSQL, Mosquitto, SeaweedFS or Chromium were skipped (allowed by PARLEY_ALLOW_SKIPS=1)\n", missing)
 		} else {
-			fmt.Fprintf(s.out, "test summary: FAIL: %d tests that need PostgreSQL or Mosquitto were skipped; install them (see README) or set PARLEY_ALLOW_SKIPS=1\n", missing)
+			fmt.Fprintf(s.out, "test summary: FAIL: %d tests that need PostgreSQL, Mosquitto, SeaweedFS or Chromium were skipped; install them (see README) or set PARLEY_ALLOW_SKIPS=1\n", missing)
 			status = 1
 		}
 	}
