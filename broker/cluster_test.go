@@ -321,3 +321,17 @@ func TestClusterFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterAccountDeletion: deleting an account on one node disconnects
+// the user's devices on every node, and its token stops working there.
+func TestClusterAccountDeletion(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	gone := c.nodes[1].dial("alice/b", "alice", dialOpts{})
+	if st := c.nodes[0].do("DELETE", "/v1/users/me", "alice", "", nil); st != 200 {
+		t.Fatalf("delete account: %d", st)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return !gone.v3.IsConnectionOpen() })
+	if st := c.nodes[1].do("GET", "/v1/conversations", "alice", "", nil); st != 401 {
+		t.Fatalf("the deleted user's token on node 1: %d, want 401", st)
+	}
+}

@@ -46,6 +46,15 @@ func (b *Broker) setupPrivacy() error {
 	b.api.Retention = b.opts.Retention
 	b.api.OnBlock = b.authorizer.Forget
 	b.api.Disconnect = b.disconnectUser
+	if b.bus != nil {
+		// Cluster mode: the other nodes forget and disconnect too.
+		b.api.OnBlock = func(x, y string) { b.authorizer.Forget(x, y); b.bus.Block(x, y) }
+		b.bus.BlockChanged = b.authorizer.Forget
+		b.bus.UserDeleted = func(user string) {
+			b.tokens.Revocations.Forget(user)
+			b.disconnectUser(user)
+		}
+	}
 	b.api.DeleteUser = b.DeleteUser
 	return nil
 }
@@ -64,15 +73,17 @@ func (b *Broker) DeleteUser(ctx context.Context, user string) (int, error) {
 	}
 	b.tokens.Revocations.Forget(user)
 	b.disconnectUser(user)
+	if b.bus != nil {
+		b.bus.DeleteUser(user)
+	}
 	if err := b.DeleteUserFiles(ctx, user); err != nil {
 		return 0, fmt.Errorf("broker: delete the files of user %s: %w", user, err)
 	}
 	return len(del.Events) + del.Erased, nil
 }
 
-// disconnectUser stops the connections of user's devices on this node.
-// (Other nodes refuse its token at the next CONNECT and REST call, within
-// auth.DefaultRevocationTTL.)
+// disconnectUser stops the connections of user's devices on this node. In
+// cluster mode DeleteUser tells the other nodes, which do the same.
 func (b *Broker) disconnectUser(user string) {
 	for _, cl := range b.mqtt.Clients.GetAll() {
 		if !cl.Net.Inline && !cl.Closed() && auth.UserOf(cl.ID) == user {

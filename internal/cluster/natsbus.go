@@ -45,6 +45,12 @@ type Bus struct {
 	ForgetGroup func(group string)
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+	// UserDeleted, when set, is called when another node deleted a user's
+	// account (disconnect its devices, forget its cached tokens).
+	UserDeleted func(user string)
+	// BlockChanged, when set, is called when another node blocked or
+	// unblocked between a and b (forget cached contacts).
+	BlockChanged func(a, b string)
 	// Prefix of the subjects; default "parley".
 	Prefix string
 	// Heartbeat is how often the node announces itself; a node silent for
@@ -78,6 +84,15 @@ type kickMsg struct {
 type groupMsg struct {
 	Group string `json:"group"`
 	Node  string `json:"node"`
+}
+
+// userMsg tells the other nodes that a user's account was deleted, or that
+// a block between A and B changed.
+type userMsg struct {
+	Deleted string `json:"deleted,omitempty"`
+	A       string `json:"a,omitempty"`
+	B       string `json:"b,omitempty"`
+	Node    string `json:"node"`
 }
 
 type presenceMsg struct {
@@ -168,7 +183,7 @@ func (b *Bus) Connect(url string) error {
 		return fmt.Errorf("natsbus: connect %s: %w", redact(url), err)
 	}
 	b.nc = nc
-	for _, subj := range []string{".kick", ".group", ".presence", ".node"} {
+	for _, subj := range []string{".kick", ".group", ".presence", ".node", ".user"} {
 		sub, err := nc.ChanSubscribe(b.Prefix+subj, b.in)
 		if err != nil {
 			nc.Close()
@@ -245,6 +260,16 @@ func (b *Bus) Invalidate(group string) {
 	b.publishJSON(".group", groupMsg{Group: group, Node: b.Node})
 }
 
+// DeleteUser tells the other nodes that user's account was deleted.
+func (b *Bus) DeleteUser(user string) {
+	b.publishJSON(".user", userMsg{Deleted: user, Node: b.Node})
+}
+
+// Block tells the other nodes that a block between a and c changed.
+func (b *Bus) Block(a, c string) {
+	b.publishJSON(".user", userMsg{A: a, B: c, Node: b.Node})
+}
+
 func (b *Bus) publishJSON(subj string, v any) {
 	data, _ := json.Marshal(v)
 	if err := b.nc.Publish(b.Prefix+subj, data); err != nil {
@@ -277,6 +302,16 @@ func (b *Bus) receive() {
 				var g groupMsg
 				if json.Unmarshal(m.Data, &g) == nil && g.Node != b.Node {
 					b.ForgetGroup(g.Group)
+				}
+			case m.Subject == b.Prefix+".user":
+				var u userMsg
+				if json.Unmarshal(m.Data, &u) == nil && u.Node != b.Node {
+					if u.Deleted != "" && b.UserDeleted != nil {
+						b.UserDeleted(u.Deleted)
+					}
+					if u.A != "" && b.BlockChanged != nil {
+						b.BlockChanged(u.A, u.B)
+					}
 				}
 			case m.Subject == b.Prefix+".presence":
 				var p presenceMsg
