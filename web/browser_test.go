@@ -58,11 +58,14 @@ func TestBrowser(t *testing.T) {
 		bob.click(`[data-conv="dm:alice:bob"]`)
 		bob.waitText("#messages", "Hello bob")
 		alice.waitText("#receipt", "Seen")
-		bob.do(chromedp.SendKeys(chromedp.ID("composer-input"), "Hi alice"))
-		alice.waitText("#typing", "bob is typing")
-		bob.do(chromedp.SendKeys(chromedp.ID("composer-input"), "\r"))
+		bob.send("Hi alice")
 		alice.waitText("#messages", "Hi alice")
 		bob.waitText("#receipt", "Seen")
+		// Both have written: they are contacts, so typing shows (see
+		// docs/protocol.md, Privacy).
+		bob.do(chromedp.SendKeys(chromedp.ID("composer-input"), "Nice"))
+		alice.waitText("#typing", "bob is typing")
+		bob.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("composer-input").value = ""`))
 		// bob reacts to alice's message and replies to it.
 		bob.click(`li[data-seq="1"] [aria-label="React with 👍"]`)
 		alice.waitText(`li[data-seq="1"] .chip`, "👍 1")

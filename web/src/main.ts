@@ -948,6 +948,7 @@ async function submit(): Promise<void> {
   const mentions = [...new Set([...body.matchAll(/@([A-Za-z0-9._@-]+)/g)].map((x) => x[1]))].filter((u) => u !== app.user && (c.kind === "group" ? members.includes(u) : u === c.peer));
   if (mentions.length) payload.mentions = mentions;
   el.value = "";
+  app.lastTyping = 0; // the next keystroke announces typing again at once
   app.reply = null;
   app.files = [];
   renderComposerBar();
