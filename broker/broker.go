@@ -96,6 +96,10 @@ type Options struct {
 	// and use topics outside the prefix as a plain MQTT broker; the prefix
 	// stays closed to them.
 	Anonymous bool
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, who are told it
+	// in the CONNACK; default DefaultMaxKeepAlive (60 s), negative: no cap.
+	// MQTT 3.1.1 clients keep theirs.
+	MaxKeepAlive time.Duration
 	// MaxPayload bounds a send payload in bytes; default 64 KiB.
 	MaxPayload int
 	// NewDeviceBacklog is how many of each conversation's latest messages a
@@ -269,6 +273,9 @@ func (o Options) withDefaults() Options {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
 	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
+	if o.MaxKeepAlive == 0 {
+		o.MaxKeepAlive = DefaultMaxKeepAlive
+	}
 	return o
 }
 
@@ -278,6 +285,9 @@ func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
 		*v = def
 	}
 }
+
+// DefaultMaxKeepAlive is the default Options.MaxKeepAlive.
+const DefaultMaxKeepAlive = 60 * time.Second
 
 // DefaultModerationTimeout is the default Options.ModerationTimeout.
 const DefaultModerationTimeout = moderation.DefaultTimeout
@@ -424,6 +434,10 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	session := &hooks.Session{Topics: topics, MaxKeepAlive: uint16(min(max(opts.MaxKeepAlive/time.Second, 0), 65535))}
+	if err := b.mqtt.AddHook(session, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
