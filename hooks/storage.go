@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -42,6 +43,7 @@ type Storage struct {
 	Log *slog.Logger
 
 	mu         sync.Mutex
+	wills      []*time.Timer                  // wills of restored sessions, waiting for their delay
 	persistent map[string]bool                // client ids of persistent sessions
 	inflight   map[string]map[uint16]struct{} // stored queued messages by client and packet id
 }
@@ -178,13 +180,18 @@ func (h *Storage) forget(id string) {
 }
 
 // OnDisconnect forgets a session that ends with its connection (unless
-// another connection took it over).
-func (h *Storage) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if !expire || cl.Net.Inline || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
+// another connection took it over), and stores a persistent one again: a
+// normal DISCONNECT has removed its will.
+func (h *Storage) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Inline || !h.isPersistent(cl.ID) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
 		return
 	}
-	if h.isPersistent(cl.ID) {
+	if expire {
 		h.forget(cl.ID)
+		return
+	}
+	if err == nil && cl.Net.Conn != nil {
+		h.putClient(cl)
 	}
 }
 
@@ -360,8 +367,21 @@ func (h *Storage) wanted(topic string) bool {
 
 // Replay publishes again the publishes a crash left pending (acknowledged
 // to their senders, perhaps not queued for the sessions), then deletes
-// them. Call it once the server serves; a session may get one twice.
+// them, and schedules the wills of the restored sessions (which mochi does
+// not): each is published after its delay, counted from now, unless its
+// client has reconnected by then. Call it once the server serves; a
+// session may get a pending publish twice.
 func (h *Storage) Replay() error {
+	for _, cl := range h.Server.Clients.GetAll() {
+		if cl.Net.Inline || !cl.Closed() || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+			continue
+		}
+		will := cl.Properties.Will
+		delay := time.Duration(will.WillDelayInterval) * time.Second
+		h.mu.Lock()
+		h.wills = append(h.wills, time.AfterFunc(delay, func() { h.sendWill(cl, will) }))
+		h.mu.Unlock()
+	}
 	ctx, cancel := h.ctx()
 	defer cancel()
 	recs, err := h.Store.MQTTState(ctx, history.MQTTPending)
@@ -379,6 +399,35 @@ func (h *Storage) Replay() error {
 		}
 		h.del(history.MQTTPending, r.Client, r.Key)
 	}
+	return nil
+}
+
+// sendWill publishes the will of a restored session whose client is still
+// away, then stores the session without it.
+func (h *Storage) sendWill(cl *mqtt.Client, will mqtt.Will) {
+	if now, ok := h.Server.Clients.Get(cl.ID); !ok || now != cl || !cl.Closed() {
+		return // reconnected or gone
+	}
+	if !atomic.CompareAndSwapUint32(&cl.Properties.Will.Flag, 1, 0) {
+		return
+	}
+	if err := h.Server.Publish(will.TopicName, will.Payload, will.Retain, will.Qos); err != nil {
+		h.Log.Error("publishing a restored will", "error", err, "client", cl.ID)
+	}
+	cl.Properties.Will = mqtt.Will{}
+	if h.isPersistent(cl.ID) {
+		h.putClient(cl)
+	}
+}
+
+// Stop implements mqtt.Hook: restored wills still waiting are dropped.
+func (h *Storage) Stop() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.wills {
+		t.Stop()
+	}
+	h.wills = nil
 	return nil
 }
 

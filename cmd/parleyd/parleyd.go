@@ -63,6 +63,9 @@ type Config struct {
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
+	// MQTTMaxExpiry bounds how long a plain MQTT message waits; 0: no
+	// bound.
+	MQTTMaxExpiry time.Duration
 
 	NewDeviceBacklog int
 	CatchupLimit     int
@@ -139,6 +142,10 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	if c.DeviceTTL == 0 {
 		opts.DeviceTTL = -1 // 0 means never on the command line
+	}
+	opts.MQTTMaxExpiry = c.MQTTMaxExpiry
+	if c.MQTTMaxExpiry == 0 {
+		opts.MQTTMaxExpiry = -1 // 0 means no bound on the command line
 	}
 	if c.EditWindow < 0 {
 		return opts, configErrorf("edit window (PARLEY_EDIT_WINDOW) %s is negative: use 0 for no limit", c.EditWindow)
