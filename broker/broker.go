@@ -448,7 +448,10 @@ func New(opts Options) (*Broker, error) {
 	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if st, ok := opts.Store.(history.MQTTStater); ok {
+	// Plain MQTT state is stored on a single node only: nodes sharing one
+	// store would restore each other's sessions (and publish the wills of
+	// clients connected elsewhere).
+	if st, ok := opts.Store.(history.MQTTStater); ok && opts.NATSURL == "" {
 		b.storage = &hooks.Storage{Store: st, Server: b.mqtt, Topics: topics, Log: opts.Logger}
 		if err := b.mqtt.AddHook(b.storage, nil); err != nil {
 			return nil, fmt.Errorf("broker: %w", err)

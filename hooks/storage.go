@@ -57,7 +57,7 @@ func (h *Storage) ID() string { return "parley-storage" }
 // Provides implements mqtt.Hook.
 func (h *Storage) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+	case mqtt.OnSessionEstablish, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
 		mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.OnPublish, mqtt.OnPublished,
 		mqtt.StoredClients, mqtt.StoredSubscriptions, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages:
@@ -116,9 +116,11 @@ func (h *Storage) isPersistent(id string) bool {
 	return h.persistent[id]
 }
 
-// OnSessionEstablished stores a persistent session's client, or forgets
-// the stored session of a client that starts clean.
-func (h *Storage) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish stores a persistent session's client, or forgets the
+// stored session of a client that starts clean, before the CONNACK: once
+// the client reads it, it may send packets whose handling should not wait
+// for the store.
+func (h *Storage) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
