@@ -72,8 +72,9 @@ var baseCases = []storeCase{
 func MigrateTwice(t *testing.T, fsys fs.FS, migrate func() (migrations.Report, error)) {
 	t.Helper()
 	latest := migrations.Latest(fsys)
+	files, _ := fs.Glob(fsys, "*.sql") // numbers may have gaps while branches are merged
 	r, err := migrate()
-	if err != nil || len(r.Applied) != int(latest) || r.Applied[0] != 1 || r.Version != latest {
+	if err != nil || len(r.Applied) != len(files) || r.Applied[0] != 1 || r.Version != latest {
 		t.Fatalf("first run: %+v, %v", r, err)
 	}
 	if r, err = migrate(); err != nil || len(r.Applied) != 0 || r.Version != latest {
