@@ -27,6 +27,7 @@ test: build ## run every test: unit, end-to-end, browser, faults, race, fuzz (bo
 	@set -o pipefail; $(GO) test -json -count=1 -race -timeout 20m ./broker/... ./hooks/... ./internal/... ./clients/... | ./$(BIN)/testsummary
 	FUZZTIME=$${FUZZTIME:-5s} bash scripts/fuzz.sh
 	bash scripts/mosquitto-example.sh
+	bash scripts/paho-suite.sh
 	bash scripts/openapi-ts.sh
 
 lint: ## gofmt and go vet

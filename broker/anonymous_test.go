@@ -114,9 +114,17 @@ func TestAnonymousMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v5.Disconnect(&paho.Disconnect{})
-	for _, f := range []string{"im/inbox/alice", "im/#", "#", "+/inbox/alice", "im/presence/alice"} {
+	for _, f := range []string{"im/inbox/alice", "im/#", "im/presence/alice"} {
 		sa, _ := v5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: f, QoS: 1}}})
 		if sa == nil || sa.Reasons[0] != 0x87 {
+			t.Fatalf("anonymous subscribe %s: %+v", f, sa)
+		}
+	}
+	// Filters that begin with a wildcard are plain: granted, and never
+	// deliver Parley's topics (TestWildcardsNeverDeliverParley).
+	for _, f := range []string{"#", "+/inbox/alice"} {
+		sa, _ := v5.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: f, QoS: 1}}})
+		if sa == nil || sa.Reasons[0] != 1 {
 			t.Fatalf("anonymous subscribe %s: %+v", f, sa)
 		}
 	}

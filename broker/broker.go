@@ -105,6 +105,14 @@ type Options struct {
 	// and use topics outside the prefix as a plain MQTT broker; the prefix
 	// stays closed to them.
 	Anonymous bool
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, who are told it
+	// in the CONNACK; default DefaultMaxKeepAlive (60 s), negative: no cap.
+	// MQTT 3.1.1 clients keep theirs.
+	MaxKeepAlive time.Duration
+	// MQTTMaxExpiry bounds how long a plain MQTT message may wait, queued
+	// for a session or retained (a message's own expiry interval applies
+	// when shorter); default DefaultMQTTMaxExpiry (24 h), negative: no bound.
+	MQTTMaxExpiry time.Duration
 	// MaxPayload bounds a send payload in bytes; default 64 KiB.
 	MaxPayload int
 	// NewDeviceBacklog is how many of each conversation's latest messages a
@@ -322,6 +330,12 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
 	orDefault(&o.RetentionEvery, DefaultRetentionEvery)
 	orDefault(&o.RetentionBatch, DefaultRetentionBatch)
+	if o.MQTTMaxExpiry == 0 {
+		o.MQTTMaxExpiry = DefaultMQTTMaxExpiry
+	}
+	if o.MaxKeepAlive == 0 {
+		o.MaxKeepAlive = DefaultMaxKeepAlive
+	}
 	return o
 }
 
@@ -331,6 +345,12 @@ func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
 		*v = def
 	}
 }
+
+// DefaultMQTTMaxExpiry is the default Options.MQTTMaxExpiry.
+const DefaultMQTTMaxExpiry = 24 * time.Hour
+
+// DefaultMaxKeepAlive is the default Options.MaxKeepAlive.
+const DefaultMaxKeepAlive = 60 * time.Second
 
 // DefaultModerationTimeout is the default Options.ModerationTimeout.
 const DefaultModerationTimeout = moderation.DefaultTimeout
@@ -354,6 +374,7 @@ type Broker struct {
 	committer  *send.Committer
 	groups     *send.Groups
 	bus        *cluster.Bus
+	storage    *hooks.Storage // nil when the store keeps no MQTT state
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	http       *http.Server
@@ -420,6 +441,7 @@ func New(opts Options) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = hooks.MaxPacketSize(opts.MaxPayload)
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
+	caps.MaximumMessageExpiryInterval = int64(max(b.opts.MQTTMaxExpiry, 0) / time.Second)
 	b.mqtt = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       opts.Logger.With("component", "mqtt"),
@@ -500,6 +522,19 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	// Plain MQTT state is stored on a single node only: nodes sharing one
+	// store would restore each other's sessions (and publish the wills of
+	// clients connected elsewhere).
+	if st, ok := opts.Store.(history.MQTTStater); ok && opts.NATSURL == "" {
+		b.storage = &hooks.Storage{Store: st, Server: b.mqtt, Topics: topics, Log: opts.Logger}
+		if err := b.mqtt.AddHook(b.storage, nil); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	session := &hooks.Session{Topics: topics, MaxKeepAlive: uint16(min(max(opts.MaxKeepAlive/time.Second, 0), 65535))}
+	if err := b.mqtt.AddHook(session, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -605,6 +640,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	if err := b.mqtt.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve mqtt: %w", err))
+	}
+	if b.storage != nil {
+		if err := b.storage.Replay(); err != nil {
+			b.log.Error("plain mqtt state", "error", err)
+		}
 	}
 	if ln := lns["http"]; ln != nil {
 		b.httpLn = ln

@@ -239,12 +239,23 @@ func TestForgedAcknowledgementAnonymous(t *testing.T) {
 
 // TestShareFilterCase: $SHARE, $Share, ... are the shared-subscription
 // prefix too (the broker matches it regardless of case); they never open
-// another user's inbox.
+// another user's inbox. A shared # is a plain filter, granted in open mode,
+// that never delivers Parley's topics.
 func TestShareFilterCase(t *testing.T) {
 	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Anonymous = true })
-	c, _ := anonV3(t, e, "sharer", nil)
-	mallory := e.dial("mallory", "mallory", dialOpts{v5: true, noSub: true})
-	for _, f := range []string{"$SHARE/g/im/inbox/bob", "$Share/g/im/#", "$sHaRe/g/#", "$share/g/im/inbox/bob"} {
+	c, got := anonV3(t, e, "sharer", nil)
+	mallory := e.dial("mallory", "mallory", dialOpts{v5: true})
+	if code := c.Subscribe("$sHaRe/g/#", 1, nil); !code.WaitTimeout(5*time.Second) || code.(*pahov3.SubscribeToken).Result()["$sHaRe/g/#"] != 1 {
+		t.Errorf("anonymous SUBSCRIBE $sHaRe/g/#: %v", code.(*pahov3.SubscribeToken).Result())
+	}
+	e.dial("bob", "bob", dialOpts{v5: true}).send("im/send/u/mallory", 1, `{"cid":"c","body":"for mallory"}`)
+	mallory.nextKind("message")
+	select {
+	case m := <-got:
+		t.Errorf("a shared # delivered %s", m.Topic())
+	case <-time.After(500 * time.Millisecond):
+	}
+	for _, f := range []string{"$SHARE/g/im/inbox/bob", "$Share/g/im/#", "$share/g/im/inbox/bob"} {
 		tok := c.Subscribe(f, 1, nil)
 		tok.WaitTimeout(5 * time.Second)
 		for _, code := range tok.(*pahov3.SubscribeToken).Result() {

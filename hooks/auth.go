@@ -12,6 +12,7 @@ import (
 
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/metrics"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // Auth is the mochi hook of authentication and authorization: it hands each
@@ -33,8 +34,9 @@ type Auth struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
-	mu      sync.Mutex
-	subacks map[subackKey]string // Reason Strings of SUBACKs on their way
+	mu          sync.Mutex
+	subacks     map[subackKey]string                   // Reason Strings of SUBACKs on their way
+	subscribing map[*mqtt.Client]packets.Subscriptions // the filters of SUBSCRIBEs being processed
 }
 
 // subackKey names a SUBACK on its way to a client.
@@ -161,9 +163,50 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // every client that did not authenticate.
 func (a *Auth) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnACLCheck decides publishes (write), subscriptions and deliveries.
+// OnACLCheck decides publishes (write), subscriptions and deliveries, from
+// memory. mochi asks with the filter for a subscription and with the topic
+// name for a delivery (on every delivery, retained ones included). A topic
+// name under the prefix or beginning with '$' is a delivery unless the
+// client is subscribing to exactly that filter right now; it is delivered
+// only when one of the client's subscriptions matches it without a wildcard
+// at the first level (see auth.Authorizer.AllowDelivery).
 func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	return cl.Net.Inline || a.Authorizer.Allow(cl.ID, topic, write)
+	if cl.Net.Inline {
+		return true
+	}
+	if write || wire.HasWildcards(topic) || (!a.Authorizer.Topics.Owns(topic) && !strings.HasPrefix(topic, "$")) {
+		return a.Authorizer.Allow(cl.ID, topic, write)
+	}
+	return a.Authorizer.AllowDelivery(cl.ID, topic, a.subscribingTo(cl, topic) || direct(cl, topic))
+}
+
+// direct reports whether one of cl's subscriptions (shared or not) matches
+// topic without a wildcard at its first level.
+func direct(cl *mqtt.Client, topic string) bool {
+	if _, ok := cl.State.Subscriptions.Get(topic); ok {
+		return true
+	}
+	for f := range cl.State.Subscriptions.GetAll() {
+		f, _ = wire.StripShare(f)
+		if f != "" && f[0] != '+' && f[0] != '#' && auth.Covers(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribingTo reports whether cl's SUBSCRIBE being processed (between
+// OnSubscribe and OnSubscribed, on the client's own goroutine) asks for
+// filter.
+func (a *Auth) subscribingTo(cl *mqtt.Client, filter string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.subscribing[cl] {
+		if s.Filter == filter {
+			return true
+		}
+	}
+	return false
 }
 
 // OnWill checks a will again when the broker is about to publish it: a will
@@ -195,6 +238,7 @@ func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	}
 	a.Authorizer.Gone(cl, cl.ID)
 	a.mu.Lock()
+	delete(a.subscribing, cl)
 	for k := range a.subacks {
 		if k.cl == cl {
 			delete(a.subacks, k)
@@ -211,6 +255,9 @@ const maxRefusalsNamed = 5
 // each (up to 5 are named) the filter and the rule it broke, e.g.
 // `"im/inbox/bob": you may read only your own inbox, im/inbox/alice`.
 func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	a.mu.Lock()
+	delete(a.subscribing, cl)
+	a.mu.Unlock()
 	if cl.Net.Inline || cl.Properties.ProtocolVersion < 5 {
 		return
 	}
@@ -266,7 +313,21 @@ func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 // OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters
 // (they are answered 0x8F, MQTT 3.1.1: 0x80), so that one packet cannot ask
 // for thousands of presence checks.
+// It also notes the filters until OnSubscribed, for OnACLCheck.
 func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	pk = a.limitFilters(cl, pk)
+	if !cl.Net.Inline {
+		a.mu.Lock()
+		if a.subscribing == nil {
+			a.subscribing = map[*mqtt.Client]packets.Subscriptions{}
+		}
+		a.subscribing[cl] = pk.Filters
+		a.mu.Unlock()
+	}
+	return pk
+}
+
+func (a *Auth) limitFilters(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	limit := a.filterLimit()
 	if cl.Net.Inline || len(pk.Filters) <= limit {
 		return pk

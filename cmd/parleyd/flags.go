@@ -235,6 +235,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 	}
 	c.DeviceTTL = envValue(&envErr, "PARLEY_DEVICE_TTL", 90*24*time.Hour, parseTTL)
 	fs.Var((*ttlValue)(&c.DeviceTTL), "device-ttl", "forget a device (client id) and its cursors after it goes unseen this long: a `duration` such as 2160h, or whole days such as 90d; 0: never ($PARLEY_DEVICE_TTL)")
+	c.MQTTMaxExpiry = envValue(&envErr, "PARLEY_MQTT_MAX_EXPIRY", 24*time.Hour, parseTTL)
+	fs.Var((*ttlValue)(&c.MQTTMaxExpiry), "mqtt-max-expiry", "longest a plain MQTT message waits, queued for a session or retained: a `duration` such as 24h, or whole days such as 7d; 0: no limit ($PARLEY_MQTT_MAX_EXPIRY)")
 	if cmd == "token" {
 		fs.DurationVar(&c.TokenTTL, "ttl", 24*time.Hour, "token lifetime")
 	}

@@ -64,6 +64,9 @@ type Config struct {
 	// DeviceTTL is how long a device may go unseen before it is forgotten;
 	// 0: never.
 	DeviceTTL time.Duration
+	// MQTTMaxExpiry bounds how long a plain MQTT message waits; 0: no
+	// bound.
+	MQTTMaxExpiry time.Duration
 
 	// Attachments: BlobDir (default DATA_DIR/blobs) or S3Endpoint and
 	// S3Bucket; MaxUpload in bytes; UploadDir holds resumable uploads in
@@ -185,6 +188,10 @@ func (m *Main) options() (broker.Options, error) {
 		}
 	} else if opts.BlobDir == "" {
 		opts.BlobDir = filepath.Join(c.DataDir, "blobs")
+	}
+	opts.MQTTMaxExpiry = c.MQTTMaxExpiry
+	if c.MQTTMaxExpiry == 0 {
+		opts.MQTTMaxExpiry = -1 // 0 means no bound on the command line
 	}
 	if c.EditWindow < 0 {
 		return opts, configErrorf("edit window (PARLEY_EDIT_WINDOW) %s is negative: use 0 for no limit", c.EditWindow)

@@ -192,7 +192,7 @@ func TestFlags(t *testing.T) {
 	for _, env := range []string{"PARLEY_MQTT_ADDR", "PARLEY_WS_ADDR", "PARLEY_TLS_ADDR", "PARLEY_TLS_CERT", "PARLEY_TLS_KEY",
 		"PARLEY_HTTP_ADDR", "PARLEY_DATABASE_URL", "PARLEY_DATA_DIR", "PARLEY_JWT_SECRET", "PARLEY_JWT_PUBLIC_KEY",
 		"PARLEY_LOG_LEVEL", "PARLEY_LOG_FORMAT", "PARLEY_ACL_FILE", "PARLEY_MAX_PAYLOAD", "PARLEY_RATE",
-		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", "PARLEY_MAX_DEVICES", "PARLEY_DEVICE_TTL", "default 90d",
+		"PARLEY_NEW_DEVICE_BACKLOG", "PARLEY_CATCHUP_LIMIT", "PARLEY_RECEIPT_GROUP_MAX", "PARLEY_MAX_DEVICES", "PARLEY_DEVICE_TTL", "default 90d", "PARLEY_MQTT_MAX_EXPIRY",
 		"PARLEY_NATS_CREDS", "PARLEY_NATS_NKEY", "PARLEY_NATS_TLS_CA", "PARLEY_NATS_TLS_CERT", "PARLEY_NATS_TLS_KEY",
 		":1883", ":8080"} {
 		if !strings.Contains(help.String(), env) {
@@ -357,5 +357,32 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "parley.db")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMQTTMaxExpiryConfig: PARLEY_MQTT_MAX_EXPIRY takes a Go duration or
+// whole days; empty means 24 h; 0 means no bound (broker option negative).
+func TestMQTTMaxExpiryConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, env string
+		want      time.Duration
+	}{{"Default", "", 24 * time.Hour}, {"Days", "7d", 7 * 24 * time.Hour}, {"None", "0", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PARLEY_MQTT_MAX_EXPIRY", tc.env)
+			m := NewMain()
+			m.Stderr = &bytes.Buffer{}
+			if err := m.ParseFlags("serve", nil); err != nil {
+				t.Fatal(err)
+			}
+			if m.Config.MQTTMaxExpiry != tc.want {
+				t.Fatalf("MQTTMaxExpiry = %v, want %v", m.Config.MQTTMaxExpiry, tc.want)
+			}
+		})
+	}
+	t.Setenv("PARLEY_MQTT_MAX_EXPIRY", "soon")
+	m := NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags("serve", nil); err == nil {
+		t.Fatal("PARLEY_MQTT_MAX_EXPIRY=soon accepted")
 	}
 }

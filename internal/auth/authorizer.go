@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,14 +169,19 @@ func (a *Authorizer) WillAllowed(clientID, topic string) bool {
 }
 
 // Allow decides a publish (write), a subscription or a delivery of topic (a
-// filter for subscriptions) for clientID.
+// filter for subscriptions) for clientID. A filter whose first level is a
+// wildcard (#, +/+, +/inbox/alice) is a plain filter, judged by the ACL: it
+// could match Parley's topics, but deliveries of those through it are refused
+// one by one (see AllowDelivery). Filters under the prefix follow Parley's
+// rules: only a client's own inbox and the presence of its contacts, without
+// wildcards.
 func (a *Authorizer) Allow(clientID, topic string, write bool) bool {
 	user := UserOf(clientID)
 	t, shared := wire.StripShare(topic)
 	if t == VoidTopic || (wire.HasWildcards(t) && Covers(t, VoidTopic)) {
 		return false
 	}
-	if a.Topics.Owns(t) || (wire.HasWildcards(t) && a.Topics.MayOverlap(t)) {
+	if a.Topics.Owns(t) {
 		if shared || IsAnonymous(clientID) {
 			return false
 		}
@@ -198,6 +204,20 @@ func (a *Authorizer) Allow(clientID, topic string, write bool) bool {
 		return true // open mode without an ACL: plain MQTT for everyone
 	}
 	return a.ACL.Allow(user, t, write)
+}
+
+// AllowDelivery decides whether a message on the topic name topic may be
+// written to clientID through its subscriptions; direct says whether one of
+// them matches topic without a wildcard at its first level (for topics under
+// the prefix, where wildcards are refused: the topic itself). A topic under
+// the prefix or beginning with '$' is delivered only directly, so # or +/+
+// (shared or not) never receives anything of Parley's, nor $SYS; every
+// other topic follows Allow.
+func (a *Authorizer) AllowDelivery(clientID, topic string, direct bool) bool {
+	if (a.Topics.Owns(topic) || strings.HasPrefix(topic, "$")) && !direct {
+		return false
+	}
+	return a.Allow(clientID, topic, false)
 }
 
 // admit counts a CONNECT of user against MaxDevices: the sessions already

@@ -43,7 +43,13 @@ func FuzzAuthACLCheck(f *testing.F) {
 		f.Add(s.id, s.topic, s.write)
 	}
 	authz := &auth.Authorizer{}
+	open := &auth.Authorizer{Anonymous: true}
 	f.Fuzz(func(t *testing.T, id, topic string, write bool) {
+		// In open mode too, nothing under the prefix or beginning with $
+		// is delivered other than through a direct subscription.
+		if (strings.HasPrefix(topic, "im/") || strings.HasPrefix(topic, "$")) && open.AllowDelivery(id, topic, false) {
+			t.Fatalf("%s would receive %q through a wildcard", id, topic)
+		}
 		allowed := authz.Allow(id, topic, write)
 		if !allowed {
 			return
@@ -116,6 +122,48 @@ func TestWillChecks(t *testing.T) {
 		}
 		if authz.Allow(c.id, auth.VoidTopic, false) {
 			t.Errorf("%s may subscribe to the void topic", c.id)
+		}
+	}
+}
+
+// TestAllowDelivery: in open mode a filter beginning with a wildcard is a
+// plain filter and granted, but a topic under the prefix (or a $ topic) is
+// delivered only through a direct subscription, never through a wildcard;
+// another user's inbox stays refused either way.
+func TestAllowDelivery(t *testing.T) {
+	acl, err := auth.ParseACL(strings.NewReader("* deny test/nosubscribe\n* readwrite #\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, authz := range []*auth.Authorizer{{Anonymous: true}, {Anonymous: true, ACL: acl}} {
+		for _, c := range []struct {
+			name, id, topic string
+			direct, want    bool
+		}{
+			{"PlainThroughWildcard", "anon:x", "sensors/1", false, true},
+			{"OwnInboxThroughWildcard", "alice", "im/inbox/alice", false, false},
+			{"OwnInboxDirect", "alice", "im/inbox/alice", true, true},
+			{"OthersInboxDirect", "alice", "im/inbox/bob", true, false},
+			{"OwnPresenceThroughWildcard", "alice", "im/presence/alice", false, false},
+			{"AnonInbox", "anon:alice", "im/inbox/alice", false, false},
+			{"SysThroughWildcard", "anon:x", "$SYS/broker/uptime", false, false},
+		} {
+			if got := authz.AllowDelivery(c.id, c.topic, c.direct); got != c.want {
+				t.Errorf("%s: AllowDelivery(%s, %s, %v) = %v, want %v", c.name, c.id, c.topic, c.direct, got, c.want)
+			}
+		}
+		for _, f := range []string{"#", "+/+", "+/inbox/alice", "$share/g/#"} {
+			if !authz.Allow("alice", f, false) || !authz.Allow("anon:x", f, false) {
+				t.Errorf("subscribe %s refused in open mode", f)
+			}
+		}
+		for _, f := range []string{"im/#", "im/inbox/+", "im/inbox/bob", "$share/g/im/inbox/alice"} {
+			if authz.Allow("alice", f, false) {
+				t.Errorf("alice may subscribe %s", f)
+			}
+		}
+		if authz.ACL != nil && authz.Allow("anon:x", "test/nosubscribe", false) {
+			t.Error("the ACL's deny rule did not refuse test/nosubscribe")
 		}
 	}
 }

@@ -12,7 +12,7 @@ func (a *Authorizer) ReadRefusal(clientID, filter string) string {
 	switch {
 	case t == VoidTopic || (wire.HasWildcards(t) && Covers(t, VoidTopic)):
 		return "no filter may cover " + VoidTopic
-	case a.Topics.Owns(t) || (wire.HasWildcards(t) && a.Topics.MayOverlap(t)):
+	case a.Topics.Owns(t):
 		if IsAnonymous(clientID) {
 			return "anonymous clients cannot read Parley's topics"
 		}

@@ -87,19 +87,6 @@ func (t Topics) ParseInbox(topic string) (user string, ok bool) {
 	return user, true
 }
 
-// MayOverlap reports whether a filter with wildcards could match a topic
-// under the prefix: "#", "+/inbox/x", "im/#" and "im/+/alice" do; "sensors/#"
-// does not.
-func (t Topics) MayOverlap(filter string) bool {
-	fl := strings.Split(filter, "/")
-	pl := t.prefix()
-	if strings.HasPrefix(pl, "$") {
-		// Wildcards never match topics that begin with $ at the first level.
-		return fl[0] == pl
-	}
-	return fl[0] == "#" || fl[0] == "+" || fl[0] == pl
-}
-
 // HasWildcards reports whether filter contains + or #.
 func HasWildcards(filter string) bool { return strings.ContainsAny(filter, "+#") }
 

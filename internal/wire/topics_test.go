@@ -114,27 +114,6 @@ func TestTopicsOwns(t *testing.T) {
 	}, func(in prefixed) bool { return wire.Topics{Prefix: in.prefix}.Owns(in.topic) })
 }
 
-func TestTopicsMayOverlap(t *testing.T) {
-	testkit.RunCases(t, "MayOverlap", []testkit.Case[prefixed, bool]{
-		{Name: "Hash", In: prefixed{"", "#"}, Want: true},
-		{Name: "PlusInbox", In: prefixed{"", "+/inbox/a"}, Want: true},
-		{Name: "PlusOnly", In: prefixed{"", "+"}, Want: true},
-		{Name: "PrefixHash", In: prefixed{"", "im/#"}, Want: true},
-		{Name: "PrefixPlus", In: prefixed{"", "im/+/alice"}, Want: true},
-		{Name: "Sensors", In: prefixed{"", "sensors/#"}, Want: false},
-		{Name: "PrefixOfWord", In: prefixed{"", "imx/#"}, Want: false},
-		{Name: "SysTopics", In: prefixed{"", "$SYS/#"}, Want: false},
-		{Name: "CustomHash", In: prefixed{"chat", "#"}, Want: true},
-		{Name: "CustomPrefixHash", In: prefixed{"chat", "chat/#"}, Want: true},
-		{Name: "CustomIgnoresDefault", In: prefixed{"chat", "im/#"}, Want: false},
-		// Wildcards at the first level never match topics starting with $.
-		{Name: "DollarPrefixHash", In: prefixed{"$parley", "#"}, Want: false},
-		{Name: "DollarPrefixPlus", In: prefixed{"$parley", "+/inbox/a"}, Want: false},
-		{Name: "DollarPrefixOwn", In: prefixed{"$parley", "$parley/+/a"}, Want: true},
-		{Name: "DollarPrefixOther", In: prefixed{"$parley", "$SYS/#"}, Want: false},
-	}, func(in prefixed) bool { return wire.Topics{Prefix: in.prefix}.MayOverlap(in.topic) })
-}
-
 func TestHasWildcards(t *testing.T) {
 	testkit.RunCases(t, "HasWildcards", []testkit.Case[string, bool]{
 		{Name: "Hash", In: "#", Want: true},

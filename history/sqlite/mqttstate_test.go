@@ -1,0 +1,13 @@
+package sqlite_test
+
+import (
+	"testing"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/history/historytest"
+	"github.com/parley-im/parley/history/sqlite"
+)
+
+func TestMQTTState(t *testing.T) {
+	historytest.RunMQTTState(t, func(t *testing.T) history.MQTTStater { return open(t).(*sqlite.Store) })
+}
