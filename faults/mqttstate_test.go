@@ -78,13 +78,20 @@ func TestPlainStateSurvivesKill(t *testing.T) {
 			if _, err := pub.Publish(ctx, &paho.Publish{Topic: "sensors/t", QoS: 1, Payload: []byte("after")}); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case m := <-got:
-				if string(m.Payload) != "after" {
-					t.Fatalf("got %q, want after", m.Payload)
+			for done := false; !done; {
+				select {
+				case m := <-got:
+					var k int
+					if _, err := fmt.Sscan(string(m.Payload), &k); err == nil && k < n {
+						continue // QoS 1 is at least once: a queued message may come again
+					}
+					if string(m.Payload) != "after" {
+						t.Fatalf("got %q, want after", m.Payload)
+					}
+					done = true
+				case <-time.After(5 * time.Second):
+					t.Fatal("the subscription did not survive the restart")
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the subscription did not survive the restart")
 			}
 		})
 	}
