@@ -123,6 +123,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	files := raiseOpenFiles(opts.Logger)
 	if err := m.listen(&opts); err != nil {
 		return err
 	}
@@ -144,6 +145,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if err := m.Broker.Start(ctx); err != nil {
 		return err
+	}
+	if opts.Logger != nil {
+		opts.Logger.Info("open files limit", "limit", files, "connections", connectionCapacity(files))
 	}
 	m.banner()
 	return nil
