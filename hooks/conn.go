@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"errors"
 	"fmt"
 	"github.com/parley-im/parley/internal/auth"
 	"time"
@@ -51,43 +50,93 @@ func (c conn) PacketID() (uint16, error) {
 	return uint16(id), nil
 }
 
-// Send writes one delivery on the inbox topic. At QoS 1 it enters the
-// inflight table (and takes a send quota) first; a failed write removes it
-// again. The write deadline is writeTimeout, then back to the keepalive
-// deadline the broker keeps (1.5 keepalives).
-func (c conn) Send(id uint16, payload []byte, qos byte) error {
+// Append encodes one delivery on the inbox topic into buf (see
+// appendPublish). At QoS 1 it enters the inflight table (and takes a send
+// quota). Like mochi's WritePacket, it refuses a packet above the client's
+// Maximum Packet Size; unlike it, it calls no OnPacketEncode or OnPacketSent
+// hooks and counts nothing in the server's $SYS figures: the delivery engine
+// counts its deliveries itself.
+func (c conn) Append(buf []byte, id uint16, payload []byte, qos byte) ([]byte, error) {
 	cl := c.cl
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
-		TopicName:   c.inbox,
-		Payload:     payload,
-		PacketID:    id,
-		Created:     time.Now().Unix(),
+	if cl.Closed() {
+		return buf, mqtt.ErrConnectionClosed
+	}
+	n := len(buf)
+	buf = appendPublish(buf, cl.Properties.ProtocolVersion, c.inbox, id, payload, qos)
+	if max := cl.Properties.Props.MaximumPacketSize; max > 0 && uint32(len(buf)-n) > max {
+		return buf[:n], fmt.Errorf("%w: %w", delivery.ErrTooLarge, packets.ErrPacketTooLarge)
 	}
 	if qos > 0 {
-		cl.State.Inflight.Set(pk)
+		cl.State.Inflight.Set(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+			TopicName:   c.inbox,
+			Payload:     payload,
+			PacketID:    id,
+			Created:     time.Now().Unix(),
+		})
 		cl.State.Inflight.DecreaseSendQuota()
 	}
-	if nc := cl.Net.Conn; nc != nil {
-		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return buf, nil
+}
+
+// Write writes buf in one write under the client's lock, the lock mochi's
+// WritePacket holds, so that packets never interleave. The write deadline is
+// writeTimeout, then back to the keepalive deadline the broker keeps (1.5
+// keepalives).
+func (c conn) Write(buf []byte) error {
+	cl := c.cl
+	if cl.Closed() {
+		return mqtt.ErrConnectionClosed
 	}
-	err := cl.WritePacket(pk)
-	if nc := cl.Net.Conn; nc != nil {
-		var keep time.Time
-		if ka := cl.State.Keepalive; ka > 0 {
-			keep = time.Now().Add(time.Duration(ka+ka/2) * time.Second)
-		}
-		_ = nc.SetWriteDeadline(keep)
+	nc := cl.Net.Conn
+	if nc == nil {
+		return nil
 	}
-	if err != nil && qos > 0 {
-		if cl.State.Inflight.Delete(id) {
-			cl.State.Inflight.IncreaseSendQuota()
-		}
+	cl.Lock()
+	defer cl.Unlock()
+	_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := nc.Write(buf)
+	var keep time.Time
+	if ka := cl.State.Keepalive; ka > 0 {
+		keep = time.Now().Add(time.Duration(ka+ka/2) * time.Second)
 	}
-	if errors.Is(err, packets.ErrPacketTooLarge) {
-		return fmt.Errorf("%w: %w", delivery.ErrTooLarge, err)
-	}
+	_ = nc.SetWriteDeadline(keep)
 	return err
+}
+
+// appendPublish appends a PUBLISH packet to buf as mochi's PublishEncode
+// writes it for a packet without properties: the fixed header, the topic,
+// the packet id (QoS 1 and 2) and, for MQTT 5, an empty property list, then
+// the payload. It allocates nothing beyond growing buf.
+func appendPublish(buf []byte, version byte, topic string, id uint16, payload []byte, qos byte) []byte {
+	remaining := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		remaining += 2
+	}
+	if version == 5 {
+		remaining++ // property length 0
+	}
+	buf = append(buf, packets.Publish<<4|qos<<1)
+	for {
+		b := byte(remaining % 128)
+		remaining /= 128
+		if remaining > 0 {
+			b |= 0x80
+		}
+		buf = append(buf, b)
+		if remaining == 0 {
+			break
+		}
+	}
+	buf = append(buf, byte(len(topic)>>8), byte(len(topic)))
+	buf = append(buf, topic...)
+	if qos > 0 {
+		buf = append(buf, byte(id>>8), byte(id))
+	}
+	if version == 5 {
+		buf = append(buf, 0)
+	}
+	return append(buf, payload...)
 }
 
 // Pending reports whether id is an inbox delivery in the inflight table.

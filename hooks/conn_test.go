@@ -1,12 +1,14 @@
 package hooks
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/internal/delivery"
 	"github.com/parley-im/parley/internal/wire"
@@ -44,7 +46,11 @@ func TestConn(t *testing.T) {
 		if err != nil || id < serverPacketIDFloor {
 			t.Fatalf("packet id %d (%v), want one from %d", id, err, serverPacketIDFloor)
 		}
-		if err := c.Send(id, []byte(`{"kind":"typing"}`), 1); err != nil {
+		buf, err := c.Append(nil, id, []byte(`{"kind":"typing"}`), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(buf); err != nil {
 			t.Fatal(err)
 		}
 		if size, ok := c.Pending(id); !ok || size != len(`{"kind":"typing"}`) || c.Inflight() != 1 {
@@ -59,7 +65,11 @@ func TestConn(t *testing.T) {
 		}
 	})
 	t.Run("QoS0", func(t *testing.T) {
-		if err := c.Send(0, []byte(`{}`), 0); err != nil || c.Inflight() != 0 {
+		buf, err := c.Append(nil, 0, []byte(`{}`), 0)
+		if err == nil {
+			err = c.Write(buf)
+		}
+		if err != nil || c.Inflight() != 0 {
 			t.Fatalf("send: %v, inflight %d", err, c.Inflight())
 		}
 	})
@@ -67,9 +77,9 @@ func TestConn(t *testing.T) {
 		cl.Properties.Props.MaximumPacketSize = 20
 		defer func() { cl.Properties.Props.MaximumPacketSize = 0 }()
 		id, _ := c.PacketID()
-		err := c.Send(id, make([]byte, 100), 1)
-		if !errors.Is(err, delivery.ErrTooLarge) {
-			t.Fatalf("send: %v, want ErrTooLarge", err)
+		buf, err := c.Append([]byte("x"), id, make([]byte, 100), 1)
+		if !errors.Is(err, delivery.ErrTooLarge) || string(buf) != "x" {
+			t.Fatalf("append: %v, buffer %q, want ErrTooLarge and the buffer unchanged", err, buf)
 		}
 		if _, ok := c.Pending(id); ok {
 			t.Fatal("a failed delivery stayed in flight")
@@ -81,13 +91,59 @@ func TestConn(t *testing.T) {
 			t.Fatal("not closed after Stop")
 		}
 		id, _ := c.PacketID()
-		if err := c.Send(id, []byte(`{}`), 1); err == nil || errors.Is(err, delivery.ErrTooLarge) {
-			t.Fatalf("send on a closed client: %v", err)
+		if _, err := c.Append(nil, id, []byte(`{}`), 1); err == nil || errors.Is(err, delivery.ErrTooLarge) {
+			t.Fatalf("append on a closed client: %v", err)
+		}
+		if err := c.Write([]byte{0xd0, 0}); err == nil {
+			t.Fatal("write on a closed client succeeded")
 		}
 		if c.Inflight() != 0 {
 			t.Fatal("a failed delivery stayed in flight")
 		}
 	})
+}
+
+// TestAppendPublish: the deliveries the writer encodes itself are the bytes
+// mochi's PublishEncode writes for the same packet.
+func TestAppendPublish(t *testing.T) {
+	long := bytes.Repeat([]byte("x"), 200000) // a three-byte remaining length
+	for _, version := range []byte{3, 4, 5} {
+		for _, qos := range []byte{0, 1} {
+			for _, payload := range [][]byte{nil, []byte(`{"kind":"message"}`), make([]byte, 125), long} {
+				var id uint16
+				if qos > 0 {
+					id = 0xfffe
+				}
+				pk := packets.Packet{
+					FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: qos},
+					TopicName:       "im/inbox/bob",
+					Payload:         payload,
+					PacketID:        id,
+					ProtocolVersion: version,
+					Mods:            packets.Mods{AllowResponseInfo: true},
+				}
+				var want bytes.Buffer
+				if err := pk.PublishEncode(&want); err != nil {
+					t.Fatal(err)
+				}
+				got := appendPublish([]byte("prefix"), version, "im/inbox/bob", id, payload, qos)
+				if !bytes.Equal(got[len("prefix"):], want.Bytes()) || string(got[:len("prefix")]) != "prefix" {
+					t.Errorf("v%d QoS %d, %d-byte payload: differs from mochi's encoding", version, qos, len(payload))
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkAppendPublish: encoding one 200-byte delivery into a reused
+// buffer allocates nothing.
+func BenchmarkAppendPublish(b *testing.B) {
+	payload := bytes.Repeat([]byte("x"), 200)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendPublish(buf[:0], 5, "im/inbox/bob", 40000, payload, 1)
+	}
 }
 
 func TestDeliveryNeedsHubAndServer(t *testing.T) {

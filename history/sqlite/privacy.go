@@ -177,7 +177,7 @@ func (s *Store) Blocks(ctx context.Context, user string) ([]history.Block, error
 func (s *Store) Relation(ctx context.Context, a, b string) (history.Relation, error) {
 	var r history.Relation
 	var fromA, fromB bool
-	err := s.read.QueryRowContext(ctx, `SELECT
+	err := s.readStmts.queryRow(ctx, `SELECT
 		EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked = ?2),
 		EXISTS (SELECT 1 FROM blocks WHERE user_id = ?2 AND blocked = ?1),
 		EXISTS (SELECT 1 FROM members x JOIN members y ON x.conv = y.conv JOIN conversations c ON c.id = x.conv

@@ -32,6 +32,8 @@ type Store struct {
 	write         *sql.DB
 	read          *sql.DB
 	schemaVersion int64
+	// writeStmts and readStmts are the hot statements, prepared once.
+	writeStmts, readStmts stmts
 }
 
 var _ history.Store = (*Store)(nil)
@@ -83,7 +85,8 @@ func open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(4)
-	s := &Store{write: write, read: read, schemaVersion: migrations.Latest(migrations.SQLite())}
+	s := &Store{write: write, read: read, schemaVersion: migrations.Latest(migrations.SQLite()),
+		writeStmts: stmts{db: write}, readStmts: stmts{db: read}}
 	// Connecting runs the pragmas, which read the file: a file that is not
 	// a database (or cannot be opened) fails here, named.
 	var n int64
@@ -100,7 +103,7 @@ func (s *Store) migrate(ctx context.Context, log *slog.Logger) (migrations.Repor
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.read.Close(), s.write.Close())
+	return errors.Join(s.readStmts.close(), s.writeStmts.close(), s.read.Close(), s.write.Close())
 }
 
 // Ping checks that the database answers and carries the latest migration.
@@ -184,12 +187,9 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		return plan.Results, nil
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var ex execer = tx
-		if len(ms) > 1 {
-			p := &preparedTx{tx: tx, stmts: map[string]*sql.Stmt{}}
-			defer p.close()
-			ex = p
-		}
+		p := &preparedTx{tx: tx, cache: &s.writeStmts, stmts: map[string]*sql.Stmt{}}
+		defer p.close()
+		var ex execer = p
 		st, err := readAppendState(ctx, ex, plan)
 		if err != nil {
 			return err
@@ -219,6 +219,7 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 		}
 		return nil
 	})
+	s.writeStmts.prepareNoted(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +282,13 @@ type execer interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
-// preparedTx prepares each statement once per transaction: a batch of sends
-// runs the same few statements for every message.
+// preparedTx runs a transaction's statements prepared: a batch of sends runs
+// the same few statements for every message. They are the store's, prepared
+// once on the write connection (cache) and bound to the transaction once
+// each; one the cache does not have yet is prepared for this transaction.
 type preparedTx struct {
 	tx    *sql.Tx
+	cache *stmts
 	stmts map[string]*sql.Stmt
 }
 
@@ -292,9 +296,14 @@ func (p *preparedTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := p.stmts[q]; ok {
 		return st, nil
 	}
-	st, err := p.tx.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
+	var st *sql.Stmt
+	if prepared, ok := p.cache.lookup(q); ok {
+		st = p.tx.StmtContext(ctx, prepared)
+	} else {
+		var err error
+		if st, err = p.tx.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
 	}
 	p.stmts[q] = st
 	return st, nil

@@ -143,6 +143,10 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 	}
 	for from < h.Last {
 		limit := min(h.Last-from, catchUpPage)
+		// What was gathered leaves before the writer waits for the store.
+		if err := d.flush(); err != nil {
+			return err
+		}
 		msgs, err := d.h.Store.Messages(ctx, h.Conv, from, int(limit))
 		if err != nil {
 			return err

@@ -2,7 +2,7 @@ package delivery
 
 import "errors"
 
-// ErrTooLarge is returned (wrapped) by Conn.Send for a delivery larger than
+// ErrTooLarge is returned (wrapped) by Conn.Append for a delivery larger than
 // the client accepts (its Maximum Packet Size): the writer skips it.
 var ErrTooLarge = errors.New("delivery: packet larger than the client accepts")
 
@@ -24,15 +24,22 @@ type Conn interface {
 	// table, whatever their topic or direction.
 	Inflight() int
 	// PacketID allocates the packet id of the next QoS 1 delivery. The Hub
-	// records the delivery under that id before it calls Send, so that the
+	// records the delivery under that id before it calls Append, so that the
 	// PUBACK, however quick, finds the record.
 	PacketID() (uint16, error)
-	// Send writes payload on the client's inbox topic at qos (0 or 1), with
-	// packet id id at QoS 1 (0 otherwise). A QoS 1 delivery enters the
-	// client's inflight table before it is written and leaves it again when
-	// the write fails. A write that takes too long fails. An error wrapping
-	// ErrTooLarge means the client can never take this payload.
-	Send(id uint16, payload []byte, qos byte) error
+	// Append encodes the delivery of payload on the client's inbox topic at
+	// qos (0 or 1), with packet id id at QoS 1 (0 otherwise), appends the
+	// packet to buf and returns the extended buffer. A QoS 1 delivery enters
+	// the client's inflight table here, before it is written. Nothing is
+	// written: Write does that, for every packet appended since the last
+	// Write at once. An error wrapping ErrTooLarge means the client can never
+	// take this payload; on any error buf is returned unchanged and the
+	// delivery is not in the inflight table.
+	Append(buf []byte, id uint16, payload []byte, qos byte) ([]byte, error)
+	// Write writes buf, packets from Append, to the client in one write. A
+	// write that takes too long fails. After a failed Write the caller drops
+	// the deliveries of buf and stops the connection.
+	Write(buf []byte) error
 	// Pending reports whether id is still an inbox delivery in the client's
 	// inflight table, and the size of its payload.
 	Pending(id uint16) (size int, ok bool)

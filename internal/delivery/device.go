@@ -45,7 +45,24 @@ type device struct {
 	// cursors. outBytes is the sum of their payload sizes.
 	out      map[uint16]outDelivery
 	outBytes int64
+
+	// buf holds the packets appended since the last flush and pending what
+	// they carried; only the writer goroutine touches them. Both are reused.
+	buf     []byte
+	pending []pendingWrite
 }
+
+// pendingWrite is a delivery appended to device.buf and not yet written.
+type pendingWrite struct {
+	conv string
+	seq  int64
+	id   uint16
+	qos  byte
+}
+
+// maxBuffered is how many bytes of packets the writer gathers before it
+// writes them without waiting for its queue to run dry.
+const maxBuffered = 64 << 10
 
 // outDelivery is one of Parley's own deliveries awaiting its PUBACK.
 type outDelivery struct {
@@ -170,7 +187,11 @@ func (d *device) done() bool {
 	}
 }
 
-// run is the device's writer.
+// run is the device's writer. It takes everything queued for the device and
+// writes it in one Write when the queue runs dry (or maxBuffered bytes have
+// gathered), so that a burst leaves in one system call rather than one per
+// delivery. Nothing stays buffered while the writer waits: for the queue, for
+// room in the window or for the store.
 func (d *device) run() {
 	defer d.h.wg.Done()
 	backoff := d.h.retry
@@ -180,12 +201,24 @@ func (d *device) run() {
 		var it item
 		have := false
 		if !syncing && len(d.queue) > 0 {
-			it, d.queue = d.queue[0], d.queue[1:]
+			it = d.queue[0]
+			d.queue[0] = item{} // the payload is not kept alive by the array
+			d.queue = d.queue[1:]
 			have = true
 		}
 		d.mu.Unlock()
 		if syncing {
-			if err := d.catchUp(); err != nil {
+			err := d.flush()
+			if err == nil {
+				err = d.catchUp()
+			}
+			if err == nil {
+				err = d.flush()
+			}
+			if errors.Is(err, errDeviceGone) {
+				return
+			}
+			if err != nil {
 				if !d.done() {
 					d.h.Log.Warn("catch-up failed, retrying", "client", d.id, "error", err)
 				}
@@ -208,6 +241,9 @@ func (d *device) run() {
 			}
 			continue
 		}
+		if d.flush() != nil {
+			return
+		}
 		select {
 		case <-d.wake:
 		case <-d.stopped:
@@ -216,8 +252,9 @@ func (d *device) run() {
 	}
 }
 
-// write sends one delivery to the client, waiting while the window of
-// unacknowledged deliveries is full.
+// write appends one delivery to the writer's buffer, first writing out what
+// is buffered and then waiting while the window of unacknowledged deliveries
+// is full.
 func (d *device) write(it item) error {
 	qos := min(it.qos, d.qos)
 	var id uint16
@@ -228,6 +265,11 @@ func (d *device) write(it item) error {
 		}
 		size := int64(len(it.payload))
 		for d.full(window, size) {
+			// The acknowledgements that make room can only come for what was
+			// written.
+			if err := d.flush(); err != nil {
+				return err
+			}
 			d.h.Log.Debug("window full", "client", d.id, "inflight", d.conn.Inflight(), "window", window)
 			select {
 			case <-d.ackWake:
@@ -256,7 +298,7 @@ func (d *device) write(it item) error {
 		d.mu.Unlock()
 		d.h.bytes.add(d.user, size)
 	}
-	err := d.conn.Send(id, it.payload, qos)
+	buf, err := d.conn.Append(d.buf, id, it.payload, qos)
 	if err != nil && qos > 0 {
 		d.forget(id)
 	}
@@ -273,6 +315,8 @@ func (d *device) write(it item) error {
 		d.conn.Stop(fmt.Errorf("write delivery: %w", err))
 		return errDeviceGone
 	}
+	d.buf = buf
+	d.pending = append(d.pending, pendingWrite{conv: it.conv, seq: it.seq, id: id, qos: qos})
 	if it.conv != "" {
 		d.mu.Lock()
 		if it.seq > d.written[it.conv] {
@@ -284,9 +328,41 @@ func (d *device) write(it item) error {
 			d.sent[it.conv] = it.seq
 		}
 		d.mu.Unlock()
-		if qos == 0 {
-			d.ack(it.conv, it.seq) // at most once: written is as good as it gets
+	}
+	if len(d.buf) >= maxBuffered {
+		return d.flush()
+	}
+	return nil
+}
+
+// flush writes the buffered deliveries in one Write. When that fails, it
+// forgets them, stops the connection and returns errDeviceGone.
+func (d *device) flush() error {
+	if len(d.pending) == 0 {
+		return nil
+	}
+	err := d.conn.Write(d.buf)
+	pending := d.pending
+	d.buf, d.pending = d.buf[:0], d.pending[:0]
+	if d.h.Metrics != nil && err == nil {
+		d.h.Metrics.Delivered.Add(float64(len(pending)))
+	}
+	for i, p := range pending {
+		switch {
+		case err != nil && p.qos > 0:
+			d.forget(p.id)
+			d.conn.Drop(p.id)
+		case err == nil && p.qos == 0 && p.conv != "":
+			d.ack(p.conv, p.seq) // at most once: written is as good as it gets
 		}
+		pending[i] = pendingWrite{}
+	}
+	if cap(d.buf) > 4*maxBuffered {
+		d.buf = nil // do not keep a huge buffer after a large delivery
+	}
+	if err != nil {
+		d.conn.Stop(fmt.Errorf("write delivery: %w", err))
+		return errDeviceGone
 	}
 	return nil
 }

@@ -26,15 +26,17 @@ type fakeConn struct {
 	inflight  map[uint16]int // packet id -> payload size
 	got       []sent
 	dropped   []uint16
-	maxOut    int             // most inflight deliveries seen at a Send
-	maxBytes  int             // most inflight payload bytes seen at a Send
+	maxOut    int             // most inflight deliveries seen at a Write
+	maxBytes  int             // most inflight payload bytes seen at a Write
 	acking    map[uint16]bool // acknowledged, not yet out of inflight
 	tooLarge  int             // payloads above this many bytes fail with ErrTooLarge (0: none)
-	failSend  error
+	failSend  error           // Write fails with it
+	staged    []sent          // appended, not yet written
+	writes    int             // successful Writes
 	closed    bool
 	stopErr   error
 	takenOver bool
-	onSend    func() // called at each Send, after the delivery is recorded
+	onSend    func() // called for each delivery written, after it is recorded
 }
 
 type sent struct {
@@ -78,20 +80,41 @@ func (c *fakeConn) PacketID() (uint16, error) {
 	}
 }
 
-func (c *fakeConn) Send(id uint16, payload []byte, qos byte) error {
+// Append stages a delivery; Write writes what is staged. The buffer gets one
+// byte per packet.
+func (c *fakeConn) Append(buf []byte, id uint16, payload []byte, qos byte) ([]byte, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.tooLarge > 0 && len(payload) > c.tooLarge {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(payload))
+		return buf, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(payload))
 	}
-	if c.failSend != nil {
-		err := c.failSend
-		c.mu.Unlock()
-		return err
+	if c.closed {
+		return buf, errors.New("closed")
 	}
 	if qos > 0 {
 		c.inflight[id] = len(payload)
 	}
+	c.staged = append(c.staged, sent{id: id, qos: qos, payload: payload})
+	return append(buf, 0), nil
+}
+
+func (c *fakeConn) Write(buf []byte) error {
+	c.mu.Lock()
+	staged := c.staged
+	c.staged = nil
+	if len(buf) != len(staged) {
+		c.mu.Unlock()
+		panic(fmt.Sprintf("Write of %d packets, %d staged", len(buf), len(staged)))
+	}
+	if c.failSend != nil {
+		for _, s := range staged {
+			delete(c.inflight, s.id)
+		}
+		err := c.failSend
+		c.mu.Unlock()
+		return err
+	}
+	c.writes++
 	total, out := 0, 0
 	for pid, n := range c.inflight {
 		if !c.acking[pid] { // acknowledged, on its way out of the table
@@ -101,11 +124,13 @@ func (c *fakeConn) Send(id uint16, payload []byte, qos byte) error {
 	}
 	c.maxOut = max(c.maxOut, out)
 	c.maxBytes = max(c.maxBytes, total)
-	c.got = append(c.got, sent{id: id, qos: qos, payload: payload})
+	c.got = append(c.got, staged...)
 	onSend := c.onSend
 	c.mu.Unlock()
 	if onSend != nil {
-		onSend()
+		for range staged {
+			onSend()
+		}
 	}
 	return nil
 }

@@ -270,13 +270,9 @@ type Delivery struct {
 	Attachments []history.Attachment `json:"attachments,omitempty"`
 }
 
-// MessageDelivery returns the inbox payload of a stored message.
-func MessageDelivery(m history.Message) []byte {
-	b, _ := json.Marshal(StoredDelivery(m))
-	return b
-}
-
 // StoredDelivery returns the Delivery of a stored message, of kind "message".
+// MessageDelivery (delivery.go) writes its JSON without reflection and must
+// follow any change here.
 func StoredDelivery(m history.Message) Delivery {
 	d := Delivery{Kind: "message", Conv: m.Conv, Seq: m.Seq, ID: m.ID, CID: m.CID,
 		From: m.From, TS: m.TS.UTC().Format(TSLayout), Type: m.Type, Body: m.Body,

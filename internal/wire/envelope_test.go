@@ -404,6 +404,7 @@ func BenchmarkParseSendPayload(b *testing.B) {
 func BenchmarkMessageDelivery(b *testing.B) {
 	m := history.Message{Conv: "dm:alice:bob", Seq: 42, ID: history.NewID(time.Now()), CID: "0123456789abcdef",
 		From: "alice", TS: time.Now(), Type: "text", Body: []byte(`{"text":"` + strings.Repeat("x", 160) + `"}`)}
+	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if len(wire.MessageDelivery(m)) == 0 {
 			b.Fatal("empty")
