@@ -51,11 +51,12 @@ type server struct {
 }
 
 // startServer starts parleyd on the PostgreSQL database dbURL with free
-// ports chosen once; env adds or overrides PARLEY_* variables. It returns
+// ports chosen once, below the ephemeral range (testkit.StableAddr) so that
+// nothing else takes them while parleyd is killed; env adds or overrides PARLEY_* variables. It returns
 // when /readyz answers 200.
 func startServer(t *testing.T, dbURL string, env ...string) *server {
 	t.Helper()
-	s := &server{t: t, mqtt: testkit.FreeAddr(t), http: testkit.FreeAddr(t), logPath: filepath.Join(t.TempDir(), "parleyd.log")}
+	s := &server{t: t, mqtt: testkit.StableAddr(t), http: testkit.StableAddr(t), logPath: filepath.Join(t.TempDir(), "parleyd.log")}
 	s.env = append(os.Environ(),
 		"PARLEY_DATABASE_URL="+dbURL, "PARLEY_JWT_SECRET="+testkit.Secret,
 		"PARLEY_MQTT_ADDR="+s.mqtt, "PARLEY_HTTP_ADDR="+s.http, "PARLEY_WS_ADDR=", "PARLEY_TLS_ADDR=",

@@ -10,8 +10,10 @@
 package testkit
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -53,6 +55,26 @@ func FreeAddr(tb testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// StableAddr returns a free loopback address whose port lies below the
+// kernel's ephemeral range (Linux: 32768 and up), for a server that is
+// killed and started again on the same port: no other test's listener on
+// port 0, and no outgoing connection, can take the port while the server
+// is down.
+func StableAddr(tb testing.TB) string {
+	tb.Helper()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return l.Addr().String()
+	}
+	tb.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // Eventually polls cond every 10ms until it holds and fails the test if it
