@@ -104,6 +104,10 @@ func CheckOutboxLimit(limit int) error {
 	return nil
 }
 
+// MaxPushTokens bounds the push tokens of one user: registering one more
+// device drops the least recently registered ones beyond it.
+const MaxPushTokens = 32
+
 // CheckPushToken refuses (EINVALID) a token of a device that is not user's
 // (a client id USER/DEVICE, or USER itself) and an empty provider or token.
 func CheckPushToken(user string, t PushToken) error {

@@ -364,6 +364,24 @@ func testPushTokens(t *testing.T, s history.Store) {
 	if got := tokens(); got != nil {
 		t.Fatalf("tokens after deleting all = %+v", got)
 	}
+	// A user keeps at most MaxPushTokens: the newest registration always
+	// stays.
+	for i := range history.MaxPushTokens + 5 {
+		tok := history.PushToken{Device: fmt.Sprintf("carol/d%02d", i), Provider: "fcm", Token: "t"}
+		if err := o.SetPushToken(ctx, "carol", tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cb := history.DirectConvID("bob", "carol")
+	m := mustAppend(t, s, NewMsg(cb, "bob", "", `"x"`))
+	got, err := o.PushTargets(ctx, cb, m.Seq, []string{"carol"}, time.Now())
+	if err != nil || len(got) != 1 || len(got[0].Tokens) != history.MaxPushTokens {
+		t.Fatalf("carol's targets %+v (%v), want %d tokens", got, err, history.MaxPushTokens)
+	}
+	newest := fmt.Sprintf("carol/d%02d", history.MaxPushTokens+4)
+	if !slices.ContainsFunc(got[0].Tokens, func(p history.PushToken) bool { return p.Device == newest }) {
+		t.Fatalf("the newest registration %s was dropped: %+v", newest, got[0].Tokens)
+	}
 }
 
 func testPushTargets(t *testing.T, s history.Store) {

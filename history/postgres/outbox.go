@@ -156,6 +156,13 @@ func (s *Store) SetPushToken(ctx context.Context, user string, t history.PushTok
 	_, err := s.pool.Exec(ctx, `INSERT INTO push_tokens (device, user_id, provider, token, updated_at) VALUES ($1, $2, $3, $4, now())
 		ON CONFLICT (device) DO UPDATE SET user_id = EXCLUDED.user_id, provider = EXCLUDED.provider, token = EXCLUDED.token,
 		updated_at = EXCLUDED.updated_at`, t.Device, user, t.Provider, t.Token)
+	if err != nil {
+		return translate(err)
+	}
+	// Keep the new one and the most recent others, MaxPushTokens in all.
+	_, err = s.pool.Exec(ctx, `DELETE FROM push_tokens WHERE user_id = $1 AND device <> $3 AND device NOT IN
+		(SELECT device FROM push_tokens WHERE user_id = $1 AND device <> $3 ORDER BY updated_at DESC, device LIMIT $2)`,
+		user, history.MaxPushTokens-1, t.Device)
 	return translate(err)
 }
 

@@ -138,6 +138,13 @@ func (s *Store) SetPushToken(ctx context.Context, user string, t history.PushTok
 	}
 	_, err := s.write.ExecContext(ctx, `INSERT INTO push_tokens (device, user_id, provider, token, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
 		ON CONFLICT (device) DO UPDATE SET user_id = ?2, provider = ?3, token = ?4, updated_at = ?5`, t.Device, user, t.Provider, t.Token, now())
+	if err != nil {
+		return translate(err)
+	}
+	// Keep the new one and the most recent others, MaxPushTokens in all.
+	_, err = s.write.ExecContext(ctx, `DELETE FROM push_tokens WHERE user_id = ?1 AND device <> ?3 AND device NOT IN
+		(SELECT device FROM push_tokens WHERE user_id = ?1 AND device <> ?3 ORDER BY updated_at DESC, device LIMIT ?2)`,
+		user, history.MaxPushTokens-1, t.Device)
 	return translate(err)
 }
 
