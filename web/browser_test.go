@@ -55,7 +55,7 @@ func TestBrowser(t *testing.T) {
 		alice.send("Hello bob")
 		bob.waitText(`[data-conv="dm:alice:bob"] .badge.unread`, "1")
 		bob.screenshot("list")
-		bob.click(`[data-conv="dm:alice:bob"]`)
+		bob.openConv(`[data-conv="dm:alice:bob"]`)
 		bob.waitText("#messages", "Hello bob")
 		alice.waitText("#receipt", "Seen")
 		bob.send("Hi alice")
@@ -158,10 +158,10 @@ func TestBrowser(t *testing.T) {
 		alice.waitJS(`document.getElementById("composer-input").value === "Welcome @carol "`)
 		alice.send("and bob")
 		carol.waitText(`[data-conv^="g:"] .badge.mention`, "@1")
-		carol.click(`[data-conv^="g:"]`)
+		carol.openConv(`[data-conv^="g:"]`)
 		carol.waitText("#messages .mention.me", "@carol")
 		carol.send("Hi all")
-		bob.click(`[data-conv^="g:"]`)
+		bob.openConv(`[data-conv^="g:"]`)
 		bob.send("Hello team")
 		for _, p := range []*page{alice, bob, carol} {
 			p.waitText("#messages", "Welcome @carol and bob")
@@ -189,7 +189,7 @@ func TestBrowser(t *testing.T) {
 		for i := 1; i <= 120; i++ {
 			restPost(t, srv+"/v1/users/alice/messages", token, fmt.Sprintf(`{"cid":"h%d","body":"history %d"}`, i, i))
 		}
-		alice.click(`[data-conv="dm:alice:erin"]`)
+		alice.openConv(`[data-conv="dm:alice:erin"]`)
 		alice.waitText("#messages", "history 120")
 		alice.waitJS(`document.querySelectorAll("#messages .body").length < 120`)
 		for range 10 {
@@ -211,7 +211,7 @@ func TestBrowser(t *testing.T) {
 		bob.click(".conv-head .back")
 		bob.waitJS(`getComputedStyle(document.getElementById("conv-pane")).display === "none"`)
 		bob.screenshot("phone-list")
-		bob.click(`[data-conv="dm:alice:bob"]`)
+		bob.openConv(`[data-conv="dm:alice:bob"]`)
 		bob.waitJS(`getComputedStyle(document.getElementById("list-pane")).display === "none"`)
 		bob.screenshot("phone")
 	})
@@ -350,6 +350,27 @@ func (p *page) click(sel string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.fail(fmt.Errorf("click %s: %w", sel, err))
+}
+
+// openConv opens the conversation whose list item matches sel, and waits
+// until it is the open one. The list is sorted by last message and drawn
+// again on every message, so a live message can move another item under
+// the pointer between finding the item and clicking it: then it clicks
+// again.
+func (p *page) openConv(sel string) {
+	p.t.Helper()
+	s, _ := json.Marshal(sel)
+	open := fmt.Sprintf(`document.querySelector(%s)?.getAttribute("aria-current") === "true"`, s)
+	for range 5 {
+		p.click(sel)
+		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](open, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(2*time.Second)))
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	p.waitJS(open)
 }
 
 // openChat starts a direct conversation with peer.
