@@ -185,6 +185,11 @@ type Store interface {
 	// first call.
 	Device(ctx context.Context, device, user string) (DeviceState, error)
 
+	// Devices does what Device does for each of devs, in one transaction,
+	// and returns their states in the same order. A connect storm's
+	// catch-ups share transactions this way.
+	Devices(ctx context.Context, devs []DeviceRef) ([]DeviceState, error)
+
 	// SaveCursors moves each device's cursor forward to the given seq; a
 	// cursor never moves back, and a fenced cursor of a superseded session
 	// epoch is ignored.
@@ -195,6 +200,11 @@ type Store interface {
 	// the device was last pruned: see PruneDevices). Whoever holds an older
 	// epoch has been taken over.
 	Claim(ctx context.Context, device string) (int64, error)
+
+	// Claims does what Claim does for each of devices, in order, in one
+	// transaction, and returns their new epochs in the same order (a device
+	// named twice gets two epochs, the later one greater).
+	Claims(ctx context.Context, devices []string) ([]int64, error)
 
 	// PruneDevices forgets the devices (client ids) last seen before before:
 	// their session epoch, their cursors and the record that they ever
@@ -315,6 +325,12 @@ type DeviceState struct {
 	New     bool             // the device never connected before
 	Cursors map[string]int64 // conversation -> highest acknowledged seq
 	Convs   []ConvHead       // the user's conversations
+}
+
+// DeviceRef names a device (a client id) and its user.
+type DeviceRef struct {
+	Device string
+	User   string
 }
 
 // Cursor is the highest seq of a conversation that a device acknowledged.

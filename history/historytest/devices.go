@@ -120,6 +120,52 @@ func testClaim(t *testing.T, s history.Store) {
 	}
 }
 
+// testBatched: Claims and Devices do for many devices in one call what
+// Claim and Device do for one.
+func testBatched(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	first, err := s.Claim(ctx, "alice/phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epochs, err := s.Claims(ctx, []string{"alice/phone", "bob/phone", "alice/phone", "carol"})
+	if err != nil || len(epochs) != 4 {
+		t.Fatalf("Claims = %v, %v", epochs, err)
+	}
+	if epochs[0] <= first || epochs[2] <= epochs[0] || epochs[1] < 1 || epochs[3] < 1 {
+		t.Fatalf("Claims epochs %v after %d: want alice's increasing, new devices from 1", epochs, first)
+	}
+	if next, err := s.Claim(ctx, "alice/phone"); err != nil || next <= epochs[2] {
+		t.Fatalf("Claim after Claims = %d, %v; want > %d", next, err, epochs[2])
+	}
+	if epochs, err := s.Claims(ctx, nil); err != nil || len(epochs) != 0 {
+		t.Fatalf("Claims(nil) = %v, %v", epochs, err)
+	}
+
+	dm := history.DirectConvID("alice", "bob")
+	mustAppend(t, s, NewMsg(dm, "bob", "", `1`))
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "alice/phone", Conv: dm, Seq: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	refs := []history.DeviceRef{{Device: "alice/phone", User: "alice"}, {Device: "dave/new", User: "dave"}, {Device: "bob/phone", User: "bob"}, {Device: "dave/new", User: "dave"}}
+	sts, err := s.Devices(ctx, refs)
+	if err != nil || len(sts) != len(refs) {
+		t.Fatalf("Devices = %+v, %v", sts, err)
+	}
+	if !sts[0].New || sts[0].Cursors[dm] != 1 || len(sts[0].Convs) != 1 || sts[0].Convs[0].Last != 1 {
+		t.Fatalf("alice/phone: %+v", sts[0])
+	}
+	if !sts[1].New || sts[3].New || len(sts[1].Convs) != 0 {
+		t.Fatalf("dave/new twice: %+v then %+v; want new, then known", sts[1], sts[3])
+	}
+	if len(sts[2].Convs) != 1 || len(sts[2].Cursors) != 0 {
+		t.Fatalf("bob/phone: %+v", sts[2])
+	}
+	if st, err := s.Device(ctx, "alice/phone", "alice"); err != nil || st.New || st.Cursors[dm] != 1 {
+		t.Fatalf("Device after Devices = %+v, %v", st, err)
+	}
+}
+
 func testPruneDevices(t *testing.T, s history.Store) {
 	ctx := context.Background()
 	conv := history.DirectConvID("alice", "bob")

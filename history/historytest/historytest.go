@@ -63,6 +63,7 @@ var baseCases = []storeCase{
 	{"Changes", testChanges},
 	{"ChangesPaging", testChangesPaging},
 	{"ClaimFencesCursors", testClaim},
+	{"BatchedClaimsAndDevices", testBatched},
 	{"MemberVersion", testMemberVersion},
 	{"PruneDevices", testPruneDevices},
 }

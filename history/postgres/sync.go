@@ -13,34 +13,59 @@ import (
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
-	st := history.DeviceState{Cursors: map[string]int64{}}
+	sts, err := s.Devices(ctx, []history.DeviceRef{{Device: device, User: user}})
+	if err != nil {
+		return history.DeviceState{}, err
+	}
+	return sts[0], nil
+}
+
+// Devices implements history.Store.
+func (s *Store) Devices(ctx context.Context, devs []history.DeviceRef) ([]history.DeviceState, error) {
+	out := make([]history.DeviceState, len(devs))
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		// xmax = 0 holds for a freshly inserted row, not for an updated one.
-		err := tx.QueryRow(ctx, `INSERT INTO devices (id, user_id) VALUES ($1, $2)
-			ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING (xmax = 0)`, device, user).Scan(&st.New)
-		if err != nil {
-			return err
+		for i, d := range devs {
+			st, err := deviceTx(ctx, tx, d.Device, d.User)
+			if err != nil {
+				return err
+			}
+			out[i] = st
 		}
-		rows, err := tx.Query(ctx, `SELECT conv, seq FROM cursors WHERE device = $1`, device)
-		if err != nil {
-			return err
-		}
-		var conv string
-		var seq int64
-		if _, err := pgx.ForEachRow(rows, []any{&conv, &seq}, func() error {
-			st.Cursors[conv] = seq
-			return nil
-		}); err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, memberRows+`m.user_id = $1 ORDER BY m.conv`, user)
-		if err != nil {
-			return err
-		}
-		ms, err := pgx.CollectRows(rows, pgx.RowToStructByPos[history.MemberRow])
-		st.Convs = history.Heads(ms)
-		return err
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// deviceTx records device and reads its state in tx (see Device).
+func deviceTx(ctx context.Context, tx pgx.Tx, device, user string) (history.DeviceState, error) {
+	st := history.DeviceState{Cursors: map[string]int64{}}
+	// xmax = 0 holds for a freshly inserted row, not for an updated one.
+	err := tx.QueryRow(ctx, `INSERT INTO devices (id, user_id) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING (xmax = 0)`, device, user).Scan(&st.New)
+	if err != nil {
+		return st, err
+	}
+	rows, err := tx.Query(ctx, `SELECT conv, seq FROM cursors WHERE device = $1`, device)
+	if err != nil {
+		return st, err
+	}
+	var conv string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&conv, &seq}, func() error {
+		st.Cursors[conv] = seq
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	rows, err = tx.Query(ctx, memberRows+`m.user_id = $1 ORDER BY m.conv`, user)
+	if err != nil {
+		return st, err
+	}
+	ms, err := pgx.CollectRows(rows, pgx.RowToStructByPos[history.MemberRow])
+	st.Convs = history.Heads(ms)
 	return st, err
 }
 
@@ -61,12 +86,31 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 	return translate(err)
 }
 
+// claimQuery starts a new session epoch of $1.
+const claimQuery = `INSERT INTO sessions (device, epoch, last_seen) VALUES ($1, 1, now())
+	ON CONFLICT (device) DO UPDATE SET epoch = sessions.epoch + 1, last_seen = now() RETURNING epoch`
+
 // Claim implements history.Store.
 func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
 	var epoch int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES ($1, 1, now())
-		ON CONFLICT (device) DO UPDATE SET epoch = sessions.epoch + 1, last_seen = now() RETURNING epoch`, device).Scan(&epoch)
+	err := s.pool.QueryRow(ctx, claimQuery, device).Scan(&epoch)
 	return epoch, translate(err)
+}
+
+// Claims implements history.Store: one transaction, one round trip.
+func (s *Store) Claims(ctx context.Context, devices []string) ([]int64, error) {
+	epochs := make([]int64, len(devices))
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		for i, device := range devices {
+			b.Queue(claimQuery, device).QueryRow(func(row pgx.Row) error { return row.Scan(&epochs[i]) })
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return epochs, nil
 }
 
 // pruneQuery forgets the devices seen before $1 and not in $2. It locks the

@@ -24,48 +24,76 @@ func scanMemberRow(row scanner) (history.MemberRow, error) {
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
-	st := history.DeviceState{Cursors: map[string]int64{}}
+	sts, err := s.Devices(ctx, []history.DeviceRef{{Device: device, User: user}})
+	if err != nil {
+		return history.DeviceState{}, err
+	}
+	return sts[0], nil
+}
+
+// Devices implements history.Store.
+func (s *Store) Devices(ctx context.Context, devs []history.DeviceRef) ([]history.DeviceState, error) {
+	out := make([]history.DeviceState, len(devs))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO devices (id, user_id, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, device, user, now(), now())
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			st.New = true
-		} else if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now(), device); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT conv, seq FROM cursors WHERE device = ?`, device)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var conv string
-			var seq int64
-			if err := rows.Scan(&conv, &seq); err != nil {
-				rows.Close()
-				return err
-			}
-			st.Cursors[conv] = seq
-		}
-		rows.Close()
-		rows, err = tx.QueryContext(ctx, memberRows+`m.user_id = ? ORDER BY m.conv`, user)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		var ms []history.MemberRow
-		for rows.Next() {
-			r, err := scanMemberRow(rows)
+		for i, d := range devs {
+			st, err := deviceTx(ctx, tx, d.Device, d.User)
 			if err != nil {
 				return err
 			}
-			ms = append(ms, r)
+			out[i] = st
 		}
-		st.Convs = history.Heads(ms)
-		return rows.Err()
+		return nil
 	})
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// deviceTx records device and reads its state in tx (see Device).
+func deviceTx(ctx context.Context, tx *sql.Tx, device, user string) (history.DeviceState, error) {
+	st := history.DeviceState{Cursors: map[string]int64{}}
+	res, err := tx.ExecContext(ctx, `INSERT INTO devices (id, user_id, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, device, user, now(), now())
+	if err != nil {
+		return st, err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		st.New = true
+	} else if _, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = ? WHERE id = ?`, now(), device); err != nil {
+		return st, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT conv, seq FROM cursors WHERE device = ?`, device)
+	if err != nil {
+		return st, err
+	}
+	for rows.Next() {
+		var conv string
+		var seq int64
+		if err := rows.Scan(&conv, &seq); err != nil {
+			rows.Close()
+			return st, err
+		}
+		st.Cursors[conv] = seq
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, err
+	}
+	rows, err = tx.QueryContext(ctx, memberRows+`m.user_id = ? ORDER BY m.conv`, user)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	var ms []history.MemberRow
+	for rows.Next() {
+		r, err := scanMemberRow(rows)
+		if err != nil {
+			return st, err
+		}
+		ms = append(ms, r)
+	}
+	st.Convs = history.Heads(ms)
+	return st, rows.Err()
 }
 
 // SaveCursors implements history.Store.
@@ -87,12 +115,30 @@ func (s *Store) SaveCursors(ctx context.Context, cs []history.Cursor) error {
 
 // Claim implements history.Store.
 func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
-	var epoch int64
+	epochs, err := s.Claims(ctx, []string{device})
+	if err != nil {
+		return 0, err
+	}
+	return epochs[0], nil
+}
+
+// Claims implements history.Store.
+func (s *Store) Claims(ctx context.Context, devices []string) ([]int64, error) {
+	epochs := make([]int64, len(devices))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES (?1, 1, ?2)
-			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1, last_seen = ?2 RETURNING epoch`, device, now()).Scan(&epoch)
+		seen := now()
+		for i, device := range devices {
+			if err := tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES (?1, 1, ?2)
+			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1, last_seen = ?2 RETURNING epoch`, device, seen).Scan(&epochs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return epoch, err
+	if err != nil {
+		return nil, err
+	}
+	return epochs, nil
 }
 
 // PruneDevices implements history.Store. SQLite's single writer makes the

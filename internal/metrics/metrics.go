@@ -116,6 +116,16 @@ func (i *instrumented) Device(ctx context.Context, device, user string) (_ histo
 	return i.s.Device(ctx, device, user)
 }
 
+func (i *instrumented) Devices(ctx context.Context, devs []history.DeviceRef) (_ []history.DeviceState, err error) {
+	defer func(t time.Time) { i.observe("devices", t, err) }(time.Now())
+	return i.s.Devices(ctx, devs)
+}
+
+func (i *instrumented) Claims(ctx context.Context, devices []string) (_ []int64, err error) {
+	defer func(t time.Time) { i.observe("claims", t, err) }(time.Now())
+	return i.s.Claims(ctx, devices)
+}
+
 func (i *instrumented) SaveCursors(ctx context.Context, cs []history.Cursor) (err error) {
 	defer func(t time.Time) { i.observe("save_cursors", t, err) }(time.Now())
 	return i.s.SaveCursors(ctx, cs)
