@@ -455,7 +455,7 @@ func New(opts Options) (*Broker, error) {
 		CatchupLimit: opts.CatchupLimit, DeviceQueue: opts.DeviceQueue, DeviceInflightBytes: opts.DeviceInflightBytes,
 		UserInflightBytes: opts.UserInflightBytes, Metrics: b.metrics, Log: opts.Logger,
 		PublishPresence: hooks.PresencePublisher(b.mqtt, topics)}
-	deliveryHook := &hooks.Delivery{Hub: b.hub, Server: b.mqtt, Topics: topics}
+	deliveryHook := &hooks.Delivery{Hub: b.hub, Server: b.mqtt, Topics: topics, Log: b.log}
 	var limiter *send.RateLimiter
 	if opts.Rate > 0 {
 		limiter = send.NewRateLimiter(opts.Rate, opts.Burst)

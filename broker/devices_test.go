@@ -69,3 +69,108 @@ func TestDeviceTTL(t *testing.T) {
 		old.quiet(200 * time.Millisecond)
 	})
 }
+
+// storeOps reads the number of store calls per operation from /metrics
+// (the counts of parley_store_latency_seconds).
+func storeOps(t *testing.T, e *env) map[string]int {
+	t.Helper()
+	body, code := e.get("/metrics")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	ops := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^parley_store_latency_seconds_count\{op="([a-z_]+)"\} (\d+)$`).FindAllStringSubmatch(body, -1) {
+		ops[m[1]], _ = strconv.Atoi(m[2])
+	}
+	return ops
+}
+
+// TestConnectStoreRoundTrips: a known device that connects with nothing
+// new costs a fixed number of store calls: its session claim and its
+// state, nothing per conversation or per message; and when many connect at
+// once, their claims and states share calls (a reconnect storm costs far
+// fewer store calls than devices). Counted, not timed.
+func TestConnectStoreRoundTrips(t *testing.T) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		e := setup(t, s)
+		const n = 40
+		bob := e.dial("bob", "bob", dialOpts{noSub: true})
+		for i := range n {
+			bob.send("im/send/u/"+userN(i), 1, `{"body":"hi"}`)
+		}
+		for i := range n {
+			c := e.dial(userN(i)+"/phone", userN(i), dialOpts{})
+			c.nextKind("message")
+			c.close()
+		}
+		// Every device is known and caught up. One reconnects alone.
+		for i := range n {
+			waitCursors(t, s, userN(i)+"/phone", userN(i), map[string]int64{history.DirectConvID("bob", userN(i)): 1})
+		}
+		time.Sleep(300 * time.Millisecond) // the last cursor flush ends
+		before := storeOps(t, e)
+		c := e.dial(userN(0)+"/phone", userN(0), dialOpts{})
+		waitOps(t, e, before, 2)
+		c.quiet(300 * time.Millisecond) // room for any other call to show
+		delta := opsSince(storeOps(t, e), before)
+		if total(delta) > 2 || delta["claims"] != 1 || delta["devices"] != 1 {
+			t.Fatalf("one reconnect with nothing new made store calls %v; want claims 1, devices 1", delta)
+		}
+		c.close()
+
+		// All reconnect at once: at most one claim and one state call each,
+		// and in practice far fewer, batched.
+		before = storeOps(t, e)
+		done := make(chan *client, n)
+		for i := range n {
+			go func() { done <- e.dial(userN(i)+"/phone", userN(i), dialOpts{}) }()
+		}
+		for range n {
+			defer (<-done).close()
+		}
+		waitOps(t, e, before, 2)
+		time.Sleep(300 * time.Millisecond)
+		delta = opsSince(storeOps(t, e), before)
+		if delta["claims"] > n || delta["devices"] > n || total(delta)-delta["claims"]-delta["devices"] > 2 {
+			t.Fatalf("%d devices reconnecting at once made store calls %v", n, delta)
+		}
+		t.Logf("%d devices reconnecting at once: store calls %v", n, delta)
+	})
+}
+
+func userN(i int) string { return "u" + strconv.Itoa(i) }
+
+// waitOps waits until at least want store calls were made since before and
+// returns them.
+func waitOps(t *testing.T, e *env, before map[string]int, want int) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := opsSince(storeOps(t, e), before)
+		if total(d) >= want {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store calls since: %v, want %d", d, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func opsSince(now, before map[string]int) map[string]int {
+	d := map[string]int{}
+	for op, v := range now {
+		if v > before[op] {
+			d[op] = v - before[op]
+		}
+	}
+	return d
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

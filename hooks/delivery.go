@@ -3,8 +3,11 @@ package hooks
 import (
 	"context"
 	"errors"
-	"github.com/parley-im/parley/internal/auth"
+	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/parley-im/parley/internal/auth"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -25,6 +28,19 @@ type Delivery struct {
 	Server *mqtt.Server
 	// Topics is Parley's topic layout.
 	Topics wire.Topics
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+
+	// claimed holds the session epochs claimed in OnConnect until
+	// OnSessionEstablished registers the device.
+	claimed sync.Map // *mqtt.Client -> claim
+}
+
+// claim is a session epoch claimed for a client that has not yet received
+// its CONNACK.
+type claim struct {
+	epoch int64
+	at    time.Time
 }
 
 // ID implements mqtt.Hook.
@@ -33,7 +49,7 @@ func (h *Delivery) ID() string { return "parley-delivery" }
 // Provides implements mqtt.Hook.
 func (h *Delivery) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect,
+	case mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnDisconnect,
 		mqtt.OnPacketRead, mqtt.OnPublishDropped:
 		return true
 	}
@@ -61,6 +77,38 @@ func (h *Delivery) conn(cl *mqtt.Client) conn {
 
 // device reports whether cl is a device: an authenticated client.
 func device(cl *mqtt.Client) bool { return !cl.Net.Inline && !auth.IsAnonymous(cl.ID) }
+
+// OnConnect claims the session epoch of an authenticated device before its
+// CONNACK (the Auth hook, added before this one, has authenticated it).
+// When the store cannot do it, the CONNECT is refused with Server
+// unavailable (MQTT 5 0x88, 3.1.1 0x03) and the client tries again later:
+// a session without an epoch would run unfenced.
+func (h *Delivery) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if !device(cl) {
+		return nil
+	}
+	epoch, err := h.Hub.Claim(cl.ID)
+	if err != nil {
+		h.log().Warn("connect refused: claim session epoch", "client", cl.ID, "error", err)
+		code := packets.ErrServerUnavailable
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.Err3ServerUnavailable
+		}
+		if err := h.Server.SendConnack(cl, code, false, nil); err != nil {
+			return err
+		}
+		return packets.ErrServerUnavailable
+	}
+	h.claimed.Store(cl, claim{epoch: epoch, at: time.Now()})
+	return nil
+}
+
+func (h *Delivery) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
 
 // OnSessionEstablish runs before a reconnecting client inherits its
 // persistent session: it removes the session's unacknowledged inbox
@@ -91,11 +139,47 @@ func (h *Delivery) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	c := h.conn(cl)
-	h.Hub.Connect(c)
+	v, ok := h.claimed.LoadAndDelete(cl)
+	if !ok {
+		// Not claimed in OnConnect (a client attached another way): claim
+		// now, and drop it if that fails.
+		if err := h.Hub.Connect(c); err != nil {
+			h.log().Warn("claim session epoch", "client", cl.ID, "error", err)
+			cl.Stop(err)
+			return
+		}
+	} else {
+		h.Hub.Register(c, v.(claim).epoch)
+	}
+	h.forgetStaleClaims()
 	if sub, ok := cl.State.Subscriptions.Get(c.inbox); ok {
 		h.Hub.Subscribe(c, sub.Qos)
 	}
 }
+
+// staleClaim is how long a claim may wait for its session: a client whose
+// CONNACK could not be written never reaches OnSessionEstablished.
+const staleClaim = time.Minute
+
+// forgetStaleClaims drops the claims of clients that never got their
+// session, at most once per staleClaim.
+func (h *Delivery) forgetStaleClaims() {
+	now := time.Now()
+	last, _ := h.claimed.Load(sweepKey{})
+	if t, ok := last.(time.Time); ok && now.Sub(t) < staleClaim {
+		return
+	}
+	h.claimed.Store(sweepKey{}, now)
+	h.claimed.Range(func(k, v any) bool {
+		if c, ok := v.(claim); ok && now.Sub(c.at) > staleClaim {
+			h.claimed.Delete(k)
+		}
+		return true
+	})
+}
+
+// sweepKey is the key of the time of the last forgetStaleClaims in claimed.
+type sweepKey struct{}
 
 // OnSubscribed starts the device's deliveries when it subscribes to its
 // inbox.

@@ -44,7 +44,7 @@ func (d *device) catchUp() error {
 	d.mu.Lock()
 	d.missed = false
 	d.mu.Unlock()
-	st, err := d.h.Store.Device(ctx, d.id, d.user)
+	st, err := d.h.deviceState(ctx, d.id, d.user)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (d *device) catchUp() error {
 		// Live messages arrived meanwhile: another pass picks them up.
 		d.missed = false
 		d.mu.Unlock()
-		if st, err = d.h.Store.Device(ctx, d.id, d.user); err != nil {
+		if st, err = d.h.deviceState(ctx, d.id, d.user); err != nil {
 			return err
 		}
 	}

@@ -330,6 +330,26 @@ func (s *faultStore) Device(ctx context.Context, device, user string) (history.D
 	return s.Store.Device(ctx, device, user)
 }
 
+// Devices counts and fails each device as a Device call.
+func (s *faultStore) Devices(ctx context.Context, devs []history.DeviceRef) ([]history.DeviceState, error) {
+	for range devs {
+		if err := s.enter(ctx, "Device"); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.Devices(ctx, devs)
+}
+
+// Claims counts and fails each device as a Claim call.
+func (s *faultStore) Claims(ctx context.Context, devices []string) ([]int64, error) {
+	for range devices {
+		if err := s.enter(ctx, "Claim"); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.Claims(ctx, devices)
+}
+
 func (s *faultStore) Messages(ctx context.Context, conv string, after int64, limit int) ([]history.Message, error) {
 	if err := s.enter(ctx, "Messages"); err != nil {
 		return nil, err
@@ -411,7 +431,9 @@ func (e *env) sendN(conv, from string, n int) []history.Message {
 func (e *env) connect(id string, qos byte) *fakeConn {
 	e.t.Helper()
 	c := newConn(id)
-	e.hub.Connect(c)
+	if err := e.hub.Connect(c); err != nil {
+		e.t.Fatal(err)
+	}
 	e.hub.Subscribe(c, qos)
 	return c
 }

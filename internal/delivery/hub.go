@@ -112,6 +112,10 @@ type Hub struct {
 	cursors  cursors
 	presence presence
 
+	// claims and states batch the store work of connects (see batcher).
+	claims *batcher[string, int64]
+	states *batcher[history.DeviceRef, history.DeviceState]
+
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -141,8 +145,12 @@ func (h *Hub) Start() error {
 	h.online = map[string]map[*device]bool{}
 	h.mu.Unlock()
 	h.done = make(chan struct{})
-	h.wg.Add(1)
+	h.claims = newBatcher(h.Store.Claims)
+	h.states = newBatcher(h.Store.Devices)
+	h.wg.Add(3)
 	go h.flushLoop()
+	go func() { defer h.wg.Done(); h.claims.loop(h.done) }()
+	go func() { defer h.wg.Done(); h.states.loop(h.done) }()
 	return nil
 }
 
@@ -176,21 +184,44 @@ func (h *Hub) Connected() []string {
 	return slices.AppendSeq(make([]string, 0, len(h.devices)), maps.Keys(h.devices))
 }
 
-// Connect registers a device whose session was established. It claims a
-// new session epoch, which fences the cursor writes of any older session of
-// this client id, here or on another node. The user's first device makes the
-// user present. Deliveries start with Subscribe.
-func (h *Hub) Connect(c Conn) {
-	id, user := c.ID(), c.User()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	epoch, err := h.Store.Claim(ctx, id)
-	cancel()
+// Claim claims a new session epoch for the device clientID, which fences
+// the cursor writes of any older session of this client id, here or on
+// another node. The claims of devices connecting at the same time share a
+// store transaction. A device whose claim fails must not go on (its
+// session would run unfenced): the broker refuses its CONNECT and the
+// client tries again.
+func (h *Hub) Claim(clientID string) (int64, error) {
+	if h.claims == nil {
+		return 0, errStopped
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	epoch, err := h.claims.do(ctx, h.done, clientID)
 	if err != nil {
-		h.Log.Warn("claim session epoch", "client", id, "error", err)
+		return 0, err
 	}
-	if h.OnClaim != nil && err == nil {
-		h.OnClaim(id, epoch)
+	if h.OnClaim != nil {
+		h.OnClaim(clientID, epoch)
 	}
+	return epoch, nil
+}
+
+// Connect claims a session epoch for c (Claim) and registers it
+// (Register); on a failed claim it registers nothing.
+func (h *Hub) Connect(c Conn) error {
+	epoch, err := h.Claim(c.ID())
+	if err != nil {
+		return err
+	}
+	h.Register(c, epoch)
+	return nil
+}
+
+// Register registers a device whose session was established with the
+// epoch Claim gave it. The user's first device makes the user present.
+// Deliveries start with Subscribe.
+func (h *Hub) Register(c Conn, epoch int64) {
+	id, user := c.ID(), c.User()
 	d := newDevice(h, c, epoch)
 	h.mu.Lock()
 	old := h.devices[id]
@@ -211,6 +242,12 @@ func (h *Hub) Connect(c Conn) {
 	if changed {
 		h.publishPresence(user, true)
 	}
+}
+
+// deviceState records the device's connection and reads its state (see
+// history.Store.Device), batched with other devices' catch-ups.
+func (h *Hub) deviceState(ctx context.Context, id, user string) (history.DeviceState, error) {
+	return h.states.do(ctx, h.done, history.DeviceRef{Device: id, User: user})
 }
 
 // Subscribe starts deliveries to the device of c at qos (the inbox

@@ -334,7 +334,9 @@ func TestEpochsAndTakeOver(t *testing.T) {
 	}
 }
 
-// TestClaimFails: without an epoch the device still gets its messages.
+// TestClaimFails: a device whose session cannot be claimed is not
+// registered (the broker refuses its CONNECT); once the store answers
+// again it connects and gets its messages.
 func TestClaimFails(t *testing.T) {
 	e := setup(t)
 	e.sendN(dm, "alice", 2)
@@ -344,7 +346,15 @@ func TestClaimFails(t *testing.T) {
 		}
 		return nil
 	})
-	bob := e.connect("bob/phone", 1)
+	bob := newConn("bob/phone")
+	if err := e.hub.Connect(bob); !errors.Is(err, errStore) {
+		t.Fatalf("Connect with a failing claim = %v, want %v", err, errStore)
+	}
+	if ids := e.hub.Connected(); len(ids) != 0 {
+		t.Fatalf("registered without a claim: %v", ids)
+	}
+	e.store.setBefore(nil)
+	bob = e.connect("bob/phone", 1)
 	bob.waitMessages(t, dm, 2)
 }
 
