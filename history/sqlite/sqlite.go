@@ -325,6 +325,14 @@ func (p *preparedTx) QueryRowContext(ctx context.Context, q string, args ...any)
 	return st.QueryRowContext(ctx, args...)
 }
 
+func (p *preparedTx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
 func (p *preparedTx) close() {
 	for _, st := range p.stmts {
 		st.Close()

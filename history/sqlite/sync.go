@@ -35,8 +35,10 @@ func (s *Store) Device(ctx context.Context, device, user string) (history.Device
 func (s *Store) Devices(ctx context.Context, devs []history.DeviceRef) ([]history.DeviceState, error) {
 	out := make([]history.DeviceState, len(devs))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		p := &preparedTx{tx: tx, cache: &s.writeStmts, stmts: map[string]*sql.Stmt{}}
+		defer p.close()
 		for i, d := range devs {
-			st, err := deviceTx(ctx, tx, d.Device, d.User)
+			st, err := deviceTx(ctx, p, d.Device, d.User)
 			if err != nil {
 				return err
 			}
@@ -47,11 +49,12 @@ func (s *Store) Devices(ctx context.Context, devs []history.DeviceRef) ([]histor
 	if err != nil {
 		return nil, err
 	}
+	s.writeStmts.prepareNoted(ctx)
 	return out, nil
 }
 
 // deviceTx records device and reads its state in tx (see Device).
-func deviceTx(ctx context.Context, tx *sql.Tx, device, user string) (history.DeviceState, error) {
+func deviceTx(ctx context.Context, tx *preparedTx, device, user string) (history.DeviceState, error) {
 	st := history.DeviceState{Cursors: map[string]int64{}}
 	res, err := tx.ExecContext(ctx, `INSERT INTO devices (id, user_id, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, device, user, now(), now())
 	if err != nil {
@@ -126,9 +129,11 @@ func (s *Store) Claim(ctx context.Context, device string) (int64, error) {
 func (s *Store) Claims(ctx context.Context, devices []string) ([]int64, error) {
 	epochs := make([]int64, len(devices))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		p := &preparedTx{tx: tx, cache: &s.writeStmts, stmts: map[string]*sql.Stmt{}}
+		defer p.close()
 		seen := now()
 		for i, device := range devices {
-			if err := tx.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES (?1, 1, ?2)
+			if err := p.QueryRowContext(ctx, `INSERT INTO sessions (device, epoch, last_seen) VALUES (?1, 1, ?2)
 			ON CONFLICT (device) DO UPDATE SET epoch = epoch + 1, last_seen = ?2 RETURNING epoch`, device, seen).Scan(&epochs[i]); err != nil {
 				return err
 			}
@@ -138,6 +143,7 @@ func (s *Store) Claims(ctx context.Context, devices []string) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.writeStmts.prepareNoted(ctx)
 	return epochs, nil
 }
 
