@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -11,6 +12,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -78,4 +80,43 @@ func TestHTTPBasics(t *testing.T) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// slowPing is a store whose Ping waits for release (or its context): a
+// store whose connections are all taken by a storm of connects.
+type slowPing struct {
+	history.Store
+	release chan struct{}
+}
+
+func (s slowPing) Ping(ctx context.Context) error {
+	select {
+	case <-s.release:
+		return s.Store.Ping(ctx)
+	case <-ctx.Done():
+		return history.Errorf(history.EUNAVAILABLE, "ping: %v", ctx.Err())
+	}
+}
+
+// TestReadyzDuringStorm: while the store answers other calls, /readyz says
+// 200 at once, without queuing its own ping behind them (its ping is stuck
+// here). When nothing answers, it pings and says 503: TestDatabaseOutage.
+func TestReadyzDuringStorm(t *testing.T) {
+	s := slowPing{Store: testkit.OpenSQLite(t), release: make(chan struct{})}
+	e := setup(t, s)
+	alice := e.dialV5("alice", "alice") // claims, reads its state: the store answers
+	alice.send("im/send/u/bob", 1, `{"body":1}`)
+	alice.nextKind("message")
+	if code := e.do("GET", "/readyz", "", "", nil); code != 200 {
+		t.Fatalf("GET /readyz right after store calls = %d, want 200 without a ping", code)
+	}
+	for range 3 {
+		time.Sleep(400 * time.Millisecond)
+		alice.send("im/send/u/bob", 1, `{"body":2}`) // the store keeps answering
+		alice.nextKind("message")
+		if code := e.do("GET", "/readyz", "", "", nil); code != 200 {
+			t.Fatalf("GET /readyz while the store answers = %d, want 200", code)
+		}
+	}
+	close(s.release)
 }

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,20 @@ type Metrics struct {
 	Refused      *prometheus.CounterVec // parley_connections_refused_total{reason}
 	Catchups     prometheus.Counter     // parley_catchups_total
 	Pruned       prometheus.Counter     // parley_devices_pruned_total
+
+	// answered is when a store call last completed without the store being
+	// unavailable (UnixNano).
+	answered atomic.Int64
+}
+
+// StoreAnswered returns when a store call made through InstrumentStore last
+// completed with the store available (a domain error such as "not found"
+// counts: the store answered); zero before any.
+func (m *Metrics) StoreAnswered() time.Time {
+	if n := m.answered.Load(); n > 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -73,7 +88,9 @@ func (i *instrumented) observe(op string, start time.Time, err error) {
 	i.m.StoreLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if history.ErrorCode(err) == history.EUNAVAILABLE {
 		i.m.StoreErrors.WithLabelValues(op).Inc()
+		return
 	}
+	i.m.answered.Store(time.Now().UnixNano())
 }
 
 func (i *instrumented) Ping(ctx context.Context) (err error) {
