@@ -442,6 +442,12 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = hooks.MaxPacketSize(opts.MaxPayload)
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	caps.MaximumMessageExpiryInterval = int64(max(b.opts.MQTTMaxExpiry, 0) / time.Second)
+	// mochi's queue of packets waiting for a client's writer is a channel of
+	// this many pointers, allocated with every connection: mochi's 8,192
+	// cost 64 KiB per connection. Parley's own deliveries do not use it (the
+	// delivery engine writes them, bounded by its window); it carries
+	// presence, plain MQTT topics and mochi's acks.
+	caps.MaximumClientWritesPending = clientWritesPending
 	b.mqtt = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       opts.Logger.With("component", "mqtt"),
@@ -565,6 +571,10 @@ func listen(ln net.Listener, addr string) (net.Listener, error) {
 	}
 	return net.Listen("tcp", addr)
 }
+
+// clientWritesPending bounds the packets mochi queues for one client's
+// writer beyond which it drops them (QoS 0) or refuses them (QoS 1 and 2).
+const clientWritesPending = 1024
 
 // Start opens the listeners, connects to NATS in cluster mode and starts
 // serving. It returns once everything listens; serving goes on until Close.

@@ -60,6 +60,9 @@ type pendingWrite struct {
 	qos  byte
 }
 
+// idleBuffer is the largest write buffer an idle writer keeps.
+const idleBuffer = 16 << 10
+
 // maxBuffered is how many bytes of packets the writer gathers before it
 // writes them without waiting for its queue to run dry.
 const maxBuffered = 64 << 10
@@ -243,6 +246,11 @@ func (d *device) run() {
 		}
 		if d.flush() != nil {
 			return
+		}
+		if cap(d.buf) > idleBuffer {
+			// Going idle: a catch-up's large buffer is not kept by every
+			// idle device (live traffic fits the small one it allocates next).
+			d.buf, d.pending = nil, nil
 		}
 		select {
 		case <-d.wake:
