@@ -130,6 +130,12 @@ type Options struct {
 	// DeviceQueue bounds the live deliveries waiting for one device; beyond
 	// it the device catches up from the store instead; default 1024.
 	DeviceQueue int
+	// MaxConnections bounds the MQTT sessions connected to this node;
+	// beyond it a CONNECT is refused with 0x89 server busy (MQTT 3.1.1:
+	// 0x03 server unavailable), so that the node refuses cleanly before it
+	// runs out of file descriptors. 0: no bound (parleyd sets it from the
+	// open files limit).
+	MaxConnections int
 	// MaxDevices bounds the connected sessions (client ids) of one user on
 	// this node; beyond it a CONNECT is refused with 0x97 quota exceeded
 	// (MQTT 3.1.1: 0x03); default 32.
@@ -448,6 +454,9 @@ func New(opts Options) (*Broker, error) {
 	// delivery engine writes them, bounded by its window); it carries
 	// presence, plain MQTT topics and mochi's acks.
 	caps.MaximumClientWritesPending = clientWritesPending
+	if opts.MaxConnections > 0 {
+		caps.MaximumClients = int64(opts.MaxConnections)
+	}
 	b.mqtt = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       opts.Logger.With("component", "mqtt"),
@@ -620,7 +629,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	for _, name := range []string{"mqtt", "tls", "ws"} {
 		if ln := lns[name]; ln != nil {
-			lns[name] = deadlineListener{ln, b.opts.ConnectTimeout}
+			lns[name] = deadlineListener{Listener: ln, d: b.opts.ConnectTimeout, log: b.log}
 		}
 	}
 	if ln := lns["mqtt"]; ln != nil {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -16,17 +17,40 @@ const DefaultConnectTimeout = 10 * time.Second
 // deadlineListener gives every accepted connection a read deadline; the
 // broker replaces it with the keepalive deadline once CONNECT arrives, so a
 // socket that never sends CONNECT is closed instead of held forever.
+//
+// It also keeps accepting through errors: mochi's listeners stop for good
+// on the first error Accept returns, and running out of file descriptors
+// (EMFILE, ENFILE) must not end a listener. Such an error is logged and
+// retried after a pause that doubles from 5 ms to a second, as net/http
+// does; connections wait in the kernel's backlog meanwhile. Only a closed
+// listener ends it.
 type deadlineListener struct {
 	net.Listener
-	d time.Duration
+	d   time.Duration
+	log *slog.Logger
 }
 
 func (l deadlineListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		_ = c.SetReadDeadline(time.Now().Add(l.d))
+	var pause time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(l.d))
+			return c, nil
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		if pause == 0 {
+			pause = 5 * time.Millisecond
+		} else {
+			pause = min(2*pause, time.Second)
+		}
+		if l.log != nil {
+			l.log.Warn("accept failed, retrying", "addr", l.Addr().String(), "error", err, "pause", pause)
+		}
+		time.Sleep(pause)
 	}
-	return c, err
 }
 
 // connSet is the connections of a listener that are still being served,

@@ -346,6 +346,43 @@ func TestMaxDevices(t *testing.T) {
 	e.dial("alice/d3", "alice", dialOpts{})
 }
 
+// TestMaxConnections: sessions beyond MaxConnections on the node are
+// refused cleanly with a CONNACK (0x89 server busy; MQTT 3.1.1: 0x03
+// server unavailable), before the process could run out of descriptors; a
+// session that left makes room.
+func TestMaxConnections(t *testing.T) {
+	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.MaxConnections = 2 })
+	e.dial("alice", "alice", dialOpts{})
+	bob := e.dial("bob", "bob", dialOpts{v5: true})
+	raw, err := net.Dial("tcp", e.mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.Write(connectPacket(t, "carol", "carol", 30, 0))
+	ack := make([]byte, 4)
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(raw, ack); err != nil || ack[3] != 0x03 {
+		t.Fatalf("third session (v3): CONNACK %v, %v; want 0x03", ack, err)
+	}
+	if _, ca, err := e.connectV5("dave", "dave", testkit.Token(t, "dave")); err == nil || ca == nil || ca.ReasonCode != 0x89 {
+		t.Fatalf("third session (v5): %v %+v; want 0x89", err, ca)
+	}
+	bob.close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _, err := e.connectV5("dave", "dave", testkit.Token(t, "dave"))
+		if err == nil {
+			c.close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room after bob left: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // rawPublishes reads MQTT PUBLISH packets from conn, waiting up to wait for
 // the first and until nothing came for idle, returning their packet ids
 // (QoS > 0) and payloads; other packets are skipped.

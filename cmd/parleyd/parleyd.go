@@ -83,6 +83,7 @@ type Config struct {
 	CatchupLimit     int
 	ReceiptGroupMax  int
 	MaxDevices       int
+	MaxConnections   int
 
 	// ModerationURL, ModerationTimeout and ModerationFail ("open" or
 	// "closed") configure the moderation hook; WebhookSecret signs its
@@ -124,6 +125,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	files := raiseOpenFiles(opts.Logger)
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = int(connectionCapacity(files))
+	}
 	if err := m.listen(&opts); err != nil {
 		return err
 	}
@@ -147,7 +151,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if opts.Logger != nil {
-		opts.Logger.Info("open files limit", "limit", files, "connections", connectionCapacity(files))
+		opts.Logger.Info("open files limit", "limit", files, "connections", opts.MaxConnections)
 	}
 	m.banner()
 	return nil
@@ -164,7 +168,7 @@ func (m *Main) options() (broker.Options, error) {
 	opts := broker.Options{
 		TopicPrefix: c.TopicPrefix, MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		MaxDevices: c.MaxDevices, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
+		MaxDevices: c.MaxDevices, MaxConnections: c.MaxConnections, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
 		Web: c.Web,
 	}
 	if c.DevLogin {
