@@ -32,6 +32,7 @@ type device struct {
 	subscribed bool
 	started    bool
 	closed     bool
+	running    bool // a writer goroutine runs (see spawn)
 	syncing    bool // catching up: live messages are skipped, the store has them
 	missed     bool // a live message was skipped during this catch-up pass
 	resync     bool // restart the catch-up from the acknowledged cursors
@@ -131,11 +132,34 @@ func (d *device) offer(it item) {
 	d.signal()
 }
 
+// signal wakes the writer, starting one when none runs. d.mu is not held.
 func (d *device) signal() {
+	d.mu.Lock()
+	d.spawn()
+	d.mu.Unlock()
+	d.poke()
+}
+
+// poke wakes a writer that waits.
+func (d *device) poke() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// spawn starts the device's writer when it has none. A writer runs only
+// while the device has something to do (a queue, a catch-up) and ends when
+// it goes idle, so that an idle device, most of a fleet, costs no goroutine
+// of Parley's. d.mu is held.
+func (d *device) spawn() {
+	if d.running || !d.started || d.closed {
+		return
+	}
+	if !d.h.spawnWriter(d) {
+		return // the hub is closing
+	}
+	d.running = true
 }
 
 // wakeWriter wakes the writer if it waits for the window.
@@ -158,14 +182,14 @@ func (d *device) start(qos byte) {
 			// Subscribed again: catch up on what was skipped meanwhile.
 			d.subscribed = true
 			d.enterSync()
-			d.signal()
+			d.spawn()
+			d.poke()
 		}
 		return
 	}
 	d.started, d.subscribed, d.syncing = true, true, true
 	d.qos = min(qos, 1)
-	d.h.wg.Add(1)
-	go d.run()
+	d.spawn()
 }
 
 func (d *device) close() {
@@ -193,8 +217,8 @@ func (d *device) done() bool {
 // run is the device's writer. It takes everything queued for the device and
 // writes it in one Write when the queue runs dry (or maxBuffered bytes have
 // gathered), so that a burst leaves in one system call rather than one per
-// delivery. Nothing stays buffered while the writer waits: for the queue, for
-// room in the window or for the store.
+// delivery, and ends once nothing is left to do (see spawn). Nothing stays
+// buffered while the writer waits: for room in the window or for the store.
 func (d *device) run() {
 	defer d.h.wg.Done()
 	backoff := d.h.retry
@@ -252,11 +276,23 @@ func (d *device) run() {
 			// idle device (live traffic fits the small one it allocates next).
 			d.buf, d.pending = nil, nil
 		}
+		// Idle: the writer ends, and the next offer, catch-up or
+		// subscription starts another (spawn). Whatever was queued before
+		// running is cleared is seen here; whatever comes after finds no
+		// writer and starts one.
+		d.mu.Lock()
 		select {
 		case <-d.wake:
-		case <-d.stopped:
-		case <-d.h.stopping():
+			d.mu.Unlock()
+			continue
+		default:
 		}
+		if len(d.queue) == 0 && !d.syncing {
+			d.running = false
+			d.mu.Unlock()
+			return
+		}
+		d.mu.Unlock()
 	}
 }
 

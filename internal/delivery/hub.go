@@ -23,6 +23,7 @@
 //	cursors.flushMu -> device.mu -> cursors.mu (a catch-up marks a cursor holding device.mu)
 //	presence.mu -> nodes.mu                   (a presence change reads both sides at once)
 //	device.mu -> the Conn's own locks          (mochi's inflight table)
+//	device.mu -> Hub.spawnMu                   (a writer starts: spawn)
 //
 // Hub.mu and userBytes.mu are never held while another lock is taken, and no
 // lock is held while presence is published or a Remote is called.
@@ -118,6 +119,22 @@ type Hub struct {
 
 	done chan struct{}
 	wg   sync.WaitGroup
+	// spawnMu orders the writers' wg.Add before Close's wg.Wait: a writer
+	// is started under its read lock unless closing is set.
+	spawnMu sync.RWMutex
+	closing bool
+}
+
+// spawnWriter starts d's writer goroutine unless the hub is closing.
+func (h *Hub) spawnWriter(d *device) bool {
+	h.spawnMu.RLock()
+	defer h.spawnMu.RUnlock()
+	if h.closing {
+		return false
+	}
+	h.wg.Add(1)
+	go d.run()
+	return true
 }
 
 // maxRetry bounds the delay between two attempts of a failing catch-up.
@@ -173,6 +190,9 @@ func (h *Hub) Close(ctx context.Context) error {
 	default:
 	}
 	close(h.done)
+	h.spawnMu.Lock()
+	h.closing = true
+	h.spawnMu.Unlock()
 	h.wg.Wait()
 	return h.flush(ctx)
 }
