@@ -65,6 +65,10 @@ func (d *device) catchUp() error {
 			}
 		}
 		d.mu.Lock()
+		// Every conversation the device had at its first catch-up now has
+		// its start: one that appears in a later pass began after the
+		// device connected, and the device gets all of it.
+		d.placed = true
 		if !d.missed {
 			d.syncing = false
 			d.h.Log.Debug("caught up", "client", d.id, "sent", len(d.sent))
@@ -92,7 +96,7 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 		switch {
 		case has:
 			from = cursor
-		case d.isNew(st):
+		case d.isNew(st) && !d.placed:
 			from = max(h.First-1, h.Last-int64(d.h.NewDeviceBacklog))
 		default:
 			from = h.First - 1

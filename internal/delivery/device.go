@@ -33,14 +33,17 @@ type device struct {
 	started    bool
 	closed     bool
 	running    bool // a writer goroutine runs (see spawn)
-	syncing    bool // catching up: live messages are skipped, the store has them
-	missed     bool // a live message was skipped during this catch-up pass
-	resync     bool // restart the catch-up from the acknowledged cursors
-	qos        byte
-	queue      []item
-	sent       map[string]int64 // conv -> highest seq queued or written
-	written    map[string]int64 // conv -> highest seq written
-	acked      map[string]*frontier
+	// placed: a first catch-up pass completed, so every conversation the
+	// device had when it connected has its start (see catchUpConv).
+	placed  bool
+	syncing bool // catching up: live messages are skipped, the store has them
+	missed  bool // a live message was skipped during this catch-up pass
+	resync  bool // restart the catch-up from the acknowledged cursors
+	qos     byte
+	queue   []item
+	sent    map[string]int64 // conv -> highest seq queued or written
+	written map[string]int64 // conv -> highest seq written
+	acked   map[string]*frontier
 	// out holds the deliveries this writer put in the client's inflight
 	// table, by packet id, until acknowledged: only their PUBACKs move
 	// cursors. outBytes is the sum of their payload sizes.
