@@ -1,0 +1,328 @@
+package broker
+
+import (
+	"crypto"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/moderation"
+	"github.com/parley-im/parley/internal/send"
+)
+
+// DefaultDeviceTTL is the default Options.DeviceTTL.
+const DefaultDeviceTTL = 90 * 24 * time.Hour
+
+// Options configure a Broker. Zero values take the documented defaults; a
+// listener is enabled when its net.Listener or its address is set.
+type Options struct {
+	// Store is the message store; required. The caller owns it: Close does
+	// not close it.
+	Store history.Store
+
+	// MQTTListener, or else MQTTAddr (e.g. ":1883"), serves MQTT over TCP.
+	MQTTListener net.Listener
+	MQTTAddr     string
+	// WSListener, or else WSAddr (e.g. ":8083"), serves MQTT over WebSocket
+	// on path /mqtt.
+	WSListener net.Listener
+	WSAddr     string
+	// TLSListener, or else TLSAddr (e.g. ":8883"), serves MQTT over TLS with
+	// TLSConfig, which is then required.
+	TLSListener net.Listener
+	TLSAddr     string
+	TLSConfig   *tls.Config
+	// HTTPListener, or else HTTPAddr (e.g. ":8080"), serves /healthz,
+	// /readyz, /metrics and the REST API.
+	HTTPListener net.Listener
+	HTTPAddr     string
+	// CORSOrigins lists the browser origins allowed to call the REST API;
+	// "*" allows any. Empty: no CORS headers.
+	CORSOrigins []string
+	// Web serves the web chat client (package web, docs/web.md) at "/" on
+	// the HTTP listener; it speaks MQTT over the WebSocket listener's port on
+	// the page's host. False: no client.
+	Web bool
+	// DevLogin serves POST /dev/login, which issues a token for any user
+	// name: for development only, since anyone may then sign in as anyone.
+	// It needs JWTSecret. False: no such route.
+	DevLogin bool
+
+	// JWTSecret verifies HS256 tokens; JWTPublicKey verifies RS256, ES256 or
+	// EdDSA tokens. At least one is required.
+	JWTSecret    []byte
+	JWTPublicKey crypto.PublicKey
+
+	// TopicPrefix is the first topic level of Parley's topics; default "im".
+	TopicPrefix string
+	// ACL governs plain MQTT topics outside the prefix; nil denies them
+	// (or, with Anonymous, allows them).
+	ACL *ACL
+	// Anonymous enables open mode: clients without credentials may connect
+	// and use topics outside the prefix as a plain MQTT broker; the prefix
+	// stays closed to them.
+	Anonymous bool
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, who are told it
+	// in the CONNACK; default DefaultMaxKeepAlive (60 s), negative: no cap.
+	// MQTT 3.1.1 clients keep theirs.
+	MaxKeepAlive time.Duration
+	// MQTTMaxExpiry bounds how long a plain MQTT message may wait, queued
+	// for a session or retained (a message's own expiry interval applies
+	// when shorter); default DefaultMQTTMaxExpiry (24 h), negative: no bound.
+	MQTTMaxExpiry time.Duration
+	// MaxPayload bounds a send payload in bytes; default 64 KiB.
+	MaxPayload int
+	// NewDeviceBacklog is how many of each conversation's latest messages a
+	// device that never connected before receives; default 50.
+	NewDeviceBacklog int
+	// CatchupLimit bounds the messages per conversation sent to a device in
+	// one catch-up; beyond it the device gets a gap event; default 500.
+	CatchupLimit int
+	// ReceiptGroupMax is the largest group whose members get read receipts;
+	// default 100.
+	ReceiptGroupMax int
+	// CommitPartitions is the number of concurrent group-commit
+	// transactions (conversations are spread over them); default 4.
+	CommitPartitions int
+	// DeviceQueue bounds the live deliveries waiting for one device; beyond
+	// it the device catches up from the store instead; default 1024.
+	DeviceQueue int
+	// MaxConnections bounds the MQTT sessions connected to this node;
+	// beyond it a CONNECT is refused with 0x89 server busy (MQTT 3.1.1:
+	// 0x03 server unavailable), so that the node refuses cleanly before it
+	// runs out of file descriptors. 0: no bound (parleyd sets it from the
+	// open files limit).
+	MaxConnections int
+	// MaxDevices bounds the connected sessions (client ids) of one user on
+	// this node; beyond it a CONNECT is refused with 0x97 quota exceeded
+	// (MQTT 3.1.1: 0x03); default 32.
+	MaxDevices int
+	// DeviceInflightBytes and UserInflightBytes bound the payload bytes of
+	// unacknowledged inbox deliveries, per device (default 4 MiB) and per
+	// user on this node (default 16 MiB); a device may always have one
+	// delivery in flight.
+	DeviceInflightBytes int64
+	UserInflightBytes   int64
+
+	// DeviceTTL is how long a device (client id) may go unseen before it is
+	// forgotten with its session and cursors; it comes back as a new device.
+	// Default DefaultDeviceTTL (90 days); negative: devices are never
+	// forgotten. Devices connected to any node are never forgotten: each
+	// node checks every DeviceTTL/4 (at most hourly) and marks its own
+	// connected devices seen.
+	DeviceTTL time.Duration
+
+	// EditWindow is how long after sending a message its author may edit
+	// it (0: default DefaultEditWindow, 48h; negative: no limit).
+	EditWindow time.Duration
+
+	// Rate is the per-user send rate per second (0: default 20, negative:
+	// unlimited) with bursts of Burst (default 2×Rate).
+	Rate  float64
+	Burst float64
+
+	// ModerationURL turns on the moderation hook: every send (ephemeral
+	// included) and edit is POSTed there before it is stored, and the answer
+	// allows, rejects or replaces it (see docs/moderation.md). Empty: off.
+	ModerationURL string
+	// ModerationTimeout bounds one moderation call; default
+	// DefaultModerationTimeout (2s).
+	ModerationTimeout time.Duration
+	// ModerationFailClosed refuses a send or edit (code unavailable) when
+	// the moderation call fails (timeout, unreachable, non-2xx, garbage);
+	// false (the default) stores it as sent.
+	ModerationFailClosed bool
+
+	// NATSURL turns on cluster mode: nodes sharing one PostgreSQL deliver to
+	// each other over NATS (see docs/architecture.md). Empty: one node.
+	NATSURL string
+	// NATSCredsFile (a .creds file: user JWT and NKey seed) or NATSNKeyFile
+	// (an NKey user seed) authenticates this node to NATS; at most one.
+	// NATSTLSConfig, when set, secures the NATS connection with TLS (RootCAs
+	// to verify the server, Certificates for a client certificate). Every
+	// node can publish on every Parley subject, so the NATS server must only
+	// admit Parley's nodes: see docs/architecture.md.
+	NATSCredsFile string
+	NATSNKeyFile  string
+	NATSTLSConfig *tls.Config
+	// NodeID names this node in the cluster; default the hostname.
+	NodeID string
+	// ClusterSweep is how often every device is checked against the store
+	// in cluster mode; default 30s.
+	ClusterSweep time.Duration
+	// clusterDropRate drops this share of deliveries received from other
+	// nodes: a test knob (export_test.go) showing that losses are repaired.
+	clusterDropRate float64
+
+	// WebhookURLs receive every stored change (message, edit, delete,
+	// reaction, membership change, read marker) as a signed POST, at least
+	// once and in seq order per conversation (see docs/events.md).
+	WebhookURLs []string
+	// WebhookSecret signs webhook requests and those of the moderation hook
+	// (header Parley-Signature, see docs/events.md); webhooks require it.
+	WebhookSecret []byte
+	// Push notifications reach devices that are not connected (see
+	// docs/events.md). A device registers its token with PUT
+	// /v1/devices/{device}/push for a configured provider: "fcm" with
+	// FCMCredentialsFile (a service-account JSON), "apns" with the APNs*
+	// fields, "webhook" with WebhookURLs (a push.notify event to the
+	// webhooks). PushDelay (default 5s) is how long a message may go
+	// unacknowledged by all of a user's devices before they are notified;
+	// PushHidePreview leaves the message text out of notifications.
+	PushDelay          time.Duration
+	PushHidePreview    bool
+	FCMCredentialsFile string
+	// FCMEndpoint defaults to https://fcm.googleapis.com.
+	FCMEndpoint string
+	// APNsKeyFile is the .p8 token key; APNsKeyID and APNsTeamID identify
+	// it, APNsTopic is the app's bundle id; APNsEndpoint defaults to
+	// production (https://api.push.apple.com).
+	APNsKeyFile, APNsKeyID, APNsTeamID, APNsTopic, APNsEndpoint string
+	// PushHTTPClient, when set, is the HTTP client of the FCM and APNs
+	// providers (tests point it at local servers).
+	PushHTTPClient *http.Client
+
+	// KafkaBrokers, when set, exports every event to the Kafka topic
+	// KafkaTopic (default "parley.events"), keyed by conversation.
+	KafkaBrokers []string
+	KafkaTopic   string
+
+	// OutboxPoll is how often an idle sink reads the outbox; default
+	// 200ms. OutboxMinBackoff is the first wait after a failed delivery
+	// (default 1s; it doubles up to 5 min). OutboxPruneEvery is the time
+	// between outbox prunes (default 1 min).
+	OutboxPoll       time.Duration
+	OutboxMinBackoff time.Duration
+	OutboxPruneEvery time.Duration
+
+	// BlobDir, or else S3Endpoint, turns on attachments (POST /v1/uploads,
+	// GET /v1/files/{id}): files are stored under BlobDir, or in bucket
+	// S3Bucket of the S3-compatible server at S3Endpoint (credentials from
+	// the standard AWS variables; S3Region default us-east-1). Both empty:
+	// the file routes answer 404. In cluster mode use S3 or a shared
+	// directory, so that any node serves any file.
+	BlobDir    string
+	S3Endpoint string
+	S3Bucket   string
+	S3Region   string
+	// MaxUpload bounds an upload in bytes; default DefaultMaxUpload (25
+	// MiB). MaxImagePixels bounds the pixels of an uploaded image (default
+	// 50 million): bigger ones are refused before they are decoded.
+	MaxUpload      int64
+	MaxImagePixels int64
+	// UploadTTL is how long an upload may wait for a message to refer to it
+	// before it is deleted (default 24h); FileCollectEvery is the time
+	// between two collections (default 10 min).
+	UploadTTL        time.Duration
+	FileCollectEvery time.Duration
+	// UploadDir holds resumable uploads in progress (the tus protocol on
+	// /v1/uploads, docs/api.md); default BlobDir/partial, or with S3 a
+	// directory under the system's temporary directory. In cluster mode,
+	// share it between the nodes or route an upload's requests to one node.
+	UploadDir string
+	// FileURLSecret signs file URLs (?sig=), valid FileURLTTL (default 1h);
+	// default JWTSecret.
+	FileURLSecret []byte
+	FileURLTTL    time.Duration
+	// Retention deletes messages older than this (PARLEY_RETENTION); a
+	// conversation's own retention (PUT .../retention) applies when
+	// shorter. 0: none. A background job deletes them every RetentionEvery
+	// (default 1 min) in transactions of at most RetentionBatch messages
+	// (default 500).
+	Retention      time.Duration
+	RetentionEvery time.Duration
+	RetentionBatch int
+	// DMPolicy is "open" (default: anyone may send a direct message to
+	// anyone) or "contacts" (a direct conversation's first message between
+	// users who share no group is refused with not_allowed).
+	DMPolicy string
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives Parley's metrics; default a new registry served on
+	// /metrics.
+	Registry *prometheus.Registry
+	// ConnectTimeout bounds the time from accepting a connection to its
+	// CONNECT packet; default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// ShutdownTimeout bounds Close when its context has no deadline; default
+	// 10s.
+	ShutdownTimeout time.Duration
+	// HTTPReadHeaderTimeout bounds the time to read a request's headers on
+	// the HTTP and WebSocket listeners; default DefaultHTTPReadHeaderTimeout.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadTimeout bounds the time to read a whole REST request, body
+	// included; default DefaultHTTPReadTimeout. It does not apply to the
+	// WebSocket listener, whose upgraded connections live on.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout bounds how long a keep-alive connection of the HTTP or
+	// WebSocket listener waits for its next request; default
+	// DefaultHTTPIdleTimeout.
+	HTTPIdleTimeout time.Duration
+}
+
+// Defaults of the HTTP servers' timeouts.
+const (
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
+)
+
+// withDefaults returns o with the documented default of every zero field.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	orDefault(&o.MaxPayload, send.DefaultMaxPayload)
+	if o.EditWindow == 0 {
+		o.EditWindow = DefaultEditWindow
+	}
+	if o.Rate == 0 {
+		o.Rate = 20
+	}
+	orDefault(&o.Burst, 2*o.Rate)
+	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)
+	orDefault(&o.CommitPartitions, 4)
+	orDefault(&o.ShutdownTimeout, 10*time.Second)
+	orDefault(&o.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	orDefault(&o.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	orDefault(&o.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
+	if o.DeviceTTL == 0 {
+		o.DeviceTTL = DefaultDeviceTTL
+	}
+	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
+	orDefault(&o.RetentionEvery, DefaultRetentionEvery)
+	orDefault(&o.RetentionBatch, DefaultRetentionBatch)
+	if o.MQTTMaxExpiry == 0 {
+		o.MQTTMaxExpiry = DefaultMQTTMaxExpiry
+	}
+	if o.MaxKeepAlive == 0 {
+		o.MaxKeepAlive = DefaultMaxKeepAlive
+	}
+	return o
+}
+
+// orDefault sets *v to def when it is zero or negative.
+func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// DefaultMQTTMaxExpiry is the default Options.MQTTMaxExpiry.
+const DefaultMQTTMaxExpiry = 24 * time.Hour
+
+// DefaultMaxKeepAlive is the default Options.MaxKeepAlive.
+const DefaultMaxKeepAlive = 60 * time.Second
+
+// DefaultModerationTimeout is the default Options.ModerationTimeout.
+const DefaultModerationTimeout = moderation.DefaultTimeout
+
+// DefaultEditWindow is how long authors may edit their messages unless
+// Options.EditWindow says otherwise.
+const DefaultEditWindow = 48 * time.Hour
