@@ -316,7 +316,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	for _, name := range []string{"mqtt", "tls", "ws"} {
 		if ln := lns[name]; ln != nil {
-			lns[name] = deadlineListener{Listener: ln, d: b.opts.ConnectTimeout, log: b.log}
+			lns[name] = deadlineListener{Listener: ln, d: b.opts.ConnectTimeout, log: b.log, linger: name == "mqtt"}
 		}
 	}
 	if ln := lns["mqtt"]; ln != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -28,6 +29,8 @@ type deadlineListener struct {
 	net.Listener
 	d   time.Duration
 	log *slog.Logger
+	// linger gives TCP connections a lingering close (see lingerConn).
+	linger bool
 }
 
 func (l deadlineListener) Accept() (net.Conn, error) {
@@ -36,6 +39,9 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil {
 			_ = c.SetReadDeadline(time.Now().Add(l.d))
+			if tc, ok := c.(*net.TCPConn); ok && l.linger {
+				return &lingerConn{TCPConn: tc}, nil
+			}
 			return c, nil
 		}
 		if errors.Is(err, net.ErrClosed) {
@@ -51,6 +57,66 @@ func (l deadlineListener) Accept() (net.Conn, error) {
 		}
 		time.Sleep(pause)
 	}
+}
+
+// lingerTime bounds how long a closed connection's input is read and
+// discarded (see lingerConn).
+const lingerTime = 2 * time.Second
+
+// lingerConn closes a TCP connection the way HTTP servers do ("lingering
+// close"): Close sends what was written and a FIN at once, then reads and
+// discards the client's input until the client closes too, for at most
+// lingerTime, and only then closes the socket. Closing a socket with unread
+// input makes the kernel answer with a reset, and a client that is still
+// sending (acknowledging the packets before a DISCONNECT, say) gets
+// "connection reset" instead of reading the DISCONNECT and its reason code:
+// the Paho suite's test_flow_control2 (DISCONNECT 0x93 after the Receive
+// Maximum was exceeded) failed so. Nothing read after Close reaches the
+// broker: Read returns net.ErrClosed from then on.
+type lingerConn struct {
+	*net.TCPConn
+	closed atomic.Bool
+	once   sync.Once
+}
+
+// Read reads from the connection until Close.
+func (c *lingerConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := c.TCPConn.Read(p)
+	if c.closed.Load() {
+		return 0, net.ErrClosed // read after Close began: discarded
+	}
+	return n, err
+}
+
+// Close half-closes the connection and closes it for good once the client
+// has closed its side or lingerTime has passed.
+func (c *lingerConn) Close() error {
+	first := false
+	c.once.Do(func() { first = true })
+	if !first {
+		return nil
+	}
+	c.closed.Store(true)
+	if err := c.TCPConn.CloseWrite(); err != nil {
+		return c.TCPConn.Close()
+	}
+	// Wake a Read in progress (it then returns net.ErrClosed).
+	_ = c.TCPConn.SetReadDeadline(time.Now())
+	go func() {
+		defer c.TCPConn.Close()
+		deadline := time.Now().Add(lingerTime)
+		buf := make([]byte, 512)
+		for {
+			_ = c.TCPConn.SetReadDeadline(deadline)
+			if _, err := c.TCPConn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 // connSet is the connections of a listener that are still being served,

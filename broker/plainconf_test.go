@@ -1,15 +1,19 @@
 package broker_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/testkit"
@@ -436,4 +440,117 @@ func TestPlainStateSurvivesRestart(t *testing.T) {
 	if m := sink.next(); string(m.Payload) != "after" {
 		t.Fatalf("the subscription did not survive: got %q", m.Payload)
 	}
+}
+
+// TestPahoFlowControl: a client that sends more QoS 2 publishes than the
+// server's Receive Maximum without completing them gets DISCONNECT 0x93,
+// and reads it although it goes on sending PUBRELs for the PUBRECs before
+// it: the connection closes gracefully (lingering close), not with a reset
+// (the Paho suite's test_flow_control2).
+func TestPahoFlowControl(t *testing.T) {
+	e := pahoSetup(t)
+	conn, err := net.Dial("tcp", e.mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	var out bytes.Buffer
+	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "flow"}}
+	if err := cp.ConnectEncode(&out); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	ack := readRawPacket(t, r)
+	if ack.FixedHeader.Type != packets.Connack || ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK %+v", ack)
+	}
+	max := int(ack.Properties.ReceiveMaximum)
+	if max == 0 {
+		max = 65535
+	}
+	out.Reset()
+	for i := 1; i <= max+1; i++ {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 5,
+			TopicName: "flow/topic", PacketID: uint16(i), Payload: []byte(fmt.Sprintf("message %d", i))}
+		if err := pk.PublishEncode(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	pubrecs := 0
+	for {
+		pk := readRawPacket(t, r)
+		switch pk.FixedHeader.Type {
+		case packets.Pubrec:
+			pubrecs++
+			rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, ProtocolVersion: 5, PacketID: pk.PacketID}
+			var b bytes.Buffer
+			if err := rel.PubrelEncode(&b); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(b.Bytes()); err != nil {
+				t.Fatalf("PUBREL %d after %d PUBRECs: %v (the server reset the connection)", pk.PacketID, pubrecs, err)
+			}
+		case packets.Disconnect:
+			if pk.ReasonCode != 0x93 {
+				t.Fatalf("DISCONNECT %#x, want 0x93", pk.ReasonCode)
+			}
+			if pubrecs != max {
+				t.Fatalf("%d PUBRECs before the DISCONNECT, want %d", pubrecs, max)
+			}
+			return
+		default:
+			t.Fatalf("unexpected packet %v", pk.FixedHeader.Type)
+		}
+	}
+}
+
+// readRawPacket reads and decodes one MQTT 5 packet from r.
+func readRawPacket(t *testing.T, r *bufio.Reader) packets.Packet {
+	t.Helper()
+	b, err := r.ReadByte()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var pk packets.Packet
+	pk.ProtocolVersion = 5
+	if err := pk.FixedHeader.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	n, mult := 0, 1
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		n += int(c&0x7f) * mult
+		if c&0x80 == 0 {
+			break
+		}
+		mult *= 128
+	}
+	pk.FixedHeader.Remaining = n
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		err = pk.ConnackDecode(buf)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(buf)
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(buf)
+	}
+	if err != nil {
+		t.Fatalf("decode %v: %v", pk.FixedHeader.Type, err)
+	}
+	return pk
 }
