@@ -20,53 +20,40 @@ func (s *Store) Device(ctx context.Context, device, user string) (history.Device
 	return sts[0], nil
 }
 
-// Devices implements history.Store.
+// Devices implements history.Store: one transaction, one round trip (the
+// statements of every device go in one pipelined batch).
 func (s *Store) Devices(ctx context.Context, devs []history.DeviceRef) ([]history.DeviceState, error) {
 	out := make([]history.DeviceState, len(devs))
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var b pgx.Batch
 		for i, d := range devs {
-			st, err := deviceTx(ctx, tx, d.Device, d.User)
-			if err != nil {
+			st := &out[i]
+			st.Cursors = map[string]int64{}
+			// xmax = 0 holds for a freshly inserted row, not for an updated one.
+			b.Queue(`INSERT INTO devices (id, user_id) VALUES ($1, $2)
+				ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING (xmax = 0)`, d.Device, d.User).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&st.New) })
+			b.Queue(`SELECT conv, seq FROM cursors WHERE device = $1`, d.Device).Query(func(rows pgx.Rows) error {
+				var conv string
+				var seq int64
+				_, err := pgx.ForEachRow(rows, []any{&conv, &seq}, func() error {
+					st.Cursors[conv] = seq
+					return nil
+				})
 				return err
-			}
-			out[i] = st
+			})
+			b.Queue(memberRows+`m.user_id = $1 ORDER BY m.conv`, d.User).Query(func(rows pgx.Rows) error {
+				ms, err := pgx.CollectRows(rows, pgx.RowToStructByPos[history.MemberRow])
+				st.Convs = history.Heads(ms)
+				return err
+			})
 		}
-		return nil
+		return tx.SendBatch(ctx, &b).Close()
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// deviceTx records device and reads its state in tx (see Device).
-func deviceTx(ctx context.Context, tx pgx.Tx, device, user string) (history.DeviceState, error) {
-	st := history.DeviceState{Cursors: map[string]int64{}}
-	// xmax = 0 holds for a freshly inserted row, not for an updated one.
-	err := tx.QueryRow(ctx, `INSERT INTO devices (id, user_id) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING (xmax = 0)`, device, user).Scan(&st.New)
-	if err != nil {
-		return st, err
-	}
-	rows, err := tx.Query(ctx, `SELECT conv, seq FROM cursors WHERE device = $1`, device)
-	if err != nil {
-		return st, err
-	}
-	var conv string
-	var seq int64
-	if _, err := pgx.ForEachRow(rows, []any{&conv, &seq}, func() error {
-		st.Cursors[conv] = seq
-		return nil
-	}); err != nil {
-		return st, err
-	}
-	rows, err = tx.Query(ctx, memberRows+`m.user_id = $1 ORDER BY m.conv`, user)
-	if err != nil {
-		return st, err
-	}
-	ms, err := pgx.CollectRows(rows, pgx.RowToStructByPos[history.MemberRow])
-	st.Convs = history.Heads(ms)
-	return st, err
 }
 
 // SaveCursors implements history.Store.
