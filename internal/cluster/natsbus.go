@@ -13,6 +13,7 @@
 //	PREFIX.group             {"group","node"}: membership changed
 //	PREFIX.presence          {"user","node","on"}: a node's interest changed
 //	PREFIX.node              {"node","users":[...]}: heartbeat (lease)
+//	PREFIX.plain...          plain MQTT between nodes (plain.go)
 package cluster
 
 import (
@@ -64,6 +65,9 @@ type Bus struct {
 	DropRate float64
 	// Auth authenticates the node to NATS and secures the connection.
 	Auth Auth
+	// Plain, when set, carries plain MQTT between the nodes: publishes,
+	// session moves and shared subscriptions (see plain.go).
+	Plain Plain
 
 	nc      *nats.Conn
 	in      chan *nats.Msg
@@ -73,6 +77,7 @@ type Bus struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	control []*nats.Subscription
+	plain   plainState
 }
 
 type kickMsg struct {
@@ -191,6 +196,10 @@ func (b *Bus) Connect(url string) error {
 		}
 		b.control = append(b.control, sub)
 	}
+	if err := b.subscribePlain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("natsbus: subscribe: %w", err)
+	}
 	b.wg.Add(2)
 	go b.receive()
 	go b.ticker()
@@ -279,6 +288,7 @@ func (b *Bus) publishJSON(subj string, v any) {
 
 func (b *Bus) announce() {
 	b.publishJSON(".node", nodeMsg{Node: b.Node, Users: b.Local.LocalUsers()})
+	b.announceShares()
 }
 
 // receive handles everything this node gets, on one goroutine.
@@ -290,6 +300,9 @@ func (b *Bus) receive() {
 		case <-b.done:
 			return
 		case m := <-b.in:
+			if b.onPlain(m) {
+				continue
+			}
 			switch {
 			case len(m.Subject) > len(userPrefix) && m.Subject[:len(userPrefix)] == userPrefix:
 				b.onDelivery(m)
@@ -386,6 +399,9 @@ func (b *Bus) ticker() {
 			for _, node := range expired {
 				b.Log.Warn("node silent: dropping its presence", "node", node)
 				b.Local.ForgetNode(node)
+				if b.Plain != nil {
+					b.Plain.PlainShares(node, nil)
+				}
 			}
 		case <-sweep:
 			b.Local.Resync()
