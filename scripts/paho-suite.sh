@@ -8,6 +8,10 @@
 # without one the run is SKIPPED. It fails when a score is below
 # PAHO_MIN_V311 (default 10 of 10) or PAHO_MIN_V5 (default 25 of 27: see
 # docs/protocol.md, Plain MQTT, for the two tests Parley fails on purpose).
+# With PAHO_NODES=2 the suites' clients are spread over two cluster nodes
+# (one PostgreSQL, see internal/pgtest, and an in-process NATS) by a proxy
+# that sends each connection to the other node: broker's
+# TestPahoSuitesCluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${PAHO_TESTING_DIR:-paho.mqtt.testing}/interoperability
@@ -16,6 +20,9 @@ if [ ! -f "$suite/client_test5.py" ]; then
 	exit 0
 fi
 command -v python3 >/dev/null || { echo "paho-suite: FAIL, python3 not found"; exit 1; }
+if [ "${PAHO_NODES:-1}" = 2 ]; then
+	PAHO_TESTING_DIR=$(cd "$suite/.." && pwd) exec go test -count=1 -timeout 40m -run '^TestPahoSuitesCluster$' -v ./broker/
+fi
 go build -o bin/parleyd ./cmd/parleyd
 
 work=$(mktemp -d)
