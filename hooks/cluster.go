@@ -480,7 +480,20 @@ func (h *Cluster) PlainClaim(client, node string, resume bool) {
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
 	if !cl.Closed() {
-		_ = h.Server.DisconnectClient(cl, packets.ErrSessionTakenOver)
+		// Not on the bus's goroutine: a client that does not read would
+		// hold it. A DISCONNECT not written within a second is given up.
+		go func() {
+			done := make(chan struct{})
+			go func() {
+				_ = h.Server.DisconnectClient(cl, packets.ErrSessionTakenOver)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+				cl.Stop(packets.ErrSessionTakenOver)
+			}
+		}()
 	}
 	for f := range cl.State.Subscriptions.GetAll() {
 		h.Server.Topics.Unsubscribe(f, client)

@@ -300,9 +300,6 @@ func (b *Bus) receive() {
 		case <-b.done:
 			return
 		case m := <-b.in:
-			if b.onPlain(m) {
-				continue
-			}
 			switch {
 			case len(m.Subject) > len(userPrefix) && m.Subject[:len(userPrefix)] == userPrefix:
 				b.onDelivery(m)

@@ -12,8 +12,9 @@ import (
 )
 
 // Plain is what the bus needs of this node's plain MQTT broker (topics
-// outside Parley's prefix). Its methods run on the bus's receiving
-// goroutine, one at a time.
+// outside Parley's prefix). Its methods run on a goroutine of the bus for
+// plain MQTT, one at a time, in the order the messages arrived; they must
+// not wait on a client's connection.
 type Plain interface {
 	// PlainPublish hands a publish made on node to this node's broker: the
 	// frame is opaque to the bus.
@@ -29,7 +30,7 @@ type Plain interface {
 
 // DefaultClaimWait bounds how long ClaimPlain waits for the node holding a
 // session to release it.
-const DefaultClaimWait = 3 * time.Second
+const DefaultClaimWait = 2 * time.Second
 
 // Subjects of plain MQTT, under the prefix:
 //
@@ -138,27 +139,38 @@ func (b *Bus) alive(node string) bool {
 	return ok && time.Since(at) <= 3*b.Heartbeat
 }
 
-// subscribePlain subscribes to the plain subjects.
+// subscribePlain subscribes to the plain subjects, on a channel and a
+// goroutine of their own: plain MQTT (which may write to the store) never
+// holds up Parley's deliveries.
 func (b *Bus) subscribePlain() error {
 	if b.Plain == nil {
 		return nil
 	}
+	in := make(chan *nats.Msg, 65536)
 	for _, subj := range []string{".plain", ".plain.claim", ".plain.released", ".plain.shares"} {
-		sub, err := b.nc.ChanSubscribe(b.Prefix+subj, b.in)
+		sub, err := b.nc.ChanSubscribe(b.Prefix+subj, in)
 		if err != nil {
 			return err
 		}
 		b.control = append(b.control, sub)
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			select {
+			case <-b.done:
+				return
+			case m := <-in:
+				b.onPlain(m)
+			}
+		}
+	}()
 	return nil
 }
 
-// onPlain handles a message on a plain subject; it reports false for other
-// subjects.
-func (b *Bus) onPlain(m *nats.Msg) bool {
-	if b.Plain == nil {
-		return false
-	}
+// onPlain handles a message on a plain subject.
+func (b *Bus) onPlain(m *nats.Msg) {
 	switch m.Subject {
 	case b.Prefix + ".plain":
 		node, frame, ok := readString(m.Data)
@@ -191,10 +203,7 @@ func (b *Bus) onPlain(m *nats.Msg) bool {
 			}
 			b.Plain.PlainShares(s.Node, s.Shares)
 		}
-	default:
-		return false
 	}
-	return true
 }
 
 // appendString appends s to b, its length first.
