@@ -94,6 +94,9 @@ func (h *Storage) Init(any) error {
 type storedClient struct {
 	storage.Client
 	Node string `json:"parley_node,omitempty"`
+	// Disconnected is when the client went away (Unix seconds), 0 while
+	// connected: a node that adopts the session checks its expiry.
+	Disconnected int64 `json:"parley_disconnected,omitempty"`
 }
 
 func (h *Storage) ctx() (context.Context, context.CancelFunc) {
@@ -177,7 +180,7 @@ func (h *Storage) putClient(cl *mqtt.Client) {
 	if h.Topics.Owns(c.Will.TopicName) {
 		c.Will = storage.ClientWill{}
 	}
-	data, err := json.Marshal(storedClient{Client: c, Node: h.Node})
+	data, err := json.Marshal(storedClient{Client: c, Node: h.Node, Disconnected: cl.StopTime()})
 	if err != nil {
 		h.Log.Error("encoding mqtt client", "error", err, "client", cl.ID)
 		return
@@ -200,7 +203,8 @@ func (h *Storage) forget(id string) {
 
 // OnDisconnect forgets a session that ends with its connection (unless
 // another connection took it over), and stores a persistent one again: a
-// normal DISCONNECT has removed its will.
+// normal DISCONNECT has removed its will, or changed its expiry, and the
+// time it went away counts.
 func (h *Storage) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cl.Net.Inline || !h.isPersistent(cl.ID) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
 		return
@@ -209,7 +213,7 @@ func (h *Storage) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		h.forget(cl.ID)
 		return
 	}
-	if err == nil && cl.Net.Conn != nil {
+	if cl.Net.Conn != nil {
 		h.putClient(cl)
 	}
 }
@@ -592,6 +596,11 @@ func (h *Storage) adopt(id string) *mqtt.Client {
 		var c storedClient
 		if err := json.Unmarshal(r.Data, &c); err != nil {
 			h.Log.Error("skipping unreadable mqtt state", "error", err, "client", id)
+			return nil
+		}
+		if p := c.Properties; c.ProtocolVersion == 5 && p.SessionExpiryIntervalFlag && c.Disconnected > 0 &&
+			c.Disconnected+int64(p.SessionExpiryInterval) < time.Now().Unix() {
+			h.forget(id) // expired while its node was away
 			return nil
 		}
 		cl = h.Server.NewClient(nil, c.Listener, c.ID, false)
