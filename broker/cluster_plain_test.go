@@ -360,3 +360,36 @@ func TestClusterPlainTakeover(t *testing.T) {
 		t.Fatalf("node 0 still queues for the old session: %s", got)
 	}
 }
+
+// TestClusterPlainWillDelay: the will of a client that went away without
+// DISCONNECT is published to every node after its delay, unless the client
+// reconnects first, to any node.
+func TestClusterPlainWillDelay(t *testing.T) {
+	c := plainCluster(t, 2)
+	n0, n1 := c.nodes[0].mqtt, c.nodes[1].mqtt
+	watch0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "watch0", CleanStart: true})
+	watch0.subs("status/#")
+	watch1, _ := dialPlain(t, n1, &paho.Connect{ClientID: "watch1", CleanStart: true})
+	watch1.subs("status/#")
+	expiry := uint32(600)
+	withWill := func(id string, delay uint32) *paho.Connect {
+		return &paho.Connect{ClientID: id, CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+			WillMessage:    &paho.WillMessage{Topic: "status/" + id, QoS: 1, Payload: []byte("gone")},
+			WillProperties: &paho.WillProperties{WillDelayInterval: ptr(delay), User: paho.UserProperties{{Key: "why", Value: "lost"}}}}
+	}
+	// Back on the other node within the delay: no will.
+	back, _ := dialPlain(t, n0, withWill("back", 3))
+	back.conn.Close()
+	dialPlain(t, n1, withWill("back", 3))
+	// Gone for good: its will reaches both nodes.
+	lost, _ := dialPlain(t, n1, withWill("lost", 1))
+	lost.conn.Close()
+	for _, w := range []*pclient{watch0, watch1} {
+		m := w.next()
+		if m.Topic != "status/lost" || string(m.Payload) != "gone" || m.Properties == nil || m.Properties.User.Get("why") != "lost" {
+			t.Fatalf("will: %s %q %+v", m.Topic, m.Payload, m.Properties)
+		}
+	}
+	watch0.none(3 * time.Second) // not the will of the client that came back
+	watch1.none(0)
+}

@@ -81,7 +81,7 @@ type Cluster struct {
 	remote    map[string]map[string]int      // other nodes' shared subscriptions: node → filter → members
 	local     map[string]map[string]struct{} // this node's shared filters, by client
 	announced map[string]int                 // what the bus was told last
-	wills     map[string]*time.Timer         // delayed wills by client
+	wills     map[string]*delayedWill        // delayed wills by client
 }
 
 // ID implements mqtt.Hook.
@@ -110,7 +110,7 @@ func (h *Cluster) Init(any) error {
 	h.Injector.Properties.ProtocolVersion, h.willer.Properties.ProtocolVersion = 5, 5
 	h.remote = map[string]map[string]int{}
 	h.local = map[string]map[string]struct{}{}
-	h.wills = map[string]*time.Timer{}
+	h.wills = map[string]*delayedWill{}
 	return nil
 }
 
@@ -118,8 +118,8 @@ func (h *Cluster) Init(any) error {
 func (h *Cluster) Stop() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, t := range h.wills {
-		t.Stop()
+	for id, w := range h.wills {
+		w.timer.Stop()
 		delete(h.wills, id)
 	}
 	return nil
@@ -514,22 +514,26 @@ func (h *Cluster) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if cl.Net.Inline || will.WillDelayInterval == 0 || !h.crosses(will.TopicName) {
 		return will, nil
 	}
-	delay := time.Duration(will.WillDelayInterval) * time.Second
+	id, delay := cl.ID, time.Duration(will.WillDelayInterval)*time.Second
 	h.mu.Lock()
-	if t := h.wills[cl.ID]; t != nil {
-		t.Stop()
+	if old := h.wills[id]; old != nil {
+		old.timer.Stop()
 	}
-	var t *time.Timer
-	t = time.AfterFunc(delay, func() { h.sendWill(cl.ID, t, will) })
-	h.wills[cl.ID] = t
+	w := &delayedWill{}
+	w.timer = time.AfterFunc(delay, func() { h.sendWill(id, w, will) })
+	h.wills[id] = w
 	h.mu.Unlock()
 	return mqtt.Will{TopicName: auth.VoidTopic, WillDelayInterval: will.WillDelayInterval}, nil
 }
 
-// sendWill publishes a delayed will whose timer t was not cancelled.
-func (h *Cluster) sendWill(id string, t *time.Timer, will mqtt.Will) {
+// delayedWill is a will waiting for its delay; its timer is set under
+// Cluster.mu.
+type delayedWill struct{ timer *time.Timer }
+
+// sendWill publishes a delayed will w that was not cancelled.
+func (h *Cluster) sendWill(id string, w *delayedWill, will mqtt.Will) {
 	h.mu.Lock()
-	if h.wills[id] != t {
+	if h.wills[id] != w {
 		h.mu.Unlock()
 		return
 	}
@@ -549,8 +553,8 @@ func (h *Cluster) sendWill(id string, t *time.Timer, will mqtt.Will) {
 func (h *Cluster) cancelWill(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if t := h.wills[id]; t != nil {
-		t.Stop()
+	if w := h.wills[id]; w != nil {
+		w.timer.Stop()
 		delete(h.wills, id)
 	}
 }
