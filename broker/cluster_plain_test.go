@@ -393,3 +393,39 @@ func TestClusterPlainWillDelay(t *testing.T) {
 	watch0.none(3 * time.Second) // not the will of the client that came back
 	watch1.none(0)
 }
+
+// TestClusterPlainNodeGone: a persistent session whose node shut down
+// comes back on another node, with what that node had queued for it.
+func TestClusterPlainNodeGone(t *testing.T) {
+	c := plainCluster(t, 2)
+	n0, n1 := c.nodes[0].mqtt, c.nodes[1].mqtt
+	store := testkit.OpenPostgres(t, c.url).(history.MQTTStater)
+	expiry := uint32(600)
+	session := &paho.Connect{ClientID: "orphan", CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}
+	s, _ := dialPlain(t, n0, session)
+	s.subs("data/#")
+	s.disconnect()
+	pub, _ := dialPlain(t, n1, &paho.Connect{ClientID: "pub", CleanStart: true})
+	for i := 0; i < 5; i++ {
+		pub.pub(&paho.Publish{Topic: "data/x", QoS: 1, Payload: []byte(fmt.Sprint(i))})
+	}
+	waitQueued(t, store, "anon:orphan", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[0].b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, ca := dialPlain(t, n1, session)
+	if !ca.SessionPresent {
+		t.Fatal("the session of the node that left did not come back")
+	}
+	for i := 0; i < 5; i++ {
+		if m := s.next(); string(m.Payload) != fmt.Sprint(i) {
+			t.Fatalf("queued message %d: got %q", i, m.Payload)
+		}
+	}
+	pub.pub(&paho.Publish{Topic: "data/y", QoS: 1, Payload: []byte("live")})
+	if m := s.next(); string(m.Payload) != "live" {
+		t.Fatalf("after the move: got %q", m.Payload)
+	}
+}
