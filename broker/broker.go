@@ -68,6 +68,7 @@ type Broker struct {
 	groups     *send.Groups
 	bus        *cluster.Bus
 	storage    *hooks.Storage // nil when the store keeps no MQTT state
+	plain      *hooks.Cluster // plain MQTT across the cluster; nil on one node
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	http       *http.Server
@@ -226,11 +227,25 @@ func New(opts Options) (*Broker, error) {
 	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	// Plain MQTT state is stored on a single node only: nodes sharing one
-	// store would restore each other's sessions (and publish the wills of
-	// clients connected elsewhere).
-	if st, ok := opts.Store.(history.MQTTStater); ok && opts.NATSURL == "" {
+	// Plain MQTT state: in cluster mode each session is held by one node
+	// (Storage.Node), and the cluster hook, added first, moves sessions
+	// between nodes and carries publishes.
+	st, stater := opts.Store.(history.MQTTStater)
+	if stater {
 		b.storage = &hooks.Storage{Store: st, Server: b.mqtt, Topics: topics, Log: opts.Logger}
+	}
+	if b.bus != nil {
+		b.plain = &hooks.Cluster{Server: b.mqtt, Topics: topics, Bus: b.bus, Node: b.bus.Node, Storage: b.storage,
+			Injector: b.mqtt.NewClient(nil, "local", "\x00parley-cluster", true), Log: b.bus.Log}
+		if b.storage != nil {
+			b.storage.Node, b.storage.Remote = b.bus.Node, b.plain.Injector
+		}
+		b.bus.Plain = b.plain
+		if err := b.mqtt.AddHook(b.plain, nil); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	if b.storage != nil {
 		if err := b.mqtt.AddHook(b.storage, nil); err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
@@ -351,6 +366,9 @@ func (b *Broker) Start(ctx context.Context) error {
 		if err := b.storage.Replay(); err != nil {
 			b.log.Error("plain mqtt state", "error", err)
 		}
+	}
+	if b.plain != nil {
+		b.plain.Rescan()
 	}
 	if ln := lns["http"]; ln != nil {
 		b.httpLn = ln

@@ -34,4 +34,7 @@ type MQTTStater interface {
 	DeleteMQTTClient(ctx context.Context, client string) error
 	// MQTTState returns every record of kind.
 	MQTTState(ctx context.Context, kind byte) ([]MQTTRecord, error)
+	// MQTTSession returns the session of client: its client record,
+	// subscriptions and queued messages (none when it has no session).
+	MQTTSession(ctx context.Context, client string) ([]MQTTRecord, error)
 }

@@ -2,10 +2,12 @@ package hooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,14 @@ type Storage struct {
 	Topics wire.Topics
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+	// Node, in cluster mode, names this node: nodes share the store, each
+	// session is held (restored, and its will published) by the node it
+	// was last connected to, and retained messages are shared. Empty: one
+	// node owns the whole state.
+	Node string
+	// Remote, in cluster mode, is the inline client through which the
+	// publishes of other nodes are injected: their node stores them.
+	Remote *mqtt.Client
 
 	mu         sync.Mutex
 	wills      []*time.Timer                  // wills of restored sessions, waiting for their delay
@@ -77,6 +87,16 @@ func (h *Storage) Init(any) error {
 	h.persistent = map[string]bool{}
 	h.inflight = map[string]map[uint16]struct{}{}
 	return nil
+}
+
+// storedClient is a session's client as stored: mochi's encoding and the
+// node that holds the session (cluster mode).
+type storedClient struct {
+	storage.Client
+	Node string `json:"parley_node,omitempty"`
+	// Disconnected is when the client went away (Unix seconds), 0 while
+	// connected: a node that adopts the session checks its expiry.
+	Disconnected int64 `json:"parley_disconnected,omitempty"`
 }
 
 func (h *Storage) ctx() (context.Context, context.CancelFunc) {
@@ -160,7 +180,7 @@ func (h *Storage) putClient(cl *mqtt.Client) {
 	if h.Topics.Owns(c.Will.TopicName) {
 		c.Will = storage.ClientWill{}
 	}
-	data, err := c.MarshalBinary()
+	data, err := json.Marshal(storedClient{Client: c, Node: h.Node, Disconnected: cl.StopTime()})
 	if err != nil {
 		h.Log.Error("encoding mqtt client", "error", err, "client", cl.ID)
 		return
@@ -183,7 +203,8 @@ func (h *Storage) forget(id string) {
 
 // OnDisconnect forgets a session that ends with its connection (unless
 // another connection took it over), and stores a persistent one again: a
-// normal DISCONNECT has removed its will.
+// normal DISCONNECT has removed its will, or changed its expiry, and the
+// time it went away counts.
 func (h *Storage) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cl.Net.Inline || !h.isPersistent(cl.ID) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
 		return
@@ -192,7 +213,7 @@ func (h *Storage) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		h.forget(cl.ID)
 		return
 	}
-	if err == nil && cl.Net.Conn != nil {
+	if cl.Net.Conn != nil {
 		h.putClient(cl)
 	}
 }
@@ -249,7 +270,7 @@ func (h *Storage) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnRetainMessage stores (or, r == -1, deletes) a retained message outside
 // the prefix, before the publish is acknowledged.
 func (h *Storage) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
-	if h.Topics.Owns(pk.TopicName) {
+	if h.Topics.Owns(pk.TopicName) || (h.Remote != nil && cl == h.Remote) {
 		return
 	}
 	if r == -1 {
@@ -334,7 +355,7 @@ func (h *Storage) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	data, err := message(pk, cl.ID).MarshalBinary()
 	if err == nil {
-		h.put(history.MQTTRecord{Kind: history.MQTTPending, Client: cl.ID, Key: strconv.Itoa(int(pk.PacketID)), Data: data})
+		h.put(history.MQTTRecord{Kind: history.MQTTPending, Client: cl.ID, Key: h.pendingKey(pk.PacketID), Data: data})
 	}
 	return pk, nil
 }
@@ -344,7 +365,17 @@ func (h *Storage) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline || h.Topics.Owns(pk.TopicName) || !h.wanted(pk.TopicName) {
 		return
 	}
-	h.del(history.MQTTPending, cl.ID, strconv.Itoa(int(pk.PacketID)))
+	h.del(history.MQTTPending, cl.ID, h.pendingKey(pk.PacketID))
+}
+
+// pendingKey is the key of a pending publish: its packet id, after the
+// node in cluster mode (a client may publish with the same id on two
+// nodes, one after the other).
+func (h *Storage) pendingKey(id uint16) string {
+	if h.Node == "" {
+		return strconv.Itoa(int(id))
+	}
+	return h.Node + "/" + strconv.Itoa(int(id))
 }
 
 // wanted reports whether a persistent session subscribes to topic.
@@ -391,6 +422,9 @@ func (h *Storage) Replay() error {
 		return fmt.Errorf("hooks: replay pending publishes: %w", err)
 	}
 	for _, r := range recs {
+		if h.Node != "" && !strings.HasPrefix(r.Key, h.Node+"/") {
+			continue // another node's
+		}
 		var m storage.Message
 		if err := m.UnmarshalBinary(r.Data); err == nil {
 			pk := m.ToPacket()
@@ -437,14 +471,17 @@ func (h *Storage) Stop() error {
 func (h *Storage) StoredClients() ([]storage.Client, error) {
 	var out []storage.Client
 	err := h.load(history.MQTTClient, func(r history.MQTTRecord) error {
-		var c storage.Client
-		if err := c.UnmarshalBinary(r.Data); err != nil {
+		var c storedClient
+		if err := json.Unmarshal(r.Data, &c); err != nil {
 			return err
+		}
+		if c.Node != h.Node && h.Node != "" {
+			return nil // held by another node
 		}
 		h.mu.Lock()
 		h.persistent[c.ID] = true
 		h.mu.Unlock()
-		out = append(out, c)
+		out = append(out, c.Client)
 		return nil
 	})
 	return out, err
@@ -458,7 +495,9 @@ func (h *Storage) StoredSubscriptions() ([]storage.Subscription, error) {
 		if err := s.UnmarshalBinary(r.Data); err != nil {
 			return err
 		}
-		out = append(out, s)
+		if h.isPersistent(s.Client) {
+			out = append(out, s)
+		}
 		return nil
 	})
 	return out, err
@@ -473,11 +512,14 @@ func (h *Storage) StoredInflightMessages() ([]storage.Message, error) {
 			return err
 		}
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !h.persistent[m.Client] {
+			return nil // another node's session
+		}
 		if h.inflight[m.Client] == nil {
 			h.inflight[m.Client] = map[uint16]struct{}{}
 		}
 		h.inflight[m.Client][m.PacketID] = struct{}{}
-		h.mu.Unlock()
 		out = append(out, m)
 		return nil
 	})
@@ -511,4 +553,109 @@ func (h *Storage) load(kind byte, fn func(history.MQTTRecord) error) error {
 		}
 	}
 	return nil
+}
+
+// holder reads which node holds the stored session of id (cluster mode);
+// found is false when id has no stored session.
+func (h *Storage) holder(id string) (node string, found bool) {
+	ctx, cancel := h.ctx()
+	defer cancel()
+	recs, err := h.Store.MQTTSession(ctx, id)
+	if err != nil {
+		h.Log.Error("reading an mqtt session", "error", err, "client", id)
+		return "", false
+	}
+	for _, r := range recs {
+		if r.Kind == history.MQTTClient {
+			var c storedClient
+			if err := json.Unmarshal(r.Data, &c); err == nil {
+				return c.Node, true
+			}
+		}
+	}
+	return "", false
+}
+
+// adopt loads the stored session of id, which another node held, into the
+// server, as a disconnected session that the connecting client then takes
+// over (cluster mode). It returns the session's client, nil when there is
+// none.
+func (h *Storage) adopt(id string) *mqtt.Client {
+	ctx, cancel := h.ctx()
+	defer cancel()
+	recs, err := h.Store.MQTTSession(ctx, id)
+	if err != nil {
+		h.Log.Error("reading an mqtt session", "error", err, "client", id)
+		return nil
+	}
+	var cl *mqtt.Client
+	for _, r := range recs {
+		if r.Kind != history.MQTTClient {
+			continue
+		}
+		var c storedClient
+		if err := json.Unmarshal(r.Data, &c); err != nil {
+			h.Log.Error("skipping unreadable mqtt state", "error", err, "client", id)
+			return nil
+		}
+		if p := c.Properties; c.ProtocolVersion == 5 && p.SessionExpiryIntervalFlag && c.Disconnected > 0 &&
+			c.Disconnected+int64(p.SessionExpiryInterval) < time.Now().Unix() {
+			h.forget(id) // expired while its node was away
+			return nil
+		}
+		cl = h.Server.NewClient(nil, c.Listener, c.ID, false)
+		cl.Properties.Username = c.Username
+		cl.Properties.Clean = c.Clean
+		cl.Properties.ProtocolVersion = c.ProtocolVersion
+		p := c.Properties
+		cl.Properties.Props = packets.Properties{
+			SessionExpiryInterval: p.SessionExpiryInterval, SessionExpiryIntervalFlag: p.SessionExpiryIntervalFlag,
+			AuthenticationMethod: p.AuthenticationMethod, AuthenticationData: p.AuthenticationData,
+			RequestProblemInfoFlag: p.RequestProblemInfoFlag, RequestProblemInfo: p.RequestProblemInfo,
+			RequestResponseInfo: p.RequestResponseInfo, ReceiveMaximum: p.ReceiveMaximum,
+			TopicAliasMaximum: p.TopicAliasMaximum, User: p.User, MaximumPacketSize: p.MaximumPacketSize,
+		}
+		// The will belongs to the connection that left; the connecting
+		// client brings its own.
+		cl.Stop(packets.ErrSessionTakenOver)
+	}
+	if cl == nil {
+		return nil
+	}
+	ids := map[uint16]struct{}{}
+	for _, r := range recs {
+		switch r.Kind {
+		case history.MQTTSubscription:
+			var s storage.Subscription
+			if err := s.UnmarshalBinary(r.Data); err != nil {
+				continue
+			}
+			sub := packets.Subscription{Filter: s.Filter, RetainHandling: s.RetainHandling, Qos: s.Qos,
+				RetainAsPublished: s.RetainAsPublished, NoLocal: s.NoLocal, Identifier: s.Identifier}
+			h.Server.Topics.Subscribe(id, sub)
+			cl.State.Subscriptions.Add(s.Filter, sub)
+		case history.MQTTInflight:
+			var m storage.Message
+			if err := m.UnmarshalBinary(r.Data); err != nil {
+				continue
+			}
+			cl.State.Inflight.Set(m.ToPacket())
+			ids[m.PacketID] = struct{}{}
+		}
+	}
+	h.mu.Lock()
+	h.persistent[id] = true
+	h.inflight[id] = ids
+	h.mu.Unlock()
+	h.Server.Clients.Add(cl)
+	return cl
+}
+
+// disown forgets, in memory only, that this node holds the session of id:
+// another node took it over and holds its stored state now.
+func (h *Storage) disown(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.persistent, id)
+	delete(h.inflight, id)
 }

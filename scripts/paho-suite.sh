@@ -8,6 +8,11 @@
 # without one the run is SKIPPED. It fails when a score is below
 # PAHO_MIN_V311 (default 10 of 10) or PAHO_MIN_V5 (default 25 of 27: see
 # docs/protocol.md, Plain MQTT, for the two tests Parley fails on purpose).
+# PAHO_NODES (default "1 2") says which runs: 1 is the single parleyd above;
+# 2 spreads the suites' clients over two cluster nodes (one PostgreSQL, see
+# internal/pgtest, and an in-process NATS) through a proxy that sends each
+# connection to the other node: broker's TestPahoSuitesCluster, with the
+# same minimum scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${PAHO_TESTING_DIR:-paho.mqtt.testing}/interoperability
@@ -16,6 +21,19 @@ if [ ! -f "$suite/client_test5.py" ]; then
 	exit 0
 fi
 command -v python3 >/dev/null || { echo "paho-suite: FAIL, python3 not found"; exit 1; }
+nodes=" ${PAHO_NODES:-1 2} "
+if [[ $nodes == *" 2 "* ]]; then
+	# After the single node (or alone); its own exit status counts.
+	cluster() {
+		echo "paho-suite: over two cluster nodes"
+		PARLEY_PAHO_CLUSTER=1 PAHO_TESTING_DIR=$(cd "$suite/.." && pwd) \
+			go test -count=1 -timeout 40m -run '^TestPahoSuitesCluster$' -v ./broker/
+	}
+	if [[ $nodes != *" 1 "* ]]; then
+		cluster
+		exit
+	fi
+fi
 go build -o bin/parleyd ./cmd/parleyd
 
 work=$(mktemp -d)
@@ -62,4 +80,7 @@ echo "paho-suite: MQTT 5 $v5/$t5"
 if [ "$v311" -lt "${PAHO_MIN_V311:-10}" ] || [ "$v5" -lt "${PAHO_MIN_V5:-25}" ]; then
 	echo "paho-suite: FAILED, below ${PAHO_MIN_V311:-10} (3.1.1) or ${PAHO_MIN_V5:-25} (MQTT 5)"
 	exit 1
+fi
+if [[ $nodes == *" 2 "* ]]; then
+	cluster
 fi

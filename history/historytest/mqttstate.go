@@ -9,7 +9,7 @@ import (
 
 // RunMQTTState checks a history.MQTTStater: records are replaced by kind,
 // client and key, deleted one by one or by client (its session, not the
-// retained messages), and listed by kind.
+// retained messages), listed by kind, and listed by client (its session).
 func RunMQTTState(t *testing.T, open func(t *testing.T) history.MQTTStater) {
 	ctx := context.Background()
 	s := open(t)
@@ -39,6 +39,21 @@ func RunMQTTState(t *testing.T, open func(t *testing.T) history.MQTTStater) {
 	}
 	if recs := count(history.MQTTRetained); len(recs) != 1 || string(recs[0].Data) != "\x00\x01\x02" || recs[0].Key != "status/c1" {
 		t.Fatalf("retained: %+v", recs)
+	}
+	session, err := s.MQTTSession(ctx, "c1")
+	must(err)
+	var kinds []byte
+	for _, r := range session {
+		if r.Client != "c1" {
+			t.Fatalf("session of c1: a record of %q", r.Client)
+		}
+		kinds = append(kinds, r.Kind)
+	}
+	if string(kinds) != "ciis" {
+		t.Fatalf("session of c1: kinds %q, want the client, two messages and a subscription", kinds)
+	}
+	if none, err := s.MQTTSession(ctx, "c2"); err != nil || len(none) != 0 {
+		t.Fatalf("session of c2 (pending only): %+v, %v", none, err)
 	}
 	must(s.DeleteMQTT(ctx, history.MQTTInflight, "c1", "1"))
 	if recs := count(history.MQTTInflight); len(recs) != 1 || recs[0].Key != "2" {

@@ -36,17 +36,29 @@ func (s *Store) DeleteMQTTClient(ctx context.Context, client string) error {
 
 // MQTTState implements history.MQTTStater.
 func (s *Store) MQTTState(ctx context.Context, kind byte) ([]history.MQTTRecord, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT client, key, data FROM mqtt_state WHERE kind = ? ORDER BY client, key`, string(kind))
+	return s.mqttRecords(ctx, `SELECT kind, client, key, data FROM mqtt_state WHERE kind = ? ORDER BY client, key`, string(kind))
+}
+
+// MQTTSession implements history.MQTTStater.
+func (s *Store) MQTTSession(ctx context.Context, client string) ([]history.MQTTRecord, error) {
+	return s.mqttRecords(ctx, `SELECT kind, client, key, data FROM mqtt_state WHERE client = ? AND kind IN ('c', 's', 'i')
+		ORDER BY kind, key`, client)
+}
+
+func (s *Store) mqttRecords(ctx context.Context, query string, arg string) ([]history.MQTTRecord, error) {
+	rows, err := s.read.QueryContext(ctx, query, arg)
 	if err != nil {
 		return nil, translate(err)
 	}
 	defer rows.Close()
 	var out []history.MQTTRecord
 	for rows.Next() {
-		r := history.MQTTRecord{Kind: kind}
-		if err := rows.Scan(&r.Client, &r.Key, &r.Data); err != nil {
+		var r history.MQTTRecord
+		var kind string
+		if err := rows.Scan(&kind, &r.Client, &r.Key, &r.Data); err != nil {
 			return nil, translate(err)
 		}
+		r.Kind = kind[0]
 		out = append(out, r)
 	}
 	return out, translate(rows.Err())

@@ -12,7 +12,9 @@
 //	PREFIX.kick              {"client","epoch","node"}: a session moved
 //	PREFIX.group             {"group","node"}: membership changed
 //	PREFIX.presence          {"user","node","on"}: a node's interest changed
-//	PREFIX.node              {"node","users":[...]}: heartbeat (lease)
+//	PREFIX.node              {"node","users":[...]}: heartbeat (lease);
+//	                         {"node","gone":true}: the node is leaving
+//	PREFIX.plain...          plain MQTT between nodes (plain.go)
 package cluster
 
 import (
@@ -64,6 +66,9 @@ type Bus struct {
 	DropRate float64
 	// Auth authenticates the node to NATS and secures the connection.
 	Auth Auth
+	// Plain, when set, carries plain MQTT between the nodes: publishes,
+	// session moves and shared subscriptions (see plain.go).
+	Plain Plain
 
 	nc      *nats.Conn
 	in      chan *nats.Msg
@@ -73,6 +78,7 @@ type Bus struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	control []*nats.Subscription
+	plain   plainState
 }
 
 type kickMsg struct {
@@ -104,6 +110,7 @@ type presenceMsg struct {
 type nodeMsg struct {
 	Node  string   `json:"node"`
 	Users []string `json:"users"`
+	Gone  bool     `json:"gone,omitempty"` // the node is leaving
 }
 
 // Local is what the bus needs of this node's delivery engine
@@ -191,6 +198,10 @@ func (b *Bus) Connect(url string) error {
 		}
 		b.control = append(b.control, sub)
 	}
+	if err := b.subscribePlain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("natsbus: subscribe: %w", err)
+	}
 	b.wg.Add(2)
 	go b.receive()
 	go b.ticker()
@@ -208,6 +219,9 @@ func (b *Bus) Close() error {
 		return nil
 	default:
 	}
+	// Tell the others at once, rather than after three missed heartbeats.
+	b.publishJSON(".node", nodeMsg{Node: b.Node, Gone: true})
+	_ = b.nc.FlushTimeout(time.Second)
 	close(b.done)
 	b.wg.Wait()
 	b.nc.Close()
@@ -279,6 +293,7 @@ func (b *Bus) publishJSON(subj string, v any) {
 
 func (b *Bus) announce() {
 	b.publishJSON(".node", nodeMsg{Node: b.Node, Users: b.Local.LocalUsers()})
+	b.announceShares()
 }
 
 // receive handles everything this node gets, on one goroutine.
@@ -322,6 +337,10 @@ func (b *Bus) receive() {
 			case m.Subject == b.Prefix+".node":
 				var n nodeMsg
 				if json.Unmarshal(m.Data, &n) == nil && n.Node != b.Node {
+					if n.Gone {
+						b.forget(n.Node)
+						continue
+					}
 					if b.touch(n.Node) {
 						b.announce() // a node joined: tell it who is here
 					}
@@ -347,6 +366,22 @@ func (b *Bus) onDelivery(m *nats.Msg) {
 		return
 	}
 	b.Local.DeliverLocal([]string{string(raw)}, f.conv, f.seq, f.qos, f.payload)
+}
+
+// forget drops node, which left: its presence and shared subscriptions.
+func (b *Bus) forget(node string) {
+	b.mu.Lock()
+	delete(b.seen, node)
+	b.mu.Unlock()
+	b.Log.Info("node left: dropping its presence", "node", node)
+	b.forgetNode(node)
+}
+
+func (b *Bus) forgetNode(node string) {
+	b.Local.ForgetNode(node)
+	if b.Plain != nil {
+		b.Plain.PlainShares(node, nil)
+	}
 }
 
 // touch records a heartbeat of node and reports whether the node is new.
@@ -385,7 +420,7 @@ func (b *Bus) ticker() {
 			b.mu.Unlock()
 			for _, node := range expired {
 				b.Log.Warn("node silent: dropping its presence", "node", node)
-				b.Local.ForgetNode(node)
+				b.forgetNode(node)
 			}
 		case <-sweep:
 			b.Local.Resync()
