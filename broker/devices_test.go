@@ -98,14 +98,17 @@ func TestConnectStoreRoundTrips(t *testing.T) {
 		for i := range n {
 			bob.send("im/send/u/"+userN(i), 1, `{"body":"hi"}`)
 		}
+		var first []*client
 		for i := range n {
 			c := e.dial(userN(i)+"/phone", userN(i), dialOpts{})
 			c.nextKind("message")
-			c.close()
+			first = append(first, c)
 		}
-		// Every device is known and caught up. One reconnects alone.
-		for i := range n {
+		// Every device is known and caught up (its cursor stored: it
+		// acknowledged before it left). One reconnects alone.
+		for i, c := range first {
 			waitCursors(t, s, userN(i)+"/phone", userN(i), map[string]int64{history.DirectConvID("bob", userN(i)): 1})
+			c.close()
 		}
 		time.Sleep(300 * time.Millisecond) // the last cursor flush ends
 		before := storeOps(t, e)

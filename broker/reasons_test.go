@@ -159,7 +159,7 @@ func TestSubackReasonStrings(t *testing.T) {
 		{"OtherInbox", []string{"im/inbox/bob"}, []byte{0x87}, `"im/inbox/bob": you may read only your own inbox, im/inbox/alice`},
 		{"Wildcard", []string{"im/#"}, []byte{0x87}, `"im/#": no wildcards over Parley's topics: subscribe to im/inbox/alice`},
 		{"Presence", []string{"im/presence/carol"}, []byte{0x87}, `"im/presence/carol": you may read the presence only of users you share a conversation with`},
-		{"OutsideNoACL", []string{"im/inbox/alice", "sensors/x"}, []byte{0x01, 0x87}, `"sensors/x": no ACL allows topics outside Parley's`},
+		{"OutsideNoACL", []string{"im/inbox/alice", "sensors/x"}, []byte{0x01, 0x80}, `"sensors/x": no ACL allows topics outside Parley's`},
 		{"Several", []string{"im/inbox/bob", "a/#/b", "im/inbox/alice"}, []byte{0x87, 0x8F, 0x01},
 			`"im/inbox/bob": you may read only your own inbox, im/inbox/alice; "a/#/b": not a valid topic filter`},
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -35,8 +36,15 @@ type Auth struct {
 	Log *slog.Logger
 
 	mu          sync.Mutex
-	subacks     map[subackKey]string                   // Reason Strings of SUBACKs on their way
+	subacks     map[subackKey]subackNote               // what to change in SUBACKs on their way
 	subscribing map[*mqtt.Client]packets.Subscriptions // the filters of SUBSCRIBEs being processed
+}
+
+// subackNote is what OnPacketEncode changes in a SUBACK to an MQTT 5
+// client: its Reason String, and the filters whose 0x87 becomes 0x80.
+type subackNote struct {
+	text        string
+	unspecified []int
 }
 
 // subackKey names a SUBACK on its way to a client.
@@ -85,11 +93,23 @@ func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if pk.FixedHeader.Type == packets.Suback {
 		a.mu.Lock()
 		key := subackKey{cl, pk.PacketID}
-		text, ok := a.subacks[key]
+		note, ok := a.subacks[key]
 		delete(a.subacks, key)
 		a.mu.Unlock()
-		if ok && pk.Properties.ReasonString == "" {
-			pk.Properties.ReasonString = text
+		if !ok {
+			return pk
+		}
+		if pk.Properties.ReasonString == "" {
+			pk.Properties.ReasonString = note.text
+		}
+		if len(note.unspecified) > 0 {
+			codes := slices.Clone(pk.ReasonCodes)
+			for _, i := range note.unspecified {
+				if i < len(codes) && codes[i] == packets.ErrNotAuthorized.Code {
+					codes[i] = packets.ErrUnspecifiedError.Code
+				}
+			}
+			pk.ReasonCodes = codes
 		}
 		return pk
 	}
@@ -262,12 +282,19 @@ func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		return
 	}
 	var parts []string
+	var unspecified []int
 	beyond, more := 0, 0
 	for i, code := range codes {
 		if code < 0x80 || i >= len(pk.Filters) {
 			continue
 		}
 		f := pk.Filters[i].Filter
+		if code == packets.ErrNotAuthorized.Code && !a.Authorizer.Topics.Owns(sharedFilter(f)) {
+			// A plain MQTT filter the operator's ACL denies: 0x80, which
+			// the Eclipse Paho suites and their client expect; the Reason
+			// String still says why.
+			unspecified = append(unspecified, i)
+		}
 		if f == "" && code == packets.ErrTopicFilterInvalid.Code && i >= a.filterLimit() {
 			beyond++
 			continue
@@ -304,10 +331,21 @@ func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	a.mu.Lock()
 	if a.subacks == nil {
-		a.subacks = map[subackKey]string{}
+		a.subacks = map[subackKey]subackNote{}
 	}
-	a.subacks[subackKey{cl, pk.PacketID}] = strings.Join(parts, "; ")
+	a.subacks[subackKey{cl, pk.PacketID}] = subackNote{text: strings.Join(parts, "; "), unspecified: unspecified}
 	a.mu.Unlock()
+}
+
+// sharedFilter returns the topic filter of a shared subscription's filter
+// ($share/GROUP/FILTER, the prefix in any case), or f itself.
+func sharedFilter(f string) string {
+	if len(f) > 7 && strings.EqualFold(f[:7], "$share/") {
+		if i := strings.IndexByte(f[7:], '/'); i >= 0 {
+			return f[7+i+1:]
+		}
+	}
+	return f
 }
 
 // OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters

@@ -436,8 +436,15 @@ func (h *Cluster) Rescan() {
 // client inherits its session: the node holding the session drops it,
 // then this node takes over its stored state (or, for a clean start,
 // deletes it).
+//
+// Parley's devices (authenticated clients) are left out: their sessions
+// move by their epochs (the delivery hook claims one before the CONNACK
+// and the bus takes the older session over on every node), which orders
+// claims, where a plain claim could arrive after a newer connect. A
+// device's plain MQTT state (subscriptions outside the prefix of a
+// persistent session) stays on the node it was made on.
 func (h *Cluster) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline {
+	if cl.Net.Inline || device(cl) {
 		return
 	}
 	h.cancelWill(cl.ID)
