@@ -120,9 +120,20 @@ func alternate(t *testing.T, addrs ...string) int {
 					dst.Close()
 				}
 			}
-			go relay(out, in)
+			up := make(chan struct{})
+			go func() {
+				relay(out, in)
+				close(up)
+			}()
 			go func() {
 				relay(in, out)
+				// The server is done: let the client's last packets drain
+				// (closing with unread input would reset the client before
+				// it reads the server's last packet), then end both.
+				select {
+				case <-up:
+				case <-time.After(3 * time.Second):
+				}
 				in.Close()
 				out.Close()
 			}()
