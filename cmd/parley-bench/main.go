@@ -50,14 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Progress == "on" || (cfg.Progress == "auto" && isTerminal(stderr)) {
 		progress = stderr
 	}
-	if cfg.PprofAddr != "" {
-		srv := &http.Server{Addr: cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fmt.Fprintln(stderr, "parley-bench: pprof:", err)
-			}
-		}()
-		defer srv.Close()
+	defer startPprof(cfg.PprofAddr, stderr)()
+	if cfg.Scenario == "connections" {
+		return runConnsMain(ctx, cfg, progress, stdout, stderr)
 	}
 
 	type spec struct{ name, store string }
@@ -164,6 +159,21 @@ func runOne(ctx context.Context, cfg *config, srv *server, run string, progress,
 	srv.log.mute() // what the disconnects cause is not the run's
 	r.disconnectAll()
 	return r.result(connect.Seconds()), nil
+}
+
+// startPprof serves net/http/pprof on addr ("" does nothing) until the
+// returned function is called.
+func startPprof(addr string, stderr io.Writer) func() {
+	if addr == "" {
+		return func() {}
+	}
+	srv := &http.Server{Addr: addr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(stderr, "parley-bench: pprof:", err)
+		}
+	}()
+	return func() { srv.Close() }
 }
 
 // settle is the pause before a send phase: a second, shorter for short runs.
