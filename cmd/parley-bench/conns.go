@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/parley-im/parley/internal/pgtest"
@@ -34,9 +36,10 @@ const reservedFiles = 100
 // connsRun is the state of one connections-scenario run that the shared
 // runner code consults (dialing, dropped connections, latency).
 type connsRun struct {
-	r   *runner
-	d   *daemon
-	ctx context.Context
+	r        *runner
+	d        *daemon
+	ctx      context.Context
+	progress io.Writer // nil: no progress lines
 
 	// storming is set at the kill and stays set: from then on deliveries
 	// no longer count in the idle phase's latency.
@@ -49,6 +52,11 @@ type connsRun struct {
 	failed    atomic.Int64
 	skipped   atomic.Int64 // sender ticks skipped because the sender was reconnecting
 	redialLat *histogram
+	// refusedBeforeStorm counts the refused sends before the kill.
+	refusedBeforeStorm int
+
+	mu       sync.Mutex
+	failures map[string]int // failed redials by failKind
 }
 
 // source is the address device i dials from.
@@ -84,6 +92,7 @@ func (cr *connsRun) redial(dev *device) {
 		c, err := r.dialDevice(cr.ctx, dev)
 		if err != nil {
 			cr.failed.Add(1)
+			cr.failure(err)
 			continue
 		}
 		u := dev.u
@@ -102,6 +111,45 @@ func (cr *connsRun) redial(dev *device) {
 	dev.lost.Store(true)
 	r.lostConns.Add(1)
 	r.problem("%s: not reconnected after the storm", dev.id)
+}
+
+// failure counts a failed redial by kind.
+func (cr *connsRun) failure(err error) {
+	kind := failKind(err)
+	cr.mu.Lock()
+	if cr.failures == nil {
+		cr.failures = map[string]int{}
+	}
+	cr.failures[kind]++
+	cr.mu.Unlock()
+}
+
+// failKind sorts a dialDevice error by the step that failed and why.
+func failKind(err error) string {
+	msg := err.Error()
+	why := "other"
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		why = "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		why = "connection reset"
+	case errors.Is(err, io.EOF):
+		why = "closed"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		why = "timeout (10s)"
+	}
+	switch {
+	case strings.HasPrefix(msg, "dial "):
+		return "TCP connect: " + why
+	case strings.HasPrefix(msg, "send CONNECT"), strings.HasPrefix(msg, "read CONNACK"):
+		return "no CONNACK: " + why
+	case errors.Is(err, errRefused):
+		return "CONNECT refused: " + msg[strings.LastIndex(msg, "code"):]
+	case strings.Contains(msg, "SUBACK"), why == "timeout (10s)":
+		return "no SUBACK: " + why
+	}
+	return "other: " + msg
 }
 
 // backoff is the wait before redial attempt k (0 is the first).
@@ -180,6 +228,9 @@ type connsResult struct {
 	// CPUPerConnectMs is parleyd's CPU time (user and system) during the
 	// connect phase divided by the devices connected.
 	CPUPerConnectMs float64 `json:"parleyd_cpu_per_connect_ms"`
+	// BenchCPUPerConnectMs is the same for the load generator: both share
+	// the machine's cores.
+	BenchCPUPerConnectMs float64 `json:"bench_cpu_per_connect_ms"`
 
 	// Parleyd before any device connected and after all had (and had
 	// settled); the per-connection figures divide the difference by the
@@ -202,13 +253,15 @@ type connsResult struct {
 
 	Storm *stormResult `json:"storm,omitempty"`
 
-	DrainSeconds    float64   `json:"drain_seconds"`
-	Verify          verdict   `json:"verify"`
-	Gaps            int64     `json:"gap_events"`
-	LostConnections int64     `json:"lost_connections"`
-	ServerLog       []logLine `json:"server_log,omitempty"`
-	Problems        []string  `json:"problems,omitempty"`
-	OK              bool      `json:"ok"`
+	DrainSeconds    float64 `json:"drain_seconds"`
+	Verify          verdict `json:"verify"`
+	Gaps            int64   `json:"gap_events"`
+	LostConnections int64   `json:"lost_connections"`
+	// Refused counts sends answered with an error event, by code.
+	Refused   map[string]int `json:"refused,omitempty"`
+	ServerLog []logLine      `json:"server_log,omitempty"`
+	Problems  []string       `json:"problems,omitempty"`
+	OK        bool           `json:"ok"`
 }
 
 // stormResult is the reconnect storm after a kill -9 of parleyd. Times are
@@ -228,6 +281,8 @@ type stormResult struct {
 	GaveUp          int64   `json:"gave_up"`
 	Dials           int64   `json:"dials"`
 	FailedDials     int64   `json:"failed_dials"`
+	// Failures counts the failed dials by the step that failed and why.
+	Failures map[string]int `json:"failures,omitempty"`
 	// Redials' time from dial to SUBACK, the successful ones.
 	RedialP50Ms float64 `json:"redial_p50_ms"`
 	RedialP99Ms float64 `json:"redial_p99_ms"`
@@ -237,6 +292,7 @@ type stormResult struct {
 	ReadyzProbes            int     `json:"readyz_probes"`
 	ReadyzFailed            int     `json:"readyz_failed"`
 	ReadyzFailedAfterReady  int     `json:"readyz_failed_after_ready"`
+	ReadyzTimeouts          int     `json:"readyz_timeouts"` // no answer within 1 s
 	ReadyzLongestFailSecond float64 `json:"readyz_longest_failure_seconds"`
 	// Live messages: sent from the kill to the catch-up, to devices that
 	// were connected again when they were sent.
@@ -322,7 +378,7 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 		sign: d.sign, log: lc, close: func() {}}
 	tp := newTopology(run, cfg.Conns, 1, 0)
 	r := newRunner(cfg, srv, tp)
-	cr := &connsRun{r: r, d: d, ctx: ctx, back: make([]atomic.Int64, cfg.Conns), redialLat: new(histogram)}
+	cr := &connsRun{r: r, d: d, ctx: ctx, back: make([]atomic.Int64, cfg.Conns), redialLat: new(histogram), progress: progress}
 	r.conns = cr
 	res := &connsResult{Name: srv.name, Store: store, Devices: cfg.Conns, OpenFilesLimit: limit,
 		SourceAddrs: (cfg.Conns + perSource - 1) / perSource}
@@ -332,7 +388,9 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 		return nil, err
 	}
 	note("connecting %d devices", cfg.Conns)
+	benchCPU := processCPU()
 	connect := r.connectAll(ctx)
+	benchCPU = processCPU() - benchCPU
 	mid, err := d.stats(ctx)
 	if err != nil {
 		return nil, err
@@ -346,6 +404,7 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 	res.ConnectRate = float64(res.Connected) / connect.Seconds()
 	res.ConnectP50Ms, res.ConnectP99Ms = ms(r.connLat.quantile(0.5)), ms(r.connLat.quantile(0.99))
 	res.CPUPerConnectMs = ms((mid.cpu - res.Before.cpu).Nanoseconds()) / float64(res.Connected)
+	res.BenchCPUPerConnectMs = ms(benchCPU.Nanoseconds()) / float64(res.Connected)
 	time.Sleep(2 * time.Second) // catch-ups and the first cursor writes
 	if res.After, err = d.stats(ctx); err != nil {
 		return nil, err
@@ -420,7 +479,12 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 	res.ServerLog = lc.summary()
 	res.Problems = r.problems
 	v := res.Verify
-	res.OK = v.Losses == 0 && v.Mismatches == 0 && v.Reorders == 0 && v.Refused == 0 && len(r.refused) == 0 &&
+	res.Refused = r.refused
+	// A send refused during a storm (unavailable: the store could not take
+	// it in time) is not lost, its sender knows; it is reported. Before
+	// the storm, a refusal fails the run.
+	refusedOK := len(r.refused) == 0 || (res.Storm != nil && res.Acked > 0 && cr.refusedBeforeStorm == 0)
+	res.OK = v.Losses == 0 && v.Mismatches == 0 && v.Reorders == 0 && refusedOK &&
 		res.ConnectFailures == 0 && res.LostConnections == 0 && res.Acked > 0 &&
 		(res.Storm == nil || (res.Storm.Incomplete == 0 && res.Storm.GaveUp == 0))
 	return res, nil
@@ -441,6 +505,7 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 	}
 	out.Devices = len(devices)
 	cr.killAt = time.Now().UnixNano()
+	cr.refusedBeforeStorm = r.refusedCount()
 	cr.storming.Store(true)
 
 	// /readyz every 100 ms, as a load balancer would probe.
@@ -460,9 +525,13 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 				return
 			case <-t.C:
 			}
-			code, _ := d.readyz(ctx, client)
+			code, err := d.readyz(ctx, client)
 			now := time.Now()
 			out.ReadyzProbes++
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				out.ReadyzTimeouts++
+			}
 			if code == http.StatusOK {
 				readyAt.CompareAndSwap(0, now.UnixNano())
 				if !failStart.IsZero() {
@@ -482,6 +551,8 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 	}()
 	defer func() { close(probeDone); probes.Wait() }()
 
+	stopProgress := cr.stormProgress(len(devices))
+	defer stopProgress()
 	d.kill()
 	if err := d.start(ctx); err != nil {
 		return nil, fmt.Errorf("restart parleyd: %w", err)
@@ -500,23 +571,62 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 	// (its peer's and its own echoes) acknowledged by lastBack. Messages
 	// arrive in seq order, so a device has them all, at the latest, once
 	// it has received as many messages with ascending seqs.
-	acked := make([]int64, len(r.users))
-	for _, u := range r.users {
-		u.mu.Lock()
-		for _, m := range u.sent {
-			if m.ack != 0 && m.ack <= lastBack {
-				acked[u.idx]++
+	// Refused sends (an error event after the PUBACK) are never delivered:
+	// the counts are taken again until every device has its share.
+	for pending := len(devices); pending > 0 && time.Now().Before(deadline) && ctx.Err() == nil; {
+		acked := make([]int64, len(r.users))
+		for _, u := range r.users {
+			u.mu.Lock()
+			for _, m := range u.sent {
+				if m.ack != 0 && m.ack <= lastBack && !m.refused {
+					acked[u.idx]++
+				}
+			}
+			u.mu.Unlock()
+		}
+		pending = 0
+		for _, dev := range devices {
+			if dev.distinct.Load() < acked[dev.u.idx]+acked[r.tp.peer(dev.u.idx)] {
+				pending++
 			}
 		}
-		u.mu.Unlock()
-	}
-	for _, dev := range devices {
-		want := acked[dev.u.idx] + acked[r.tp.peer(dev.u.idx)]
-		for dev.distinct.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(20 * time.Millisecond)
+		if pending > 0 {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return out, nil
+}
+
+// stormProgress prints a line a second during the storm, on --progress:
+// devices back, dials, sends acknowledged and skipped. It returns the
+// function that stops it.
+func (cr *connsRun) stormProgress(devices int) func() {
+	w := cr.progress
+	if w == nil {
+		return func() {}
+	}
+	r := cr.r
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var lastAck int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ack := r.acked.Load()
+			fmt.Fprintf(w, "storm %3.0fs: back %d/%d, dials %d (%d failed), acked %d/s, sends skipped %d, refused %d\n",
+				time.Since(time.Unix(0, cr.killAt)).Seconds(), cr.backCount.Load(), devices, cr.dials.Load(), cr.failed.Load(),
+				ack-lastAck, cr.skipped.Load(), r.refusedCount())
+			lastAck = ack
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // stormFigures completes out once every connection is closed: the time
@@ -526,6 +636,9 @@ func (cr *connsRun) stormFigures(out *stormResult) {
 	r := cr.r
 	out.Reconnected, out.GaveUp = cr.backCount.Load(), cr.gaveUp.Load()
 	out.Dials, out.FailedDials = cr.dials.Load(), cr.failed.Load()
+	cr.mu.Lock()
+	out.Failures = cr.failures
+	cr.mu.Unlock()
 	out.RedialP50Ms, out.RedialP99Ms = ms(cr.redialLat.quantile(0.5)), ms(cr.redialLat.quantile(0.99))
 	out.SkippedSends = cr.skipped.Load()
 	var lastBack int64
@@ -556,6 +669,10 @@ func (cr *connsRun) stormFigures(out *stormResult) {
 				}
 				at, ok := first[[2]int32{int32(s), int32(n)}]
 				if !ok {
+					if complete && out.Incomplete < 5 {
+						r.problem("%s: never received %s/d0's message %d, acknowledged %.3fs after the kill; the device was back %.3fs after the kill",
+							dev.id, r.users[s].name, n, float64(m.ack-cr.killAt)/1e9, float64(cr.back[u.idx].Load()-cr.killAt)/1e9)
+					}
 					complete = false
 					continue
 				}
@@ -626,6 +743,7 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		{"connect p50", func(r *connsResult) string { return fmtMsF(r.ConnectP50Ms) }},
 		{"connect p99", func(r *connsResult) string { return fmtMsF(r.ConnectP99Ms) }},
 		{"parleyd CPU per connect", func(r *connsResult) string { return fmt.Sprintf("%.2f ms", r.CPUPerConnectMs) }},
+		{"bench CPU per connect", func(r *connsResult) string { return fmt.Sprintf("%.2f ms", r.BenchCPUPerConnectMs) }},
 		{"parleyd RSS before", func(r *connsResult) string { return mib(r.Before.RSSBytes) }},
 		{"parleyd RSS after", func(r *connsResult) string { return mib(r.After.RSSBytes) }},
 		{"RSS per connection", func(r *connsResult) string { return f1(r.RSSPerConnKiB) + " KiB" }},
@@ -663,6 +781,7 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 				return fmt.Sprintf("%d of %d", s.ReadyzFailed, s.ReadyzProbes)
 			})},
 			row{"storm: … after ready", st(func(s *stormResult) string { return fmt.Sprint(s.ReadyzFailedAfterReady) })},
+			row{"storm: … timed out (1s)", st(func(s *stormResult) string { return fmt.Sprint(s.ReadyzTimeouts) })},
 			row{"storm: live samples", st(func(s *stormResult) string { return fmt.Sprint(s.Latency.Samples) })},
 			row{"storm: live p50", st(func(s *stormResult) string { return fmtMsF(s.Latency.P50) })},
 			row{"storm: live p99", st(func(s *stormResult) string { return fmtMsF(s.Latency.P99) })},
@@ -682,6 +801,13 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		row{"duplicates", func(r *connsResult) string { return n(r.Verify.Duplicates) }},
 		row{"reorders", func(r *connsResult) string { return n(r.Verify.Reorders) }},
 		row{"mismatches", func(r *connsResult) string { return n(r.Verify.Mismatches) }},
+		row{"refused sends", func(r *connsResult) string {
+			k := 0
+			for _, c := range r.Refused {
+				k += c
+			}
+			return fmt.Sprint(k)
+		}},
 		row{"failed/lost connections", func(r *connsResult) string { return n(r.ConnectFailures + r.LostConnections) }},
 	)
 	header := fmt.Sprintf("%-*s", labelWidth+2, "")
@@ -704,6 +830,16 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		fmt.Fprintf(w, "%s: %s\n", r.Name, status)
 		for _, p := range r.Problems {
 			fmt.Fprintln(w, "  ", p)
+		}
+		if r.Storm != nil {
+			var kinds []string
+			for k := range r.Storm.Failures {
+				kinds = append(kinds, k)
+			}
+			sort.Slice(kinds, func(i, j int) bool { return r.Storm.Failures[kinds[i]] > r.Storm.Failures[kinds[j]] })
+			for _, k := range kinds {
+				fmt.Fprintf(w, "   storm: %d× redial failed: %s\n", r.Storm.Failures[k], k)
+			}
 		}
 		lines := r.ServerLog
 		sort.SliceStable(lines, func(i, j int) bool { return lines[i].Count > lines[j].Count })

@@ -280,6 +280,17 @@ func (dev *device) onPublish(_, payload []byte, now int64) {
 	}
 }
 
+// refusedCount is the number of error events for sends so far.
+func (r *runner) refusedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := 0
+	for _, c := range r.refused {
+		k += c
+	}
+	return k
+}
+
 // refusal records an error event for a send.
 func (r *runner) refusal(d *delivery) {
 	r.mu.Lock()
