@@ -55,8 +55,14 @@ type connsRun struct {
 	// refusedBeforeStorm counts the refused sends before the kill.
 	refusedBeforeStorm int
 
-	mu       sync.Mutex
-	failures map[string]int // failed redials by failKind
+	redials   sync.WaitGroup // the redial goroutines
+	redialing atomic.Int64   // devices redialing now
+	fds       atomic.Int64   // parleyd's open descriptors, sampled during the storm
+	maxFDs    atomic.Int64
+
+	mu        sync.Mutex
+	failures  map[string]int // failed redials by failKind
+	stormOver bool           // set when storm returns: later drops are lost connections
 }
 
 // source is the address device i dials from.
@@ -69,10 +75,18 @@ func (cr *connsRun) source(i int) *net.TCPAddr {
 // generator asking. During a storm it redials the device (and reports true);
 // otherwise the connection is lost.
 func (cr *connsRun) dropped(dev *device) bool {
-	if !cr.storming.Load() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if !cr.storming.Load() || cr.stormOver {
 		return false
 	}
-	go cr.redial(dev)
+	cr.redials.Add(1)
+	cr.redialing.Add(1)
+	go func() {
+		defer cr.redials.Done()
+		defer cr.redialing.Add(-1)
+		cr.redial(dev)
+	}()
 	return true
 }
 
@@ -85,7 +99,11 @@ func (cr *connsRun) redial(dev *device) {
 	cfg := r.cfg
 	deadline := time.Unix(0, cr.killAt).Add(cfg.StormTimeout)
 	for attempt := 0; ; attempt++ {
-		if !sleepUntil(cr.ctx, time.Now().Add(cr.backoff(attempt))) || time.Now().After(deadline) {
+		at := time.Now().Add(cr.backoff(attempt))
+		if at.After(deadline) {
+			at = deadline
+		}
+		if !sleepUntil(cr.ctx, at) || !time.Now().Before(deadline) {
 			break
 		}
 		cr.dials.Add(1)
@@ -103,8 +121,9 @@ func (cr *connsRun) redial(dev *device) {
 		}
 		u.mu.Unlock()
 		r.attach(dev, c)
-		cr.back[u.idx].Store(time.Now().UnixNano())
-		cr.backCount.Add(1)
+		if cr.back[u.idx].Swap(time.Now().UnixNano()) == 0 {
+			cr.backCount.Add(1)
+		}
 		return
 	}
 	cr.gaveUp.Add(1)
@@ -279,8 +298,14 @@ type stormResult struct {
 	Incomplete      int     `json:"incomplete_devices"`
 	Reconnected     int64   `json:"reconnected"`
 	GaveUp          int64   `json:"gave_up"`
-	Dials           int64   `json:"dials"`
-	FailedDials     int64   `json:"failed_dials"`
+	// NotBack counts the devices never connected again before
+	// --storm-timeout (AllConnectedSeconds is then 0).
+	NotBack int64 `json:"not_back"`
+	// MaxOpenFDs is the most descriptors the new parleyd had open,
+	// sampled every 500 ms.
+	MaxOpenFDs  int64 `json:"parleyd_max_open_fds"`
+	Dials       int64 `json:"dials"`
+	FailedDials int64 `json:"failed_dials"`
 	// Failures counts the failed dials by the step that failed and why.
 	Failures map[string]int `json:"failures,omitempty"`
 	// Redials' time from dial to SUBACK, the successful ones.
@@ -486,7 +511,7 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 	refusedOK := len(r.refused) == 0 || (res.Storm != nil && res.Acked > 0 && cr.refusedBeforeStorm == 0)
 	res.OK = v.Losses == 0 && v.Mismatches == 0 && v.Reorders == 0 && refusedOK &&
 		res.ConnectFailures == 0 && res.LostConnections == 0 && res.Acked > 0 &&
-		(res.Storm == nil || (res.Storm.Incomplete == 0 && res.Storm.GaveUp == 0))
+		(res.Storm == nil || (res.Storm.Incomplete == 0 && res.Storm.NotBack == 0))
 	return res, nil
 }
 
@@ -549,6 +574,25 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 			}
 		}
 	}()
+	probes.Add(1)
+	go func() { // parleyd's open descriptors
+		defer probes.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-probeDone:
+				return
+			case <-t.C:
+			}
+			if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.pid())); err == nil {
+				cr.fds.Store(int64(len(ents)))
+				if int64(len(ents)) > cr.maxFDs.Load() {
+					cr.maxFDs.Store(int64(len(ents)))
+				}
+			}
+		}
+	}()
 	defer func() { close(probeDone); probes.Wait() }()
 
 	stopProgress := cr.stormProgress(len(devices))
@@ -560,7 +604,16 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 	out.RestartSeconds = time.Since(time.Unix(0, cr.killAt)).Seconds()
 
 	deadline := time.Unix(0, cr.killAt).Add(r.cfg.StormTimeout)
-	for cr.backCount.Load()+cr.gaveUp.Load() < int64(len(devices)) && time.Now().Before(deadline) && ctx.Err() == nil {
+	defer func() {
+		// Redials still going give up at the deadline, within one dial
+		// timeout; from now on a drop is a lost connection.
+		cr.mu.Lock()
+		cr.stormOver = true
+		cr.mu.Unlock()
+		cr.redials.Wait()
+	}()
+	for (cr.backCount.Load()+cr.gaveUp.Load() < int64(len(devices)) || cr.redialing.Load() > 0) &&
+		time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var lastBack int64
@@ -620,9 +673,9 @@ func (cr *connsRun) stormProgress(devices int) func() {
 			case <-t.C:
 			}
 			ack := r.acked.Load()
-			fmt.Fprintf(w, "storm %3.0fs: back %d/%d, dials %d (%d failed), acked %d/s, sends skipped %d, refused %d\n",
-				time.Since(time.Unix(0, cr.killAt)).Seconds(), cr.backCount.Load(), devices, cr.dials.Load(), cr.failed.Load(),
-				ack-lastAck, cr.skipped.Load(), r.refusedCount())
+			fmt.Fprintf(w, "storm %3.0fs: back %d/%d, redialing %d, dials %d (%d failed), parleyd fds %d, acked %d/s, sends skipped %d, refused %d\n",
+				time.Since(time.Unix(0, cr.killAt)).Seconds(), cr.backCount.Load(), devices, cr.redialing.Load(), cr.dials.Load(), cr.failed.Load(),
+				cr.fds.Load(), ack-lastAck, cr.skipped.Load(), r.refusedCount())
 			lastAck = ack
 		}
 	}()
@@ -645,7 +698,9 @@ func (cr *connsRun) stormFigures(out *stormResult) {
 	for i := range cr.back {
 		lastBack = max(lastBack, cr.back[i].Load())
 	}
-	if lastBack > 0 {
+	out.NotBack = int64(out.Devices) - out.Reconnected
+	out.MaxOpenFDs = cr.maxFDs.Load()
+	if lastBack > 0 && out.NotBack == 0 {
 		out.AllConnectedSeconds = float64(lastBack-cr.killAt) / 1e9
 	}
 	caughtUp := lastBack
@@ -683,7 +738,7 @@ func (cr *connsRun) stormFigures(out *stormResult) {
 			out.Incomplete++
 		}
 	}
-	if out.Incomplete == 0 && out.GaveUp == 0 && caughtUp > 0 {
+	if out.Incomplete == 0 && out.NotBack == 0 && caughtUp > 0 {
 		out.CaughtUpSeconds = float64(caughtUp-cr.killAt) / 1e9
 	}
 	end := caughtUp
@@ -768,7 +823,13 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		rows = append(rows,
 			row{"storm: devices", st(func(s *stormResult) string { return fmt.Sprint(s.Devices) })},
 			row{"storm: parleyd ready", st(func(s *stormResult) string { return sec(s.RestartSeconds) })},
-			row{"storm: all connected", st(func(s *stormResult) string { return sec(s.AllConnectedSeconds) })},
+			row{"storm: all connected", st(func(s *stormResult) string {
+				if s.NotBack > 0 {
+					return fmt.Sprintf("never (%d not)", s.NotBack)
+				}
+				return sec(s.AllConnectedSeconds)
+			})},
+			row{"storm: parleyd max fds", st(func(s *stormResult) string { return fmt.Sprint(s.MaxOpenFDs) })},
 			row{"storm: all caught up", st(func(s *stormResult) string {
 				if s.CaughtUpSeconds == 0 {
 					return "never"

@@ -418,7 +418,7 @@ func TestConnections(t *testing.T) {
 		if s == nil {
 			t.Fatal("no storm figures")
 		}
-		if s.Devices != 200 || s.Reconnected != 200 || s.GaveUp != 0 || s.Incomplete != 0 || s.Dials < 200 ||
+		if s.Devices != 200 || s.Reconnected != 200 || s.GaveUp != 0 || s.NotBack != 0 || s.Incomplete != 0 || s.MaxOpenFDs < 200 || s.Dials < 200 ||
 			s.CaughtUpSeconds < s.AllConnectedSeconds || s.AllConnectedSeconds <= 0 || s.RestartSeconds <= 0 || s.ReadyzProbes == 0 ||
 			s.ReadyzFailedAfterReady > s.ReadyzFailed || s.ReadyzFailed > s.ReadyzProbes {
 			t.Errorf("storm %+v", s)
