@@ -48,6 +48,8 @@ type config struct {
 	StormBackoff       time.Duration `json:"-"`
 	StormTimeout       time.Duration `json:"-"`
 	StormBackoffSecs   float64       `json:"storm_backoff_seconds,omitempty"`
+	DialTimeout        time.Duration `json:"-"`
+	DialTimeoutSecs    float64       `json:"dial_timeout_seconds"`
 
 	DurationSeconds float64 `json:"duration_seconds"`
 	logLevel        slog.Level
@@ -114,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.Parleyd, "parleyd", "bin/parleyd", "connections scenario: the parleyd binary to start")
 	fs.IntVar(&c.Conns, "conns", 2000, "connections scenario: devices (one per user, users in direct pairs)")
 	fs.Float64Var(&c.Senders, "senders", 0.01, "connections scenario: share of the devices that send, together at --rate (default 1000/s here)")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "bound of one connect, from dialing to SUBACK (the Go SDK's ConnectTimeout is 10s)")
 	fs.BoolVar(&c.Storm, "storm", false, "connections scenario: after the idle phase, kill -9 parleyd, start it again and measure the reconnect storm")
 	fs.DurationVar(&c.StormBackoff, "storm-backoff", 0, "storm: 0: every device redials at once, retries after 1s, 2s, 4s ... 10s; D: first redial after a random delay in [0, D), retries in [0, min(10s, D×2^k))")
 	fs.DurationVar(&c.StormTimeout, "storm-timeout", 2*time.Minute, "storm: give up on devices not connected and caught up this long after the kill")
@@ -163,6 +166,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	default:
 		bad("--scenario %q: want traffic or connections", c.Scenario)
 	}
+	if c.DialTimeout <= 0 {
+		bad("--dial-timeout must be positive")
+	}
+	c.DialTimeoutSecs = c.DialTimeout.Seconds()
 	if c.ConnectConcurrency < 1 {
 		bad("--connect-concurrency must be at least 1")
 	}

@@ -156,7 +156,7 @@ func failKind(err error) string {
 	case errors.Is(err, io.EOF):
 		why = "closed"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		why = "timeout (10s)"
+		why = "timeout"
 	}
 	switch {
 	case strings.HasPrefix(msg, "dial "):
@@ -165,7 +165,7 @@ func failKind(err error) string {
 		return "no CONNACK: " + why
 	case errors.Is(err, errRefused):
 		return "CONNECT refused: " + msg[strings.LastIndex(msg, "code"):]
-	case strings.Contains(msg, "SUBACK"), why == "timeout (10s)":
+	case strings.Contains(msg, "SUBACK"), why == "timeout":
 		return "no SUBACK: " + why
 	}
 	return "other: " + msg

@@ -175,7 +175,7 @@ func (r *runner) dialDevice(ctx context.Context, dev *device) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	t0 := time.Now()
 	var onAck func(uint16, int64)
