@@ -254,13 +254,19 @@ type connsResult struct {
 	// Parleyd before any device connected and after all had (and had
 	// settled); the per-connection figures divide the difference by the
 	// devices connected.
-	Before          procStats  `json:"parleyd_before"`
-	After           procStats  `json:"parleyd_after"`
-	RSSPerConnKiB   float64    `json:"rss_per_conn_kib"`
-	HeapPerConnKiB  float64    `json:"heap_per_conn_kib"`
-	StackPerConnKiB float64    `json:"stack_per_conn_kib"`
-	GoroutinesPer   float64    `json:"goroutines_per_conn"`
-	AfterStorm      *procStats `json:"parleyd_after_storm,omitempty"`
+	Before          procStats `json:"parleyd_before"`
+	After           procStats `json:"parleyd_after"`
+	RSSPerConnKiB   float64   `json:"rss_per_conn_kib"`
+	HeapPerConnKiB  float64   `json:"heap_per_conn_kib"`
+	StackPerConnKiB float64   `json:"stack_per_conn_kib"`
+	GoroutinesPer   float64   `json:"goroutines_per_conn"`
+	// AfterIdle is parleyd at the end of the idle phase: more garbage
+	// collections have run by then (the Go heap in use and RSS include
+	// garbage not yet collected).
+	AfterIdle            procStats  `json:"parleyd_after_idle"`
+	RSSPerConnAfterIdle  float64    `json:"rss_per_conn_after_idle_kib"`
+	HeapPerConnAfterIdle float64    `json:"heap_per_conn_after_idle_kib"`
+	AfterStorm           *procStats `json:"parleyd_after_storm,omitempty"`
 
 	// The idle phase: --duration with the senders at --rate.
 	IdleSeconds float64   `json:"idle_seconds"`
@@ -462,6 +468,10 @@ func runConns(ctx context.Context, cfg *config, store, run string, limit uint64,
 	stopProgress := r.progress(progress, start)
 	sleepUntil(ctx, start.Add(cfg.Duration))
 	res.IdleSeconds = time.Since(start).Seconds()
+	if res.AfterIdle, err = d.stats(ctx); err == nil {
+		res.RSSPerConnAfterIdle = perConn(res.AfterIdle.RSSBytes, res.Before.RSSBytes)
+		res.HeapPerConnAfterIdle = perConn(res.AfterIdle.HeapBytes, res.Before.HeapBytes)
+	}
 	res.Latency = latenciesOf(r.lat)
 	res.Acked = r.acked.Load()
 	if cfg.Storm && ctx.Err() == nil {
@@ -803,6 +813,8 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		{"parleyd RSS after", func(r *connsResult) string { return mib(r.After.RSSBytes) }},
 		{"RSS per connection", func(r *connsResult) string { return f1(r.RSSPerConnKiB) + " KiB" }},
 		{"Go heap per connection", func(r *connsResult) string { return f1(r.HeapPerConnKiB) + " KiB" }},
+		{"… RSS after idle phase", func(r *connsResult) string { return f1(r.RSSPerConnAfterIdle) + " KiB" }},
+		{"… Go heap after idle", func(r *connsResult) string { return f1(r.HeapPerConnAfterIdle) + " KiB" }},
 		{"Go stacks per connection", func(r *connsResult) string { return f1(r.StackPerConnKiB) + " KiB" }},
 		{"goroutines per connection", func(r *connsResult) string { return fmt.Sprintf("%.2f", r.GoroutinesPer) }},
 		{"idle: senders", func(r *connsResult) string { return fmt.Sprint(r.Senders) }},
