@@ -71,6 +71,12 @@ devices over them, the two users of a direct pair on different nodes.
 broker and prints Parley/plain ratios. --target mqtt://host:port runs the raw
 MQTT scenario against another broker instead.
 
+--scenario connections starts --parleyd as its own process instead, connects
+--conns idle devices (each from 127.0.0.2, .3, ...: 10,000 per address) while
+a share --senders of them send at --rate, and reports connects/s, connect
+latency and parleyd's memory per connection; --storm then kills parleyd,
+starts it again and measures the reconnect storm. See docs/benchmarks.md.
+
 Exit status: 0 when every acknowledged message was delivered to every device
 that should have it, in order; 1 on loss, reorder, refused sends or failed
 connections; 2 on bad flags.

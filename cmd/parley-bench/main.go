@@ -6,7 +6,10 @@
 // once and in order. It runs Parley in-process (SQLite or PostgreSQL store),
 // and with --baseline plain the identical traffic through a bare mochi-mqtt
 // broker in the same process, printing the ratios; --target runs the raw MQTT
-// scenario against any broker. See docs/benchmarks.md.
+// scenario against any broker. --scenario connections runs parleyd as its own
+// process with many idle devices and measures memory per connection, connect
+// rate and, with --storm, the reconnect storm after a kill -9. See
+// docs/benchmarks.md.
 package main
 
 import (
