@@ -423,7 +423,8 @@ func printConns(w io.Writer, cfg *config, runs []*connsResult) {
 		sec := func(v float64) string { return fmt.Sprintf("%.2f s", v) }
 		rows = append(rows,
 			row{"storm: devices", st(func(s *stormResult) string { return fmt.Sprint(s.Devices) })},
-			row{"storm: parleyd ready", st(func(s *stormResult) string { return sec(s.RestartSeconds) })},
+			row{"storm: /readyz first 200", st(func(s *stormResult) string { return sec(s.RestartSeconds) })},
+			row{"storm: first device back", st(func(s *stormResult) string { return sec(s.FirstBackSeconds) })},
 			row{"storm: all connected", st(func(s *stormResult) string {
 				if s.NotBack > 0 {
 					return fmt.Sprintf("never (%d not)", s.NotBack)

@@ -419,7 +419,7 @@ func TestConnections(t *testing.T) {
 			t.Fatal("no storm figures")
 		}
 		if s.Devices != 200 || s.Reconnected != 200 || s.GaveUp != 0 || s.NotBack != 0 || s.Incomplete != 0 || s.MaxOpenFDs < 200 || s.Dials < 200 ||
-			s.CaughtUpSeconds < s.AllConnectedSeconds || s.AllConnectedSeconds <= 0 || s.RestartSeconds <= 0 || s.ReadyzProbes == 0 ||
+			s.CaughtUpSeconds < s.AllConnectedSeconds || s.AllConnectedSeconds < s.FirstBackSeconds || s.FirstBackSeconds <= 0 || s.RestartSeconds <= 0 || s.ReadyzProbes == 0 ||
 			s.ReadyzFailedAfterReady > s.ReadyzFailed || s.ReadyzFailed > s.ReadyzProbes {
 			t.Errorf("storm %+v", s)
 		}

@@ -140,6 +140,8 @@ type stormResult struct {
 	Devices int `json:"devices"` // connected at the kill
 	// RestartSeconds: until the new parleyd answered /readyz with 200.
 	RestartSeconds float64 `json:"restart_seconds"`
+	// FirstBackSeconds: until the first device had its SUBACK again.
+	FirstBackSeconds float64 `json:"first_back_seconds"`
 	// AllConnectedSeconds: until the last device had its SUBACK again.
 	AllConnectedSeconds float64 `json:"all_connected_seconds"`
 	// CaughtUpSeconds: until every device connected at the kill had every
@@ -355,9 +357,16 @@ func (cr *connsRun) stormFigures(out *stormResult) {
 	cr.mu.Unlock()
 	out.RedialP50Ms, out.RedialP99Ms = ms(cr.redialLat.quantile(0.5)), ms(cr.redialLat.quantile(0.99))
 	out.SkippedSends = cr.skipped.Load()
-	var lastBack int64
+	var lastBack, firstBack int64
 	for i := range cr.back {
-		lastBack = max(lastBack, cr.back[i].Load())
+		b := cr.back[i].Load()
+		lastBack = max(lastBack, b)
+		if b > 0 && (firstBack == 0 || b < firstBack) {
+			firstBack = b
+		}
+	}
+	if firstBack > 0 {
+		out.FirstBackSeconds = float64(firstBack-cr.killAt) / 1e9
 	}
 	out.NotBack = int64(out.Devices) - out.Reconnected
 	out.MaxOpenFDs = cr.maxFDs.Load()
