@@ -328,7 +328,7 @@ func (cr *connsRun) stormProgress(devices int) func() {
 		defer close(finished)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		var lastAck int64
+		lastAck := r.acked.Load()
 		for {
 			select {
 			case <-done:
