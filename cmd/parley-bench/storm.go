@@ -248,12 +248,7 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 				return
 			case <-t.C:
 			}
-			if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.pid())); err == nil {
-				cr.fds.Store(int64(len(ents)))
-				if int64(len(ents)) > cr.maxFDs.Load() {
-					cr.maxFDs.Store(int64(len(ents)))
-				}
-			}
+			cr.sampleFDs()
 		}
 	}()
 	defer func() { close(probeDone); probes.Wait() }()
@@ -310,7 +305,24 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	cr.sampleFDs() // a short storm may end between two samples
 	return out, nil
+}
+
+// sampleFDs counts parleyd's open descriptors.
+func (cr *connsRun) sampleFDs() {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cr.d.pid()))
+	if err != nil {
+		return
+	}
+	n := int64(len(ents))
+	cr.fds.Store(n)
+	for {
+		m := cr.maxFDs.Load()
+		if n <= m || cr.maxFDs.CompareAndSwap(m, n) {
+			return
+		}
+	}
 }
 
 // stormProgress prints a line a second during the storm, on --progress:
