@@ -37,6 +37,7 @@ type conn struct {
 	// sessionPresent is the CONNACK flag: the broker kept the session of
 	// an earlier connection (clean session 0), subscriptions included.
 	sessionPresent bool
+	small          bool // see dialOptions.small
 
 	suback chan []byte
 	done   chan struct{} // closed when the reader ends
@@ -74,17 +75,33 @@ type dialOptions struct {
 	username string
 	password string
 	clean    bool
+	// local is the source address to dial from; nil lets the kernel
+	// choose. Spreading connections over 127.0.0.2, 127.0.0.3, ... goes
+	// past one address's ephemeral ports.
+	local *net.TCPAddr
+	// small gives the connection 2 KiB read and 1 KiB write buffers
+	// instead of 32 and 16 KiB: for many idle connections with small
+	// messages (the connections scenario), so that the load generator's
+	// own memory stays small.
+	small bool
 }
 
 // dial connects and waits for the CONNACK; the reader starts before dial
 // returns, so onPublish and onAck must be set in the handlers.
 func dial(ctx context.Context, o dialOptions, onPublish func(topic, payload []byte, now int64), onAck func(uint16, int64)) (*conn, error) {
-	var d net.Dialer
+	d := net.Dialer{}
+	if o.local != nil {
+		d.LocalAddr = o.local
+	}
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, r: bufio.NewReaderSize(nc, 32<<10), w: bufio.NewWriterSize(nc, 16<<10),
+	rsize, wsize := 32<<10, 16<<10
+	if o.small {
+		rsize, wsize = 2<<10, 1<<10
+	}
+	c := &conn{nc: nc, r: bufio.NewReaderSize(nc, rsize), w: bufio.NewWriterSize(nc, wsize), small: o.small,
 		onPublish: onPublish, onAck: onAck, suback: make(chan []byte, 1), done: make(chan struct{})}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
@@ -301,6 +318,9 @@ func (c *conn) readPacket(buf []byte) (byte, []byte, error) {
 func (c *conn) read() {
 	defer close(c.done)
 	buf := make([]byte, 4096)
+	if c.small {
+		buf = make([]byte, 512) // grown by readPacket when needed
+	}
 	qos2 := map[uint16]bool{} // received QoS 2 messages waiting for PUBREL
 	for {
 		typ, body, err := c.readPacket(buf)

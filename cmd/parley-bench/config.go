@@ -38,6 +38,19 @@ type config struct {
 	CPUProfile  string        `json:"-"`
 	DrainWait   time.Duration `json:"-"`
 
+	// The connections scenario (--scenario connections).
+	Scenario           string        `json:"scenario"`
+	Parleyd            string        `json:"parleyd,omitempty"`
+	Conns              int           `json:"conns,omitempty"`
+	Senders            float64       `json:"senders,omitempty"`
+	ConnectConcurrency int           `json:"connect_concurrency"`
+	Storm              bool          `json:"storm,omitempty"`
+	StormBackoff       time.Duration `json:"-"`
+	StormTimeout       time.Duration `json:"-"`
+	StormBackoffSecs   float64       `json:"storm_backoff_seconds,omitempty"`
+	DialTimeout        time.Duration `json:"-"`
+	DialTimeoutSecs    float64       `json:"dial_timeout_seconds"`
+
 	DurationSeconds float64 `json:"duration_seconds"`
 	logLevel        slog.Level
 	target          *url.URL
@@ -57,6 +70,12 @@ devices over them, the two users of a direct pair on different nodes.
 --baseline plain repeats the identical traffic through a bare mochi-mqtt
 broker and prints Parley/plain ratios. --target mqtt://host:port runs the raw
 MQTT scenario against another broker instead.
+
+--scenario connections starts --parleyd as its own process instead, connects
+--conns idle devices (each from 127.0.0.2, .3, ...: 10,000 per address) while
+a share --senders of them send at --rate, and reports connects/s, connect
+latency and parleyd's memory per connection; --storm then kills parleyd,
+starts it again and measures the reconnect storm. See docs/benchmarks.md.
 
 Exit status: 0 when every acknowledged message was delivered to every device
 that should have it, in order; 1 on loss, reorder, refused sends or failed
@@ -98,6 +117,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of each run's send phase to this file (run name added before the extension)")
 	fs.DurationVar(&c.DrainWait, "drain", 30*time.Second, "how long to wait after the send phase for outstanding deliveries")
+	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 64, "connects in progress at most while ramping up")
+	fs.StringVar(&c.Scenario, "scenario", "traffic", "traffic: every user sends (the default); connections: --conns idle devices on parleyd as its own process, --senders of them sending at --rate")
+	fs.StringVar(&c.Parleyd, "parleyd", "bin/parleyd", "connections scenario: the parleyd binary to start")
+	fs.IntVar(&c.Conns, "conns", 2000, "connections scenario: devices (one per user, users in direct pairs)")
+	fs.Float64Var(&c.Senders, "senders", 0.01, "connections scenario: share of the devices that send, together at --rate (default 1000/s here)")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "bound of one connect, from dialing to SUBACK (the Go SDK's ConnectTimeout is 10s)")
+	fs.BoolVar(&c.Storm, "storm", false, "connections scenario: after the idle phase, kill -9 parleyd, start it again and measure the reconnect storm")
+	fs.DurationVar(&c.StormBackoff, "storm-backoff", 0, "storm: 0: every device redials at once, retries after 1s, 2s, 4s ... 10s; D: first redial after a random delay in [0, D), retries in [0, min(10s, D×2^k))")
+	fs.DurationVar(&c.StormTimeout, "storm-timeout", 2*time.Minute, "storm: give up on devices not connected and caught up this long after the kill")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -106,6 +134,51 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch c.Scenario {
+	case "traffic":
+		for _, name := range []string{"parleyd", "conns", "senders", "storm", "storm-backoff", "storm-timeout"} {
+			if set[name] {
+				bad("--%s needs --scenario connections", name)
+			}
+		}
+	case "connections":
+		for _, name := range []string{"users", "devices", "group", "offline", "count", "nodes", "target", "baseline", "cpuprofile"} {
+			if set[name] {
+				bad("--%s does not apply to --scenario connections", name)
+			}
+		}
+		if !set["rate"] {
+			c.Rate = 1000
+		}
+		if c.Rate <= 0 {
+			bad("--scenario connections needs a positive --rate")
+		}
+		if c.Conns < 2 || c.Conns%2 != 0 {
+			bad("--conns must be even and at least 2")
+		}
+		if c.Senders <= 0 || c.Senders > 1 {
+			bad("--senders must be in (0, 1]")
+		}
+		if c.QoS == 0 {
+			bad("--scenario connections needs --qos 1 or 2 (acknowledged sends)")
+		}
+		if c.StormBackoff < 0 || c.StormTimeout <= 0 {
+			bad("--storm-backoff must not be negative and --storm-timeout must be positive")
+		}
+		c.Users = c.Conns // the checks below hold for the devices too
+		c.StormBackoffSecs = c.StormBackoff.Seconds()
+	default:
+		bad("--scenario %q: want traffic or connections", c.Scenario)
+	}
+	if c.DialTimeout <= 0 {
+		bad("--dial-timeout must be positive")
+	}
+	c.DialTimeoutSecs = c.DialTimeout.Seconds()
+	if c.ConnectConcurrency < 1 {
+		bad("--connect-concurrency must be at least 1")
+	}
 	if c.Users < 2 {
 		bad("--users must be at least 2")
 	}

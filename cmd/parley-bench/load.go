@@ -17,6 +17,7 @@ type runner struct {
 	mode  string
 	users []*user
 	clean bool          // CONNECT clean session flag
+	conns *connsRun     // the connections scenario's state; nil in the traffic scenario
 	cpu   time.Duration // process CPU time used during the send phase
 
 	drainTime time.Duration // how long the drain waited
@@ -79,8 +80,10 @@ type device struct {
 	times     []int64 // their arrival times, for devices that go offline
 	liveSince atomic.Int64
 	closing   atomic.Bool
-	lost      atomic.Bool // a connection dropped without our asking
-	msg       delivery    // scratch for the reader goroutine
+	lost      atomic.Bool  // a connection dropped without our asking
+	msg       delivery     // scratch for the reader goroutine
+	maxSeq    int64        // the highest seq received, on the reader goroutine
+	distinct  atomic.Int64 // messages received with a seq above all before: arrivals less duplicates
 
 	wentDown  int   // len(recs) when it went offline
 	downAt    int64 // when it went offline
@@ -122,7 +125,7 @@ func (r *runner) problem(format string, a ...any) {
 func (r *runner) connectAll(ctx context.Context) time.Duration {
 	var wg sync.WaitGroup
 	start := time.Now()
-	sem := make(chan struct{}, 64) // bounds connects in progress when unpaced
+	sem := make(chan struct{}, r.cfg.ConnectConcurrency) // bounds connects in progress
 	k := 0
 	for d := range r.tp.devices {
 		for _, u := range r.users {
@@ -156,12 +159,23 @@ func (r *runner) connectAll(ctx context.Context) time.Duration {
 // connect dials the device, subscribes it to its inbox (and, in the raw
 // scenario with groups, its group topic) at QoS 1 and watches the connection.
 func (r *runner) connect(ctx context.Context, dev *device) error {
-	u := dev.u
-	username, password, err := r.srv.credentials(u.name)
+	c, err := r.dialDevice(ctx, dev)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	r.attach(dev, c)
+	return nil
+}
+
+// dialDevice dials the device and subscribes it; the connect latency is
+// recorded.
+func (r *runner) dialDevice(ctx context.Context, dev *device) (*conn, error) {
+	u := dev.u
+	username, password, err := r.srv.credentials(u.name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	t0 := time.Now()
 	var onAck func(uint16, int64)
@@ -169,29 +183,49 @@ func (r *runner) connect(ctx context.Context, dev *device) error {
 		onAck = u.onAck
 	}
 	dev.closing.Store(false)
-	c, err := dial(ctx, dialOptions{addr: r.srv.addrs[dev.node], clientID: dev.id, username: username, password: password, clean: r.clean},
-		dev.onPublish, onAck)
+	o := dialOptions{addr: r.srv.addrs[dev.node], clientID: dev.id, username: username, password: password, clean: r.clean}
+	if r.conns != nil {
+		o.local, o.small = r.conns.source(u.idx), true
+	}
+	c, err := dial(ctx, o, dev.onPublish, onAck)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dev.liveSince.Store(time.Now().UnixNano())
 	if !c.sessionPresent { // a kept session has its subscriptions
 		if err := c.subscribe(ctx, 1, r.tp.filters(r.mode, u.idx)...); err != nil {
 			c.close()
-			return err
+			return nil, err
 		}
 	}
-	r.connLat.record(time.Since(t0).Nanoseconds())
+	hist := r.connLat
+	if r.conns != nil && r.conns.storming.Load() {
+		hist = r.conns.redialLat
+	}
+	hist.record(time.Since(t0).Nanoseconds())
+	return c, nil
+}
+
+// attach makes c the device's connection and watches it: a connection that
+// drops without our asking is lost, unless the connections scenario's storm
+// takes it over.
+func (r *runner) attach(dev *device, c *conn) {
+	u := dev.u
+	u.mu.Lock()
 	dev.c, dev.ever = c, true
+	u.mu.Unlock()
 	go func() {
 		<-c.done
-		if !dev.closing.Load() {
-			dev.lost.Store(true)
-			r.lostConns.Add(1)
-			r.problem("%s: connection lost: %v", dev.id, c.err)
+		if dev.closing.Load() {
+			return
 		}
+		if r.conns != nil && r.conns.dropped(dev) {
+			return
+		}
+		dev.lost.Store(true)
+		r.lostConns.Add(1)
+		r.problem("%s: connection lost: %v", dev.id, c.err)
 	}()
-	return nil
 }
 
 // onPublish records a received PUBLISH; it runs on the device's reader.
@@ -221,8 +255,12 @@ func (dev *device) onPublish(_, payload []byte, now int64) {
 		return
 	}
 	dev.recs = append(dev.recs, rec{sender: int32(s), n: int32(n), seq: d.seq})
-	if dev.u.offline {
+	if dev.u.offline || r.conns != nil {
 		dev.times = append(dev.times, now)
+	}
+	if d.seq > dev.maxSeq {
+		dev.maxSeq = d.seq
+		dev.distinct.Add(1)
 	}
 	measuring := r.measuring.Load()
 	if s == dev.u.idx {
@@ -237,9 +275,20 @@ func (dev *device) onPublish(_, payload []byte, now int64) {
 	if measuring {
 		r.phaseDelivered.Add(1)
 	}
-	if d.hasT && d.t >= dev.liveSince.Load() {
+	if d.hasT && d.t >= dev.liveSince.Load() && (r.conns == nil || !r.conns.storming.Load()) {
 		r.lat.record(now - d.t)
 	}
+}
+
+// refusedCount is the number of error events for sends so far.
+func (r *runner) refusedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := 0
+	for _, c := range r.refused {
+		k += c
+	}
+	return k
 }
 
 // refusal records an error event for a send.

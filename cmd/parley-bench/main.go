@@ -6,7 +6,10 @@
 // once and in order. It runs Parley in-process (SQLite or PostgreSQL store),
 // and with --baseline plain the identical traffic through a bare mochi-mqtt
 // broker in the same process, printing the ratios; --target runs the raw MQTT
-// scenario against any broker. See docs/benchmarks.md.
+// scenario against any broker. --scenario connections runs parleyd as its own
+// process with many idle devices and measures memory per connection, connect
+// rate and, with --storm, the reconnect storm after a kill -9. See
+// docs/benchmarks.md.
 package main
 
 import (
@@ -50,14 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.Progress == "on" || (cfg.Progress == "auto" && isTerminal(stderr)) {
 		progress = stderr
 	}
-	if cfg.PprofAddr != "" {
-		srv := &http.Server{Addr: cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fmt.Fprintln(stderr, "parley-bench: pprof:", err)
-			}
-		}()
-		defer srv.Close()
+	defer startPprof(cfg.PprofAddr, stderr)()
+	if cfg.Scenario == "connections" {
+		return runConnsMain(ctx, cfg, progress, stdout, stderr)
 	}
 
 	type spec struct{ name, store string }
@@ -164,6 +162,21 @@ func runOne(ctx context.Context, cfg *config, srv *server, run string, progress,
 	srv.log.mute() // what the disconnects cause is not the run's
 	r.disconnectAll()
 	return r.result(connect.Seconds()), nil
+}
+
+// startPprof serves net/http/pprof on addr ("" does nothing) until the
+// returned function is called.
+func startPprof(addr string, stderr io.Writer) func() {
+	if addr == "" {
+		return func() {}
+	}
+	srv := &http.Server{Addr: addr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(stderr, "parley-bench: pprof:", err)
+		}
+	}()
+	return func() { srv.Close() }
 }
 
 // settle is the pause before a send phase: a second, shorter for short runs.

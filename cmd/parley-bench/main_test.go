@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -329,6 +331,124 @@ func TestTableOutput(t *testing.T) {
 	for _, want := range []string{"sends acked/s", "latency p99.9", "losses", "parley-sqlite: OK"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// buildParleyd builds parleyd into a temporary directory.
+func buildParleyd(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "parleyd")
+	out, err := exec.Command("go", "build", "-o", path, "github.com/parley-im/parley/cmd/parleyd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build parleyd: %v\n%s", err, out)
+	}
+	return path
+}
+
+// connsJSON runs the connections scenario with --json and decodes its
+// report; it fails unless the exit status is 0.
+func connsJSON(t *testing.T, args ...string) []*connsResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, append([]string{"--scenario", "connections", "--json", "--progress", "off"}, args...), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var rep struct {
+		Runs []*connsResult `json:"runs"`
+		OK   bool           `json:"ok"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("decode report: %v\n%s", err, stdout.String())
+	}
+	if !rep.OK || len(rep.Runs) != 1 {
+		t.Fatalf("ok %v, %d runs\n%s", rep.OK, len(rep.Runs), stdout.String())
+	}
+	return rep.Runs
+}
+
+// checkConns asserts that every device connected, nothing was lost and the
+// memory figures were read.
+func checkConns(t *testing.T, r *connsResult, devices int) {
+	t.Helper()
+	if !r.OK || r.Connected != int64(devices) || r.ConnectFailures != 0 || r.LostConnections != 0 || r.Gaps != 0 {
+		t.Errorf("%s: ok %v, %d of %d connected, %d failed, %d lost, %d gap events; problems %v",
+			r.Name, r.OK, r.Connected, devices, r.ConnectFailures, r.LostConnections, r.Gaps, r.Problems)
+	}
+	if r.Senders != devices/100 || r.Acked == 0 || r.Latency.Samples == 0 || r.ConnectRate <= 0 || r.ConnectP50Ms > r.ConnectP99Ms {
+		t.Errorf("%s: %d senders, %d acked, %d latency samples, %.0f connects/s, connect p50 %.1fms p99 %.1fms",
+			r.Name, r.Senders, r.Acked, r.Latency.Samples, r.ConnectRate, r.ConnectP50Ms, r.ConnectP99Ms)
+	}
+	v := r.Verify
+	if v.Expected == 0 || v.Delivered != v.Expected || v.Losses != 0 || v.Missing != 0 || v.Mismatches != 0 || v.Reorders != 0 {
+		t.Errorf("%s: verify %+v", r.Name, v)
+	}
+	// Each acknowledged send reaches both devices of the pair: the peer's
+	// and the sender's own (the echo).
+	if v.Expected != 2*r.AckedTotal {
+		t.Errorf("%s: %d deliveries expected for %d acked sends", r.Name, v.Expected, r.AckedTotal)
+	}
+	if r.Before.RSSBytes <= 0 || r.After.RSSBytes <= r.Before.RSSBytes || r.RSSPerConnKiB <= 0 ||
+		r.After.HeapBytes <= 0 || r.After.Gorouts <= r.Before.Gorouts || r.After.OpenFDs < int64(devices) {
+		t.Errorf("%s: parleyd before %+v, after %+v, %.1f KiB RSS per connection", r.Name, r.Before, r.After, r.RSSPerConnKiB)
+	}
+}
+
+// TestConnections runs the connections scenario against parleyd as its own
+// process, built by the test: 200 idle devices, then a storm after a kill
+// -9, on SQLite, and a storm on PostgreSQL (skipped without it, pgtest's
+// rule). Not parallel: the PostgreSQL case sets PARLEY_DATABASE_URL.
+func TestConnections(t *testing.T) {
+	parleyd := buildParleyd(t)
+	common := []string{"--parleyd", parleyd, "--conns", "200", "--senders", "0.01", "--rate", "200", "--connect-rate", "0"}
+	t.Run("Idle", func(t *testing.T) {
+		r := connsJSON(t, append(common, "--duration", "1s")...)[0]
+		checkConns(t, r, 200)
+		if r.Storm != nil || r.SourceAddrs != 1 {
+			t.Errorf("storm %+v, %d source addresses", r.Storm, r.SourceAddrs)
+		}
+	})
+	storm := func(t *testing.T, args ...string) {
+		r := connsJSON(t, append(append(common, "--duration", "1s", "--storm"), args...)...)[0]
+		checkConns(t, r, 200)
+		s := r.Storm
+		if s == nil {
+			t.Fatal("no storm figures")
+		}
+		if s.Devices != 200 || s.Reconnected != 200 || s.GaveUp != 0 || s.NotBack != 0 || s.Incomplete != 0 || s.MaxOpenFDs < 200 || s.Dials < 200 ||
+			s.CaughtUpSeconds < s.AllConnectedSeconds || s.AllConnectedSeconds < s.FirstBackSeconds || s.FirstBackSeconds <= 0 || s.RestartSeconds <= 0 || s.ReadyzProbes == 0 ||
+			s.ReadyzFailedAfterReady > s.ReadyzFailed || s.ReadyzFailed > s.ReadyzProbes {
+			t.Errorf("storm %+v", s)
+		}
+		if r.AfterStorm == nil || r.AfterStorm.RSSBytes <= 0 {
+			t.Errorf("parleyd after the storm: %+v", r.AfterStorm)
+		}
+	}
+	t.Run("StormAtOnce", func(t *testing.T) { storm(t) })
+	t.Run("StormBackoff", func(t *testing.T) { storm(t, "--storm-backoff", "500ms") })
+	t.Run("StormPostgres", func(t *testing.T) {
+		t.Setenv("PARLEY_DATABASE_URL", pgtest.DB(t))
+		storm(t, "--store", "postgres")
+	})
+}
+
+func TestConnsFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--conns", "10"}, // without --scenario connections
+		{"--storm"},
+		{"--scenario", "connections", "--conns", "3"},
+		{"--scenario", "connections", "--senders", "0"},
+		{"--scenario", "connections", "--users", "10"},
+		{"--scenario", "connections", "--qos", "0"},
+		{"--scenario", "connections", "--rate", "0"},
+		{"--scenario", "idle"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit status %d, want 2", args, code)
 		}
 	}
 }

@@ -351,7 +351,7 @@ func describe(cfg *config) string {
 	return s
 }
 
-func printJSON(w io.Writer, rep *report) error {
+func printJSON(w io.Writer, rep any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)

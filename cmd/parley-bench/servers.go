@@ -315,6 +315,18 @@ func (l *logCounter) WithGroup(name string) slog.Handler {
 	return &c
 }
 
+// count handles a record read from another process's log: level, message
+// and its error attribute ("" for none).
+func (l *logCounter) count(lv slog.Level, msg, errText string) {
+	r := slog.NewRecord(time.Now(), lv, msg, 0)
+	if errText != "" {
+		r.AddAttrs(slog.String("error", errText))
+	}
+	if l.Enabled(context.Background(), lv) {
+		_ = l.Handle(context.Background(), r)
+	}
+}
+
 // mute stops counting and passing records: shutdown noise is not the run's.
 func (l *logCounter) mute() {
 	l.state.mu.Lock()
