@@ -84,7 +84,8 @@ type Service struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
-	inflight sync.WaitGroup
+	inflight  sync.WaitGroup
+	relations relations
 }
 
 // Wait blocks until every send and group change in progress has finished, or
@@ -284,6 +285,9 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 			return
 		}
 		to := recipients
+		if kind == wire.TargetUser && m.Privacy != nil {
+			m.relations.stored(from, target)
+		}
 		if kind == wire.TargetGroup && res.MemberVersion != version {
 			// Membership changed since the cache was read (perhaps on
 			// another node): deliver to the members as of the commit.
