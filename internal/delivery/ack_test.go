@@ -69,6 +69,25 @@ func TestDeliverMessageAck(t *testing.T) {
 		}
 		bob.waitMessages(t, dm, 1) // delivered all the same
 	})
+	t.Run("WindowFull", func(t *testing.T) {
+		// The client acknowledges nothing until its publish is
+		// acknowledged: the ack must not wait behind an echo that waits
+		// for room in the window.
+		e := setup(t, func(h *Hub) { h.Window = 1 })
+		alice := e.connect("alice/phone", 1)
+		waitFor(t, "alice live", func() bool { return e.hub.device(alice).live() })
+		msgs := e.sendN(dm, "alice", 3)
+		e.hub.DeliverMessageAck([]string{"alice"}, msgs[0], Conn(alice), []byte{'A'})
+		alice.waitMessages(t, dm, 1) // the window is full now
+		e.hub.DeliverMessageAck([]string{"alice"}, msgs[1], Conn(alice), []byte{'B'})
+		e.hub.DeliverMessageAck([]string{"alice"}, msgs[2], Conn(alice), []byte{'C'})
+		waitFor(t, "the acks with the window full", func() bool { alice.mu.Lock(); defer alice.mu.Unlock(); return len(alice.acks) == 3 })
+		if n := alice.count(); n != 1 {
+			t.Fatalf("%d deliveries written with a window of 1", n)
+		}
+		drain(t, e.hub, alice, dm, 3)
+		alice.wantSeqs(t, dm, 1, 3)
+	})
 	t.Run("CatchingUp", func(t *testing.T) {
 		e := setup(t)
 		release := make(chan struct{})

@@ -100,7 +100,8 @@ func (d *device) offer(it item) {
 // false, queueing nothing, when the device has no writer (not started or
 // closed): the caller writes ack itself. An acknowledgement is never
 // dropped: not for a full queue, nor while the device catches up (the writer
-// writes acknowledgements before it reads the store).
+// writes acknowledgements before it reads the store), and does not wait for
+// room in the window of unacknowledged deliveries.
 func (d *device) offerAck(ack []byte, it item) bool {
 	d.mu.Lock()
 	if d.closed || !d.started {
@@ -113,6 +114,7 @@ func (d *device) offerAck(ack []byte, it item) bool {
 	}
 	d.mu.Unlock()
 	d.signal()
+	d.wakeWriter() // a writer waiting for room writes it meanwhile
 	return true
 }
 
@@ -319,7 +321,10 @@ func (d *device) write(it item) error {
 		size := int64(len(it.payload))
 		for d.full(window, size) {
 			// The acknowledgements that make room can only come for what was
-			// written.
+			// written. Nor do the acknowledgements of the device's own
+			// publishes wait for room: its client may wait for them before
+			// it acknowledges anything (a message handler that publishes).
+			d.appendAcks()
 			if err := d.flush(); err != nil {
 				return err
 			}
