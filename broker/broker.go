@@ -217,7 +217,7 @@ func New(opts Options) (*Broker, error) {
 	if err := b.setupPrivacy(); err != nil {
 		return nil, err
 	}
-	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Metrics: b.metrics, Log: opts.Logger}
+	publish := &hooks.Publish{Service: b.messenger, Topics: topics, Acks: b.hub, Server: b.mqtt, Metrics: b.metrics, Log: opts.Logger}
 	if err := b.mqtt.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}

@@ -44,13 +44,15 @@ func (b *Broker) setupPrivacy() error {
 	b.messenger.DMPolicy = b.opts.DMPolicy
 	b.api.Privacy = p
 	b.api.Retention = b.opts.Retention
-	b.api.OnBlock = b.authorizer.Forget
+	forget := func(x, y string) { b.authorizer.Forget(x, y); b.messenger.ForgetRelation(x, y) }
+	b.api.OnBlock = forget
 	b.api.Disconnect = b.disconnectUser
 	if b.bus != nil {
 		// Cluster mode: the other nodes forget and disconnect too.
-		b.api.OnBlock = func(x, y string) { b.authorizer.Forget(x, y); b.bus.Block(x, y) }
-		b.bus.BlockChanged = b.authorizer.Forget
+		b.api.OnBlock = func(x, y string) { forget(x, y); b.bus.Block(x, y) }
+		b.bus.BlockChanged = forget
 		b.bus.UserDeleted = func(user string) {
+			b.messenger.ForgetRelations()
 			b.tokens.Revocations.Forget(user)
 			b.disconnectUser(user)
 		}

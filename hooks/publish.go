@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -26,10 +27,28 @@ type Publish struct {
 	Service *send.Service
 	// Topics is Parley's topic layout.
 	Topics wire.Topics
+	// Acks, when set, writes the acknowledgements of QoS 1 publishes on
+	// Parley's topics through the device writers (delivery.Hub): a stored
+	// message's PUBACK in the same write as its echo to the sending device,
+	// every other PUBACK behind what is queued for the device, so that they
+	// keep the order of the publishes. A device without a writer yet is
+	// acknowledged by mochi as usual. Server is then required.
+	Acks Acker
+	// Server is the broker, which Acks knows connections by.
+	Server *mqtt.Server
 	// Metrics, when set, counts messages and deliveries.
 	Metrics *metrics.Metrics
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+}
+
+// Acker writes acknowledgements through the device writers; see
+// Publish.Acks. delivery.Hub implements it, and its DeliverMessageAck is
+// what send.Service.SendAcked uses.
+type Acker interface {
+	// WriteAck queues ack for the writer of connection c (a hooks conn)
+	// and reports whether it did.
+	WriteAck(c any, ack []byte) bool
 }
 
 // ID implements mqtt.Hook.
@@ -45,6 +64,9 @@ func (m *Publish) Provides(b byte) bool {
 func (m *Publish) Init(any) error {
 	if m.Service == nil {
 		return errors.New("hooks: Publish needs a Service")
+	}
+	if m.Acks != nil && m.Server == nil {
+		return errors.New("hooks: Publish with Acks needs Server")
 	}
 	if m.Log == nil {
 		m.Log = slog.Default()
@@ -120,16 +142,44 @@ func (m *Publish) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		if p, perr := wire.ParseSendPayload(pk.Payload, m.Service.MaxPayload); perr == nil {
 			err.CID = p.CID
 		}
+	} else if m.Acks != nil && pk.FixedHeader.Qos == 1 {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Service.StoreTimeout)
+		var acked bool
+		acked, err = m.Service.SendAcked(ctx, from, kind, target, pk.Payload, m.conn(cl), puback(pk.PacketID))
+		cancel()
+		if acked {
+			return pk, packets.ErrRejectPacket // acknowledged with the echo
+		}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Service.StoreTimeout)
 		_, _, err = m.Service.Send(ctx, from, kind, target, pk.Payload)
 		cancel()
 	}
 	if err == nil {
-		return pk, packets.CodeSuccessIgnore
+		return m.succeed(cl, pk)
 	}
 	m.count(err.Code)
 	return m.refuse(cl, pk, err)
+}
+
+// puback returns a successful PUBACK of packet id as mochi encodes it for
+// both protocol versions when no property is inherited
+// (NoInheritedPropertiesOnAck): no reason code, no properties.
+func puback(id uint16) []byte {
+	return []byte{packets.Puback << 4, 2, byte(id >> 8), byte(id)}
+}
+
+func (m *Publish) conn(cl *mqtt.Client) conn {
+	return conn{cl: cl, srv: m.Server, inbox: m.Topics.Inbox(auth.UserOf(cl.ID))}
+}
+
+// succeed acknowledges a publish handled without error: through the
+// device's writer when Acks takes it, else by mochi (CodeSuccessIgnore).
+func (m *Publish) succeed(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if m.Acks != nil && pk.FixedHeader.Qos == 1 && m.Acks.WriteAck(m.conn(cl), puback(pk.PacketID)) {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
 }
 
 // refuse answers a PUBLISH that failed with err: an error event to the
@@ -153,7 +203,7 @@ func (m *Publish) refuse(cl *mqtt.Client, pk packets.Packet, err *wire.Error) (p
 	if pk.FixedHeader.Qos == 0 {
 		return pk, packets.ErrRejectPacket
 	}
-	return pk, packets.CodeSuccessIgnore // v3: ack so it stops resending
+	return m.succeed(cl, pk) // v3: ack so it stops resending
 }
 
 // reasonCode returns the MQTT 5 reason code of err (wire's table) with err's
@@ -175,6 +225,17 @@ func (m *Publish) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 		PacketID:    pk.PacketID,
 		ReasonCode:  code.Code,
 		Properties:  packets.Properties{ReasonString: code.Reason},
+	}
+	if m.Acks != nil && typ == packets.Puback {
+		// Behind the PUBACKs queued for the device (see Acks), encoded as
+		// mochi's WritePacket would.
+		ack.ProtocolVersion = cl.Properties.ProtocolVersion
+		ack.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
+		ack.Mods.DisallowProblemInfo = cl.Properties.Props.RequestProblemInfoFlag && cl.Properties.Props.RequestProblemInfo == 0
+		var buf bytes.Buffer
+		if ack.PubackEncode(&buf) == nil && m.Acks.WriteAck(m.conn(cl), buf.Bytes()) {
+			return
+		}
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		m.Log.Debug("write ack", "client", cl.ID, "error", err)
@@ -209,7 +270,7 @@ func (m *Publish) onRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		cancel()
 	}
 	if err == nil {
-		return pk, packets.CodeSuccessIgnore
+		return m.succeed(cl, pk)
 	}
 	return m.refuse(cl, pk, err)
 }

@@ -11,8 +11,13 @@ import (
 )
 
 // insertSQL inserts one message with every column; see messageArgs.
-const insertSQL = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event, attachments)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertMessages inserts many with the same columns.
+const (
+	insertMessagesHead = `INSERT INTO messages (conv, seq, id, cid, sender, type, body, created_at, reply_to, mentions, target, emoji, event, attachments)
+	VALUES `
+	insertMessagesRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertSQL         = insertMessagesHead + insertMessagesRow
+)
 
 // messageArgs returns the arguments of insertSQL for m: its mentions as a
 // JSON array (NULL: none), event set when its type is an event's

@@ -15,16 +15,18 @@ var _ history.Outboxer = (*Store)(nil)
 // insertOutboxSQL inserts one outbox row. SQLite commits one writer at a
 // time, so AUTOINCREMENT positions are handed out in commit order: a reader
 // that saw pos p never later sees a new row below p.
-const insertOutboxSQL = `INSERT INTO outbox (id, kind, conv, seq, user_id, ts) VALUES (?, ?, ?, ?, ?, ?)`
+const (
+	insertOutboxHead = `INSERT INTO outbox (id, kind, conv, seq, user_id, ts) VALUES `
+	insertOutboxRow  = `(?, ?, ?, ?, ?, ?)`
+	insertOutboxSQL  = insertOutboxHead + insertOutboxRow
+)
 
 // writeMessageEvents writes the outbox rows of stored messages ms, in order.
 func writeMessageEvents(ctx context.Context, ex execer, ms ...history.Message) error {
-	for _, m := range ms {
-		if _, err := ex.ExecContext(ctx, insertOutboxSQL, m.ID, history.OutboxMessage, m.Conv, m.Seq, nil, m.TS.UTC().Format(tsLayout)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return insertRows(ctx, ex, insertOutboxHead, insertOutboxRow, len(ms), func(i int, into []any) []any {
+		m := ms[i]
+		return append(into, m.ID, history.OutboxMessage, m.Conv, m.Seq, nil, m.TS.UTC().Format(tsLayout))
+	})
 }
 
 // writeReadEvent writes the outbox row of user's read marker moved to seq

@@ -195,10 +195,10 @@ func (s *Store) AppendBatch(ctx context.Context, ms []history.NewMessage) ([]his
 			return err
 		}
 		insert, last := plan.Assign(st)
+		if err := insertMessages(ctx, ex, insert); err != nil {
+			return err
+		}
 		for _, m := range insert {
-			if _, err := ex.ExecContext(ctx, insertSQL, messageArgs(m)...); err != nil {
-				return err
-			}
 			if err := insertFiles(ctx, ex, m); err != nil {
 				return err
 			}

@@ -279,9 +279,43 @@ func (b *Bus) DeleteUser(user string) {
 	b.publishJSON(".user", userMsg{Deleted: user, Node: b.Node})
 }
 
-// Block tells the other nodes that a block between a and c changed.
+// blockWait bounds how long Block waits for the other nodes.
+const blockWait = 2 * time.Second
+
+// Block tells the other nodes that a block between a and c changed, and
+// waits until every node heard from in the last three heartbeats answered
+// that it handled it (BlockChanged returned), at most blockWait: so that the
+// block applies to the next send through any node, which may have cached
+// the pair's relation. A node that does not answer in time still handles it
+// when the message arrives (and its cache expires on its own).
 func (b *Bus) Block(a, c string) {
-	b.publishJSON(".user", userMsg{A: a, B: c, Node: b.Node})
+	data, _ := json.Marshal(userMsg{A: a, B: c, Node: b.Node})
+	b.mu.Lock()
+	want := len(b.seen)
+	b.mu.Unlock()
+	if want == 0 {
+		if err := b.nc.Publish(b.Prefix+".user", data); err != nil {
+			b.Log.Debug("nats publish", "subject", ".user", "error", err)
+		}
+		return
+	}
+	inbox := b.nc.NewRespInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err == nil {
+		defer sub.Unsubscribe()
+		err = b.nc.PublishRequest(b.Prefix+".user", inbox, data)
+	}
+	if err != nil {
+		b.Log.Warn("nats publish block", "error", err)
+		return
+	}
+	deadline := time.Now().Add(blockWait)
+	for got := 0; got < want; got++ {
+		if _, err := sub.NextMsg(time.Until(deadline)); err != nil {
+			b.Log.Warn("block: not every node answered in time", "answered", got, "nodes", want)
+			return
+		}
+	}
 }
 
 func (b *Bus) publishJSON(subj string, v any) {
@@ -326,6 +360,9 @@ func (b *Bus) receive() {
 					}
 					if u.A != "" && b.BlockChanged != nil {
 						b.BlockChanged(u.A, u.B)
+					}
+					if u.A != "" && m.Reply != "" {
+						_ = m.Respond(nil) // Block waits for it
 					}
 				}
 			case m.Subject == b.Prefix+".presence":

@@ -7,12 +7,14 @@ import (
 	"time"
 )
 
-// item is one delivery waiting for a device's writer.
+// item is one delivery waiting for a device's writer, or, with raw set, an
+// acknowledgement of the device's own publish (a PUBACK) to write as is.
 type item struct {
-	conv    string // "" for events
+	conv    string // "" for events and acknowledgements
 	seq     int64
 	payload []byte
 	qos     byte
+	raw     []byte
 }
 
 // device is the delivery state of one connected client and its writer.
@@ -62,6 +64,7 @@ type pendingWrite struct {
 	seq  int64
 	id   uint16
 	qos  byte
+	raw  bool // an acknowledgement, not a delivery
 }
 
 // idleBuffer is the largest write buffer an idle writer keeps.
@@ -91,27 +94,56 @@ var errDeviceGone = errors.New("delivery: device gone")
 // offer queues a live delivery, or leaves it to the catch-up.
 func (d *device) offer(it item) {
 	d.mu.Lock()
-	if d.closed || !d.subscribed {
+	wake := d.offerLocked(it)
+	d.mu.Unlock()
+	if wake {
+		d.signal()
+	}
+}
+
+// offerAck queues ack, the acknowledgement of a publish of this device,
+// then offers it, the publish's echo to this device, under one lock: the
+// writer takes both in one pass and writes them in one Write. It reports
+// false, queueing nothing, when the device has no writer (not started or
+// closed): the caller writes ack itself. An acknowledgement is never
+// dropped: not for a full queue, nor while the device catches up (the writer
+// writes acknowledgements before it reads the store), and does not wait for
+// room in the window of unacknowledged deliveries.
+func (d *device) offerAck(ack []byte, it item) bool {
+	d.mu.Lock()
+	if d.closed || !d.started {
 		d.mu.Unlock()
-		return
+		return false
+	}
+	d.queue = append(d.queue, item{raw: ack})
+	if it.payload != nil {
+		d.offerLocked(it)
+	}
+	d.mu.Unlock()
+	d.signal()
+	d.wakeWriter() // a writer waiting for room writes it meanwhile
+	return true
+}
+
+// offerLocked is offer with d.mu held; it reports whether to wake the
+// writer.
+func (d *device) offerLocked(it item) bool {
+	if d.closed || !d.subscribed {
+		return false
 	}
 	if it.conv != "" {
 		sent, known := d.sent[it.conv]
 		switch {
 		case d.syncing:
 			d.missed = true
-			d.mu.Unlock()
-			return
+			return false
 		case known && it.seq <= sent:
-			d.mu.Unlock()
-			return // already written
+			return false // already written
 		case known && it.seq > sent+1, len(d.queue) >= d.h.DeviceQueue:
 			// A gap (a message this node did not fan out) or a full queue:
 			// read from the store instead.
 			d.enterSync()
-			d.mu.Unlock()
-			d.signal()
-			return
+			return true
 		}
 		if !known {
 			if it.seq > 1 {
@@ -119,20 +151,16 @@ func (d *device) offer(it item) {
 				// (a group it joined, or messages stored through another
 				// node): the store knows where the device starts.
 				d.enterSync()
-				d.mu.Unlock()
-				d.signal()
-				return
+				return true
 			}
 			d.acked[it.conv] = &frontier{seq: 0}
 		}
 		d.sent[it.conv] = it.seq
 	} else if len(d.queue) >= d.h.DeviceQueue {
-		d.mu.Unlock()
-		return // events are best effort
+		return false // events are best effort
 	}
 	d.queue = append(d.queue, it)
-	d.mu.Unlock()
-	d.signal()
+	return true
 }
 
 // signal wakes the writer, starting one when none runs. d.mu is not held.
@@ -238,6 +266,7 @@ func (d *device) run() {
 		}
 		d.mu.Unlock()
 		if syncing {
+			d.appendAcks()
 			err := d.flush()
 			if err == nil {
 				err = d.catchUp()
@@ -299,10 +328,36 @@ func (d *device) run() {
 	}
 }
 
+// appendAcks takes the acknowledgements out of the queue, where a catch-up
+// would leave them waiting, and appends them to the writer's buffer.
+func (d *device) appendAcks() {
+	d.mu.Lock()
+	rest := d.queue[:0]
+	for _, it := range d.queue {
+		if it.raw != nil {
+			d.buf = append(d.buf, it.raw...)
+			d.pending = append(d.pending, pendingWrite{raw: true})
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	clear(d.queue[len(rest):])
+	d.queue = rest
+	d.mu.Unlock()
+}
+
 // write appends one delivery to the writer's buffer, first writing out what
 // is buffered and then waiting while the window of unacknowledged deliveries
-// is full.
+// is full. An acknowledgement is appended as it is.
 func (d *device) write(it item) error {
+	if it.raw != nil {
+		d.buf = append(d.buf, it.raw...)
+		d.pending = append(d.pending, pendingWrite{raw: true})
+		if len(d.buf) >= maxBuffered {
+			return d.flush()
+		}
+		return nil
+	}
 	qos := min(it.qos, d.qos)
 	var id uint16
 	if qos > 0 {
@@ -313,7 +368,10 @@ func (d *device) write(it item) error {
 		size := int64(len(it.payload))
 		for d.full(window, size) {
 			// The acknowledgements that make room can only come for what was
-			// written.
+			// written. Nor do the acknowledgements of the device's own
+			// publishes wait for room: its client may wait for them before
+			// it acknowledges anything (a message handler that publishes).
+			d.appendAcks()
 			if err := d.flush(); err != nil {
 				return err
 			}
@@ -391,10 +449,11 @@ func (d *device) flush() error {
 	err := d.conn.Write(d.buf)
 	pending := d.pending
 	d.buf, d.pending = d.buf[:0], d.pending[:0]
-	if d.h.Metrics != nil && err == nil {
-		d.h.Metrics.Delivered.Add(float64(len(pending)))
-	}
+	deliveries := 0
 	for i, p := range pending {
+		if !p.raw {
+			deliveries++
+		}
 		switch {
 		case err != nil && p.qos > 0:
 			d.forget(p.id)
@@ -403,6 +462,9 @@ func (d *device) flush() error {
 			d.ack(p.conv, p.seq) // at most once: written is as good as it gets
 		}
 		pending[i] = pendingWrite{}
+	}
+	if d.h.Metrics != nil && err == nil {
+		d.h.Metrics.Delivered.Add(float64(deliveries))
 	}
 	if cap(d.buf) > 4*maxBuffered {
 		d.buf = nil // do not keep a huge buffer after a large delivery

@@ -37,6 +37,16 @@ type fakeConn struct {
 	stopErr   error
 	takenOver bool
 	onSend    func() // called for each delivery written, after it is recorded
+	// acks records the acknowledgements written (non-zero bytes in a
+	// Write's buffer), each with the Write it came in and how many
+	// deliveries were written before it.
+	acks []writtenAck
+}
+
+type writtenAck struct {
+	b      byte
+	write  int
+	before int
 }
 
 type sent struct {
@@ -102,9 +112,15 @@ func (c *fakeConn) Write(buf []byte) error {
 	c.mu.Lock()
 	staged := c.staged
 	c.staged = nil
-	if len(buf) != len(staged) {
+	deliveries := 0
+	for _, b := range buf {
+		if b == 0 {
+			deliveries++
+		}
+	}
+	if deliveries != len(staged) {
 		c.mu.Unlock()
-		panic(fmt.Sprintf("Write of %d packets, %d staged", len(buf), len(staged)))
+		panic(fmt.Sprintf("Write of %d packets, %d staged", deliveries, len(staged)))
 	}
 	if c.failSend != nil {
 		for _, s := range staged {
@@ -115,6 +131,14 @@ func (c *fakeConn) Write(buf []byte) error {
 		return err
 	}
 	c.writes++
+	n := len(c.got)
+	for _, b := range buf {
+		if b == 0 {
+			n++
+		} else {
+			c.acks = append(c.acks, writtenAck{b: b, write: c.writes, before: n})
+		}
+	}
 	total, out := 0, 0
 	for pid, n := range c.inflight {
 		if !c.acking[pid] { // acknowledged, on its way out of the table

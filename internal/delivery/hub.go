@@ -371,6 +371,44 @@ func (h *Hub) DeliverMessage(users []string, m history.Message) {
 	}
 }
 
+// DeliverMessageAck is DeliverMessage that also writes ack, the
+// acknowledgement of the publish that stored m (an MQTT PUBACK), to c, the
+// connection that sent it: just before m's echo to c and in the same
+// Write. It reports false when c has no writer here (not subscribed yet,
+// or gone); m is delivered all the same and the caller writes ack itself.
+// c is compared with the Conns of the devices, as the Hub does (==).
+func (h *Hub) DeliverMessageAck(users []string, m history.Message, c any, ack []byte) bool {
+	payload := wire.MessageDelivery(m)
+	it := item{conv: m.Conv, seq: m.Seq, payload: payload, qos: 1}
+	acked := false
+	for _, d := range h.devicesOf(users) {
+		if !acked && any(d.conn) == c {
+			if acked = d.offerAck(ack, it); acked {
+				continue
+			}
+		}
+		d.offer(it)
+	}
+	if h.Remote != nil {
+		h.Remote.Deliver(users, m.Conv, m.Seq, 1, payload)
+	}
+	return acked
+}
+
+// WriteAck queues ack, an acknowledgement of a publish from c, for c's
+// writer, behind what is queued for it, so that acknowledgements leave in
+// the order of their publishes whether or not they went with an echo
+// (DeliverMessageAck). It reports false when c has no writer here: the
+// caller writes ack itself.
+func (h *Hub) WriteAck(c any, ack []byte) bool {
+	cc, ok := c.(Conn)
+	if !ok {
+		return false
+	}
+	d := h.device(cc)
+	return d != nil && d.offerAck(ack, item{})
+}
+
 // DeliverEvent hands an event (not stored, no seq) to every connected device
 // of users, on this node and (in cluster mode) the others, at qos.
 func (h *Hub) DeliverEvent(users []string, payload []byte, qos byte) {

@@ -19,6 +19,7 @@ func (m *Service) DeleteAccount(ctx context.Context, user string) (history.Delet
 	m.inflight.Add(1)
 	defer m.inflight.Done()
 	del, err := m.Privacy.DeleteUser(ctx, user, time.Now(), func() string { return history.NewID(time.Now()) })
+	m.relations.forgetAll() // its blocks are gone, both ways
 	if err != nil {
 		return del, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-im/parley/internal/wire"
@@ -22,6 +23,10 @@ type Groups struct {
 
 	mu sync.RWMutex
 	m  map[string]groupEntry
+	// changes counts Forget calls: every group change seen by this node,
+	// made here or announced by another node. The relation cache
+	// (relations.go) trusts nothing read before the last one.
+	changes atomic.Uint64
 }
 
 type groupEntry struct {
@@ -89,6 +94,7 @@ func (g *Groups) Users(ctx context.Context, conv string) ([]string, error) {
 
 // Forget drops group from the cache.
 func (g *Groups) Forget(group string) {
+	g.changes.Add(1)
 	g.mu.Lock()
 	delete(g.m, group)
 	g.mu.Unlock()

@@ -23,14 +23,16 @@ const (
 // conversation between users who share no group. quiet is set for an
 // ephemeral send (typing) between users who are not contacts: it is
 // accepted and delivered to nobody. A store that cannot answer gives
-// unavailable.
+// unavailable. The relation comes from the cache of relations.go; it is
+// fresh: every block, group change and first message between two users
+// drops it, on every node.
 func (m *Service) checkDirect(ctx context.Context, from, target string, p wire.SendPayload) (quiet bool, e *wire.Error) {
 	if m.Privacy == nil || p.Op == history.OpDelete {
 		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.StoreTimeout)
 	defer cancel()
-	r, err := m.Privacy.Relation(ctx, from, target)
+	r, err := m.relations.relation(ctx, m.Privacy, m.Groups, from, target)
 	if err != nil {
 		m.Log.Error("read relation", "from", from, "to", target, "error", err)
 		return false, wire.Errorf(wire.CodeUnavailable, "the message store is unavailable, try again")

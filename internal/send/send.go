@@ -34,6 +34,18 @@ type Deliverer interface {
 	DeliverEvent(users []string, payload []byte, qos byte)
 }
 
+// AckDeliverer is a Deliverer that can write a transport's acknowledgement
+// of a send (an MQTT PUBACK) to the sending connection together with the
+// message's echo to it (delivery.Hub).
+type AckDeliverer interface {
+	Deliverer
+	// DeliverMessageAck is DeliverMessage that also writes ack to conn, the
+	// connection the message came from, in the same write as the echo to
+	// it. It reports false when it could not (conn has no writer): the
+	// caller acknowledges itself.
+	DeliverMessageAck(users []string, m history.Message, conn any, ack []byte) bool
+}
+
 // Service is the send pipeline: it validates sends, stores them through the
 // group committer (callers are answered only after the commit) and fans the
 // stored messages out to the inbox of every member; it also moves read
@@ -84,7 +96,8 @@ type Service struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
-	inflight sync.WaitGroup
+	inflight  sync.WaitGroup
+	relations relations
 }
 
 // Wait blocks until every send and group change in progress has finished, or
@@ -159,7 +172,33 @@ func (m *Service) Submit(ctx context.Context, from, kind, target string, payload
 	if perr != nil {
 		return Outcome{}, perr
 	}
-	return m.apply(ctx, from, kind, target, p)
+	return m.apply(ctx, from, kind, target, p, nil)
+}
+
+// SendAcked is Send for a transport whose acknowledgement of the send, ack
+// (an MQTT PUBACK), the Deliverer may write to conn, the sending
+// connection, in the same write as the new message's echo to it (see
+// AckDeliverer), after the commit. acked reports whether it did; when it
+// did not (an error, a duplicate, an ephemeral send, a Deliverer that
+// cannot), the caller acknowledges as Send's caller does.
+func (m *Service) SendAcked(ctx context.Context, from, kind, target string, payload []byte, conn any, ack []byte) (acked bool, e *wire.Error) {
+	m.inflight.Add(1)
+	defer m.inflight.Done()
+	p, perr := wire.ParseSendPayload(payload, m.MaxPayload)
+	if perr != nil {
+		return false, perr
+	}
+	a := &transportAck{conn: conn, packet: ack}
+	_, e = m.apply(ctx, from, kind, target, p, a)
+	return a.done && e == nil, e
+}
+
+// transportAck is an acknowledgement for the Deliverer to write with the
+// echo; done once it took it.
+type transportAck struct {
+	conn   any
+	packet []byte
+	done   bool
 }
 
 // Apply runs p, a payload that the caller built (the REST API), as Submit
@@ -171,10 +210,10 @@ func (m *Service) Apply(ctx context.Context, from, kind, target string, p wire.S
 		e.CID = p.CID
 		return Outcome{}, e
 	}
-	return m.apply(ctx, from, kind, target, p)
+	return m.apply(ctx, from, kind, target, p, nil)
 }
 
-func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.SendPayload) (Outcome, *wire.Error) {
+func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.SendPayload, ack *transportAck) (Outcome, *wire.Error) {
 	fail := func(code, format string, args ...any) (Outcome, *wire.Error) {
 		e := wire.Errorf(code, format, args...)
 		e.CID = p.CID
@@ -284,6 +323,9 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 			return
 		}
 		to := recipients
+		if kind == wire.TargetUser && m.Privacy != nil {
+			m.relations.stored(from, target)
+		}
 		if kind == wire.TargetGroup && res.MemberVersion != version {
 			// Membership changed since the cache was read (perhaps on
 			// another node): deliver to the members as of the commit.
@@ -295,6 +337,10 @@ func (m *Service) apply(ctx context.Context, from, kind, target string, p wire.S
 			} else {
 				m.Log.Warn("reload group members", "group", target, "error", err)
 			}
+		}
+		if ad, ok := m.Deliver.(AckDeliverer); ok && ack != nil {
+			ack.done = ad.DeliverMessageAck(to, res.Message, ack.conn, ack.packet)
+			return
 		}
 		m.Deliver.DeliverMessage(to, res.Message)
 	})
