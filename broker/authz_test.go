@@ -174,8 +174,8 @@ func (a *authzEnv) checkWatchers(t *testing.T) {
 // mqttRow is one topic pattern. {self} in topic and payload stands for the
 // connecting user and {n} for a number unique in the test. want holds, for
 // owner, member, removed and stranger:
-//   - subscriptions: "ok" (granted QoS 1) or "refused" (0x87 on MQTT 5,
-//     0x80 on MQTT 3.1.1);
+//   - subscriptions: "ok" (granted QoS 1) or "refused" (0x80 on MQTT
+//     3.1.1; on MQTT 5 0x87 under the prefix, 0x80 for plain filters);
 //   - publishes: "ok" (a success ack, no error event), "acl" (refused by
 //     the MQTT layer: 0x87 on MQTT 5, disconnected on MQTT 3.1.1, no error
 //     event), or a send error code (its reason code on MQTT 5, a normal
