@@ -69,6 +69,7 @@ func (d *device) catchUp() error {
 		// its start: one that appears in a later pass began after the
 		// device connected, and the device gets all of it.
 		d.placed = true
+		d.liveFrom = nil
 		if !d.missed {
 			d.syncing = false
 			d.h.Log.Debug("caught up", "client", d.id, "sent", len(d.sent))
@@ -98,6 +99,11 @@ func (d *device) catchUpConv(ctx context.Context, st history.DeviceState, h hist
 			from = cursor
 		case d.isNew(st) && !d.placed:
 			from = max(h.First-1, h.Last-int64(d.h.NewDeviceBacklog))
+			if live, ok := d.liveFrom[h.Conv]; ok {
+				// The backlog counts back from the messages stored before
+				// the device subscribed; it gets every one stored after.
+				from = max(h.First-1, live-1-int64(d.h.NewDeviceBacklog))
+			}
 		default:
 			from = h.First - 1
 		}

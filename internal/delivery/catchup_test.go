@@ -86,6 +86,28 @@ func TestNewDeviceNewConversation(t *testing.T) {
 	bob.wantSeqs(t, dm, 1, 1)
 }
 
+// TestNewDeviceLiveDuringFirstRead: messages stored after a new device
+// subscribed, while its first catch-up reads its state, are its own
+// however many: the backlog cuts only what was there before.
+func TestNewDeviceLiveDuringFirstRead(t *testing.T) {
+	e := setup(t, func(h *Hub) { h.NewDeviceBacklog = 3 })
+	e.sendN(dm, "alice", 5) // before bob/phone: it gets the latest 3 of these
+	var once sync.Once
+	e.store.setBefore(func(_ context.Context, op string, _ int) error {
+		if op == "Device" {
+			once.Do(func() {
+				for _, m := range e.sendN(dm, "alice", 10) {
+					e.hub.DeliverMessage([]string{"alice", "bob"}, m)
+				}
+			})
+		}
+		return nil
+	})
+	bob := e.connect("bob/phone", 1)
+	bob.waitMessages(t, dm, 13)
+	bob.wantSeqs(t, dm, 3, 15)
+}
+
 // TestReturningDevice: a device that connected before gets everything after
 // its cursor, however many (up to CatchupLimit), not the backlog.
 func TestReturningDevice(t *testing.T) {

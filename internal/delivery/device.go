@@ -37,15 +37,19 @@ type device struct {
 	running    bool // a writer goroutine runs (see spawn)
 	// placed: a first catch-up pass completed, so every conversation the
 	// device had when it connected has its start (see catchUpConv).
-	placed  bool
-	syncing bool // catching up: live messages are skipped, the store has them
-	missed  bool // a live message was skipped during this catch-up pass
-	resync  bool // restart the catch-up from the acknowledged cursors
-	qos     byte
-	queue   []item
-	sent    map[string]int64 // conv -> highest seq queued or written
-	written map[string]int64 // conv -> highest seq written
-	acked   map[string]*frontier
+	placed bool
+	// liveFrom holds, until placed, the lowest seq per conversation offered
+	// live while the first catch-up ran: stored after the device
+	// subscribed, so never cut by the new-device backlog.
+	liveFrom map[string]int64
+	syncing  bool // catching up: live messages are skipped, the store has them
+	missed   bool // a live message was skipped during this catch-up pass
+	resync   bool // restart the catch-up from the acknowledged cursors
+	qos      byte
+	queue    []item
+	sent     map[string]int64 // conv -> highest seq queued or written
+	written  map[string]int64 // conv -> highest seq written
+	acked    map[string]*frontier
 	// out holds the deliveries this writer put in the client's inflight
 	// table, by packet id, until acknowledged: only their PUBACKs move
 	// cursors. outBytes is the sum of their payload sizes.
@@ -136,6 +140,16 @@ func (d *device) offerLocked(it item) bool {
 		switch {
 		case d.syncing:
 			d.missed = true
+			if !d.placed {
+				// Stored after the device subscribed: it gets it, whatever
+				// the new-device backlog (see catchUpConv).
+				if first, ok := d.liveFrom[it.conv]; !ok || it.seq < first {
+					if d.liveFrom == nil {
+						d.liveFrom = map[string]int64{}
+					}
+					d.liveFrom[it.conv] = it.seq
+				}
+			}
 			return false
 		case known && it.seq <= sent:
 			return false // already written
