@@ -74,10 +74,15 @@ func TestHTTPBasics(t *testing.T) {
 	alice := e.dialV5("alice", "alice")
 	alice.send("im/send/u/bob", 1, `{"body":1}`)
 	alice.nextKind("message")
-	req, _ := e.get("/metrics")
+	// The echo can arrive before the send is counted (the count follows
+	// the commit, the delivery is handed out inside it): wait for it.
+	deadline := time.Now().Add(5 * time.Second)
 	for _, want := range []string{`parley_messages_received_total{result="stored"} 1`, "parley_connections 1", "parley_store_latency_seconds_bucket", "parley_messages_delivered_total"} {
-		if !contains(req, want) {
-			t.Fatalf("/metrics lacks %q", want)
+		for req, _ := e.get("/metrics"); !contains(req, want); req, _ = e.get("/metrics") {
+			if time.Now().After(deadline) {
+				t.Fatalf("/metrics lacks %q", want)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
