@@ -1,6 +1,9 @@
 package history
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Kinds of MQTTRecord.
 const (
@@ -18,6 +21,33 @@ type MQTTRecord struct {
 	Client string
 	Key    string
 	Data   []byte
+}
+
+// Rows is what the adapters' query results offer (database/sql and pgx
+// alike), for the row readers both share.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// CollectMQTTRecords reads rows of (kind, client, key, data) into records.
+// It does not close rows.
+func CollectMQTTRecords(rows Rows) ([]MQTTRecord, error) {
+	var out []MQTTRecord
+	for rows.Next() {
+		var r MQTTRecord
+		var kind string
+		if err := rows.Scan(&kind, &r.Client, &r.Key, &r.Data); err != nil {
+			return nil, err
+		}
+		if kind == "" {
+			return nil, fmt.Errorf("history: an MQTT state record of client %q without a kind", r.Client)
+		}
+		r.Kind = kind[0]
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // MQTTStater is implemented by stores that keep the plain MQTT broker state

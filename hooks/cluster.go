@@ -17,6 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/cluster"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -168,7 +169,7 @@ func (h *Cluster) forward(pk packets.Packet) {
 	}
 	frame := binary.AppendUvarint(nil, uint64(len(assigned)))
 	for _, f := range slices.Sorted(maps.Keys(assigned)) {
-		frame = appendString(appendString(frame, f), assigned[f])
+		frame = cluster.AppendString(cluster.AppendString(frame, f), assigned[f])
 	}
 	h.Bus.PublishPlain(append(frame, buf.Bytes()...))
 }
@@ -198,11 +199,11 @@ func parsePlainFrame(b []byte) (packets.Packet, map[string]string, error) {
 	b = b[k:]
 	assigned := make(map[string]string, n)
 	for i := uint64(0); i < n; i++ {
-		f, rest, ok := readString(b)
+		f, rest, ok := cluster.ReadString(b)
 		if !ok {
 			return packets.Packet{}, nil, errFrame
 		}
-		node, rest, ok := readString(rest)
+		node, rest, ok := cluster.ReadString(rest)
 		if !ok {
 			return packets.Packet{}, nil, errFrame
 		}
@@ -225,21 +226,6 @@ func parsePlainFrame(b []byte) (packets.Packet, map[string]string, error) {
 		return packets.Packet{}, nil, err
 	}
 	return pk, assigned, nil
-}
-
-// appendString appends s to b, its length first.
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// readString reads what appendString wrote and returns the rest of b.
-func readString(b []byte) (string, []byte, bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, false
-	}
-	return string(b[k : k+int(n)]), b[k+int(n):], true
 }
 
 // OnSelectSubscribers keeps the share groups whose message goes to this

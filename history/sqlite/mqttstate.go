@@ -51,15 +51,6 @@ func (s *Store) mqttRecords(ctx context.Context, query string, arg string) ([]hi
 		return nil, translate(err)
 	}
 	defer rows.Close()
-	var out []history.MQTTRecord
-	for rows.Next() {
-		var r history.MQTTRecord
-		var kind string
-		if err := rows.Scan(&kind, &r.Client, &r.Key, &r.Data); err != nil {
-			return nil, translate(err)
-		}
-		r.Kind = kind[0]
-		out = append(out, r)
-	}
-	return out, translate(rows.Err())
+	out, err := history.CollectMQTTRecords(rows)
+	return out, translate(err)
 }

@@ -69,7 +69,7 @@ type plainState struct {
 // PublishPlain sends a plain publish frame to every other node.
 func (b *Bus) PublishPlain(frame []byte) {
 	data := make([]byte, 0, len(b.Node)+len(frame)+2)
-	data = appendString(data, b.Node)
+	data = AppendString(data, b.Node)
 	data = append(data, frame...)
 	if err := b.nc.Publish(b.Prefix+".plain", data); err != nil {
 		b.Log.Debug("nats publish", "subject", "plain", "error", err)
@@ -173,7 +173,7 @@ func (b *Bus) subscribePlain() error {
 func (b *Bus) onPlain(m *nats.Msg) {
 	switch m.Subject {
 	case b.Prefix + ".plain":
-		node, frame, ok := readString(m.Data)
+		node, frame, ok := ReadString(m.Data)
 		if ok && node != b.Node {
 			b.Plain.PlainPublish(node, frame)
 		}
@@ -206,14 +206,16 @@ func (b *Bus) onPlain(m *nats.Msg) {
 	}
 }
 
-// appendString appends s to b, its length first.
-func appendString(b []byte, s string) []byte {
+// AppendString appends s to b, its length first (a uvarint): the field
+// encoding of the plain frames, here and in the hooks package.
+func AppendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
 
-// readString reads what appendString wrote and returns the rest of b.
-func readString(b []byte) (string, []byte, bool) {
+// ReadString reads what AppendString wrote and returns the rest of b; ok is
+// false when b does not hold a whole field.
+func ReadString(b []byte) (string, []byte, bool) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
 		return "", nil, false
