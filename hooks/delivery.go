@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-im/parley/internal/auth"
@@ -33,7 +34,8 @@ type Delivery struct {
 
 	// claimed holds the session epochs claimed in OnConnect until
 	// OnSessionEstablished registers the device.
-	claimed sync.Map // *mqtt.Client -> claim
+	claimed sync.Map     // *mqtt.Client -> claim
+	swept   atomic.Int64 // when forgetStaleClaims last ran (UnixNano)
 }
 
 // claim is a session epoch claimed for a client that has not yet received
@@ -165,21 +167,17 @@ const staleClaim = time.Minute
 // session, at most once per staleClaim.
 func (h *Delivery) forgetStaleClaims() {
 	now := time.Now()
-	last, _ := h.claimed.Load(sweepKey{})
-	if t, ok := last.(time.Time); ok && now.Sub(t) < staleClaim {
+	last := h.swept.Load()
+	if now.Sub(time.Unix(0, last)) < staleClaim || !h.swept.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	h.claimed.Store(sweepKey{}, now)
 	h.claimed.Range(func(k, v any) bool {
-		if c, ok := v.(claim); ok && now.Sub(c.at) > staleClaim {
+		if now.Sub(v.(claim).at) > staleClaim {
 			h.claimed.Delete(k)
 		}
 		return true
 	})
 }
-
-// sweepKey is the key of the time of the last forgetStaleClaims in claimed.
-type sweepKey struct{}
 
 // OnSubscribed starts the device's deliveries when it subscribes to its
 // inbox.
