@@ -85,12 +85,13 @@ type instrumented struct {
 }
 
 func (i *instrumented) observe(op string, start time.Time, err error) {
-	i.m.StoreLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	now := time.Now()
+	i.m.StoreLatency.WithLabelValues(op).Observe(now.Sub(start).Seconds())
 	if history.ErrorCode(err) == history.EUNAVAILABLE {
 		i.m.StoreErrors.WithLabelValues(op).Inc()
 		return
 	}
-	i.m.answered.Store(time.Now().UnixNano())
+	i.m.answered.Store(now.UnixNano())
 }
 
 func (i *instrumented) Ping(ctx context.Context) (err error) {
