@@ -48,47 +48,44 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 		coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')
 		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
 		WHERE o.pos > ? ORDER BY o.pos LIMIT ?`, after, limit)
+	out, err := collect(rows, err, scanOutboxEvent)
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []history.OutboxEvent
-	for rows.Next() {
-		var e history.OutboxEvent
-		var ts string
-		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
-		var lseq, lreply, ltarget sql.NullInt64
-		var ldeleted sql.NullBool
-		if err := rows.Scan(&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts,
-			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
-			return nil, translate(err)
-		}
-		t, err := time.Parse(tsLayout, ts)
-		if err != nil {
-			return nil, translate(err)
-		}
-		e.TS = t.UTC()
-		if lconv.Valid {
-			mts, err := time.Parse(tsLayout, lts.String)
-			if err != nil {
-				return nil, translate(err)
-			}
-			e.Message = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
-				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: mts.UTC(),
-				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
-			if err := scanExtra(e.Message, lmentions.String, ledited.String); err != nil {
-				return nil, translate(err)
-			}
-			if err := scanAttachments(e.Message, lfiles.String); err != nil {
-				return nil, translate(err)
-			}
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, translate(err)
-	}
 	return out, nil
+}
+
+// scanOutboxEvent reads a row of Outbox's query: the event, then its
+// message's columns (all NULL when there is none).
+func scanOutboxEvent(row scanner) (history.OutboxEvent, error) {
+	var e history.OutboxEvent
+	var ts string
+	var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
+	var lseq, lreply, ltarget sql.NullInt64
+	var ldeleted sql.NullBool
+	if err := row.Scan(&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts,
+		&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
+		return e, err
+	}
+	t, err := time.Parse(tsLayout, ts)
+	if err != nil {
+		return e, err
+	}
+	e.TS = t.UTC()
+	if !lconv.Valid {
+		return e, nil
+	}
+	mts, err := time.Parse(tsLayout, lts.String)
+	if err != nil {
+		return e, err
+	}
+	e.Message = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
+		From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: mts.UTC(),
+		ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
+	if err := scanExtra(e.Message, lmentions.String, ledited.String); err != nil {
+		return e, err
+	}
+	return e, scanAttachments(e.Message, lfiles.String)
 }
 
 // OutboxHead implements history.Outboxer: AUTOINCREMENT's record of the
@@ -214,17 +211,9 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 
 func pushTargets(ctx context.Context, tx *sql.Tx, conv string, seq int64, users string, now time.Time) ([]history.PushTarget, error) {
 	rows, err := tx.QueryContext(ctx, pushTargetsQuery, conv, seq, users, now.UTC().Format(tsLayout))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []history.PushTarget
-	for rows.Next() {
+	return collect(rows, err, func(row scanner) (history.PushTarget, error) {
 		var t history.PushTarget
-		if err := rows.Scan(&t.User, &t.Unread); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		err := row.Scan(&t.User, &t.Unread)
+		return t, err
+	})
 }

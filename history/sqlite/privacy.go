@@ -66,24 +66,16 @@ func (s *Store) Expire(ctx context.Context, now time.Time, global time.Duration,
 			WHERE secs IS NOT NULL
 			AND (SELECT created_at FROM messages m WHERE m.conv = x.id ORDER BY seq LIMIT 1) < strftime('%Y-%m-%dT%H:%M:%fZ', ?2, '-' || secs || ' seconds')
 			LIMIT ?3`, g, now.UTC().Format("2006-01-02 15:04:05.000"), limit)
-		if err != nil {
-			return err
-		}
 		type cand struct {
 			conv string
 			secs int64
 		}
-		var cands []cand
-		for rows.Next() {
+		cands, err := collect(rows, err, func(row scanner) (cand, error) {
 			var c cand
-			if err := rows.Scan(&c.conv, &c.secs); err != nil {
-				rows.Close()
-				return err
-			}
-			cands = append(cands, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			err := row.Scan(&c.conv, &c.secs)
+			return c, err
+		})
+		if err != nil {
 			return err
 		}
 		for _, c := range cands {
@@ -155,22 +147,18 @@ func (s *Store) Unblock(ctx context.Context, user, other string) error {
 // Blocks implements history.Privacy.
 func (s *Store) Blocks(ctx context.Context, user string) ([]history.Block, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT blocked, created_at FROM blocks WHERE user_id = ? ORDER BY blocked`, user)
+	out, err := collect(rows, err, func(row scanner) (history.Block, error) {
+		var b history.Block
+		var at string
+		err := row.Scan(&b.User, &at)
+		b.At, _ = time.Parse(tsLayout, at)
+		b.At = b.At.UTC()
+		return b, err
+	})
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []history.Block
-	for rows.Next() {
-		var b history.Block
-		var at string
-		if err := rows.Scan(&b.User, &at); err != nil {
-			return nil, translate(err)
-		}
-		b.At, _ = time.Parse(tsLayout, at)
-		b.At = b.At.UTC()
-		out = append(out, b)
-	}
-	return out, translate(rows.Err())
+	return out, nil
 }
 
 // Relation implements history.Privacy: one query.
@@ -291,18 +279,13 @@ func (s *Store) DeleteUser(ctx context.Context, user string, now time.Time, newI
 		}
 		for _, conv := range convs {
 			rows, err := tx.QueryContext(ctx, `SELECT user_id FROM members WHERE conv = ? AND left_seq IS NULL ORDER BY user_id`, conv)
+			ms, err := collect(rows, err, scanString)
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				var u string
-				if err := rows.Scan(&u); err != nil {
-					rows.Close()
-					return err
-				}
-				out.Members[conv] = append(out.Members[conv], u)
+			if len(ms) > 0 {
+				out.Members[conv] = ms
 			}
-			rows.Close()
 		}
 		return nil
 	})
@@ -320,20 +303,15 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 		FROM members m JOIN conversations c ON c.id = m.conv
 		LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 		WHERE m.user_id = ? ORDER BY c.id`, user)
+	views, err := collect(rows, err, func(row scanner) (history.ConversationView, error) {
+		var v history.ConversationView
+		err := row.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq)
+		v.SetParties(user)
+		return v, err
+	})
 	if err != nil {
 		return translate(err)
 	}
-	var views []history.ConversationView
-	for rows.Next() {
-		var v history.ConversationView
-		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq); err != nil {
-			rows.Close()
-			return translate(err)
-		}
-		v.SetParties(user)
-		views = append(views, v)
-	}
-	rows.Close()
 	for i := range views {
 		if err := fn(history.ExportItem{Conversation: &views[i]}); err != nil {
 			return err

@@ -2,10 +2,36 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 
 	"github.com/parley-im/parley/history"
 )
+
+// collect returns the rows of a query, each read by scan, and closes them;
+// err is the query's own error, returned as it is.
+func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// scanString reads a row of one text column.
+func scanString(row scanner) (string, error) {
+	var s string
+	err := row.Scan(&s)
+	return s, err
+}
 
 // maxChunk is the most rows one multi-row INSERT carries: 128 messages of
 // insertSQL's 14 columns are 1792 parameters, far below SQLite's limit.

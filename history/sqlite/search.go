@@ -37,19 +37,8 @@ func (s *Store) Search(ctx context.Context, q history.SearchQuery) ([]history.Me
 	}
 	rows, err := s.read.QueryContext(ctx, searchQuery, q.User, history.FTSQuery(q.Terms), q.Conv, q.From,
 		optTS(q.After), optTS(q.Before), paging, time.UnixMicro(pos.TS).UTC().Format(tsLayout), pos.Conv, pos.Seq, q.Limit+1)
+	msgs, err := collect(rows, err, scanMessage)
 	if err != nil {
-		return nil, "", translate(err)
-	}
-	defer rows.Close()
-	var msgs []history.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, "", translate(err)
-		}
-		msgs = append(msgs, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, "", translate(err)
 	}
 	page, next := history.SearchPage(msgs, q.Limit)

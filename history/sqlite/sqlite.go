@@ -372,7 +372,8 @@ func countChange(ctx context.Context, tx execer) error {
 
 // Messages implements history.Store.
 func (s *Store) Messages(ctx context.Context, conv string, after int64, limit int) ([]history.Message, error) {
-	out, err := collectMessages(s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?`, conv, after, limit))
+	rows, err := s.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?`, conv, after, limit)
+	out, err := collect(rows, err, scanMessage)
 	return out, translate(err)
 }
 
@@ -427,18 +428,15 @@ func loadGroup(ctx context.Context, q querier, id string) (g history.Group, ms [
 	}
 	g.CreatedAt, _ = time.Parse(tsLayout, ts)
 	rows, err := q.QueryContext(ctx, `SELECT user_id, role FROM members WHERE conv = ? AND left_seq IS NULL ORDER BY user_id`, g.Conv())
+	ms, err = collect(rows, err, func(row scanner) (history.Member, error) {
+		var m history.Member
+		err := row.Scan(&m.User, &m.Role)
+		return m, err
+	})
 	if err != nil {
 		return g, nil, 0, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var m history.Member
-		if err := rows.Scan(&m.User, &m.Role); err != nil {
-			return g, nil, 0, err
-		}
-		ms = append(ms, m)
-	}
-	return g, ms, last, rows.Err()
+	return g, ms, last, nil
 }
 
 // ChangeMember implements history.Store.

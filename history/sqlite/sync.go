@@ -83,20 +83,12 @@ func deviceTx(ctx context.Context, tx *preparedTx, device, user string) (history
 		return st, err
 	}
 	rows, err = tx.QueryContext(ctx, memberRows+`m.user_id = ? ORDER BY m.conv`, user)
+	ms, err := collect(rows, err, scanMemberRow)
 	if err != nil {
 		return st, err
 	}
-	defer rows.Close()
-	var ms []history.MemberRow
-	for rows.Next() {
-		r, err := scanMemberRow(rows)
-		if err != nil {
-			return st, err
-		}
-		ms = append(ms, r)
-	}
 	st.Convs = history.Heads(ms)
-	return st, rows.Err()
+	return st, nil
 }
 
 // SaveCursors implements history.Store.
@@ -168,20 +160,8 @@ func (s *Store) PruneDevices(ctx context.Context, before time.Time, connected []
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM (SELECT id, last_seen FROM devices UNION ALL SELECT device, last_seen FROM sessions)
 			WHERE id NOT IN (SELECT value FROM json_each(?2)) GROUP BY id HAVING max(last_seen) < ?1`,
 			before.UTC().Format(tsLayout), string(keep))
+		stale, err := collect(rows, err, scanString)
 		if err != nil {
-			return err
-		}
-		var stale []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			stale = append(stale, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(stale) == 0 {

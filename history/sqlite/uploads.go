@@ -54,22 +54,6 @@ func scanUpload(row scanner) (history.Upload, error) {
 	return u, err
 }
 
-func collectUploads(rows *sql.Rows, err error) ([]history.Upload, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []history.Upload
-	for rows.Next() {
-		u, err := scanUpload(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
-}
-
 // CreateUpload implements history.UploadStore.
 func (s *Store) CreateUpload(ctx context.Context, u history.Upload) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
@@ -98,10 +82,10 @@ func (s *Store) FileFor(ctx context.Context, user, id string) (history.Upload, e
 func (s *Store) CollectUploads(ctx context.Context, staleBefore time.Time, limit int) ([]history.Upload, error) {
 	var out []history.Upload
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		out, err = collectUploads(tx.QueryContext(ctx, `DELETE FROM uploads WHERE id IN (SELECT u.id FROM uploads u
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE id IN (SELECT u.id FROM uploads u
 			WHERE (u.attached = 1 OR u.created_at < ?) AND NOT EXISTS (SELECT 1 FROM message_files f WHERE f.upload_id = u.id)
-			LIMIT ?) RETURNING `+uploadColumns, staleBefore.UTC().Format(tsLayout), limit))
+			LIMIT ?) RETURNING `+uploadColumns, staleBefore.UTC().Format(tsLayout), limit)
+		out, err = collect(rows, err, scanUpload)
 		return err
 	})
 	return out, err
@@ -114,8 +98,8 @@ func (s *Store) ForgetUserUploads(ctx context.Context, owner string) ([]history.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM message_files WHERE upload_id IN (SELECT id FROM uploads WHERE owner = ?)`, owner); err != nil {
 			return err
 		}
-		var err error
-		out, err = collectUploads(tx.QueryContext(ctx, `DELETE FROM uploads WHERE owner = ? RETURNING `+uploadColumns, owner))
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE owner = ? RETURNING `+uploadColumns, owner)
+		out, err = collect(rows, err, scanUpload)
 		return err
 	})
 	return out, err

@@ -30,7 +30,8 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 	if desc {
 		query = `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?`
 	}
-	out, err := collectMessages(tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit))
+	rows, err := tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit)
+	out, err := collect(rows, err, scanMessage)
 	if err == nil {
 		err = addReactions(ctx, tx, q.Conv, q.User, out)
 	}
@@ -38,24 +39,6 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 		return nil, h, translate(err)
 	}
 	return out, h, nil
-}
-
-// collectMessages scans the messages that a query of messageColumns
-// returned, or returns its error.
-func collectMessages(rows *sql.Rows, err error) ([]history.Message, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []history.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }
 
 // viewQuery selects ConversationViews of user ?1 below the position (?2, ?3)
