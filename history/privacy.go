@@ -111,6 +111,26 @@ func MayChangeRetention(kind, role, conv string) error {
 	return Errorf(ENOTALLOWED, "only a group admin may change the retention of %s", conv)
 }
 
+// RetentionRule decides SetRetention of conv to d given what the store read
+// of the user's membership: member is false when the user is not a current
+// member; kind is the conversation's and role the user's. It returns the
+// conversation's retention column, whole seconds, or nil for none (d of 0
+// or less); ENOTMEMBER when not a member, ENOTALLOWED when the user may not
+// change it (see MayChangeRetention).
+func RetentionRule(conv string, member bool, kind, role string, d time.Duration) (*int64, error) {
+	if !member {
+		return nil, NotMember(conv)
+	}
+	if err := MayChangeRetention(kind, role, conv); err != nil {
+		return nil, err
+	}
+	if d <= 0 {
+		return nil, nil
+	}
+	secs := int64(d / time.Second)
+	return &secs, nil
+}
+
 // MaxRetention bounds a conversation's retention: about 100 years.
 const MaxRetention = 100 * 365 * 24 * time.Hour
 

@@ -110,3 +110,36 @@ func TestRetentionRules(t *testing.T) {
 		t.Errorf("direct party: %v", err)
 	}
 }
+
+func TestRetentionRule(t *testing.T) {
+	cases := []struct {
+		name    string
+		member  bool
+		kind    string
+		role    string
+		d       time.Duration
+		want    int64 // -1: nil
+		wantErr string
+	}{
+		{"DirectParty", true, history.KindDirect, history.RoleMember, 90 * time.Minute, 5400, ""},
+		{"GroupAdmin", true, history.KindGroup, history.RoleAdmin, 1500 * time.Millisecond, 1, ""},
+		{"Off", true, history.KindGroup, history.RoleOwner, 0, -1, ""},
+		{"ErrNotAllowed", true, history.KindGroup, history.RoleMember, time.Hour, -1, history.ENOTALLOWED},
+		{"ErrNotMember", false, "", "", time.Hour, -1, history.ENOTMEMBER},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			secs, err := history.RetentionRule("c", c.member, c.kind, c.role, c.d)
+			if history.ErrorCode(err) != c.wantErr {
+				t.Fatalf("err = %v, want code %q", err, c.wantErr)
+			}
+			got := int64(-1)
+			if secs != nil {
+				got = *secs
+			}
+			if got != c.want {
+				t.Errorf("secs = %d, want %d", got, c.want)
+			}
+		})
+	}
+}

@@ -16,22 +16,12 @@ func (s *Store) SetRetention(ctx context.Context, user, conv string, d time.Dura
 		var kind, role string
 		err := tx.QueryRow(ctx, `SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv
 			WHERE m.conv = $1 AND m.user_id = $2 AND m.left_seq IS NULL`, conv, user).Scan(&kind, &role)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return history.NotMember(conv)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
 		}
+		secs, err := history.RetentionRule(conv, err == nil, kind, role, d)
 		if err != nil {
 			return err
-		}
-		if kind == history.KindDirect {
-			role = ""
-		}
-		if err := history.MayChangeRetention(kind, role, conv); err != nil {
-			return err
-		}
-		var secs *int64
-		if d > 0 {
-			n := int64(d / time.Second)
-			secs = &n
 		}
 		_, err = tx.Exec(ctx, `UPDATE conversations SET retention_s = $2 WHERE id = $1`, conv, secs)
 		return err

@@ -15,21 +15,12 @@ func (s *Store) SetRetention(ctx context.Context, user, conv string, d time.Dura
 		var kind, role string
 		err := tx.QueryRowContext(ctx, `SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv
 			WHERE m.conv = ? AND m.user_id = ? AND m.left_seq IS NULL`, conv, user).Scan(&kind, &role)
-		if errors.Is(err, sql.ErrNoRows) {
-			return history.NotMember(conv)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
 		}
+		secs, err := history.RetentionRule(conv, err == nil, kind, role, d)
 		if err != nil {
 			return err
-		}
-		if kind == history.KindDirect {
-			role = ""
-		}
-		if err := history.MayChangeRetention(kind, role, conv); err != nil {
-			return err
-		}
-		var secs any
-		if d > 0 {
-			secs = int64(d / time.Second)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE conversations SET retention_s = ? WHERE id = ?`, secs, conv)
 		return err
