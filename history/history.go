@@ -333,6 +333,16 @@ type DeviceRef struct {
 	User   string
 }
 
+// DeviceOf is Store.Device in terms of devices, a store's Devices: the
+// state of the one device, or Devices' error.
+func DeviceOf(ctx context.Context, devices func(context.Context, []DeviceRef) ([]DeviceState, error), device, user string) (DeviceState, error) {
+	sts, err := devices(ctx, []DeviceRef{{Device: device, User: user}})
+	if err != nil {
+		return DeviceState{}, err
+	}
+	return sts[0], nil
+}
+
 // Cursor is the highest seq of a conversation that a device acknowledged.
 type Cursor struct {
 	Device string

@@ -13,11 +13,7 @@ import (
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
-	sts, err := s.Devices(ctx, []history.DeviceRef{{Device: device, User: user}})
-	if err != nil {
-		return history.DeviceState{}, err
-	}
-	return sts[0], nil
+	return history.DeviceOf(ctx, s.Devices, device, user)
 }
 
 // Devices implements history.Store: one transaction, one round trip (the

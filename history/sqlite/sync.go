@@ -24,11 +24,7 @@ func scanMemberRow(row scanner) (history.MemberRow, error) {
 
 // Device implements history.Store.
 func (s *Store) Device(ctx context.Context, device, user string) (history.DeviceState, error) {
-	sts, err := s.Devices(ctx, []history.DeviceRef{{Device: device, User: user}})
-	if err != nil {
-		return history.DeviceState{}, err
-	}
-	return sts[0], nil
+	return history.DeviceOf(ctx, s.Devices, device, user)
 }
 
 // Devices implements history.Store.
