@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -410,4 +411,16 @@ func Reopen(t *testing.T, open func(t *testing.T) history.Store) {
 			t.Fatalf("run %d: Close: %v", run, err)
 		}
 	}
+}
+
+// as returns s as T, an interface of package history beside Store that
+// every store implements (history.Outboxer, history.Privacy); it fails t if
+// s does not.
+func as[T any](t testing.TB, s history.Store) T {
+	t.Helper()
+	v, ok := s.(T)
+	if !ok {
+		t.Fatalf("%T does not implement %v", s, reflect.TypeFor[T]())
+	}
+	return v
 }

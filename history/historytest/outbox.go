@@ -22,15 +22,6 @@ var outboxCases = []storeCase{
 	{"PushTargets", testPushTargets},
 }
 
-// outboxer returns s as a history.Outboxer; every store implements it.
-func outboxer(t *testing.T, s history.Store) history.Outboxer {
-	t.Helper()
-	o, ok := s.(history.Outboxer)
-	if !ok {
-		t.Fatalf("%T does not implement history.Outboxer", s)
-	}
-	return o
-}
 
 // allEvents returns every event of the outbox after after, read in pages of
 // limit, and checks that positions strictly increase.
@@ -116,7 +107,7 @@ func checkEvents(t *testing.T, s history.Store, events []history.OutboxEvent, wa
 // stores nothing writes none; events carry their messages as they are now.
 func testOutboxEvents(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	if head, err := o.OutboxHead(ctx); err != nil || head != 0 {
 		t.Fatalf("OutboxHead of an empty store = %d, %v", head, err)
 	}
@@ -193,7 +184,7 @@ func fillOutbox(t *testing.T, s history.Store, n int) []history.OutboxEvent {
 	for i := range n {
 		mustAppend(t, s, NewMsg(history.DirectConvID("alice", fmt.Sprintf("u%d", i%3)), "alice", "", fmt.Sprint(i)))
 	}
-	events := allEvents(t, outboxer(t, s), 0, 1000)
+	events := allEvents(t, as[history.Outboxer](t, s), 0, 1000)
 	if len(events) != n {
 		t.Fatalf("%d events, want %d", len(events), n)
 	}
@@ -202,7 +193,7 @@ func fillOutbox(t *testing.T, s history.Store, n int) []history.OutboxEvent {
 
 func testOutboxPaging(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	all := fillOutbox(t, s, 7)
 	for _, limit := range []int{1, 2, 3, 7, 8} {
 		if got := allEvents(t, o, 0, limit); !reflect.DeepEqual(got, all) {
@@ -222,7 +213,7 @@ func testOutboxPaging(t *testing.T, s history.Store) {
 
 func testSinkPositions(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	check := func(sink string, want int64, wantOK bool) {
 		t.Helper()
 		pos, ok, err := o.SinkPosition(ctx, sink)
@@ -250,7 +241,7 @@ func testSinkPositions(t *testing.T, s history.Store) {
 
 func testPruneOutbox(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	all := fillOutbox(t, s, 10)
 	prune := func(upTo int64, limit, want int) {
 		t.Helper()
@@ -293,7 +284,7 @@ func testPruneOutbox(t *testing.T, s history.Store) {
 func OutboxConcurrent(t *testing.T, s history.Store, writers, rounds int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	var wg sync.WaitGroup
 	errs := make(chan error, writers+8)
 	fail := func(err error) {

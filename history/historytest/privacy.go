@@ -22,14 +22,6 @@ var privacyCases = []storeCase{
 	{"Export", testExport},
 }
 
-func privacy(t *testing.T, s history.Store) history.Privacy {
-	t.Helper()
-	p, ok := s.(history.Privacy)
-	if !ok {
-		t.Fatalf("%T does not implement history.Privacy", s)
-	}
-	return p
-}
 
 // search returns the (conv, seq) of user's results for q.
 func search(t *testing.T, p history.Privacy, user, q string, mod ...func(*history.SearchQuery)) []history.SeqKey {
@@ -64,7 +56,7 @@ func wantHits(t *testing.T, what string, got []history.SeqKey, want ...history.S
 }
 
 func testSearchVisibility(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ab, ac := history.DirectConvID("alice", "bob"), history.DirectConvID("alice", "carol")
 	m1 := mustAppend(t, s, NewMsg(ab, "alice", "", `{"text":"Meet at the harbour","lang":"harbour-key"}`))
 	m2 := mustAppend(t, s, NewMsg(ac, "carol", "", `{"text":"harbour party tonight"}`))
@@ -97,7 +89,7 @@ func testSearchVisibility(t *testing.T, s history.Store) {
 }
 
 func testSearchEditsDeletes(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ab := history.DirectConvID("alice", "bob")
 	m := mustAppend(t, s, NewMsg(ab, "alice", "", `{"text":"secret plan"}`))
 	other := mustAppend(t, s, NewMsg(ab, "bob", "", `{"text":"plan b"}`))
@@ -117,7 +109,7 @@ func testSearchEditsDeletes(t *testing.T, s history.Store) {
 }
 
 func testSearchPaging(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ab := history.DirectConvID("alice", "bob")
 	base := time.Now().Add(-time.Hour)
 	for i := range 7 {
@@ -148,7 +140,7 @@ func testSearchPaging(t *testing.T, s history.Store) {
 }
 
 func testRetention(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ctx := context.Background()
 	ab := history.DirectConvID("alice", "bob")
 	mustAppend(t, s, NewMsg(ab, "alice", "", `"x"`))
@@ -173,7 +165,7 @@ func testRetention(t *testing.T, s history.Store) {
 }
 
 func testExpire(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ctx := context.Background()
 	ab, ac := history.DirectConvID("alice", "bob"), history.DirectConvID("alice", "carol")
 	now := time.Now()
@@ -243,7 +235,7 @@ func testExpire(t *testing.T, s history.Store) {
 }
 
 func testBlocksRelation(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ctx := context.Background()
 	rel := func(a, b string) history.Relation {
 		t.Helper()
@@ -291,7 +283,7 @@ func testBlocksRelation(t *testing.T, s history.Store) {
 }
 
 func testDeleteUser(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ctx := context.Background()
 	ab := history.DirectConvID("alice", "bob")
 	a1 := mustAppend(t, s, NewMsg(ab, "alice", "", `"alice one"`))
@@ -346,7 +338,7 @@ func testDeleteUser(t *testing.T, s history.Store) {
 }
 
 func testExport(t *testing.T, s history.Store) {
-	p := privacy(t, s)
+	p := as[history.Privacy](t, s)
 	ab := history.DirectConvID("alice", "bob")
 	mustAppend(t, s, NewMsg(ab, "alice", "", `"one"`))
 	mustAppend(t, s, NewMsg(ab, "bob", "", `"not mine"`))

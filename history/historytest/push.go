@@ -41,7 +41,7 @@ func setToken(t *testing.T, o history.Outboxer, user, device, provider, token st
 
 func testPushTokens(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	dm := history.DirectConvID("alice", "bob")
 	mustAppend(t, s, NewMsg(dm, "bob", "", `1`))
 	tokens := func() []history.PushToken {
@@ -115,7 +115,7 @@ func testPushTokens(t *testing.T, s history.Store) {
 
 func testPushTargets(t *testing.T, s history.Store) {
 	ctx := context.Background()
-	o := outboxer(t, s)
+	o := as[history.Outboxer](t, s)
 	now := time.Now()
 	createGroup(t, s, "g", "alice", "bob", "carol", "dave", "frank", "gina")
 	if _, _, err := s.ChangeMember(ctx, change("g", "alice", "gina", "", true)); err != nil {
