@@ -38,35 +38,40 @@ const messageOverhead = 256
 // handlers and is checked against docs/openapi.yaml.
 type route struct {
 	method, pattern string
-	handle          func(b *API) func(w http.ResponseWriter, r *http.Request, user string)
+	handle          func(b *API, w http.ResponseWriter, r *http.Request, user string) // a method expression: (*API).listMessages
+}
+
+// handler returns rt's handler bound to b.
+func (rt route) handler(b *API) func(w http.ResponseWriter, r *http.Request, user string) {
+	return func(w http.ResponseWriter, r *http.Request, user string) { rt.handle(b, w, r, user) }
 }
 
 var routes = []route{
-	{"GET", "/v1/conversations", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listConversations }},
-	{"GET", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listMessages }},
-	{"POST", "/v1/conversations/{conv}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postConvMessage }},
-	{"POST", "/v1/users/{peer}/messages", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUserMessage }},
-	{"GET", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getMessage }},
-	{"PATCH", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.editMessage }},
-	{"DELETE", "/v1/conversations/{conv}/messages/{seq}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMessage }},
-	{"PUT", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putReaction }},
-	{"DELETE", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteReaction }},
-	{"PUT", "/v1/conversations/{conv}/settings", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putSettings }},
-	{"POST", "/v1/conversations/{conv}/read", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postRead }},
-	{"GET", "/v1/sync", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getSync }},
-	{"PUT", "/v1/devices/{device}/push", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putPush }},
-	{"DELETE", "/v1/devices/{device}/push", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deletePush }},
-	{"POST", "/v1/groups", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.createGroup }},
-	{"GET", "/v1/groups/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getGroup }},
-	{"PUT", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putMember }},
-	{"DELETE", "/v1/groups/{id}/members/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMember }},
-	{"GET", "/v1/search", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.search }},
-	{"PUT", "/v1/conversations/{conv}/retention", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putRetention }},
-	{"GET", "/v1/blocks", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.listBlocks }},
-	{"PUT", "/v1/blocks/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.putBlock }},
-	{"DELETE", "/v1/blocks/{user}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteBlock }},
-	{"DELETE", "/v1/users/me", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteMe }},
-	{"GET", "/v1/users/me/export", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.exportMe }},
+	{"GET", "/v1/conversations", (*API).listConversations},
+	{"GET", "/v1/conversations/{conv}/messages", (*API).listMessages},
+	{"POST", "/v1/conversations/{conv}/messages", (*API).postConvMessage},
+	{"POST", "/v1/users/{peer}/messages", (*API).postUserMessage},
+	{"GET", "/v1/conversations/{conv}/messages/{seq}", (*API).getMessage},
+	{"PATCH", "/v1/conversations/{conv}/messages/{seq}", (*API).editMessage},
+	{"DELETE", "/v1/conversations/{conv}/messages/{seq}", (*API).deleteMessage},
+	{"PUT", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", (*API).putReaction},
+	{"DELETE", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", (*API).deleteReaction},
+	{"PUT", "/v1/conversations/{conv}/settings", (*API).putSettings},
+	{"POST", "/v1/conversations/{conv}/read", (*API).postRead},
+	{"GET", "/v1/sync", (*API).getSync},
+	{"PUT", "/v1/devices/{device}/push", (*API).putPush},
+	{"DELETE", "/v1/devices/{device}/push", (*API).deletePush},
+	{"POST", "/v1/groups", (*API).createGroup},
+	{"GET", "/v1/groups/{id}", (*API).getGroup},
+	{"PUT", "/v1/groups/{id}/members/{user}", (*API).putMember},
+	{"DELETE", "/v1/groups/{id}/members/{user}", (*API).deleteMember},
+	{"GET", "/v1/search", (*API).search},
+	{"PUT", "/v1/conversations/{conv}/retention", (*API).putRetention},
+	{"GET", "/v1/blocks", (*API).listBlocks},
+	{"PUT", "/v1/blocks/{user}", (*API).putBlock},
+	{"DELETE", "/v1/blocks/{user}", (*API).deleteBlock},
+	{"DELETE", "/v1/users/me", (*API).deleteMe},
+	{"GET", "/v1/users/me/export", (*API).exportMe},
 }
 
 // conversationJSON is a conversation on the wire.

@@ -16,15 +16,15 @@ import (
 // have their own body cap (files.Service.MaxUpload); GET /v1/files/{id}
 // also accepts a signed URL instead of a bearer token.
 var fileRoutes = []route{
-	{"POST", "/v1/uploads", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postUpload }},
-	{"GET", "/v1/files/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getFile }},
-	{"POST", "/v1/files/{id}/url", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.postFileURL }},
+	{"POST", "/v1/uploads", (*API).postUpload},
+	{"GET", "/v1/files/{id}", (*API).getFile},
+	{"POST", "/v1/files/{id}/url", (*API).postFileURL},
 	// Resumable uploads (tus.go); POST /v1/uploads with a Tus-Resumable
 	// header creates one.
-	{"HEAD", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.headUpload }},
-	{"PATCH", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.patchUpload }},
-	{"DELETE", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.deleteUpload }},
-	{"GET", "/v1/uploads/{id}", func(b *API) func(http.ResponseWriter, *http.Request, string) { return b.getUpload }},
+	{"HEAD", "/v1/uploads/{id}", (*API).headUpload},
+	{"PATCH", "/v1/uploads/{id}", (*API).patchUpload},
+	{"DELETE", "/v1/uploads/{id}", (*API).deleteUpload},
+	{"GET", "/v1/uploads/{id}", (*API).getUpload},
 }
 
 // registerFiles adds fileRoutes to mux; without Files they answer 404.
@@ -37,7 +37,7 @@ func (b *API) registerFiles(mux *http.ServeMux) {
 		b.tus = t
 	}
 	for _, rt := range fileRoutes {
-		h := b.auth(rt.handle(b))
+		h := b.auth(rt.handler(b))
 		switch {
 		case b.Files == nil || (b.tus == nil && strings.HasPrefix(rt.pattern, "/v1/uploads/")):
 			h = func(w http.ResponseWriter, r *http.Request) {
@@ -133,13 +133,8 @@ func (b *API) getFile(w http.ResponseWriter, r *http.Request, user string) {
 // serveFile streams file id to user ("" for a signed URL) with Range,
 // ETag and caching headers (http.ServeContent).
 func (b *API) serveFile(w http.ResponseWriter, r *http.Request, user, id string) {
-	f, err := b.Files.Open(r.Context(), user, id)
-	if errors.Is(err, files.ErrNotFound) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such file"})
-		return
-	}
-	if err != nil {
-		b.fail(w, r, err)
+	f := b.openFile(w, r, user, id)
+	if f == nil {
 		return
 	}
 	defer f.Close()
@@ -157,16 +152,26 @@ func (b *API) serveFile(w http.ResponseWriter, r *http.Request, user, id string)
 	http.ServeContent(w, r, "", f.ModTime, f)
 }
 
-// postFileURL answers a signed URL of a file the user may read.
-func (b *API) postFileURL(w http.ResponseWriter, r *http.Request, user string) {
-	id := r.PathValue("id")
+// openFile opens file id for user ("" for a signed URL). When the user may
+// not read it, or it does not open, it answers the error and returns nil.
+func (b *API) openFile(w http.ResponseWriter, r *http.Request, user, id string) *files.File {
 	f, err := b.Files.Open(r.Context(), user, id)
 	if errors.Is(err, files.ErrNotFound) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "no such file"})
-		return
+		return nil
 	}
 	if err != nil {
 		b.fail(w, r, err)
+		return nil
+	}
+	return f
+}
+
+// postFileURL answers a signed URL of a file the user may read.
+func (b *API) postFileURL(w http.ResponseWriter, r *http.Request, user string) {
+	id := r.PathValue("id")
+	f := b.openFile(w, r, user, id)
+	if f == nil {
 		return
 	}
 	f.Close()

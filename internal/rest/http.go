@@ -74,7 +74,7 @@ func (b *API) Register(mux *http.ServeMux) {
 	}
 	limit := int64(max(maxBody, b.MaxPayload))
 	for _, rt := range routes {
-		mux.HandleFunc(rt.method+" "+rt.pattern, capBody(limit, b.auth(rt.handle(b))))
+		mux.HandleFunc(rt.method+" "+rt.pattern, capBody(limit, b.auth(rt.handler(b))))
 	}
 	b.registerFiles(mux)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
