@@ -16,7 +16,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-im/parley/internal/testport"
 )
 
 // Cluster is a PostgreSQL server started by this package.
@@ -204,15 +205,6 @@ func version(dir string) int {
 	return n
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start() (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
@@ -242,7 +234,7 @@ func start() (*Cluster, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		if c.port, err = freePort(); err != nil {
+		if c.port, err = testport.Free(); err != nil {
 			return nil, err
 		}
 		if err = c.Start(); err == nil || attempt == 2 {

@@ -7,7 +7,6 @@ package s3test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/internal/blob"
+	"github.com/parley-im/parley/internal/testport"
 )
 
 // Credentials of the test server (also passed as the AWS variables).
@@ -89,15 +89,6 @@ func Stop() {
 	}
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start(bin string) (string, error) {
 	dir, err := os.MkdirTemp("", "parley-weed-*")
 	if err != nil {
@@ -106,7 +97,7 @@ func start(bin string) (string, error) {
 	dataDir = dir
 	var ports [4]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = testport.Free(); err != nil {
 			return "", err
 		}
 	}
