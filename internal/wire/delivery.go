@@ -26,18 +26,9 @@ func MessageDelivery(m history.Message) []byte {
 func AppendMessageDelivery(dst []byte, m history.Message) []byte {
 	dst = append(dst, `{"kind":"message","conv":`...)
 	dst = appendJSONString(dst, m.Conv)
-	if m.Seq != 0 {
-		dst = append(dst, `,"seq":`...)
-		dst = strconv.AppendInt(dst, m.Seq, 10)
-	}
-	if m.ID != "" {
-		dst = append(dst, `,"id":`...)
-		dst = appendJSONString(dst, m.ID)
-	}
-	if m.CID != "" {
-		dst = append(dst, `,"cid":`...)
-		dst = appendJSONString(dst, m.CID)
-	}
+	dst = appendIntField(dst, `,"seq":`, m.Seq)
+	dst = appendStringField(dst, `,"id":`, m.ID)
+	dst = appendStringField(dst, `,"cid":`, m.CID)
 	dst = append(dst, `,"from":`...)
 	dst = appendJSONString(dst, m.From)
 	dst = append(dst, `,"ts":"`...)
@@ -49,10 +40,7 @@ func AppendMessageDelivery(dst []byte, m history.Message) []byte {
 	if dst, ok = appendCompactJSON(dst, m.Body); !ok {
 		return nil
 	}
-	if m.ReplyTo != 0 {
-		dst = append(dst, `,"reply_to":`...)
-		dst = strconv.AppendInt(dst, m.ReplyTo, 10)
-	}
+	dst = appendIntField(dst, `,"reply_to":`, m.ReplyTo)
 	if len(m.Mentions) > 0 {
 		dst = append(dst, `,"mentions":[`...)
 		for i, u := range m.Mentions {
@@ -63,14 +51,8 @@ func AppendMessageDelivery(dst []byte, m history.Message) []byte {
 		}
 		dst = append(dst, ']')
 	}
-	if m.Target != 0 {
-		dst = append(dst, `,"target":`...)
-		dst = strconv.AppendInt(dst, m.Target, 10)
-	}
-	if m.Emoji != "" {
-		dst = append(dst, `,"emoji":`...)
-		dst = appendJSONString(dst, m.Emoji)
-	}
+	dst = appendIntField(dst, `,"target":`, m.Target)
+	dst = appendStringField(dst, `,"emoji":`, m.Emoji)
 	if !m.EditedAt.IsZero() {
 		dst = append(dst, `,"edited_at":"`...)
 		dst = m.EditedAt.UTC().AppendFormat(dst, TSLayout)
@@ -89,6 +71,24 @@ func AppendMessageDelivery(dst []byte, m history.Message) []byte {
 		dst = append(dst, b...)
 	}
 	return append(dst, '}')
+}
+
+// appendIntField appends field, such as `,"seq":`, and n, unless n is 0: a
+// field that encoding/json omits when empty.
+func appendIntField(dst []byte, field string, n int64) []byte {
+	if n == 0 {
+		return dst
+	}
+	return strconv.AppendInt(append(dst, field...), n, 10)
+}
+
+// appendStringField appends field, such as `,"id":`, and s as a JSON
+// string, unless s is "": a field that encoding/json omits when empty.
+func appendStringField(dst []byte, field, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return appendJSONString(append(dst, field...), s)
 }
 
 const hexDigits = "0123456789abcdef"
