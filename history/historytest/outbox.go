@@ -22,7 +22,6 @@ var outboxCases = []storeCase{
 	{"PushTargets", testPushTargets},
 }
 
-
 // allEvents returns every event of the outbox after after, read in pages of
 // limit, and checks that positions strictly increase.
 func allEvents(t *testing.T, o history.Outboxer, after int64, limit int) []history.OutboxEvent {

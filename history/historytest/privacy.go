@@ -22,7 +22,6 @@ var privacyCases = []storeCase{
 	{"Export", testExport},
 }
 
-
 // search returns the (conv, seq) of user's results for q.
 func search(t *testing.T, p history.Privacy, user, q string, mod ...func(*history.SearchQuery)) []history.SeqKey {
 	t.Helper()
