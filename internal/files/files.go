@@ -26,6 +26,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/blob"
+	"github.com/parley-im/parley/internal/defaults"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -99,21 +100,11 @@ func (s *Service) Init() error {
 	if err := os.MkdirAll(s.PartialDir, 0o750); err != nil {
 		return fmt.Errorf("files: %w", err)
 	}
-	if s.MaxUpload <= 0 {
-		s.MaxUpload = DefaultMaxUpload
-	}
-	if s.MaxPixels <= 0 {
-		s.MaxPixels = DefaultMaxPixels
-	}
-	if s.UnreferencedTTL <= 0 {
-		s.UnreferencedTTL = DefaultUnreferencedTTL
-	}
-	if s.CollectEvery <= 0 {
-		s.CollectEvery = DefaultCollectEvery
-	}
-	if s.URLTTL <= 0 {
-		s.URLTTL = DefaultURLTTL
-	}
+	defaults.Positive(&s.MaxUpload, DefaultMaxUpload)
+	defaults.Positive(&s.MaxPixels, DefaultMaxPixels)
+	defaults.Positive(&s.UnreferencedTTL, DefaultUnreferencedTTL)
+	defaults.Positive(&s.CollectEvery, DefaultCollectEvery)
+	defaults.Positive(&s.URLTTL, DefaultURLTTL)
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}

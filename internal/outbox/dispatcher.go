@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/defaults"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -47,21 +48,11 @@ type Dispatcher struct {
 }
 
 func (d *Dispatcher) init() {
-	if d.Batch <= 0 {
-		d.Batch = DefaultBatch
-	}
-	if d.Poll <= 0 {
-		d.Poll = DefaultPoll
-	}
-	if d.MinBackoff <= 0 {
-		d.MinBackoff = DefaultMinBackoff
-	}
-	if d.MaxBackoff <= 0 {
-		d.MaxBackoff = DefaultMaxBackoff
-	}
-	if d.DeadAfter <= 0 {
-		d.DeadAfter = DefaultDeadAfter
-	}
+	defaults.Positive(&d.Batch, DefaultBatch)
+	defaults.Positive(&d.Poll, DefaultPoll)
+	defaults.Positive(&d.MinBackoff, DefaultMinBackoff)
+	defaults.Positive(&d.MaxBackoff, DefaultMaxBackoff)
+	defaults.Positive(&d.DeadAfter, DefaultDeadAfter)
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/defaults"
 	"github.com/parley-im/parley/internal/files"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -66,9 +67,7 @@ type API struct {
 // authentication and a cap on the request body, and answers 404 not_found
 // for any other path under /v1/.
 func (b *API) Register(mux *http.ServeMux) {
-	if b.MaxPayload <= 0 {
-		b.MaxPayload = send.DefaultMaxPayload
-	}
+	defaults.Positive(&b.MaxPayload, send.DefaultMaxPayload)
 	if b.Log == nil {
 		b.Log = slog.Default()
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/defaults"
 )
 
 // DefaultMaxBatch bounds the messages of one group commit.
@@ -54,12 +55,8 @@ var ErrCommitterClosed = errors.New("send: committer closed")
 
 func (c *Committer) start() {
 	c.once.Do(func() {
-		if c.Partitions <= 0 {
-			c.Partitions = 1
-		}
-		if c.MaxBatch <= 0 {
-			c.MaxBatch = DefaultMaxBatch
-		}
+		defaults.Positive(&c.Partitions, 1)
+		defaults.Positive(&c.MaxBatch, DefaultMaxBatch)
 		c.done = make(chan struct{})
 		c.parts = make([]chan *commitReq, c.Partitions)
 		for i := range c.parts {

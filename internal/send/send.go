@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/parley-im/parley/internal/defaults"
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/wire"
@@ -119,18 +120,12 @@ func (m *Service) Init() error {
 	if m.Store == nil || m.Groups == nil || m.Deliver == nil {
 		return errors.New("send: Service needs Store, Groups and Deliver")
 	}
-	if m.ReceiptGroupMax <= 0 {
-		m.ReceiptGroupMax = DefaultReceiptGroupMax
-	}
+	defaults.Positive(&m.ReceiptGroupMax, DefaultReceiptGroupMax)
 	if m.Committer == nil {
 		m.Committer = &Committer{Store: m.Store}
 	}
-	if m.MaxPayload <= 0 {
-		m.MaxPayload = DefaultMaxPayload
-	}
-	if m.StoreTimeout <= 0 {
-		m.StoreTimeout = 10 * time.Second
-	}
+	defaults.Positive(&m.MaxPayload, DefaultMaxPayload)
+	defaults.Positive(&m.StoreTimeout, 10*time.Second)
 	if m.Log == nil {
 		m.Log = slog.Default()
 	}
