@@ -109,37 +109,25 @@ func TestRetentionRules(t *testing.T) {
 	if err := history.MayChangeRetention(history.KindDirect, "", "dm:a:b"); err != nil {
 		t.Errorf("direct party: %v", err)
 	}
-}
-
-func TestRetentionRule(t *testing.T) {
-	cases := []struct {
-		name    string
-		member  bool
-		kind    string
-		role    string
-		d       time.Duration
-		want    int64 // -1: nil
-		wantErr string
-	}{
-		{"DirectParty", true, history.KindDirect, history.RoleMember, 90 * time.Minute, 5400, ""},
-		{"GroupAdmin", true, history.KindGroup, history.RoleAdmin, 1500 * time.Millisecond, 1, ""},
-		{"Off", true, history.KindGroup, history.RoleOwner, 0, -1, ""},
-		{"ErrNotAllowed", true, history.KindGroup, history.RoleMember, time.Hour, -1, history.ENOTALLOWED},
-		{"ErrNotMember", false, "", "", time.Hour, -1, history.ENOTMEMBER},
+	type change struct {
+		member     bool
+		kind, role string
+		d          time.Duration
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			secs, err := history.RetentionRule("c", c.member, c.kind, c.role, c.d)
-			if history.ErrorCode(err) != c.wantErr {
-				t.Fatalf("err = %v, want code %q", err, c.wantErr)
-			}
-			got := int64(-1)
-			if secs != nil {
-				got = *secs
-			}
-			if got != c.want {
-				t.Errorf("secs = %d, want %d", got, c.want)
-			}
-		})
-	}
+	runTable(t, "RetentionRule", func(c change) string {
+		secs, err := history.RetentionRule("g:x", c.member, c.kind, c.role, c.d)
+		switch {
+		case err != nil:
+			return history.ErrorCode(err)
+		case secs == nil:
+			return "none"
+		}
+		return fmt.Sprint(*secs)
+	}, []tableCase[change, string]{
+		{"DirectParty", change{true, history.KindDirect, "", 90 * time.Minute}, "5400"},
+		{"WholeSeconds", change{true, history.KindGroup, history.RoleAdmin, 1500 * time.Millisecond}, "1"},
+		{"Off", change{true, history.KindGroup, history.RoleOwner, 0}, "none"},
+		{"ErrNotAllowed", change{true, history.KindGroup, history.RoleMember, time.Hour}, history.ENOTALLOWED},
+		{"ErrNotMember", change{false, "", "", time.Hour}, history.ENOTMEMBER},
+	})
 }
