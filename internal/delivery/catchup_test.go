@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,19 +66,9 @@ func TestNewDeviceNewConversation(t *testing.T) {
 	e := setup(t, func(h *Hub) { h.NewDeviceBacklog = 3 })
 	e.sendN(dm, "alice", 1) // bob/phone's first pass reads dm's messages
 	const dm2 = "dm:bob:carol"
-	var once sync.Once
-	e.store.setBefore(func(_ context.Context, op string, _ int) error {
-		if op == "Messages" {
-			once.Do(func() {
-				// carol starts a conversation with bob during that pass:
-				// delivered live while bob/phone catches up, so skipped.
-				for _, m := range e.sendN(dm2, "carol", 10) {
-					e.hub.DeliverMessage([]string{"bob", "carol"}, m)
-				}
-			})
-		}
-		return nil
-	})
+	// carol starts a conversation with bob during that pass: delivered
+	// live while bob/phone catches up, so skipped.
+	e.deliverDuring("Messages", dm2, "carol", []string{"bob", "carol"}, 10)
 	bob := e.connect("bob/phone", 1)
 	bob.waitMessages(t, dm2, 10)
 	bob.wantSeqs(t, dm2, 1, 10)
@@ -92,17 +81,7 @@ func TestNewDeviceNewConversation(t *testing.T) {
 func TestNewDeviceLiveDuringFirstRead(t *testing.T) {
 	e := setup(t, func(h *Hub) { h.NewDeviceBacklog = 3 })
 	e.sendN(dm, "alice", 5) // before bob/phone: it gets the latest 3 of these
-	var once sync.Once
-	e.store.setBefore(func(_ context.Context, op string, _ int) error {
-		if op == "Device" {
-			once.Do(func() {
-				for _, m := range e.sendN(dm, "alice", 10) {
-					e.hub.DeliverMessage([]string{"alice", "bob"}, m)
-				}
-			})
-		}
-		return nil
-	})
+	e.deliverDuring("Device", dm, "alice", []string{"alice", "bob"}, 10)
 	bob := e.connect("bob/phone", 1)
 	bob.waitMessages(t, dm, 13)
 	bob.wantSeqs(t, dm, 3, 15)

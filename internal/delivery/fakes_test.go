@@ -441,6 +441,22 @@ func (e *env) send(conv, from, body string) history.Message {
 	return m
 }
 
+// deliverDuring makes the first call of op to the store, before it goes on,
+// send n messages of conv from and deliver them live to users.
+func (e *env) deliverDuring(op, conv, from string, users []string, n int) {
+	var once sync.Once
+	e.store.setBefore(func(_ context.Context, o string, _ int) error {
+		if o == op {
+			once.Do(func() {
+				for _, m := range e.sendN(conv, from, n) {
+					e.hub.DeliverMessage(users, m)
+				}
+			})
+		}
+		return nil
+	})
+}
+
 // sendN stores n messages.
 func (e *env) sendN(conv, from string, n int) []history.Message {
 	e.t.Helper()
