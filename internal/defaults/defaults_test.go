@@ -5,23 +5,17 @@ import (
 	"time"
 
 	"github.com/parley-im/parley/internal/defaults"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 func TestPositive(t *testing.T) {
-	for _, c := range []struct {
-		name    string
-		in, out time.Duration
-	}{
-		{"Unset", 0, time.Minute},
-		{"Negative", -time.Second, time.Minute},
-		{"Set", time.Second, time.Second},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			v := c.in
-			defaults.Positive(&v, time.Minute)
-			if v != c.out {
-				t.Errorf("Positive(%v) = %v, want %v", c.in, v, c.out)
-			}
-		})
+	positive := func(v time.Duration) time.Duration {
+		defaults.Positive(&v, time.Minute)
+		return v
 	}
+	testkit.RunCases(t, "Positive", []testkit.Case[time.Duration, time.Duration]{
+		{Name: "Unset", In: 0, Want: time.Minute},
+		{Name: "Negative", In: -time.Second, Want: time.Minute},
+		{Name: "Set", In: time.Second, Want: time.Second},
+	}, positive)
 }
