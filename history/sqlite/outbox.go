@@ -44,8 +44,7 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 		return nil, err
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
-		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
-		coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')
+		`+joinedColumns+`
 		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
 		WHERE o.pos > ? ORDER BY o.pos LIMIT ?`, after, limit)
 	out, err := collect(rows, err, scanOutboxEvent)
@@ -60,11 +59,8 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 func scanOutboxEvent(row scanner) (history.OutboxEvent, error) {
 	var e history.OutboxEvent
 	var ts string
-	var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
-	var lseq, lreply, ltarget sql.NullInt64
-	var ldeleted sql.NullBool
-	if err := row.Scan(&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts,
-		&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
+	var lm joined
+	if err := row.Scan(append([]any{&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts}, lm.dest()...)...); err != nil {
 		return e, err
 	}
 	t, err := time.Parse(tsLayout, ts)
@@ -72,20 +68,8 @@ func scanOutboxEvent(row scanner) (history.OutboxEvent, error) {
 		return e, err
 	}
 	e.TS = t.UTC()
-	if !lconv.Valid {
-		return e, nil
-	}
-	mts, err := time.Parse(tsLayout, lts.String)
-	if err != nil {
-		return e, err
-	}
-	e.Message = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
-		From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: mts.UTC(),
-		ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
-	if err := scanExtra(e.Message, lmentions.String, ledited.String); err != nil {
-		return e, err
-	}
-	return e, scanAttachments(e.Message, lfiles.String)
+	e.Message, err = lm.message()
+	return e, err
 }
 
 // OutboxHead implements history.Outboxer: AUTOINCREMENT's record of the

@@ -164,6 +164,45 @@ func scanMessage(row scanner) (history.Message, error) {
 	return m, err
 }
 
+// joinedColumns are messageColumns of a message joined as lm with LEFT
+// JOIN: all NULL when there is none. A joined reads them.
+const joinedColumns = `lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
+	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')`
+
+// joined receives joinedColumns.
+type joined struct {
+	conv, id, cid, from, typ, body, ts, mentions, emoji, edited, files sql.NullString
+	seq, reply, target                                                 sql.NullInt64
+	deleted                                                            sql.NullBool
+}
+
+// dest returns where Scan writes joinedColumns.
+func (j *joined) dest() []any {
+	return []any{&j.conv, &j.seq, &j.id, &j.cid, &j.from, &j.typ, &j.body, &j.ts,
+		&j.reply, &j.mentions, &j.target, &j.emoji, &j.edited, &j.deleted, &j.files}
+}
+
+// message returns the joined message, nil when there was none.
+func (j *joined) message() (*history.Message, error) {
+	if !j.conv.Valid {
+		return nil, nil
+	}
+	ts, err := time.Parse(tsLayout, j.ts.String)
+	if err != nil {
+		return nil, err
+	}
+	m := &history.Message{Conv: j.conv.String, Seq: j.seq.Int64, ID: j.id.String, CID: j.cid.String,
+		From: j.from.String, Type: j.typ.String, Body: []byte(j.body.String), TS: ts.UTC(),
+		ReplyTo: j.reply.Int64, Target: j.target.Int64, Emoji: j.emoji.String, Deleted: j.deleted.Bool}
+	if err := scanExtra(m, j.mentions.String, j.edited.String); err != nil {
+		return nil, err
+	}
+	if err := scanAttachments(m, j.files.String); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func nullable(s string) any {
 	if s == "" {
 		return nil

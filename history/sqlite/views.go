@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
 
 	"github.com/parley-im/parley/history"
 )
@@ -49,8 +48,7 @@ const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	m.read_seq, ` + countsColumns + `,
 	coalesce(m.muted_until, ''), m.archived, m.pinned,
 	c.updated_at,
-	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
-	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')
+	` + joinedColumns + `
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
@@ -79,28 +77,16 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 		var v history.ConversationView
 		var at, muted string
 		var archived, pinned bool
-		var lconv, lid, lcid, lfrom, ltype, lbody, lts, lmentions, lemoji, ledited, lfiles sql.NullString
-		var lseq, lreply, ltarget sql.NullInt64
-		var ldeleted sql.NullBool
-		if err := rows.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at,
-			&lconv, &lseq, &lid, &lcid, &lfrom, &ltype, &lbody, &lts, &lreply, &lmentions, &ltarget, &lemoji, &ledited, &ldeleted, &lfiles); err != nil {
+		var lm joined
+		if err := rows.Scan(append([]any{&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at}, lm.dest()...)...); err != nil {
 			return nil, history.Position{}, false, err
 		}
 		var err error
 		if v.Settings, err = settings(muted, archived, pinned); err != nil {
 			return nil, history.Position{}, false, err
 		}
-		if lconv.Valid {
-			ts, _ := time.Parse(tsLayout, lts.String)
-			v.LastMessage = &history.Message{Conv: lconv.String, Seq: lseq.Int64, ID: lid.String, CID: lcid.String,
-				From: lfrom.String, Type: ltype.String, Body: []byte(lbody.String), TS: ts.UTC(),
-				ReplyTo: lreply.Int64, Target: ltarget.Int64, Emoji: lemoji.String, Deleted: ldeleted.Bool}
-			if err := scanExtra(v.LastMessage, lmentions.String, ledited.String); err != nil {
-				return nil, history.Position{}, false, err
-			}
-			if err := scanAttachments(v.LastMessage, lfiles.String); err != nil {
-				return nil, history.Position{}, false, err
-			}
+		if v.LastMessage, err = lm.message(); err != nil {
+			return nil, history.Position{}, false, err
 		}
 		views = append(views, v)
 		positions = append(positions, at)
