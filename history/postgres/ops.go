@@ -201,8 +201,14 @@ func addReactions(ctx context.Context, tx pgx.Tx, conv, user string, msgs []hist
 	return err
 }
 
-// lastMessage holds the scan targets of a view's last message (viewQuery's
-// lm columns): all NULL when the user sees no message.
+// lastMessageColumns are messageColumns of a message joined as lm with LEFT
+// JOIN (a view's last message, an outbox event's message): all NULL when
+// there is none. A lastMessage reads them.
+const lastMessageColumns = `lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at,
+	coalesce(lm.reply_to, 0), lm.mentions, coalesce(lm.target, 0), coalesce(lm.emoji, ''), lm.edited_at, lm.deleted, lm.attachments::text`
+
+// lastMessage holds the scan targets of lastMessageColumns: all NULL when
+// the user sees no message.
 type lastMessage struct {
 	conv, id, cid, from, typ, body, emoji *string
 	seq, reply, target                    *int64

@@ -83,8 +83,7 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
-		lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at,
-		coalesce(lm.reply_to, 0), lm.mentions, coalesce(lm.target, 0), coalesce(lm.emoji, ''), lm.edited_at, lm.deleted, lm.attachments::text
+		`+lastMessageColumns+`
 		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
 		WHERE o.pos > $1 ORDER BY o.pos LIMIT $2`, after, limit)
 	if err != nil {

@@ -52,8 +52,7 @@ const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	coalesce(m.left_seq, c.last_seq),
 	m.read_seq, ` + countsColumn + `, m.muted_until, m.archived, m.pinned,
 	c.updated_at,
-	lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body::text, lm.created_at,
-	coalesce(lm.reply_to, 0), lm.mentions, coalesce(lm.target, 0), coalesce(lm.emoji, ''), lm.edited_at, lm.deleted, lm.attachments::text
+	` + lastMessageColumns + `
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)

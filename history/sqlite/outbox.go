@@ -44,7 +44,7 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 		return nil, err
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT o.pos, o.id, o.kind, o.conv, o.seq, coalesce(o.user_id, ''), o.ts,
-		`+joinedColumns+`
+		`+lastMessageColumns+`
 		FROM outbox o LEFT JOIN messages lm ON o.kind = 'message' AND lm.conv = o.conv AND lm.seq = o.seq
 		WHERE o.pos > ? ORDER BY o.pos LIMIT ?`, after, limit)
 	out, err := collect(rows, err, scanOutboxEvent)
@@ -59,8 +59,8 @@ func (s *Store) Outbox(ctx context.Context, after int64, limit int) ([]history.O
 func scanOutboxEvent(row scanner) (history.OutboxEvent, error) {
 	var e history.OutboxEvent
 	var ts string
-	var lm joined
-	if err := row.Scan(append([]any{&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts}, lm.dest()...)...); err != nil {
+	var lm lastMessage
+	if err := row.Scan(append([]any{&e.Pos, &e.ID, &e.Kind, &e.Conv, &e.Seq, &e.User, &ts}, lm.targets()...)...); err != nil {
 		return e, err
 	}
 	t, err := time.Parse(tsLayout, ts)

@@ -164,40 +164,41 @@ func scanMessage(row scanner) (history.Message, error) {
 	return m, err
 }
 
-// joinedColumns are messageColumns of a message joined as lm with LEFT
-// JOIN: all NULL when there is none. A joined reads them.
-const joinedColumns = `lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
+// lastMessageColumns are messageColumns of a message joined as lm with LEFT
+// JOIN (a view's last message, an outbox event's message): all NULL when
+// there is none. A lastMessage reads them.
+const lastMessageColumns = `lm.conv, lm.seq, lm.id, coalesce(lm.cid, ''), lm.sender, lm.type, lm.body, lm.created_at,
 	coalesce(lm.reply_to, 0), coalesce(lm.mentions, ''), coalesce(lm.target, 0), coalesce(lm.emoji, ''), coalesce(lm.edited_at, ''), lm.deleted, coalesce(lm.attachments, '')`
 
-// joined receives joinedColumns.
-type joined struct {
+// lastMessage holds the scan targets of lastMessageColumns.
+type lastMessage struct {
 	conv, id, cid, from, typ, body, ts, mentions, emoji, edited, files sql.NullString
 	seq, reply, target                                                 sql.NullInt64
 	deleted                                                            sql.NullBool
 }
 
-// dest returns where Scan writes joinedColumns.
-func (j *joined) dest() []any {
-	return []any{&j.conv, &j.seq, &j.id, &j.cid, &j.from, &j.typ, &j.body, &j.ts,
-		&j.reply, &j.mentions, &j.target, &j.emoji, &j.edited, &j.deleted, &j.files}
+// targets returns where Scan writes lastMessageColumns.
+func (l *lastMessage) targets() []any {
+	return []any{&l.conv, &l.seq, &l.id, &l.cid, &l.from, &l.typ, &l.body, &l.ts,
+		&l.reply, &l.mentions, &l.target, &l.emoji, &l.edited, &l.deleted, &l.files}
 }
 
 // message returns the joined message, nil when there was none.
-func (j *joined) message() (*history.Message, error) {
-	if !j.conv.Valid {
+func (l *lastMessage) message() (*history.Message, error) {
+	if !l.conv.Valid {
 		return nil, nil
 	}
-	ts, err := time.Parse(tsLayout, j.ts.String)
+	ts, err := time.Parse(tsLayout, l.ts.String)
 	if err != nil {
 		return nil, err
 	}
-	m := &history.Message{Conv: j.conv.String, Seq: j.seq.Int64, ID: j.id.String, CID: j.cid.String,
-		From: j.from.String, Type: j.typ.String, Body: []byte(j.body.String), TS: ts.UTC(),
-		ReplyTo: j.reply.Int64, Target: j.target.Int64, Emoji: j.emoji.String, Deleted: j.deleted.Bool}
-	if err := scanExtra(m, j.mentions.String, j.edited.String); err != nil {
+	m := &history.Message{Conv: l.conv.String, Seq: l.seq.Int64, ID: l.id.String, CID: l.cid.String,
+		From: l.from.String, Type: l.typ.String, Body: []byte(l.body.String), TS: ts.UTC(),
+		ReplyTo: l.reply.Int64, Target: l.target.Int64, Emoji: l.emoji.String, Deleted: l.deleted.Bool}
+	if err := scanExtra(m, l.mentions.String, l.edited.String); err != nil {
 		return nil, err
 	}
-	if err := scanAttachments(m, j.files.String); err != nil {
+	if err := scanAttachments(m, l.files.String); err != nil {
 		return nil, err
 	}
 	return m, nil

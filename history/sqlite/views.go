@@ -48,7 +48,7 @@ const viewQuery = `SELECT c.id, c.kind, coalesce(g.name, ''),
 	m.read_seq, ` + countsColumns + `,
 	coalesce(m.muted_until, ''), m.archived, m.pinned,
 	c.updated_at,
-	` + joinedColumns + `
+	` + lastMessageColumns + `
 	FROM members m JOIN conversations c ON c.id = m.conv
 	LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
 	LEFT JOIN messages lm ON lm.conv = c.id AND lm.seq = coalesce(m.left_seq, c.last_seq)
@@ -77,8 +77,8 @@ func queryViews(ctx context.Context, q querier, user string, pos history.Positio
 		var v history.ConversationView
 		var at, muted string
 		var archived, pinned bool
-		var lm joined
-		if err := rows.Scan(append([]any{&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at}, lm.dest()...)...); err != nil {
+		var lm lastMessage
+		if err := rows.Scan(append([]any{&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq, &v.Unread, &v.Mentions, &muted, &archived, &pinned, &at}, lm.targets()...)...); err != nil {
 			return nil, history.Position{}, false, err
 		}
 		var err error
