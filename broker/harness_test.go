@@ -16,6 +16,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/broker/brokertest"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
@@ -50,19 +51,8 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	for _, f := range mod {
 		f(&opts)
 	}
-	b, err := broker.New(opts)
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Close(ctx)
-	})
-	e := &env{t: t, b: b, mqtt: b.Addr("mqtt").String(), ws: b.Addr("ws").String(), http: "http://" + b.Addr("http").String()}
+	s := brokertest.Start(t, opts)
+	e := &env{t: t, b: s.Broker(), mqtt: s.Addr("mqtt"), ws: s.Addr("ws"), http: "http://" + s.Addr("http")}
 	return e
 }
 
