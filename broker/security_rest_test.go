@@ -106,12 +106,7 @@ func TestSyncMessageBudget(t *testing.T) {
 				}
 			}
 		}
-		resp, err := authGet(e, "/v1/sync", "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, raw := e.request("GET", "/v1/sync", "alice", nil)
 		if len(raw) > rest.SyncMessageBytes+256<<10 { // plus each last_message
 			t.Fatalf("sync answer of %d bytes", len(raw))
 		}
@@ -128,12 +123,6 @@ func TestSyncMessageBudget(t *testing.T) {
 			t.Fatalf("%d conversations, %d messages", len(out.Conversations), total)
 		}
 	})
-}
-
-func authGet(e *env, path, user string) (*http.Response, error) {
-	req, _ := http.NewRequest("GET", e.http+path, nil)
-	req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
-	return http.DefaultClient.Do(req)
 }
 
 // TestGroupChangesRateLimited: group creations and membership changes take
