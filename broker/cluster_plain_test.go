@@ -158,27 +158,28 @@ func TestClusterPlainRetained(t *testing.T) {
 		w.next()
 		w.next()
 	}
-	late0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "late0", CleanStart: true})
-	late0.subs("status/#")
-	got := map[string]string{}
-	for _, m := range late0.drain(500 * time.Millisecond) {
-		got[m.Topic] = string(m.Payload)
-	}
-	if len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
+	if got := retained(t, n0, "late0", "status/#"); len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
 		t.Fatalf("retained on node 0 after the clear on node 1: %v, want pump and valve", got)
 	}
 
 	// A node that starts now finds them in the store.
 	n2 := c.addNode(t)
-	late2, _ := dialPlain(t, n2.mqtt, &paho.Connect{ClientID: "late2", CleanStart: true})
-	late2.subs("status/#")
-	got = map[string]string{}
-	for _, m := range late2.drain(500 * time.Millisecond) {
-		got[m.Topic] = string(m.Payload)
-	}
-	if len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
+	if got := retained(t, n2.mqtt, "late2", "status/#"); len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
 		t.Fatalf("retained on a new node: %v, want pump and valve", got)
 	}
+}
+
+// retained connects clientID to addr, subscribes to filter and returns the
+// retained messages it gets within 500 ms, payload by topic.
+func retained(t *testing.T, addr, clientID, filter string) map[string]string {
+	t.Helper()
+	c, _ := dialPlain(t, addr, &paho.Connect{ClientID: clientID, CleanStart: true})
+	c.subs(filter)
+	got := map[string]string{}
+	for _, m := range c.drain(500 * time.Millisecond) {
+		got[m.Topic] = string(m.Payload)
+	}
+	return got
 }
 
 // TestClusterPlainShared: a shared subscription with members on two nodes

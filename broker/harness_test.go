@@ -56,6 +56,12 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	return e
 }
 
+// forEachStore runs f as a subtest on each store (testkit.ForEachStore)
+// with a broker on it.
+func forEachStore(t *testing.T, f func(t *testing.T, e *env)) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) { f(t, setup(t, s)) })
+}
+
 // event is what arrives on a topic: the decoded inbox event and the
 // packet's topic, QoS and payload.
 type event struct {
