@@ -43,6 +43,16 @@ func TestBrowser(t *testing.T) {
 		p := newPage(t, browser, "visitor")
 		p.do(chromedp.Navigate(srv), chromedp.WaitVisible(chromedp.ID("login-user")))
 		p.screenshot("login")
+		// The token form: what is not a token is refused in the error line;
+		// a token signs in.
+		fill := func(token string) {
+			p.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById("login-token").value = %q`, token)))
+			p.click("#token-form button")
+		}
+		fill("not a token")
+		p.waitText("#login-error", "that is not a token")
+		fill(testkit.Token(t, "visitor"))
+		p.do(chromedp.WaitVisible(chromedp.ID("conv-list")))
 		p.do(chromedp.Navigate(srv + "/nowhere"))
 		p.waitJS(`document.body.textContent.includes("404")`)
 	})
