@@ -16,7 +16,6 @@ import (
 
 	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/docs"
-	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -77,8 +76,7 @@ type conversationsOut struct {
 // pages both ways without missing or repeating a message while new ones
 // arrive; idempotent retries answer 200 with the original.
 func TestRESTMessages(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		bob := e.dial("bob/phone", "bob", dialOpts{v5: true})
 		alice := e.dial("alice/laptop", "alice", dialOpts{})
 		var m messageOut
@@ -224,8 +222,7 @@ func TestRESTErrors(t *testing.T) {
 // TestRESTConversationsAndRead: the list shows peer, name, last message,
 // read marker and unread; a read marker set over REST reaches MQTT devices.
 func TestRESTConversationsAndRead(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})
 		for i := 0; i < 3; i++ {
 			if code := e.do("POST", "/v1/users/alice/messages", "bob", fmt.Sprintf(`{"body":%d}`, i), nil); code != 201 {
@@ -282,8 +279,7 @@ func TestRESTConversationsAndRead(t *testing.T) {
 // exactly the changed conversations, and a client converges without
 // per-conversation calls.
 func TestSync(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		for i := 0; i < 60; i++ {
 			if code := e.do("POST", fmt.Sprintf("/v1/users/p%02d/messages", i), "alice", `{"body":"hello"}`, nil); code != 201 {
 				t.Fatalf("send to p%02d: status %d", i, code)

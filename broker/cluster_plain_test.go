@@ -31,6 +31,19 @@ func plainCluster(t *testing.T, n int) *cluster {
 	})
 }
 
+// watch connects a live subscriber to filter on each node of c, in node
+// order: once one got a publish, its node has applied it.
+func (c *cluster) watch(t *testing.T, filter string) []*pclient {
+	t.Helper()
+	var watchers []*pclient
+	for i, n := range c.nodes {
+		w, _ := dialPlain(t, n.mqtt, &paho.Connect{ClientID: fmt.Sprintf("watch%d", i), CleanStart: true})
+		w.subs(filter)
+		watchers = append(watchers, w)
+	}
+	return watchers
+}
+
 // addNode starts one more node of c.
 func (c *cluster) addNode(t *testing.T) *env {
 	t.Helper()
@@ -121,17 +134,12 @@ func TestClusterPlainPublish(t *testing.T) {
 func TestClusterPlainRetained(t *testing.T) {
 	c := plainCluster(t, 2)
 	n0, n1 := c.nodes[0].mqtt, c.nodes[1].mqtt
-	// Live subscribers on both nodes: once they got a publish, their node
-	// has applied it.
-	watch0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "watch0", CleanStart: true})
-	watch0.subs("status/#")
-	watch1, _ := dialPlain(t, n1, &paho.Connect{ClientID: "watch1", CleanStart: true})
-	watch1.subs("status/#")
+	watchers := c.watch(t, "status/#")
 	pub0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "pub0", CleanStart: true})
 	pub0.pub(&paho.Publish{Topic: "status/boiler", QoS: 1, Retain: true, Payload: []byte("on"),
 		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "by", Value: "node0"}}}})
 	pub0.pub(&paho.Publish{Topic: "status/pump", QoS: 1, Retain: true, Payload: []byte("off")})
-	for _, w := range []*pclient{watch0, watch1} {
+	for _, w := range watchers {
 		w.next()
 		w.next()
 	}
@@ -146,31 +154,32 @@ func TestClusterPlainRetained(t *testing.T) {
 	pub1, _ := dialPlain(t, n1, &paho.Connect{ClientID: "pub1", CleanStart: true})
 	pub1.pub(&paho.Publish{Topic: "status/boiler", QoS: 1, Retain: true})
 	pub1.pub(&paho.Publish{Topic: "status/valve", QoS: 1, Retain: true, Payload: []byte("open")})
-	for _, w := range []*pclient{watch0, watch1} {
+	for _, w := range watchers {
 		w.next()
 		w.next()
 	}
-	late0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "late0", CleanStart: true})
-	late0.subs("status/#")
-	got := map[string]string{}
-	for _, m := range late0.drain(500 * time.Millisecond) {
-		got[m.Topic] = string(m.Payload)
-	}
-	if len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
+	if got := retained(t, n0, "late0", "status/#"); len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
 		t.Fatalf("retained on node 0 after the clear on node 1: %v, want pump and valve", got)
 	}
 
 	// A node that starts now finds them in the store.
 	n2 := c.addNode(t)
-	late2, _ := dialPlain(t, n2.mqtt, &paho.Connect{ClientID: "late2", CleanStart: true})
-	late2.subs("status/#")
-	got = map[string]string{}
-	for _, m := range late2.drain(500 * time.Millisecond) {
-		got[m.Topic] = string(m.Payload)
-	}
-	if len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
+	if got := retained(t, n2.mqtt, "late2", "status/#"); len(got) != 2 || got["status/pump"] != "off" || got["status/valve"] != "open" {
 		t.Fatalf("retained on a new node: %v, want pump and valve", got)
 	}
+}
+
+// retained connects clientID to addr, subscribes to filter and returns the
+// retained messages it gets within 500 ms, payload by topic.
+func retained(t *testing.T, addr, clientID, filter string) map[string]string {
+	t.Helper()
+	c, _ := dialPlain(t, addr, &paho.Connect{ClientID: clientID, CleanStart: true})
+	c.subs(filter)
+	got := map[string]string{}
+	for _, m := range c.drain(500 * time.Millisecond) {
+		got[m.Topic] = string(m.Payload)
+	}
+	return got
 }
 
 // TestClusterPlainShared: a shared subscription with members on two nodes
@@ -367,10 +376,7 @@ func TestClusterPlainTakeover(t *testing.T) {
 func TestClusterPlainWillDelay(t *testing.T) {
 	c := plainCluster(t, 2)
 	n0, n1 := c.nodes[0].mqtt, c.nodes[1].mqtt
-	watch0, _ := dialPlain(t, n0, &paho.Connect{ClientID: "watch0", CleanStart: true})
-	watch0.subs("status/#")
-	watch1, _ := dialPlain(t, n1, &paho.Connect{ClientID: "watch1", CleanStart: true})
-	watch1.subs("status/#")
+	watchers := c.watch(t, "status/#")
 	expiry := uint32(600)
 	withWill := func(id string, delay uint32) *paho.Connect {
 		return &paho.Connect{ClientID: id, CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry},
@@ -384,14 +390,14 @@ func TestClusterPlainWillDelay(t *testing.T) {
 	// Gone for good: its will reaches both nodes.
 	lost, _ := dialPlain(t, n1, withWill("lost", 1))
 	lost.conn.Close()
-	for _, w := range []*pclient{watch0, watch1} {
+	for _, w := range watchers {
 		m := w.next()
 		if m.Topic != "status/lost" || string(m.Payload) != "gone" || m.Properties == nil || m.Properties.User.Get("why") != "lost" {
 			t.Fatalf("will: %s %q %+v", m.Topic, m.Payload, m.Properties)
 		}
 	}
-	watch0.none(3 * time.Second) // not the will of the client that came back
-	watch1.none(0)
+	watchers[0].none(3 * time.Second) // not the will of the client that came back
+	watchers[1].none(0)
 }
 
 // TestClusterPlainNodeGone: a persistent session whose node shut down

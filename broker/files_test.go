@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -56,17 +55,11 @@ func forEachBlobStore(t *testing.T, fn func(t *testing.T, opt func(*broker.Optio
 // the answer.
 func (e *env) postFile(user, contentType string, body []byte) (int, upload, apiErr) {
 	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.http+"/v1/uploads", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
+	var hdr []string
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		hdr = []string{"Content-Type", contentType}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := e.request("POST", "/v1/uploads", user, bytes.NewReader(body), hdr...)
 	var u upload
 	var ae apiErr
 	if resp.StatusCode == http.StatusCreated {
@@ -80,20 +73,7 @@ func (e *env) postFile(user, contentType string, body []byte) (int, upload, apiE
 // getFile fetches path as user ("" for none) with extra headers.
 func (e *env) getFile(path, user string, hdr ...string) (*http.Response, []byte) {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.http+path, nil)
-	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return e.request("GET", path, user, nil, hdr...)
 }
 
 func pngImage(t testing.TB, w, h int) []byte {

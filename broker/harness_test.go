@@ -16,6 +16,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/broker/brokertest"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/pgtest"
@@ -50,20 +51,15 @@ func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env
 	for _, f := range mod {
 		f(&opts)
 	}
-	b, err := broker.New(opts)
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Close(ctx)
-	})
-	e := &env{t: t, b: b, mqtt: b.Addr("mqtt").String(), ws: b.Addr("ws").String(), http: "http://" + b.Addr("http").String()}
+	s := brokertest.Start(t, opts)
+	e := &env{t: t, b: s.Broker(), mqtt: s.Addr("mqtt"), ws: s.Addr("ws"), http: "http://" + s.Addr("http")}
 	return e
+}
+
+// forEachStore runs f as a subtest on each store (testkit.ForEachStore)
+// with a broker on it.
+func forEachStore(t *testing.T, f func(t *testing.T, e *env)) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) { f(t, setup(t, s)) })
 }
 
 // event is what arrives on a topic: the decoded inbox event and the
@@ -270,15 +266,20 @@ func (c *client) quiet(d time.Duration) {
 	}
 }
 
-// do sends an HTTP request as user ("" for none) and decodes the JSON reply.
-func (e *env) do(method, path, user, body string, out any) int {
+// request sends an HTTP request as user ("" for none) with body (nil for
+// none) and hdr, pairs of header names and values, and returns the response
+// with its body read.
+func (e *env) request(method, path, user string, body io.Reader, hdr ...string) (*http.Response, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.http+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, e.http+path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if user != "" {
 		req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -286,6 +287,13 @@ func (e *env) do(method, path, user, body string, out any) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// do sends an HTTP request as user ("" for none) and decodes the JSON reply.
+func (e *env) do(method, path, user, body string, out any) int {
+	e.t.Helper()
+	resp, b := e.request(method, path, user, strings.NewReader(body))
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			e.t.Fatalf("%s %s: reply %q: %v", method, path, b, err)
@@ -500,18 +508,31 @@ func mustUnmarshal(t testing.TB, b []byte, v any) {
 // given keepalive (seconds), then reads the CONNACK; it sends nothing else.
 func rawConnect(t testing.TB, e *env, clientID, user string, keepalive uint16) net.Conn {
 	t.Helper()
+	conn, code := rawConnack(t, e, connectPacket(t, clientID, user, keepalive, 0))
+	if code != 0 {
+		t.Fatalf("raw CONNACK return code 0x%02x", code)
+	}
+	return conn
+}
+
+// rawConnack opens a TCP connection, closed when the test ends, sends the
+// MQTT 3.1.1 CONNECT packet connect and reads the CONNACK; it returns the
+// connection and the CONNACK's return code.
+func rawConnack(t testing.TB, e *env, connect []byte) (net.Conn, byte) {
+	t.Helper()
 	conn, err := net.Dial("tcp", e.mqtt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Write(connectPacket(t, clientID, user, keepalive, 0)); err != nil {
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.Write(connect); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 {
 		t.Fatalf("raw CONNACK %v, %v", ack, err)
 	}
 	conn.SetReadDeadline(time.Time{})
-	return conn
+	return conn, ack[3]
 }

@@ -17,8 +17,7 @@ import (
 // every device of both users receives every message once, in seq order, with
 // the right from (a spoofed "from" in the payload is ignored).
 func TestDirect(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice3 := e.dialV3("alice/phone", "alice")
 		alice5 := e.dialV5("alice/laptop", "alice")
 		bob3 := e.dialV3("bob", "bob")
@@ -131,8 +130,7 @@ func TestGroup(t *testing.T) {
 // is stored once, keeps its seq, is echoed to the sender again and is not
 // delivered to the recipient twice.
 func TestIdempotent(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice, bob := e.dialV5("alice", "alice"), e.dialV3("bob", "bob")
 		alice.send("im/send/u/bob", 1, `{"cid":"x","body":"once"}`)
 		first := alice.nextKind("message")
@@ -308,8 +306,7 @@ func TestDupResend(t *testing.T) {
 // TestReaddedMemberSeesNothingFromAway: a member removed and added back gets
 // neither live nor caught-up messages sent while they were not a member.
 func TestReaddedMemberSeesNothingFromAway(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "alice", dialOpts{v5: true})
 		carol := e.dial("carol", "carol", dialOpts{})
 		e.do("POST", "/v1/groups", "alice", `{"id":"g","name":"G","members":["carol"]}`, nil) // 1

@@ -309,8 +309,7 @@ func TestMessagesLive(t *testing.T) {
 // plain members do not; mentions must be members; membership events can be
 // neither replied to nor reacted to.
 func TestMessagesLiveGroup(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		if st := e.do("POST", "/v1/groups", "alice", `{"id":"team","name":"Team","members":["bob","carol"]}`, nil); st != 201 {
 			t.Fatalf("create group: %d", st)
 		}

@@ -222,8 +222,7 @@ func TestNewDeviceBacklog(t *testing.T) {
 // own included; read markers set on one reach the other and the peer;
 // delivery receipts reach the sender.
 func TestMultiDevice(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		phone := e.dial("alice/phone", "alice", dialOpts{v5: true})
 		laptop := e.dial("alice/laptop", "alice", dialOpts{})
 		bob := e.dial("bob", "bob", dialOpts{})

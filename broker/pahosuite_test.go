@@ -41,17 +41,10 @@ func TestPahoSuitesCluster(t *testing.T) {
 		withACL(t, "* deny test/nosubscribe\n* readwrite #\n* readwrite $TopicA/#\n")(o)
 	})
 	port := alternate(t, c.nodes[0].mqtt, c.nodes[1].mqtt)
-	drive := filepath.Join(t.TempDir(), "drive.py")
 	// The suites read -p themselves but hand sys.argv on to unittest,
-	// which refuses it (as in scripts/paho-suite.sh).
-	if err := os.WriteFile(drive, []byte(`import os, runpy, sys, unittest
-script, port = sys.argv[1], sys.argv[2]
-sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-_main = unittest.main
-unittest.main = lambda *a, **k: _main(*a, **dict(k, argv=[script]))
-sys.argv = [script, "-p", port]
-runpy.run_path(script, run_name="__main__")
-`), 0o600); err != nil {
+	// which refuses it: scripts/paho-drive.py runs them.
+	drive, err := filepath.Abs("../scripts/paho-drive.py")
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []struct {

@@ -29,8 +29,7 @@ type searchOut struct {
 // deleted or edited-away text, with a snippet whose highlights mark the
 // match; it pages with the cursor.
 func TestSearchREST(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		for i := range 3 {
 			if code := e.do("POST", "/v1/users/bob/messages", "alice", fmt.Sprintf(`{"body":{"text":"the Harbour meeting %d","tag":"secretkey"}}`, i), nil); code != 201 {
 				t.Fatalf("send: %d", code)
@@ -142,8 +141,7 @@ func post(e *env, path, user, body string) (int, error) {
 // over MQTT 5 and REST and not stored; neither sees the other's presence;
 // a shared group is unaffected; unblocking restores everything.
 func TestBlocking(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		alice := e.dial("alice", "alice", dialOpts{v5: true})
 		bob := e.dial("bob", "bob", dialOpts{v5: true})
 		alice.send("im/send/u/bob", 1, `{"body":"hi"}`)

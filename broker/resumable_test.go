@@ -30,21 +30,7 @@ func (e *env) tusReq(method, path, user string, body []byte, hdr ...string) (*ht
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, _ := http.NewRequest(method, e.http+path, r)
-	req.Header.Set("Tus-Resumable", "1.0.0")
-	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return e.request(method, path, user, r, append([]string{"Tus-Resumable", "1.0.0"}, hdr...)...)
 }
 
 // tusCreate creates a resumable upload of size bytes of contentType for

@@ -32,8 +32,7 @@ type syncOut struct {
 // covers every changed conversation once, a conversation changed during the
 // pass comes in the next one, and the limit is bounded.
 func TestSyncPaging(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		for i := 0; i < 7; i++ {
 			e.do("POST", fmt.Sprintf("/v1/users/p%d/messages", i), "alice", `{"body":"hello"}`, nil)
 		}
@@ -96,8 +95,7 @@ func TestSyncPaging(t *testing.T) {
 // rest.SyncMessageBytes; a conversation beyond the budget gets its newest
 // messages that fit (ending at last_seq), or none.
 func TestSyncMessageBudget(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		big := `{"body":"` + strings.Repeat("x", 60<<10) + `"}`
 		for _, peer := range []string{"p1", "p2"} {
 			for i := 0; i < 15; i++ {
@@ -106,12 +104,7 @@ func TestSyncMessageBudget(t *testing.T) {
 				}
 			}
 		}
-		resp, err := authGet(e, "/v1/sync", "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, raw := e.request("GET", "/v1/sync", "alice", nil)
 		if len(raw) > rest.SyncMessageBytes+256<<10 { // plus each last_message
 			t.Fatalf("sync answer of %d bytes", len(raw))
 		}
@@ -128,12 +121,6 @@ func TestSyncMessageBudget(t *testing.T) {
 			t.Fatalf("%d conversations, %d messages", len(out.Conversations), total)
 		}
 	})
-}
-
-func authGet(e *env, path, user string) (*http.Response, error) {
-	req, _ := http.NewRequest("GET", e.http+path, nil)
-	req.Header.Set("Authorization", "Bearer "+testkit.Token(e.t, user))
-	return http.DefaultClient.Do(req)
 }
 
 // TestGroupChangesRateLimited: group creations and membership changes take
@@ -252,8 +239,7 @@ func TestBodyCap(t *testing.T) {
 // TestGroupCreatedBody: group.created lists the members of a small group and
 // only counts those of a large one.
 func TestGroupCreatedBody(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		create := func(id string, n int) map[string]json.RawMessage {
 			t.Helper()
 			members := make([]string, n-1)
@@ -293,8 +279,7 @@ func TestGroupCreatedBody(t *testing.T) {
 // TestGroupMemberCap: additions cannot grow a group beyond
 // send.MaxGroupMembers, even in parallel.
 func TestGroupMemberCap(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		members := make([]string, send.MaxGroupMembers-2) // with alice: one below the cap
 		for i := range members {
 			members[i] = fmt.Sprintf("m%05d", i)
@@ -349,8 +334,7 @@ func TestGroupMemberCap(t *testing.T) {
 // missing one: GET and member changes answer the same 404; creating a taken
 // id answers 409 without telling anything about the group.
 func TestGroupProbing(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		e := setup(t, s)
+	forEachStore(t, func(t *testing.T, e *env) {
 		e.do("POST", "/v1/groups", "alice", `{"id":"secret","name":"Secret Plans","members":["bob","carol"]}`, nil)
 		e.do("DELETE", "/v1/groups/secret/members/carol", "alice", "", nil)
 		answer := func(method, path, user, body string) string {

@@ -30,11 +30,6 @@ import (
 // CONNACK return code.
 func rawWillConnect(t testing.TB, e *env, clientID, user, willTopic, willPayload string) (net.Conn, byte) {
 	t.Helper()
-	conn, err := net.Dial("tcp", e.mqtt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	flags := byte(0x02 | 0x04 | 0x08 | 0x20) // clean, will, will QoS 1, will retain
 	if user != "" {
 		flags |= 0xC0
@@ -49,16 +44,7 @@ func rawWillConnect(t testing.TB, e *env, clientID, user, willTopic, willPayload
 		body = append(body, mqttStr(user)...)
 		body = append(body, mqttStr(testkit.Token(t, user))...)
 	}
-	if _, err := conn.Write(packet(0x10, body)); err != nil {
-		t.Fatal(err)
-	}
-	ack := make([]byte, 4)
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 {
-		t.Fatalf("CONNACK %v, %v", ack, err)
-	}
-	conn.SetReadDeadline(time.Time{})
-	return conn, ack[3]
+	return rawConnack(t, e, packet(0x10, body))
 }
 
 // forgedMessage looks like a message delivery from carol to bob.
@@ -320,16 +306,8 @@ func TestMaxDevices(t *testing.T) {
 	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.MaxDevices = 2 })
 	d1 := e.dial("alice/d1", "alice", dialOpts{})
 	e.dial("alice/d2", "alice", dialOpts{v5: true})
-	raw, err := net.Dial("tcp", e.mqtt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.Write(connectPacket(t, "alice/d3", "alice", 30, 0))
-	ack := make([]byte, 4)
-	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(raw, ack); err != nil || ack[3] != 0x03 {
-		t.Fatalf("third device (v3): CONNACK %v, %v; want 0x03", ack, err)
+	if _, code := rawConnack(t, e, connectPacket(t, "alice/d3", "alice", 30, 0)); code != 0x03 {
+		t.Fatalf("third device (v3): CONNACK 0x%02x; want 0x03", code)
 	}
 	c5, ca, err := e.connectV5("alice/d4", "alice", testkit.Token(t, "alice"))
 	if err == nil || ca == nil || ca.ReasonCode != 0x97 {
@@ -354,16 +332,8 @@ func TestMaxConnections(t *testing.T) {
 	e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.MaxConnections = 2 })
 	e.dial("alice", "alice", dialOpts{})
 	bob := e.dial("bob", "bob", dialOpts{v5: true})
-	raw, err := net.Dial("tcp", e.mqtt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	raw.Write(connectPacket(t, "carol", "carol", 30, 0))
-	ack := make([]byte, 4)
-	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(raw, ack); err != nil || ack[3] != 0x03 {
-		t.Fatalf("third session (v3): CONNACK %v, %v; want 0x03", ack, err)
+	if _, code := rawConnack(t, e, connectPacket(t, "carol", "carol", 30, 0)); code != 0x03 {
+		t.Fatalf("third session (v3): CONNACK 0x%02x; want 0x03", code)
 	}
 	if _, ca, err := e.connectV5("dave", "dave", testkit.Token(t, "dave")); err == nil || ca == nil || ca.ReasonCode != 0x89 {
 		t.Fatalf("third session (v5): %v %+v; want 0x89", err, ca)

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,15 +70,6 @@ func TestWebClient(t *testing.T) {
 // doToken sends a request with a bearer token and returns the status.
 func (e *env) doToken(method, path, token string) int {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.http+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := e.request(method, path, "", nil, "Authorization", "Bearer "+token)
 	return resp.StatusCode
 }

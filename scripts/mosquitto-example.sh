@@ -3,26 +3,17 @@
 # against a real parleyd on the embedded store, and checks what bob receives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 # Without the Mosquitto clients the example fails, unless PARLEY_ALLOW_SKIPS=1
 # allows it to be skipped (it then says so).
 if ! command -v mosquitto_sub >/dev/null || ! command -v mosquitto_pub >/dev/null; then
-	if [ "${PARLEY_ALLOW_SKIPS:-}" = 1 ]; then
-		echo "mosquitto-example: SKIPPED, mosquitto clients not found (allowed by PARLEY_ALLOW_SKIPS=1)"
-		exit 0
-	fi
-	echo "mosquitto-example: FAIL, mosquitto_sub/mosquitto_pub not found (apt-get install mosquitto-clients, or set PARLEY_ALLOW_SKIPS=1)"
-	exit 1
+	missing mosquitto-example mosquitto_sub/mosquitto_pub "apt-get install mosquitto-clients"
 fi
 go build -o bin/parleyd ./cmd/parleyd
 
 work=$(mktemp -d)
 export PARLEY_DATA_DIR=$work/data PARLEY_MQTT_ADDR=127.0.0.1:0 PARLEY_HTTP_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=
-./bin/parleyd 2>"$work/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "mqtt://" "$work/log" && break; sleep 0.1; done
-port=$(sed -n 's|.*mqtt://127.0.0.1:\([0-9]*\).*|\1|p' "$work/log" | head -1)
-[ -n "$port" ] || { cat "$work/log"; echo "mosquitto-example: parleyd did not start"; exit 1; }
+start_parleyd mosquitto-example
 
 # The session from docs/protocol.md.
 ALICE=$(./bin/parleyd token alice)

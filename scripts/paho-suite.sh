@@ -15,6 +15,7 @@
 # same minimum scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 suite=${PAHO_TESTING_DIR:-paho.mqtt.testing}/interoperability
 if [ ! -f "$suite/client_test5.py" ]; then
 	echo "paho-suite: SKIPPED, no Paho interoperability suite at $suite (set PAHO_TESTING_DIR)"
@@ -35,6 +36,7 @@ if [[ $nodes == *" 2 "* ]]; then
 	fi
 fi
 go build -o bin/parleyd ./cmd/parleyd
+drive=$(pwd)/scripts/paho-drive.py
 
 work=$(mktemp -d)
 cat >"$work/acl" <<'ACL'
@@ -43,29 +45,13 @@ cat >"$work/acl" <<'ACL'
 # '#' never covers topics that begin with $: the suites publish to $TopicA/B.
 *   readwrite  $TopicA/#
 ACL
-# drive.py SCRIPT PORT: the suites read -p themselves but hand sys.argv on
-# to unittest, which refuses it.
-cat >"$work/drive.py" <<'PY'
-import os, runpy, sys, unittest
-script, port = sys.argv[1], sys.argv[2]
-sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-_main = unittest.main
-unittest.main = lambda *a, **k: _main(*a, **dict(k, argv=[script]))
-sys.argv = [script, "-p", port]
-runpy.run_path(script, run_name="__main__")
-PY
 export PARLEY_DATA_DIR=$work/data PARLEY_MQTT_ADDR=127.0.0.1:0 PARLEY_HTTP_ADDR=127.0.0.1:0 PARLEY_WS_ADDR=
 export PARLEY_ANONYMOUS=true PARLEY_ACL_FILE=$work/acl PARLEY_JWT_SECRET=paho-suite-secret-0123456789abcdef
-./bin/parleyd 2>"$work/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "mqtt://" "$work/log" && break; sleep 0.1; done
-port=$(sed -n 's|.*mqtt://127.0.0.1:\([0-9]*\).*|\1|p' "$work/log" | head -1)
-[ -n "$port" ] || { cat "$work/log"; echo "paho-suite: parleyd did not start"; exit 1; }
+start_parleyd paho-suite
 
 # score SCRIPT: runs one suite and prints "passed total".
 score() {
-	(cd "$suite" && timeout 900 python3 "$work/drive.py" "$1" "$port" >"$work/$1.out" 2>&1) || true
+	(cd "$suite" && timeout 900 python3 "$drive" "$1" "$port" >"$work/$1.out" 2>&1) || true
 	grep -E '^(FAIL|ERROR): test' "$work/$1.out" >&2 || true
 	local total failed
 	total=$(sed -n 's/^Ran \([0-9]*\) tests.*/\1/p' "$work/$1.out")

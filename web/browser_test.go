@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/broker/brokertest"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -42,6 +43,16 @@ func TestBrowser(t *testing.T) {
 		p := newPage(t, browser, "visitor")
 		p.do(chromedp.Navigate(srv), chromedp.WaitVisible(chromedp.ID("login-user")))
 		p.screenshot("login")
+		// The token form: what is not a token is refused in the error line;
+		// a token signs in.
+		fill := func(token string) {
+			p.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById("login-token").value = %q`, token)))
+			p.click("#token-form button")
+		}
+		fill("not a token")
+		p.waitText("#login-error", "that is not a token")
+		fill(testkit.Token(t, "visitor"))
+		p.do(chromedp.WaitVisible(chromedp.ID("conv-list")))
 		p.do(chromedp.Navigate(srv + "/nowhere"))
 		p.waitJS(`document.body.textContent.includes("404")`)
 	})
@@ -221,23 +232,12 @@ func TestBrowser(t *testing.T) {
 // sign-in on the embedded store and returns the client's URL.
 func startServer(t *testing.T) string {
 	t.Helper()
-	b, err := broker.New(broker.Options{
+	s := brokertest.Start(t, broker.Options{
 		Store: testkit.OpenSQLite(t), WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		JWTSecret: []byte(testkit.Secret), Logger: testkit.Logger(), Rate: -1, Web: true, DevLogin: true,
 		BlobDir: t.TempDir(),
 	})
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		b.Close(ctx)
-	})
-	return "http://" + b.Addr("http").String()
+	return "http://" + s.Addr("http")
 }
 
 // startBrowser starts headless Chromium. Without one the test is skipped,

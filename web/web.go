@@ -1,6 +1,6 @@
 // Package web is Parley's web chat client: a single-page app built from
-// web/src into web/dist (scripts/web.sh, esbuild) and embedded here, so that
-// parleyd serves it without Node.js. The broker serves it at "/" when
+// web/src into web/dist (scripts/web.sh, esbuild), next to its hand-written
+// index.html, and embedded here, so that parleyd serves it without Node.js. The broker serves it at "/" when
 // broker.Options.Web is set; see docs/web.md.
 package web
 

@@ -458,7 +458,7 @@ func TestREST(t *testing.T) {
 // TestWebSocket: the client works over MQTT over WebSocket.
 func TestWebSocket(t *testing.T) {
 	e := setup(t, testkit.OpenSQLite(t))
-	ws := func(o *parley.Options) { o.Broker = "ws://" + e.ws + "/mqtt" }
+	ws := func(o *parley.Options) { o.Broker = "ws://" + e.Addr("ws") + "/mqtt" }
 	alice := e.dial("alice", "a", ws)
 	bob := e.dial("bob", "b", ws)
 	m := mustSend(t, ctxT(t), alice, parley.User("bob"), "over ws")
@@ -550,7 +550,7 @@ func TestDial(t *testing.T) {
 			}
 		})
 		before := calls.Load()
-		e.restart(100 * time.Millisecond)
+		e.Restart(100 * time.Millisecond)
 		deadline := time.Now().Add(15 * time.Second)
 		for !alice.Connected() || calls.Load() == before {
 			if time.Now().After(deadline) {

@@ -41,10 +41,10 @@ func TestNoGoroutineLeak(t *testing.T) {
 		bob.Close()
 		// A client closed while the broker is away.
 		carol := e.dial("carol", "c")
-		e.stop()
+		e.Stop()
 		time.Sleep(100 * time.Millisecond)
 		carol.Close()
-		e.start()
+		e.Start()
 	}
 
 	const tolerance = 3

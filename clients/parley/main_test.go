@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/broker"
+	"github.com/parley-im/parley/broker/brokertest"
 	"github.com/parley-im/parley/clients/parley"
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
@@ -82,88 +82,25 @@ func startExampleServer() (stop func(), err error) {
 // env is a broker on loopback ports that a test may restart on the same
 // store and the same ports.
 type env struct {
-	t     testing.TB
-	store history.Store
-	mod   []func(*broker.Options)
-	mqtt  string // host:port
-	ws    string // host:port
-	http  string // host:port
-
-	mu sync.Mutex
-	b  *broker.Broker
+	t testing.TB
+	*brokertest.Server
 }
 
 // setup starts a broker on store; mod changes its options.
 func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env {
 	t.Helper()
-	e := &env{t: t, store: store, mod: mod, mqtt: "127.0.0.1:0", ws: "127.0.0.1:0", http: "127.0.0.1:0"}
-	e.start()
-	t.Cleanup(func() { e.stop() })
-	return e
-}
-
-func (e *env) start() {
-	e.t.Helper()
-	opts := broker.Options{Store: e.store, MQTTAddr: e.mqtt, WSAddr: e.ws, HTTPAddr: e.http,
+	opts := broker.Options{Store: store, MQTTAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1}
-	for _, f := range e.mod {
+	for _, f := range mod {
 		f(&opts)
 	}
-	b, err := broker.New(opts)
-	if err != nil {
-		e.t.Fatalf("broker.New: %v", err)
-	}
-	// A port just released may still be held for a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err = b.Start(context.Background())
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("broker Start: %v", err)
-		}
-		b.Close(context.Background())
-		time.Sleep(50 * time.Millisecond)
-		if b, err = broker.New(opts); err != nil {
-			e.t.Fatalf("broker.New: %v", err)
-		}
-	}
-	e.mu.Lock()
-	e.b = b
-	e.mqtt, e.ws, e.http = b.Addr("mqtt").String(), b.Addr("ws").String(), b.Addr("http").String()
-	e.mu.Unlock()
-}
-
-// stop closes the broker (not the store).
-func (e *env) stop() {
-	e.mu.Lock()
-	b := e.b
-	e.b = nil
-	e.mu.Unlock()
-	if b == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Close(ctx); err != nil {
-		e.t.Logf("broker Close: %v", err)
-	}
-}
-
-// restart stops the broker and starts a new one on the same store and
-// ports after down.
-func (e *env) restart(down time.Duration) {
-	e.t.Helper()
-	e.stop()
-	time.Sleep(down)
-	e.start()
+	return &env{t: t, Server: brokertest.Start(t, opts)}
 }
 
 // options returns client options for user's device on e.
 func (e *env) options(user, device string) parley.Options {
 	return parley.Options{
-		Broker: "tcp://" + e.mqtt, HTTP: "http://" + e.http, Token: testkit.Token(e.t, user), Device: device,
+		Broker: "tcp://" + e.Addr("mqtt"), HTTP: "http://" + e.Addr("http"), Token: testkit.Token(e.t, user), Device: device,
 		Logger: testkit.Logger(), MaxReconnectInterval: time.Second,
 	}
 }

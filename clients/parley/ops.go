@@ -2,7 +2,6 @@ package parley
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,15 +45,9 @@ const (
 // ErrNoSuchGroup, ErrInvalidPeer, ErrInvalidPayload (a null body, an
 // invalid emoji) or ErrRateLimited.
 func (a *API) Edit(ctx context.Context, to Target, seq int64, body any, opts ...SendOption) (Message, error) {
-	raw, ok := body.(json.RawMessage)
-	if !ok {
-		var err error
-		if raw, err = json.Marshal(body); err != nil {
-			return Message{}, fmt.Errorf("parley: edit: encode body: %w", err)
-		}
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return Message{}, fmt.Errorf("parley: edit: body is required: %w", ErrInvalidPayload)
+	raw, err := encodeBody(body)
+	if err != nil {
+		return Message{}, fmt.Errorf("parley: edit: %w", err)
 	}
 	return a.op(ctx, "edit", to, sendPayload{Op: opEdit, Target: seq, Body: raw}, opts)
 }

@@ -62,7 +62,7 @@ func TestBrokerRestart(t *testing.T) {
 
 		for range 2 {
 			time.Sleep(700 * time.Millisecond)
-			e.restart(300 * time.Millisecond)
+			e.Restart(300 * time.Millisecond)
 		}
 		time.Sleep(1500 * time.Millisecond)
 		close(stop)

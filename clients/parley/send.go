@@ -113,15 +113,9 @@ func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOpti
 	if to.id == "" {
 		return Message{}, fmt.Errorf("parley: send: empty target: %w", ErrInvalidPeer)
 	}
-	raw, ok := body.(json.RawMessage)
-	if !ok {
-		var err error
-		if raw, err = json.Marshal(body); err != nil {
-			return Message{}, fmt.Errorf("parley: send: encode body: %w", err)
-		}
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return Message{}, fmt.Errorf("parley: send: body is required: %w", ErrInvalidPayload)
+	raw, err := encodeBody(body)
+	if err != nil {
+		return Message{}, fmt.Errorf("parley: send: %w", err)
 	}
 	if cfg.cid == "" {
 		cfg.cid = newCID()
@@ -200,6 +194,22 @@ func (c *Client) Send(ctx context.Context, to Target, body any, opts ...SendOpti
 		}
 		timer.Reset(c.opts.ResendInterval)
 	}
+}
+
+// encodeBody returns body as JSON: as it is if it is a json.RawMessage, else
+// encoded. A body that is empty or null is refused with ErrInvalidPayload.
+func encodeBody(body any) (json.RawMessage, error) {
+	raw, ok := body.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("encode body: %w", err)
+		}
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, fmt.Errorf("body is required: %w", ErrInvalidPayload)
+	}
+	return raw, nil
 }
 
 // publish publishes a pending send when the connection is up; otherwise the

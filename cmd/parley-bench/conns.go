@@ -196,18 +196,8 @@ func runConnsMain(ctx context.Context, cfg *config, progress, stdout, stderr io.
 	for _, r := range runs {
 		ok = ok && r.OK
 	}
-	if cfg.JSON {
-		if err := printJSON(stdout, map[string]any{"settings": cfg, "runs": runs, "ok": ok}); err != nil {
-			fmt.Fprintln(stderr, "parley-bench:", err)
-			return 1
-		}
-	} else {
-		printConns(stdout, cfg, runs)
-	}
-	if !ok {
-		return 1
-	}
-	return 0
+	return printResult(stdout, stderr, cfg.JSON, map[string]any{"settings": cfg, "runs": runs, "ok": ok},
+		func() { printConns(stdout, cfg, runs) }, ok)
 }
 
 // runConns runs the connections scenario once, on store.

@@ -183,27 +183,32 @@ func (d *daemon) pid() int {
 	return d.cmd.Process.Pid
 }
 
-// kill kills parleyd with SIGKILL and waits for it to end.
-func (d *daemon) kill() {
+// signal sends sig to parleyd and returns the channel closed once it
+// ended, or nil when it was never started.
+func (d *daemon) signal(sig os.Signal) <-chan struct{} {
 	d.mu.Lock()
 	cmd, done := d.cmd, d.done
 	d.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
+	_ = cmd.Process.Signal(sig)
+	return done
+}
+
+// kill kills parleyd with SIGKILL and waits for it to end.
+func (d *daemon) kill() {
+	if done := d.signal(syscall.SIGKILL); done != nil {
+		<-done
+	}
 }
 
 // stop stops parleyd with SIGTERM, and SIGKILL after 15 seconds.
 func (d *daemon) stop() {
-	d.mu.Lock()
-	cmd, done := d.cmd, d.done
-	d.mu.Unlock()
-	if cmd == nil {
+	done := d.signal(syscall.SIGTERM)
+	if done == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):

@@ -490,25 +490,36 @@ func (r *runner) progress(w io.Writer, start time.Time) func() {
 	if w == nil {
 		return func() {}
 	}
+	var lastAck, lastDel int64
+	stop := every(time.Second, func() {
+		ack, del := r.acked.Load(), r.delivered.Load()
+		fmt.Fprintf(w, "\r\033[K%s %3.0fs  acked %d/s  delivered %d/s  p99 %s  in flight %d",
+			r.srv.name, time.Since(start).Seconds(), ack-lastAck, del-lastDel,
+			fmtMs(r.lat.quantile(0.99)), r.sent.Load()-r.acked.Load())
+		lastAck, lastDel = ack, del
+	})
+	return func() {
+		stop()
+		fmt.Fprint(w, "\r\033[K")
+	}
+}
+
+// every calls f every d in a goroutine until the returned function is
+// called, which returns once f is no longer running.
+func every(d time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(d)
 		defer t.Stop()
-		var lastAck, lastDel int64
 		for {
 			select {
 			case <-done:
-				fmt.Fprint(w, "\r\033[K")
 				return
 			case <-t.C:
+				f()
 			}
-			ack, del := r.acked.Load(), r.delivered.Load()
-			fmt.Fprintf(w, "\r\033[K%s %3.0fs  acked %d/s  delivered %d/s  p99 %s  in flight %d",
-				r.srv.name, time.Since(start).Seconds(), ack-lastAck, del-lastDel,
-				fmtMs(r.lat.quantile(0.99)), r.sent.Load()-r.acked.Load())
-			lastAck, lastDel = ack, del
 		}
 	}()
 	return func() { close(done); <-finished }

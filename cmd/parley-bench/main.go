@@ -112,18 +112,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, r := range runs {
 		ok = ok && (r.OK || r.Name == "plain")
 	}
-	if cfg.JSON {
-		if err := printJSON(stdout, &report{Settings: cfg, Runs: runs, Ratios: ratios(runs), OK: ok}); err != nil {
-			fmt.Fprintln(stderr, "parley-bench:", err)
-			return 1
-		}
-	} else {
-		printTable(stdout, cfg, runs)
-	}
-	if !ok {
-		return 1
-	}
-	return 0
+	return printResult(stdout, stderr, cfg.JSON, &report{Settings: cfg, Runs: runs, Ratios: ratios(runs), OK: ok},
+		func() { printTable(stdout, cfg, runs) }, ok)
 }
 
 // runOne runs the scenario once against srv.

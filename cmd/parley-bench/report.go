@@ -351,6 +351,24 @@ func describe(cfg *config) string {
 	return s
 }
 
+// printResult prints rep as JSON on stdout when asJSON is set, else calls
+// table, and returns the exit status: 1 when printing failed or not ok, 0
+// otherwise.
+func printResult(stdout, stderr io.Writer, asJSON bool, rep any, table func(), ok bool) int {
+	if asJSON {
+		if err := printJSON(stdout, rep); err != nil {
+			fmt.Fprintln(stderr, "parley-bench:", err)
+			return 1
+		}
+	} else {
+		table()
+	}
+	if !ok {
+		return 1
+	}
+	return 0
+}
+
 func printJSON(w io.Writer, rep any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -197,61 +196,36 @@ func (cr *connsRun) storm(ctx context.Context) (*stormResult, error) {
 	cr.storming.Store(true)
 
 	// /readyz every 100 ms, as a load balancer would probe.
-	probeDone := make(chan struct{})
-	var probes sync.WaitGroup
 	var readyAt atomic.Int64 // when the new parleyd first answered 200
-	probes.Add(1)
-	go func() {
-		defer probes.Done()
-		client := &http.Client{Timeout: time.Second}
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		var failStart time.Time
-		for {
-			select {
-			case <-probeDone:
-				return
-			case <-t.C:
-			}
-			code, err := d.readyz(ctx, client)
-			now := time.Now()
-			out.ReadyzProbes++
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				out.ReadyzTimeouts++
-			}
-			if code == http.StatusOK {
-				readyAt.CompareAndSwap(0, now.UnixNano())
-				if !failStart.IsZero() {
-					out.ReadyzLongestFailSecond = max(out.ReadyzLongestFailSecond, now.Sub(failStart).Seconds())
-					failStart = time.Time{}
-				}
-				continue
-			}
-			out.ReadyzFailed++
-			if readyAt.Load() != 0 {
-				out.ReadyzFailedAfterReady++
-			}
-			if failStart.IsZero() {
-				failStart = now
-			}
+	client := &http.Client{Timeout: time.Second}
+	var failStart time.Time
+	stopReadyz := every(100*time.Millisecond, func() {
+		code, err := d.readyz(ctx, client)
+		now := time.Now()
+		out.ReadyzProbes++
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			out.ReadyzTimeouts++
 		}
-	}()
-	probes.Add(1)
-	go func() { // parleyd's open descriptors
-		defer probes.Done()
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-probeDone:
-				return
-			case <-t.C:
+		if code == http.StatusOK {
+			readyAt.CompareAndSwap(0, now.UnixNano())
+			if !failStart.IsZero() {
+				out.ReadyzLongestFailSecond = max(out.ReadyzLongestFailSecond, now.Sub(failStart).Seconds())
+				failStart = time.Time{}
 			}
-			cr.sampleFDs()
+			return
 		}
-	}()
-	defer func() { close(probeDone); probes.Wait() }()
+		out.ReadyzFailed++
+		if readyAt.Load() != 0 {
+			out.ReadyzFailedAfterReady++
+		}
+		if failStart.IsZero() {
+			failStart = now
+		}
+	})
+	defer stopReadyz()
+	stopFDs := every(500*time.Millisecond, cr.sampleFDs) // parleyd's open descriptors
+	defer stopFDs()
 
 	stopProgress := cr.stormProgress(len(devices))
 	defer stopProgress()
@@ -334,27 +308,14 @@ func (cr *connsRun) stormProgress(devices int) func() {
 		return func() {}
 	}
 	r := cr.r
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		lastAck := r.acked.Load()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			ack := r.acked.Load()
-			fmt.Fprintf(w, "storm %3.0fs: back %d/%d, redialing %d, dials %d (%d failed), parleyd fds %d, acked %d/s, sends skipped %d, refused %d\n",
-				time.Since(time.Unix(0, cr.killAt)).Seconds(), cr.backCount.Load(), devices, cr.redialing.Load(), cr.dials.Load(), cr.failed.Load(),
-				cr.fds.Load(), ack-lastAck, cr.skipped.Load(), r.refusedCount())
-			lastAck = ack
-		}
-	}()
-	return func() { close(done); <-finished }
+	lastAck := r.acked.Load()
+	return every(time.Second, func() {
+		ack := r.acked.Load()
+		fmt.Fprintf(w, "storm %3.0fs: back %d/%d, redialing %d, dials %d (%d failed), parleyd fds %d, acked %d/s, sends skipped %d, refused %d\n",
+			time.Since(time.Unix(0, cr.killAt)).Seconds(), cr.backCount.Load(), devices, cr.redialing.Load(), cr.dials.Load(), cr.failed.Load(),
+			cr.fds.Load(), ack-lastAck, cr.skipped.Load(), r.refusedCount())
+		lastAck = ack
+	})
 }
 
 // stormFigures completes out once every connection is closed: the time

@@ -8,86 +8,30 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-im/parley/broker"
-	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/broker/brokertest"
 	"github.com/parley-im/parley/internal/auth"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
 var testSecret = []byte(testkit.Secret)
 
-// env is a broker on a SQLite store that a test can stop and start again
-// on the same ports.
-type env struct {
-	t          *testing.T
-	store      history.Store
-	mqtt, http string // host:port
-
-	mu sync.Mutex
-	b  *broker.Broker
-	// blobs is the directory of uploaded files.
-	blobs string
-}
-
-// setup starts a broker on a SQLite store and points PARLEY_URL and
-// PARLEY_HTTP at it.
-func setup(t *testing.T) *env {
+// setup starts a broker on a SQLite store, which the test may stop and
+// start again on the same ports, and points PARLEY_URL and PARLEY_HTTP at
+// it.
+func setup(t *testing.T) *brokertest.Server {
 	t.Helper()
-	e := &env{t: t, store: testkit.OpenSQLite(t), mqtt: "127.0.0.1:0", http: "127.0.0.1:0", blobs: t.TempDir()}
-	e.start()
-	t.Cleanup(e.stop)
-	t.Setenv("PARLEY_URL", "tcp://"+e.mqtt)
-	t.Setenv("PARLEY_HTTP", "http://"+e.http)
+	e := brokertest.Start(t, broker.Options{Store: testkit.OpenSQLite(t), MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1, BlobDir: t.TempDir()})
+	t.Setenv("PARLEY_URL", "tcp://"+e.Addr("mqtt"))
+	t.Setenv("PARLEY_HTTP", "http://"+e.Addr("http"))
 	t.Setenv("PARLEY_TOKEN", "")
 	os.Unsetenv("PARLEY_DEVICE")
 	os.Unsetenv("PARLEY_JWT_SECRET")
 	return e
-}
-
-// start starts the broker, on the ports of the previous one after the
-// first time.
-func (e *env) start() {
-	e.t.Helper()
-	opts := broker.Options{Store: e.store, MQTTAddr: e.mqtt, HTTPAddr: e.http,
-		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1, BlobDir: e.blobs}
-	// A port just released may still be held for a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := broker.New(opts)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		err = b.Start(context.Background())
-		if err == nil {
-			e.mu.Lock()
-			e.b, e.mqtt, e.http = b, b.Addr("mqtt").String(), b.Addr("http").String()
-			e.mu.Unlock()
-			return
-		}
-		b.Close(context.Background())
-		if time.Now().After(deadline) {
-			e.t.Fatalf("broker Start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop closes the broker (not the store).
-func (e *env) stop() {
-	e.mu.Lock()
-	b := e.b
-	e.b = nil
-	e.mu.Unlock()
-	if b == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b.Close(ctx)
 }
 
 // result is what one run printed and returned.
@@ -434,11 +378,11 @@ func TestSendNoServer(t *testing.T) {
 		}
 	})
 	t.Run("WaitSendsWhenBack", func(t *testing.T) {
-		e.stop()
+		e.Stop()
 		res := make(chan result, 1)
 		go func() { res <- runAs(t, ctx, nil, "alice", "send", "--to", "bob", "while away", "--wait") }()
 		time.Sleep(500 * time.Millisecond)
-		e.start()
+		e.Start()
 		select {
 		case r := <-res:
 			ok(t, r, "sent dm:alice:bob #1")
@@ -498,12 +442,12 @@ func TestChatConnectionState(t *testing.T) {
 	listen := background(t, ctx, "alice", "listen", "--device", "l")
 	waitFor(t, &listen.errOut, "listening as alice/l")
 
-	e.stop()
+	e.Stop()
 	waitFor(t, &chat.errOut, noticeLost)
 	if _, err := io.WriteString(chat.in, "typed while away\n"); err != nil {
 		t.Fatal(err)
 	}
-	e.start()
+	e.Start()
 	waitFor(t, &chat.errOut, noticeReconnected)
 	waitFor(t, &chat.out, "bob: typed while away")
 	waitFor(t, &listen.errOut, noticeReconnected)

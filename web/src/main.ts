@@ -90,42 +90,40 @@ function tokenUser(token: string): string | null {
 function renderLogin(error = ""): void {
   const err = h("p", { id: "login-error", class: "error", role: "alert" }, error);
   const fail = (e: unknown) => (err.textContent = e instanceof Error ? e.message : String(e));
-  const dev = cfg.dev_login
-    ? h(
-        "form",
-        {
-          id: "dev-form",
-          onsubmit: async (e: Event) => {
-            e.preventDefault();
-            const user = (document.getElementById("login-user") as HTMLInputElement).value.trim();
-            try {
-              const r = await devLogin(user);
-              await signIn(r.token);
-            } catch (e) {
-              fail(e);
-            }
-          },
+  // A sign-in form: on submit, action gets the trimmed value of the field
+  // fieldId; a failure shows in the error line.
+  const form = (id: string, fieldId: string, action: (value: string) => Promise<void>, ...children: Child[]) =>
+    h(
+      "form",
+      {
+        id,
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          const value = (document.getElementById(fieldId) as HTMLInputElement | HTMLTextAreaElement).value.trim();
+          try {
+            await action(value);
+          } catch (e) {
+            fail(e);
+          }
         },
+      },
+      ...children,
+    );
+  const dev = cfg.dev_login
+    ? form(
+        "dev-form",
+        "login-user",
+        async (user) => signIn((await devLogin(user)).token),
         h("label", { for: "login-user" }, "User name"),
         h("input", { id: "login-user", name: "user", autocomplete: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9._@\\-]+" }),
         h("button", { id: "dev-login", type: "submit" }, "Sign in"),
         h("p", { class: "hint" }, "Development sign-in: any user name gets a token (PARLEY_DEV_LOGIN)."),
       )
     : null;
-  const tok = h(
-    "form",
-    {
-      id: "token-form",
-      onsubmit: async (e: Event) => {
-        e.preventDefault();
-        const t = (document.getElementById("login-token") as HTMLTextAreaElement).value.trim();
-        try {
-          await signIn(t);
-        } catch (e) {
-          fail(e);
-        }
-      },
-    },
+  const tok = form(
+    "token-form",
+    "login-token",
+    signIn,
     h("label", { for: "login-token" }, dev ? "Or paste a token" : "Token"),
     h("textarea", { id: "login-token", rows: 3, required: true, spellcheck: "false" }),
     h("button", { type: "submit" }, "Sign in with token"),
