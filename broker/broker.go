@@ -33,6 +33,7 @@ import (
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/outbox"
+	"github.com/parley-im/parley/internal/plain"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -228,17 +229,17 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	// Plain MQTT state: in cluster mode each session is held by one node
-	// (Storage.Node), and the cluster hook, added first, moves sessions
+	// (plain.State.Node), and the cluster hook, added first, moves sessions
 	// between nodes and carries publishes.
 	st, stater := opts.Store.(history.MQTTStater)
 	if stater {
-		b.storage = &hooks.Storage{Store: st, Server: b.mqtt, Topics: topics, Log: opts.Logger}
+		b.storage = &hooks.Storage{State: &plain.State{Store: st, Topics: topics, Log: opts.Logger}, Server: b.mqtt}
 	}
 	if b.bus != nil {
 		b.plain = &hooks.Cluster{Server: b.mqtt, Topics: topics, Bus: b.bus, Node: b.bus.Node, Storage: b.storage,
 			Injector: b.mqtt.NewClient(nil, "local", "\x00parley-cluster", true), Log: b.bus.Log}
 		if b.storage != nil {
-			b.storage.Node, b.storage.Remote = b.bus.Node, b.plain.Injector
+			b.storage.State.Node, b.storage.Remote = b.bus.Node, b.plain.Injector
 		}
 		b.bus.Plain = b.plain
 		if err := b.mqtt.AddHook(b.plain, nil); err != nil {
