@@ -54,17 +54,19 @@ func (s *Shares) SetRemote(node string, shares map[string]int) {
 	s.remote[node] = shares
 }
 
-// Note records the filters client subscribes to (all of them; the shared
-// ones outside the prefix count) and returns this node's members per share
+// Note records the filters client subscribes to (all of them, nil for
+// none; the shared ones outside the prefix count) and returns this node's members per share
 // group, changed reporting whether they differ from what Note returned
 // last (the other nodes must be told).
 func (s *Shares) Note(client string, filters iter.Seq[string]) (counts map[string]int, changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fs := map[string]struct{}{}
-	for f := range filters {
-		if t, shared := wire.StripShare(f); shared && !s.Topics.Owns(t) {
-			fs[f] = struct{}{}
+	if filters != nil {
+		for f := range filters {
+			if t, shared := wire.StripShare(f); shared && !s.Topics.Owns(t) {
+				fs[f] = struct{}{}
+			}
 		}
 	}
 	if s.local == nil {
