@@ -5,8 +5,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Message returns publish pk of client in mochi's storable form.
-func Message(pk packets.Packet, client string) storage.Message {
+// message returns publish pk of client in mochi's storable form.
+func message(pk packets.Packet, client string) storage.Message {
 	props := pk.Properties.Copy(false)
 	return storage.Message{
 		Client: client, Origin: pk.Origin, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName, Payload: pk.Payload,

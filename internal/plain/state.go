@@ -48,8 +48,8 @@ type State struct {
 	inflight   map[string]map[uint16]struct{} // stored queued messages by client and packet id
 }
 
-// Timeout bounds one read or write of the store.
-const Timeout = 10 * time.Second
+// timeout bounds one read or write of the store.
+const timeout = 10 * time.Second
 
 // storedClient is a session's client as stored: mochi's encoding and the
 // node that holds the session (cluster mode).
@@ -69,7 +69,7 @@ func (s *State) log() *slog.Logger {
 }
 
 func ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), Timeout)
+	return context.WithTimeout(context.Background(), timeout)
 }
 
 func (s *State) put(recs ...history.MQTTRecord) {
@@ -157,8 +157,8 @@ func (s *State) Disown(id string) {
 	delete(s.inflight, id)
 }
 
-// Owned reports whether filter (shared or not) is under Parley's prefix.
-func (s *State) Owned(filter string) bool {
+// owned reports whether filter (shared or not) is under Parley's prefix.
+func (s *State) owned(filter string) bool {
 	f, _ := wire.StripShare(filter)
 	return s.Topics.Owns(f)
 }
@@ -171,7 +171,7 @@ func (s *State) Subscribed(client string, filters []packets.Subscription, codes 
 	}
 	var recs []history.MQTTRecord
 	for i, f := range filters {
-		if i >= len(codes) || codes[i] >= 0x80 || s.Owned(f.Filter) {
+		if i >= len(codes) || codes[i] >= 0x80 || s.owned(f.Filter) {
 			continue
 		}
 		sub := storage.Subscription{ID: f.Filter, T: storage.SubscriptionKey, Client: client, Qos: codes[i], Filter: f.Filter,
@@ -194,7 +194,7 @@ func (s *State) Unsubscribed(client string, filters []packets.Subscription) {
 		return
 	}
 	for _, f := range filters {
-		if !s.Owned(f.Filter) {
+		if !s.owned(f.Filter) {
 			s.del(history.MQTTSubscription, client, f.Filter)
 		}
 	}
@@ -210,7 +210,7 @@ func (s *State) Retain(client string, pk packets.Packet, remove bool) {
 		s.del(history.MQTTRetained, "", pk.TopicName)
 		return
 	}
-	data, err := Message(pk, client).MarshalBinary()
+	data, err := message(pk, client).MarshalBinary()
 	if err != nil {
 		return
 	}
@@ -247,7 +247,7 @@ func (s *State) Queued(client string, pk packets.Packet) {
 	if stored && pk.FixedHeader.Dup {
 		return
 	}
-	data, err := Message(pk, client).MarshalBinary()
+	data, err := message(pk, client).MarshalBinary()
 	if err != nil {
 		return
 	}
@@ -290,7 +290,7 @@ func (s *State) Wanted(subs map[string]packets.Subscription, shared map[string]m
 // acknowledged: Replay publishes it again should the node stop before
 // DeletePending.
 func (s *State) PutPending(client string, pk packets.Packet) {
-	if data, err := Message(pk, client).MarshalBinary(); err == nil {
+	if data, err := message(pk, client).MarshalBinary(); err == nil {
 		s.put(history.MQTTRecord{Kind: history.MQTTPending, Client: client, Key: s.pendingKey(pk.PacketID), Data: data})
 	}
 }
