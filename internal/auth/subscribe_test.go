@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/parley-im/parley/internal/auth"
+	"github.com/parley-im/parley/internal/wire"
 )
 
 // TestExplainSuback: each refused filter is named with its rule, up to 5;
@@ -96,5 +97,12 @@ func TestSubscribes(t *testing.T) {
 	s.Forget(1)
 	if _, ok := s.Take(1, 8); ok {
 		t.Fatal("a note outlived Forget")
+	}
+}
+
+func TestWriteRefusal(t *testing.T) {
+	want := "not authorized: publish to im/send/u/PEER, im/send/g/GROUP, im/read or a topic your ACL allows"
+	if got := auth.WriteRefusal(wire.Topics{}); got != want {
+		t.Fatalf("got %q", got)
 	}
 }
