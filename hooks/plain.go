@@ -22,7 +22,7 @@ import (
 // PUBREC), except the messages queued for sessions, which mochi hands out
 // after acknowledging the publish: for those a publish matching a
 // persistent session is first recorded as pending (in OnPublish, before the
-// PUBACK), and Replay publishes again what a crash left pending.
+// PUBACK), and Start publishes again what a crash left pending.
 type Plain struct {
 	mqtt.HookBase
 
