@@ -33,6 +33,7 @@ import (
 	"github.com/parley-im/parley/internal/metrics"
 	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/outbox"
+	"github.com/parley-im/parley/internal/plain"
 	"github.com/parley-im/parley/internal/rest"
 	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
@@ -67,8 +68,7 @@ type Broker struct {
 	committer  *send.Committer
 	groups     *send.Groups
 	bus        *cluster.Bus
-	storage    *hooks.Storage // nil when the store keeps no MQTT state
-	plain      *hooks.Cluster // plain MQTT across the cluster; nil on one node
+	plain      *hooks.Plain // plain MQTT state and cluster; nil when neither applies
 	metrics    *metrics.Metrics
 	registry   *prometheus.Registry
 	http       *http.Server
@@ -227,26 +227,26 @@ func New(opts Options) (*Broker, error) {
 	if err := b.mqtt.AddHook(deliveryHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	// Plain MQTT state: in cluster mode each session is held by one node
-	// (Storage.Node), and the cluster hook, added first, moves sessions
-	// between nodes and carries publishes.
+	// Plain MQTT: the state the store keeps (in cluster mode each session
+	// is held by one node, plain.State.Node), and the cluster's publishes,
+	// share groups and session moves.
 	st, stater := opts.Store.(history.MQTTStater)
+	if stater || b.bus != nil {
+		b.plain = &hooks.Plain{Server: b.mqtt, Topics: topics, Log: opts.Logger}
+	}
 	if stater {
-		b.storage = &hooks.Storage{Store: st, Server: b.mqtt, Topics: topics, Log: opts.Logger}
+		b.plain.State = &plain.State{Store: st, Topics: topics, Log: opts.Logger}
 	}
 	if b.bus != nil {
-		b.plain = &hooks.Cluster{Server: b.mqtt, Topics: topics, Bus: b.bus, Node: b.bus.Node, Storage: b.storage,
-			Injector: b.mqtt.NewClient(nil, "local", "\x00parley-cluster", true), Log: b.bus.Log}
-		if b.storage != nil {
-			b.storage.Node, b.storage.Remote = b.bus.Node, b.plain.Injector
+		b.plain.Bus, b.plain.Node, b.plain.Log = b.bus, b.bus.Node, b.bus.Log
+		b.plain.Injector = b.mqtt.NewClient(nil, "local", "\x00parley-cluster", true)
+		if b.plain.State != nil {
+			b.plain.State.Node = b.bus.Node
 		}
 		b.bus.Plain = b.plain
-		if err := b.mqtt.AddHook(b.plain, nil); err != nil {
-			return nil, fmt.Errorf("broker: %w", err)
-		}
 	}
-	if b.storage != nil {
-		if err := b.mqtt.AddHook(b.storage, nil); err != nil {
+	if b.plain != nil {
+		if err := b.mqtt.AddHook(b.plain, nil); err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 	}
@@ -362,13 +362,10 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := b.mqtt.Serve(); err != nil {
 		return fail(fmt.Errorf("broker: serve mqtt: %w", err))
 	}
-	if b.storage != nil {
-		if err := b.storage.Replay(); err != nil {
+	if b.plain != nil {
+		if err := b.plain.Start(); err != nil {
 			b.log.Error("plain mqtt state", "error", err)
 		}
-	}
-	if b.plain != nil {
-		b.plain.Rescan()
 	}
 	if ln := lns["http"]; ln != nil {
 		b.httpLn = ln

@@ -2,11 +2,10 @@ package hooks
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -17,7 +16,8 @@ import (
 )
 
 // Auth is the mochi hook of authentication and authorization: it hands each
-// CONNECT, ACL check and will to the Authorizer and answers in MQTT terms.
+// CONNECT, ACL check, will and SUBSCRIBE to the Authorizer and answers in
+// MQTT terms.
 type Auth struct {
 	mqtt.HookBase
 
@@ -35,26 +35,11 @@ type Auth struct {
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 
-	mu          sync.Mutex
-	subacks     map[subackKey]subackNote               // what to change in SUBACKs on their way
-	subscribing map[*mqtt.Client]packets.Subscriptions // the filters of SUBSCRIBEs being processed
-}
-
-// subackNote is what OnPacketEncode changes in a SUBACK to an MQTT 5
-// client: its Reason String, and the filters whose 0x87 becomes 0x80.
-type subackNote struct {
-	text        string
-	unspecified []int
-}
-
-// subackKey names a SUBACK on its way to a client.
-type subackKey struct {
-	cl *mqtt.Client
-	id uint16
+	subs auth.Subscribes // SUBSCRIBEs being processed, notes for their SUBACKs
 }
 
 // DefaultMaxSubscribeFilters is the default of Auth.MaxSubscribeFilters.
-const DefaultMaxSubscribeFilters = 100
+const DefaultMaxSubscribeFilters = auth.DefaultMaxSubscribeFilters
 
 // ID implements mqtt.Hook.
 func (a *Auth) ID() string { return "parley-auth" }
@@ -74,57 +59,34 @@ func (a *Auth) Init(any) error {
 	if a.Server == nil || a.Authorizer == nil {
 		return errors.New("hooks: Auth needs Server and Authorizer")
 	}
-	if a.Log == nil {
-		a.Log = slog.Default()
-	}
 	if a.MaxSubscribeFilters <= 0 {
 		a.MaxSubscribeFilters = DefaultMaxSubscribeFilters
 	}
 	return nil
 }
 
-// OnPacketEncode keeps CONNACKs to MQTT 3.1.1 clients within the 3.1.1
-// return codes: mochi answers some malformed CONNECTs with v5 reason codes
-// (0x81 malformed, 0x82 protocol error, 0x84 unsupported version), which a
-// 3.1.1 client cannot read; they become 0x01 (unacceptable protocol), and
-// the connection is closed as before. It also gives a SUBACK that refuses
-// filters of an MQTT 5 client the Reason String OnSubscribed wrote for it.
-func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Suback {
-		a.mu.Lock()
-		key := subackKey{cl, pk.PacketID}
-		note, ok := a.subacks[key]
-		delete(a.subacks, key)
-		a.mu.Unlock()
-		if !ok {
-			return pk
-		}
-		if pk.Properties.ReasonString == "" {
-			pk.Properties.ReasonString = note.text
-		}
-		if len(note.unspecified) > 0 {
-			codes := slices.Clone(pk.ReasonCodes)
-			for _, i := range note.unspecified {
-				if i < len(codes) && codes[i] == packets.ErrNotAuthorized.Code {
-					codes[i] = packets.ErrUnspecifiedError.Code
-				}
-			}
-			pk.ReasonCodes = codes
-		}
-		return pk
+func (a *Auth) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.Default()
 	}
-	if pk.FixedHeader.Type == packets.Connack && pk.ProtocolVersion < 5 && pk.ReasonCode >= 0x80 {
-		switch pk.ReasonCode {
-		case 0x86:
-			pk.ReasonCode = 0x04
-		case 0x87:
-			pk.ReasonCode = 0x05
-		case 0x85:
-			pk.ReasonCode = 0x02
-		case 0x88, 0x89:
-			pk.ReasonCode = 0x03
-		default:
-			pk.ReasonCode = 0x01
+	return a.Log
+}
+
+// OnPacketEncode keeps CONNACKs to MQTT 3.1.1 clients within the 3.1.1
+// return codes (auth.ConnackV3), and gives a SUBACK that refuses filters of
+// an MQTT 5 client what OnSubscribed noted for it.
+func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Suback:
+		if note, ok := a.subs.Take(cl, pk.PacketID); ok {
+			if pk.Properties.ReasonString == "" {
+				pk.Properties.ReasonString = note.Text
+			}
+			pk.ReasonCodes = note.Apply(pk.ReasonCodes)
+		}
+	case packets.Connack:
+		if pk.ProtocolVersion < 5 {
+			pk.ReasonCode = auth.ConnackV3(pk.ReasonCode)
 		}
 	}
 	return pk
@@ -165,7 +127,7 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if a.Metrics != nil {
 		a.Metrics.Refused.WithLabelValues(reason).Inc()
 	}
-	a.Log.Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason, "detail", text)
+	a.log().Info("connect refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", reason, "detail", text)
 	codes := refusals[refusal]
 	code := codes[0]
 	if cl.Properties.ProtocolVersion < 5 {
@@ -189,7 +151,7 @@ func (a *Auth) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // name under the prefix or beginning with '$' is a delivery unless the
 // client is subscribing to exactly that filter right now; it is delivered
 // only when one of the client's subscriptions matches it without a wildcard
-// at the first level (see auth.Authorizer.AllowDelivery).
+// at the first level (see auth.Authorizer.AllowDelivery and auth.Direct).
 func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
@@ -197,36 +159,9 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write || wire.HasWildcards(topic) || (!a.Authorizer.Topics.Owns(topic) && !strings.HasPrefix(topic, "$")) {
 		return a.Authorizer.Allow(cl.ID, topic, write)
 	}
-	return a.Authorizer.AllowDelivery(cl.ID, topic, a.subscribingTo(cl, topic) || direct(cl, topic))
-}
-
-// direct reports whether one of cl's subscriptions (shared or not) matches
-// topic without a wildcard at its first level.
-func direct(cl *mqtt.Client, topic string) bool {
-	if _, ok := cl.State.Subscriptions.Get(topic); ok {
-		return true
-	}
-	for f := range cl.State.Subscriptions.GetAll() {
-		f, _ = wire.StripShare(f)
-		if f != "" && f[0] != '+' && f[0] != '#' && auth.Covers(f, topic) {
-			return true
-		}
-	}
-	return false
-}
-
-// subscribingTo reports whether cl's SUBSCRIBE being processed (between
-// OnSubscribe and OnSubscribed, on the client's own goroutine) asks for
-// filter.
-func (a *Auth) subscribingTo(cl *mqtt.Client, filter string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, s := range a.subscribing[cl] {
-		if s.Filter == filter {
-			return true
-		}
-	}
-	return false
+	_, exact := cl.State.Subscriptions.Get(topic)
+	direct := exact || a.subs.Asking(cl, topic) || auth.Direct(maps.Keys(cl.State.Subscriptions.GetAll()), topic)
+	return a.Authorizer.AllowDelivery(cl.ID, topic, direct)
 }
 
 // OnWill checks a will again when the broker is about to publish it: a will
@@ -236,7 +171,7 @@ func (a *Auth) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if a.Authorizer.WillAllowed(cl.ID, will.TopicName) {
 		return will, nil
 	}
-	a.logger().Warn("will refused", "client", cl.ID, "topic", will.TopicName)
+	a.log().Warn("will refused", "client", cl.ID, "topic", will.TopicName)
 	if a.Metrics != nil {
 		a.Metrics.Refused.WithLabelValues("will_topic").Inc()
 	}
@@ -251,145 +186,53 @@ func (a *Auth) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 // OnDisconnect forgets a session that went away (MaxDevices) and the
-// SUBACK Reason Strings it never received.
+// SUBACK notes it never received.
 func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.Net.Inline {
-		return
+	if !cl.Net.Inline {
+		a.Authorizer.Gone(cl, cl.ID)
+		a.subs.Forget(cl)
 	}
-	a.Authorizer.Gone(cl, cl.ID)
-	a.mu.Lock()
-	delete(a.subscribing, cl)
-	for k := range a.subacks {
-		if k.cl == cl {
-			delete(a.subacks, k)
-		}
-	}
-	a.mu.Unlock()
 }
 
-// maxRefusalsNamed bounds the filters a SUBACK's Reason String names.
-const maxRefusalsNamed = 5
+// filters returns the topic filters of a SUBSCRIBE.
+func filters(pk packets.Packet) []string {
+	out := make([]string, len(pk.Filters))
+	for i, f := range pk.Filters {
+		out[i] = f.Filter
+	}
+	return out
+}
 
-// OnSubscribed explains to an MQTT 5 client, in the Reason String of the
-// SUBACK on its way (see OnPacketEncode), why filters were refused: for
-// each (up to 5 are named) the filter and the rule it broke, e.g.
-// `"im/inbox/bob": you may read only your own inbox, im/inbox/alice`.
+// OnSubscribed notes for the SUBACK on its way to an MQTT 5 client (see
+// OnPacketEncode) why filters were refused (auth.Authorizer.ExplainSuback).
 func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	a.mu.Lock()
-	delete(a.subscribing, cl)
-	a.mu.Unlock()
+	a.subs.End(cl)
 	if cl.Net.Inline || cl.Properties.ProtocolVersion < 5 {
 		return
 	}
-	var parts []string
-	var unspecified []int
-	beyond, more := 0, 0
-	for i, code := range codes {
-		if code < 0x80 || i >= len(pk.Filters) {
-			continue
-		}
-		f := pk.Filters[i].Filter
-		if code == packets.ErrNotAuthorized.Code && !a.Authorizer.Topics.Owns(sharedFilter(f)) {
-			// A plain MQTT filter the operator's ACL denies: 0x80, which
-			// the Eclipse Paho suites and their client expect; the Reason
-			// String still says why.
-			unspecified = append(unspecified, i)
-		}
-		if f == "" && code == packets.ErrTopicFilterInvalid.Code && i >= a.filterLimit() {
-			beyond++
-			continue
-		}
-		if len(parts) == maxRefusalsNamed {
-			more++
-			continue
-		}
-		var why string
-		switch code {
-		case packets.ErrNotAuthorized.Code:
-			why = a.Authorizer.ReadRefusal(cl.ID, f)
-		case packets.ErrTopicFilterInvalid.Code:
-			why = "not a valid topic filter"
-		case packets.ErrProtocolViolationInvalidSharedNoLocal.Code:
-			why = "no local is not allowed on a shared subscription"
-		default:
-			why = fmt.Sprintf("refused (reason code 0x%02X)", code)
-		}
-		parts = append(parts, fmt.Sprintf("%q: %s", f, why))
+	if note, ok := a.Authorizer.ExplainSuback(cl.ID, filters(pk), codes, a.MaxSubscribeFilters); ok {
+		a.subs.Note(cl, pk.PacketID, note)
 	}
-	if more > 0 {
-		parts = append(parts, fmt.Sprintf("and %d more refused", more))
-	}
-	if beyond > 0 {
-		noun := "filters"
-		if beyond == 1 {
-			noun = "filter"
-		}
-		parts = append(parts, fmt.Sprintf("%d %s beyond the limit of %d per SUBSCRIBE", beyond, noun, a.filterLimit()))
-	}
-	if len(parts) == 0 {
-		return
-	}
-	a.mu.Lock()
-	if a.subacks == nil {
-		a.subacks = map[subackKey]subackNote{}
-	}
-	a.subacks[subackKey{cl, pk.PacketID}] = subackNote{text: strings.Join(parts, "; "), unspecified: unspecified}
-	a.mu.Unlock()
-}
-
-// sharedFilter returns the topic filter of a shared subscription's filter
-// ($share/GROUP/FILTER, the prefix in any case), or f itself.
-func sharedFilter(f string) string {
-	if len(f) > 7 && strings.EqualFold(f[:7], "$share/") {
-		if i := strings.IndexByte(f[7:], '/'); i >= 0 {
-			return f[7+i+1:]
-		}
-	}
-	return f
 }
 
 // OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters
-// (they are answered 0x8F, MQTT 3.1.1: 0x80), so that one packet cannot ask
-// for thousands of presence checks.
-// It also notes the filters until OnSubscribed, for OnACLCheck.
+// (made empty, they are answered 0x8F, MQTT 3.1.1: 0x80), and notes the
+// filters until OnSubscribed, for OnACLCheck.
 func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	pk = a.limitFilters(cl, pk)
-	if !cl.Net.Inline {
-		a.mu.Lock()
-		if a.subscribing == nil {
-			a.subscribing = map[*mqtt.Client]packets.Subscriptions{}
-		}
-		a.subscribing[cl] = pk.Filters
-		a.mu.Unlock()
-	}
-	return pk
-}
-
-func (a *Auth) limitFilters(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	limit := a.filterLimit()
-	if cl.Net.Inline || len(pk.Filters) <= limit {
+	if cl.Net.Inline {
 		return pk
 	}
-	a.logger().Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", limit)
-	filters := make(packets.Subscriptions, len(pk.Filters))
-	copy(filters, pk.Filters)
-	for i := limit; i < len(filters); i++ {
-		filters[i].Filter = "" // not a valid filter: refused by the broker
+	limit := a.MaxSubscribeFilters
+	if limit <= 0 {
+		limit = DefaultMaxSubscribeFilters
 	}
-	pk.Filters = filters
+	if len(pk.Filters) > limit {
+		a.log().Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", limit)
+		pk.Filters = slices.Clone(pk.Filters)
+		for i := limit; i < len(pk.Filters); i++ {
+			pk.Filters[i].Filter = ""
+		}
+	}
+	a.subs.Begin(cl, filters(pk))
 	return pk
-}
-
-func (a *Auth) filterLimit() int {
-	if a.MaxSubscribeFilters <= 0 {
-		return DefaultMaxSubscribeFilters
-	}
-	return a.MaxSubscribeFilters
-}
-
-func (a *Auth) logger() *slog.Logger {
-	if a.Log == nil {
-		return slog.Default()
-	}
-	return a.Log
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -96,10 +95,7 @@ func (m *Publish) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 		}
 	case packets.Puback, packets.Pubrec:
 		if pk.ReasonCode == packets.ErrNotAuthorized.Code && pk.Properties.ReasonString == packets.ErrNotAuthorized.Reason {
-			read := m.Topics.Read()
-			p := strings.TrimSuffix(read, "/read")
-			pk.Properties.ReasonString = "not authorized: publish to " + p + "/send/u/PEER, " + p + "/send/g/GROUP, " +
-				read + " or a topic your ACL allows"
+			pk.Properties.ReasonString = auth.WriteRefusal(m.Topics)
 		}
 	}
 	return pk

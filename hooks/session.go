@@ -1,11 +1,10 @@
 package hooks
 
 import (
-	"sort"
-
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/parley-im/parley/internal/plain"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -39,15 +38,9 @@ func (s *Session) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-// OnPacketEncode puts a resumed session's queued messages back in the order
-// they were queued, just before mochi sends them again. mochi sends the
-// inflight messages of a session that is present right after the CONNACK,
-// sorted by uint16(Created) (seconds), which mixes up the messages queued
-// within one second. The queue order is the order of packet ids, which
-// mochi hands out one after another: it starts after the largest gap in the
-// circle of ids in use. Their Created times are rewritten into increasing
-// seconds no later than the earliest of them, so that a message expires no
-// later than before (at most a second per queued message earlier).
+// OnPacketEncode puts a resumed session's queued plain messages back in
+// the order they were queued (see plain.Requeue), just before mochi sends
+// them again after the CONNACK.
 func (s *Session) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.FixedHeader.Type != packets.Connack || !pk.SessionPresent || cl.State.Inflight.Len() < 2 {
 		return pk
@@ -58,31 +51,11 @@ func (s *Session) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 			queued = append(queued, p)
 		}
 	}
-	if len(queued) < 2 {
-		return pk
-	}
-	sort.Slice(queued, func(i, j int) bool { return queued[i].PacketID < queued[j].PacketID })
-	start, gap := 0, 0
-	for i := range queued {
-		prev := int(queued[(i+len(queued)-1)%len(queued)].PacketID)
-		d := (int(queued[i].PacketID) - prev + 65536) % 65536
-		if d > gap {
-			start, gap = i, d
+	if len(queued) >= 2 {
+		plain.Requeue(queued)
+		for _, p := range queued {
+			cl.State.Inflight.Set(p)
 		}
-	}
-	queued = append(queued[start:], queued[:start]...)
-	first := queued[0].Created
-	for _, p := range queued {
-		first = min(first, p.Created)
-	}
-	// uint16(Created) must increase along the queue without wrapping.
-	base := first - int64(len(queued))
-	if int(uint16(base))+len(queued) > 65535 {
-		base -= int64(uint16(base)) + int64(len(queued)) - 65535
-	}
-	for i, p := range queued {
-		p.Created = base + int64(i)
-		cl.State.Inflight.Set(p)
 	}
 	return pk
 }

@@ -1,6 +1,10 @@
 package auth
 
-import "github.com/parley-im/parley/internal/wire"
+import (
+	"strings"
+
+	"github.com/parley-im/parley/internal/wire"
+)
 
 // ReadRefusal explains why Allow refuses clientID a subscription to filter,
 // in a few words for the SUBACK's Reason String: which rule it broke and,
@@ -33,4 +37,12 @@ func (a *Authorizer) ReadRefusal(clientID, filter string) string {
 		return "no ACL allows topics outside Parley's"
 	}
 	return "the ACL does not let you read it"
+}
+
+// WriteRefusal explains, for the Reason String of a PUBACK or PUBREC 0x87,
+// what a client may publish to with topics.
+func WriteRefusal(topics wire.Topics) string {
+	read := topics.Read()
+	p := strings.TrimSuffix(read, "/read")
+	return "not authorized: publish to " + p + "/send/u/PEER, " + p + "/send/g/GROUP, " + read + " or a topic your ACL allows"
 }

@@ -207,7 +207,7 @@ func (b *Bus) onPlain(m *nats.Msg) {
 }
 
 // AppendString appends s to b, its length first (a uvarint): the field
-// encoding of the plain frames, here and in the hooks package.
+// encoding of the plain frames, here and in internal/plain.
 func AppendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)

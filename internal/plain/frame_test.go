@@ -1,34 +1,31 @@
-package hooks
+package plain
 
 import (
 	"bytes"
-	"log/slog"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// frameBus records the frames a Cluster hook sends.
-type frameBus struct{ frames [][]byte }
-
-func (b *frameBus) PublishPlain(f []byte)           { b.frames = append(b.frames, f) }
-func (b *frameBus) ClaimPlain(string, bool, string) {}
-func (b *frameBus) SharePlain(map[string]int)       {}
-
-func frameSetup(t testing.TB) (*Cluster, *frameBus) {
+// frame encodes pk with the share groups of a node n1 (g on a/#, h on
+// other) assigned.
+func frame(t testing.TB, pk packets.Packet) []byte {
 	t.Helper()
-	bus := &frameBus{}
-	return &Cluster{Bus: bus, Node: "n0", Log: slog.Default(), local: map[string]map[string]struct{}{},
-		remote: map[string]map[string]int{"n1": {"$share/g/a/#": 2, "$share/h/other": 1}}}, bus
+	s := &Shares{Node: "n0"}
+	s.SetRemote("n1", map[string]int{"$share/g/a/#": 2, "$share/h/other": 1})
+	b, err := EncodeFrame(pk, s.Assign(pk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestPlainFrame: a publish crosses with its QoS, retain flag, payload and
 // MQTT 5 properties, without its topic alias, and with the node chosen for
 // each share group that matches its topic.
 func TestPlainFrame(t *testing.T) {
-	h, bus := frameSetup(t)
 	expiry := uint32(60)
-	h.forward(packets.Packet{
+	b := frame(t, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Retain: true},
 		TopicName:   "a/b", Payload: []byte("x"), PacketID: 7,
 		Properties: packets.Properties{
@@ -38,10 +35,7 @@ func TestPlainFrame(t *testing.T) {
 			TopicAlias: 3, TopicAliasFlag: true, SubscriptionIdentifier: []int{4},
 		},
 	})
-	if len(bus.frames) != 1 {
-		t.Fatalf("%d frames", len(bus.frames))
-	}
-	pk, assigned, err := parsePlainFrame(bus.frames[0])
+	pk, assigned, err := DecodeFrame(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +60,7 @@ func TestPlainFrameMalformed(t *testing.T) {
 		"TruncatedTop": {0, 0x30, 3, 0, 9, 'a'},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, _, err := parsePlainFrame(b); err == nil {
+			if _, _, err := DecodeFrame(b); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -74,10 +68,8 @@ func TestPlainFrameMalformed(t *testing.T) {
 }
 
 func FuzzPlainFrame(f *testing.F) {
-	h, bus := frameSetup(f)
-	h.forward(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a/b", Payload: []byte("x"), PacketID: 1})
-	f.Add(bus.frames[0])
+	f.Add(frame(f, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a/b", Payload: []byte("x"), PacketID: 1}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parsePlainFrame(b) // must not panic
+		_, _, _ = DecodeFrame(b) // must not panic
 	})
 }
