@@ -26,7 +26,7 @@ func Crosses(topics wire.Topics, topic string) bool {
 // across a cluster: this node's members of each share group, the members
 // the other nodes announced, and the node whose members get a publish, at
 // random weighted by members, the same on every call for one publish. The
-// zero value is ready (with Node set). Safe for concurrent use.
+// zero value is ready once Node and Topics are set. Safe for concurrent use.
 type Shares struct {
 	// Node is this node's id.
 	Node string
