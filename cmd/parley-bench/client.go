@@ -91,7 +91,7 @@ type dialOptions struct {
 func dial(ctx context.Context, o dialOptions, onPublish func(topic, payload []byte, now int64), onAck func(uint16, int64)) (*conn, error) {
 	d := net.Dialer{}
 	if o.local != nil {
-		d.LocalAddr = o.local
+		d.LocalAddr, d.Control = o.local, bindNoPort
 	}
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
