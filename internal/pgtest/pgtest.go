@@ -123,11 +123,17 @@ func (c *Cluster) Stop() error {
 }
 
 // Start starts the server again on the same port and data.
+//
+// autovacuum_naptime=1 lets the tables of a new database be analyzed within
+// a second of growing, as a long-running database's are: otherwise, for its
+// first minute, statements that were prepared while a table was nearly empty
+// can keep a plan that scans it whole (the load generator's PostgreSQL runs
+// went from about 1.7 ms to 11-17 ms p50 at 3000 messages/s in some runs).
 func (c *Cluster) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.run(c.bin+"/pg_ctl", "-D", c.dir+"/data", "-l", c.dir+"/log", "-w", "-t", "60",
-		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300", c.port, c.dir), "start")
+		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c autovacuum_naptime=1", c.port, c.dir), "start")
 }
 
 func unavailable(tb testing.TB, err error) {
