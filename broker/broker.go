@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -141,7 +142,7 @@ func New(opts Options) (*Broker, error) {
 	// cost 64 KiB per connection. Parley's own deliveries do not use it (the
 	// delivery engine writes them, bounded by its window); it carries
 	// presence, plain MQTT topics and mochi's acks.
-	caps.MaximumClientWritesPending = clientWritesPending
+	caps.MaximumClientWritesPending = int32(min(opts.MQTTWriteQueue, math.MaxInt32))
 	if opts.MaxConnections > 0 {
 		caps.MaximumClients = int64(opts.MaxConnections)
 	}
@@ -282,10 +283,6 @@ func listen(ln net.Listener, addr string) (net.Listener, error) {
 	}
 	return net.Listen("tcp", addr)
 }
-
-// clientWritesPending bounds the packets mochi queues for one client's
-// writer beyond which it drops them (QoS 0) or refuses them (QoS 1 and 2).
-const clientWritesPending = 1024
 
 // Start opens the listeners, connects to NATS in cluster mode and starts
 // serving. It returns once everything listens; serving goes on until Close.

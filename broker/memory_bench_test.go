@@ -13,6 +13,7 @@ import (
 	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/parley-im/parley/broker"
 	"github.com/parley-im/parley/internal/testkit"
 )
 
@@ -20,23 +21,29 @@ import (
 // memory (heap in use and goroutine stacks, after two collections): b.N
 // devices connect over TCP one after another, each subscribes to its inbox
 // and stays. "parley" is the broker on SQLite, every device authenticated
-// with a token; "mochi" is a bare mochi-mqtt server (allow-all, Parley's
+// with a token ("parley-writequeue-64" with Options.MQTTWriteQueue 64);
+// "mochi" is a bare mochi-mqtt server (allow-all, Parley's
 // write queue of 1,024) and "mochi-default" the same with mochi's defaults,
 // for comparison (issue 19: docs/benchmarks.md). Run with:
 //
 //	go test -run '^$' -bench MemoryPerConnection -benchtime 3000x ./broker/
 func BenchmarkMemoryPerConnection(b *testing.B) {
-	b.Run("parley", func(b *testing.B) {
-		e := setup(b, testkit.OpenSQLite(b))
-		tokens := make([]string, b.N)
-		for i := range tokens {
-			tokens[i] = testkit.Token(b, fmt.Sprintf("u%06d", i))
-		}
-		measureConnections(b, e.mqtt, func(i int) []byte {
-			user := fmt.Sprintf("u%06d", i)
-			return connectBody(user+"/d", user, tokens[i])
+	for _, bc := range []struct {
+		name  string
+		queue int
+	}{{"parley", 0}, {"parley-writequeue-64", 64}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := setup(b, testkit.OpenSQLite(b), func(o *broker.Options) { o.MQTTWriteQueue = bc.queue })
+			tokens := make([]string, b.N)
+			for i := range tokens {
+				tokens[i] = testkit.Token(b, fmt.Sprintf("u%06d", i))
+			}
+			measureConnections(b, e.mqtt, func(i int) []byte {
+				user := fmt.Sprintf("u%06d", i)
+				return connectBody(user+"/d", user, tokens[i])
+			})
 		})
-	})
+	}
 	for _, bc := range []struct {
 		name    string
 		pending int32

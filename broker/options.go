@@ -18,6 +18,9 @@ import (
 // DefaultDeviceTTL is the default Options.DeviceTTL.
 const DefaultDeviceTTL = 90 * 24 * time.Hour
 
+// DefaultMQTTWriteQueue is the default Options.MQTTWriteQueue.
+const DefaultMQTTWriteQueue = 1024
+
 // Options configure a Broker. Zero values take the documented defaults; a
 // listener is enabled when its net.Listener or its address is set.
 type Options struct {
@@ -92,6 +95,15 @@ type Options struct {
 	// DeviceQueue bounds the live deliveries waiting for one device; beyond
 	// it the device catches up from the store instead; default 1024.
 	DeviceQueue int
+	// MQTTWriteQueue bounds the packets the MQTT layer queues for one
+	// client's writer: plain MQTT deliveries (Parley's own deliveries have
+	// their own writer and DeviceQueue). Beyond it a delivery to that client
+	// is dropped and counted (a Parley device catches up from the store
+	// instead). The queue is allocated with every connection, 8 bytes an
+	// entry: a fleet of idle devices that receive no plain MQTT may lower
+	// it (64: about 7.5 KiB less per connection); default
+	// DefaultMQTTWriteQueue.
+	MQTTWriteQueue int
 	// MaxConnections bounds the MQTT sessions connected to this node;
 	// beyond it a CONNECT is refused with 0x89 server busy (MQTT 3.1.1:
 	// 0x03 server unavailable), so that the node refuses cleanly before it
@@ -288,6 +300,7 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.Burst, 2*o.Rate)
 	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)
 	orDefault(&o.CommitPartitions, 4)
+	orDefault(&o.MQTTWriteQueue, DefaultMQTTWriteQueue)
 	orDefault(&o.ShutdownTimeout, 10*time.Second)
 	orDefault(&o.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
 	orDefault(&o.HTTPReadTimeout, DefaultHTTPReadTimeout)

@@ -522,22 +522,33 @@ func TestPahoFlowControl(t *testing.T) {
 }
 
 // readRawPacket reads and decodes one MQTT 5 packet from r.
-func readRawPacket(t *testing.T, r *bufio.Reader) packets.Packet {
+func readRawPacket(t testing.TB, r *bufio.Reader) packets.Packet {
 	t.Helper()
+	pk, err := nextRawPacket(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
+}
+
+// nextRawPacket reads one MQTT 5 packet from r and decodes the CONNACK,
+// PUBREC and DISCONNECT packets; it returns the read error as it is (a
+// deadline passed: os.ErrDeadlineExceeded).
+func nextRawPacket(r *bufio.Reader) (packets.Packet, error) {
+	var pk packets.Packet
 	b, err := r.ReadByte()
 	if err != nil {
-		t.Fatalf("read: %v", err)
+		return pk, fmt.Errorf("read: %w", err)
 	}
-	var pk packets.Packet
 	pk.ProtocolVersion = 5
 	if err := pk.FixedHeader.Decode(b); err != nil {
-		t.Fatal(err)
+		return pk, err
 	}
 	n, mult := 0, 1
 	for {
 		c, err := r.ReadByte()
 		if err != nil {
-			t.Fatalf("read: %v", err)
+			return pk, fmt.Errorf("read: %w", err)
 		}
 		n += int(c&0x7f) * mult
 		if c&0x80 == 0 {
@@ -548,7 +559,7 @@ func readRawPacket(t *testing.T, r *bufio.Reader) packets.Packet {
 	pk.FixedHeader.Remaining = n
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
-		t.Fatalf("read: %v", err)
+		return pk, fmt.Errorf("read: %w", err)
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
@@ -559,7 +570,7 @@ func readRawPacket(t *testing.T, r *bufio.Reader) packets.Packet {
 		err = pk.DisconnectDecode(buf)
 	}
 	if err != nil {
-		t.Fatalf("decode %v: %v", pk.FixedHeader.Type, err)
+		return pk, fmt.Errorf("decode %v: %w", pk.FixedHeader.Type, err)
 	}
-	return pk
+	return pk, nil
 }

@@ -84,6 +84,7 @@ type Config struct {
 	ReceiptGroupMax  int
 	MaxDevices       int
 	MaxConnections   int
+	MQTTWriteQueue   int
 
 	// ModerationURL, ModerationTimeout and ModerationFail ("open" or
 	// "closed") configure the moderation hook; WebhookSecret signs its
@@ -168,7 +169,7 @@ func (m *Main) options() (broker.Options, error) {
 	opts := broker.Options{
 		TopicPrefix: c.TopicPrefix, MaxPayload: c.MaxPayload, Rate: c.Rate, Burst: c.Burst, Logger: m.Logger,
 		NewDeviceBacklog: c.NewDeviceBacklog, CatchupLimit: c.CatchupLimit, ReceiptGroupMax: c.ReceiptGroupMax,
-		MaxDevices: c.MaxDevices, MaxConnections: c.MaxConnections, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
+		MaxDevices: c.MaxDevices, MaxConnections: c.MaxConnections, MQTTWriteQueue: c.MQTTWriteQueue, Anonymous: c.Anonymous, NATSURL: c.NATSURL, NodeID: c.NodeID, DeviceTTL: c.DeviceTTL,
 		Web: c.Web,
 	}
 	if c.DevLogin {
