@@ -40,53 +40,46 @@ func (s *State) Clients() ([]storage.Client, error) {
 // Subscriptions returns the stored subscriptions of the sessions loaded by
 // Clients.
 func (s *State) Subscriptions() ([]storage.Subscription, error) {
-	var out []storage.Subscription
-	err := s.load(history.MQTTSubscription, func(r history.MQTTRecord) error {
-		var sub storage.Subscription
-		if err := sub.UnmarshalBinary(r.Data); err != nil {
-			return err
-		}
-		if s.Persistent(sub.Client) {
-			out = append(out, sub)
-		}
-		return nil
-	})
-	return out, err
+	return loadAll(s, history.MQTTSubscription, func(sub *storage.Subscription) bool { return s.Persistent(sub.Client) })
 }
 
 // Inflight returns the stored queued messages of the sessions loaded by
 // Clients.
 func (s *State) Inflight() ([]storage.Message, error) {
-	var out []storage.Message
-	err := s.load(history.MQTTInflight, func(r history.MQTTRecord) error {
-		var m storage.Message
-		if err := m.UnmarshalBinary(r.Data); err != nil {
-			return err
-		}
+	return loadAll(s, history.MQTTInflight, func(m *storage.Message) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !s.persistent[m.Client] {
-			return nil // another node's session
+			return false // another node's session
 		}
 		if s.inflight[m.Client] == nil {
 			s.inflight[m.Client] = map[uint16]struct{}{}
 		}
 		s.inflight[m.Client][m.PacketID] = struct{}{}
-		out = append(out, m)
-		return nil
+		return true
 	})
-	return out, err
 }
 
 // Retained returns the stored retained messages.
 func (s *State) Retained() ([]storage.Message, error) {
-	var out []storage.Message
-	err := s.load(history.MQTTRetained, func(r history.MQTTRecord) error {
-		var m storage.Message
-		if err := m.UnmarshalBinary(r.Data); err != nil {
+	return loadAll(s, history.MQTTRetained, func(*storage.Message) bool { return true })
+}
+
+// loadAll returns the records of kind in mochi's storable form T, those
+// that keep accepts.
+func loadAll[T any, PT interface {
+	*T
+	UnmarshalBinary([]byte) error
+}](s *State, kind byte, keep func(*T) bool) ([]T, error) {
+	var out []T
+	err := s.load(kind, func(r history.MQTTRecord) error {
+		var v T
+		if err := PT(&v).UnmarshalBinary(r.Data); err != nil {
 			return err
 		}
-		out = append(out, m)
+		if keep(&v) {
+			out = append(out, v)
+		}
 		return nil
 	})
 	return out, err
