@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -100,6 +99,9 @@ func New(opts Options) (*Broker, error) {
 	if len(opts.JWTSecret) == 0 && opts.JWTPublicKey == nil {
 		return nil, errors.New("broker: a JWT secret or public key is required")
 	}
+	if opts.MQTTWriteQueue > MaxMQTTWriteQueue {
+		return nil, fmt.Errorf("broker: MQTTWriteQueue %d is above %d", opts.MQTTWriteQueue, MaxMQTTWriteQueue)
+	}
 	if (opts.TLSListener != nil || opts.TLSAddr != "") && opts.TLSConfig == nil {
 		return nil, errors.New("broker: TLS listener needs TLSConfig")
 	}
@@ -142,7 +144,7 @@ func New(opts Options) (*Broker, error) {
 	// cost 64 KiB per connection. Parley's own deliveries do not use it (the
 	// delivery engine writes them, bounded by its window); it carries
 	// presence, plain MQTT topics and mochi's acks.
-	caps.MaximumClientWritesPending = int32(min(opts.MQTTWriteQueue, math.MaxInt32))
+	caps.MaximumClientWritesPending = int32(opts.MQTTWriteQueue)
 	if opts.MaxConnections > 0 {
 		caps.MaximumClients = int64(opts.MaxConnections)
 	}

@@ -21,6 +21,10 @@ const DefaultDeviceTTL = 90 * 24 * time.Hour
 // DefaultMQTTWriteQueue is the default Options.MQTTWriteQueue.
 const DefaultMQTTWriteQueue = 1024
 
+// MaxMQTTWriteQueue is the largest Options.MQTTWriteQueue New accepts (512
+// KiB a connection).
+const MaxMQTTWriteQueue = 1 << 16
+
 // Options configure a Broker. Zero values take the documented defaults; a
 // listener is enabled when its net.Listener or its address is set.
 type Options struct {
@@ -102,7 +106,7 @@ type Options struct {
 	// instead). The queue is allocated with every connection, 8 bytes an
 	// entry: a fleet of idle devices that receive no plain MQTT may lower
 	// it (64: about 7.5 KiB less per connection); default
-	// DefaultMQTTWriteQueue.
+	// DefaultMQTTWriteQueue, at most MaxMQTTWriteQueue (New refuses more).
 	MQTTWriteQueue int
 	// MaxConnections bounds the MQTT sessions connected to this node;
 	// beyond it a CONNECT is refused with 0x89 server busy (MQTT 3.1.1:

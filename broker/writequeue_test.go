@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,15 @@ func TestMQTTWriteQueue(t *testing.T) {
 			}
 			t.Logf("write queue %d: %d of %d received", tc.queue, got, n)
 		})
+	}
+}
+
+// TestMQTTWriteQueueBound: New refuses a write queue above
+// MaxMQTTWriteQueue rather than allocate it with every connection.
+func TestMQTTWriteQueueBound(t *testing.T) {
+	_, err := broker.New(broker.Options{Store: testkit.OpenSQLite(t), JWTSecret: testSecret, MQTTWriteQueue: broker.MaxMQTTWriteQueue + 1})
+	if err == nil || !strings.Contains(err.Error(), "MQTTWriteQueue") {
+		t.Fatalf("New with MQTTWriteQueue %d: %v, want an error naming it", broker.MaxMQTTWriteQueue+1, err)
 	}
 }
 
