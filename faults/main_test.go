@@ -142,11 +142,3 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
-
-// eventually fails the test unless cond holds within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("condition not met within %v", timeout)
-	}
-}
