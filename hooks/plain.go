@@ -153,6 +153,9 @@ func (h *Plain) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if h.Bus != nil && expire {
 		h.noteShares(cl.ID, nil)
 	}
+	if h.State != nil {
+		h.State.ForgetPending(cl.ID)
+	}
 	if !h.persistent(cl) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
 	}
@@ -225,11 +228,17 @@ func (h *Plain) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // pending reports whether pk is a QoS 1 or 2 publish outside the prefix
 // that a persistent session subscribes to.
 func (h *Plain) pending(cl *mqtt.Client, pk packets.Packet) bool {
-	if h.State == nil || pk.FixedHeader.Qos == 0 || cl.Net.Inline || h.Topics.Owns(pk.TopicName) {
+	if !h.mayPend(cl, pk) {
 		return false
 	}
 	subs := h.Server.Topics.Subscribers(pk.TopicName)
 	return h.State.Wanted(subs.Subscriptions, subs.Shared)
+}
+
+// mayPend reports whether publish pk of cl is of the kind that can be
+// recorded as pending: a plain QoS 1 or 2 publish of a client, with State.
+func (h *Plain) mayPend(cl *mqtt.Client, pk packets.Packet) bool {
+	return h.State != nil && pk.FixedHeader.Qos > 0 && !cl.Net.Inline && !h.Topics.Owns(pk.TopicName)
 }
 
 // OnPublish records a publish for persistent sessions as pending, before
@@ -247,8 +256,8 @@ func (h *Plain) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if h.Bus != nil && cl != h.Injector && !pk.Ignore && plain.Crosses(h.Topics, pk.TopicName) {
 		h.forward(pk)
 	}
-	if h.pending(cl, pk) {
-		h.State.DeletePending(cl.ID, pk.PacketID)
+	if h.mayPend(cl, pk) {
+		h.State.DeletePending(cl.ID, pk.PacketID) // only what OnPublish recorded
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,6 +47,11 @@ type State struct {
 	mu         sync.Mutex
 	persistent map[string]bool                // client ids of persistent sessions
 	inflight   map[string]map[uint16]struct{} // stored queued messages by client and packet id
+	// pending are the packet ids of each client's publishes that
+	// PutPending recorded and DeletePending has not deleted yet: mochi
+	// calls OnPublish and OnPublished one after the other on the client's
+	// goroutine, so a client has one at a time (two across a takeover).
+	pending map[string][]uint16
 }
 
 // timeout bounds one read or write of the store.
@@ -290,14 +296,45 @@ func (s *State) Wanted(subs map[string]packets.Subscription, shared map[string]m
 // acknowledged: Replay publishes it again should the node stop before
 // DeletePending.
 func (s *State) PutPending(client string, pk packets.Packet) {
-	if data, err := message(pk, client).MarshalBinary(); err == nil {
-		s.put(history.MQTTRecord{Kind: history.MQTTPending, Client: client, Key: s.pendingKey(pk.PacketID), Data: data})
+	data, err := message(pk, client).MarshalBinary()
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.pending == nil {
+		s.pending = map[string][]uint16{}
+	}
+	s.pending[client] = append(s.pending[client], pk.PacketID)
+	s.mu.Unlock()
+	s.put(history.MQTTRecord{Kind: history.MQTTPending, Client: client, Key: s.pendingKey(pk.PacketID), Data: data})
+}
+
+// DeletePending deletes the pending record of client's publish id, if
+// PutPending wrote one: for any other publish it costs a map lookup.
+func (s *State) DeletePending(client string, id uint16) {
+	s.mu.Lock()
+	ids := s.pending[client]
+	i := slices.Index(ids, id)
+	if i >= 0 {
+		if ids = slices.Delete(ids, i, i+1); len(ids) == 0 {
+			delete(s.pending, client)
+		} else {
+			s.pending[client] = ids
+		}
+	}
+	s.mu.Unlock()
+	if i >= 0 {
+		s.del(history.MQTTPending, client, s.pendingKey(id))
 	}
 }
 
-// DeletePending deletes the pending record of client's publish id.
-func (s *State) DeletePending(client string, id uint16) {
-	s.del(history.MQTTPending, client, s.pendingKey(id))
+// ForgetPending forgets the publishes of client in progress, once its
+// connection has ended (the records stay, for Replay): mochi did not call
+// OnPublished for them.
+func (s *State) ForgetPending(client string) {
+	s.mu.Lock()
+	delete(s.pending, client)
+	s.mu.Unlock()
 }
 
 // pendingKey is the key of a pending publish: its packet id, after the

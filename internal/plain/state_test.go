@@ -8,6 +8,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/history/sqlite"
 )
 
@@ -128,5 +129,42 @@ func TestWanted(t *testing.T) {
 				t.Fatalf("Wanted = %v", got)
 			}
 		})
+	}
+}
+
+// TestPending: DeletePending deletes the record PutPending wrote, and only
+// that: an id that was never recorded, or a client forgotten since, leaves
+// the store alone.
+func TestPending(t *testing.T) {
+	s := setup(t, "")
+	ctx := context.Background()
+	count := func() int {
+		t.Helper()
+		recs, err := s.Store.MQTTState(ctx, history.MQTTPending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs)
+	}
+	s.PutPending("c1", publish("a/b", 3))
+	s.PutPending("c2", publish("a/b", 4))
+	if n := count(); n != 2 {
+		t.Fatalf("%d pending records after two PutPending, want 2", n)
+	}
+	s.DeletePending("c1", 9) // never recorded
+	if n := count(); n != 2 {
+		t.Fatalf("%d pending records after deleting an id never put, want 2", n)
+	}
+	s.DeletePending("c1", 3)
+	if n := count(); n != 1 {
+		t.Fatalf("%d pending records after DeletePending, want 1", n)
+	}
+	s.ForgetPending("c2") // its connection ended without OnPublished
+	s.DeletePending("c2", 4)
+	if n := count(); n != 1 {
+		t.Fatalf("%d pending records: a forgotten publish's record must stay for Replay", n)
+	}
+	if len(s.pending) != 0 {
+		t.Fatalf("pending ids left in memory: %v", s.pending)
 	}
 }
