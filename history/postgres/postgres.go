@@ -174,6 +174,14 @@ func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return translate(err)
 }
 
+// snapshot runs fn in a read-only transaction whose statements all see one
+// snapshot (repeatable read): a read of several statements never sees a
+// commit between two of them, such as retention deleting the first kept
+// message after expired_before was read.
+func (s *Store) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
 func translate(err error) error {
 	if out, ok := history.Translate(err, pgx.ErrNoRows); ok {
 		return out

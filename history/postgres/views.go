@@ -15,7 +15,7 @@ import (
 func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.Message, history.ConvHead, error) {
 	var out []history.Message
 	h := history.ConvHead{Conv: q.Conv}
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.snapshot(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, memberRows+`m.conv = $1 AND m.user_id = $2`, q.Conv, q.User)
 		if err != nil {
 			return err
@@ -43,7 +43,7 @@ func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.
 		}
 		return addReactions(ctx, tx, q.Conv, q.User, out)
 	})
-	return out, h, err
+	return out, h, translate(err)
 }
 
 // viewQuery selects ConversationViews of user $1 and their positions; the
@@ -137,7 +137,7 @@ func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]h
 	var views []history.ConversationView
 	var next history.Position
 	var more bool
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = s.snapshot(ctx, func(tx pgx.Tx) error {
 		if !tok.Paging() {
 			if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&tok.Upto); err != nil {
 				return err
