@@ -65,6 +65,9 @@ func messageLine(m parley.Message, withConv bool) string {
 	if m.IsChange() {
 		return head + changeLine(m)
 	}
+	if text, ok := groupLine(m); ok {
+		return head + text
+	}
 	line := head + m.From
 	if m.ReplyTo > 0 {
 		line += fmt.Sprintf(" ↪ %d", m.ReplyTo)
@@ -84,6 +87,60 @@ func messageLine(m parley.Message, withConv bool) string {
 		line += " (mentions " + strings.Join(m.Mentions, ", ") + ")"
 	}
 	return line + reactionsText(m.Reactions)
+}
+
+// groupLine describes a group event (group.created, member.*) in words:
+// "alice created the group "team" with bob, carol", "alice added dave
+// (admin)". ok is false for other messages and for bodies it cannot read,
+// which are then shown as JSON.
+func groupLine(m parley.Message) (text string, ok bool) {
+	if !strings.HasPrefix(m.Type, "group.") && !strings.HasPrefix(m.Type, "member.") {
+		return "", false
+	}
+	var b struct {
+		Name    string `json:"name"`
+		User    string `json:"user"`
+		Role    string `json:"role"`
+		Count   int    `json:"member_count"`
+		Members []struct {
+			User string `json:"user"`
+		} `json:"members"`
+	}
+	if json.Unmarshal(m.Body, &b) != nil {
+		return "", false
+	}
+	switch m.Type {
+	case "group.created":
+		var others []string
+		for _, mb := range b.Members {
+			if mb.User != m.From {
+				others = append(others, mb.User)
+			}
+		}
+		text = fmt.Sprintf("%s created the group %q", m.From, b.Name)
+		switch {
+		case len(others) > 0:
+			text += " with " + strings.Join(others, ", ")
+		case b.Count > 1:
+			text += fmt.Sprintf(" with %d members", b.Count)
+		}
+		return text, true
+	case "member.added":
+		text = fmt.Sprintf("%s added %s", m.From, b.User)
+	case "member.role":
+		text = fmt.Sprintf("%s made %s %s", m.From, b.User, b.Role)
+		return text, b.User != "" && b.Role != ""
+	case "member.removed":
+		text = fmt.Sprintf("%s removed %s", m.From, b.User)
+	case "member.left":
+		text = fmt.Sprintf("%s left", b.User)
+	default:
+		return "", false
+	}
+	if b.Role == "admin" {
+		text += " (admin)"
+	}
+	return text, b.User != ""
 }
 
 // reactionsText formats reactions as "  [👍 2 🎉 1]", emoji in byte order;

@@ -282,9 +282,10 @@ func TestGroupCommands(t *testing.T) {
 	ctx := ctxT(t)
 	ok(t, runAs(t, ctx, nil, "alice", "group", "create", "--id", "team", "The Team", "bob"), `created g:team "The Team": alice (owner), bob`)
 	ok(t, runAs(t, ctx, nil, "bob", "group", "show", "team"), `g:team "The Team"`)
-	ok(t, runAs(t, ctx, nil, "alice", "group", "add", "g:team", "carol", "--role", "admin"), "#2 ", "[member.added]", "carol (admin)")
+	ok(t, runAs(t, ctx, nil, "alice", "group", "add", "g:team", "carol", "--role", "admin"), "#2 ", "alice added carol (admin)")
 	ok(t, runAs(t, ctx, nil, "carol", "send", "--to", "g:team", "hi team"), "sent g:team #3")
-	ok(t, runAs(t, ctx, nil, "alice", "group", "remove", "team", "carol"), "[member.removed]")
+	ok(t, runAs(t, ctx, nil, "alice", "group", "remove", "team", "carol"), "alice removed carol")
+	ok(t, runAs(t, ctx, nil, "bob", "history", "g:team"), `#1 `, `alice created the group "The Team" with bob`, "#3 ", "carol: hi team")
 	r := runAs(t, ctx, nil, "carol", "send", "--to", "g:team", "hello?")
 	if r.code != 1 || !strings.Contains(r.stderr, "not_member") {
 		t.Fatalf("send after removal: exit %d: %s", r.code, r.stderr)
