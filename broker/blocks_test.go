@@ -2,7 +2,13 @@ package broker_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/testkit"
 )
 
 // TestClusterBlockWarmCache: with both nodes' relation caches warm (the two
@@ -35,4 +41,48 @@ func TestClusterBlockWarmCache(t *testing.T) {
 	if code, _ := alice.publish("im/send/u/bob", 1, `{"cid":"x3","body":"again"}`); code != 0 {
 		t.Fatalf("send through the other node right after the unblock: reason %#x, want 0", code)
 	}
+}
+
+// TestBlockLimit: a user blocks at most history.MaxBlocks users: the PUT
+// beyond them is refused with 400 invalid and stores nothing; re-blocking a
+// blocked user still succeeds, and an unblock makes room. On both stores.
+func TestBlockLimit(t *testing.T) {
+	testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
+		e := setup(t, store)
+		p := store.(history.Privacy)
+		for i := range history.MaxBlocks - 1 {
+			if err := p.Block(t.Context(), "alice", fmt.Sprintf("u%04d", i), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code := e.do("PUT", "/v1/blocks/bob", "alice", "", nil); code != 200 {
+			t.Fatalf("the last block: %d", code)
+		}
+		var ae apiErr
+		if code := e.do("PUT", "/v1/blocks/carol", "alice", "", &ae); code != 400 || ae.Error.Code != "invalid" || !strings.Contains(ae.Error.Message, "1000") {
+			t.Fatalf("a block beyond the limit: %d %+v, want 400 invalid", code, ae)
+		}
+		if code := e.do("PUT", "/v1/blocks/bob", "alice", "", nil); code != 200 {
+			t.Fatalf("re-block at the limit: %d", code)
+		}
+		var list struct {
+			Blocks []struct{ User string } `json:"blocks"`
+		}
+		if code := e.do("GET", "/v1/blocks", "alice", "", &list); code != 200 || len(list.Blocks) != history.MaxBlocks || slices.ContainsFunc(list.Blocks, func(b struct{ User string }) bool { return b.User == "carol" }) {
+			t.Fatalf("blocks: %d, %d of them, want %d without carol", code, len(list.Blocks), history.MaxBlocks)
+		}
+		// carol was not blocked: her send to alice goes through.
+		if code := e.do("POST", "/v1/users/alice/messages", "carol", `{"body":"hi"}`, nil); code != 201 {
+			t.Fatalf("carol's send after the refused block: %d", code)
+		}
+		if code := e.do("DELETE", "/v1/blocks/u0000", "alice", "", nil); code != 200 {
+			t.Fatalf("unblock: %d", code)
+		}
+		if code := e.do("PUT", "/v1/blocks/carol", "alice", "", nil); code != 200 {
+			t.Fatalf("block after an unblock: %d", code)
+		}
+		if code := e.do("POST", "/v1/users/alice/messages", "carol", `{"body":"hi"}`, nil); code != 403 {
+			t.Fatalf("carol's send once blocked: %d, want 403", code)
+		}
+	})
 }

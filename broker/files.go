@@ -13,10 +13,20 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/blob"
 	"github.com/parley-im/parley/internal/files"
+	"github.com/parley-im/parley/internal/send"
 )
 
 // DefaultMaxUpload is the default Options.MaxUpload: 25 MiB.
 const DefaultMaxUpload = files.DefaultMaxUpload
+
+// Defaults of the per-user bounds of uploads.
+const (
+	// DefaultUploadQuota is the default Options.UploadQuota: 1 GiB.
+	DefaultUploadQuota = 1 << 30
+	// DefaultUploadRate is the default Options.UploadRate: 60 uploads a
+	// minute.
+	DefaultUploadRate = 60
+)
 
 // newFiles builds the attachments engine of opts: nil when neither BlobDir
 // nor S3Endpoint is set.
@@ -61,7 +71,13 @@ func newFiles(opts Options, store history.Store, reg prometheus.Registerer) (*fi
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
 	}
+	var limiter *send.RateLimiter
+	if opts.UploadRate > 0 {
+		// Rate per second; bursts of a minute's uploads.
+		limiter = send.NewRateLimiter(opts.UploadRate/60, opts.UploadRate)
+	}
 	f := &files.Service{Store: us, Blobs: blobs, TempDir: tmp, PartialDir: partial, MaxUpload: opts.MaxUpload, MaxPixels: opts.MaxImagePixels,
+		Quota: max(opts.UploadQuota, 0), Limiter: limiter,
 		UnreferencedTTL: opts.UploadTTL, CollectEvery: opts.FileCollectEvery, URLSecret: secret, URLTTL: opts.FileURLTTL,
 		Registry: reg, Log: opts.Logger}
 	return f, f.Init()

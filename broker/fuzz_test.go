@@ -22,7 +22,7 @@ var statusOfCode = map[string]int{
 	"invalid": 400, "invalid_payload": 400, "invalid_peer": 400,
 	"unauthorized": 401, "not_member": 403, "forbidden": 403,
 	"not_found": 404, "no_such_group": 404, "no_such_message": 404, "not_allowed": 403, "blocked": 403, "conflict": 409,
-	"too_large": 413, "rejected": 422, "rate_limited": 429, "unavailable": 503,
+	"too_large": 413, "quota_exceeded": 413, "rejected": 422, "rate_limited": 429, "unavailable": 503,
 }
 
 // FuzzREST sends arbitrary path parameters, query strings and bodies to every

@@ -41,12 +41,13 @@ type env struct {
 	http string
 }
 
-// setup starts a broker on store with every listener on a free port.
+// setup starts a broker on store with every listener on a free port; the
+// per-user rates of sends and uploads are off unless mod sets them.
 func setup(t testing.TB, store history.Store, mod ...func(*broker.Options)) *env {
 	t.Helper()
 	opts := broker.Options{
 		Store: store, MQTTAddr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1,
+		JWTSecret: testSecret, Logger: testkit.Logger(), Rate: -1, UploadRate: -1,
 	}
 	for _, f := range mod {
 		f(&opts)

@@ -231,6 +231,18 @@ type Options struct {
 	// 50 million): bigger ones are refused before they are decoded.
 	MaxUpload      int64
 	MaxImagePixels int64
+	// UploadQuota bounds the bytes of one user's stored uploads: an upload
+	// that would take the user over it is refused with 413 quota_exceeded
+	// before its body is stored (a resumable upload at its creation, with
+	// its declared length, and again when complete). Files deleted by the
+	// collector or with the account give their bytes back. Default
+	// DefaultUploadQuota (1 GiB); negative: no quota.
+	UploadQuota int64
+	// UploadRate bounds the uploads (one-shot, and resumable ones at their
+	// creation) each user may start per minute, with bursts of as many:
+	// beyond it they are refused with 429 rate_limited and Retry-After.
+	// Default DefaultUploadRate (60); negative: no limit.
+	UploadRate float64
 	// UploadTTL is how long an upload may wait for a message to refer to it
 	// before it is deleted (default 24h); FileCollectEvery is the time
 	// between two collections (default 10 min).
@@ -300,6 +312,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Rate == 0 {
 		o.Rate = 20
+	}
+	if o.UploadQuota == 0 {
+		o.UploadQuota = DefaultUploadQuota
+	}
+	if o.UploadRate == 0 {
+		o.UploadRate = DefaultUploadRate
 	}
 	orDefault(&o.Burst, 2*o.Rate)
 	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)

@@ -302,3 +302,25 @@ func TestGroupErrors(t *testing.T) {
 		t.Fatalf("NotMember = %v", err)
 	}
 }
+
+// TestCheckBlock: a new block is refused (invalid) once the user blocks
+// MaxBlocks users; re-blocking a blocked user never is.
+func TestCheckBlock(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		count   int
+		already bool
+		want    string
+	}{
+		{"OK", 0, false, ""},
+		{"OKLast", history.MaxBlocks - 1, false, ""},
+		{"ErrFull", history.MaxBlocks, false, history.EINVALID},
+		{"OKAlreadyFull", history.MaxBlocks, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := history.ErrorCode(history.CheckBlock(tc.count, tc.already)); got != tc.want {
+				t.Fatalf("CheckBlock(%d, %v) = %q, want %q", tc.count, tc.already, got, tc.want)
+			}
+		})
+	}
+}

@@ -28,7 +28,10 @@ type Privacy interface {
 	// (ConvHead.ExpiredBefore). It returns how many messages it deleted.
 	Expire(ctx context.Context, now time.Time, global time.Duration, limit int) (int, error)
 
-	// Block records that user blocks other; blocking twice succeeds.
+	// Block records that user blocks other; blocking twice succeeds. A
+	// user blocks at most MaxBlocks users: a new block beyond them is
+	// EINVALID (CheckBlock), decided inside the transaction that inserts,
+	// so that concurrent blocks cannot exceed it.
 	Block(ctx context.Context, user, other string, at time.Time) error
 	// Unblock removes the block; removing a missing one succeeds.
 	Unblock(ctx context.Context, user, other string) error
@@ -53,6 +56,21 @@ type Privacy interface {
 	// user sent (in conversation and seq order), as it is stored now; fn's
 	// error stops the export and is returned.
 	Export(ctx context.Context, user string, fn func(ExportItem) error) error
+}
+
+// MaxBlocks bounds the users one user may block, so that a user's blocks
+// (read whole by GET /v1/blocks and checked on every direct send) stay
+// small.
+const MaxBlocks = 1000
+
+// CheckBlock decides a block by a user who blocks count users: nil when
+// already is set (blocking twice succeeds) or count is below MaxBlocks,
+// EINVALID otherwise.
+func CheckBlock(count int, already bool) error {
+	if already || count < MaxBlocks {
+		return nil
+	}
+	return Errorf(EINVALID, "you block %d users, the most allowed: unblock one first", MaxBlocks)
 }
 
 // Block is one user blocked by another.

@@ -91,6 +91,12 @@ type UploadStore interface {
 	// Upload returns the upload id. ENOTFOUND when there is none.
 	Upload(ctx context.Context, id string) (Upload, error)
 
+	// UploadBytes returns the sum of the sizes of owner's stored uploads
+	// (Upload.Size: thumbnails are not counted), 0 when it has none: what
+	// counts against the per-user upload quota. Uploads forgotten by
+	// CollectUploads or ForgetUserUploads no longer count.
+	UploadBytes(ctx context.Context, owner string) (int64, error)
+
 	// FileFor returns the upload whose id or thumbnail id is id when user may
 	// read it: user uploaded it, or may see a message (not deleted) that
 	// refers to it (members see their conversations' messages from when

@@ -46,6 +46,10 @@ var (
 	// ErrBlocked: a direct send between two users one of whom blocks the
 	// other; nothing was stored. Code blocked (HTTP 403).
 	ErrBlocked = errors.New("parley: blocked")
+	// ErrQuotaExceeded: an upload would take the user's stored files over
+	// the server's per-user quota; nothing was stored. Code quota_exceeded
+	// (HTTP 413).
+	ErrQuotaExceeded = errors.New("parley: upload quota exceeded")
 
 	// ErrInvalid: a REST request was malformed (code invalid).
 	ErrInvalid = errors.New("parley: invalid request")
@@ -75,6 +79,7 @@ const (
 	CodeNoSuchMessage  = "no_such_message"
 	CodeNotAllowed     = "not_allowed"
 	CodeBlocked        = "blocked"
+	CodeQuotaExceeded  = "quota_exceeded"
 	CodeInvalid        = "invalid"
 	CodeUnauthorized   = "unauthorized"
 	CodeForbidden      = "forbidden"
@@ -93,6 +98,7 @@ var sentinels = map[string]error{
 	CodeNoSuchMessage:  ErrNoSuchMessage,
 	CodeNotAllowed:     ErrNotAllowed,
 	CodeBlocked:        ErrBlocked,
+	CodeQuotaExceeded:  ErrQuotaExceeded,
 	CodeInvalid:        ErrInvalid,
 	CodeUnauthorized:   ErrUnauthorized,
 	CodeForbidden:      ErrForbidden,

@@ -64,9 +64,11 @@ const resumableTries = 8
 
 // Upload stores size bytes of r, a file of contentType (such as
 // "image/png"), and returns it; attach it to a send with Attach. The server
-// refuses files over its limit (ErrTooLarge; 25 MiB by default) and images
-// that do not decode (ErrInvalidPayload). An upload no message refers to
-// within a day is deleted.
+// refuses files over its limit (ErrTooLarge; 25 MiB by default), uploads
+// beyond the user's quota of stored files (ErrQuotaExceeded; 1 GiB by
+// default) or upload rate (ErrRateLimited; 60 a minute by default) and
+// images that do not decode (ErrInvalidPayload). An upload no message
+// refers to within a day is deleted.
 //
 // A file over ResumableThreshold that r can seek in goes as a resumable
 // upload (the tus protocol, docs/api.md#resumable-uploads): when the

@@ -91,6 +91,7 @@ func TestAPIError(t *testing.T) {
 		{"Wire", 403, `{"error":{"code":"not_member","message":"no"}}`, "not_member", ErrNotMember},
 		{"Forbidden", 403, `{"error":{"code":"forbidden","message":"no"}}`, "forbidden", ErrForbidden},
 		{"RateLimited", 429, `{"error":{"code":"rate_limited","message":"slow"}}`, "rate_limited", ErrRateLimited},
+		{"QuotaExceeded", 413, `{"error":{"code":"quota_exceeded","message":"full"}}`, "quota_exceeded", ErrQuotaExceeded},
 		{"PlainNotFound", 404, `404 page not found`, "not_found", ErrNotFound},
 		{"PlainBadGateway", 502, `<html>`, "unavailable", ErrUnavailable},
 		{"PlainTeapot", 418, ``, "http_418", nil},

@@ -228,6 +228,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.CatchupLimit, "catchup-limit", "PARLEY_CATCHUP_LIMIT", delivery.DefaultCatchupLimit, "most messages per conversation sent in one catch-up; beyond it a gap event"},
 		{&c.ReceiptGroupMax, "receipt-group-max", "PARLEY_RECEIPT_GROUP_MAX", send.DefaultReceiptGroupMax, "largest group whose members get read receipts"},
 		{&c.MaxUpload, "max-upload", "PARLEY_MAX_UPLOAD", broker.DefaultMaxUpload, "maximum size of an uploaded file in bytes; larger uploads get 413"},
+		{&c.UploadQuota, "upload-quota", "PARLEY_UPLOAD_QUOTA", broker.DefaultUploadQuota, "most bytes of one user's stored files; an upload beyond it gets 413 quota_exceeded; 0 disables the quota"},
+		{&c.UploadRate, "upload-rate", "PARLEY_UPLOAD_RATE", broker.DefaultUploadRate, "uploads per minute per user, with bursts of as many; beyond it 429 rate_limited; 0 disables the limit"},
 		{&c.MaxDevices, "max-devices", "PARLEY_MAX_DEVICES", auth.DefaultMaxDevices, "most connected sessions (client ids) per user; beyond it a CONNECT is refused (0x97)"},
 		{&c.MQTTWriteQueue, "mqtt-write-queue", "PARLEY_MQTT_WRITE_QUEUE", broker.DefaultMQTTWriteQueue, "plain MQTT packets queued for one client's writer (at most 65536), beyond which a delivery to it is dropped; 8 bytes per entry are allocated with every connection"},
 		{&c.MaxConnections, "max-connections", "PARLEY_MAX_CONNECTIONS", 0, "most MQTT sessions connected to this node; beyond it a CONNECT is refused (0x89 server busy; 3.1.1: 0x03); 0: the open files limit less 100"},

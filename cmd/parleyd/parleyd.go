@@ -70,9 +70,10 @@ type Config struct {
 
 	// Attachments: BlobDir (default DATA_DIR/blobs) or S3Endpoint and
 	// S3Bucket; MaxUpload in bytes; UploadDir holds resumable uploads in
-	// progress.
+	// progress; UploadQuota (bytes of a user's stored files) and
+	// UploadRate (uploads a minute per user), 0 for no bound.
 	BlobDir, S3Endpoint, S3Bucket, S3Region, UploadDir string
-	MaxUpload                                          int
+	MaxUpload, UploadQuota, UploadRate                 int
 	// Retention, SearchLanguage and DMPolicy: see broker.Options and
 	// postgres.Store.SetSearchLanguage.
 	Retention      time.Duration
@@ -187,6 +188,13 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	opts.BlobDir, opts.S3Endpoint, opts.S3Bucket, opts.S3Region, opts.MaxUpload = c.BlobDir, c.S3Endpoint, c.S3Bucket, c.S3Region, int64(c.MaxUpload)
 	opts.UploadDir = c.UploadDir
+	opts.UploadQuota, opts.UploadRate = int64(c.UploadQuota), float64(c.UploadRate)
+	if c.UploadQuota == 0 {
+		opts.UploadQuota = -1 // 0 disables the quota on the command line
+	}
+	if c.UploadRate == 0 {
+		opts.UploadRate = -1 // 0 disables the limit on the command line
+	}
 	if c.S3Endpoint != "" {
 		opts.BlobDir = ""
 		if opts.UploadDir == "" {

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) history.Store) {
 	runCases(t, open, opsCases)
 	runCases(t, open, outboxCases)
 	runCases(t, open, privacyCases)
+	runCases(t, open, uploadCases)
 }
 
 // storeCase is one subtest of the suite: run on a fresh store.

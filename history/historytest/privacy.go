@@ -2,7 +2,9 @@ package historytest
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ var privacyCases = []storeCase{
 	{"Retention", testRetention},
 	{"Expire", testExpire},
 	{"BlocksRelation", testBlocksRelation},
+	{"MaxBlocks", testMaxBlocks},
 	{"DeleteUser", testDeleteUser},
 	{"Export", testExport},
 }
@@ -278,6 +281,63 @@ func testBlocksRelation(t *testing.T, s history.Store) {
 	}
 	if r := rel("alice", "bob"); r.Blocked() {
 		t.Fatalf("unblocked: %+v", r)
+	}
+}
+
+// testMaxBlocks: a user blocks at most MaxBlocks users, also when the last
+// blocks race; re-blocking a blocked user and blocks after an unblock
+// succeed.
+func testMaxBlocks(t *testing.T, s history.Store) {
+	p := as[history.Privacy](t, s)
+	ctx := context.Background()
+	now := time.Now()
+	const racing = 10
+	for i := range history.MaxBlocks - racing/2 {
+		if err := p.Block(ctx, "alice", fmt.Sprintf("u%04d", i), now); err != nil {
+			t.Fatalf("block %d: %v", i, err)
+		}
+	}
+	// racing new blocks at once: exactly the room left is taken.
+	errs := make(chan error, racing)
+	var wg sync.WaitGroup
+	for i := range racing {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- p.Block(ctx, "alice", fmt.Sprintf("r%02d", i), now)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	refused := 0
+	for err := range errs {
+		switch history.ErrorCode(err) {
+		case "":
+		case history.EINVALID:
+			refused++
+		default:
+			t.Fatalf("racing block: %v", err)
+		}
+	}
+	bs, err := p.Blocks(ctx, "alice")
+	if err != nil || len(bs) != history.MaxBlocks || refused != racing/2 {
+		t.Fatalf("%d blocks (%v), %d refused; want %d and %d", len(bs), err, refused, history.MaxBlocks, racing/2)
+	}
+	wantCode(t, p.Block(ctx, "alice", "one-more", now), history.EINVALID)
+	if err := p.Block(ctx, "alice", "u0000", now); err != nil {
+		t.Fatalf("re-block at the limit: %v", err)
+	}
+	if err := p.Block(ctx, "bob", "alice", now); err != nil {
+		t.Fatalf("another user's block: %v", err)
+	}
+	if err := p.Unblock(ctx, "alice", "u0000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Block(ctx, "alice", "one-more", now); err != nil {
+		t.Fatalf("block after an unblock: %v", err)
+	}
+	if r, err := p.Relation(ctx, "alice", "one-more"); err != nil || !r.ABlocksB {
+		t.Fatalf("relation after the block: %+v %v", r, err)
 	}
 }
 

@@ -118,9 +118,27 @@ func (s *Store) Expire(ctx context.Context, now time.Time, global time.Duration,
 }
 
 // Block implements history.Privacy.
+// The user's blocks are counted under a transaction-scoped advisory lock
+// on the user, so that concurrent blocks of one user cannot pass
+// MaxBlocks together.
 func (s *Store) Block(ctx context.Context, user, other string, at time.Time) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO blocks (user_id, blocked, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, user, other, at.UTC())
-	return translate(err)
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		// The lock first, in a statement of its own: under read committed
+		// the count's snapshot is then taken after the lock is held.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('parley.blocks'), hashtext($1))`, user); err != nil {
+			return err
+		}
+		var count int
+		var already bool
+		if err := tx.QueryRow(ctx, `SELECT count(*), coalesce(bool_or(blocked = $2), false) FROM blocks WHERE user_id = $1`, user, other).Scan(&count, &already); err != nil {
+			return err
+		}
+		if err := history.CheckBlock(count, already); err != nil || already {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO blocks (user_id, blocked, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, user, other, at.UTC())
+		return err
+	})
 }
 
 // Unblock implements history.Privacy.

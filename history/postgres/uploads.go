@@ -50,6 +50,13 @@ func (s *Store) Upload(ctx context.Context, id string) (history.Upload, error) {
 	return u, translate(err)
 }
 
+// UploadBytes implements history.UploadStore (index uploads_owner).
+func (s *Store) UploadBytes(ctx context.Context, owner string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(size), 0)::bigint FROM uploads WHERE owner = $1`, owner).Scan(&n)
+	return n, translate(err)
+}
+
 // FileFor implements history.UploadStore.
 func (s *Store) FileFor(ctx context.Context, user, id string) (history.Upload, error) {
 	u, err := scanUpload(s.pool.QueryRow(ctx, `SELECT `+uploadColumns+` FROM uploads u WHERE (u.id = $2 OR u.thumb_id = $2)

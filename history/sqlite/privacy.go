@@ -122,6 +122,14 @@ func (s *Store) Expire(ctx context.Context, now time.Time, global time.Duration,
 // Block implements history.Privacy.
 func (s *Store) Block(ctx context.Context, user, other string, at time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		var count int
+		var already bool
+		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(blocked = ?2), 0) FROM blocks WHERE user_id = ?1`, user, other).Scan(&count, &already); err != nil {
+			return err
+		}
+		if err := history.CheckBlock(count, already); err != nil || already {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO blocks (user_id, blocked, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, user, other, at.UTC().Format(tsLayout))
 		return err
 	})

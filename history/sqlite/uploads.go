@@ -70,6 +70,13 @@ func (s *Store) Upload(ctx context.Context, id string) (history.Upload, error) {
 	return u, translate(err)
 }
 
+// UploadBytes implements history.UploadStore (index uploads_owner).
+func (s *Store) UploadBytes(ctx context.Context, owner string) (int64, error) {
+	var n int64
+	err := s.read.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0) FROM uploads WHERE owner = ?`, owner).Scan(&n)
+	return n, translate(err)
+}
+
 // FileFor implements history.UploadStore.
 func (s *Store) FileFor(ctx context.Context, user, id string) (history.Upload, error) {
 	u, err := scanUpload(s.read.QueryRowContext(ctx, `SELECT `+uploadColumns+` FROM uploads u WHERE (u.id = ?2 OR u.thumb_id = ?2)

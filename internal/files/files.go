@@ -27,6 +27,7 @@ import (
 	"github.com/parley-im/parley/history"
 	"github.com/parley-im/parley/internal/blob"
 	"github.com/parley-im/parley/internal/defaults"
+	"github.com/parley-im/parley/internal/send"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -63,6 +64,17 @@ type Service struct {
 	PartialDir string
 	// MaxUpload bounds an upload in bytes; default DefaultMaxUpload.
 	MaxUpload int64
+	// Quota bounds the bytes of one user's stored uploads (history.
+	// UploadStore.UploadBytes: thumbnails not counted): an upload that
+	// would take its user over it is refused with quota_exceeded. Uploads
+	// deleted by Collect or DeleteUser give their bytes back. 0 or less:
+	// no quota. Uploads checked at once may together pass it by at most
+	// their own sizes.
+	Quota int64
+	// Limiter bounds the uploads each user may start (Admit takes one
+	// token per upload): beyond it they are refused with rate_limited and
+	// how long to wait. Nil: no limit.
+	Limiter *send.RateLimiter
 	// MaxPixels bounds the pixels of an image; default DefaultMaxPixels.
 	MaxPixels int64
 	// UnreferencedTTL is how long an upload may wait for a message; default
@@ -109,7 +121,7 @@ func (s *Service) Init() error {
 		s.Log = slog.Default()
 	}
 	s.uploadBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_upload_bytes_total", Help: "Bytes of files uploaded and stored (thumbnails included)."})
-	s.uploads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_uploads_total", Help: "Uploads by result: stored, too_large, invalid, failed."}, []string{"result"})
+	s.uploads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_uploads_total", Help: "Uploads by result: stored, too_large, invalid, quota_exceeded, rate_limited, failed."}, []string{"result"})
 	s.deleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_files_deleted_total", Help: "Files deleted: unreferenced, of deleted messages or of deleted accounts."})
 	if s.Registry != nil {
 		for _, c := range []prometheus.Collector{s.uploadBytes, s.uploads, s.deleted} {
@@ -121,11 +133,49 @@ func (s *Service) Init() error {
 	return nil
 }
 
-// Put stores the upload of owner: size bytes of contentType read from r.
-// Errors are *wire.Error: too_large beyond MaxUpload or when r holds more
-// than size bytes, invalid_payload for a short body or an image that cannot
-// be decoded or has too many pixels, unavailable when the blob or message
-// store fails.
+// Admit decides, before any of its bytes are read, whether owner may start
+// an upload of size bytes: it takes one of owner's tokens from Limiter
+// (rate_limited, with RetryAfter, when there is none), then checks Quota
+// (quota_exceeded). Errors are *wire.Error; unavailable when the message
+// store fails. Put admits its upload itself; a resumable upload is
+// admitted at its creation, with its declared length.
+func (s *Service) Admit(ctx context.Context, owner string, size int64) *wire.Error {
+	if err := s.admit(ctx, owner, size); err != nil {
+		_, we := s.result(owner, history.Upload{}, err)
+		return we
+	}
+	return nil
+}
+
+func (s *Service) admit(ctx context.Context, owner string, size int64) error {
+	if ok, wait := s.Limiter.Take(owner, time.Now()); !ok {
+		return wire.RateLimited("uploads", wait)
+	}
+	return s.checkQuota(ctx, owner, size)
+}
+
+// checkQuota refuses (quota_exceeded) an upload of size bytes that would
+// take owner's stored uploads over Quota.
+func (s *Service) checkQuota(ctx context.Context, owner string, size int64) error {
+	if s.Quota <= 0 {
+		return nil
+	}
+	used, err := s.Store.UploadBytes(ctx, owner)
+	if err != nil {
+		return fmt.Errorf("upload bytes of %s: %w", owner, err)
+	}
+	if used+size > s.Quota {
+		return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d of your %d bytes, and this one has %d", used, s.Quota, size)
+	}
+	return nil
+}
+
+// Put admits (Admit) and stores the upload of owner: size bytes of
+// contentType read from r. Errors are *wire.Error: too_large beyond
+// MaxUpload or when r holds more than size bytes, rate_limited and
+// quota_exceeded as Admit's (r is not read then), invalid_payload for a
+// short body or an image that cannot be decoded or has too many pixels,
+// unavailable when the blob or message store fails.
 func (s *Service) Put(ctx context.Context, owner, contentType string, size int64, r io.Reader) (history.Upload, *wire.Error) {
 	u, err := s.put(ctx, owner, contentType, size, r)
 	return s.result(owner, u, err)
@@ -143,7 +193,8 @@ func (s *Service) result(owner string, u history.Upload, err error) (history.Upl
 		s.Log.Error("store upload", "owner", owner, "error", err)
 		we = wire.Errorf(wire.CodeUnavailable, "the file store is unavailable, try again")
 	}
-	result := map[string]string{wire.CodeTooLarge: "too_large", wire.CodeInvalidPayload: "invalid"}[we.Code]
+	result := map[string]string{wire.CodeTooLarge: "too_large", wire.CodeInvalidPayload: "invalid",
+		wire.CodeQuotaExceeded: "quota_exceeded", wire.CodeRateLimited: "rate_limited"}[we.Code]
 	if result == "" {
 		result = "failed"
 	}
@@ -154,6 +205,9 @@ func (s *Service) result(owner string, u history.Upload, err error) (history.Upl
 func (s *Service) put(ctx context.Context, owner, contentType string, size int64, r io.Reader) (history.Upload, error) {
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
+	}
+	if err := s.admit(ctx, owner, size); err != nil {
+		return history.Upload{}, err
 	}
 	tmp, err := os.CreateTemp(s.TempDir, "parley-upload-*")
 	if err != nil {
@@ -181,7 +235,9 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 
 // PutFile stores the whole file at path, received by a resumable upload
 // of owner, as upload id: the same checks, hash, thumbnail and record as
-// Put. The caller removes the file afterwards. Errors are as Put's.
+// Put, the quota checked again (the upload was admitted at its creation,
+// and owner's other uploads may have been stored since), no token taken.
+// The caller removes the file afterwards. Errors are as Put's.
 func (s *Service) PutFile(ctx context.Context, id, owner, contentType, path string) (history.Upload, *wire.Error) {
 	u, err := s.putFile(ctx, id, owner, contentType, path)
 	return s.result(owner, u, err)
@@ -203,6 +259,9 @@ func (s *Service) putFile(ctx context.Context, id, owner, contentType, path stri
 	}
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
+	}
+	if err := s.checkQuota(ctx, owner, size); err != nil {
+		return history.Upload{}, err
 	}
 	u := history.Upload{ID: id, Owner: owner, Size: size, ContentType: contentType,
 		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}

@@ -73,7 +73,9 @@ func (b *API) fileURL(id string) string {
 }
 
 // postUpload stores the request body as a file of the user: Content-Type
-// and Content-Length are required; 413 beyond the limit.
+// and Content-Length are required; 413 too_large beyond the limit, 413
+// quota_exceeded beyond the user's quota and 429 rate_limited (with
+// Retry-After) beyond the user's upload rate, both before the body is read.
 func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
 	if r.Header.Get("Tus-Resumable") != "" && b.tus != nil {
 		b.postTus(w, r, user)
@@ -95,8 +97,10 @@ func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	u, we := b.Files.Put(r.Context(), user, ct, r.ContentLength, http.MaxBytesReader(w, r.Body, b.Files.MaxUpload))
 	if we != nil {
-		status, _ := wire.HTTPStatus(we.Code)
-		writeError(w, &apiError{status, we.Code, we.Message})
+		if we.Code == wire.CodeQuotaExceeded || we.Code == wire.CodeRateLimited {
+			w.Header().Set("Connection", "close") // the body was not read
+		}
+		b.fail(w, r, we)
 		return
 	}
 	WriteJSON(w, http.StatusCreated, b.toUploadJSON(u))

@@ -89,8 +89,20 @@ func tusError(status int, code, message string) tus.Error {
 		Header: tus.HTTPHeader{"Content-Type": "application/json"}}}
 }
 
-// create checks a new upload: its content type; it gets an upload id and
-// its owner.
+// tusWireError is the answer of a tus callback for we: its status from the
+// one table, and Retry-After for rate_limited.
+func tusWireError(we *wire.Error) tus.Error {
+	status, _ := wire.HTTPStatus(we.Code)
+	te := tusError(status, we.Code, we.Message)
+	if s := we.RetryAfterSeconds(); s > 0 {
+		te.HTTPResponse.Header["Retry-After"] = strconv.Itoa(s)
+	}
+	return te
+}
+
+// create checks a new upload: its content type, then admits it
+// (files.Service.Admit: the user's upload rate, and the user's quota with
+// the declared Upload-Length); it gets an upload id and its owner.
 func (t *tusServer) create(ev tus.HookEvent) (tus.HTTPResponse, tus.FileInfoChanges, error) {
 	user, _ := ev.Context.Value(tusUser{}).(string)
 	raw := ev.Upload.MetaData[tusMetaType]
@@ -101,6 +113,9 @@ func (t *tusServer) create(ev tus.HookEvent) (tus.HTTPResponse, tus.FileInfoChan
 	if user == "" || err != nil || !strings.Contains(ct, "/") || len(ct) > 255 {
 		return tus.HTTPResponse{}, tus.FileInfoChanges{}, tusError(http.StatusBadRequest, wire.CodeInvalidPayload,
 			"Upload-Metadata must name the file's media type: content_type and its base64, such as image/png")
+	}
+	if we := t.api.Files.Admit(ev.Context, user, ev.Upload.Size); we != nil {
+		return tus.HTTPResponse{}, tus.FileInfoChanges{}, tusWireError(we)
 	}
 	return tus.HTTPResponse{}, tus.FileInfoChanges{ID: history.NewUploadID(), MetaData: tus.MetaData{tusMetaOwner: user, tusMetaType: ct}}, nil
 }
@@ -114,8 +129,7 @@ func (t *tusServer) finish(ctx context.Context, info tus.FileInfo, method string
 		t.terminate(ctx, info.ID)
 	}
 	if we != nil {
-		status, _ := wire.HTTPStatus(we.Code)
-		return tus.HTTPResponse{}, tusError(status, we.Code, we.Message)
+		return tus.HTTPResponse{}, tusWireError(we)
 	}
 	body, _ := json.Marshal(t.api.toUploadJSON(u))
 	resp := tus.HTTPResponse{Body: string(body) + "\n", Header: tus.HTTPHeader{"Content-Type": "application/json"}}

@@ -29,6 +29,9 @@ const (
 	// CodeBlocked: a direct send between two users one of whom blocks the
 	// other.
 	CodeBlocked = "blocked"
+	// CodeQuotaExceeded: an upload that would take its user's stored
+	// uploads over the per-user quota (files.Service.Quota).
+	CodeQuotaExceeded = "quota_exceeded"
 )
 
 // Error is the one error of Parley's engines as clients see it: a stable
@@ -125,6 +128,7 @@ var codes = map[string]codeInfo{
 	CodeNotAllowed:     {Reason{0x87, "not authorized"}, http.StatusForbidden},
 	CodeRejected:       {Reason{0x87, "not authorized"}, http.StatusUnprocessableEntity},
 	CodeBlocked:        {Reason{0x87, "not authorized"}, http.StatusForbidden},
+	CodeQuotaExceeded:  {Reason{0x97, "quota exceeded"}, http.StatusRequestEntityTooLarge},
 	history.EINVALID:   {Reason{0x99, "payload format invalid"}, http.StatusBadRequest},
 	history.ENOTFOUND:  {unspecified, http.StatusNotFound},
 	history.ECONFLICT:  {unspecified, http.StatusConflict},
@@ -137,8 +141,9 @@ var unspecified = Reason{0x80, "unspecified error"}
 // 0x99 payload format invalid (invalid_payload, too_large), 0x87 not
 // authorized (not_member, no_such_group, not_allowed, rejected, blocked), 0x83
 // implementation specific error (no_such_message), 0x90 topic name invalid
-// (invalid_peer), 0x97 quota exceeded (rate_limited), and 0x80 unspecified
-// error for unavailable and any unknown code.
+// (invalid_peer), 0x97 quota exceeded (rate_limited; quota_exceeded, which
+// only uploads answer), and 0x80 unspecified error for unavailable and any
+// unknown code.
 func ReasonCode(code string) Reason {
 	if c, ok := codes[code]; ok {
 		return c.reason
