@@ -142,9 +142,10 @@ func (e *env) tusCreateAnswer(user string, size int) (int, apiErr, string) {
 }
 
 // TestResumableUploadQuota: a resumable upload whose declared length would
-// pass the quota is refused at its creation; one admitted at its creation
-// that no longer fits when complete (another upload was stored meanwhile)
-// is refused then and forgotten. On both stores.
+// pass the quota is refused at its creation; an unfinished one counts
+// against the quota of later uploads (one-shot and resumable) until it is
+// finished or deleted; finishing it does not count it twice. On both
+// stores.
 func TestResumableUploadQuota(t *testing.T) {
 	testkit.ForEachStore(t, func(t *testing.T, store history.Store) {
 		e := setup(t, store, withQuota(t, 1000))
@@ -154,19 +155,34 @@ func TestResumableUploadQuota(t *testing.T) {
 			t.Fatalf("refused creation has a Location: %q", loc)
 		}
 		path := e.tusCreate("alice", "text/plain", 800)
-		if s, _, ae := e.postFile("alice", "text/plain", make([]byte, 500)); s != 201 {
-			t.Fatalf("one-shot upload meanwhile: %d %+v", s, ae)
+		// 800 bytes in progress: 201 more do not fit, either way.
+		s, _, ae = e.postFile("alice", "text/plain", make([]byte, 201))
+		wantAPIError(t, "one-shot upload beside an unfinished one", s, ae, 413, "quota_exceeded")
+		if !strings.Contains(ae.Error.Message, "unfinished") {
+			t.Fatalf("the refusal does not say that unfinished uploads count: %q", ae.Error.Message)
+		}
+		s, ae, _ = e.tusCreateAnswer("alice", 201)
+		wantAPIError(t, "second resumable upload beside an unfinished one", s, ae, 413, "quota_exceeded")
+		if s, _, ae := e.postFile("bob", "text/plain", make([]byte, 1000)); s != 201 {
+			t.Fatalf("bob is not charged alice's upload: %d %+v", s, ae)
+		}
+		if s, _, ae := e.postFile("alice", "text/plain", make([]byte, 200)); s != 201 {
+			t.Fatalf("one-shot upload to the quota: %d %+v", s, ae)
 		}
 		resp, body := e.tusReq("PATCH", path, "alice", make([]byte, 800), "Content-Type", "application/offset+octet-stream", "Upload-Offset", "0")
-		var pe apiErr
-		json.Unmarshal(body, &pe)
-		wantAPIError(t, "completion over the quota", resp.StatusCode, pe, 413, "quota_exceeded")
-		if code, _ := e.tusOffset(path, "alice"); code != 404 {
-			t.Fatalf("HEAD of the refused upload: %d, want 404 (forgotten)", code)
+		if resp.StatusCode != 200 {
+			t.Fatalf("completion of the admitted upload (200 + 800 = the quota): %d %s", resp.StatusCode, body)
 		}
-		// Only the 500 bytes count: 500 more fit.
-		if s, ae, _ := e.tusCreateAnswer("alice", 500); s != 201 {
-			t.Fatalf("create to the quota: %d %+v", s, ae)
+		s, _, ae = e.postFile("alice", "text/plain", []byte("x"))
+		wantAPIError(t, "upload with the quota full", s, ae, 413, "quota_exceeded")
+		// An unfinished upload deleted by its owner no longer counts.
+		e2 := setup(t, store, withQuota(t, 1000))
+		path = e2.tusCreate("carol", "text/plain", 900)
+		if resp, body := e2.tusReq("DELETE", path, "carol", nil); resp.StatusCode != 204 {
+			t.Fatalf("DELETE of an upload in progress: %d %s", resp.StatusCode, body)
+		}
+		if s, _, ae := e2.postFile("carol", "text/plain", make([]byte, 1000)); s != 201 {
+			t.Fatalf("after deleting the unfinished upload: %d %+v", s, ae)
 		}
 	})
 }

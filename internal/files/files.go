@@ -96,7 +96,12 @@ type Service struct {
 	uploadBytes prometheus.Counter
 	uploads     *prometheus.CounterVec
 	deleted     prometheus.Counter
+	partials    partials
 }
+
+// PartialOwnerKey is the key of an upload's owner in the metadata of a
+// resumable upload in progress (tusd's ID.info file).
+const PartialOwnerKey = "owner"
 
 // Init checks the required fields and applies the defaults.
 func (s *Service) Init() error {
@@ -151,12 +156,15 @@ func (s *Service) admit(ctx context.Context, owner string, size int64) error {
 	if ok, wait := s.Limiter.Take(owner, time.Now()); !ok {
 		return wire.RateLimited("uploads", wait)
 	}
-	return s.checkQuota(ctx, owner, size)
+	return s.checkQuota(ctx, owner, size, true)
 }
 
 // checkQuota refuses (quota_exceeded) an upload of size bytes that would
-// take owner's stored uploads over Quota.
-func (s *Service) checkQuota(ctx context.Context, owner string, size int64) error {
+// take owner's stored uploads over Quota; withPartial counts owner's
+// resumable uploads in progress too (NotePartial), as a new upload must:
+// each of them was admitted with the others, so one that finishes is
+// checked against the stored ones only.
+func (s *Service) checkQuota(ctx context.Context, owner string, size int64, withPartial bool) error {
 	if s.Quota <= 0 {
 		return nil
 	}
@@ -164,7 +172,14 @@ func (s *Service) checkQuota(ctx context.Context, owner string, size int64) erro
 	if err != nil {
 		return fmt.Errorf("upload bytes of %s: %w", owner, err)
 	}
-	if used+size > s.Quota {
+	var partial int64
+	if withPartial {
+		partial = s.partialBytes(owner, "")
+	}
+	if used+partial+size > s.Quota {
+		if partial > 0 {
+			return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d and your unfinished resumable uploads %d of your %d bytes, and this one has %d", used, partial, s.Quota, size)
+		}
 		return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d of your %d bytes, and this one has %d", used, s.Quota, size)
 	}
 	return nil
@@ -260,7 +275,7 @@ func (s *Service) putFile(ctx context.Context, id, owner, contentType, path stri
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
 	}
-	if err := s.checkQuota(ctx, owner, size); err != nil {
+	if err := s.checkQuota(ctx, owner, size, false); err != nil {
 		return history.Upload{}, err
 	}
 	u := history.Upload{ID: id, Owner: owner, Size: size, ContentType: contentType,

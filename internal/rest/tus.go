@@ -18,6 +18,7 @@ import (
 	tuslog "golang.org/x/exp/slog" // tusd's logger: its own slog
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/files"
 	"github.com/parley-im/parley/internal/wire"
 )
 
@@ -39,7 +40,7 @@ import (
 // type in an upload's tus metadata; the server sets the owner, the client
 // the type (Upload-Metadata "content_type", or tus-js-client's "filetype").
 const (
-	tusMetaOwner = "owner"
+	tusMetaOwner = files.PartialOwnerKey
 	tusMetaType  = "content_type"
 )
 
@@ -117,7 +118,9 @@ func (t *tusServer) create(ev tus.HookEvent) (tus.HTTPResponse, tus.FileInfoChan
 	if we := t.api.Files.Admit(ev.Context, user, ev.Upload.Size); we != nil {
 		return tus.HTTPResponse{}, tus.FileInfoChanges{}, tusWireError(we)
 	}
-	return tus.HTTPResponse{}, tus.FileInfoChanges{ID: history.NewUploadID(), MetaData: tus.MetaData{tusMetaOwner: user, tusMetaType: ct}}, nil
+	id := history.NewUploadID()
+	t.api.Files.NotePartial(user, id, ev.Upload.Size)
+	return tus.HTTPResponse{}, tus.FileInfoChanges{ID: id, MetaData: tus.MetaData{tusMetaOwner: user, tusMetaType: ct}}, nil
 }
 
 // finish stores a complete upload as a file and forgets the upload in
@@ -127,6 +130,7 @@ func (t *tusServer) finish(ctx context.Context, info tus.FileInfo, method string
 	u, we := t.api.Files.PutFile(ctx, info.ID, info.MetaData[tusMetaOwner], info.MetaData[tusMetaType], info.Storage[filestore.StorageKeyPath])
 	if we == nil || we.Code != wire.CodeUnavailable {
 		t.terminate(ctx, info.ID)
+		t.api.Files.ForgetPartial(info.MetaData[tusMetaOwner], info.ID)
 	}
 	if we != nil {
 		return tus.HTTPResponse{}, tusWireError(we)
@@ -255,6 +259,9 @@ func (b *API) deleteUpload(w http.ResponseWriter, r *http.Request, user string) 
 		return
 	}
 	b.tus.serve(w, r, user, id, b.tus.h.DelFile)
+	if _, ok := b.tus.inProgress(r.Context(), user, id); !ok {
+		b.Files.ForgetPartial(user, id) // no longer counts against the quota
+	}
 }
 
 // getUpload answers a finished upload of the user as POST /v1/uploads did.
