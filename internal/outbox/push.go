@@ -36,7 +36,8 @@ type Push struct {
 	// Providers send to the tokens of their name ("fcm", "apns").
 	Providers map[string]push.Provider
 	// Webhooks receive a push.notify event for the tokens of provider
-	// "webhook".
+	// "webhook"; a receiver that does not answer, or answers 408, 429 or
+	// 5xx, gets it once more, as the providers do.
 	Webhooks []*Webhook
 	// Delay defaults to DefaultPushDelay.
 	Delay time.Duration
@@ -219,7 +220,8 @@ func previewText(body json.RawMessage) string {
 	return s
 }
 
-// send notifies one token; an invalid token is removed.
+// send notifies one token, with one more try after a failure that may
+// pass (bounded by retryWait); an invalid token is removed.
 func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n push.Notification, ev Event) {
 	log := p.Log
 	if log == nil {
