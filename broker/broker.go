@@ -115,6 +115,13 @@ func New(opts Options) (*Broker, error) {
 	if u, err := url.Parse(opts.ModerationURL); opts.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		return nil, fmt.Errorf("broker: moderation URL %q must be an http or https URL", opts.ModerationURL)
 	}
+	var err error
+	if opts.PublicURL, err = ParsePublicURL(opts.PublicURL); err != nil {
+		return nil, err
+	}
+	if opts.WebMQTTURL, err = ParseWebMQTTURL(opts.WebMQTTURL); err != nil {
+		return nil, err
+	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)
 	}
@@ -196,13 +203,12 @@ func New(opts Options) (*Broker, error) {
 	if err := b.messenger.Init(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	var err error
 	if b.files, err = newFiles(opts, opts.Store, b.registry); err != nil {
 		return nil, err
 	}
 	var imageURL func(string) string
 	if b.files != nil {
-		imageURL = func(id string) string { return "/v1/files/" + id + "?" + b.files.Sign(id, time.Now()) }
+		imageURL = func(id string) string { return opts.PublicURL + "/v1/files/" + id + "?" + b.files.Sign(id, time.Now()) }
 	}
 	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users, imageURL)
 	if err != nil {
@@ -213,7 +219,7 @@ func New(opts Options) (*Broker, error) {
 		b.messenger.Attach = b.files.Resolve
 	}
 	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger,
-		PushProviders: providers, Files: b.files}
+		PushProviders: providers, Files: b.files, PublicURL: opts.PublicURL}
 	if ob, ok := opts.Store.(history.Outboxer); ok && len(providers) > 0 {
 		b.api.Push = ob
 	}

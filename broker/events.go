@@ -45,7 +45,8 @@ func pushProviders(opts Options) (map[string]push.Provider, error) {
 
 // newEvents builds the sinks of opts over the store's outbox, and returns
 // the names of the push providers that devices may register for.
-// imageURL, when set, signs the URL of a thumbnail for push previews.
+// imageURL, when set, signs the URL of a thumbnail for push previews
+// (absolute with Options.PublicURL).
 func newEvents(opts Options, m *outbox.Metrics, users func(context.Context, string) ([]string, error), imageURL func(string) string) (*events, []string, error) {
 	providers, err := pushProviders(opts)
 	if err != nil {

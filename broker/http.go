@@ -67,9 +67,10 @@ func (b *Broker) cors(next http.Handler) http.Handler {
 	})
 }
 
-// webConfig tells the web client where MQTT over WebSocket listens.
+// webConfig tells the web client where MQTT over WebSocket listens: the
+// WebSocket listener's port and path, and Options.WebMQTTURL when set.
 func (b *Broker) webConfig() web.Config {
-	c := web.Config{MQTTPath: WebsocketPath, TopicPrefix: b.opts.TopicPrefix, DevLogin: b.opts.DevLogin, Files: b.files != nil}
+	c := web.Config{MQTTPath: WebsocketPath, MQTTURL: b.opts.WebMQTTURL, TopicPrefix: b.opts.TopicPrefix, DevLogin: b.opts.DevLogin, Files: b.files != nil}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = wire.DefaultPrefix
 	}

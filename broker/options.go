@@ -3,9 +3,12 @@ package broker
 import (
 	"crypto"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,8 +56,24 @@ type Options struct {
 	CORSOrigins []string
 	// Web serves the web chat client (package web, docs/web.md) at "/" on
 	// the HTTP listener; it speaks MQTT over the WebSocket listener's port on
-	// the page's host. False: no client.
+	// the page's host, or at WebMQTTURL. False: no client.
 	Web bool
+	// WebMQTTURL is where the web client connects for MQTT over WebSocket,
+	// a ws:// or wss:// URL such as wss://chat.example.com/mqtt, for a
+	// server behind a reverse proxy that forwards one public host and port;
+	// New refuses another scheme, a URL without a host, or one with
+	// credentials or a fragment (ParseWebMQTTURL). Empty: the page's host,
+	// the WebSocket listener's port and path /mqtt (wss: on an https page).
+	WebMQTTURL string
+	// PublicURL is the server's external base URL, such as
+	// https://chat.example.com (a path is allowed; a trailing slash is
+	// dropped). When set, the signed file URLs that leave the server are
+	// absolute: the "url" of the REST API's uploads and files and the
+	// "image" of push notifications. New refuses anything but an absolute
+	// http or https URL without query, fragment or credentials
+	// (ParsePublicURL). Empty: those URLs are relative to the server
+	// ("/v1/files/...").
+	PublicURL string
 	// DevLogin serves POST /dev/login, which issues a token for any user
 	// name: for development only, since anyone may then sign in as anyone.
 	// It needs JWTSecret. False: no such route.
@@ -361,3 +380,37 @@ const DefaultModerationTimeout = moderation.DefaultTimeout
 // DefaultEditWindow is how long authors may edit their messages unless
 // Options.EditWindow says otherwise.
 const DefaultEditWindow = 48 * time.Hour
+
+// ParsePublicURL checks s as Options.PublicURL and returns it without its
+// trailing slashes; "" stays "". It refuses anything but an absolute http
+// or https URL with a host and without query, fragment or credentials.
+func ParsePublicURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("broker: public URL %q: want an absolute http or https URL such as https://chat.example.com", s)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("broker: public URL %q: want no query, fragment or credentials", s)
+	}
+	return strings.TrimRight(s, "/"), nil
+}
+
+// ParseWebMQTTURL checks s as Options.WebMQTTURL and returns it; "" stays
+// "". It refuses anything but a ws or wss URL with a host and without
+// fragment or credentials (the web client's configuration is public).
+func ParseWebMQTTURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("broker: web MQTT URL %q: want a ws or wss URL such as wss://chat.example.com/mqtt", s)
+	}
+	if u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("broker: web MQTT URL %q: want no fragment or credentials", s)
+	}
+	return s, nil
+}

@@ -2,8 +2,10 @@ package broker_test
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +65,59 @@ func TestSearchREST(t *testing.T) {
 		var words searchOut
 		if e.do("GET", "/v1/search?q=new+words", "bob", "", &words); len(words.Results) != 1 || words.Results[0].Seq != 4 {
 			t.Errorf("edited text: %+v", words)
+		}
+	})
+}
+
+// TestExportChanges: GET /v1/users/me/export holds everything the caller
+// sent, its edits, deletes and reactions included (an erased body stays
+// null), and nothing another user did.
+func TestExportChanges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		dm := "/v1/conversations/dm:alice:bob/messages/"
+		steps := []struct{ method, path, user, body string }{
+			{"POST", "/v1/users/bob/messages", "alice", `{"body":"one"}`},   // 1
+			{"POST", "/v1/users/alice/messages", "bob", `{"body":"bob's"}`}, // 2
+			{"PATCH", dm + "1", "alice", `{"body":"one, edited"}`},          // 3
+			{"PUT", dm + "2/reactions/%F0%9F%91%8D", "alice", ""},           // 4
+			{"PUT", dm + "1/reactions/%F0%9F%91%80", "bob", ""},             // 5
+			{"DELETE", dm + "2/reactions/%F0%9F%91%8D", "alice", ""},        // 6
+			{"POST", "/v1/users/bob/messages", "alice", `{"body":"gone"}`},  // 7
+			{"PATCH", dm + "7", "alice", `{"body":"gone, edited"}`},         // 8
+			{"DELETE", dm + "7", "alice", ""},                               // 9
+		}
+		for _, st := range steps {
+			if code := e.do(st.method, st.path, st.user, st.body, nil); code/100 != 2 {
+				t.Fatalf("%s %s by %s: %d", st.method, st.path, st.user, code)
+			}
+		}
+		resp, body := e.request("GET", "/v1/users/me/export", "alice", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("export: %d %s", resp.StatusCode, body)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+			var line struct {
+				Record, From, Type, Emoji string
+				Seq, Target               int64
+				Body                      json.RawMessage
+			}
+			mustUnmarshal(t, []byte(l), &line)
+			if line.Record == "message" {
+				got = append(got, fmt.Sprintf("%d %s %s %d %s %s", line.Seq, line.From, line.Type, line.Target, line.Emoji, line.Body))
+			}
+		}
+		want := []string{
+			`1 alice text 0  "one, edited"`,
+			`3 alice message.edited 1  "one, edited"`,
+			`4 alice reaction.added 2 👍 null`,
+			`6 alice reaction.removed 2 👍 null`,
+			`7 alice text 0  null`,
+			`8 alice message.edited 7  null`,
+			`9 alice message.deleted 7  null`,
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("export's messages:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
 }

@@ -9,6 +9,15 @@ import (
 	"github.com/parley-im/parley/internal/testkit"
 )
 
+// webConfig is the web client's GET /config.json.
+type webConfig struct {
+	MQTTPort    int     `json:"mqtt_port"`
+	MQTTPath    string  `json:"mqtt_path"`
+	MQTTURL     *string `json:"mqtt_url"`
+	TopicPrefix string  `json:"topic_prefix"`
+	DevLogin    bool    `json:"dev_login"`
+}
+
 // TestWebClient checks what parleyd serves the web client (the client itself
 // is tested in a browser by web/browser_test.go): the page, its settings and
 // the development sign-in, each only when enabled.
@@ -19,14 +28,9 @@ func TestWebClient(t *testing.T) {
 		if code != 200 || !contains(page, `<script src="app.js">`) {
 			t.Fatalf("GET / = %d %q", code, page)
 		}
-		var cfg struct {
-			MQTTPort    int    `json:"mqtt_port"`
-			MQTTPath    string `json:"mqtt_path"`
-			TopicPrefix string `json:"topic_prefix"`
-			DevLogin    bool   `json:"dev_login"`
-		}
+		var cfg webConfig
 		if code := e.do("GET", "/config.json", "", "", &cfg); code != 200 || cfg.MQTTPath != "/mqtt" || cfg.TopicPrefix != "im" || !cfg.DevLogin ||
-			!strings.HasSuffix(e.ws, ":"+strconv.Itoa(cfg.MQTTPort)) {
+			!strings.HasSuffix(e.ws, ":"+strconv.Itoa(cfg.MQTTPort)) || cfg.MQTTURL == nil || *cfg.MQTTURL != "" {
 			t.Fatalf("GET /config.json = %d %+v (ws %s)", code, cfg, e.ws)
 		}
 		var login struct{ User, Token string }
@@ -46,6 +50,13 @@ func TestWebClient(t *testing.T) {
 		}
 		if _, code := e.get("/v1/nowhere"); code != 404 {
 			t.Fatalf("GET /v1/nowhere = %d: the API keeps its own 404", code)
+		}
+	})
+	t.Run("MQTTURL", func(t *testing.T) {
+		e := setup(t, testkit.OpenSQLite(t), func(o *broker.Options) { o.Web, o.WebMQTTURL = true, "wss://chat.example.com/mqtt" })
+		var cfg webConfig
+		if code := e.do("GET", "/config.json", "", "", &cfg); code != 200 || cfg.MQTTURL == nil || *cfg.MQTTURL != "wss://chat.example.com/mqtt" || cfg.MQTTPath != "/mqtt" {
+			t.Fatalf("GET /config.json = %d %+v", code, cfg)
 		}
 	})
 	t.Run("Off", func(t *testing.T) {

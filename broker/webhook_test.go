@@ -34,7 +34,8 @@ type hookEvent struct {
 }
 
 // receiver is a webhook endpoint that verifies every signature and records
-// the events it acknowledged; while down it answers 503.
+// the events it acknowledged; while down it answers 503. It refuses the
+// next refusePush push.notify events with pushStatus.
 type receiver struct {
 	t      testing.TB
 	secret []byte
@@ -43,6 +44,9 @@ type receiver struct {
 	down   bool
 	got    []hookEvent // acknowledged, in arrival order
 	tries  int
+
+	refusePush, pushStatus int
+	pushTries              int // push.notify requests, refused or not
 }
 
 func newReceiver(t testing.TB, secret []byte) *receiver {
@@ -88,6 +92,14 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	var ev hookEvent
 	if err := json.Unmarshal(body, &ev); err != nil || ev.ID == "" || ev.Type == "" || ev.TS == "" {
 		r.t.Errorf("event %s: %v", body, err)
+	}
+	if ev.Type == "push.notify" {
+		r.pushTries++
+		if r.refusePush > 0 {
+			r.refusePush--
+			w.WriteHeader(r.pushStatus)
+			return
+		}
 	}
 	r.got = append(r.got, ev)
 	w.WriteHeader(204)
@@ -267,6 +279,67 @@ func pushNotifications(r *receiver) []hookEvent {
 		}
 	}
 	return out
+}
+
+// failPush makes r refuse the next n push.notify events with status, and
+// returns how many push.notify requests it had so far.
+func (r *receiver) failPush(n, status int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refusePush, r.pushStatus = n, status
+	return r.pushTries
+}
+
+// pushTried returns how many push.notify requests r had.
+func (r *receiver) pushTried() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushTries
+}
+
+// TestPushWebhookRetry: the webhook push provider tries a push.notify that
+// its receiver refused (503) once more, and only once; a refusal that is
+// final (400) is not tried again.
+func TestPushWebhookRetry(t *testing.T) {
+	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
+		secret := []byte("s")
+		rcv := newReceiver(t, secret)
+		e := setup(t, s, func(o *broker.Options) {
+			o.WebhookURLs, o.WebhookSecret = []string{rcv.srv.URL}, secret
+			o.PushDelay, o.OutboxPoll = 200*time.Millisecond, 20*time.Millisecond
+		})
+		notified := func(user string) int {
+			n := 0
+			for _, ev := range pushNotifications(rcv) {
+				if strings.Contains(string(ev.Data), `"user":"`+user+`"`) {
+					n++
+				}
+			}
+			return n
+		}
+		for _, tc := range []struct {
+			user           string
+			refuse, status int
+			tries, sent    int
+		}{
+			{user: "bob", refuse: 1, status: 503, tries: 2, sent: 1},   // retried, delivered
+			{user: "carol", refuse: 2, status: 503, tries: 2, sent: 0}, // retried once, given up
+			{user: "dave", refuse: 1, status: 400, tries: 1, sent: 0},  // final: no retry
+		} {
+			if st := e.do("PUT", "/v1/devices/gw/push", tc.user, `{"provider":"webhook","token":"`+tc.user+`-gw"}`, nil); st != 200 {
+				t.Fatalf("register %s: %d", tc.user, st)
+			}
+			before := rcv.failPush(tc.refuse, tc.status)
+			if code := e.do("POST", "/v1/users/"+tc.user+"/messages", "alice", `{"body":"hi"}`, nil); code != 201 {
+				t.Fatalf("send to %s: %d", tc.user, code)
+			}
+			testkit.Eventually(t, 10*time.Second, func() bool { return rcv.pushTried()-before >= tc.tries })
+			time.Sleep(time.Second) // room for a wrong further try (500 ms after the last)
+			if tries, sent := rcv.pushTried()-before, notified(tc.user); tries != tc.tries || sent != tc.sent {
+				t.Errorf("%s (%d refused with %d): %d tries, %d delivered; want %d, %d", tc.user, tc.refuse, tc.status, tries, sent, tc.tries, tc.sent)
+			}
+		}
+	})
 }
 
 // TestPush: a message to a user with no connected device notifies its
@@ -718,69 +791,87 @@ func TestModerationConcurrent(t *testing.T) {
 // TestAttachmentsInEvents: a message's attachments are in every read path:
 // a conversation's last message (GET /v1/conversations, /v1/sync), the
 // webhook event, and the push notification of an image carries a signed
-// URL of its thumbnail that works without a token.
+// URL of its thumbnail that works without a token. Without
+// Options.PublicURL the signed URLs (push image, upload and file url) are
+// relative; with it they are absolute, on its base.
 func TestAttachmentsInEvents(t *testing.T) {
-	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
-		secret := []byte("s")
-		rcv := newReceiver(t, secret)
-		e := setup(t, s, func(o *broker.Options) {
-			o.WebhookURLs, o.WebhookSecret = []string{rcv.srv.URL}, secret
-			o.BlobDir = t.TempDir()
-			o.PushDelay, o.OutboxPoll = 500*time.Millisecond, 20*time.Millisecond
+	for _, tc := range []struct{ name, public, base string }{
+		{"Relative", "", ""},
+		{"PublicURL", "https://chat.example.com/parley/", "https://chat.example.com/parley"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testkit.ForEachStore(t, func(t *testing.T, s history.Store) { testAttachmentsInEvents(t, s, tc.public, tc.base) })
 		})
-		if st := e.do("PUT", "/v1/devices/gw/push", "bob", `{"provider":"webhook","token":"bob-gw"}`, nil); st != 200 {
-			t.Fatalf("register: %d", st)
-		}
-		code, up, _ := e.postFile("alice", "image/png", pngImage(t, 640, 480))
-		if code != 201 || up.Thumbnail == "" {
-			t.Fatalf("upload = %d %+v", code, up)
-		}
-		var sent messageOut
-		if code := e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"look","attachments":[{"id":"`+up.ID+`","name":"cat.png"}]}`, &sent); code != 201 {
-			t.Fatalf("send = %d", code)
-		}
-		type file struct{ ID, Name, Thumbnail string }
-		check := func(where string, files []file) {
-			t.Helper()
-			if len(files) != 1 || files[0].ID != up.ID || files[0].Name != "cat.png" || files[0].Thumbnail != up.Thumbnail {
-				t.Errorf("%s: attachments %+v, want %s cat.png", where, files, up.ID)
-			}
-		}
+	}
+}
 
-		var convs struct {
-			Conversations []struct {
-				ID          string
-				LastMessage struct{ Attachments []file } `json:"last_message"`
-			}
-		}
-		e.do("GET", "/v1/conversations", "bob", "", &convs)
-		if len(convs.Conversations) != 1 {
-			t.Fatalf("conversations %+v", convs)
-		}
-		check("GET /v1/conversations last_message", convs.Conversations[0].LastMessage.Attachments)
-		convs.Conversations = nil
-		e.do("GET", "/v1/sync", "bob", "", &convs)
-		if len(convs.Conversations) != 1 {
-			t.Fatalf("sync %+v", convs)
-		}
-		check("GET /v1/sync last_message", convs.Conversations[0].LastMessage.Attachments)
-
-		testkit.Eventually(t, 10*time.Second, func() bool { return len(pushNotifications(rcv)) >= 1 })
-		for _, ev := range rcv.events() {
-			if ev.Type == "message.created" {
-				var d struct{ Attachments []file }
-				mustUnmarshal(t, ev.Data, &d)
-				check("webhook message.created", d.Attachments)
-			}
-		}
-		var note struct{ Image string }
-		mustUnmarshal(t, pushNotifications(rcv)[0].Data, &note)
-		if !strings.HasPrefix(note.Image, "/v1/files/"+up.Thumbnail+"?exp=") {
-			t.Fatalf("push.notify image %q, want a signed URL of %s", note.Image, up.Thumbnail)
-		}
-		resp, body := e.getFile(note.Image, "")
-		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(body) == 0 {
-			t.Fatalf("GET the preview without a token = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-		}
+// testAttachmentsInEvents runs TestAttachmentsInEvents with PublicURL
+// public, whose signed URLs start with base.
+func testAttachmentsInEvents(t *testing.T, s history.Store, public, base string) {
+	secret := []byte("s")
+	rcv := newReceiver(t, secret)
+	e := setup(t, s, func(o *broker.Options) {
+		o.WebhookURLs, o.WebhookSecret = []string{rcv.srv.URL}, secret
+		o.BlobDir = t.TempDir()
+		o.PushDelay, o.OutboxPoll = 500*time.Millisecond, 20*time.Millisecond
+		o.PublicURL = public
 	})
+	if st := e.do("PUT", "/v1/devices/gw/push", "bob", `{"provider":"webhook","token":"bob-gw"}`, nil); st != 200 {
+		t.Fatalf("register: %d", st)
+	}
+	code, up, _ := e.postFile("alice", "image/png", pngImage(t, 640, 480))
+	if code != 201 || up.Thumbnail == "" || !strings.HasPrefix(up.URL, base+"/v1/files/"+up.ID+"?exp=") {
+		t.Fatalf("upload = %d %+v, want a url on %q", code, up, base)
+	}
+	var signed struct{ URL string }
+	if code := e.do("POST", "/v1/files/"+up.ID+"/url", "alice", "", &signed); code != 200 || !strings.HasPrefix(signed.URL, base+"/v1/files/"+up.ID+"?exp=") {
+		t.Fatalf("POST /v1/files/{id}/url = %d %+v, want a url on %q", code, signed, base)
+	}
+	var sent messageOut
+	if code := e.do("POST", "/v1/users/bob/messages", "alice", `{"body":"look","attachments":[{"id":"`+up.ID+`","name":"cat.png"}]}`, &sent); code != 201 {
+		t.Fatalf("send = %d", code)
+	}
+	type file struct{ ID, Name, Thumbnail string }
+	check := func(where string, files []file) {
+		t.Helper()
+		if len(files) != 1 || files[0].ID != up.ID || files[0].Name != "cat.png" || files[0].Thumbnail != up.Thumbnail {
+			t.Errorf("%s: attachments %+v, want %s cat.png", where, files, up.ID)
+		}
+	}
+
+	var convs struct {
+		Conversations []struct {
+			ID          string
+			LastMessage struct{ Attachments []file } `json:"last_message"`
+		}
+	}
+	e.do("GET", "/v1/conversations", "bob", "", &convs)
+	if len(convs.Conversations) != 1 {
+		t.Fatalf("conversations %+v", convs)
+	}
+	check("GET /v1/conversations last_message", convs.Conversations[0].LastMessage.Attachments)
+	convs.Conversations = nil
+	e.do("GET", "/v1/sync", "bob", "", &convs)
+	if len(convs.Conversations) != 1 {
+		t.Fatalf("sync %+v", convs)
+	}
+	check("GET /v1/sync last_message", convs.Conversations[0].LastMessage.Attachments)
+
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(pushNotifications(rcv)) >= 1 })
+	for _, ev := range rcv.events() {
+		if ev.Type == "message.created" {
+			var d struct{ Attachments []file }
+			mustUnmarshal(t, ev.Data, &d)
+			check("webhook message.created", d.Attachments)
+		}
+	}
+	var note struct{ Image string }
+	mustUnmarshal(t, pushNotifications(rcv)[0].Data, &note)
+	if !strings.HasPrefix(note.Image, base+"/v1/files/"+up.Thumbnail+"?exp=") {
+		t.Fatalf("push.notify image %q, want a signed URL of %s on %q", note.Image, up.Thumbnail, base)
+	}
+	resp, body := e.getFile(strings.TrimPrefix(note.Image, base), "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(body) == 0 {
+		t.Fatalf("GET the preview without a token = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 }

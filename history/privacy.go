@@ -53,7 +53,11 @@ type Privacy interface {
 	// events their ids.
 	DeleteUser(ctx context.Context, user string, now time.Time, newID func() string) (DeletedUser, error)
 	// Export calls fn for each of user's conversations, then each message
-	// user sent (in conversation and seq order), as it is stored now; fn's
+	// user sent and each change user made to a message (the events of types
+	// TypeMessageEdited, TypeMessageDeleted, TypeReactionAdded and
+	// TypeReactionRemoved that user authored; not the membership and system
+	// events), in conversation and seq order, as they are stored now: a
+	// deleted message's body and its edits' bodies are JSON null. fn's
 	// error stops the export and is returned.
 	Export(ctx context.Context, user string, fn func(ExportItem) error) error
 }

@@ -11,10 +11,14 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,6 +229,35 @@ func TestBrowser(t *testing.T) {
 		bob.openConv(`[data-conv="dm:alice:bob"]`)
 		bob.waitJS(`getComputedStyle(document.getElementById("list-pane")).display === "none"`)
 		bob.screenshot("phone")
+	})
+
+	t.Run("ReverseProxy", func(t *testing.T) {
+		// One public address for the page, the REST API and MQTT over
+		// WebSocket, as behind nginx or Caddy: with PARLEY_WEB_MQTT_URL the
+		// client connects through the proxy, not to the listener's port.
+		front := httptest.NewUnstartedServer(nil)
+		s := brokertest.Start(t, broker.Options{
+			Store: testkit.OpenSQLite(t), WSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			JWTSecret: []byte(testkit.Secret), Logger: testkit.Logger(), Rate: -1, Web: true, DevLogin: true,
+			WebMQTTURL: "ws://" + front.Listener.Addr().String() + "/mqtt",
+		})
+		toHTTP := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: s.Addr("http")})
+		toWS := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: s.Addr("ws")})
+		var upgrades atomic.Int32
+		front.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/mqtt" {
+				upgrades.Add(1)
+				toWS.ServeHTTP(w, r)
+				return
+			}
+			toHTTP.ServeHTTP(w, r)
+		})
+		front.Start()
+		t.Cleanup(front.Close)
+		signIn(t, browser, front.URL, "frank")
+		if n := upgrades.Load(); n == 0 {
+			t.Fatalf("the client did not connect through %s/mqtt", front.URL)
+		}
 	})
 }
 

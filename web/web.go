@@ -30,6 +30,11 @@ type Config struct {
 	MQTTPort int `json:"mqtt_port"`
 	// MQTTPath is the WebSocket path, "/mqtt".
 	MQTTPath string `json:"mqtt_path"`
+	// MQTTURL, when set, is the full ws:// or wss:// URL of MQTT over
+	// WebSocket (broker.Options.WebMQTTURL, behind a reverse proxy); the
+	// client then ignores MQTTPort and MQTTPath. Empty: the client connects
+	// to the page's host on MQTTPort and MQTTPath (wss: on an https page).
+	MQTTURL string `json:"mqtt_url"`
 	// TopicPrefix is the first level of Parley's topics ("im").
 	TopicPrefix string `json:"topic_prefix"`
 	// DevLogin says that POST /dev/login issues tokens (development only).
@@ -41,8 +46,8 @@ type Config struct {
 // Handler serves the client's files and, at /config.json, config() as
 // JSON, to GET and HEAD requests (others get 405). Every response forbids framing and sniffing and carries a
 // Content-Security-Policy that allows only the page's own origin, MQTT over
-// WebSocket on any host (the listener has its own port) and blob: images
-// (attachments are fetched with the token).
+// WebSocket on any host (ws: and wss:, for the listener's own port or
+// Config.MQTTURL) and blob: images (attachments are fetched with the token).
 func Handler(config func() Config) http.Handler {
 	files := http.FileServerFS(FS())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -47,8 +47,9 @@ type Upload struct {
 	Size        int64  `json:"size"`
 	ContentType string `json:"content_type"`
 	SHA256      string `json:"sha256"`
-	// URL is a signed URL of the file (relative to the server), valid for
-	// a short time (an hour by default) without a token.
+	// URL is a signed URL of the file, valid for a short time (an hour by
+	// default) without a token: relative to the server ("/v1/files/..."),
+	// or absolute when the server sets its public URL (PARLEY_PUBLIC_URL).
 	URL       string `json:"url"`
 	Width     int    `json:"width,omitempty"`
 	Height    int    `json:"height,omitempty"`

@@ -21,8 +21,8 @@ func (m *Main) banner() {
 	}
 	if a := m.Broker.Addr("http"); a != nil && c.Web {
 		fmt.Fprintf(w, "Web client: http://%s/", hostPort(a))
-		if m.Broker.Addr("ws") == nil {
-			fmt.Fprint(w, " (but MQTT over WebSocket is off: set PARLEY_WS_ADDR)")
+		if m.Broker.Addr("ws") == nil && c.WebMQTTURL == "" {
+			fmt.Fprint(w, " (but MQTT over WebSocket is off: set PARLEY_WS_ADDR or PARLEY_WEB_MQTT_URL)")
 		} else if c.DevLogin && c.DatabaseURL == "" {
 			fmt.Fprint(w, " (development sign-in: any user name)")
 		}

@@ -200,6 +200,8 @@ func (m *Main) defineFlags(fs *flag.FlagSet, cmd string) error {
 		{&c.UploadDir, "upload-dir", "PARLEY_UPLOAD_DIR", "", "directory of resumable uploads in progress; empty: BLOB_DIR/partial, or DATA_DIR/partial with S3"},
 		{&c.ModerationFail, "moderation-fail", "PARLEY_MODERATION_FAIL", "open", "when a moderation call fails: open (store as sent) or closed (refuse, code unavailable)"},
 		{&c.SearchLanguage, "search-language", "PARLEY_SEARCH_LANGUAGE", "simple", "PostgreSQL text search configuration of message search (simple, english, ...); SQLite always uses its unicode61 tokenizer"},
+		{&c.PublicURL, "public-url", "PARLEY_PUBLIC_URL", "", "the server's external base URL (https://chat.example.com): signed file URLs in the REST API and push notifications become absolute; empty: relative"},
+		{&c.WebMQTTURL, "web-mqtt-url", "PARLEY_WEB_MQTT_URL", "", "ws:// or wss:// URL the web client connects to for MQTT (behind a reverse proxy); empty: the page's host, the WebSocket port, /mqtt"},
 		{&c.DMPolicy, "dm-policy", "PARLEY_DM_POLICY", "open", "direct messages from strangers: open (anyone) or contacts (a first message needs a shared group, else not_allowed)"},
 	}
 	for _, f := range strs {

@@ -97,6 +97,9 @@ type Config struct {
 	// Web serves the web client; DevLogin its development sign-in
 	// (embedded store only).
 	Web, DevLogin bool
+	// WebMQTTURL is the web client's MQTT over WebSocket URL and PublicURL
+	// the server's external base URL: see broker.Options.
+	WebMQTTURL, PublicURL string
 }
 
 // Main is the parleyd program: ParseFlags, then Run (serve) and Close, or
@@ -292,6 +295,12 @@ func (m *Main) options() (broker.Options, error) {
 		return opts, configErrorf("PARLEY_WEBHOOK_SECRET is required with PARLEY_WEBHOOK_URL: receivers verify the signature")
 	}
 	opts.WebhookSecret = []byte(c.WebhookSecret)
+	if opts.PublicURL, err = broker.ParsePublicURL(c.PublicURL); err != nil {
+		return opts, configErrorf("PARLEY_PUBLIC_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+	}
+	if opts.WebMQTTURL, err = broker.ParseWebMQTTURL(c.WebMQTTURL); err != nil {
+		return opts, configErrorf("PARLEY_WEB_MQTT_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+	}
 	for _, b := range strings.Split(c.KafkaBrokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			opts.KafkaBrokers = append(opts.KafkaBrokers, b)

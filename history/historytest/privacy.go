@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -396,27 +397,52 @@ func testDeleteUser(t *testing.T, s history.Store) {
 	wantHits(t, "deleted user's text", search(t, p, "bob", "alice"))
 }
 
+// testExport checks that an export holds the user's conversations, then
+// everything the user sent: messages and the user's own edits, deletes and
+// reactions (bodies as stored: a deleted message's edits are null), not
+// others' changes nor the membership events the user caused.
 func testExport(t *testing.T, s history.Store) {
 	p := as[history.Privacy](t, s)
 	ab := history.DirectConvID("alice", "bob")
-	mustAppend(t, s, NewMsg(ab, "alice", "", `"one"`))
-	mustAppend(t, s, NewMsg(ab, "bob", "", `"not mine"`))
+	one := mustAppend(t, s, NewMsg(ab, "alice", "", `"one"`))
+	bobs := mustAppend(t, s, NewMsg(ab, "bob", "", `"not mine"`))
+	mustAppend(t, s, Op(ab, "alice", history.OpEdit, one.Seq, `"one, edited"`))
+	mustAppend(t, s, React(ab, "bob", history.OpReact, one.Seq, "👀"))
+	mustAppend(t, s, React(ab, "alice", history.OpReact, bobs.Seq, "👍"))
+	mustAppend(t, s, React(ab, "alice", history.OpUnreact, bobs.Seq, "👍"))
+	gone := mustAppend(t, s, NewMsg(ab, "alice", "", `"gone"`))
+	mustAppend(t, s, Op(ab, "alice", history.OpEdit, gone.Seq, `"gone, edited"`))
+	mustAppend(t, s, Op(ab, "alice", history.OpDelete, gone.Seq, `null`))
+	mustAppend(t, s, Op(ab, "bob", history.OpDelete, bobs.Seq, `null`))
 	createGroup(t, s, "g1", "alice")
 	mustAppend(t, s, NewMsg(history.GroupConvID("g1"), "alice", "", `"two"`))
-	var convs []string
-	var bodies []string
+	var convs, lines []string
 	err := p.Export(context.Background(), "alice", func(it history.ExportItem) error {
 		if it.Conversation != nil {
 			convs = append(convs, it.Conversation.ID)
-		} else {
-			bodies = append(bodies, string(it.Message.Body))
+			return nil
 		}
+		m := it.Message
+		if m.From != "alice" {
+			t.Errorf("exported %s %d from %s", m.Conv, m.Seq, m.From)
+		}
+		lines = append(lines, fmt.Sprintf("%s %d %s %d %s %s", m.Conv, m.Seq, m.Type, m.Target, m.Emoji, m.Body))
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(convs, []string{ab, "g:g1"}) || !slices.Equal(bodies, []string{`"one"`, `"two"`}) {
-		t.Fatalf("export: convs %v, bodies %v", convs, bodies)
+	want := []string{
+		ab + " 1 text 0  \"one, edited\"",
+		ab + " 3 message.edited 1  \"one, edited\"",
+		ab + " 5 reaction.added 2 👍 null",
+		ab + " 6 reaction.removed 2 👍 null",
+		ab + " 7 text 0  null",
+		ab + " 8 message.edited 7  null",
+		ab + " 9 message.deleted 7  null",
+		"g:g1 2 text 0  \"two\"",
+	}
+	if !slices.Equal(convs, []string{ab, "g:g1"}) || !slices.Equal(lines, want) {
+		t.Fatalf("export: convs %v, messages\n%s\nwant\n%s", convs, strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }

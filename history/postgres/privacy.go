@@ -314,7 +314,9 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 				return err
 			}
 		}
-		rows, err = tx.Query(ctx, `SELECT `+messageColumns+` FROM messages WHERE sender = $1 AND NOT event ORDER BY conv, seq`, user)
+		rows, err = tx.Query(ctx, `SELECT `+messageColumns+` FROM messages
+			WHERE sender = $1 AND (NOT event OR type IN ($2, $3, $4, $5)) ORDER BY conv, seq`,
+			user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
 		if err != nil {
 			return err
 		}

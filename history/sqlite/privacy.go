@@ -316,7 +316,9 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 			return err
 		}
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE sender = ? AND NOT event ORDER BY conv, seq`, user)
+	rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE sender = ? AND (NOT event OR type IN (?, ?, ?, ?)) ORDER BY conv, seq`,
+		user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
 	if err != nil {
 		return translate(err)
 	}

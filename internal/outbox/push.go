@@ -36,7 +36,8 @@ type Push struct {
 	// Providers send to the tokens of their name ("fcm", "apns").
 	Providers map[string]push.Provider
 	// Webhooks receive a push.notify event for the tokens of provider
-	// "webhook".
+	// "webhook"; a receiver that does not answer, or answers 408, 429 or
+	// 5xx, gets it once more, as the providers do.
 	Webhooks []*Webhook
 	// Delay defaults to DefaultPushDelay.
 	Delay time.Duration
@@ -219,7 +220,8 @@ func previewText(body json.RawMessage) string {
 	return s
 }
 
-// send notifies one token; an invalid token is removed.
+// send notifies one token, with one more try after a failure that may
+// pass (bounded by retryWait); an invalid token is removed.
 func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n push.Notification, ev Event) {
 	log := p.Log
 	if log == nil {
@@ -235,7 +237,14 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		data, _ := json.Marshal(note)
 		pe := Event{ID: "push:" + ev.ID + ":" + tok.Device, Type: TypePushNotify, TS: time.Now().UTC(), Conv: ev.Conv, Seq: ev.Seq, Data: data}
 		for _, w := range p.Webhooks {
-			if werr := w.Post(ctx, pe); werr != nil {
+			werr := w.Post(ctx, pe)
+			if retry, after := postRetryable(ctx, werr); werr != nil && retry {
+				// One more try, as for the providers below.
+				if sleep(ctx, nil, retryWait(after)) {
+					werr = w.Post(ctx, pe)
+				}
+			}
+			if werr != nil {
 				err = werr
 			}
 		}
@@ -246,7 +255,7 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		if push.Retryable(err) {
 			// One more try after the provider's wait (bounded): push is best
 			// effort, and the batch is not offered again for one token.
-			if sleep(ctx, nil, min(max(push.RetryAfter(err), 500*time.Millisecond), 5*time.Second)) {
+			if sleep(ctx, nil, retryWait(push.RetryAfter(err))) {
 				err = prov.Send(ctx, tok.Token, n)
 			}
 		}
@@ -264,4 +273,10 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		p.Metrics.push(tok.Provider, "failed")
 		log.Warn("push: notification not sent", "device", tok.Device, "provider", tok.Provider, "error", err)
 	}
+}
+
+// retryWait is how long send waits before its one retry: what the provider
+// or receiver asked for (after), at least 500 ms and at most 5 s.
+func retryWait(after time.Duration) time.Duration {
+	return min(max(after, 500*time.Millisecond), 5*time.Second)
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/parley-im/parley/internal/signature"
@@ -69,7 +71,40 @@ func (w *Webhook) Post(ctx context.Context, ev Event) error {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%w: %s answered %s", errStatus, w.URL, resp.Status)
+		e := &statusError{url: w.URL, status: resp.Status, code: resp.StatusCode}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			e.retryAfter = time.Duration(min(secs, 3600)) * time.Second
+		}
+		return e
 	}
 	return nil
+}
+
+// statusError is a non-2xx answer to Post; it wraps errStatus.
+type statusError struct {
+	url, status string
+	code        int
+	retryAfter  time.Duration // the answer's Retry-After, in whole seconds
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%v: %s answered %s", errStatus, e.url, e.status)
+}
+
+func (e *statusError) Unwrap() error { return errStatus }
+
+// postRetryable reports whether a failed Post may succeed if tried again
+// soon, and after how long the receiver asked to wait (0: it did not say):
+// no answer (unless ctx is done), 408, 429 and 5xx answers. Other answers
+// are the receiver's final word.
+func postRetryable(ctx context.Context, err error) (bool, time.Duration) {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return ctx.Err() == nil, 0
+	}
+	switch {
+	case se.code == http.StatusRequestTimeout, se.code == http.StatusTooManyRequests, se.code >= 500:
+		return true, se.retryAfter
+	}
+	return false, 0
 }

@@ -67,9 +67,10 @@ type uploadJSON struct {
 	Thumbnail   string `json:"thumbnail,omitempty"`
 }
 
-// fileURL returns the signed URL path of file id.
+// fileURL returns the signed URL of file id: absolute with PublicURL, else
+// its path.
 func (b *API) fileURL(id string) string {
-	return "/v1/files/" + id + "?" + b.Files.Sign(id, time.Now())
+	return b.PublicURL + "/v1/files/" + id + "?" + b.Files.Sign(id, time.Now())
 }
 
 // postUpload stores the request body as a file of the user: Content-Type

@@ -72,7 +72,8 @@ func (b *API) deleteMe(w http.ResponseWriter, r *http.Request, user string) {
 }
 
 // exportMe streams the caller's data as JSON lines: a user line, its
-// conversations, then every message it sent.
+// conversations, then every message it sent and every change it made to
+// a message (edits, deletes, reactions).
 func (b *API) exportMe(w http.ResponseWriter, r *http.Request, user string) {
 	p, err := b.privacy()
 	if err != nil {

@@ -10,6 +10,7 @@ import { type Attachment, type Conv, type Group, type Msg, Thread, dmId, isChang
 interface Config {
   mqtt_port: number;
   mqtt_path: string;
+  mqtt_url?: string; // PARLEY_WEB_MQTT_URL: wins over port and path when set
   topic_prefix: string;
   dev_login: boolean;
   files: boolean;
@@ -161,10 +162,17 @@ function signOut(reason = ""): void {
 
 // ---- MQTT ----
 
-function connect(token: string): void {
+// mqttURL is where MQTT over WebSocket is: the server's mqtt_url (behind a
+// reverse proxy), else the page's host on mqtt_port and mqtt_path, over wss:
+// when the page came over https:.
+function mqttURL(): string {
+  if (cfg.mqtt_url) return cfg.mqtt_url;
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${proto}://${location.hostname}:${cfg.mqtt_port}${cfg.mqtt_path}`;
-  const c = mqtt.connect(url, {
+  return `${proto}://${location.hostname}:${cfg.mqtt_port}${cfg.mqtt_path}`;
+}
+
+function connect(token: string): void {
+  const c = mqtt.connect(mqttURL(), {
     clientId: `${app.user}/${device()}`,
     username: app.user,
     password: token,
