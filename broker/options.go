@@ -392,10 +392,11 @@ func ParsePublicURL(s string) (string, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		return "", fmt.Errorf("broker: public URL %q: want an absolute http or https URL such as https://chat.example.com", s)
 	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+	if u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") || u.User != nil {
 		return "", fmt.Errorf("broker: public URL %q: want no query, fragment or credentials", s)
 	}
-	return strings.TrimRight(s, "/"), nil
+	// Rebuilt from its parts: escaped as a URL must be.
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}).String(), nil
 }
 
 // ParseWebMQTTURL checks s as Options.WebMQTTURL and returns it; "" stays
@@ -409,8 +410,8 @@ func ParseWebMQTTURL(s string) (string, error) {
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.Opaque != "" {
 		return "", fmt.Errorf("broker: web MQTT URL %q: want a ws or wss URL such as wss://chat.example.com/mqtt", s)
 	}
-	if u.Fragment != "" || u.User != nil {
+	if strings.Contains(s, "#") || u.User != nil {
 		return "", fmt.Errorf("broker: web MQTT URL %q: want no fragment or credentials", s)
 	}
-	return s, nil
+	return u.String(), nil
 }

@@ -23,7 +23,9 @@ func TestParsePublicURL(t *testing.T) {
 		{in: "https://chat.example.com/?x=1", errHas: "no query"},
 		{in: "https://chat.example.com/?", errHas: "no query"},
 		{in: "https://chat.example.com/#top", errHas: "no query, fragment"},
+		{in: "https://chat.example.com/#", errHas: "no query, fragment"},
 		{in: "https://u:p@chat.example.com", errHas: "credentials"},
+		{in: "https://chat.example.com/my chat/", want: "https://chat.example.com/my%20chat"},
 	} {
 		got, err := broker.ParsePublicURL(tc.in)
 		if tc.errHas != "" {
@@ -52,6 +54,7 @@ func TestParseWebMQTTURL(t *testing.T) {
 		{in: "/mqtt", errHas: "ws or wss"},
 		{in: "wss:///mqtt", errHas: "ws or wss"},
 		{in: "wss://chat.example.com/mqtt#x", errHas: "no fragment"},
+		{in: "wss://chat.example.com/mqtt#", errHas: "no fragment"},
 		{in: "wss://u:p@chat.example.com/mqtt", errHas: "credentials"},
 	} {
 		got, err := broker.ParseWebMQTTURL(tc.in)

@@ -158,8 +158,8 @@ func TestResumableUploadQuota(t *testing.T) {
 		// 800 bytes in progress: 201 more do not fit, either way.
 		s, _, ae = e.postFile("alice", "text/plain", make([]byte, 201))
 		wantAPIError(t, "one-shot upload beside an unfinished one", s, ae, 413, "quota_exceeded")
-		if !strings.Contains(ae.Error.Message, "unfinished") {
-			t.Fatalf("the refusal does not say that unfinished uploads count: %q", ae.Error.Message)
+		if !strings.Contains(ae.Error.Message, "uploads in progress 800") {
+			t.Fatalf("the refusal does not say that uploads in progress count: %q", ae.Error.Message)
 		}
 		s, ae, _ = e.tusCreateAnswer("alice", 201)
 		wantAPIError(t, "second resumable upload beside an unfinished one", s, ae, 413, "quota_exceeded")

@@ -298,7 +298,8 @@ func (r *receiver) pushTried() int {
 }
 
 // TestPushWebhookRetry: the webhook push provider tries a push.notify that
-// its receiver refused (503) once more, and only once; a refusal that is
+// its receiver refused (503) once more, and only once, and at most once a
+// batch; a refusal that is
 // final (400) is not tried again.
 func TestPushWebhookRetry(t *testing.T) {
 	testkit.ForEachStore(t, func(t *testing.T, s history.Store) {
@@ -339,6 +340,27 @@ func TestPushWebhookRetry(t *testing.T) {
 				t.Errorf("%s (%d refused with %d): %d tries, %d delivered; want %d, %d", tc.user, tc.refuse, tc.status, tries, sent, tc.tries, tc.sent)
 			}
 		}
+		// A receiver that keeps failing holds a batch back by one wait
+		// only: of the three notifications of one group message, the first
+		// is tried twice, the others once.
+		if st := e.do("POST", "/v1/groups", "alice", `{"id":"crew","name":"Crew","members":["erin","frank","gina"]}`, nil); st != 201 {
+			t.Fatalf("create group: %d", st)
+		}
+		for _, u := range []string{"erin", "frank", "gina"} {
+			if st := e.do("PUT", "/v1/devices/gw/push", u, `{"provider":"webhook","token":"`+u+`-gw"}`, nil); st != 200 {
+				t.Fatalf("register %s: %d", u, st)
+			}
+		}
+		before := rcv.failPush(100, 503)
+		if code := e.do("POST", "/v1/conversations/g:crew/messages", "alice", `{"body":"hi all"}`, nil); code != 201 {
+			t.Fatalf("send to the group: %d", code)
+		}
+		testkit.Eventually(t, 10*time.Second, func() bool { return rcv.pushTried()-before >= 4 })
+		time.Sleep(time.Second)
+		if tries := rcv.pushTried() - before; tries != 4 {
+			t.Errorf("3 notifications of one batch to a failing receiver: %d tries, want 4 (one retry a batch)", tries)
+		}
+		rcv.failPush(0, 0)
 	})
 }
 

@@ -125,7 +125,7 @@ func (s *Store) Block(ctx context.Context, user, other string, at time.Time) err
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		// The lock first, in a statement of its own: under read committed
 		// the count's snapshot is then taken after the lock is held.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('parley.blocks'), hashtext($1))`, user); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('parley.blocks:' || $1, 0))`, user); err != nil {
 			return err
 		}
 		var count int

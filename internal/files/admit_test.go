@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ type usedStore struct {
 
 func (s usedStore) UploadBytes(context.Context, string) (int64, error) { return s.used, s.err }
 
-// TestAdmit: Admit refuses an upload that would pass the quota
+// TestAdmit: AdmitResumable refuses an upload that would pass the quota
 // (quota_exceeded), one beyond the rate (rate_limited with RetryAfter),
 // and answers unavailable when the store fails; reaching the quota exactly
 // is allowed, and 0 means no quota.
@@ -45,9 +46,9 @@ func TestAdmit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newService(t, usedStore{used: tc.used, err: tc.storeErr}, tc.quota, nil)
-			we := s.Admit(context.Background(), "alice", tc.size)
+			we := s.AdmitResumable(context.Background(), "alice", "u1", tc.size)
 			if got := codeOf(we); got != tc.want {
-				t.Fatalf("Admit = %v, want code %q", we, tc.want)
+				t.Fatalf("AdmitResumable = %v, want code %q", we, tc.want)
 			}
 			if tc.want == wire.CodeQuotaExceeded {
 				if n := testutil.ToFloat64(s.uploads.WithLabelValues("quota_exceeded")); n != 1 {
@@ -59,15 +60,15 @@ func TestAdmit(t *testing.T) {
 	t.Run("ErrRate", func(t *testing.T) {
 		s := newService(t, usedStore{}, 0, send.NewRateLimiter(1.0/60, 2))
 		for i := range 2 {
-			if we := s.Admit(context.Background(), "alice", 1); we != nil {
+			if we := s.AdmitResumable(context.Background(), "alice", "u"+strconv.Itoa(i), 1); we != nil {
 				t.Fatalf("upload %d of the burst: %v", i, we)
 			}
 		}
-		we := s.Admit(context.Background(), "alice", 1)
+		we := s.AdmitResumable(context.Background(), "alice", "u9", 1)
 		if codeOf(we) != wire.CodeRateLimited || we.RetryAfter <= 0 || we.RetryAfter > time.Minute {
 			t.Fatalf("beyond the burst: %+v, want rate_limited within a minute", we)
 		}
-		if we := s.Admit(context.Background(), "bob", 1); we != nil {
+		if we := s.AdmitResumable(context.Background(), "bob", "b1", 1); we != nil {
 			t.Fatalf("another user: %v", we)
 		}
 	})

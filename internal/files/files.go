@@ -96,7 +96,7 @@ type Service struct {
 	uploadBytes prometheus.Counter
 	uploads     *prometheus.CounterVec
 	deleted     prometheus.Counter
-	partials    partials
+	reserved    reservations
 }
 
 // PartialOwnerKey is the key of an upload's owner in the metadata of a
@@ -138,47 +138,29 @@ func (s *Service) Init() error {
 	return nil
 }
 
-// Admit decides, before any of its bytes are read, whether owner may start
-// an upload of size bytes: it takes one of owner's tokens from Limiter
-// (rate_limited, with RetryAfter, when there is none), then checks Quota
-// (quota_exceeded). Errors are *wire.Error; unavailable when the message
-// store fails. Put admits its upload itself; a resumable upload is
-// admitted at its creation, with its declared length.
-func (s *Service) Admit(ctx context.Context, owner string, size int64) *wire.Error {
-	if err := s.admit(ctx, owner, size); err != nil {
-		_, we := s.result(owner, history.Upload{}, err)
-		return we
-	}
-	return nil
-}
-
-func (s *Service) admit(ctx context.Context, owner string, size int64) error {
-	if ok, wait := s.Limiter.Take(owner, time.Now()); !ok {
-		return wire.RateLimited("uploads", wait)
-	}
-	return s.checkQuota(ctx, owner, size, true)
-}
-
 // checkQuota refuses (quota_exceeded) an upload of size bytes that would
-// take owner's stored uploads over Quota; withPartial counts owner's
-// resumable uploads in progress too (NotePartial), as a new upload must:
-// each of them was admitted with the others, so one that finishes is
-// checked against the stored ones only.
-func (s *Service) checkQuota(ctx context.Context, owner string, size int64, withPartial bool) error {
+// take owner's stored uploads over Quota; withReserved counts the uploads
+// admitted but not stored yet too, as a new upload must (admit). One that
+// finishes was admitted with the others, and is checked against the
+// stored ones only.
+func (s *Service) checkQuota(ctx context.Context, owner string, size int64, withReserved bool) error {
 	if s.Quota <= 0 {
 		return nil
+	}
+	// Reservations first: an upload is stored before its reservation is
+	// released, so one that finishes in between is counted twice, never
+	// missed.
+	var reserved int64
+	if withReserved {
+		reserved = s.reservedBytes(owner)
 	}
 	used, err := s.Store.UploadBytes(ctx, owner)
 	if err != nil {
 		return fmt.Errorf("upload bytes of %s: %w", owner, err)
 	}
-	var partial int64
-	if withPartial {
-		partial = s.partialBytes(owner, "")
-	}
-	if used+partial+size > s.Quota {
-		if partial > 0 {
-			return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d and your unfinished resumable uploads %d of your %d bytes, and this one has %d", used, partial, s.Quota, size)
+	if used+reserved+size > s.Quota {
+		if reserved > 0 {
+			return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d and your uploads in progress %d of your %d bytes, and this one has %d", used, reserved, s.Quota, size)
 		}
 		return wire.Errorf(wire.CodeQuotaExceeded, "upload quota exceeded: your stored files take %d of your %d bytes, and this one has %d", used, s.Quota, size)
 	}
@@ -221,9 +203,11 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
 	}
-	if err := s.admit(ctx, owner, size); err != nil {
+	key := "receiving:" + history.NewUploadID()
+	if err := s.admit(ctx, owner, key, size, true); err != nil {
 		return history.Upload{}, err
 	}
+	defer s.Release(owner, key) // stored (then counted as such) or refused
 	tmp, err := os.CreateTemp(s.TempDir, "parley-upload-*")
 	if err != nil {
 		return history.Upload{}, err
@@ -426,6 +410,7 @@ func (s *Service) mac(id, exp string) string {
 // progress abandoned for UnreferencedTTL, and returns how many it deleted.
 func (s *Service) Collect(ctx context.Context) (int, error) {
 	total := s.collectPartial(time.Now().Add(-s.UnreferencedTTL))
+	s.sweepReservations()
 	for {
 		us, err := s.Store.CollectUploads(ctx, time.Now().Add(-s.UnreferencedTTL), 500)
 		if err != nil {

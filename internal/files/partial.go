@@ -1,95 +1,182 @@
 package files
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/wire"
 )
 
-// partials tallies, per owner, the declared sizes of the resumable uploads
-// in progress in PartialDir, so that the quota counts them: without it a
-// user could hold any number of unfinished uploads until Collect deletes
-// them. The tally is this node's: it is read from the directory once, then
-// kept by NotePartial; an entry whose state file is gone (finished,
-// abandoned, collected, or never created) is dropped when its owner is
-// next checked.
-type partials struct {
+// reservations holds, per owner, the bytes admitted but not yet stored:
+// resumable uploads in progress (their declared length, until finished or
+// deleted) and one-shot uploads being received. Admission reads the stored
+// bytes and the reservations and reserves, under a lock per owner, so that
+// uploads started at once cannot pass the quota together; a user cannot
+// hold unfinished resumable uploads beyond it either.
+//
+// The resumable ones are read back from PartialDir's state files the first
+// time (a restart); an entry whose state file is gone (finished, deleted,
+// collected, or never created) drops out when its owner is next checked,
+// or at the next collection. The tally is this node's: in cluster mode
+// with a shared PartialDir each node knows the uploads in progress that
+// were there when it first looked, and those created through it.
+type reservations struct {
 	mu     sync.Mutex
 	loaded bool
-	owners map[string]map[string]partialEntry // owner -> upload id -> entry
+	owners map[string]map[string]reservation // owner -> upload id -> reservation
+
+	locks [64]sync.Mutex // admission, by owner's hash (ownerLock)
 }
 
-// partialEntry is one upload in progress: its declared size, and when
-// NotePartial noted it (tusd writes its state file just after).
-type partialEntry struct {
-	size  int64
-	noted time.Time
+// ownerLock is the admission lock of owner (FNV-1a of the name).
+func (r *reservations) ownerLock(owner string) *sync.Mutex {
+	h := uint32(2166136261)
+	for i := 0; i < len(owner); i++ {
+		h = (h ^ uint32(owner[i])) * 16777619
+	}
+	return &r.locks[h%uint32(len(r.locks))]
 }
 
-// partialGrace is how long an upload noted by NotePartial counts without
-// its state file, which tusd writes after the creation is admitted.
+// reservation is one upload admitted but not stored yet.
+type reservation struct {
+	size int64
+	at   time.Time
+	// receiving marks a one-shot upload being received: it has no state
+	// file and is released by Put itself.
+	receiving bool
+}
+
+// partialGrace is how long a resumable upload admitted at its creation
+// counts without its state file, which tusd writes just after.
 const partialGrace = time.Minute
 
-// partialInfo is what partialBytes reads of tusd's ID.info state file.
+// partialInfo is what is read of tusd's ID.info state file.
 type partialInfo struct {
 	ID       string
 	Size     int64
 	MetaData map[string]string
 }
 
-// NotePartial records that owner created the resumable upload id of size
-// bytes in PartialDir (internal/rest calls it when it names a new upload):
-// until it is finished or deleted, it counts against owner's Quota.
-func (s *Service) NotePartial(owner, id string, size int64) {
-	s.partials.mu.Lock()
-	defer s.partials.mu.Unlock()
-	s.loadPartials()
-	if s.partials.owners[owner] == nil {
-		s.partials.owners[owner] = map[string]partialEntry{}
+// AdmitResumable decides, at its creation and before any of its bytes are
+// read, whether owner may start the resumable upload id of size bytes (its
+// declared length): it takes one of owner's tokens from Limiter
+// (rate_limited, with RetryAfter, when there is none), then checks Quota
+// (quota_exceeded) against owner's stored uploads and the uploads admitted
+// but not stored yet. Admitted, its size stays reserved until Release
+// (stored, refused or deleted) or until its state file in PartialDir is
+// gone. Errors are *wire.Error; unavailable when the message store fails.
+// Put admits a one-shot upload the same way itself.
+func (s *Service) AdmitResumable(ctx context.Context, owner, id string, size int64) *wire.Error {
+	if err := s.admit(ctx, owner, id, size, false); err != nil {
+		_, we := s.result(owner, history.Upload{}, err)
+		return we
 	}
-	s.partials.owners[owner][id] = partialEntry{size, time.Now()}
+	return nil
 }
 
-// ForgetPartial drops owner's resumable upload id from the tally: it was
-// finished or deleted.
-func (s *Service) ForgetPartial(owner, id string) {
-	s.partials.mu.Lock()
-	defer s.partials.mu.Unlock()
-	delete(s.partials.owners[owner], id)
+// Release gives back the reservation of upload id of owner: it was
+// stored, refused or deleted.
+func (s *Service) Release(owner, id string) {
+	r := &s.reserved
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.owners[owner], id)
+	if len(r.owners[owner]) == 0 {
+		delete(r.owners, owner)
+	}
 }
 
-// partialBytes is the sum of the declared sizes of owner's resumable
-// uploads in progress, leaving out the one named except (finishing).
-func (s *Service) partialBytes(owner, except string) int64 {
-	s.partials.mu.Lock()
-	defer s.partials.mu.Unlock()
+// admit takes a token of owner's upload rate, then, under owner's
+// admission lock, checks the quota against the stored bytes and the
+// reservations and reserves size under id (when there is a quota).
+func (s *Service) admit(ctx context.Context, owner, id string, size int64, receiving bool) error {
+	if ok, wait := s.Limiter.Take(owner, time.Now()); !ok {
+		return wire.RateLimited("uploads", wait)
+	}
+	if s.Quota <= 0 {
+		return nil
+	}
+	lock := s.reserved.ownerLock(owner)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := s.checkQuota(ctx, owner, size, true); err != nil {
+		return err
+	}
+	r := &s.reserved
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owners[owner] == nil {
+		r.owners[owner] = map[string]reservation{}
+	}
+	r.owners[owner][id] = reservation{size: size, at: time.Now(), receiving: receiving}
+	return nil
+}
+
+// reservedBytes is the sum of owner's reservations.
+func (s *Service) reservedBytes(owner string) int64 {
+	r := &s.reserved
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	s.loadPartials()
 	var n int64
-	for id, e := range s.partials.owners[owner] {
-		if _, err := os.Stat(filepath.Join(s.PartialDir, id+".info")); err != nil && time.Since(e.noted) > partialGrace {
-			delete(s.partials.owners[owner], id)
+	for id, e := range r.owners[owner] {
+		if !e.receiving && s.partialGone(id, e) {
+			delete(r.owners[owner], id)
 			continue
 		}
-		if id != except {
-			n += e.size
-		}
+		n += e.size
 	}
-	if len(s.partials.owners[owner]) == 0 {
-		delete(s.partials.owners, owner)
+	if len(r.owners[owner]) == 0 {
+		delete(r.owners, owner)
 	}
 	return n
 }
 
-// loadPartials reads the owners and sizes of the uploads in progress from
-// their state files, once. The caller holds s.partials.mu.
+// partialGone reports whether the resumable upload id of e has no state
+// file (past the grace for tusd to write it).
+func (s *Service) partialGone(id string, e reservation) bool {
+	if time.Since(e.at) < partialGrace {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.PartialDir, id+".info"))
+	return err != nil
+}
+
+// sweepReservations drops the resumable uploads whose state file is gone
+// (Collect runs it after deleting abandoned ones).
+func (s *Service) sweepReservations() {
+	r := &s.reserved
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for owner, ids := range r.owners {
+		for id, e := range ids {
+			if !e.receiving && s.partialGone(id, e) {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(r.owners, owner)
+		}
+	}
+}
+
+// loadPartials reads the owners and declared sizes of the resumable
+// uploads in progress from their state files, once. The caller holds
+// s.reserved.mu.
 func (s *Service) loadPartials() {
-	if s.partials.loaded {
+	r := &s.reserved
+	if r.loaded {
 		return
 	}
-	s.partials.loaded = true
-	s.partials.owners = map[string]map[string]partialEntry{}
+	r.loaded = true
+	if r.owners == nil {
+		r.owners = map[string]map[string]reservation{}
+	}
 	infos, _ := filepath.Glob(filepath.Join(s.PartialDir, "*.info"))
 	for _, path := range infos {
 		b, err := os.ReadFile(path)
@@ -98,9 +185,9 @@ func (s *Service) loadPartials() {
 			continue
 		}
 		owner := info.MetaData[PartialOwnerKey]
-		if s.partials.owners[owner] == nil {
-			s.partials.owners[owner] = map[string]partialEntry{}
+		if r.owners[owner] == nil {
+			r.owners[owner] = map[string]reservation{}
 		}
-		s.partials.owners[owner][info.ID] = partialEntry{size: info.Size}
+		r.owners[owner][info.ID] = reservation{size: info.Size}
 	}
 }

@@ -5,16 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-im/parley/internal/wire"
 )
 
-// TestPartialQuota: unfinished resumable uploads count against the quota
-// of their owner (and no one else's) as long as their state file exists;
-// the tally is read back from PartialDir by a new Service (a restart);
-// a finishing upload is checked against the stored bytes only.
-func TestPartialQuota(t *testing.T) {
+// TestReservations: uploads admitted but not stored count against their
+// owner's quota (and no one else's): resumable ones while their state file
+// exists, one-shot ones until released; a new Service (a restart) reads the
+// resumable ones back from PartialDir; a finishing upload is checked
+// against the stored bytes only.
+func TestReservations(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, usedStore{used: 100}, 1000, nil)
 	writeInfo := func(id, owner string, size int64) {
@@ -24,42 +27,82 @@ func TestPartialQuota(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.NotePartial("alice", "u1", 600)
+	if we := s.AdmitResumable(ctx, "alice", "u1", 600); we != nil {
+		t.Fatal(we)
+	}
 	writeInfo("u1", "alice", 600)
-	if we := s.Admit(ctx, "alice", 301); codeOf(we) != wire.CodeQuotaExceeded {
+	if we := s.AdmitResumable(ctx, "alice", "u2", 301); codeOf(we) != wire.CodeQuotaExceeded {
 		t.Fatalf("100 stored + 600 in progress + 301: %v, want quota_exceeded", we)
 	}
-	if we := s.Admit(ctx, "alice", 300); we != nil {
-		t.Fatalf("100 + 600 + 300 = the quota: %v", we)
-	}
-	if we := s.Admit(ctx, "bob", 900); we != nil {
+	if we := s.AdmitResumable(ctx, "bob", "b1", 900); we != nil {
 		t.Fatalf("bob is not charged alice's upload: %v", we)
 	}
 	// Finishing: the upload itself is not counted twice.
 	if err := s.checkQuota(ctx, "alice", 600, false); err != nil {
 		t.Fatalf("finishing u1: %v", err)
 	}
-	// A restart reads the tally back from the state files.
+	// A restart reads the uploads in progress back from the state files.
 	writeInfo("u2", "alice", 200)
 	s2 := newService(t, usedStore{used: 100}, 1000, nil)
 	s2.PartialDir = s.PartialDir
-	if got := s2.partialBytes("alice", ""); got != 800 {
+	if got := s2.reservedBytes("alice"); got != 800 {
 		t.Fatalf("after a restart alice has %d bytes in progress, want 800", got)
 	}
-	// Deleted (finished, abandoned, collected): no longer counted, noted
-	// ones after the grace for tusd to write the state file.
+	// A state file gone (finished elsewhere, collected): no longer counted.
 	if err := os.Remove(filepath.Join(s.PartialDir, "u2.info")); err != nil {
 		t.Fatal(err)
 	}
-	if got := s2.partialBytes("alice", ""); got != 600 {
-		t.Fatalf("u2 deleted: %d bytes in progress, want 600", got)
+	s2.sweepReservations()
+	if got := s2.reservedBytes("alice"); got != 600 {
+		t.Fatalf("u2 gone: %d bytes in progress, want 600", got)
 	}
-	s.ForgetPartial("alice", "u1")
-	if got := s.partialBytes("alice", ""); got != 0 {
-		t.Fatalf("u1 forgotten: %d bytes in progress, want 0", got)
+	s.Release("alice", "u1")
+	if got := s.reservedBytes("alice"); got != 0 {
+		t.Fatalf("u1 released: %d bytes in progress, want 0", got)
 	}
-	s.NotePartial("alice", "u3", 500) // no state file yet: within the grace
-	if got := s.partialBytes("alice", ""); got != 500 {
-		t.Fatalf("u3 just noted: %d bytes in progress, want 500", got)
+	// Just admitted, no state file yet: counted within the grace.
+	if we := s.AdmitResumable(ctx, "alice", "u3", 500); we != nil {
+		t.Fatal(we)
 	}
+	if got := s.reservedBytes("alice"); got != 500 {
+		t.Fatalf("u3 just admitted: %d bytes in progress, want 500", got)
+	}
+	s.Release("alice", "u3")
+	if len(s.reserved.owners) != 1 { // bob's b1 only
+		t.Fatalf("owners left in the tally: %v", s.reserved.owners)
+	}
+}
+
+// TestAdmitTogether: uploads admitted at the same moment cannot pass the
+// quota together: of 20 admissions of 100 bytes against 1000 with 100
+// stored, exactly 9 pass.
+func TestAdmitTogether(t *testing.T) {
+	s := newService(t, slowStore{usedStore{used: 100}}, 1000, nil)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := 0
+	for i := range 20 {
+		wg.Go(func() {
+			if we := s.AdmitResumable(context.Background(), "alice", "u"+strconv.Itoa(i), 100); we == nil {
+				mu.Lock()
+				passed++
+				mu.Unlock()
+			} else if we.Code != wire.CodeQuotaExceeded {
+				t.Errorf("admission %d: %v", i, we)
+			}
+		})
+	}
+	wg.Wait()
+	if passed != 9 {
+		t.Fatalf("%d of 20 uploads of 100 bytes admitted at once against 900 free bytes, want 9", passed)
+	}
+}
+
+// slowStore answers UploadBytes after a pause, as a store does, so that
+// admissions that are not serialized would all read the same sum.
+type slowStore struct{ usedStore }
+
+func (s slowStore) UploadBytes(ctx context.Context, owner string) (int64, error) {
+	time.Sleep(2 * time.Millisecond)
+	return s.usedStore.UploadBytes(ctx, owner)
 }

@@ -132,6 +132,10 @@ func (p *Push) Deliver(ctx context.Context, evs []Event) (int, error) {
 		return keys[i].Seq < keys[j].Seq
 	})
 	now := time.Now()
+	// Each webhook and provider waits for a retry at most once a batch, so
+	// that one that fails does not hold the others' notifications back
+	// for long.
+	retried := map[string]bool{}
 	for _, sk := range keys {
 		users := bySeq[sk]
 		sort.Strings(users)
@@ -146,7 +150,7 @@ func (p *Push) Deliver(ctx context.Context, evs []Event) (int, error) {
 			}
 			n := p.notification(last[k], count[k], t.Unread)
 			for _, tok := range t.Tokens {
-				p.send(ctx, t.User, tok, n, last[k].ev)
+				p.send(ctx, t.User, tok, n, last[k].ev, retried)
 			}
 		}
 	}
@@ -222,7 +226,9 @@ func previewText(body json.RawMessage) string {
 
 // send notifies one token, with one more try after a failure that may
 // pass (bounded by retryWait); an invalid token is removed.
-func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n push.Notification, ev Event) {
+// A failure that may pass gets one more try after a bounded wait, once per
+// batch for each webhook and provider (retried records which did).
+func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n push.Notification, ev Event, retried map[string]bool) {
 	log := p.Log
 	if log == nil {
 		log = slog.Default()
@@ -238,8 +244,9 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		pe := Event{ID: "push:" + ev.ID + ":" + tok.Device, Type: TypePushNotify, TS: time.Now().UTC(), Conv: ev.Conv, Seq: ev.Seq, Data: data}
 		for _, w := range p.Webhooks {
 			werr := w.Post(ctx, pe)
-			if retry, after := postRetryable(ctx, werr); werr != nil && retry {
+			if retry, after := postRetryable(ctx, werr); werr != nil && retry && !retried[w.URL] {
 				// One more try, as for the providers below.
+				retried[w.URL] = true
 				if sleep(ctx, nil, retryWait(after)) {
 					werr = w.Post(ctx, pe)
 				}
@@ -252,7 +259,8 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		err = errors.New("push provider " + tok.Provider + " is not configured")
 	} else {
 		err = prov.Send(ctx, tok.Token, n)
-		if push.Retryable(err) {
+		if push.Retryable(err) && !retried[tok.Provider] {
+			retried[tok.Provider] = true
 			// One more try after the provider's wait (bounded): push is best
 			// effort, and the batch is not offered again for one token.
 			if sleep(ctx, nil, retryWait(push.RetryAfter(err))) {

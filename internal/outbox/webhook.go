@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -95,11 +96,16 @@ func (e *statusError) Unwrap() error { return errStatus }
 
 // postRetryable reports whether a failed Post may succeed if tried again
 // soon, and after how long the receiver asked to wait (0: it did not say):
-// no answer (unless ctx is done), 408, 429 and 5xx answers. Other answers
-// are the receiver's final word.
+// no answer (unless ctx is done or the request timed out: a receiver that
+// does not answer in time would only hold the batch again), 408, 429 and
+// 5xx answers. Other answers are the receiver's final word.
 func postRetryable(ctx context.Context, err error) (bool, time.Duration) {
 	var se *statusError
 	if !errors.As(err, &se) {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return false, 0
+		}
 		return ctx.Err() == nil, 0
 	}
 	switch {

@@ -115,11 +115,10 @@ func (t *tusServer) create(ev tus.HookEvent) (tus.HTTPResponse, tus.FileInfoChan
 		return tus.HTTPResponse{}, tus.FileInfoChanges{}, tusError(http.StatusBadRequest, wire.CodeInvalidPayload,
 			"Upload-Metadata must name the file's media type: content_type and its base64, such as image/png")
 	}
-	if we := t.api.Files.Admit(ev.Context, user, ev.Upload.Size); we != nil {
+	id := history.NewUploadID()
+	if we := t.api.Files.AdmitResumable(ev.Context, user, id, ev.Upload.Size); we != nil {
 		return tus.HTTPResponse{}, tus.FileInfoChanges{}, tusWireError(we)
 	}
-	id := history.NewUploadID()
-	t.api.Files.NotePartial(user, id, ev.Upload.Size)
 	return tus.HTTPResponse{}, tus.FileInfoChanges{ID: id, MetaData: tus.MetaData{tusMetaOwner: user, tusMetaType: ct}}, nil
 }
 
@@ -130,7 +129,7 @@ func (t *tusServer) finish(ctx context.Context, info tus.FileInfo, method string
 	u, we := t.api.Files.PutFile(ctx, info.ID, info.MetaData[tusMetaOwner], info.MetaData[tusMetaType], info.Storage[filestore.StorageKeyPath])
 	if we == nil || we.Code != wire.CodeUnavailable {
 		t.terminate(ctx, info.ID)
-		t.api.Files.ForgetPartial(info.MetaData[tusMetaOwner], info.ID)
+		t.api.Files.Release(info.MetaData[tusMetaOwner], info.ID)
 	}
 	if we != nil {
 		return tus.HTTPResponse{}, tusWireError(we)
@@ -260,7 +259,7 @@ func (b *API) deleteUpload(w http.ResponseWriter, r *http.Request, user string) 
 	}
 	b.tus.serve(w, r, user, id, b.tus.h.DelFile)
 	if _, ok := b.tus.inProgress(r.Context(), user, id); !ok {
-		b.Files.ForgetPartial(user, id) // no longer counts against the quota
+		b.Files.Release(user, id) // no longer counts against the quota
 	}
 }
 
