@@ -589,6 +589,10 @@ var authzRoutes = []restRow{
 	{route: "POST /v1/conversations/{conv}/read", name: "Group", path: "/v1/conversations/g:{g}/read", body: `{"seq":1}`, want: [4]string{"200", "200", "403 not_member", "403 not_member"}},
 	{route: "POST /v1/conversations/{conv}/read", name: "Direct", path: "/v1/conversations/dm:alice:bob/read", body: `{"seq":1}`, want: [4]string{"200", "200", "403 not_member", "403 not_member"}},
 	{route: "POST /v1/conversations/{conv}/read", name: "NoSuchGroup", path: "/v1/conversations/g:nosuch/read", body: `{"seq":0}`, want: same("403 not_member")},
+	{route: "GET /v1/conversations/{conv}/receipts", name: "Group", path: "/v1/conversations/g:{g}/receipts", want: [4]string{"200", "200", "403 not_member", "403 not_member"}, check: receiptsCheck},
+	{route: "GET /v1/conversations/{conv}/receipts", name: "Direct", path: "/v1/conversations/dm:bob:alice/receipts", want: [4]string{"200", "200", "403 not_member", "403 not_member"}, check: receiptsCheck},
+	{route: "GET /v1/conversations/{conv}/receipts", name: "NoSuchGroup", path: "/v1/conversations/g:nosuch/receipts", want: same("403 not_member")},
+	{route: "GET /v1/conversations/{conv}/receipts", name: "BadConv", path: "/v1/conversations/nope/receipts", want: same("404 not_found")},
 	{route: "GET /v1/sync", path: "/v1/sync", want: same("200"), check: convsCheck},
 	{route: "POST /v1/groups", path: "/v1/groups", body: `{"name":"mine"}`, want: same("201")},
 	{route: "PUT /v1/devices/{device}/push", name: "Own", path: "/v1/devices/phone/push", body: `{"provider":"webhook","token":"t-{self}"}`, want: same("200")},
@@ -746,6 +750,39 @@ func TestAuthzREST(t *testing.T) {
 	}
 	if !checked {
 		a.checkWatchers(t)
+	}
+}
+
+// receiptsCheck: the receipts of a team group list its other current
+// members (never carol, removed, nor the caller) without delivered seqs;
+// those of dm:alice:bob the other party with one.
+func receiptsCheck(t *testing.T, user string, body []byte) {
+	var out struct {
+		Conv     string
+		Hidden   *bool
+		Receipts []struct {
+			User         string
+			ReadSeq      *int64 `json:"read_seq"`
+			DeliveredSeq *int64 `json:"delivered_seq"`
+		}
+	}
+	mustUnmarshal(t, body, &out)
+	var users []string
+	for _, r := range out.Receipts {
+		users = append(users, r.User)
+		if r.ReadSeq == nil || (r.DeliveredSeq != nil) != (out.Conv == "dm:alice:bob") {
+			t.Errorf("%s: receipt of %s in %s: %s", user, r.User, out.Conv, body)
+		}
+	}
+	want := []string{"alice", "bob", "gina", "hank"}
+	if out.Conv == "dm:alice:bob" {
+		want = []string{"alice", "bob"}
+	} else if !strings.HasPrefix(out.Conv, "g:team") {
+		t.Errorf("%s: receipts of %s", user, out.Conv)
+	}
+	want = slices.DeleteFunc(want, func(u string) bool { return u == user })
+	if out.Hidden != nil || !slices.Equal(users, want) {
+		t.Errorf("%s reads the receipts of %v, want %v: %s", user, users, want, body)
 	}
 }
 

@@ -223,6 +223,13 @@ type Store interface {
 	// the user can see.
 	MarkRead(ctx context.Context, user, conv string, seq int64) (int64, bool, error)
 
+	// Receipts returns the receipts (Receipt) of the current members of conv
+	// other than user, sorted by user, for user to see: each one's read
+	// marker and, in direct conversations, its highest device cursor. In a
+	// group of more than groupMax current members it returns Hidden and no
+	// members (ReceiptsRule). ENOTMEMBER when user is not a current member.
+	Receipts(ctx context.Context, user, conv string, groupMax int) (Receipts, error)
+
 	// SharesConversation reports whether users a and b are both current
 	// members of some conversation.
 	SharesConversation(ctx context.Context, a, b string) (bool, error)

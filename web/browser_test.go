@@ -92,6 +92,17 @@ func TestBrowser(t *testing.T) {
 		alice.screenshot("chat")
 	})
 
+	t.Run("ReloadKeepsSeen", func(t *testing.T) {
+		alice.t, bob.t = t, t
+		// bob read alice's message in DirectChat: the read event went to the
+		// page then. The reloaded page has only the server's word for it
+		// (GET .../receipts); nothing moves bob's marker meanwhile.
+		alice.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("conv-list")))
+		alice.waitJS(`document.body.dataset.online === "true"`)
+		alice.openConv(`[data-conv="dm:alice:bob"]`)
+		alice.waitText(`#messages li[data-seq="1"] #receipt`, "Seen")
+	})
+
 	t.Run("EditAndDelete", func(t *testing.T) {
 		alice.t, bob.t = t, t
 		alice.click(`li[data-seq="1"] [aria-label="Edit"]`)

@@ -341,6 +341,26 @@ func TestReceipts(t *testing.T) {
 		if r := nextEvent(t, bob2, parley.EventRead); r.Receipt != (parley.Receipt{Conv: m.Conv, User: "bob", Seq: 1, HasCounts: true}) {
 			t.Fatalf("%s: read %+v", bob2.ClientID(), r.Receipt)
 		}
+		// What the events said, for a device that was offline: bob's
+		// marker, and his devices' cursor once written (every 200 ms).
+		want := parley.Receipts{Conv: m.Conv, Members: []parley.MemberReceipt{{User: "bob", ReadSeq: 1, DeliveredSeq: 1}}}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := alice.Receipts(ctx, m.Conv)
+			if err == nil && fmt.Sprint(got) == fmt.Sprint(want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Receipts = %+v, %v; want %+v", got, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := alice.Receipts(ctx, "g:nope"); !errors.Is(err, parley.ErrNotMember) {
+			t.Fatalf("Receipts of a foreign conversation: %v", err)
+		}
+		if _, err := alice.Receipts(ctx, "nope"); !errors.Is(err, parley.ErrNotFound) {
+			t.Fatalf("Receipts of no conversation: %v", err)
+		}
 		if err := bob.MarkRead(ctx, "g:nope", 1); err != nil {
 			t.Fatal(err)
 		}

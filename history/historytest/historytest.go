@@ -59,6 +59,7 @@ var baseCases = []storeCase{
 	{"Device", testDevice},
 	{"Cursors", testCursors},
 	{"MarkRead", testMarkRead},
+	{"Receipts", testReceipts},
 	{"SharesConversation", testShares},
 	{"History", testHistory},
 	{"Conversations", testConversations},

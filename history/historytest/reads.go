@@ -282,3 +282,71 @@ func testChangesPaging(t *testing.T, s history.Store) {
 		t.Fatalf("next pass = %+v, more %v, %v; want dm:alice:u0 at seq 2", next, more, err)
 	}
 }
+
+func testReceipts(t *testing.T, s history.Store) {
+	ctx := context.Background()
+	dm := history.DirectConvID("alice", "bob")
+	for i := 0; i < 3; i++ {
+		mustAppend(t, s, NewMsg(dm, "alice", "", `1`))
+	}
+	mustAppend(t, s, NewMsg(history.DirectConvID("bob", "carol"), "carol", "", `1`))
+	// bob's delivered seq is the highest cursor in dm of any of his devices;
+	// not his cursors elsewhere, not alice's, not a device never recorded.
+	for _, d := range []history.DeviceRef{{Device: "bob/phone", User: "bob"}, {Device: "bob/tab", User: "bob"}, {Device: "alice/a", User: "alice"}} {
+		if _, err := s.Device(ctx, d.Device, d.User); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "bob/phone", Conv: dm, Seq: 2}, {Device: "bob/tab", Conv: dm, Seq: 1},
+		{Device: "bob/tab", Conv: "dm:bob:carol", Seq: 9}, {Device: "alice/a", Conv: dm, Seq: 3}, {Device: "bob/unrecorded", Conv: dm, Seq: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.MarkRead(ctx, "bob", dm, 1); err != nil {
+		t.Fatal(err)
+	}
+	createGroup(t, s, "g", "alice", "bob", "carol", "dave", "Zed")
+	if _, _, err := s.ChangeMember(ctx, change("g", "alice", "carol", "", true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.MarkRead(ctx, "bob", "g:g", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCursors(ctx, []history.Cursor{{Device: "bob/phone", Conv: "g:g", Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, user, conv string
+		groupMax         int
+		want             history.Receipts // Conv is the case's
+		code             string
+	}{
+		{"DirectSender", "alice", dm, 100, history.Receipts{Kind: history.KindDirect, Members: []history.Receipt{{User: "bob", ReadSeq: 1, DeliveredSeq: 2}}}, ""},
+		{"DirectReader", "bob", dm, 100, history.Receipts{Kind: history.KindDirect, Members: []history.Receipt{{User: "alice", ReadSeq: 0, DeliveredSeq: 3}}}, ""},
+		{"DirectNoDevice", "bob", "dm:bob:carol", 100, history.Receipts{Kind: history.KindDirect, Members: []history.Receipt{{User: "carol"}}}, ""},
+		// groupMax does not apply to direct conversations.
+		{"DirectSmallMax", "alice", dm, 1, history.Receipts{Kind: history.KindDirect, Members: []history.Receipt{{User: "bob", ReadSeq: 1, DeliveredSeq: 2}}}, ""},
+		// Four current members, sorted in byte order; no delivered seqs in
+		// groups; carol, removed, is not listed.
+		{"Group", "alice", "g:g", 4, history.Receipts{Kind: history.KindGroup, Members: []history.Receipt{{User: "Zed"}, {User: "bob", ReadSeq: 2}, {User: "dave"}}}, ""},
+		{"GroupMember", "dave", "g:g", 4, history.Receipts{Kind: history.KindGroup, Members: []history.Receipt{{User: "Zed"}, {User: "alice"}, {User: "bob", ReadSeq: 2}}}, ""},
+		{"GroupHidden", "alice", "g:g", 3, history.Receipts{Kind: history.KindGroup, Hidden: true}, ""},
+		{"Stranger", "carol", dm, 100, history.Receipts{}, history.ENOTMEMBER},
+		{"Removed", "carol", "g:g", 100, history.Receipts{}, history.ENOTMEMBER},
+		{"RemovedHidden", "carol", "g:g", 1, history.Receipts{}, history.ENOTMEMBER},
+		{"NoConv", "alice", "dm:alice:zed", 100, history.Receipts{}, history.ENOTMEMBER},
+		{"NoGroup", "alice", "g:nope", 100, history.Receipts{}, history.ENOTMEMBER},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Receipts(ctx, tc.user, tc.conv, tc.groupMax)
+			if tc.code != "" {
+				wantCode(t, err, tc.code)
+				return
+			}
+			tc.want.Conv = tc.conv
+			if err != nil || fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
+				t.Fatalf("Receipts = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -195,3 +195,8 @@ func (i *instrumented) SetSettings(ctx context.Context, user, conv string, s his
 	defer func(t time.Time) { i.observe("set_settings", t, err) }(time.Now())
 	return i.s.SetSettings(ctx, user, conv, s)
 }
+
+func (i *instrumented) Receipts(ctx context.Context, user, conv string, groupMax int) (_ history.Receipts, err error) {
+	defer func(t time.Time) { i.observe("receipts", t, err) }(time.Now())
+	return i.s.Receipts(ctx, user, conv, groupMax)
+}

@@ -58,6 +58,7 @@ var routes = []route{
 	{"DELETE", "/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", (*API).deleteReaction},
 	{"PUT", "/v1/conversations/{conv}/settings", (*API).putSettings},
 	{"POST", "/v1/conversations/{conv}/read", (*API).postRead},
+	{"GET", "/v1/conversations/{conv}/receipts", (*API).getReceipts},
 	{"GET", "/v1/sync", (*API).getSync},
 	{"PUT", "/v1/devices/{device}/push", (*API).putPush},
 	{"DELETE", "/v1/devices/{device}/push", (*API).deletePush},
@@ -317,6 +318,43 @@ func (b *API) postRead(w http.ResponseWriter, r *http.Request, user string) {
 	res := map[string]any{"conv": conv, "read_seq": after}
 	if unread, mentions, err := b.Store.Counts(r.Context(), user, conv); err == nil {
 		res["unread"], res["mentions"] = unread, mentions
+	}
+	WriteJSON(w, http.StatusOK, res)
+}
+
+// receiptJSON is one member's receipts on the wire: DeliveredSeq is set in
+// direct conversations only (0 when no device acknowledged anything).
+type receiptJSON struct {
+	User         string `json:"user"`
+	ReadSeq      int64  `json:"read_seq"`
+	DeliveredSeq *int64 `json:"delivered_seq,omitempty"`
+}
+
+// getReceipts answers the other current members' read markers and, in
+// direct conversations, the peer's delivered seq; hidden (no receipts) in a
+// group larger than the live read events reach (send.Service's
+// ReceiptGroupMax).
+func (b *API) getReceipts(w http.ResponseWriter, r *http.Request, user string) {
+	conv, err := convParam(r)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	rs, err := b.Store.Receipts(r.Context(), user, conv, b.Service.ReceiptGroupMax)
+	if err != nil {
+		b.fail(w, r, err)
+		return
+	}
+	out := make([]receiptJSON, len(rs.Members))
+	for i, m := range rs.Members {
+		out[i] = receiptJSON{User: m.User, ReadSeq: m.ReadSeq}
+		if rs.Kind == history.KindDirect {
+			out[i].DeliveredSeq = &rs.Members[i].DeliveredSeq
+		}
+	}
+	res := map[string]any{"conv": conv, "receipts": out}
+	if rs.Hidden {
+		res["hidden"] = true
 	}
 	WriteJSON(w, http.StatusOK, res)
 }

@@ -36,6 +36,10 @@ async function call<T>(method: string, path: string, token: string | null, body?
 
 export interface Page { messages: Msg[]; next: string | null }
 export interface SyncPage { conversations: (Conv & { messages?: Msg[] })[]; next: string; more: boolean }
+// Receipts: the other members' read markers and, in direct conversations,
+// delivered seqs (GET /v1/conversations/{conv}/receipts); hidden in large
+// groups.
+export interface Receipts { conv: string; receipts: { user: string; read_seq: number; delivered_seq?: number }[]; hidden?: boolean }
 export interface Upload { id: string; size: number; content_type: string; width?: number; height?: number; thumbnail?: string }
 
 export function devLogin(user: string): Promise<{ user: string; token: string }> {
@@ -59,6 +63,9 @@ export class Api {
   }
   message(conv: string, seq: number): Promise<Msg> {
     return call("GET", `/v1/conversations/${enc(conv)}/messages/${seq}`, this.token);
+  }
+  receipts(conv: string): Promise<Receipts> {
+    return call("GET", `/v1/conversations/${enc(conv)}/receipts`, this.token);
   }
   settings(conv: string, s: { muted_until: string | null; archived: boolean; pinned: boolean }): Promise<unknown> {
     return call("PUT", `/v1/conversations/${enc(conv)}/settings`, this.token, s);

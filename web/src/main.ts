@@ -3,7 +3,7 @@
 // (history, sync, groups, settings, files). See docs/web.md.
 
 import mqtt, { type MqttClient } from "mqtt";
-import { Api, ApiError, devLogin } from "./api";
+import { Api, ApiError, type Receipts, devLogin } from "./api";
 import { $, type Child, h, replace } from "./dom";
 import { type Attachment, type Conv, type Group, type Msg, Thread, dmId, isChange, isEvent, text } from "./model";
 
@@ -273,7 +273,7 @@ function onInbox(ev: Record<string, unknown>): void {
       onRead(ev as { conv: string; user: string; seq: number; unread?: number; mentions?: number });
       break;
     case "delivered":
-      mapOf(app.delivered, conv).set(ev.user as string, Math.max(ev.seq as number, mapOf(app.delivered, conv).get(ev.user as string) ?? 0));
+      raise(app.delivered, conv, ev.user as string, ev.seq as number);
       if (conv === app.open) renderMessages();
       break;
     case "settings": {
@@ -292,6 +292,13 @@ function mapOf<V>(m: Map<string, Map<string, V>>, k: string): Map<string, V> {
   let v = m.get(k);
   if (!v) m.set(k, (v = new Map()));
   return v;
+}
+
+// raise records that user got to seq in conv, keeping the highest seq: the
+// live events and the stored receipts may come in any order.
+function raise(m: Map<string, Map<string, number>>, conv: string, user: string, seq: number): void {
+  const v = mapOf(m, conv);
+  v.set(user, Math.max(seq, v.get(user) ?? 0));
 }
 
 function thread(conv: string): Thread {
@@ -368,8 +375,7 @@ function onRead(r: { conv: string; user: string; seq: number; unread?: number; m
     }
     return;
   }
-  const m = mapOf(app.readBy, r.conv);
-  m.set(r.user, Math.max(r.seq, m.get(r.user) ?? 0));
+  raise(app.readBy, r.conv, r.user, r.seq);
   if (r.conv === app.open) renderMessages();
 }
 
@@ -415,10 +421,29 @@ function resync(): Promise<void> {
 async function catchUp(): Promise<void> {
   try {
     await resync();
+    if (app.open) void loadReceipts(app.open);
     markRead();
   } catch (e) {
     toast("Could not catch up: " + (e as Error).message);
   }
+}
+
+// loadReceipts merges what the server kept of the other members' read and
+// delivered receipts (GET .../receipts) into readBy and delivered: the live
+// events reach only the devices online when they go out, so a reload or a
+// reconnect would show "Sent" until the next one.
+async function loadReceipts(conv: string): Promise<void> {
+  let r: Receipts;
+  try {
+    r = await api().receipts(conv);
+  } catch {
+    return; // a direct conversation without messages yet, or offline: the live events still count
+  }
+  for (const x of r.receipts) {
+    raise(app.readBy, conv, x.user, x.read_seq);
+    if (x.delivered_seq) raise(app.delivered, conv, x.user, x.delivered_seq);
+  }
+  if (conv === app.open) renderMessages();
 }
 
 async function fillAfter(conv: string, after: number): Promise<void> {
@@ -608,6 +633,7 @@ function openConv(id: string): void {
   renderConv();
   const c = app.convs.get(id);
   if (c?.group) void loadGroup(c.group);
+  void loadReceipts(id);
   const th = thread(id);
   if (!th.loaded) void loadOlder(id).then(markRead);
   else if (c && c.last_seq > th.newest) void fillAfter(id, th.newest);
