@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -49,38 +52,65 @@ func FuzzREST(f *testing.F) {
 	for i := range routes {
 		f.Add(uint8(i), "", "", []byte(nil))
 	}
-	f.Add(uint8(0), "", "limit=0&cursor=%ff", []byte(nil))
-	f.Add(uint8(1), "dm:alice:bob", "after=1&before=2", []byte(nil))
-	f.Add(uint8(1), "g:g1", "before=9223372036854775807&limit=200", []byte(nil))
-	f.Add(uint8(2), "", "", []byte(`{"cid":"c1","type":"note","body":{"n":1},"ephemeral":false}`))
-	f.Add(uint8(2), "dm:alice:bob", "", []byte(`{"cid":"c1","body":"\u003chi\u003e & bye"}`))
-	f.Add(uint8(3), "", "", []byte(`{"body":1e400}`))
-	f.Add(uint8(3), "", "", []byte(`{"cid":"a\u0000b","body":"x"}`))
-	f.Add(uint8(3), "", "", []byte(`{"type":"x\u0000","body":{"t":"\u0000"}}`))
-	f.Add(uint8(3), "alice", "", []byte(`{"body":true,"ephemeral":true}`))
-	f.Add(uint8(4), "", "", []byte(`{"seq":-1}`))
-	f.Add(uint8(4), "dm:alice:bob", "", []byte(`{"seq":1.5}`))
-	f.Add(uint8(5), "", "since=AAAA", []byte(nil))
-	f.Add(uint8(6), "", "", []byte(`{"id":"","name":"`+strings.Repeat("n", 201)+`","members":["bob","bob","alice"]}`))
-	f.Add(uint8(6), "", "", []byte(`{"name":"x","members":[1]}`))
-	f.Add(uint8(6), "", "", []byte(`{"name":"a\u0000","members":["bob"]}`))
-	f.Add(uint8(6), "", "", []byte("{\"name\":\"\xff\"}"))
-	f.Add(uint8(8), "", "", []byte(`{"role":"owner"}`))
-	f.Add(uint8(8), "g1/members/x", "", []byte(``))
-	f.Add(uint8(9), "../../v1/groups", "", []byte(nil))
-	// The file routes follow the others (see rest.Routes).
-	// POST /v1/uploads, GET /v1/files/{id}, POST /v1/files/{id}/url, then
-	// the resumable uploads: HEAD, PATCH, DELETE and GET /v1/uploads/{id}.
-	n := uint8(len(routes))
-	f.Add(n-7, "", "", []byte("\x89PNG\r\n\x1a\n"))
-	f.Add(n-6, "f0123456789abcdef0123456789abcdef", "exp=1&sig=zz", []byte(nil))
-	f.Add(n-6, "f0123456789abcdef0123456789abcdeft", "", []byte(nil))
-	f.Add(n-5, "..", "", []byte(nil))
-	f.Add(n-4, "f0123456789abcdef0123456789abcdef", "", []byte(nil))
-	f.Add(n-3, "f0123456789abcdef0123456789abcdef", "", []byte("part"))
-	f.Add(n-3, "../partial", "", []byte("part"))
-	f.Add(n-2, "f0123456789abcdef0123456789abcdef.info", "", []byte(nil))
-	f.Add(n-1, "f0123456789abcdef0123456789abcdeft", "", []byte(nil))
+	// at is the index of a route: seeds name their route, so that a route
+	// added in between does not move them onto another.
+	at := func(route string) uint8 {
+		i := slices.Index(routes, route)
+		if i < 0 {
+			f.Fatalf("no route %q", route)
+		}
+		return uint8(i)
+	}
+	f.Add(at("GET /v1/conversations"), "", "limit=0&cursor=%ff", []byte(nil))
+	f.Add(at("GET /v1/conversations/{conv}/messages"), "dm:alice:bob", "after=1&before=2", []byte(nil))
+	f.Add(at("GET /v1/conversations/{conv}/messages"), "g:g1", "before=9223372036854775807&limit=200", []byte(nil))
+	f.Add(at("POST /v1/conversations/{conv}/messages"), "", "", []byte(`{"cid":"c1","type":"note","body":{"n":1},"ephemeral":false}`))
+	f.Add(at("POST /v1/conversations/{conv}/messages"), "dm:alice:bob", "", []byte(`{"cid":"c1","body":"\u003chi\u003e & bye"}`))
+	f.Add(at("POST /v1/users/{peer}/messages"), "", "", []byte(`{"body":1e400}`))
+	f.Add(at("POST /v1/users/{peer}/messages"), "", "", []byte(`{"cid":"a\u0000b","body":"x"}`))
+	f.Add(at("POST /v1/users/{peer}/messages"), "", "", []byte(`{"type":"x\u0000","body":{"t":"\u0000"}}`))
+	f.Add(at("POST /v1/users/{peer}/messages"), "alice", "", []byte(`{"body":true,"ephemeral":true}`))
+	f.Add(at("PATCH /v1/conversations/{conv}/messages/{seq}"), "", "", []byte(`{"body":null}`))
+	f.Add(at("POST /v1/conversations/{conv}/read"), "", "", []byte(`{"seq":-1}`))
+	f.Add(at("POST /v1/conversations/{conv}/read"), "dm:alice:bob", "", []byte(`{"seq":1.5}`))
+	f.Add(at("GET /v1/conversations/{conv}/receipts"), "dm:bob:alice", "", []byte(nil))
+	f.Add(at("GET /v1/sync"), "", "since=AAAA", []byte(nil))
+	f.Add(at("POST /v1/groups"), "", "", []byte(`{"id":"","name":"`+strings.Repeat("n", 201)+`","members":["bob","bob","alice"]}`))
+	f.Add(at("POST /v1/groups"), "", "", []byte(`{"name":"x","members":[1]}`))
+	f.Add(at("POST /v1/groups"), "", "", []byte(`{"name":"a\u0000","members":["bob"]}`))
+	f.Add(at("POST /v1/groups"), "", "", []byte("{\"name\":\"\xff\"}"))
+	f.Add(at("PUT /v1/groups/{id}/members/{user}"), "", "", []byte(`{"role":"owner"}`))
+	f.Add(at("PUT /v1/groups/{id}/members/{user}"), "g1/members/x", "", []byte(``))
+	f.Add(at("DELETE /v1/groups/{id}/members/{user}"), "../../v1/groups", "", []byte(nil))
+	f.Add(at("POST /v1/uploads"), "", "", []byte("\x89PNG\r\n\x1a\n"))
+	f.Add(at("GET /v1/files/{id}"), "f0123456789abcdef0123456789abcdef", "exp=1&sig=zz", []byte(nil))
+	f.Add(at("GET /v1/files/{id}"), "f0123456789abcdef0123456789abcdeft", "", []byte(nil))
+	f.Add(at("POST /v1/files/{id}/url"), "..", "", []byte(nil))
+	f.Add(at("HEAD /v1/uploads/{id}"), "f0123456789abcdef0123456789abcdef", "", []byte(nil))
+	f.Add(at("PATCH /v1/uploads/{id}"), "f0123456789abcdef0123456789abcdef", "", []byte("part"))
+	f.Add(at("PATCH /v1/uploads/{id}"), "../partial", "", []byte("part"))
+	f.Add(at("DELETE /v1/uploads/{id}"), "f0123456789abcdef0123456789abcdef.info", "", []byte(nil))
+	f.Add(at("GET /v1/uploads/{id}"), "f0123456789abcdef0123456789abcdeft", "", []byte(nil))
+	// The committed corpus (testdata/fuzz/FuzzREST) names its routes by
+	// index: each must still be the route it was written for.
+	for file, route := range map[string]string{
+		"group_bad_members":     "POST /v1/groups",
+		"member_role":           "PUT /v1/groups/{id}/members/{user}",
+		"read_marker_too_far":   "POST /v1/conversations/{conv}/read",
+		"sync_bad_token":        "GET /v1/sync",
+		"history_paging":        "GET /v1/conversations/{conv}/messages",
+		"send_cid_case":         "POST /v1/conversations/{conv}/messages",
+		"send_direct_ephemeral": "POST /v1/users/{peer}/messages",
+	} {
+		b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzREST", file))
+		if err != nil {
+			f.Fatal(err)
+		}
+		want := fmt.Sprintf("byte(%q)", rune(at(route)))
+		if line := strings.Split(string(b), "\n")[1]; line != want {
+			f.Fatalf("corpus %s names route %s, want %s (%s): routes moved, fix the file", file, line, want, route)
+		}
+	}
 
 	f.Fuzz(func(t *testing.T, route uint8, param, query string, body []byte) {
 		method, pattern, _ := strings.Cut(routes[int(route)%len(routes)], " ")
