@@ -396,7 +396,7 @@ func ParsePublicURL(s string) (string, error) {
 		return "", fmt.Errorf("broker: public URL %q: want no query, fragment or credentials", s)
 	}
 	// Rebuilt from its parts: escaped as a URL must be.
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/")}).String(), nil
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/"), RawPath: strings.TrimRight(u.RawPath, "/")}).String(), nil
 }
 
 // ParseWebMQTTURL checks s as Options.WebMQTTURL and returns it; "" stays

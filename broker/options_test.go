@@ -26,6 +26,7 @@ func TestParsePublicURL(t *testing.T) {
 		{in: "https://chat.example.com/#", errHas: "no query, fragment"},
 		{in: "https://u:p@chat.example.com", errHas: "credentials"},
 		{in: "https://chat.example.com/my chat/", want: "https://chat.example.com/my%20chat"},
+		{in: "https://chat.example.com/a%2Fb/", want: "https://chat.example.com/a%2Fb"},
 	} {
 		got, err := broker.ParsePublicURL(tc.in)
 		if tc.errHas != "" {

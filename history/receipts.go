@@ -34,6 +34,14 @@ func HideReceipts(kind string, members, groupMax int) bool {
 	return kind == KindGroup && members > groupMax
 }
 
+// ReceiptsCountLimit is how far a store counts a conversation's current
+// members for Receipts with groupMax: one beyond the limit is enough to
+// know the receipts are hidden (bounded, so that the addition cannot
+// overflow).
+func ReceiptsCountLimit(groupMax int) int {
+	return min(max(groupMax, 0), 1<<30) + 1
+}
+
 // ReceiptsRule decides Store.Receipts of user in conv from what the store
 // read: member is false when user is not a current member (never was, left,
 // was removed, or no such conversation); members counts the current members.

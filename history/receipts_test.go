@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/parley-im/parley/history"
@@ -38,5 +39,15 @@ func TestSortReceipts(t *testing.T) {
 	history.SortReceipts(rs)
 	if got := fmt.Sprint(rs); got != "[{Zed 0 0} {_x 0 0} {alice 0 0} {bob 0 0}]" {
 		t.Fatalf("sorted %s", got)
+	}
+}
+
+// TestReceiptsCountLimit: one beyond the limit, never overflowing, at
+// least 1.
+func TestReceiptsCountLimit(t *testing.T) {
+	for _, tc := range []struct{ groupMax, want int }{{100, 101}, {0, 1}, {-5, 1}, {math.MaxInt, 1<<30 + 1}} {
+		if got := history.ReceiptsCountLimit(tc.groupMax); got != tc.want {
+			t.Errorf("ReceiptsCountLimit(%d) = %d, want %d", tc.groupMax, got, tc.want)
+		}
 	}
 }

@@ -9,10 +9,12 @@ import (
 )
 
 // receiptsHead reads the kind of conversation ?1, whether user ?2 is a
-// current member of it, and how many current members it has.
+// current member of it, and how many current members it has, counted up
+// to ?3 only (the receipt limit + 1: a large group's count is not needed,
+// only that it is above the limit).
 const receiptsHead = `SELECT c.kind,
 	EXISTS (SELECT 1 FROM members m WHERE m.conv = c.id AND m.user_id = ?2 AND m.left_seq IS NULL),
-	(SELECT count(*) FROM members m WHERE m.conv = c.id AND m.left_seq IS NULL)
+	(SELECT count(*) FROM (SELECT 1 FROM members m WHERE m.conv = ?1 AND m.left_seq IS NULL LIMIT ?3) x)
 	FROM conversations c WHERE c.id = ?1`
 
 // receiptsRows reads the read markers of the current members of
@@ -34,7 +36,7 @@ func (s *Store) Receipts(ctx context.Context, user, conv string, groupMax int) (
 	defer tx.Rollback()
 	var member bool
 	var members int
-	err = tx.QueryRowContext(ctx, receiptsHead, conv, user).Scan(&out.Kind, &member, &members)
+	err = tx.QueryRowContext(ctx, receiptsHead, conv, user, history.ReceiptsCountLimit(groupMax)).Scan(&out.Kind, &member, &members)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return history.Receipts{}, translate(err)
 	}

@@ -3,6 +3,7 @@ package files
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,17 +30,44 @@ type reservations struct {
 	mu     sync.Mutex
 	loaded bool
 	owners map[string]map[string]reservation // owner -> upload id -> reservation
-
-	locks [64]sync.Mutex // admission, by owner's hash (ownerLock)
+	slots  map[string]*ownerSlot             // admission locks of the owners admitting now
 }
 
-// ownerLock is the admission lock of owner (FNV-1a of the name).
-func (r *reservations) ownerLock(owner string) *sync.Mutex {
-	h := uint32(2166136261)
-	for i := 0; i < len(owner); i++ {
-		h = (h ^ uint32(owner[i])) * 16777619
+// ownerSlot is the admission lock of one owner: a one-place channel (so
+// that waiting for it can be cancelled) and how many hold or wait for it.
+type ownerSlot struct {
+	ch   chan struct{}
+	refs int
+}
+
+// lockOwner takes owner's admission lock, or gives up with ctx's error;
+// unlock releases it.
+func (r *reservations) lockOwner(ctx context.Context, owner string) (unlock func(), err error) {
+	r.mu.Lock()
+	if r.slots == nil {
+		r.slots = map[string]*ownerSlot{}
 	}
-	return &r.locks[h%uint32(len(r.locks))]
+	sl := r.slots[owner]
+	if sl == nil {
+		sl = &ownerSlot{ch: make(chan struct{}, 1)}
+		r.slots[owner] = sl
+	}
+	sl.refs++
+	r.mu.Unlock()
+	done := func() {
+		r.mu.Lock()
+		if sl.refs--; sl.refs == 0 {
+			delete(r.slots, owner)
+		}
+		r.mu.Unlock()
+	}
+	select {
+	case sl.ch <- struct{}{}:
+		return func() { <-sl.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
 }
 
 // reservation is one upload admitted but not stored yet.
@@ -101,9 +129,11 @@ func (s *Service) admit(ctx context.Context, owner, id string, size int64, recei
 	if s.Quota <= 0 {
 		return nil
 	}
-	lock := s.reserved.ownerLock(owner)
-	lock.Lock()
-	defer lock.Unlock()
+	unlock, err := s.reserved.lockOwner(ctx, owner)
+	if err != nil {
+		return fmt.Errorf("wait to admit an upload of %s: %w", owner, err)
+	}
+	defer unlock()
 	if err := s.checkQuota(ctx, owner, size, true); err != nil {
 		return err
 	}
@@ -117,15 +147,25 @@ func (s *Service) admit(ctx context.Context, owner, id string, size int64, recei
 	return nil
 }
 
-// reservedBytes is the sum of owner's reservations.
+// reservedBytes is the sum of owner's reservations. The state files are
+// looked at without holding s.reserved.mu.
 func (s *Service) reservedBytes(owner string) int64 {
 	r := &s.reserved
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	s.loadPartials()
+	check := map[string]reservation{}
+	for id, e := range r.owners[owner] {
+		if !e.receiving && time.Since(e.at) >= partialGrace {
+			check[id] = e
+		}
+	}
+	r.mu.Unlock()
+	gone := s.goneFiles(check)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var n int64
 	for id, e := range r.owners[owner] {
-		if !e.receiving && s.partialGone(id, e) {
+		if gone[id] {
 			delete(r.owners[owner], id)
 			continue
 		}
@@ -137,14 +177,15 @@ func (s *Service) reservedBytes(owner string) int64 {
 	return n
 }
 
-// partialGone reports whether the resumable upload id of e has no state
-// file (past the grace for tusd to write it).
-func (s *Service) partialGone(id string, e reservation) bool {
-	if time.Since(e.at) < partialGrace {
-		return false
+// goneFiles returns which of the resumable uploads have no state file.
+func (s *Service) goneFiles(ids map[string]reservation) map[string]bool {
+	gone := map[string]bool{}
+	for id := range ids {
+		if _, err := os.Stat(filepath.Join(s.PartialDir, id+".info")); err != nil {
+			gone[id] = true
+		}
 	}
-	_, err := os.Stat(filepath.Join(s.PartialDir, id+".info"))
-	return err != nil
+	return gone
 }
 
 // sweepReservations drops the resumable uploads whose state file is gone
@@ -152,14 +193,23 @@ func (s *Service) partialGone(id string, e reservation) bool {
 func (s *Service) sweepReservations() {
 	r := &s.reserved
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	check := map[string]reservation{}
+	owners := map[string]string{}
 	for owner, ids := range r.owners {
 		for id, e := range ids {
-			if !e.receiving && s.partialGone(id, e) {
-				delete(ids, id)
+			if !e.receiving && time.Since(e.at) >= partialGrace {
+				check[id], owners[id] = e, owner
 			}
 		}
-		if len(ids) == 0 {
+	}
+	r.mu.Unlock()
+	gone := s.goneFiles(check)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range gone {
+		owner := owners[id]
+		delete(r.owners[owner], id)
+		if len(r.owners[owner]) == 0 {
 			delete(r.owners, owner)
 		}
 	}

@@ -106,3 +106,54 @@ func (s slowStore) UploadBytes(ctx context.Context, owner string) (int64, error)
 	time.Sleep(2 * time.Millisecond)
 	return s.usedStore.UploadBytes(ctx, owner)
 }
+
+// blockingStore's UploadBytes waits until release is closed, for alice only.
+type blockingStore struct {
+	usedStore
+	release chan struct{}
+}
+
+func (s blockingStore) UploadBytes(ctx context.Context, owner string) (int64, error) {
+	if owner == "alice" {
+		<-s.release
+	}
+	return s.used, nil
+}
+
+// TestAdmitLockPerOwner: while one of alice's admissions waits for the
+// store, her next one gives up when its context ends (unavailable), and
+// other users' admissions do not wait at all.
+func TestAdmitLockPerOwner(t *testing.T) {
+	st := blockingStore{release: make(chan struct{})}
+	s := newService(t, st, 1000, nil)
+	first := make(chan *wire.Error)
+	go func() { first <- s.AdmitResumable(context.Background(), "alice", "a1", 10) }()
+	for { // until the first admission holds alice's lock
+		s.reserved.mu.Lock()
+		held := s.reserved.slots["alice"] != nil && len(s.reserved.slots["alice"].ch) == 1
+		s.reserved.mu.Unlock()
+		if held {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, u := range []string{"bob", "carol", "dave", "erin", "frank"} {
+		if we := s.AdmitResumable(context.Background(), u, u+"1", 10); we != nil {
+			t.Fatalf("%s while alice waits: %v", u, we)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if we := s.AdmitResumable(ctx, "alice", "a2", 10); codeOf(we) != wire.CodeUnavailable {
+		t.Fatalf("alice's second admission with a context that ends: %v, want unavailable", we)
+	}
+	close(st.release)
+	if we := <-first; we != nil {
+		t.Fatalf("alice's first admission: %v", we)
+	}
+	s.reserved.mu.Lock()
+	defer s.reserved.mu.Unlock()
+	if len(s.reserved.slots) != 0 {
+		t.Fatalf("admission locks left: %v", s.reserved.slots)
+	}
+}
