@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -112,8 +111,13 @@ func New(opts Options) (*Broker, error) {
 	if _, err := natsAuth.Options(); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if u, err := url.Parse(opts.ModerationURL); opts.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		return nil, fmt.Errorf("broker: moderation URL %q must be an http or https URL", opts.ModerationURL)
+	for _, u := range opts.WebhookURLs {
+		if err := ParseHookURL(u); err != nil {
+			return nil, err
+		}
+	}
+	if err := ParseHookURL(opts.ModerationURL); opts.ModerationURL != "" && err != nil {
+		return nil, err
 	}
 	var err error
 	if opts.PublicURL, err = ParsePublicURL(opts.PublicURL); err != nil {

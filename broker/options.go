@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -381,6 +382,23 @@ const DefaultModerationTimeout = moderation.DefaultTimeout
 // Options.EditWindow says otherwise.
 const DefaultEditWindow = 48 * time.Hour
 
+// parseURL parses s as an absolute URL of one of schemes with a host;
+// what and example name the setting in the error.
+func parseURL(s, what, example string, schemes ...string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.Opaque != "" {
+		return nil, fmt.Errorf("broker: %s %q: want an absolute %s URL such as %s", what, s, strings.Join(schemes, " or "), example)
+	}
+	return u, nil
+}
+
+// ParseHookURL checks s as an address Parley posts to (a webhook, the
+// moderation hook): an absolute http or https URL with a host.
+func ParseHookURL(s string) error {
+	_, err := parseURL(s, "hook URL", "https://hooks.example.com/parley", "http", "https")
+	return err
+}
+
 // ParsePublicURL checks s as Options.PublicURL and returns it without its
 // trailing slashes; "" stays "". It refuses anything but an absolute http
 // or https URL with a host and without query, fragment or credentials.
@@ -388,9 +406,9 @@ func ParsePublicURL(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("broker: public URL %q: want an absolute http or https URL such as https://chat.example.com", s)
+	u, err := parseURL(s, "public URL", "https://chat.example.com", "http", "https")
+	if err != nil {
+		return "", err
 	}
 	if u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") || u.User != nil {
 		return "", fmt.Errorf("broker: public URL %q: want no query, fragment or credentials", s)
@@ -406,9 +424,9 @@ func ParseWebMQTTURL(s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("broker: web MQTT URL %q: want a ws or wss URL such as wss://chat.example.com/mqtt", s)
+	u, err := parseURL(s, "web MQTT URL", "wss://chat.example.com/mqtt", "ws", "wss")
+	if err != nil {
+		return "", err
 	}
 	if strings.Contains(s, "#") || u.User != nil {
 		return "", fmt.Errorf("broker: web MQTT URL %q: want no fragment or credentials", s)

@@ -73,3 +73,25 @@ func TestParseWebMQTTURL(t *testing.T) {
 		t.Fatalf("New with an http WebMQTTURL = %v", err)
 	}
 }
+
+// TestParseHookURL: webhook and moderation URLs are absolute http(s) URLs
+// with a host; New refuses any other, naming it.
+func TestParseHookURL(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{{"https://hooks.example.com/parley", true}, {"http://10.0.0.1:9000", true}, {"hooks.example.com", false}, {"ftp://x", false}, {"https://", false}} {
+		if err := broker.ParseHookURL(tc.in); (err == nil) != tc.ok {
+			t.Errorf("ParseHookURL(%q) = %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+	for _, o := range []broker.Options{
+		{WebhookURLs: []string{"https://a.example", "hooks.example.com"}, WebhookSecret: []byte("w")},
+		{ModerationURL: "mod.local:80"},
+	} {
+		o.Store, o.JWTSecret = testkit.OpenSQLite(t), []byte("s")
+		if _, err := broker.New(o); err == nil || !strings.Contains(err.Error(), "hook URL") {
+			t.Errorf("New with a bad hook URL (%v %q) = %v", o.WebhookURLs, o.ModerationURL, err)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,8 +285,8 @@ func (m *Main) options() (broker.Options, error) {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
 		}
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return opts, configErrorf("webhook URL (PARLEY_WEBHOOK_URL) %q is not an http or https URL", u)
+		if err := broker.ParseHookURL(u); err != nil {
+			return opts, configErrorf("PARLEY_WEBHOOK_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
 		}
 		opts.WebhookURLs = append(opts.WebhookURLs, u)
 	}
@@ -437,8 +436,8 @@ func moderationOptions(c Config, opts *broker.Options) error {
 	if c.ModerationTimeout < 0 {
 		return configErrorf("moderation timeout (PARLEY_MODERATION_TIMEOUT) %s is negative", c.ModerationTimeout)
 	}
-	if u, err := url.Parse(c.ModerationURL); c.ModerationURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		return configErrorf("moderation URL (PARLEY_MODERATION_URL) %q: want an http or https URL", c.ModerationURL)
+	if err := broker.ParseHookURL(c.ModerationURL); c.ModerationURL != "" && err != nil {
+		return configErrorf("PARLEY_MODERATION_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
 	}
 	opts.ModerationURL, opts.ModerationTimeout = c.ModerationURL, c.ModerationTimeout
 	if c.WebhookSecret != "" {
