@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -225,6 +224,3 @@ func FromRow(r history.OutboxEvent) (Event, bool) {
 	}
 	return ev, false
 }
-
-// errStatus is a delivery refused by the receiver.
-var errStatus = errors.New("outbox: receiver refused the event")

@@ -224,10 +224,8 @@ func previewText(body json.RawMessage) string {
 	return s
 }
 
-// send notifies one token, with one more try after a failure that may
-// pass (bounded by retryWait); an invalid token is removed.
-// A failure that may pass gets one more try after a bounded wait, once per
-// batch for each webhook and provider (retried records which did).
+// send notifies one token; an invalid token is removed. A failure that
+// may pass gets one more try (see try).
 func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n push.Notification, ev Event, retried map[string]bool) {
 	log := p.Log
 	if log == nil {
@@ -243,30 +241,14 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 		data, _ := json.Marshal(note)
 		pe := Event{ID: "push:" + ev.ID + ":" + tok.Device, Type: TypePushNotify, TS: time.Now().UTC(), Conv: ev.Conv, Seq: ev.Seq, Data: data}
 		for _, w := range p.Webhooks {
-			werr := w.Post(ctx, pe)
-			if retry, after := postRetryable(ctx, werr); werr != nil && retry && !retried[w.URL] {
-				// One more try, as for the providers below.
-				retried[w.URL] = true
-				if sleep(ctx, nil, retryWait(after)) {
-					werr = w.Post(ctx, pe)
-				}
-			}
-			if werr != nil {
+			if werr := try(ctx, "webhook "+w.URL, retried, func() error { return w.Post(ctx, pe) }); werr != nil {
 				err = werr
 			}
 		}
 	} else if prov := p.Providers[tok.Provider]; prov == nil {
 		err = errors.New("push provider " + tok.Provider + " is not configured")
 	} else {
-		err = prov.Send(ctx, tok.Token, n)
-		if push.Retryable(err) && !retried[tok.Provider] {
-			retried[tok.Provider] = true
-			// One more try after the provider's wait (bounded): push is best
-			// effort, and the batch is not offered again for one token.
-			if sleep(ctx, nil, retryWait(push.RetryAfter(err))) {
-				err = prov.Send(ctx, tok.Token, n)
-			}
-		}
+		err = try(ctx, "provider "+tok.Provider, retried, func() error { return prov.Send(ctx, tok.Token, n) })
 	}
 	switch {
 	case err == nil:
@@ -283,8 +265,19 @@ func (p *Push) send(ctx context.Context, user string, tok history.PushToken, n p
 	}
 }
 
-// retryWait is how long send waits before its one retry: what the provider
-// or receiver asked for (after), at least 500 ms and at most 5 s.
-func retryWait(after time.Duration) time.Duration {
-	return min(max(after, 500*time.Millisecond), 5*time.Second)
+// try calls send, and once more after a bounded wait (what the provider or
+// receiver asked for, 0.5 to 5 s) when its failure may pass
+// (push.Retryable) and key (a webhook or provider) has not waited yet in
+// this batch (retried): push is best effort, the batch is not offered
+// again for one token, and one that keeps failing holds the others back
+// by one wait only.
+func try(ctx context.Context, key string, retried map[string]bool, send func() error) error {
+	err := send()
+	if push.Retryable(err) && !retried[key] {
+		retried[key] = true
+		if sleep(ctx, nil, min(max(push.RetryAfter(err), 500*time.Millisecond), 5*time.Second)) {
+			err = send()
+		}
+	}
+	return err
 }

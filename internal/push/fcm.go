@@ -173,7 +173,7 @@ func (f *FCM) accessToken(ctx context.Context) (string, error) {
 	select {
 	case f.lock <- struct{}{}:
 	case <-ctx.Done():
-		return "", transportError(ctx, "fcm", ctx.Err())
+		return "", TransportError(ctx, "fcm", ctx.Err())
 	}
 	defer func() { <-f.lock }()
 	now := f.now()
@@ -230,12 +230,12 @@ func (f *FCM) requestToken(ctx context.Context, now time.Time) (string, time.Tim
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return "", time.Time{}, transportError(ctx, "fcm", fmt.Errorf("OAuth token request: %w", err))
+		return "", time.Time{}, TransportError(ctx, "fcm", fmt.Errorf("OAuth token request: %w", err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return "", time.Time{}, transportError(ctx, "fcm", fmt.Errorf("OAuth token request: %w", err))
+		return "", time.Time{}, TransportError(ctx, "fcm", fmt.Errorf("OAuth token request: %w", err))
 	}
 	var tr struct {
 		AccessToken      string `json:"access_token"`
@@ -246,7 +246,7 @@ func (f *FCM) requestToken(ctx context.Context, now time.Time) (string, time.Tim
 	}
 	jerr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK {
-		e := statusError("fcm", resp, now)
+		e := StatusError("fcm", resp, now)
 		e.Reason, e.Message = tr.Error, "OAuth token request"
 		if tr.ErrorDescription != "" {
 			e.Message += ": " + tr.ErrorDescription

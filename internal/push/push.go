@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -93,7 +94,7 @@ var ErrInvalidToken = errors.New("push: device token is invalid or unregistered"
 // Error is a failed Send or token request: the provider's answer or a
 // transport failure.
 type Error struct {
-	// Provider is "fcm" or "apns".
+	// Provider is "fcm", "apns" or "webhook".
 	Provider string
 	// Status is the HTTP status of the answer, 0 when there was none.
 	Status int
@@ -154,21 +155,25 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// transportError wraps a failure to get an answer: retryable unless the
-// context is done.
-func transportError(ctx context.Context, provider string, err error) error {
-	return &Error{Provider: provider, Retryable: ctx.Err() == nil, Err: err}
+// TransportError wraps a failure to get an answer from provider:
+// retryable unless the context is done or the request timed out (a
+// receiver that did not answer in time would only hold its caller as long
+// again).
+func TransportError(ctx context.Context, provider string, err error) error {
+	var ne net.Error
+	timedOut := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	return &Error{Provider: provider, Retryable: ctx.Err() == nil && !timedOut, Err: err}
 }
 
 // exchange sends a provider's request and reads the answer. It returns a
 // nil *Error when the provider accepted the request (200 OK), with a nil
 // error, or when no complete answer came, with the transport error.
-// Otherwise it returns the body of the answer and the statusError of it,
+// Otherwise it returns the body of the answer and the StatusError of it,
 // for the caller to complete from the body.
 func exchange(ctx context.Context, client *http.Client, provider string, req *http.Request, now time.Time) ([]byte, *Error, error) {
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, transportError(ctx, provider, err)
+		return nil, nil, TransportError(ctx, provider, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -176,14 +181,15 @@ func exchange(ctx context.Context, client *http.Client, provider string, req *ht
 		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, transportError(ctx, provider, err)
+		return nil, nil, TransportError(ctx, provider, err)
 	}
-	return body, statusError(provider, resp, now), nil
+	return body, StatusError(provider, resp, now), nil
 }
 
-// statusError is the *Error of an answer that is not 200 OK: its status,
-// whether the status is worth a retry, and the delay asked for.
-func statusError(provider string, resp *http.Response, now time.Time) *Error {
+// StatusError is the *Error of an answer that is not a success: its
+// status, whether the status is worth a retry (408, 429, 5xx), and the
+// delay asked for (Retry-After, seconds or an HTTP date).
+func StatusError(provider string, resp *http.Response, now time.Time) *Error {
 	return &Error{
 		Provider:   provider,
 		Status:     resp.StatusCode,
