@@ -113,18 +113,18 @@ func New(opts Options) (*Broker, error) {
 	}
 	for _, u := range opts.WebhookURLs {
 		if err := ParseHookURL(u); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("broker: WebhookURLs: %w", err)
 		}
 	}
 	if err := ParseHookURL(opts.ModerationURL); opts.ModerationURL != "" && err != nil {
-		return nil, err
+		return nil, fmt.Errorf("broker: ModerationURL: %w", err)
 	}
 	var err error
 	if opts.PublicURL, err = ParsePublicURL(opts.PublicURL); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("broker: PublicURL: %w", err)
 	}
 	if opts.WebMQTTURL, err = ParseWebMQTTURL(opts.WebMQTTURL); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("broker: WebMQTTURL: %w", err)
 	}
 	if opts.TopicPrefix != "" && !history.ValidGroupID(opts.TopicPrefix) {
 		return nil, fmt.Errorf("broker: topic prefix %q must be one topic level of A-Z a-z 0-9 . _ -", opts.TopicPrefix)

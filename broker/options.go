@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-im/parley/history"
+	"github.com/parley-im/parley/internal/defaults"
 	"github.com/parley-im/parley/internal/moderation"
 	"github.com/parley-im/parley/internal/send"
 )
@@ -326,7 +327,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	orDefault(&o.MaxPayload, send.DefaultMaxPayload)
+	defaults.Positive(&o.MaxPayload, send.DefaultMaxPayload)
 	if o.EditWindow == 0 {
 		o.EditWindow = DefaultEditWindow
 	}
@@ -339,20 +340,20 @@ func (o Options) withDefaults() Options {
 	if o.UploadRate == 0 {
 		o.UploadRate = DefaultUploadRate
 	}
-	orDefault(&o.Burst, 2*o.Rate)
-	orDefault(&o.ConnectTimeout, DefaultConnectTimeout)
-	orDefault(&o.CommitPartitions, 4)
-	orDefault(&o.MQTTWriteQueue, DefaultMQTTWriteQueue)
-	orDefault(&o.ShutdownTimeout, 10*time.Second)
-	orDefault(&o.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
-	orDefault(&o.HTTPReadTimeout, DefaultHTTPReadTimeout)
-	orDefault(&o.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
+	defaults.Positive(&o.Burst, 2*o.Rate)
+	defaults.Positive(&o.ConnectTimeout, DefaultConnectTimeout)
+	defaults.Positive(&o.CommitPartitions, 4)
+	defaults.Positive(&o.MQTTWriteQueue, DefaultMQTTWriteQueue)
+	defaults.Positive(&o.ShutdownTimeout, 10*time.Second)
+	defaults.Positive(&o.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	defaults.Positive(&o.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	defaults.Positive(&o.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
 	if o.DeviceTTL == 0 {
 		o.DeviceTTL = DefaultDeviceTTL
 	}
-	orDefault(&o.ModerationTimeout, DefaultModerationTimeout)
-	orDefault(&o.RetentionEvery, DefaultRetentionEvery)
-	orDefault(&o.RetentionBatch, DefaultRetentionBatch)
+	defaults.Positive(&o.ModerationTimeout, DefaultModerationTimeout)
+	defaults.Positive(&o.RetentionEvery, DefaultRetentionEvery)
+	defaults.Positive(&o.RetentionBatch, DefaultRetentionBatch)
 	if o.MQTTMaxExpiry == 0 {
 		o.MQTTMaxExpiry = DefaultMQTTMaxExpiry
 	}
@@ -360,13 +361,6 @@ func (o Options) withDefaults() Options {
 		o.MaxKeepAlive = DefaultMaxKeepAlive
 	}
 	return o
-}
-
-// orDefault sets *v to def when it is zero or negative.
-func orDefault[T ~int | ~int64 | ~float64](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // DefaultMQTTMaxExpiry is the default Options.MQTTMaxExpiry.
@@ -383,11 +377,12 @@ const DefaultModerationTimeout = moderation.DefaultTimeout
 const DefaultEditWindow = 48 * time.Hour
 
 // parseURL parses s as an absolute URL of one of schemes with a host;
-// what and example name the setting in the error.
+// what and example name the setting in the error. The Parse*URL functions'
+// errors name the URL, not the option: callers add which option it is.
 func parseURL(s, what, example string, schemes ...string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("broker: %s %q: want an absolute %s URL such as %s", what, s, strings.Join(schemes, " or "), example)
+		return nil, fmt.Errorf("%s %q: want an absolute %s URL such as %s", what, s, strings.Join(schemes, " or "), example)
 	}
 	return u, nil
 }
@@ -411,7 +406,7 @@ func ParsePublicURL(s string) (string, error) {
 		return "", err
 	}
 	if u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") || u.User != nil {
-		return "", fmt.Errorf("broker: public URL %q: want no query, fragment or credentials", s)
+		return "", fmt.Errorf("public URL %q: want no query, fragment or credentials", s)
 	}
 	// Rebuilt from its parts: escaped as a URL must be.
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: strings.TrimRight(u.Path, "/"), RawPath: strings.TrimRight(u.RawPath, "/")}).String(), nil
@@ -429,7 +424,7 @@ func ParseWebMQTTURL(s string) (string, error) {
 		return "", err
 	}
 	if strings.Contains(s, "#") || u.User != nil {
-		return "", fmt.Errorf("broker: web MQTT URL %q: want no fragment or credentials", s)
+		return "", fmt.Errorf("web MQTT URL %q: want no fragment or credentials", s)
 	}
 	return u.String(), nil
 }

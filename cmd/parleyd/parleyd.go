@@ -286,7 +286,7 @@ func (m *Main) options() (broker.Options, error) {
 			continue
 		}
 		if err := broker.ParseHookURL(u); err != nil {
-			return opts, configErrorf("PARLEY_WEBHOOK_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+			return opts, configErrorf("PARLEY_WEBHOOK_URL: %v", err)
 		}
 		opts.WebhookURLs = append(opts.WebhookURLs, u)
 	}
@@ -295,10 +295,10 @@ func (m *Main) options() (broker.Options, error) {
 	}
 	opts.WebhookSecret = []byte(c.WebhookSecret)
 	if opts.PublicURL, err = broker.ParsePublicURL(c.PublicURL); err != nil {
-		return opts, configErrorf("PARLEY_PUBLIC_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+		return opts, configErrorf("PARLEY_PUBLIC_URL: %v", err)
 	}
 	if opts.WebMQTTURL, err = broker.ParseWebMQTTURL(c.WebMQTTURL); err != nil {
-		return opts, configErrorf("PARLEY_WEB_MQTT_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+		return opts, configErrorf("PARLEY_WEB_MQTT_URL: %v", err)
 	}
 	for _, b := range strings.Split(c.KafkaBrokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -437,7 +437,7 @@ func moderationOptions(c Config, opts *broker.Options) error {
 		return configErrorf("moderation timeout (PARLEY_MODERATION_TIMEOUT) %s is negative", c.ModerationTimeout)
 	}
 	if err := broker.ParseHookURL(c.ModerationURL); c.ModerationURL != "" && err != nil {
-		return configErrorf("PARLEY_MODERATION_URL: %s", strings.TrimPrefix(err.Error(), "broker: "))
+		return configErrorf("PARLEY_MODERATION_URL: %v", err)
 	}
 	opts.ModerationURL, opts.ModerationTimeout = c.ModerationURL, c.ModerationTimeout
 	if c.WebhookSecret != "" {

@@ -4,9 +4,9 @@
 package defaults
 
 // Number is the kinds of option that Positive defaults: counts, sizes and
-// time.Durations.
+// time.Durations, and rates.
 type Number interface {
-	~int | ~int64
+	~int | ~int64 | ~float64
 }
 
 // Positive sets *v to def unless *v is above 0: an option of 0 (unset) or

@@ -40,7 +40,7 @@ func (m *Service) MarkRead(ctx context.Context, user, conv string, seq int64) (i
 	var others []string
 	if kind == history.KindDirect {
 		others = []string{a, b}
-	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && len(ms) <= m.ReceiptGroupMax {
+	} else if ms, _, err := m.Groups.MembersOf(ctx, a, user); err == nil && !history.HideReceipts(kind, len(ms), m.ReceiptGroupMax) {
 		others = users(ms)
 	}
 	others = slices.DeleteFunc(others, func(u string) bool { return u == user })
