@@ -185,18 +185,13 @@ func (m *Main) options() (broker.Options, error) {
 			opts.DevLogin = true
 		}
 	}
-	if c.DeviceTTL == 0 {
-		opts.DeviceTTL = -1 // 0 means never on the command line
-	}
+	opts.DeviceTTL = offAtZero(c.DeviceTTL) // never forget
 	opts.BlobDir, opts.S3Endpoint, opts.S3Bucket, opts.S3Region, opts.MaxUpload = c.BlobDir, c.S3Endpoint, c.S3Bucket, c.S3Region, int64(c.MaxUpload)
 	opts.UploadDir = c.UploadDir
-	opts.UploadQuota, opts.UploadRate = int64(c.UploadQuota), float64(c.UploadRate)
-	if c.UploadQuota == 0 {
-		opts.UploadQuota = -1 // 0 disables the quota on the command line
+	if c.UploadQuota < 0 || c.UploadRate < 0 {
+		return opts, configErrorf("upload quota (PARLEY_UPLOAD_QUOTA) %d and rate (PARLEY_UPLOAD_RATE) %d: neither may be negative (0 turns one off)", c.UploadQuota, c.UploadRate)
 	}
-	if c.UploadRate == 0 {
-		opts.UploadRate = -1 // 0 disables the limit on the command line
-	}
+	opts.UploadQuota, opts.UploadRate = offAtZero(int64(c.UploadQuota)), offAtZero(float64(c.UploadRate))
 	if c.S3Endpoint != "" {
 		opts.BlobDir = ""
 		if opts.UploadDir == "" {
@@ -208,20 +203,11 @@ func (m *Main) options() (broker.Options, error) {
 	} else if opts.BlobDir == "" {
 		opts.BlobDir = filepath.Join(c.DataDir, "blobs")
 	}
-	opts.MQTTMaxExpiry = c.MQTTMaxExpiry
-	if c.MQTTMaxExpiry == 0 {
-		opts.MQTTMaxExpiry = -1 // 0 means no bound on the command line
-	}
+	opts.MQTTMaxExpiry = offAtZero(c.MQTTMaxExpiry) // no bound
 	if c.EditWindow < 0 {
 		return opts, configErrorf("edit window (PARLEY_EDIT_WINDOW) %s is negative: use 0 for no limit", c.EditWindow)
 	}
-	opts.EditWindow = c.EditWindow
-	if c.EditWindow == 0 {
-		opts.EditWindow = -1 // 0 is no limit on the command line
-	}
-	if c.Rate == 0 {
-		opts.Rate = -1 // 0 disables the limit on the command line
-	}
+	opts.EditWindow, opts.Rate = offAtZero(c.EditWindow), offAtZero(c.Rate) // no limit
 	if c.Retention < 0 {
 		return opts, configErrorf("retention (PARLEY_RETENTION) %s is negative: use 0 for none", c.Retention)
 	}
@@ -444,4 +430,14 @@ func moderationOptions(c Config, opts *broker.Options) error {
 		opts.WebhookSecret = []byte(c.WebhookSecret)
 	}
 	return nil
+}
+
+// offAtZero maps a setting whose 0 means "off" on the command line (no
+// limit, no bound, never) to the broker.Options convention, where 0 means
+// the default and a negative value means off.
+func offAtZero[T ~int | ~int64 | ~float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

@@ -48,4 +48,15 @@ func TestUploadBoundsConfig(t *testing.T) {
 			}
 		})
 	}
+	// A negative flag is refused too, not taken as "off".
+	t.Setenv("PARLEY_UPLOAD_QUOTA", "")
+	t.Setenv("PARLEY_UPLOAD_RATE", "")
+	m := NewMain()
+	m.Stderr = &bytes.Buffer{}
+	if err := m.ParseFlags("serve", []string{"-upload-quota", "-5"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.options(); err == nil {
+		t.Fatal("-upload-quota -5 accepted")
+	}
 }
