@@ -69,7 +69,7 @@ func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []by
 			continue
 		}
 		f := filters[i]
-		if code == codeNotAuthorized && !a.Topics.Owns(sharedFilter(f)) {
+		if t, _ := wire.StripShare(f); code == codeNotAuthorized && !a.Topics.Owns(t) {
 			note.Unspecified = append(note.Unspecified, i)
 		}
 		if f == "" && code == codeFilterInvalid && i >= limit {
@@ -105,17 +105,6 @@ func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []by
 	}
 	note.Text = strings.Join(parts, "; ")
 	return note, len(parts) > 0
-}
-
-// sharedFilter returns the topic filter of a shared subscription's filter
-// ($share/GROUP/FILTER, the prefix in any case), or f itself.
-func sharedFilter(f string) string {
-	if len(f) > 7 && strings.EqualFold(f[:7], "$share/") {
-		if i := strings.IndexByte(f[7:], '/'); i >= 0 {
-			return f[7+i+1:]
-		}
-	}
-	return f
 }
 
 // Direct reports whether one of filters (shared or not) matches topic
