@@ -222,10 +222,7 @@ func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
 	}
-	limit := a.MaxSubscribeFilters
-	if limit <= 0 {
-		limit = DefaultMaxSubscribeFilters
-	}
+	limit := a.MaxSubscribeFilters // Init made it positive
 	if len(pk.Filters) > limit {
 		a.log().Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", limit)
 		pk.Filters = slices.Clone(pk.Filters)

@@ -54,14 +54,12 @@ func (n SubackNote) Apply(codes []byte) []byte {
 // refused (codes, the SUBACK's, at 0x80 and above): for each (up to 5 are
 // named) the filter and the rule it broke, e.g. `"im/inbox/bob": you may
 // read only your own inbox, im/inbox/alice`, and how many empty filters
-// were beyond limit (default DefaultMaxSubscribeFilters). A plain MQTT
+// were beyond limit (the bound the SUBSCRIBE was held to; the caller
+// applies DefaultMaxSubscribeFilters). A plain MQTT
 // filter the operator's ACL denies gets 0x80, which the Eclipse Paho suites
 // and their client expect; the Reason String still says why. ok is false
 // when nothing was refused.
 func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []byte, limit int) (note SubackNote, ok bool) {
-	if limit <= 0 {
-		limit = DefaultMaxSubscribeFilters
-	}
 	var parts []string
 	beyond, more := 0, 0
 	for i, code := range codes {
