@@ -174,11 +174,14 @@ func (s *Subscribes) Asking(session any, filter string) bool {
 	return slices.Contains(s.asking[session], filter)
 }
 
-// End forgets the filters of the SUBSCRIBE session processed.
-func (s *Subscribes) End(session any) {
+// End forgets the filters of the SUBSCRIBE session processed and returns
+// them (nil when Begin noted none).
+func (s *Subscribes) End(session any) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	filters := s.asking[session]
 	delete(s.asking, session)
+	return filters
 }
 
 // Note keeps n for the SUBACK of packet id to session.
