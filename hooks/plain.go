@@ -32,16 +32,18 @@ type Plain struct {
 	// carried here.
 	Topics wire.Topics
 	// State keeps the sessions and retained messages in the store; nil
-	// keeps them in memory only.
+	// keeps them in memory only. Init gives it Topics, Node and Log where
+	// it has none of its own.
 	State *plain.State
 	// Bus, in cluster mode, carries plain MQTT to the other nodes; nil on
-	// one node. Node and Injector are then required.
+	// one node. Node is then required.
 	Bus PlainBus
 	// Node is this node's id (cluster mode).
 	Node string
 	// Injector is the inline client through which other nodes' publishes
-	// are injected (cluster mode; Server.NewClient(nil, "local", id, true)):
-	// their node stores them.
+	// are injected (cluster mode): their node stores them. Nil: Init
+	// creates one (Server.NewClient(nil, "local", "\x00parley-cluster",
+	// true)).
 	Injector *mqtt.Client
 	// Log defaults to slog.Default().
 	Log *slog.Logger
@@ -79,11 +81,25 @@ func (h *Plain) Init(any) error {
 	if h.Log == nil {
 		h.Log = slog.Default()
 	}
+	if h.State != nil {
+		if h.State.Topics == (wire.Topics{}) {
+			h.State.Topics = h.Topics
+		}
+		if h.State.Node == "" {
+			h.State.Node = h.Node
+		}
+		if h.State.Log == nil {
+			h.State.Log = h.Log
+		}
+	}
 	if h.Bus == nil {
 		return nil
 	}
-	if h.Node == "" || h.Injector == nil {
-		return errors.New("hooks: Plain with a Bus needs Node and Injector")
+	if h.Node == "" {
+		return errors.New("hooks: Plain with a Bus needs Node")
+	}
+	if h.Injector == nil {
+		h.Injector = h.Server.NewClient(nil, "local", "\x00parley-cluster", true)
 	}
 	h.willer = h.Server.NewClient(nil, "local", "\x00parley-will", true)
 	// What they inject keeps MQTT 5's message expiry.
