@@ -297,24 +297,24 @@ func (h *Plain) StoredRetainedMessages() ([]storage.Message, error) { return h.S
 // reconnected by then), and notes their shared subscriptions (cluster
 // mode). Its error is that of reading the pending publishes.
 func (h *Plain) Start() error {
-	var err error
-	if h.State != nil {
-		for id, cl := range h.Server.Clients.GetAll() {
-			if !cl.Net.Inline && cl.Closed() && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
-				will := cl.Properties.Will
-				h.restored.After(id, time.Duration(will.WillDelayInterval)*time.Second, func() { h.sendRestoredWill(cl, will) })
-			}
-		}
-		err = h.State.Replay(func(pk packets.Packet) error {
-			return h.Server.Publish(pk.TopicName, pk.Payload, false, pk.FixedHeader.Qos)
-		})
-	}
 	for id, cl := range h.Server.Clients.GetAll() {
-		if h.Bus != nil && !cl.Net.Inline {
+		if cl.Net.Inline {
+			continue
+		}
+		if h.State != nil && cl.Closed() && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+			will := cl.Properties.Will
+			h.restored.After(id, time.Duration(will.WillDelayInterval)*time.Second, func() { h.sendRestoredWill(cl, will) })
+		}
+		if h.Bus != nil {
 			h.noteShares(id, cl.State.Subscriptions.GetAll())
 		}
 	}
-	return err
+	if h.State == nil {
+		return nil
+	}
+	return h.State.Replay(func(pk packets.Packet) error {
+		return h.Server.Publish(pk.TopicName, pk.Payload, false, pk.FixedHeader.Qos)
+	})
 }
 
 // sendRestoredWill publishes the will of a restored session whose client
