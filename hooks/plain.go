@@ -142,7 +142,11 @@ func (h *Plain) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		if cl.Properties.ProtocolVersion == 5 {
 			persists = cl.Properties.Props.SessionExpiryInterval > 0
 		}
-		h.State.Establish(client(cl), persists, cl.StopTime())
+		c := storage.Client{ID: cl.ID} // all a clean start needs
+		if persists {
+			c = client(cl)
+		}
+		h.State.Establish(c, persists, cl.StopTime())
 	}
 }
 

@@ -114,7 +114,8 @@ func (s *State) hold(id string, ids map[uint16]struct{}) {
 }
 
 // Establish stores the client of a session that persists (see PutClient),
-// or forgets the stored session of a client that starts clean.
+// or forgets the stored session of a client that starts clean (of c, only
+// its ID is read then).
 func (s *State) Establish(c storage.Client, persists bool, disconnected int64) {
 	if !persists {
 		if s.Persistent(c.ID) {
