@@ -162,19 +162,23 @@ func (h *Plain) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets a session that ends with its connection (unless
-// another connection took it over), and stores a persistent one again: a
-// normal DISCONNECT has removed its will, or changed its expiry, and the
-// time it went away counts.
+// OnDisconnect forgets the connection's publishes in progress (see
+// State.ForgetPending), however it ended; then it forgets a session that
+// ends with its connection (unless another connection took it over), and
+// stores a persistent one again: a normal DISCONNECT has removed its will,
+// or changed its expiry, and the time it went away counts.
 func (h *Plain) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if cl.Net.Inline || cl.IsTakenOver() {
+	if cl.Net.Inline {
+		return
+	}
+	if h.State != nil {
+		h.State.ForgetPending(cl) // taken over too: its publishes in progress are its own
+	}
+	if cl.IsTakenOver() {
 		return
 	}
 	if h.Bus != nil && expire {
 		h.noteShares(cl.ID, nil)
-	}
-	if h.State != nil {
-		h.State.ForgetPending(cl.ID)
 	}
 	if !h.persistent(cl) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
@@ -265,7 +269,7 @@ func (h *Plain) mayPend(cl *mqtt.Client, pk packets.Packet) bool {
 // mochi acknowledges it (OnPublished deletes it once the sessions have it).
 func (h *Plain) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if h.pending(cl, pk) {
-		h.State.PutPending(cl.ID, pk)
+		h.State.PutPending(cl, cl.ID, pk)
 	}
 	return pk, nil
 }
@@ -277,7 +281,7 @@ func (h *Plain) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		h.forward(pk)
 	}
 	if h.mayPend(cl, pk) {
-		h.State.DeletePending(cl.ID, pk.PacketID) // only what OnPublish recorded
+		h.State.DeletePending(cl, cl.ID, pk.PacketID) // only what OnPublish recorded
 	}
 }
 
