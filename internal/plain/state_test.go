@@ -138,6 +138,8 @@ func TestWanted(t *testing.T) {
 // takeover replaced, leaves the store alone.
 func TestPending(t *testing.T) {
 	s := setup(t, "")
+	store := &deleteCounter{MQTTStater: s.Store}
+	s.Store = store
 	ctx := context.Background()
 	count := func() int {
 		t.Helper()
@@ -156,14 +158,23 @@ func TestPending(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("%d pending records after deleting an id never put, want 2", n)
 	}
+	if store.deletes != 0 {
+		t.Fatalf("%d store deletes for an id never put, want none", store.deletes)
+	}
 	s.DeletePending("c1", "c1", 3)
 	if n := count(); n != 1 {
 		t.Fatalf("%d pending records after DeletePending, want 1", n)
+	}
+	if store.deletes != 1 {
+		t.Fatalf("%d store deletes after one DeletePending of a recorded id, want 1", store.deletes)
 	}
 	s.ForgetPending("c2") // its connection ended without OnPublished
 	s.DeletePending("c2", "c2", 4)
 	if n := count(); n != 1 {
 		t.Fatalf("%d pending records: a forgotten publish's record must stay for Replay", n)
+	}
+	if store.deletes != 1 {
+		t.Fatalf("%d store deletes: a forgotten publish's must make none, want 1 in all", store.deletes)
 	}
 
 	// Client c3 connects twice (connections old and new): new takes the
@@ -182,4 +193,15 @@ func TestPending(t *testing.T) {
 	if len(s.pending) != 0 {
 		t.Fatalf("pending ids left in memory: %v", s.pending)
 	}
+}
+
+// deleteCounter counts the DeleteMQTT calls that reach a store.
+type deleteCounter struct {
+	history.MQTTStater
+	deletes int
+}
+
+func (d *deleteCounter) DeleteMQTT(ctx context.Context, kind byte, client, key string) error {
+	d.deletes++
+	return d.MQTTStater.DeleteMQTT(ctx, kind, client, key)
 }
