@@ -244,19 +244,15 @@ func New(opts Options) (*Broker, error) {
 	// is held by one node, plain.State.Node), and the cluster's publishes,
 	// share groups and session moves.
 	st, stater := opts.Store.(history.MQTTStater)
-	if stater || b.bus != nil {
+	switch {
+	case b.bus != nil:
+		b.plain = &hooks.Plain{Server: b.mqtt, Topics: topics, Bus: b.bus, Node: b.bus.Node, Log: b.bus.Log}
+		b.bus.Plain = b.plain
+	case stater:
 		b.plain = &hooks.Plain{Server: b.mqtt, Topics: topics, Log: opts.Logger}
 	}
 	if stater {
-		b.plain.State = &plain.State{Store: st, Topics: topics, Log: opts.Logger}
-	}
-	if b.bus != nil {
-		b.plain.Bus, b.plain.Node, b.plain.Log = b.bus, b.bus.Node, b.bus.Log
-		b.plain.Injector = b.mqtt.NewClient(nil, "local", "\x00parley-cluster", true)
-		if b.plain.State != nil {
-			b.plain.State.Node = b.bus.Node
-		}
-		b.bus.Plain = b.plain
+		b.plain.State = &plain.State{Store: st} // Plain.Init gives it the hook's Topics, Node and Log
 	}
 	if b.plain != nil {
 		if err := b.mqtt.AddHook(b.plain, nil); err != nil {

@@ -206,26 +206,23 @@ func filters(pk packets.Packet) []string {
 // OnSubscribed notes for the SUBACK on its way to an MQTT 5 client (see
 // OnPacketEncode) why filters were refused (auth.Authorizer.ExplainSuback).
 func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	a.subs.End(cl)
+	asked := a.subs.End(cl) // pk's filters, as OnSubscribe left them
 	if cl.Net.Inline || cl.Properties.ProtocolVersion < 5 {
 		return
 	}
-	if note, ok := a.Authorizer.ExplainSuback(cl.ID, filters(pk), codes, a.MaxSubscribeFilters); ok {
+	if note, ok := a.Authorizer.ExplainSuback(cl.ID, asked, codes, a.MaxSubscribeFilters); ok {
 		a.subs.Note(cl, pk.PacketID, note)
 	}
 }
 
 // OnSubscribe refuses the filters of a SUBSCRIBE beyond MaxSubscribeFilters
 // (made empty, they are answered 0x8F, MQTT 3.1.1: 0x80), and notes the
-// filters until OnSubscribed, for OnACLCheck.
+// filters until OnSubscribed, for OnACLCheck and the SUBACK's explanation.
 func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
 	}
-	limit := a.MaxSubscribeFilters
-	if limit <= 0 {
-		limit = DefaultMaxSubscribeFilters
-	}
+	limit := a.MaxSubscribeFilters // Init made it positive
 	if len(pk.Filters) > limit {
 		a.log().Info("subscribe filters beyond the limit refused", "client", cl.ID, "filters", len(pk.Filters), "limit", limit)
 		pk.Filters = slices.Clone(pk.Filters)

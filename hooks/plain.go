@@ -32,16 +32,18 @@ type Plain struct {
 	// carried here.
 	Topics wire.Topics
 	// State keeps the sessions and retained messages in the store; nil
-	// keeps them in memory only.
+	// keeps them in memory only. Init gives it Topics, Node and Log where
+	// it has none of its own.
 	State *plain.State
 	// Bus, in cluster mode, carries plain MQTT to the other nodes; nil on
-	// one node. Node and Injector are then required.
+	// one node. Node is then required.
 	Bus PlainBus
 	// Node is this node's id (cluster mode).
 	Node string
 	// Injector is the inline client through which other nodes' publishes
-	// are injected (cluster mode; Server.NewClient(nil, "local", id, true)):
-	// their node stores them.
+	// are injected (cluster mode): their node stores them. Nil: Init
+	// creates one (Server.NewClient(nil, "local", "\x00parley-cluster",
+	// true)).
 	Injector *mqtt.Client
 	// Log defaults to slog.Default().
 	Log *slog.Logger
@@ -79,11 +81,25 @@ func (h *Plain) Init(any) error {
 	if h.Log == nil {
 		h.Log = slog.Default()
 	}
+	if h.State != nil {
+		if h.State.Topics == (wire.Topics{}) {
+			h.State.Topics = h.Topics
+		}
+		if h.State.Node == "" {
+			h.State.Node = h.Node
+		}
+		if h.State.Log == nil {
+			h.State.Log = h.Log
+		}
+	}
 	if h.Bus == nil {
 		return nil
 	}
-	if h.Node == "" || h.Injector == nil {
-		return errors.New("hooks: Plain with a Bus needs Node and Injector")
+	if h.Node == "" {
+		return errors.New("hooks: Plain with a Bus needs Node")
+	}
+	if h.Injector == nil {
+		h.Injector = h.Server.NewClient(nil, "local", "\x00parley-cluster", true)
 	}
 	h.willer = h.Server.NewClient(nil, "local", "\x00parley-will", true)
 	// What they inject keeps MQTT 5's message expiry.
@@ -126,7 +142,11 @@ func (h *Plain) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		if cl.Properties.ProtocolVersion == 5 {
 			persists = cl.Properties.Props.SessionExpiryInterval > 0
 		}
-		h.State.Establish(client(cl), persists, cl.StopTime())
+		c := storage.Client{ID: cl.ID} // all a clean start needs
+		if persists {
+			c = client(cl)
+		}
+		h.State.Establish(c, persists, cl.StopTime())
 	}
 }
 
@@ -142,19 +162,23 @@ func (h *Plain) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets a session that ends with its connection (unless
-// another connection took it over), and stores a persistent one again: a
-// normal DISCONNECT has removed its will, or changed its expiry, and the
-// time it went away counts.
+// OnDisconnect forgets the connection's publishes in progress (see
+// State.ForgetPending), however it ended; then it forgets a session that
+// ends with its connection (unless another connection took it over), and
+// stores a persistent one again: a normal DISCONNECT has removed its will,
+// or changed its expiry, and the time it went away counts.
 func (h *Plain) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if cl.Net.Inline || cl.IsTakenOver() {
+	if cl.Net.Inline {
+		return
+	}
+	if h.State != nil {
+		h.State.ForgetPending(cl) // taken over too: its publishes in progress are its own
+	}
+	if cl.IsTakenOver() {
 		return
 	}
 	if h.Bus != nil && expire {
 		h.noteShares(cl.ID, nil)
-	}
-	if h.State != nil {
-		h.State.ForgetPending(cl.ID)
 	}
 	if !h.persistent(cl) || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		return
@@ -245,7 +269,7 @@ func (h *Plain) mayPend(cl *mqtt.Client, pk packets.Packet) bool {
 // mochi acknowledges it (OnPublished deletes it once the sessions have it).
 func (h *Plain) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if h.pending(cl, pk) {
-		h.State.PutPending(cl.ID, pk)
+		h.State.PutPending(cl, cl.ID, pk)
 	}
 	return pk, nil
 }
@@ -257,7 +281,7 @@ func (h *Plain) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 		h.forward(pk)
 	}
 	if h.mayPend(cl, pk) {
-		h.State.DeletePending(cl.ID, pk.PacketID) // only what OnPublish recorded
+		h.State.DeletePending(cl, cl.ID, pk.PacketID) // only what OnPublish recorded
 	}
 }
 
@@ -281,24 +305,24 @@ func (h *Plain) StoredRetainedMessages() ([]storage.Message, error) { return h.S
 // reconnected by then), and notes their shared subscriptions (cluster
 // mode). Its error is that of reading the pending publishes.
 func (h *Plain) Start() error {
-	var err error
-	if h.State != nil {
-		for id, cl := range h.Server.Clients.GetAll() {
-			if !cl.Net.Inline && cl.Closed() && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
-				will := cl.Properties.Will
-				h.restored.After(id, time.Duration(will.WillDelayInterval)*time.Second, func() { h.sendRestoredWill(cl, will) })
-			}
-		}
-		err = h.State.Replay(func(pk packets.Packet) error {
-			return h.Server.Publish(pk.TopicName, pk.Payload, false, pk.FixedHeader.Qos)
-		})
-	}
 	for id, cl := range h.Server.Clients.GetAll() {
-		if h.Bus != nil && !cl.Net.Inline {
+		if cl.Net.Inline {
+			continue
+		}
+		if h.State != nil && cl.Closed() && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+			will := cl.Properties.Will
+			h.restored.After(id, time.Duration(will.WillDelayInterval)*time.Second, func() { h.sendRestoredWill(cl, will) })
+		}
+		if h.Bus != nil {
 			h.noteShares(id, cl.State.Subscriptions.GetAll())
 		}
 	}
-	return err
+	if h.State == nil {
+		return nil
+	}
+	return h.State.Replay(func(pk packets.Packet) error {
+		return h.Server.Publish(pk.TopicName, pk.Payload, false, pk.FixedHeader.Qos)
+	})
 }
 
 // sendRestoredWill publishes the will of a restored session whose client

@@ -54,14 +54,12 @@ func (n SubackNote) Apply(codes []byte) []byte {
 // refused (codes, the SUBACK's, at 0x80 and above): for each (up to 5 are
 // named) the filter and the rule it broke, e.g. `"im/inbox/bob": you may
 // read only your own inbox, im/inbox/alice`, and how many empty filters
-// were beyond limit (default DefaultMaxSubscribeFilters). A plain MQTT
+// were beyond limit (the bound the SUBSCRIBE was held to; the caller
+// applies DefaultMaxSubscribeFilters). A plain MQTT
 // filter the operator's ACL denies gets 0x80, which the Eclipse Paho suites
 // and their client expect; the Reason String still says why. ok is false
 // when nothing was refused.
 func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []byte, limit int) (note SubackNote, ok bool) {
-	if limit <= 0 {
-		limit = DefaultMaxSubscribeFilters
-	}
 	var parts []string
 	beyond, more := 0, 0
 	for i, code := range codes {
@@ -69,7 +67,7 @@ func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []by
 			continue
 		}
 		f := filters[i]
-		if code == codeNotAuthorized && !a.Topics.Owns(sharedFilter(f)) {
+		if t, _ := wire.StripShare(f); code == codeNotAuthorized && !a.Topics.Owns(t) {
 			note.Unspecified = append(note.Unspecified, i)
 		}
 		if f == "" && code == codeFilterInvalid && i >= limit {
@@ -105,17 +103,6 @@ func (a *Authorizer) ExplainSuback(clientID string, filters []string, codes []by
 	}
 	note.Text = strings.Join(parts, "; ")
 	return note, len(parts) > 0
-}
-
-// sharedFilter returns the topic filter of a shared subscription's filter
-// ($share/GROUP/FILTER, the prefix in any case), or f itself.
-func sharedFilter(f string) string {
-	if len(f) > 7 && strings.EqualFold(f[:7], "$share/") {
-		if i := strings.IndexByte(f[7:], '/'); i >= 0 {
-			return f[7+i+1:]
-		}
-	}
-	return f
 }
 
 // Direct reports whether one of filters (shared or not) matches topic
@@ -187,11 +174,14 @@ func (s *Subscribes) Asking(session any, filter string) bool {
 	return slices.Contains(s.asking[session], filter)
 }
 
-// End forgets the filters of the SUBSCRIBE session processed.
-func (s *Subscribes) End(session any) {
+// End forgets the filters of the SUBSCRIBE session processed and returns
+// them (nil when Begin noted none).
+func (s *Subscribes) End(session any) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	filters := s.asking[session]
 	delete(s.asking, session)
+	return filters
 }
 
 // Note keeps n for the SUBACK of packet id to session.

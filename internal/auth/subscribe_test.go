@@ -82,7 +82,9 @@ func TestSubscribes(t *testing.T) {
 	if !s.Asking(1, "b") || s.Asking(1, "c") || s.Asking(2, "a") {
 		t.Fatal("Asking")
 	}
-	s.End(1)
+	if got := s.End(1); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("End returned %q, want the filters Begin noted", got)
+	}
 	if s.Asking(1, "a") {
 		t.Fatal("still asking after End")
 	}

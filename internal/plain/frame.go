@@ -23,26 +23,32 @@ var errFrame = errors.New("plain: malformed frame")
 
 // EncodeFrame encodes publish pk, with the nodes assigned to its share
 // groups (see Shares.Assign), as MQTT 5 without its topic alias and
-// subscription identifiers.
+// subscription identifiers. The caller's packet is left as it is: only
+// EncodeFrame's copy of it (sharing its payload and properties, which are
+// only read) changes.
 func EncodeFrame(pk packets.Packet, assigned map[string]string) ([]byte, error) {
-	out := pk.Copy(false)
-	out.ProtocolVersion = 5
-	out.Mods.AllowResponseInfo = true
-	out.FixedHeader.Dup = false
-	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
-	out.Properties.SubscriptionIdentifier = nil
-	if out.FixedHeader.Qos > 0 && out.PacketID == 0 {
-		out.PacketID = 1 // a valid PUBLISH; the receiving node ignores it
-	}
-	var buf bytes.Buffer
-	if err := out.PublishEncode(&buf); err != nil {
-		return nil, err
+	pk.ProtocolVersion = 5
+	pk.Mods = packets.Mods{MaxSize: pk.Mods.MaxSize, AllowResponseInfo: true}
+	pk.FixedHeader.Dup = false
+	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
+	pk.Properties.SubscriptionIdentifier = nil
+	pk.PacketID = 0
+	if pk.FixedHeader.Qos > 0 {
+		pk.PacketID = 1 // a valid PUBLISH; the receiving node ignores it
 	}
 	frame := binary.AppendUvarint(nil, uint64(len(assigned)))
 	for _, f := range slices.Sorted(maps.Keys(assigned)) {
 		frame = cluster.AppendString(cluster.AppendString(frame, f), assigned[f])
 	}
-	return append(frame, buf.Bytes()...), nil
+	// The PUBLISH is written after the share groups: its fixed header
+	// (at most 5 bytes), topic, packet id and payload, and room for common
+	// properties, so that the payload is copied once.
+	buf := bytes.NewBuffer(frame)
+	buf.Grow(5 + 2 + len(pk.TopicName) + 2 + 128 + len(pk.Payload))
+	if err := pk.PublishEncode(buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // DecodeFrame decodes what EncodeFrame encoded.

@@ -2,6 +2,7 @@ package plain
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -25,16 +26,24 @@ func frame(t testing.TB, pk packets.Packet) []byte {
 // each share group that matches its topic.
 func TestPlainFrame(t *testing.T) {
 	expiry := uint32(60)
-	b := frame(t, packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Retain: true},
-		TopicName:   "a/b", Payload: []byte("x"), PacketID: 7,
-		Properties: packets.Properties{
-			User:        []packets.UserProperty{{Key: "k", Val: "v"}},
-			ContentType: "text/plain", ResponseTopic: "r/t", CorrelationData: []byte("c"),
-			MessageExpiryInterval: expiry, PayloadFormat: 1, PayloadFormatFlag: true,
-			TopicAlias: 3, TopicAliasFlag: true, SubscriptionIdentifier: []int{4},
-		},
-	})
+	publish := func() packets.Packet {
+		return packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Retain: true, Dup: true},
+			TopicName:   "a/b", Payload: []byte("x"), PacketID: 7, ProtocolVersion: 4,
+			Mods: packets.Mods{DisallowProblemInfo: true},
+			Properties: packets.Properties{
+				User:        []packets.UserProperty{{Key: "k", Val: "v"}},
+				ContentType: "text/plain", ResponseTopic: "r/t", CorrelationData: []byte("c"),
+				MessageExpiryInterval: expiry, PayloadFormat: 1, PayloadFormatFlag: true,
+				TopicAlias: 3, TopicAliasFlag: true, SubscriptionIdentifier: []int{4},
+			},
+		}
+	}
+	in := publish()
+	b := frame(t, in)
+	if !reflect.DeepEqual(in, publish()) {
+		t.Fatalf("EncodeFrame changed the packet it was given: %+v", in)
+	}
 	pk, assigned, err := DecodeFrame(b)
 	if err != nil {
 		t.Fatal(err)

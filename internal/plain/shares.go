@@ -55,26 +55,34 @@ func (s *Shares) SetRemote(node string, shares map[string]int) {
 }
 
 // Note records the filters client subscribes to (all of them, nil for
-// none; the shared ones outside the prefix count) and returns this node's members per share
-// group, changed reporting whether they differ from what Note returned
-// last (the other nodes must be told).
+// none; the shared ones outside the prefix count) and returns this node's
+// members per share group (read only: Shares keeps the map), changed
+// reporting whether they differ from what Note returned last (the other
+// nodes must be told). A client without shared filters, now or before,
+// changes nothing and costs no recount.
 func (s *Shares) Note(client string, filters iter.Seq[string]) (counts map[string]int, changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fs := map[string]struct{}{}
+	var fs map[string]struct{}
 	if filters != nil {
 		for f := range filters {
 			if t, shared := wire.StripShare(f); shared && !s.Topics.Owns(t) {
+				if fs == nil {
+					fs = map[string]struct{}{}
+				}
 				fs[f] = struct{}{}
 			}
 		}
 	}
-	if s.local == nil {
-		s.local = map[string]map[string]struct{}{}
-	}
 	if len(fs) == 0 {
+		if _, had := s.local[client]; !had {
+			return s.announced, false
+		}
 		delete(s.local, client)
 	} else {
+		if s.local == nil {
+			s.local = map[string]map[string]struct{}{}
+		}
 		s.local[client] = fs
 	}
 	counts = map[string]int{}

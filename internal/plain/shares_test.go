@@ -22,6 +22,9 @@ func TestShares(t *testing.T) {
 	if _, changed := s.Note("c1", slices.Values([]string{"$share/g/a/#"})); changed {
 		t.Fatal("the same groups reported as changed")
 	}
+	if counts, changed := s.Note("c2", slices.Values([]string{"a/b"})); changed || !maps.Equal(counts, map[string]int{"$share/g/a/#": 1}) {
+		t.Fatalf("a client without shared filters: counts %v changed %v", counts, changed)
+	}
 	s.SetRemote("n1", map[string]int{"$share/g/a/#": 3})
 	picks := map[string]int{}
 	for i := range 400 {

@@ -47,11 +47,12 @@ type State struct {
 	mu         sync.Mutex
 	persistent map[string]bool                // client ids of persistent sessions
 	inflight   map[string]map[uint16]struct{} // stored queued messages by client and packet id
-	// pending are the packet ids of each client's publishes that
-	// PutPending recorded and DeletePending has not deleted yet: mochi
-	// calls OnPublish and OnPublished one after the other on the client's
-	// goroutine, so a client has one at a time (two across a takeover).
-	pending map[string][]uint16
+	// pending are the packet ids of the publishes each connection (not
+	// client id: across a takeover two connections of one client publish
+	// at once) had PutPending record and DeletePending has not deleted
+	// yet: mochi calls OnPublish and OnPublished one after the other on
+	// the connection's goroutine, so a connection has one at a time.
+	pending map[any][]uint16
 }
 
 // timeout bounds one read or write of the store.
@@ -114,7 +115,8 @@ func (s *State) hold(id string, ids map[uint16]struct{}) {
 }
 
 // Establish stores the client of a session that persists (see PutClient),
-// or forgets the stored session of a client that starts clean.
+// or forgets the stored session of a client that starts clean (of c, only
+// its ID is read then).
 func (s *State) Establish(c storage.Client, persists bool, disconnected int64) {
 	if !persists {
 		if s.Persistent(c.ID) {
@@ -292,34 +294,36 @@ func (s *State) Wanted(subs map[string]packets.Subscription, shared map[string]m
 	return false
 }
 
-// PutPending records publish pk of client as pending, before it is
+// PutPending records publish pk of client, received over connection conn
+// (any comparable value, one per connection), as pending, before it is
 // acknowledged: Replay publishes it again should the node stop before
 // DeletePending.
-func (s *State) PutPending(client string, pk packets.Packet) {
+func (s *State) PutPending(conn any, client string, pk packets.Packet) {
 	data, err := message(pk, client).MarshalBinary()
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
 	if s.pending == nil {
-		s.pending = map[string][]uint16{}
+		s.pending = map[any][]uint16{}
 	}
-	s.pending[client] = append(s.pending[client], pk.PacketID)
+	s.pending[conn] = append(s.pending[conn], pk.PacketID)
 	s.mu.Unlock()
 	s.put(history.MQTTRecord{Kind: history.MQTTPending, Client: client, Key: s.pendingKey(pk.PacketID), Data: data})
 }
 
 // DeletePending deletes the pending record of client's publish id, if
-// PutPending wrote one: for any other publish it costs a map lookup.
-func (s *State) DeletePending(client string, id uint16) {
+// PutPending wrote one for the same connection conn: for any other publish
+// it costs a map lookup.
+func (s *State) DeletePending(conn any, client string, id uint16) {
 	s.mu.Lock()
-	ids := s.pending[client]
+	ids := s.pending[conn]
 	i := slices.Index(ids, id)
 	if i >= 0 {
 		if ids = slices.Delete(ids, i, i+1); len(ids) == 0 {
-			delete(s.pending, client)
+			delete(s.pending, conn)
 		} else {
-			s.pending[client] = ids
+			s.pending[conn] = ids
 		}
 	}
 	s.mu.Unlock()
@@ -328,12 +332,12 @@ func (s *State) DeletePending(client string, id uint16) {
 	}
 }
 
-// ForgetPending forgets the publishes of client in progress, once its
-// connection has ended (the records stay, for Replay): mochi did not call
-// OnPublished for them.
-func (s *State) ForgetPending(client string) {
+// ForgetPending forgets the publishes in progress on connection conn, once
+// it has ended, however it ended (the records stay, for Replay): mochi did
+// not call OnPublished for them.
+func (s *State) ForgetPending(conn any) {
 	s.mu.Lock()
-	delete(s.pending, client)
+	delete(s.pending, conn)
 	s.mu.Unlock()
 }
 

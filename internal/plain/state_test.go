@@ -90,8 +90,8 @@ func TestStateCluster(t *testing.T) {
 		t.Fatal("adopted a session that is not stored")
 	}
 
-	n1.PutPending("dev9", publish("a/b", 1))
-	n2.PutPending("dev9", publish("a/c", 1))
+	n1.PutPending("dev9", "dev9", publish("a/b", 1))
+	n2.PutPending("dev9", "dev9", publish("a/c", 1))
 	var got []string
 	fail := errors.New("fail")
 	if err := n1.Replay(func(pk packets.Packet) error { got = append(got, pk.TopicName); return fail }); err != nil {
@@ -132,11 +132,14 @@ func TestWanted(t *testing.T) {
 	}
 }
 
-// TestPending: DeletePending deletes the record PutPending wrote, and only
-// that: an id that was never recorded, or a client forgotten since, leaves
-// the store alone.
+// TestPending: DeletePending deletes the record PutPending wrote for the
+// same connection, and only that: an id that was never recorded, one a
+// connection forgotten since recorded, or one recorded by the connection a
+// takeover replaced, leaves the store alone.
 func TestPending(t *testing.T) {
 	s := setup(t, "")
+	store := &deleteCounter{MQTTStater: s.Store}
+	s.Store = store
 	ctx := context.Background()
 	count := func() int {
 		t.Helper()
@@ -146,25 +149,59 @@ func TestPending(t *testing.T) {
 		}
 		return len(recs)
 	}
-	s.PutPending("c1", publish("a/b", 3))
-	s.PutPending("c2", publish("a/b", 4))
+	s.PutPending("c1", "c1", publish("a/b", 3))
+	s.PutPending("c2", "c2", publish("a/b", 4))
 	if n := count(); n != 2 {
 		t.Fatalf("%d pending records after two PutPending, want 2", n)
 	}
-	s.DeletePending("c1", 9) // never recorded
+	s.DeletePending("c1", "c1", 9) // never recorded
 	if n := count(); n != 2 {
 		t.Fatalf("%d pending records after deleting an id never put, want 2", n)
 	}
-	s.DeletePending("c1", 3)
+	if store.deletes != 0 {
+		t.Fatalf("%d store deletes for an id never put, want none", store.deletes)
+	}
+	s.DeletePending("c1", "c1", 3)
 	if n := count(); n != 1 {
 		t.Fatalf("%d pending records after DeletePending, want 1", n)
 	}
+	if store.deletes != 1 {
+		t.Fatalf("%d store deletes after one DeletePending of a recorded id, want 1", store.deletes)
+	}
 	s.ForgetPending("c2") // its connection ended without OnPublished
-	s.DeletePending("c2", 4)
+	s.DeletePending("c2", "c2", 4)
 	if n := count(); n != 1 {
 		t.Fatalf("%d pending records: a forgotten publish's record must stay for Replay", n)
+	}
+	if store.deletes != 1 {
+		t.Fatalf("%d store deletes: a forgotten publish's must make none, want 1 in all", store.deletes)
+	}
+
+	// Client c3 connects twice (connections old and new): new takes the
+	// session over while old's publish 5 is in progress.
+	s.PutPending("old", "c3", publish("a/b", 5))
+	s.PutPending("new", "c3", publish("a/b", 6))
+	s.DeletePending("new", "c3", 5) // a publish 5 of new that was not pending
+	if n := count(); n != 3 {
+		t.Fatalf("%d pending records: the new connection deleted the old one's, want 3", n)
+	}
+	s.ForgetPending("old") // its OnDisconnect, after new's PutPending
+	s.DeletePending("new", "c3", 6)
+	if n := count(); n != 2 {
+		t.Fatalf("%d pending records: forgetting the old connection lost the new one's publish, want 2", n)
 	}
 	if len(s.pending) != 0 {
 		t.Fatalf("pending ids left in memory: %v", s.pending)
 	}
+}
+
+// deleteCounter counts the DeleteMQTT calls that reach a store.
+type deleteCounter struct {
+	history.MQTTStater
+	deletes int
+}
+
+func (d *deleteCounter) DeleteMQTT(ctx context.Context, kind byte, client, key string) error {
+	d.deletes++
+	return d.MQTTStater.DeleteMQTT(ctx, kind, client, key)
 }
