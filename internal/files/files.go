@@ -103,7 +103,9 @@ type Service struct {
 // resumable upload in progress (tusd's ID.info file).
 const PartialOwnerKey = "owner"
 
-// Init checks the required fields and applies the defaults.
+// Init checks the required fields and applies the defaults. With a Quota,
+// it reads the resumable uploads in progress back from their state files
+// in PartialDir (a restart), to count them against their owners' quotas.
 func (s *Service) Init() error {
 	if s.Store == nil || s.Blobs == nil || len(s.URLSecret) == 0 {
 		return errors.New("files: Service needs Store, Blobs and URLSecret")
@@ -134,6 +136,9 @@ func (s *Service) Init() error {
 				return fmt.Errorf("files: %w", err)
 			}
 		}
+	}
+	if s.Quota > 0 {
+		s.reserved.owners = s.loadPartials()
 	}
 	return nil
 }
@@ -203,11 +208,11 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
 	}
-	key := "receiving:" + history.NewUploadID()
-	if err := s.admit(ctx, owner, key, size, true); err != nil {
+	id := history.NewUploadID()
+	if err := s.admit(ctx, owner, id, size, true); err != nil {
 		return history.Upload{}, err
 	}
-	defer s.Release(owner, key) // stored (then counted as such) or refused
+	defer s.Release(owner, id) // stored (then counted as such) or refused
 	tmp, err := os.CreateTemp(s.TempDir, "parley-upload-*")
 	if err != nil {
 		return history.Upload{}, err
@@ -227,7 +232,7 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	case n < size:
 		return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "the body has %d bytes, not its Content-Length of %d", n, size)
 	}
-	u := history.Upload{ID: history.NewUploadID(), Owner: owner, Size: size, ContentType: contentType,
+	u := history.Upload{ID: id, Owner: owner, Size: size, ContentType: contentType,
 		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}
 	return u, s.store(ctx, &u, tmp)
 }
@@ -410,7 +415,7 @@ func (s *Service) mac(id, exp string) string {
 // progress abandoned for UnreferencedTTL, and returns how many it deleted.
 func (s *Service) Collect(ctx context.Context) (int, error) {
 	total := s.collectPartial(time.Now().Add(-s.UnreferencedTTL))
-	s.sweepReservations()
+	s.sweepReservations("")
 	for {
 		us, err := s.Store.CollectUploads(ctx, time.Now().Add(-s.UnreferencedTTL), 500)
 		if err != nil {
