@@ -1,8 +1,8 @@
 // Package files is the attachments engine: it stores uploads (hashing them,
 // measuring images and making their thumbnails), resolves the attachments
 // of a send, decides who may read a file, signs short-lived URLs and
-// collects the files that no message refers to. It knows nothing of HTTP:
-// internal/rest serves it. The bytes live in a blob.Store, what they are in
+// collects the files that no message refers to. It knows nothing of HTTP
+// but the path its signed URLs name: internal/rest serves it. The bytes live in a blob.Store, what they are in
 // the message store (history.UploadStore).
 package files
 
@@ -87,6 +87,10 @@ type Service struct {
 	URLSecret []byte
 	// URLTTL is how long a signed URL is valid; default DefaultURLTTL.
 	URLTTL time.Duration
+	// PublicURL, when set, is the server's external base URL without a
+	// trailing slash (https://chat.example.com): URL's answers are then
+	// absolute. Empty: relative ("/v1/files/...").
+	PublicURL string
 	// Registry, when set, receives the metrics parley_upload_bytes_total,
 	// parley_uploads_total and parley_files_deleted_total.
 	Registry prometheus.Registerer
@@ -384,6 +388,13 @@ func (s *Service) Open(ctx context.Context, user, id string) (*File, error) {
 	}
 	f.ReadSeekCloser = rc
 	return f, nil
+}
+
+// URL returns the signed URL of file id, valid for URLTTL from now: the
+// path internal/rest serves files at with Sign's query,
+// "/v1/files/ID?exp=UNIX&sig=HEX", after PublicURL when it is set.
+func (s *Service) URL(id string) string {
+	return s.PublicURL + "/v1/files/" + id + "?" + s.Sign(id, time.Now())
 }
 
 // Sign returns the query of a URL that lets anyone read file id until
