@@ -212,7 +212,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	var imageURL func(string) string
 	if b.files != nil {
-		imageURL = func(id string) string { return opts.PublicURL + "/v1/files/" + id + "?" + b.files.Sign(id, time.Now()) }
+		imageURL = b.files.URL
 	}
 	events, providers, err := newEvents(opts, outbox.NewMetrics(b.registry), b.groups.Users, imageURL)
 	if err != nil {
@@ -223,7 +223,7 @@ func New(opts Options) (*Broker, error) {
 		b.messenger.Attach = b.files.Resolve
 	}
 	b.api = &rest.API{Store: b.store, Service: b.messenger, Tokens: b.tokens, MaxPayload: opts.MaxPayload, Log: opts.Logger,
-		PushProviders: providers, Files: b.files, PublicURL: opts.PublicURL}
+		PushProviders: providers, Files: b.files}
 	if ob, ok := opts.Store.(history.Outboxer); ok && len(providers) > 0 {
 		b.api.Push = ob
 	}

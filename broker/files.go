@@ -78,7 +78,7 @@ func newFiles(opts Options, store history.Store, reg prometheus.Registerer) (*fi
 	}
 	f := &files.Service{Store: us, Blobs: blobs, TempDir: tmp, PartialDir: partial, MaxUpload: opts.MaxUpload, MaxPixels: opts.MaxImagePixels,
 		Quota: max(opts.UploadQuota, 0), Limiter: limiter,
-		UnreferencedTTL: opts.UploadTTL, CollectEvery: opts.FileCollectEvery, URLSecret: secret, URLTTL: opts.FileURLTTL,
+		UnreferencedTTL: opts.UploadTTL, CollectEvery: opts.FileCollectEvery, URLSecret: secret, URLTTL: opts.FileURLTTL, PublicURL: opts.PublicURL,
 		Registry: reg, Log: opts.Logger}
 	return f, f.Init()
 }

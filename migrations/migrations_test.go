@@ -1,6 +1,10 @@
 package migrations
 
-import "testing"
+import (
+	"io/fs"
+	"slices"
+	"testing"
+)
 
 func TestReportString(t *testing.T) {
 	cases := []struct {
@@ -19,5 +23,22 @@ func TestReportString(t *testing.T) {
 				t.Fatalf("String() = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDialectsInStep: both stores have the same migrations, numbered and
+// named alike, so that a schema version means the same change in each.
+func TestDialectsInStep(t *testing.T) {
+	names := func(fsys fs.FS) []string {
+		t.Helper()
+		files, err := fs.Glob(fsys, "*.sql")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no migrations: %v", err)
+		}
+		return files
+	}
+	pg, lite := names(Postgres()), names(SQLite())
+	if !slices.Equal(pg, lite) {
+		t.Fatalf("postgres migrations %v, sqlite %v: want the same files", pg, lite)
 	}
 }

@@ -292,7 +292,7 @@ func (s *Store) DeleteUser(ctx context.Context, user string, now time.Time, newI
 
 // Export implements history.Privacy: one read-only snapshot.
 func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportItem) error) error {
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := s.snapshot(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT c.id, c.kind, coalesce(g.name, ''), coalesce(m.left_seq, c.last_seq), m.read_seq
 			FROM members m JOIN conversations c ON c.id = m.conv
 			LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)

@@ -50,7 +50,8 @@ func (s *Store) Upload(ctx context.Context, id string) (history.Upload, error) {
 	return u, translate(err)
 }
 
-// UploadBytes implements history.UploadStore (index uploads_owner).
+// UploadBytes implements history.UploadStore: an index-only sum over
+// uploads_owner (owner, with size).
 func (s *Store) UploadBytes(ctx context.Context, owner string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(size), 0)::bigint FROM uploads WHERE owner = $1`, owner).Scan(&n)

@@ -162,33 +162,33 @@ func (s *Store) PushTargets(ctx context.Context, conv string, seq int64, users [
 		return nil, nil
 	}
 	list, _ := json.Marshal(users) // strings always marshal
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer tx.Rollback()
-	targets, err := pushTargets(ctx, tx, conv, seq, string(list), now)
-	if err != nil || len(targets) == 0 {
-		return nil, translate(err)
-	}
-	names, _ := json.Marshal(history.TargetUsers(targets))
-	rows, err := tx.QueryContext(ctx, `SELECT user_id, device, provider, token FROM push_tokens
-		WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device`, string(names))
-	if err != nil {
-		return nil, translate(err)
-	}
-	defer rows.Close()
+	var targets []history.PushTarget
 	tokens := map[string][]history.PushToken{}
-	for rows.Next() {
-		var user string
-		var pt history.PushToken
-		if err := rows.Scan(&user, &pt.Device, &pt.Provider, &pt.Token); err != nil {
-			return nil, translate(err)
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		targets, err = pushTargets(ctx, tx, conv, seq, string(list), now)
+		if err != nil || len(targets) == 0 {
+			return err
 		}
-		tokens[user] = append(tokens[user], pt)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, translate(err)
+		names, _ := json.Marshal(history.TargetUsers(targets))
+		rows, err := tx.QueryContext(ctx, `SELECT user_id, device, provider, token FROM push_tokens
+			WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device`, string(names))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var user string
+			var pt history.PushToken
+			if err := rows.Scan(&user, &pt.Device, &pt.Provider, &pt.Token); err != nil {
+				return err
+			}
+			tokens[user] = append(tokens[user], pt)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
 	}
 	return history.WithTokens(targets, tokens), nil
 }

@@ -293,44 +293,41 @@ func (s *Store) DeleteUser(ctx context.Context, user string, now time.Time, newI
 
 // Export implements history.Privacy: one read transaction.
 func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportItem) error) error {
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return translate(err)
-	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT c.id, c.kind, coalesce(g.name, ''), coalesce(m.left_seq, c.last_seq), m.read_seq
-		FROM members m JOIN conversations c ON c.id = m.conv
-		LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
-		WHERE m.user_id = ? ORDER BY c.id`, user)
-	views, err := collect(rows, err, func(row scanner) (history.ConversationView, error) {
-		var v history.ConversationView
-		err := row.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq)
-		v.SetParties(user)
-		return v, err
-	})
-	if err != nil {
-		return translate(err)
-	}
-	for i := range views {
-		if err := fn(history.ExportItem{Conversation: &views[i]}); err != nil {
-			return err
-		}
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
-		WHERE sender = ? AND (NOT event OR type IN (?, ?, ?, ?)) ORDER BY conv, seq`,
-		user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
-	if err != nil {
-		return translate(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		m, err := scanMessage(rows)
+	return s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT c.id, c.kind, coalesce(g.name, ''), coalesce(m.left_seq, c.last_seq), m.read_seq
+			FROM members m JOIN conversations c ON c.id = m.conv
+			LEFT JOIN groups g ON c.kind = 'group' AND g.id = substr(c.id, 3)
+			WHERE m.user_id = ? ORDER BY c.id`, user)
+		views, err := collect(rows, err, func(row scanner) (history.ConversationView, error) {
+			var v history.ConversationView
+			err := row.Scan(&v.ID, &v.Kind, &v.Name, &v.LastSeq, &v.ReadSeq)
+			v.SetParties(user)
+			return v, err
+		})
 		if err != nil {
-			return translate(err)
-		}
-		if err := fn(history.ExportItem{Message: &m}); err != nil {
 			return err
 		}
-	}
-	return translate(rows.Err())
+		for i := range views {
+			if err := fn(history.ExportItem{Conversation: &views[i]}); err != nil {
+				return err
+			}
+		}
+		rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+			WHERE sender = ? AND (NOT event OR type IN (?, ?, ?, ?)) ORDER BY conv, seq`,
+			user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			if err := fn(history.ExportItem{Message: &m}); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 }

@@ -29,31 +29,26 @@ const receiptsRows = `SELECT m.user_id, m.read_seq,
 // transaction.
 func (s *Store) Receipts(ctx context.Context, user, conv string, groupMax int) (history.Receipts, error) {
 	out := history.Receipts{Conv: conv}
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return out, translate(err)
-	}
-	defer tx.Rollback()
-	var member bool
-	var members int
-	err = tx.QueryRowContext(ctx, receiptsHead, conv, user, history.ReceiptsCountLimit(groupMax)).Scan(&out.Kind, &member, &members)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return history.Receipts{}, translate(err)
-	}
-	if out.Hidden, err = history.ReceiptsRule(conv, out.Kind, member, members, groupMax); err != nil {
-		return history.Receipts{}, err
-	}
-	if out.Hidden {
-		return out, nil
-	}
-	rows, err := tx.QueryContext(ctx, receiptsRows, conv, user, out.Kind == history.KindDirect)
-	out.Members, err = collect(rows, err, func(row scanner) (history.Receipt, error) {
-		var r history.Receipt
-		err := row.Scan(&r.User, &r.ReadSeq, &r.DeliveredSeq)
-		return r, err
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var member bool
+		var members int
+		err := tx.QueryRowContext(ctx, receiptsHead, conv, user, history.ReceiptsCountLimit(groupMax)).Scan(&out.Kind, &member, &members)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if out.Hidden, err = history.ReceiptsRule(conv, out.Kind, member, members, groupMax); err != nil || out.Hidden {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, receiptsRows, conv, user, out.Kind == history.KindDirect)
+		out.Members, err = collect(rows, err, func(row scanner) (history.Receipt, error) {
+			var r history.Receipt
+			err := row.Scan(&r.User, &r.ReadSeq, &r.DeliveredSeq)
+			return r, err
+		})
+		return err
 	})
 	if err != nil {
-		return history.Receipts{}, translate(err)
+		return history.Receipts{}, err
 	}
 	history.SortReceipts(out.Members)
 	return out, nil

@@ -113,6 +113,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
+// tx runs fn in a write transaction on the one writing connection and
+// translates driver errors at one boundary.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -123,6 +125,20 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return translate(err)
 	}
 	return translate(tx.Commit())
+}
+
+// readTx runs fn in a read-only transaction on a reading connection, the
+// twin of the postgres store's snapshot: every statement of fn sees one
+// snapshot of the database (WAL), and rows fn streams to a callback are read
+// while the transaction is still open. Driver errors are translated at one
+// boundary; the transaction is rolled back, having nothing to commit.
+func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return translate(err)
+	}
+	defer tx.Rollback()
+	return translate(fn(tx))
 }
 
 // translate maps driver errors to history errors at one boundary: a

@@ -70,7 +70,8 @@ func (s *Store) Upload(ctx context.Context, id string) (history.Upload, error) {
 	return u, translate(err)
 }
 
-// UploadBytes implements history.UploadStore (index uploads_owner).
+// UploadBytes implements history.UploadStore: an index-only sum over
+// uploads_owner (owner, with size).
 func (s *Store) UploadBytes(ctx context.Context, owner string) (int64, error) {
 	var n int64
 	err := s.read.QueryRowContext(ctx, `SELECT coalesce(sum(size), 0) FROM uploads WHERE owner = ?`, owner).Scan(&n)

@@ -11,31 +11,29 @@ import (
 // History implements history.Store.
 func (s *Store) History(ctx context.Context, q history.HistoryQuery) ([]history.Message, history.ConvHead, error) {
 	h := history.ConvHead{Conv: q.Conv}
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	var out []history.Message
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		r, err := scanMemberRow(tx.QueryRowContext(ctx, memberRows+`m.conv = ? AND m.user_id = ?`, q.Conv, q.User))
+		if errors.Is(err, sql.ErrNoRows) {
+			return history.NotMember(q.Conv)
+		}
+		if err != nil {
+			return err
+		}
+		h = r.Head()
+		lo, hi, desc := q.Range(h)
+		query := `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?`
+		if desc {
+			query = `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?`
+		}
+		rows, err := tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit)
+		if out, err = collect(rows, err, scanMessage); err != nil {
+			return err
+		}
+		return addReactions(ctx, tx, q.Conv, q.User, out)
+	})
 	if err != nil {
-		return nil, h, translate(err)
-	}
-	defer tx.Rollback()
-	r, err := scanMemberRow(tx.QueryRowContext(ctx, memberRows+`m.conv = ? AND m.user_id = ?`, q.Conv, q.User))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, h, history.NotMember(q.Conv)
-	}
-	if err != nil {
-		return nil, h, translate(err)
-	}
-	h = r.Head()
-	lo, hi, desc := q.Range(h)
-	query := `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?`
-	if desc {
-		query = `SELECT ` + messageColumns + ` FROM messages WHERE conv = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC LIMIT ?`
-	}
-	rows, err := tx.QueryContext(ctx, query, q.Conv, lo, hi, q.Limit)
-	out, err := collect(rows, err, scanMessage)
-	if err == nil {
-		err = addReactions(ctx, tx, q.Conv, q.User, out)
-	}
-	if err != nil {
-		return nil, h, translate(err)
+		return nil, h, err
 	}
 	return out, h, nil
 }
@@ -106,21 +104,23 @@ func (s *Store) Changes(ctx context.Context, user, since string, limit int) ([]h
 	if err != nil {
 		return nil, "", false, err
 	}
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, "", false, translate(err)
-	}
-	defer tx.Rollback()
-	if !tok.Paging() {
-		var n int64
-		if err := tx.QueryRowContext(ctx, `SELECT n FROM changes`).Scan(&n); err != nil {
-			return nil, "", false, translate(err)
+	var views []history.ConversationView
+	var next history.Position
+	var more bool
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		if !tok.Paging() {
+			var n int64
+			if err := tx.QueryRowContext(ctx, `SELECT n FROM changes`).Scan(&n); err != nil {
+				return err
+			}
+			tok.Upto = n + 1
 		}
-		tok.Upto = n + 1
-	}
-	views, next, more, err := queryViews(ctx, tx, user, tok.Position(), limit, `AND (c.changed_xid >= ?5 OR m.changed_xid >= ?5)`, tok.From)
+		var err error
+		views, next, more, err = queryViews(ctx, tx, user, tok.Position(), limit, `AND (c.changed_xid >= ?5 OR m.changed_xid >= ?5)`, tok.From)
+		return err
+	})
 	if err != nil {
-		return nil, "", false, translate(err)
+		return nil, "", false, err
 	}
 	return views, tok.Next("s", next, more), more, nil
 }

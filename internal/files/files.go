@@ -1,8 +1,8 @@
 // Package files is the attachments engine: it stores uploads (hashing them,
 // measuring images and making their thumbnails), resolves the attachments
 // of a send, decides who may read a file, signs short-lived URLs and
-// collects the files that no message refers to. It knows nothing of HTTP:
-// internal/rest serves it. The bytes live in a blob.Store, what they are in
+// collects the files that no message refers to. It knows nothing of HTTP
+// but the path its signed URLs name: internal/rest serves it. The bytes live in a blob.Store, what they are in
 // the message store (history.UploadStore).
 package files
 
@@ -87,6 +87,10 @@ type Service struct {
 	URLSecret []byte
 	// URLTTL is how long a signed URL is valid; default DefaultURLTTL.
 	URLTTL time.Duration
+	// PublicURL, when set, is the server's external base URL without a
+	// trailing slash (https://chat.example.com): URL's answers are then
+	// absolute. Empty: relative ("/v1/files/...").
+	PublicURL string
 	// Registry, when set, receives the metrics parley_upload_bytes_total,
 	// parley_uploads_total and parley_files_deleted_total.
 	Registry prometheus.Registerer
@@ -103,7 +107,9 @@ type Service struct {
 // resumable upload in progress (tusd's ID.info file).
 const PartialOwnerKey = "owner"
 
-// Init checks the required fields and applies the defaults.
+// Init checks the required fields and applies the defaults. With a Quota,
+// it reads the resumable uploads in progress back from their state files
+// in PartialDir (a restart), to count them against their owners' quotas.
 func (s *Service) Init() error {
 	if s.Store == nil || s.Blobs == nil || len(s.URLSecret) == 0 {
 		return errors.New("files: Service needs Store, Blobs and URLSecret")
@@ -134,6 +140,9 @@ func (s *Service) Init() error {
 				return fmt.Errorf("files: %w", err)
 			}
 		}
+	}
+	if s.Quota > 0 {
+		s.reserved.owners = s.loadPartials()
 	}
 	return nil
 }
@@ -203,11 +212,11 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	if size > s.MaxUpload {
 		return history.Upload{}, wire.Errorf(wire.CodeTooLarge, "file of %d bytes is larger than the limit of %d bytes", size, s.MaxUpload)
 	}
-	key := "receiving:" + history.NewUploadID()
-	if err := s.admit(ctx, owner, key, size, true); err != nil {
+	id := history.NewUploadID()
+	if err := s.admit(ctx, owner, id, size, true); err != nil {
 		return history.Upload{}, err
 	}
-	defer s.Release(owner, key) // stored (then counted as such) or refused
+	defer s.Release(owner, id) // stored (then counted as such) or refused
 	tmp, err := os.CreateTemp(s.TempDir, "parley-upload-*")
 	if err != nil {
 		return history.Upload{}, err
@@ -227,7 +236,7 @@ func (s *Service) put(ctx context.Context, owner, contentType string, size int64
 	case n < size:
 		return history.Upload{}, wire.Errorf(wire.CodeInvalidPayload, "the body has %d bytes, not its Content-Length of %d", n, size)
 	}
-	u := history.Upload{ID: history.NewUploadID(), Owner: owner, Size: size, ContentType: contentType,
+	u := history.Upload{ID: id, Owner: owner, Size: size, ContentType: contentType,
 		SHA256: hex.EncodeToString(h.Sum(nil)), CreatedAt: time.Now().UTC()}
 	return u, s.store(ctx, &u, tmp)
 }
@@ -381,6 +390,13 @@ func (s *Service) Open(ctx context.Context, user, id string) (*File, error) {
 	return f, nil
 }
 
+// URL returns the signed URL of file id, valid for URLTTL from now: the
+// path internal/rest serves files at with Sign's query,
+// "/v1/files/ID?exp=UNIX&sig=HEX", after PublicURL when it is set.
+func (s *Service) URL(id string) string {
+	return s.PublicURL + "/v1/files/" + id + "?" + s.Sign(id, time.Now())
+}
+
 // Sign returns the query of a URL that lets anyone read file id until
 // URLTTL from now: "exp=UNIX&sig=HEX".
 func (s *Service) Sign(id string, now time.Time) string {
@@ -410,7 +426,7 @@ func (s *Service) mac(id, exp string) string {
 // progress abandoned for UnreferencedTTL, and returns how many it deleted.
 func (s *Service) Collect(ctx context.Context) (int, error) {
 	total := s.collectPartial(time.Now().Add(-s.UnreferencedTTL))
-	s.sweepReservations()
+	s.sweepReservations("")
 	for {
 		us, err := s.Store.CollectUploads(ctx, time.Now().Add(-s.UnreferencedTTL), 500)
 		if err != nil {

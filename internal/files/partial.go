@@ -20,15 +20,14 @@ import (
 // uploads started at once cannot pass the quota together; a user cannot
 // hold unfinished resumable uploads beyond it either.
 //
-// The resumable ones are read back from PartialDir's state files the first
-// time (a restart); an entry whose state file is gone (finished, deleted,
+// The resumable ones are read back from PartialDir's state files by Init
+// (a restart); an entry whose state file is gone (finished, deleted,
 // collected, or never created) drops out when its owner is next checked,
 // or at the next collection. The tally is this node's: in cluster mode
 // with a shared PartialDir each node knows the uploads in progress that
-// were there when it first looked, and those created through it.
+// were there when it started, and those created through it.
 type reservations struct {
 	mu     sync.Mutex
-	loaded bool
 	owners map[string]map[string]reservation // owner -> upload id -> reservation
 	slots  map[string]*ownerSlot             // admission locks of the owners admitting now
 }
@@ -113,6 +112,12 @@ func (s *Service) Release(owner, id string) {
 	r := &s.reserved
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.drop(owner, id)
+}
+
+// drop deletes the reservation of upload id of owner, and owner's entry
+// when it was the last. The caller holds r.mu.
+func (r *reservations) drop(owner, id string) {
 	delete(r.owners[owner], id)
 	if len(r.owners[owner]) == 0 {
 		delete(r.owners, owner)
@@ -140,6 +145,9 @@ func (s *Service) admit(ctx context.Context, owner, id string, size int64, recei
 	r := &s.reserved
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.owners == nil {
+		r.owners = map[string]map[string]reservation{}
+	}
 	if r.owners[owner] == nil {
 		r.owners[owner] = map[string]reservation{}
 	}
@@ -147,86 +155,60 @@ func (s *Service) admit(ctx context.Context, owner, id string, size int64, recei
 	return nil
 }
 
-// reservedBytes is the sum of owner's reservations. The state files are
-// looked at without holding s.reserved.mu.
+// reservedBytes is the sum of owner's reservations, those whose state file
+// is gone dropped first (sweepReservations).
 func (s *Service) reservedBytes(owner string) int64 {
+	s.sweepReservations(owner)
 	r := &s.reserved
-	r.mu.Lock()
-	s.loadPartials()
-	check := map[string]reservation{}
-	for id, e := range r.owners[owner] {
-		if !e.receiving && time.Since(e.at) >= partialGrace {
-			check[id] = e
-		}
-	}
-	r.mu.Unlock()
-	gone := s.goneFiles(check)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var n int64
-	for id, e := range r.owners[owner] {
-		if gone[id] {
-			delete(r.owners[owner], id)
-			continue
-		}
+	for _, e := range r.owners[owner] {
 		n += e.size
-	}
-	if len(r.owners[owner]) == 0 {
-		delete(r.owners, owner)
 	}
 	return n
 }
 
-// goneFiles returns which of the resumable uploads have no state file.
-func (s *Service) goneFiles(ids map[string]reservation) map[string]bool {
-	gone := map[string]bool{}
-	for id := range ids {
-		if _, err := os.Stat(filepath.Join(s.PartialDir, id+".info")); err != nil {
-			gone[id] = true
-		}
-	}
-	return gone
-}
-
-// sweepReservations drops the resumable uploads whose state file is gone
-// (Collect runs it after deleting abandoned ones).
-func (s *Service) sweepReservations() {
+// sweepReservations drops the reservations of owner's resumable uploads
+// (every owner's when owner is "", as Collect does after deleting the
+// abandoned ones) admitted over partialGrace ago whose state file is gone.
+// The state files are looked at without holding s.reserved.mu.
+func (s *Service) sweepReservations(owner string) {
+	type key struct{ owner, id string }
+	var check []key
 	r := &s.reserved
 	r.mu.Lock()
-	check := map[string]reservation{}
-	owners := map[string]string{}
-	for owner, ids := range r.owners {
+	scan := r.owners
+	if owner != "" {
+		scan = map[string]map[string]reservation{owner: r.owners[owner]}
+	}
+	for o, ids := range scan {
 		for id, e := range ids {
 			if !e.receiving && time.Since(e.at) >= partialGrace {
-				check[id], owners[id] = e, owner
+				check = append(check, key{o, id})
 			}
 		}
 	}
 	r.mu.Unlock()
-	gone := s.goneFiles(check)
+	var gone []key
+	for _, k := range check {
+		if _, err := os.Stat(filepath.Join(s.PartialDir, k.id+".info")); err != nil {
+			gone = append(gone, k)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id := range gone {
-		owner := owners[id]
-		delete(r.owners[owner], id)
-		if len(r.owners[owner]) == 0 {
-			delete(r.owners, owner)
-		}
+	for _, k := range gone {
+		r.drop(k.owner, k.id)
 	}
 }
 
-// loadPartials reads the owners and declared sizes of the resumable
-// uploads in progress from their state files, once. The caller holds
-// s.reserved.mu.
-func (s *Service) loadPartials() {
-	r := &s.reserved
-	if r.loaded {
-		return
-	}
-	r.loaded = true
-	if r.owners == nil {
-		r.owners = map[string]map[string]reservation{}
-	}
+// loadPartials returns the reservations of the resumable uploads in
+// progress, by owner, read from their state files in PartialDir: their
+// declared sizes, admitted long enough ago to be dropped as soon as their
+// state file is gone. Init calls it once, before any admission.
+func (s *Service) loadPartials() map[string]map[string]reservation {
+	owners := map[string]map[string]reservation{}
 	infos, _ := filepath.Glob(filepath.Join(s.PartialDir, "*.info"))
 	for _, path := range infos {
 		b, err := os.ReadFile(path)
@@ -235,9 +217,10 @@ func (s *Service) loadPartials() {
 			continue
 		}
 		owner := info.MetaData[PartialOwnerKey]
-		if r.owners[owner] == nil {
-			r.owners[owner] = map[string]reservation{}
+		if owners[owner] == nil {
+			owners[owner] = map[string]reservation{}
 		}
-		r.owners[owner][info.ID] = reservation{size: info.Size}
+		owners[owner][info.ID] = reservation{size: info.Size}
 	}
+	return owners
 }

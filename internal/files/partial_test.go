@@ -43,8 +43,11 @@ func TestReservations(t *testing.T) {
 	}
 	// A restart reads the uploads in progress back from the state files.
 	writeInfo("u2", "alice", 200)
-	s2 := newService(t, usedStore{used: 100}, 1000, nil)
-	s2.PartialDir = s.PartialDir
+	s2 := &Service{Store: usedStore{used: 100}, Blobs: s.Blobs, TempDir: t.TempDir(), PartialDir: s.PartialDir,
+		URLSecret: []byte("k"), Quota: 1000, Log: s.Log}
+	if err := s2.Init(); err != nil {
+		t.Fatal(err)
+	}
 	if got := s2.reservedBytes("alice"); got != 800 {
 		t.Fatalf("after a restart alice has %d bytes in progress, want 800", got)
 	}
@@ -52,7 +55,7 @@ func TestReservations(t *testing.T) {
 	if err := os.Remove(filepath.Join(s.PartialDir, "u2.info")); err != nil {
 		t.Fatal(err)
 	}
-	s2.sweepReservations()
+	s2.sweepReservations("")
 	if got := s2.reservedBytes("alice"); got != 600 {
 		t.Fatalf("u2 gone: %d bytes in progress, want 600", got)
 	}

@@ -67,12 +67,6 @@ type uploadJSON struct {
 	Thumbnail   string `json:"thumbnail,omitempty"`
 }
 
-// fileURL returns the signed URL of file id: absolute with PublicURL, else
-// its path.
-func (b *API) fileURL(id string) string {
-	return b.PublicURL + "/v1/files/" + id + "?" + b.Files.Sign(id, time.Now())
-}
-
 // postUpload stores the request body as a file of the user: Content-Type
 // and Content-Length are required; 413 too_large beyond the limit, 413
 // quota_exceeded beyond the user's quota and 429 rate_limited (with
@@ -109,7 +103,7 @@ func (b *API) postUpload(w http.ResponseWriter, r *http.Request, user string) {
 
 func (b *API) toUploadJSON(u history.Upload) uploadJSON {
 	return uploadJSON{ID: u.ID, Size: u.Size, ContentType: u.ContentType, SHA256: u.SHA256,
-		URL: b.fileURL(u.ID), Width: u.Width, Height: u.Height, Thumbnail: u.Thumbnail}
+		URL: b.Files.URL(u.ID), Width: u.Width, Height: u.Height, Thumbnail: u.Thumbnail}
 }
 
 // signedOr serves a request that carries a valid signed URL (?exp=&sig=)
@@ -181,5 +175,5 @@ func (b *API) postFileURL(w http.ResponseWriter, r *http.Request, user string) {
 	}
 	f.Close()
 	exp := time.Now().Add(b.Files.URLTTL).UTC()
-	WriteJSON(w, http.StatusOK, map[string]string{"url": b.fileURL(id), "expires_at": exp.Format(wire.TSLayout)})
+	WriteJSON(w, http.StatusOK, map[string]string{"url": b.Files.URL(id), "expires_at": exp.Format(wire.TSLayout)})
 }

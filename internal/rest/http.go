@@ -43,10 +43,6 @@ type API struct {
 	PushProviders []string
 	// Files stores and serves attachments; nil: the file routes answer 404.
 	Files *files.Service
-	// PublicURL, when set, is the server's external base URL without a
-	// trailing slash (https://chat.example.com): the "url" of uploads and
-	// files is then absolute. Empty: relative ("/v1/files/...").
-	PublicURL string
 	// Privacy serves search, retention, blocks, account deletion and
 	// export; nil: those routes answer 404.
 	Privacy history.Privacy

@@ -185,9 +185,10 @@ func (t *tusServer) stored(ctx context.Context, user, id string) (history.Upload
 }
 
 // serve passes a request of user to tusd's handler h, with errors in the
-// API's form; path is the request's path for tusd: the upload id, or "" for
-// a creation.
-func (t *tusServer) serve(w http.ResponseWriter, r *http.Request, user, path string, h http.HandlerFunc) {
+// API's form, and returns the status tusd answered (before an error's is
+// mapped to the API's); path is the request's path for tusd: the upload
+// id, or "" for a creation.
+func (t *tusServer) serve(w http.ResponseWriter, r *http.Request, user, path string, h http.HandlerFunc) int {
 	r = r.WithContext(context.WithValue(r.Context(), tusUser{}, user))
 	u := *r.URL
 	u.Path = "/" + path
@@ -195,6 +196,10 @@ func (t *tusServer) serve(w http.ResponseWriter, r *http.Request, user, path str
 	tw := &tusWriter{ResponseWriter: w, limit: t.api.Files.MaxUpload}
 	t.h.Middleware(h).ServeHTTP(tw, r)
 	tw.flush(r.Method)
+	if tw.answered == 0 {
+		return http.StatusOK // written without WriteHeader
+	}
+	return tw.answered
 }
 
 // postTus creates a resumable upload.
@@ -257,8 +262,7 @@ func (b *API) deleteUpload(w http.ResponseWriter, r *http.Request, user string) 
 		tusNotFound(w, r)
 		return
 	}
-	b.tus.serve(w, r, user, id, b.tus.h.DelFile)
-	if _, ok := b.tus.inProgress(r.Context(), user, id); !ok {
+	if b.tus.serve(w, r, user, id, b.tus.h.DelFile) == http.StatusNoContent { // terminated
 		b.Files.Release(user, id) // no longer counts against the quota
 	}
 }
@@ -323,15 +327,19 @@ func (b *API) getUpload(w http.ResponseWriter, r *http.Request, user string) {
 // unavailable.
 type tusWriter struct {
 	http.ResponseWriter
-	limit  int64 // MaxUpload, for the message of too_large
-	status int
-	buf    bytes.Buffer
+	limit    int64 // MaxUpload, for the message of too_large
+	answered int   // the final status tusd wrote, 0 before it did
+	status   int   // of the error answer held for flush, 0 for none
+	buf      bytes.Buffer
 }
 
 // Unwrap lets tusd's http.ResponseController reach the connection.
 func (w *tusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *tusWriter) WriteHeader(code int) {
+	if w.answered == 0 && code >= 200 {
+		w.answered = code
+	}
 	if code >= 400 && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
 		w.status = code
 		return
