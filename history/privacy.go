@@ -116,6 +116,11 @@ type DeletedUser struct {
 	Erased int
 }
 
+// ExportedChanges are the events of its own that a user's export holds
+// besides its messages: its edits, deletes and reactions (membership and
+// system events are not the user's words).
+var ExportedChanges = []string{TypeMessageEdited, TypeMessageDeleted, TypeReactionAdded, TypeReactionRemoved}
+
 // ExportItem is one line of an export: a conversation or a message.
 type ExportItem struct {
 	Conversation *ConversationView

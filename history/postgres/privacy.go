@@ -315,8 +315,7 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 			}
 		}
 		rows, err = tx.Query(ctx, `SELECT `+messageColumns+` FROM messages
-			WHERE sender = $1 AND (NOT event OR type IN ($2, $3, $4, $5)) ORDER BY conv, seq`,
-			user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
+			WHERE sender = $1 AND (NOT event OR type = ANY($2)) ORDER BY conv, seq`, user, history.ExportedChanges)
 		if err != nil {
 			return err
 		}

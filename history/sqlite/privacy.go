@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -313,8 +314,7 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 			}
 		}
 		rows, err = tx.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
-			WHERE sender = ? AND (NOT event OR type IN (?, ?, ?, ?)) ORDER BY conv, seq`,
-			user, history.TypeMessageEdited, history.TypeMessageDeleted, history.TypeReactionAdded, history.TypeReactionRemoved)
+			WHERE sender = ? AND (NOT event OR type IN (SELECT value FROM json_each(?))) ORDER BY conv, seq`, user, exportedChanges)
 		if err != nil {
 			return err
 		}
@@ -331,3 +331,10 @@ func (s *Store) Export(ctx context.Context, user string, fn func(history.ExportI
 		return rows.Err()
 	})
 }
+
+// exportedChanges is history.ExportedChanges as a JSON array, for
+// json_each.
+var exportedChanges = func() string {
+	b, _ := json.Marshal(history.ExportedChanges)
+	return string(b)
+}()
